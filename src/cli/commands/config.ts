@@ -1,0 +1,44 @@
+/** `tributary config print | schema`: the configuration as Tributary sees it, and its JSON Schema. */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { stringify } from 'yaml';
+import { configSchemas } from '../../core/config/json-schema.ts';
+import { redactSecrets } from '../../core/config/redact.ts';
+import { TributaryError } from '../../errors.ts';
+import type { CliContext } from '../context.ts';
+
+export function registerConfig(program: Command, context: () => CliContext): void {
+  const config = program.command('config').description('Show the rendered configuration or its JSON Schema.');
+
+  config
+    .command('print')
+    .description(
+      'Print the configuration with placeholders substituted, defaults filled in and secrets redacted.',
+    )
+    .option('--json', 'print JSON instead of YAML')
+    .action((options: { json?: boolean }) => {
+      const project = context().loadProject();
+      const rendered = {
+        root: project.root,
+        platform: redactSecrets(project.platform, project.platformSecretPaths),
+        pipelines: Object.fromEntries(
+          [...project.pipelines.values()].map((p) => [p.name, redactSecrets(p.config, p.secretPaths)]),
+        ),
+      };
+      console.log(options.json ? JSON.stringify(rendered, null, 2) : stringify(rendered).trimEnd());
+    });
+
+  config
+    .command('schema')
+    .description('Print the JSON Schema of tributary.yaml or of pipeline files, for editor completion.')
+    .argument('[file]', `which file: ${Object.keys(configSchemas).join(' or ')}`, 'tributary.yaml')
+    .action((file: string) => {
+      const key = file.includes('pipeline') ? 'pipelines/*.yaml' : path.basename(file);
+      if (!(key in configSchemas)) {
+        throw new TributaryError('USAGE', `no schema for "${file}"`, {
+          hint: `choose ${Object.keys(configSchemas).join(' or ')}`,
+        });
+      }
+      console.log(JSON.stringify(configSchemas[key as keyof typeof configSchemas](), null, 2));
+    });
+}

@@ -1,0 +1,43 @@
+/** `tributary doctor`: preflight checks of every configured component, as a table with fixes. */
+import type { Command } from 'commander';
+import { platformChecks, runChecks, type CheckStatus } from '../../core/doctor.ts';
+import { TributaryError } from '../../errors.ts';
+import type { CliContext } from '../context.ts';
+import { color, formatTable } from '../output.ts';
+
+const marks: Record<CheckStatus, string> = {
+  pass: color('green', 'pass'),
+  warn: color('yellow', 'warn'),
+  fail: color('red', 'fail'),
+};
+
+export function registerDoctor(program: Command, context: () => CliContext): void {
+  program
+    .command('doctor')
+    .description('Check the configuration and every configured component; print pass/warn/fail with fixes.')
+    .option('--json', 'print the results as JSON')
+    .action(async (options: { json?: boolean }) => {
+      const project = context().loadProject();
+      const outcomes = await runChecks(project, platformChecks);
+      if (options.json) {
+        console.log(JSON.stringify(outcomes, null, 2));
+      } else {
+        const rows = outcomes.map(({ component, name, result }) => [
+          marks[result.status],
+          component,
+          name,
+          result.fix ? `${result.detail} → ${result.fix}` : result.detail,
+        ]);
+        console.log(formatTable(['status', 'component', 'check', 'detail'], rows));
+      }
+      const failed = outcomes.filter((o) => o.result.status === 'fail').length;
+      const warned = outcomes.filter((o) => o.result.status === 'warn').length;
+      if (failed > 0) {
+        throw new TributaryError('DOCTOR_FAILED', `${failed} check${failed > 1 ? 's' : ''} failed`, {
+          hint: 'fix what the table says, then run `tributary doctor` again',
+        });
+      }
+      if (!options.json)
+        console.log(`\n${outcomes.length} checks passed${warned ? `, ${warned} with warnings` : ''}.`);
+    });
+}

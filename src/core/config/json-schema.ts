@@ -1,0 +1,85 @@
+/**
+ * JSON Schema of the configuration files, derived from the zod schemas: for editor completion
+ * (`tributary config schema`), the commented files `tributary init` writes, and the generated reference.
+ */
+import { stringify } from 'yaml';
+import { z } from 'zod';
+import { pipelineSchema } from './pipeline.ts';
+import { platformSchema } from './platform.ts';
+
+export interface JsonSchema {
+  readonly description?: string;
+  readonly type?: string | string[];
+  readonly properties?: Readonly<Record<string, JsonSchema>>;
+  readonly required?: readonly string[];
+  readonly items?: JsonSchema;
+  readonly oneOf?: readonly JsonSchema[];
+  readonly anyOf?: readonly JsonSchema[];
+  readonly enum?: readonly unknown[];
+  readonly const?: unknown;
+  readonly default?: unknown;
+  readonly [key: string]: unknown;
+}
+
+export function toJsonSchema(schema: z.ZodType): JsonSchema {
+  return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
+}
+
+export const configSchemas = {
+  'tributary.yaml': () => toJsonSchema(platformSchema),
+  'pipelines/*.yaml': () => toJsonSchema(pipelineSchema),
+} as const;
+
+/** The branch of a oneOf/anyOf whose `const` fields match `value`, or the schema itself. */
+export function branchFor(schema: JsonSchema, value: unknown): JsonSchema {
+  const options = schema.oneOf ?? schema.anyOf;
+  if (!options) return schema;
+  const record = value && typeof value === 'object' ? (value as Record<string, unknown>) : {};
+  return (
+    options.find((option) =>
+      Object.entries(option.properties ?? {}).some(
+        ([key, prop]) => prop.const !== undefined && prop.const === record[key],
+      ),
+    ) ??
+    options[0] ??
+    schema
+  );
+}
+
+/** `value` as YAML with each key preceded by its description as a comment. */
+export function renderCommentedYaml(schema: JsonSchema, value: Record<string, unknown>, indent = 0): string {
+  const pad = ' '.repeat(indent);
+  const lines: string[] = [];
+  const resolved = branchFor(schema, value);
+  for (const [key, child] of Object.entries(value)) {
+    if (child === undefined) continue;
+    const property = resolved.properties?.[key];
+    const description = property
+      ? (branchFor(property, child).description ?? property.description)
+      : undefined;
+    if (description) lines.push(...wrap(description, 100 - indent).map((line) => `${pad}# ${line}`));
+    if (child && typeof child === 'object' && !Array.isArray(child)) {
+      lines.push(`${pad}${key}:`);
+      lines.push(renderCommentedYaml(property ?? {}, child as Record<string, unknown>, indent + 2));
+    } else {
+      lines.push(`${pad}${key}: ${stringify(child, { lineWidth: 0 }).trimEnd()}`);
+    }
+    if (indent === 0) lines.push('');
+  }
+  return lines.join('\n');
+}
+
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    if (line && line.length + word.length + 1 > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}

@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { isTributaryError, type TributaryError } from '../../errors.ts';
+import { parseConfigText } from './load-file.ts';
+import { platformSchema } from './platform.ts';
+
+const parse = (text: string, env: Record<string, string> = {}) =>
+  parseConfigText(text, '/project/tributary.yaml', platformSchema, { env });
+
+function expectError(fn: () => unknown, code: TributaryError['code']): TributaryError {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(isTributaryError(error, code), `expected ${code}, got ${String(error)}`);
+    return error;
+  }
+  assert.fail(`expected ${code}, nothing was thrown`);
+}
+
+describe('configuration files', () => {
+  it('fills every default from an empty file', () => {
+    const { value } = parse('');
+    assert.equal(value.log.backend, 'embedded');
+    assert.equal(value.log.durability, 'fsync');
+    assert.equal(value.catalog.name, 'tributary');
+    assert.equal(value.server.port, 8080);
+  });
+
+  it('substitutes ${VAR} and ${VAR:-default}, typing a plain whole placeholder', () => {
+    const { value } = parse(
+      'project: "shop-${ENV:-dev}"\nserver:\n  port: ${PORT}\n  host: "${HOST:-0.0.0.0}"\n',
+      { PORT: '9090' },
+    );
+    assert.equal(value.project, 'shop-dev');
+    assert.equal(value.server.port, 9090);
+    assert.equal(value.server.host, '0.0.0.0');
+  });
+
+  it('keeps a quoted placeholder a string and honours the $${ escape', () => {
+    const { value } = parse('project: "$${NOT_A_VAR}"\n');
+    assert.equal(value.project, '${NOT_A_VAR}');
+  });
+
+  it('never lets a variable change the structure of the file', () => {
+    const { value } = parse('project: ${NAME}\n', { NAME: 'a\nlog: {backend: kafka}' });
+    assert.equal(value.project, 'a\nlog: {backend: kafka}');
+    assert.equal(value.log.backend, 'embedded');
+  });
+
+  it('names file, line and variable when a variable is missing', () => {
+    const error = expectError(
+      () => parse('project: x\nserver:\n  port: ${MISSING_PORT}\n'),
+      'CONFIG_UNRESOLVED_VARIABLE',
+    );
+    assert.match(error.message, /tributary\.yaml:3: environment variable MISSING_PORT is not set/);
+    assert.equal(error.exitCode, 2);
+    assert.equal(error.context.variable, 'MISSING_PORT');
+  });
+
+  it('reads ${file:...} secrets relative to the file and marks them secret', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'trb-'));
+    writeFileSync(path.join(dir, 'name.txt'), 'from-a-file\n');
+    const { value, secretPaths } = parseConfigText(
+      'project: ${file:name.txt}\n',
+      path.join(dir, 'tributary.yaml'),
+      platformSchema,
+      {},
+    );
+    assert.equal(value.project, 'from-a-file');
+    assert.deepEqual(secretPaths, [['project']]);
+    expectError(
+      () =>
+        parseConfigText('project: ${file:nope.txt}\n', path.join(dir, 'tributary.yaml'), platformSchema, {}),
+      'CONFIG_SECRET_FILE',
+    );
+  });
+
+  it('suggests the closest key for an unknown key, with its line', () => {
+    const error = expectError(() => parse('project: x\n\ncatalgo:\n  type: sql\n'), 'CONFIG_UNKNOWN_KEY');
+    assert.match(error.message, /tributary\.yaml:3: unknown key "catalgo"/);
+    assert.equal(error.hint, 'did you mean "catalog"?');
+  });
+
+  it('suggests keys inside nested objects', () => {
+    const error = expectError(
+      () => parse('log:\n  backend: embedded\n  durabilty: os\n'),
+      'CONFIG_UNKNOWN_KEY',
+    );
+    assert.match(error.message, /:3: unknown key "durabilty" in log/);
+    assert.equal(error.hint, 'did you mean "durability"?');
+  });
+
+  it('says the path and the expected type of a wrong value', () => {
+    const error = expectError(() => parse('server:\n  port: "eighty"\n'), 'CONFIG_INVALID');
+    assert.match(error.message, /:2: server\.port: expected number, got string "eighty"/);
+    const enumError = expectError(
+      () => parse('log:\n  backend: embedded\n  durability: sometimes\n'),
+      'CONFIG_INVALID',
+    );
+    assert.match(enumError.message, /log\.durability: must be one of "fsync", "os"/);
+  });
+
+  it('reports YAML syntax errors with a line', () => {
+    const error = expectError(() => parse('project: x\nserver:\n  port: [1, 2\n'), 'CONFIG_SYNTAX');
+    assert.match(error.message, /tributary\.yaml:\d+:/);
+  });
+
+  it('rejects duplicate keys', () => {
+    expectError(() => parse('project: a\nproject: b\n'), 'CONFIG_SYNTAX');
+  });
+});

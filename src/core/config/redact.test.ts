@@ -1,0 +1,20 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { REDACTED, redactSecrets, redactUriPassword } from './redact.ts';
+
+it('redacts secret keys, secret-file values and passwords in URIs', () => {
+  const redacted = redactSecrets(
+    {
+      catalog: { uri: 'postgresql://app:hunter2@db:5432/cat' },
+      sink: { password: 'p', api_key: 'k', host: 'h' },
+      name: 'from-file',
+    },
+    [['name']],
+  );
+  assert.deepEqual(redacted, {
+    catalog: { uri: `postgresql://app:${REDACTED}@db:5432/cat` },
+    sink: { password: REDACTED, api_key: REDACTED, host: 'h' },
+    name: REDACTED,
+  });
+  assert.equal(redactUriPassword('http://example.com/a:b@c'), 'http://example.com/a:b@c');
+});

@@ -1,0 +1,34 @@
+/** Hides secrets in configuration before it is printed or logged. */
+
+/** Keys whose values are secrets wherever they appear. */
+export const SECRET_KEY = /(password|passwd|secret|token|credential|private_key|api_key|access_key)/i;
+export const REDACTED = '«redacted»';
+
+/** A deep copy of `value` with secret keys, secret-file values and passwords inside URIs replaced. */
+export function redactSecrets(
+  value: unknown,
+  secretPaths: ReadonlyArray<ReadonlyArray<string | number>> = [],
+): unknown {
+  const secret = new Set(secretPaths.map((p) => p.join('\u0000')));
+  const walk = (node: unknown, at: Array<string | number>): unknown => {
+    if (secret.has(at.join('\u0000'))) return REDACTED;
+    if (Array.isArray(node)) return node.map((item, i) => walk(item, [...at, i]));
+    if (node && typeof node === 'object') {
+      return Object.fromEntries(
+        Object.entries(node).map(([key, child]) => [
+          key,
+          SECRET_KEY.test(key) && child !== undefined && child !== null
+            ? REDACTED
+            : walk(child, [...at, key]),
+        ]),
+      );
+    }
+    return typeof node === 'string' ? redactUriPassword(node) : node;
+  };
+  return walk(value, []);
+}
+
+/** `postgresql://user:pw@host/db` → `postgresql://user:«redacted»@host/db`. */
+export function redactUriPassword(text: string): string {
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s]+)(@)/i, `$1${REDACTED}$3`);
+}

@@ -1,0 +1,90 @@
+/**
+ * A Tributary project on disk: `tributary.yaml` at its root and one file per pipeline in `pipelines/`.
+ * Relative paths in the configuration are relative to the project root, wherever the command runs from.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { TributaryError } from '../errors.ts';
+import { loadConfigFile, type LoadOptions } from './config/load-file.ts';
+import { PIPELINE_NAME, PIPELINES_DIR, pipelineSchema, type PipelineConfig } from './config/pipeline.ts';
+import { PLATFORM_FILE, platformSchema, type PlatformConfig } from './config/platform.ts';
+import type { SecretPaths } from './config/placeholders.ts';
+
+export interface Pipeline {
+  readonly name: string;
+  readonly file: string;
+  readonly config: PipelineConfig;
+  readonly secretPaths: SecretPaths;
+}
+
+export interface Project {
+  readonly root: string;
+  readonly platformFile: string;
+  readonly platform: PlatformConfig;
+  readonly platformSecretPaths: SecretPaths;
+  readonly pipelines: ReadonlyMap<string, Pipeline>;
+}
+
+/** The nearest directory at or above `start` that holds a tributary.yaml. */
+export function findProjectRoot(start: string = process.cwd()): string {
+  let dir = path.resolve(start);
+  for (;;) {
+    if (existsSync(path.join(dir, PLATFORM_FILE))) return dir;
+    const parent = path.dirname(dir);
+    if (parent === dir) {
+      throw new TributaryError(
+        'CONFIG_NOT_FOUND',
+        `no ${PLATFORM_FILE} in ${path.resolve(start)} or any parent directory`,
+        {
+          hint: 'run `tributary init` to create a project, or pass --project <dir>',
+        },
+      );
+    }
+    dir = parent;
+  }
+}
+
+export function loadProject(start?: string, options: LoadOptions = {}): Project {
+  const root = findProjectRoot(start);
+  const platformFile = path.join(root, PLATFORM_FILE);
+  const platform = loadConfigFile(platformFile, platformSchema, options);
+  const pipelines = new Map<string, Pipeline>();
+  const dir = path.join(root, PIPELINES_DIR);
+  const files = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+    : [];
+  for (const fileName of files) {
+    const name = fileName.replace(/\.ya?ml$/, '');
+    const file = path.join(dir, fileName);
+    if (!PIPELINE_NAME.test(name)) {
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `${path.relative(process.cwd(), file)}: "${name}" is not a valid pipeline name`,
+        {
+          hint: 'rename the file: lower-case letters, digits, _ and -, starting with a letter',
+        },
+      );
+    }
+    if (pipelines.has(name)) {
+      throw new TributaryError('CONFIG_DUPLICATE', `two files define pipeline "${name}" (.yaml and .yml)`, {
+        hint: 'keep one of them',
+      });
+    }
+    const loaded = loadConfigFile(file, pipelineSchema, options);
+    pipelines.set(name, { name, file, config: loaded.value, secretPaths: loaded.secretPaths });
+  }
+  return {
+    root,
+    platformFile,
+    platform: platform.value,
+    platformSecretPaths: platform.secretPaths,
+    pipelines,
+  };
+}
+
+/** A path from the configuration, resolved against the project root. */
+export function projectPath(project: Pick<Project, 'root'>, configured: string): string {
+  return path.resolve(project.root, configured);
+}

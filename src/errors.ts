@@ -1,0 +1,99 @@
+/**
+ * One error type for all of Tributary. Every failure a user can see carries a stable `code` (listed in
+ * docs/errors.md, generated from `errorCodes` below), the context that explains it, the cause, a
+ * `retryable` flag, and a hint that says what to do next. Code that must react to a kind of failure
+ * (a commit conflict, a missing table) tests `error.code`, never the message.
+ *
+ * This module is a leaf: every layer may import it, it imports nothing of ours.
+ */
+
+export interface ErrorCodeInfo {
+  /** What the code means, for docs/errors.md. */
+  readonly summary: string;
+  /** Usage and configuration errors exit 2; everything else exits 1. */
+  readonly kind: 'usage' | 'failure';
+}
+
+export const errorCodes = {
+  USAGE: {
+    kind: 'usage',
+    summary: 'The command line is wrong: an unknown command or option, or a missing argument.',
+  },
+  CONFIG_NOT_FOUND: { kind: 'usage', summary: 'No tributary.yaml was found in the directory or any parent.' },
+  CONFIG_SYNTAX: { kind: 'usage', summary: 'A configuration file is not valid YAML.' },
+  CONFIG_UNRESOLVED_VARIABLE: {
+    kind: 'usage',
+    summary: 'A ${VAR} placeholder names an environment variable that is not set and has no default.',
+  },
+  CONFIG_SECRET_FILE: {
+    kind: 'usage',
+    summary: 'A ${file:/path} placeholder names a file that cannot be read.',
+  },
+  CONFIG_UNKNOWN_KEY: {
+    kind: 'usage',
+    summary: 'A configuration file has a key that Tributary does not know.',
+  },
+  CONFIG_INVALID: {
+    kind: 'usage',
+    summary: 'A configuration value has the wrong type or is out of range.',
+  },
+  CONFIG_DUPLICATE: {
+    kind: 'usage',
+    summary: 'Two pipelines or components share a name that must be unique.',
+  },
+  INIT_NOT_EMPTY: {
+    kind: 'usage',
+    summary: '`tributary init` was pointed at a directory that already has a project.',
+  },
+  SERVICE_UNAVAILABLE: {
+    kind: 'failure',
+    summary: 'A service Tributary depends on (PostgreSQL, Kafka, S3, a catalog) could not be reached.',
+  },
+  DOCTOR_FAILED: { kind: 'failure', summary: '`tributary doctor` found at least one failing check.' },
+  INTERNAL: {
+    kind: 'failure',
+    summary: 'A bug in Tributary: please report it with the output of --verbose.',
+  },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export interface TributaryErrorOptions {
+  /** Structured facts about the failure (file, line, table, offset…), logged as fields. */
+  readonly context?: Readonly<Record<string, unknown>>;
+  readonly cause?: unknown;
+  /** True when the same call may succeed later (a dropped connection, a lost commit race). */
+  readonly retryable?: boolean;
+  /** What the user should do next, in one sentence. */
+  readonly hint?: string;
+}
+
+export class TributaryError extends Error {
+  readonly code: ErrorCode;
+  readonly context: Readonly<Record<string, unknown>>;
+  readonly retryable: boolean;
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, options: TributaryErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TributaryError';
+    this.code = code;
+    this.context = options.context ?? {};
+    this.retryable = options.retryable ?? false;
+    this.hint = options.hint;
+  }
+
+  /** The process exit code this error maps to: 2 for usage and configuration, 1 otherwise. */
+  get exitCode(): 1 | 2 {
+    return errorCodes[this.code].kind === 'usage' ? 2 : 1;
+  }
+
+  /** One line for a terminal: the message, then what to do. */
+  toLine(): string {
+    return this.hint ? `${this.message} (${this.hint})` : this.message;
+  }
+}
+
+export function isTributaryError(error: unknown, code?: ErrorCode): error is TributaryError {
+  return error instanceof TributaryError && (code === undefined || error.code === code);
+}

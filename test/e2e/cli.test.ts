@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { tributary } from '../cli.ts';
+
+const newDir = () => mkdtempSync(path.join(tmpdir(), 'tributary-e2e-'));
+
+describe('tributary CLI', () => {
+  it('lists its commands in --help and prints its version', async () => {
+    const help = await tributary(['--help']);
+    assert.equal(help.code, 0);
+    for (const command of ['init', 'doctor', 'config'])
+      assert.match(help.stdout, new RegExp(`\\n  ${command}\\b`));
+    const version = await tributary(['--version']);
+    assert.equal(version.code, 0);
+    assert.match(version.stdout, /^\d+\.\d+\.\d+/);
+    for (const command of ['init', 'doctor', 'config', 'config print', 'config schema']) {
+      const result = await tributary([...command.split(' '), '--help']);
+      assert.equal(result.code, 0, command);
+      assert.match(result.stdout, /Usage: tributary/);
+    }
+  });
+
+  it('exits 2 on usage errors with one line', async () => {
+    const result = await tributary(['nonsense']);
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown command 'nonsense'/);
+  });
+
+  it('scaffolds a project that passes doctor', async () => {
+    const dir = path.join(newDir(), 'shop');
+    const init = await tributary(['init', dir]);
+    assert.equal(init.code, 0, init.stderr);
+    const yaml = readFileSync(path.join(dir, 'tributary.yaml'), 'utf8');
+    assert.match(yaml, /# The durable log every source writes into/);
+    assert.match(yaml, /^project: shop$/m);
+    const doctor = await tributary(['doctor'], { cwd: dir });
+    assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
+    assert.match(doctor.stdout, /pass\s+platform\s+node version/);
+    assert.doesNotMatch(doctor.stdout, /\bfail\b/);
+    const again = await tributary(['init', dir]);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /already exists/);
+  });
+
+  it('finds the project from a subdirectory and with --project', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    assert.equal((await tributary(['doctor'], { cwd: path.join(dir, 'models') })).code, 0);
+    assert.equal((await tributary(['--project', dir, 'config', 'print'])).code, 0);
+    const nowhere = await tributary(['doctor'], { cwd: newDir() });
+    assert.equal(nowhere.code, 2);
+    assert.match(nowhere.stderr, /CONFIG_NOT_FOUND.*tributary init/);
+  });
+
+  it('exits 2 naming file, line and variable for a missing environment variable', async () => {
+    const dir = newDir();
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      'project: demo\nserver:\n  port: ${TRIBUTARY_TEST_UNSET_PORT}\n',
+    );
+    const result = await tributary(['doctor'], { cwd: dir });
+    assert.equal(result.code, 2);
+    assert.match(
+      result.stderr,
+      /tributary\.yaml:3: environment variable TRIBUTARY_TEST_UNSET_PORT is not set/,
+    );
+    assert.equal(result.stderr.trim().split('\n').length, 1, 'one line');
+    const withVar = await tributary(['config', 'print', '--json'], {
+      cwd: dir,
+      env: { TRIBUTARY_TEST_UNSET_PORT: '9999' },
+    });
+    assert.equal(
+      (JSON.parse(withVar.stdout) as { platform: { server: { port: number } } }).platform.server.port,
+      9999,
+    );
+  });
+
+  it('exits 2 with a suggestion for an unknown key', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    appendFileSync(path.join(dir, 'tributary.yaml'), '\nwarehose: /tmp/x\n');
+    const result = await tributary(['config', 'print'], { cwd: dir });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /tributary\.yaml:\d+: unknown key "warehose".*did you mean "warehouse"\?/);
+  });
+
+  it('prints the configuration with secrets redacted, and the JSON Schema', async () => {
+    const dir = newDir();
+    writeFileSync(path.join(dir, 'secret'), 'hunter2\n');
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      'catalog:\n  type: sql\n  uri: postgresql://app:${file:secret}@db:5432/catalog\n',
+    );
+    const printed = await tributary(['config', 'print'], { cwd: dir });
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.doesNotMatch(printed.stdout, /hunter2/);
+    assert.match(printed.stdout, /«redacted»/);
+    const schema = await tributary(['config', 'schema']);
+    assert.equal((JSON.parse(schema.stdout) as { type: string }).type, 'object');
+    const pipelineSchema = await tributary(['config', 'schema', 'pipelines/*.yaml']);
+    assert.ok(
+      (JSON.parse(pipelineSchema.stdout) as { properties: Record<string, unknown> }).properties.source,
+    );
+  });
+
+  it('shows a stack trace only with --verbose', async () => {
+    const dir = newDir();
+    writeFileSync(path.join(dir, 'tributary.yaml'), 'project: [\n');
+    const quiet = await tributary(['doctor'], { cwd: dir });
+    assert.equal(quiet.code, 2);
+    assert.doesNotMatch(quiet.stderr, /\n\s+at /);
+    const verbose = await tributary(['--verbose', 'doctor'], { cwd: dir });
+    assert.match(verbose.stderr, /\n\s+at /);
+  });
+});
