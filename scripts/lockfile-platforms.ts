@@ -38,6 +38,10 @@ for (const entry of Object.values(lock.packages)) {
     added++;
   }
 }
-const sorted = Object.fromEntries(Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)));
+const sorted = Object.fromEntries(
+  Object.entries(lock.packages).sort(([a], [b]) => (a === '' ? -1 : b === '' ? 1 : a < b ? -1 : 1)),
+);
 writeFileSync(file, JSON.stringify({ ...lock, packages: sorted }, null, 2) + '\n');
-console.log(added ? `added ${added} platform entries to package-lock.json` : 'package-lock.json: nothing to add');
+console.log(
+  added ? `added ${added} platform entries to package-lock.json` : 'package-lock.json: nothing to add',
+);
