@@ -50,6 +50,44 @@ export const errorCodes = {
     summary: 'A service Tributary depends on (PostgreSQL, Kafka, S3, a catalog) could not be reached.',
   },
   DOCTOR_FAILED: { kind: 'failure', summary: '`tributary doctor` found at least one failing check.' },
+  INVALID_INPUT: {
+    kind: 'failure',
+    summary:
+      'Input data (a file, a record, a request body) does not match what was expected; nothing was changed.',
+  },
+  ICEBERG_INVALID_SCHEMA: {
+    kind: 'failure',
+    summary:
+      'An Iceberg schema or schema change is not valid (unknown column, disallowed type change, duplicate name).',
+  },
+  ICEBERG_INVALID_PARTITION: {
+    kind: 'failure',
+    summary: 'A partition spec, partition expression or sort order is not valid for the schema.',
+  },
+  ICEBERG_INVALID_FILE: {
+    kind: 'failure',
+    summary: 'An Iceberg metadata, manifest or data file is malformed or not of a supported version.',
+  },
+  ICEBERG_UNSUPPORTED: {
+    kind: 'failure',
+    summary: 'The table uses an Iceberg feature Tributary does not support yet.',
+  },
+  ICEBERG_COMMIT_CONFLICT: {
+    kind: 'failure',
+    summary:
+      'Another writer changed the table in a way that conflicts with this commit; retry the operation on the new state.',
+  },
+  SNAPSHOT_NOT_FOUND: {
+    kind: 'failure',
+    summary: 'No snapshot of the table has that id or existed at that time.',
+  },
+  TABLE_NOT_FOUND: { kind: 'failure', summary: 'No table of that name is in the catalog.' },
+  TABLE_EXISTS: { kind: 'failure', summary: 'A table of that name is already in the catalog.' },
+  NAMESPACE_NOT_FOUND: { kind: 'failure', summary: 'No namespace of that name is in the catalog.' },
+  NAMESPACE_EXISTS: { kind: 'failure', summary: 'A namespace of that name is already in the catalog.' },
+  NAMESPACE_NOT_EMPTY: { kind: 'failure', summary: 'The namespace still holds tables; drop them first.' },
+  STORAGE_NOT_FOUND: { kind: 'failure', summary: 'A file or object that should exist does not.' },
+  STORAGE_IO: { kind: 'failure', summary: 'Reading or writing a file or object failed.' },
   INTERNAL: {
     kind: 'failure',
     summary: 'A bug in Tributary: please report it with the output of --verbose.',
