@@ -1,0 +1,84 @@
+/**
+ * Bytes at locations: the one interface the table format, the catalog and the query engine use to read and
+ * write files. Local disk today (`LocalStorage`), S3-compatible object stores later, behind the same contract.
+ *
+ * Locations are URIs as Iceberg metadata writes them: `file:///abs/path` (pyiceberg), `file:/abs/path`
+ * (Java's HadoopFileIO), `s3://bucket/key`; a plain absolute path is accepted too. Paths after the scheme are
+ * taken verbatim, never percent-decoded, as the other Iceberg implementations do.
+ *
+ * Errors are `TributaryError`s:
+ * - `STORAGE_NOT_FOUND` when a location that must exist does not (read, readRange, stat);
+ * - `STORAGE_IO` for everything else that fails, `retryable` when the same call may succeed later (too many
+ *   open files, a busy device; for S3 a throttled or dropped request); a `writeExclusive` that finds the file
+ *   already there is `STORAGE_IO` with `context.reason === 'exists'`, tested with `isAlreadyExists`.
+ *
+ * Implementations are safe for concurrent use by many callers and many processes: every write is atomic
+ * (a reader sees the whole old file, the whole new file, or no file — never part of one).
+ */
+import { isTributaryError } from '../errors.ts';
+
+/** A file found by `list`. */
+export interface StorageEntry {
+  /** The file's location, in the form of the prefix it was listed under. */
+  readonly location: string;
+  readonly size: number;
+  /** Last modification, milliseconds since the epoch. */
+  readonly modifiedMs: number;
+}
+
+export interface StorageStat {
+  readonly size: number;
+  /** Last modification, milliseconds since the epoch. */
+  readonly modifiedMs: number;
+}
+
+export interface Storage {
+  /** The whole file. STORAGE_NOT_FOUND when absent. */
+  read(location: string): Promise<Uint8Array>;
+
+  /**
+   * Exactly `length` bytes starting at `offset` (Parquet footers, column chunks). STORAGE_NOT_FOUND when the
+   * file is absent; STORAGE_IO when it ends before `offset + length`.
+   */
+  readRange(location: string, offset: number, length: number): Promise<Uint8Array>;
+
+  /**
+   * Creates or replaces the file, atomically: concurrent readers see the old content or the new, whole.
+   * Parent directories are created as needed. Data files and anything with a unique name use this.
+   */
+  write(location: string, bytes: Uint8Array): Promise<void>;
+
+  /**
+   * Creates the file, atomically, only if nothing is at `location`: of two writers racing for one name,
+   * exactly one succeeds and the other gets STORAGE_IO with `context.reason === 'exists'` (see
+   * `isAlreadyExists`) — so table metadata files are never overwritten. Not retryable as such: the caller
+   * picks another name or reloads the table.
+   */
+  writeExclusive(location: string, bytes: Uint8Array): Promise<void>;
+
+  exists(location: string): Promise<boolean>;
+
+  /** Size and modification time. STORAGE_NOT_FOUND when absent. */
+  stat(location: string): Promise<StorageStat>;
+
+  /** Removes the file; a file already absent is not an error. */
+  delete(location: string): Promise<void>;
+
+  /**
+   * Every file under `prefix`, a directory location (trailing slash optional), recursively, in no particular
+   * order; nothing when the prefix does not exist. Files being written (temporary files) are not listed; a
+   * file deleted while listing may or may not be.
+   */
+  list(prefix: string): AsyncIterable<StorageEntry>;
+
+  /**
+   * The local filesystem path of `location` when this storage keeps files on local disk (DuckDB and other
+   * native readers open it directly), otherwise undefined.
+   */
+  localPath(location: string): string | undefined;
+}
+
+/** True for the error of a `writeExclusive` that found a file already at its location. */
+export function isAlreadyExists(error: unknown): boolean {
+  return isTributaryError(error, 'STORAGE_IO') && error.context.reason === 'exists';
+}
