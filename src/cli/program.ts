@@ -4,9 +4,12 @@
  */
 import { createRequire } from 'node:module';
 import { Command } from 'commander';
+import { registerCatalog } from './commands/catalog.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerInit } from './commands/init.ts';
+import { registerQuery } from './commands/query.ts';
+import { registerTables } from './commands/tables.ts';
 import { createContext, type CliContext } from './context.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -30,5 +33,8 @@ export function buildProgram(): Command {
   registerInit(program);
   registerDoctor(program, getContext);
   registerConfig(program, getContext);
+  registerCatalog(program, getContext);
+  registerTables(program, getContext);
+  registerQuery(program, getContext);
   return program;
 }

@@ -1,0 +1,130 @@
+/**
+ * The catalog Tributary works with: the SQL catalog's registry of namespaces and tables, plus what it takes
+ * to create, load, commit and drop Iceberg tables in the warehouse. Engines other than Tributary open the
+ * same catalog (pyiceberg's SqlCatalog, Iceberg's JdbcCatalog) and see the same tables.
+ */
+import { TributaryError } from '../errors.ts';
+import { newTableMetadata, type PartitionSpec, type SortOrder } from '../iceberg/metadata.ts';
+import {
+  readMetadataFile,
+  Table,
+  writeMetadataFile,
+  type TableOperations,
+  type TableState,
+} from '../iceberg/table.ts';
+import type { Schema } from '../iceberg/types.ts';
+import type { Storage } from '../storage/storage.ts';
+import { tableIdentifierToString, type Namespace, type TableIdentifier } from './identifier.ts';
+import type { SqlCatalog } from './sql-catalog.ts';
+
+export interface CreateTableOptions {
+  /** Field ids already assigned (see assignFreshIds). */
+  readonly schema: Schema;
+  readonly spec?: PartitionSpec;
+  readonly sortOrder?: SortOrder;
+  readonly properties?: Readonly<Record<string, string>>;
+  /** Default: <warehouse>/<namespace levels>/<name>. */
+  readonly location?: string;
+}
+
+/** Properties every table Tributary creates starts with. */
+export const DEFAULT_TABLE_PROPERTIES: Readonly<Record<string, string>> = {
+  'write.parquet.compression-codec': 'zstd',
+  'write.delete.mode': 'copy-on-write',
+  'write.update.mode': 'merge-on-read',
+};
+
+export class Catalog {
+  readonly name: string;
+  readonly registry: SqlCatalog;
+  readonly storage: Storage;
+  /** Warehouse root as a location URI (file:///…). */
+  readonly warehouse: string;
+
+  constructor(options: { name: string; registry: SqlCatalog; storage: Storage; warehouse: string }) {
+    this.name = options.name;
+    this.registry = options.registry;
+    this.storage = options.storage;
+    this.warehouse = options.warehouse.replace(/\/+$/, '');
+  }
+
+  defaultLocation(identifier: TableIdentifier): string {
+    return `${this.warehouse}/${[...identifier.namespace, identifier.name].join('/')}`;
+  }
+
+  async createNamespaceIfAbsent(
+    namespace: Namespace,
+    properties: Record<string, string> = {},
+  ): Promise<void> {
+    if (!(await this.registry.namespaceExists(namespace)))
+      await this.registry.createNamespace(namespace, properties);
+  }
+
+  async createTable(identifier: TableIdentifier, options: CreateTableOptions): Promise<Table> {
+    if (await this.registry.tableExists(identifier)) {
+      throw new TributaryError(
+        'TABLE_EXISTS',
+        `table ${tableIdentifierToString(identifier)} already exists`,
+        {
+          hint: 'choose another name, or drop the table first',
+        },
+      );
+    }
+    const metadata = newTableMetadata({
+      location: options.location ?? this.defaultLocation(identifier),
+      schema: options.schema,
+      spec: options.spec ?? { 'spec-id': 0, fields: [] },
+      sortOrder: options.sortOrder ?? { 'order-id': 0, fields: [] },
+      properties: { ...DEFAULT_TABLE_PROPERTIES, ...options.properties },
+    });
+    const state = await writeMetadataFile(this.storage, metadata);
+    try {
+      await this.registry.registerTable(identifier, state.metadataLocation);
+    } catch (error) {
+      await this.storage.delete(state.metadataLocation);
+      throw error;
+    }
+    return new Table(identifier, this.#operations(identifier), state);
+  }
+
+  async loadTable(identifier: TableIdentifier): Promise<Table> {
+    const operations = this.#operations(identifier);
+    return new Table(identifier, operations, await operations.load());
+  }
+
+  async tableExists(identifier: TableIdentifier): Promise<boolean> {
+    return this.registry.tableExists(identifier);
+  }
+
+  /** Removes the table from the catalog; with `purge`, also every file under its location. */
+  async dropTable(identifier: TableIdentifier, options: { purge?: boolean } = {}): Promise<void> {
+    const table = options.purge ? await this.loadTable(identifier) : undefined;
+    await this.registry.dropTable(identifier);
+    if (table) {
+      for await (const file of this.storage.list(table.location)) await this.storage.delete(file.location);
+    }
+  }
+
+  async renameTable(from: TableIdentifier, to: TableIdentifier): Promise<void> {
+    await this.registry.renameTable(from, to);
+  }
+
+  #operations(identifier: TableIdentifier): TableOperations {
+    const registry = this.registry;
+    const storage = this.storage;
+    return {
+      storage,
+      async load(): Promise<TableState> {
+        const metadataLocation = await registry.getMetadataLocation(identifier);
+        return { metadataLocation, metadata: await readMetadataFile(storage, metadataLocation) };
+      },
+      async swap(base: TableState, newLocation: string): Promise<void> {
+        await registry.swapMetadataLocation(identifier, base.metadataLocation, newLocation);
+      },
+    };
+  }
+
+  close(): void {
+    void this.registry.close();
+  }
+}

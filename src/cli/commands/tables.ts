@@ -1,0 +1,332 @@
+/** `tributary tables …`: create, inspect, load and maintain Iceberg tables in the project's catalog. */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { tableIdentifierToString } from '../../catalog/identifier.ts';
+import { parseDuration } from '../../core/config/units.ts';
+import { TributaryError } from '../../errors.ts';
+import { quoteLiteral } from '../../iceberg/duckdb.ts';
+import { append } from '../../iceberg/operations/write.ts';
+import { compact, expireSnapshots, rollbackTo } from '../../iceberg/operations/maintenance.ts';
+import { buildSpec, describePartitionSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
+import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
+import { describeSortOrder, parseSortOrder } from '../../iceberg/sort-order.ts';
+import type { IcebergType } from '../../iceberg/types.ts';
+import type { CliContext } from '../context.ts';
+import { formatTable } from '../output.ts';
+import { tableArgument, withCatalog } from '../project-catalog.ts';
+import { Progress } from '../progress.ts';
+
+function typeName(type: IcebergType): string {
+  if (typeof type === 'string') return type;
+  if (type.type === 'list') return `list<${typeName(type.element)}>`;
+  if (type.type === 'map') return `map<${typeName(type.key)}, ${typeName(type.value)}>`;
+  return `struct<${type.fields.map((f) => `${f.name}: ${typeName(f.type)}`).join(', ')}>`;
+}
+
+function parseProperties(values: readonly string[]): Record<string, string> {
+  return Object.fromEntries(
+    values.map((pair) => {
+      const at = pair.indexOf('=');
+      if (at <= 0) throw new TributaryError('USAGE', `--property ${pair}: expected key=value`);
+      return [pair.slice(0, at), pair.slice(at + 1)];
+    }),
+  );
+}
+
+export function registerTables(program: Command, context: () => CliContext): void {
+  const tables = program.command('tables').description('Create, inspect, load and maintain Iceberg tables.');
+
+  tables
+    .command('list')
+    .description('List the tables of every namespace (or of one).')
+    .argument('[namespace]', 'only this namespace')
+    .option('--json', 'print JSON')
+    .action(async (namespace: string | undefined, options: { json?: boolean }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const namespaces = namespace ? [namespace.split('.')] : await catalog.registry.listNamespaces();
+        const rows: Array<{ table: string; snapshots: number; records: string }> = [];
+        for (const ns of namespaces) {
+          for (const identifier of await catalog.registry.listTables(ns)) {
+            const table = await catalog.loadTable(identifier);
+            rows.push({
+              table: tableIdentifierToString(identifier),
+              snapshots: table.metadata.snapshots.length,
+              records: table.currentSnapshot?.summary['total-records'] ?? '0',
+            });
+          }
+        }
+        if (options.json) console.log(JSON.stringify(rows, null, 2));
+        else if (rows.length === 0) console.log('No tables yet: create one with `tributary tables create`.');
+        else
+          console.log(
+            formatTable(
+              ['table', 'records', 'snapshots'],
+              rows.map((r) => [r.table, r.records, String(r.snapshots)]),
+            ),
+          );
+      }),
+    );
+
+  tables
+    .command('show')
+    .description('Show a table: location, schema, partitioning, sort order, properties and current snapshot.')
+    .argument('<table>', 'namespace.table')
+    .option('--json', 'print the table metadata as JSON')
+    .action(async (name: string, options: { json?: boolean }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const table = await catalog.loadTable(tableArgument(name));
+        if (options.json) {
+          console.log(
+            JSON.stringify(
+              { metadataLocation: table.metadataLocation, ...table.metadata },
+              (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v),
+              2,
+            ),
+          );
+          return;
+        }
+        const snapshot = table.currentSnapshot;
+        console.log(`table       ${table.name}`);
+        console.log(`location    ${table.location}`);
+        console.log(`metadata    ${table.metadataLocation}`);
+        console.log(`partition   ${describePartitionSpec(table.spec, table.schema) || 'unpartitioned'}`);
+        console.log(`sort order  ${describeSortOrder(table.sortOrder, table.schema) || 'unsorted'}`);
+        console.log(
+          `snapshot    ${snapshot ? `${snapshot['snapshot-id']} (${new Date(snapshot['timestamp-ms']).toISOString()}, ${snapshot.summary['total-records'] ?? '?'} records)` : 'none'}`,
+        );
+        console.log('\nschema');
+        const identifiers = new Set(table.schema['identifier-field-ids'] ?? []);
+        console.log(
+          formatTable(
+            ['id', 'column', 'type', 'required'],
+            table.schema.fields.map((f) => [
+              String(f.id),
+              f.name + (identifiers.has(f.id) ? ' (key)' : ''),
+              typeName(f.type),
+              f.required ? 'yes' : 'no',
+            ]),
+          ),
+        );
+        const properties = Object.entries(table.metadata.properties);
+        if (properties.length) console.log(`\nproperties\n${formatTable(['key', 'value'], properties)}`);
+      }),
+    );
+
+  tables
+    .command('snapshots')
+    .description('List the snapshots of a table, oldest first.')
+    .argument('<table>', 'namespace.table')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { json?: boolean }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const table = await catalog.loadTable(tableArgument(name));
+        const current = table.metadata['current-snapshot-id'];
+        const rows = table.metadata.snapshots.map((s) => ({
+          snapshotId: s['snapshot-id'].toString(),
+          parentId: s['parent-snapshot-id']?.toString() ?? null,
+          time: new Date(s['timestamp-ms']).toISOString(),
+          operation: s.summary.operation,
+          addedRecords: Number(s.summary['added-records'] ?? 0),
+          totalRecords: Number(s.summary['total-records'] ?? 0),
+          current: s['snapshot-id'] === current,
+          summary: s.summary,
+        }));
+        if (options.json) console.log(JSON.stringify(rows, null, 2));
+        else
+          console.log(
+            formatTable(
+              ['snapshot', 'time', 'operation', 'added', 'total', ''],
+              rows.map((r) => [
+                r.snapshotId,
+                r.time,
+                r.operation,
+                String(r.addedRecords),
+                String(r.totalRecords),
+                r.current ? 'current' : '',
+              ]),
+            ),
+          );
+      }),
+    );
+
+  tables
+    .command('create')
+    .description('Create a table from a JSON schema file, optionally partitioned and sorted.')
+    .argument('<table>', 'namespace.table (the namespace is created if needed)')
+    .requiredOption(
+      '--schema <file>',
+      'JSON schema: {"fields": [{"name": "id", "type": "long", "required": true}, …]}',
+    )
+    .option('--partition <expression>', 'partitioning, e.g. "day(ts), bucket(16, user_id)"')
+    .option('--sort <expression>', 'sort order, e.g. "ts desc, id"')
+    .option('--location <uri>', 'table location (default: under the warehouse)')
+    .option('--property <key=value...>', 'table properties', [])
+    .action(
+      async (
+        name: string,
+        options: { schema: string; partition?: string; sort?: string; location?: string; property: string[] },
+      ) => {
+        const identifier = tableArgument(name);
+        const schemaFile = path.resolve(options.schema);
+        if (!existsSync(schemaFile))
+          throw new TributaryError('USAGE', `schema file ${schemaFile} does not exist`);
+        let json: unknown;
+        try {
+          json = JSON.parse(readFileSync(schemaFile, 'utf8'));
+        } catch (cause) {
+          throw new TributaryError(
+            'INVALID_INPUT',
+            `${schemaFile} is not valid JSON: ${(cause as Error).message}`,
+            { cause },
+          );
+        }
+        const schema = assignFreshIds(parseSchemaJson(json));
+        const { spec } = buildSpec(parsePartitionExpression(options.partition ?? '', schema), 0, 999);
+        const sortOrder = options.sort ? parseSortOrder(options.sort, schema) : undefined;
+        const properties = parseProperties(options.property);
+        await withCatalog(context().loadProject(), async (catalog) => {
+          await catalog.createNamespaceIfAbsent(identifier.namespace);
+          const table = await catalog.createTable(identifier, {
+            schema,
+            spec,
+            sortOrder,
+            properties,
+            location: options.location,
+          });
+          console.log(`Created ${table.name} at ${table.location}`);
+        });
+      },
+    );
+
+  tables
+    .command('append')
+    .description('Append the rows of an NDJSON, CSV or Parquet file to a table, in one snapshot.')
+    .argument('<table>', 'namespace.table')
+    .argument('<file>', 'the data file')
+    .option('--format <format>', 'ndjson, csv or parquet (default: from the file extension)')
+    .action(async (name: string, file: string, options: { format?: string }) => {
+      const filePath = path.resolve(file);
+      if (!existsSync(filePath)) throw new TributaryError('USAGE', `file ${filePath} does not exist`);
+      const format = options.format ?? formatOf(filePath);
+      await withCatalog(context().loadProject(), async (catalog, engine) => {
+        const table = await catalog.loadTable(tableArgument(name));
+        const progress = new Progress(`appending ${path.basename(filePath)} to ${table.name}`);
+        try {
+          const source = readerFor(format, filePath);
+          const result = await append(table, engine, source);
+          progress.done(
+            `appended ${result.addedRecords.toLocaleString('en-US')} rows to ${table.name} (snapshot ${result.snapshotId})`,
+          );
+        } catch (error) {
+          progress.fail();
+          throw error;
+        }
+      });
+    });
+
+  tables
+    .command('drop')
+    .description('Remove a table from the catalog; with --purge, delete its files too.')
+    .argument('<table>', 'namespace.table')
+    .option('--purge', 'also delete every data and metadata file of the table')
+    .action(async (name: string, options: { purge?: boolean }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const identifier = tableArgument(name);
+        await catalog.dropTable(identifier, { purge: options.purge ?? false });
+        console.log(
+          `Dropped ${tableIdentifierToString(identifier)}${options.purge ? ' and its files' : ''}.`,
+        );
+      }),
+    );
+
+  tables
+    .command('rollback')
+    .description('Make an earlier snapshot of the table current again.')
+    .argument('<table>', 'namespace.table')
+    .argument('<snapshot-id>', 'a snapshot in the current history (see `tables snapshots`)')
+    .action(async (name: string, snapshotId: string) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        if (!/^\d+$/.test(snapshotId))
+          throw new TributaryError('USAGE', `"${snapshotId}" is not a snapshot id`, {
+            hint: 'snapshot ids are integers',
+          });
+        const table = await catalog.loadTable(tableArgument(name));
+        await rollbackTo(table, BigInt(snapshotId));
+        console.log(`${table.name} is at snapshot ${snapshotId}.`);
+      }),
+    );
+
+  tables
+    .command('expire')
+    .description('Expire old snapshots and delete the files only they reached.')
+    .argument('<table>', 'namespace.table')
+    .option('--older-than <duration>', 'expire snapshots older than this, e.g. 7d (default: 5d)')
+    .option('--retain-last <n>', 'always keep the last N snapshots', '1')
+    .action(async (name: string, options: { olderThan?: string; retainLast: string }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const age = options.olderThan === undefined ? undefined : parseDuration(options.olderThan);
+        if (options.olderThan !== undefined && age === undefined) {
+          throw new TributaryError('USAGE', `--older-than ${options.olderThan}: not a duration`, {
+            hint: 'write e.g. 12h or 7d',
+          });
+        }
+        const retainLast = Number(options.retainLast);
+        if (!Number.isInteger(retainLast) || retainLast < 1)
+          throw new TributaryError('USAGE', '--retain-last must be a whole number ≥ 1');
+        const table = await catalog.loadTable(tableArgument(name));
+        const result = await expireSnapshots(table, {
+          olderThanMs: age === undefined ? undefined : Date.now() - age,
+          retainLast,
+        });
+        console.log(
+          `Expired ${result.expiredSnapshots} snapshot(s) of ${table.name}; deleted ${result.deletedFiles} file(s).`,
+        );
+      }),
+    );
+
+  tables
+    .command('compact')
+    .description(
+      'Rewrite small files (and files with deletes) into files of the target size; rows unchanged.',
+    )
+    .argument('<table>', 'namespace.table')
+    .action(async (name: string) =>
+      withCatalog(context().loadProject(), async (catalog, engine) => {
+        const table = await catalog.loadTable(tableArgument(name));
+        const result = await compact(table, engine);
+        console.log(
+          result.rewrittenFiles
+            ? `Rewrote ${result.rewrittenFiles} file(s) of ${table.name} into ${result.addedFiles}; removed ${result.removedDeleteFiles} delete file(s).`
+            : `${table.name} has nothing to compact.`,
+        );
+      }),
+    );
+}
+
+function formatOf(file: string): string {
+  const lower = file.toLowerCase();
+  if (/\.(ndjson|jsonl|json)(\.gz)?$/.test(lower)) return 'ndjson';
+  if (/\.csv(\.gz)?$/.test(lower)) return 'csv';
+  if (lower.endsWith('.parquet')) return 'parquet';
+  throw new TributaryError('USAGE', `cannot tell the format of ${file} from its name`, {
+    hint: 'pass --format ndjson, csv or parquet',
+  });
+}
+
+/** A DuckDB relation reading the file; columns are matched to the table's by name. */
+function readerFor(format: string, file: string): string {
+  const literal = quoteLiteral(file);
+  switch (format) {
+    case 'ndjson':
+      return `read_json(${literal}, format = 'newline_delimited', sample_size = -1)`;
+    case 'csv':
+      return `read_csv(${literal}, header = true, sample_size = -1)`;
+    case 'parquet':
+      return `read_parquet(${literal})`;
+    default:
+      throw new TributaryError('USAGE', `unknown format "${format}"`, {
+        hint: 'choose ndjson, csv or parquet',
+      });
+  }
+}

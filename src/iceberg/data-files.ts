@@ -1,0 +1,243 @@
+/**
+ * Writes rows into Parquet data files for an Iceberg table: cast to the table's types, split by partition,
+ * encoded by DuckDB with the Iceberg field id on every column, rolled over at the target file size, and
+ * described by `DataFile` entries (partition tuple and column metrics) ready for a manifest.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { TributaryError } from '../errors.ts';
+import type { Storage } from '../storage/storage.ts';
+import {
+  duckdbType,
+  fromDuckDBValue,
+  partitionExpression,
+  quoteIdentifier,
+  quoteLiteral,
+  type Engine,
+} from './duckdb.ts';
+import type { DataFile } from './manifest.ts';
+import type { PartitionSpec } from './metadata.ts';
+import { partitionPath, partitionType } from './partition-spec.ts';
+import { readFileMetrics } from './parquet-metrics.ts';
+import { findFieldById } from './schema.ts';
+import type { IcebergType, IcebergValue, PrimitiveType, Schema, StructType } from './types.ts';
+
+export const DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024;
+
+export interface WriteDataFilesOptions {
+  readonly engine: Engine;
+  /** A DuckDB relation — a table or view name, or `(SELECT …)` — with a column per top-level field, by name. */
+  readonly relation: string;
+  readonly schema: Schema;
+  readonly spec: PartitionSpec;
+  readonly storage: Storage;
+  /** Where data files go: `<table location>/data`. */
+  readonly dataLocation: string;
+  readonly targetFileSizeBytes?: number;
+}
+
+/** The FIELD_IDS option of DuckDB's COPY: the Iceberg id of every column, nested ones included. */
+export function fieldIdsOption(struct: StructType): string {
+  const nested = (type: IcebergType, id: number): string => {
+    if (typeof type === 'string') return String(id);
+    if (type.type === 'struct') {
+      return `{__duckdb_field_id: ${id}, ${type.fields.map((f) => `${quoteIdentifier(f.name)}: ${nested(f.type, f.id)}`).join(', ')}}`;
+    }
+    if (type.type === 'list')
+      return `{__duckdb_field_id: ${id}, element: ${nested(type.element, type['element-id'])}}`;
+    return `{__duckdb_field_id: ${id}, key: ${nested(type.key, type['key-id'])}, value: ${nested(type.value, type['value-id'])}}`;
+  };
+  return `{${struct.fields.map((f) => `${quoteIdentifier(f.name)}: ${nested(f.type, f.id)}`).join(', ')}}`;
+}
+
+/** Describes the columns of a relation: name → DuckDB type. */
+export async function describeRelation(engine: Engine, relation: string): Promise<Map<string, string>> {
+  const reader = await engine.connection.runAndReadAll(`describe select * from ${relation}`);
+  return new Map(reader.getRows().map((row) => [String(row[0]), String(row[1])]));
+}
+
+export async function writeDataFiles(options: WriteDataFilesOptions): Promise<DataFile[]> {
+  const { engine, schema, spec } = options;
+  const connection = engine.connection;
+  const columns = await describeRelation(engine, options.relation);
+  const known = new Set(schema.fields.map((f) => f.name));
+  const unknown = [...columns.keys()].filter((name) => !known.has(name));
+  if (unknown.length > 0) {
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `the input has columns the table does not: ${unknown.join(', ')}`,
+      {
+        hint: 'add the columns to the table schema (schema evolution), or leave them out of the input',
+      },
+    );
+  }
+  const missingRequired = schema.fields.filter((f) => f.required && !columns.has(f.name)).map((f) => f.name);
+  if (missingRequired.length > 0) {
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `the input lacks required column${missingRequired.length > 1 ? 's' : ''} ${missingRequired.join(', ')}`,
+      {
+        hint: 'provide a value for every required column',
+      },
+    );
+  }
+
+  const stage = `__tributary_stage_${randomUUID().replace(/-/g, '')}`;
+  const select = schema.fields.map((f) =>
+    columns.has(f.name)
+      ? `CAST(${quoteIdentifier(f.name)} AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`
+      : `CAST(NULL AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`,
+  );
+  const partitionColumns = spec.fields.map((field, i) => {
+    const source = findFieldById(schema, field['source-id']);
+    if (!source || typeof source.type !== 'string') {
+      throw new TributaryError(
+        'ICEBERG_INVALID_PARTITION',
+        `partition field ${field.name} has no primitive source column ${field['source-id']}`,
+      );
+    }
+    return {
+      name: `__p${i}`,
+      sql: partitionExpression(field.transform, source.type, sourceExpression(schema, field['source-id'])),
+    };
+  });
+  try {
+    await connection.run(
+      `create temp table ${stage} as select ${[...select, ...partitionColumns.map((p) => `${p.sql} as ${p.name}`)].join(', ')} from (select * from ${options.relation})`,
+    );
+  } catch (cause) {
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `the input does not match the table schema: ${firstLine(cause)}`,
+      {
+        cause,
+        hint: 'fix the values, or change the column type in the table schema',
+      },
+    );
+  }
+  try {
+    await checkRequired(engine, stage, schema);
+    const types = partitionType(spec, schema);
+    const groups = partitionColumns.length
+      ? (
+          await connection.runAndReadAll(
+            `select distinct ${partitionColumns.map((p) => p.name).join(', ')} from ${stage}`,
+          )
+        ).getRows()
+      : [[]];
+    const files: DataFile[] = [];
+    const projection = schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+    for (const group of groups) {
+      const values: IcebergValue[] = group.map((value, i) =>
+        fromDuckDBValue(types.fields[i]!.type as PrimitiveType, value),
+      );
+      const where = partitionColumns.length
+        ? `where ${partitionColumns.map((p, i) => (group[i] === null ? `${p.name} is null` : `${p.name} = ${sqlValue(group[i])}`)).join(' and ')}`
+        : '';
+      const relative = partitionColumns.length ? partitionPath(spec, schema, values) : '';
+      const directory = relative ? `${options.dataLocation}/${relative}` : options.dataLocation;
+      files.push(
+        ...(await copyGroup({ ...options, stage, where, projection, directory, partition: values })),
+      );
+    }
+    return files;
+  } finally {
+    await connection.run(`drop table if exists ${stage}`);
+  }
+}
+
+interface CopyGroup extends WriteDataFilesOptions {
+  readonly stage: string;
+  readonly where: string;
+  readonly projection: string;
+  readonly directory: string;
+  readonly partition: readonly IcebergValue[];
+}
+
+async function copyGroup(group: CopyGroup): Promise<DataFile[]> {
+  const localDirectory = group.storage.localPath(group.directory);
+  if (!localDirectory) {
+    throw new TributaryError(
+      'ICEBERG_UNSUPPORTED',
+      `writing data files to ${group.directory} is not supported yet`,
+      {
+        hint: 'use a local warehouse',
+      },
+    );
+  }
+  mkdirSync(localDirectory, { recursive: true });
+  const prefix = randomUUID();
+  const target = group.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
+  await group.engine.connection.run(
+    `copy (select ${group.projection} from ${group.stage} ${group.where}) to ${quoteLiteral(localDirectory)}
+       (format parquet, compression zstd, field_ids ${fieldIdsOption(group.schema)}, file_size_bytes ${target},
+        filename_pattern ${quoteLiteral(`${prefix}-{i}`)}, overwrite_or_ignore true)`,
+  );
+  const files: DataFile[] = [];
+  for (const name of readdirSync(localDirectory)
+    .filter((n) => n.startsWith(prefix))
+    .sort()) {
+    const localFile = path.join(localDirectory, name);
+    const metrics = await readFileMetrics(group.engine.connection, localFile, group.schema);
+    if (metrics.recordCount === 0) continue;
+    files.push({
+      content: 'data',
+      filePath: `${group.directory}/${name}`,
+      fileFormat: 'PARQUET',
+      partition: group.partition,
+      fileSizeInBytes: statSync(localFile).size,
+      ...metrics,
+    });
+  }
+  return files;
+}
+
+async function checkRequired(engine: Engine, stage: string, schema: Schema): Promise<void> {
+  const required = schema.fields.filter((f) => f.required);
+  if (required.length === 0) return;
+  const counts = await engine.connection.runAndReadAll(
+    `select ${required.map((f) => `count(*) filter (where ${quoteIdentifier(f.name)} is null)`).join(', ')} from ${stage}`,
+  );
+  const row = counts.getRows()[0] ?? [];
+  required.forEach((field, i) => {
+    const nulls = Number(row[i] ?? 0);
+    if (nulls > 0) {
+      throw new TributaryError(
+        'INVALID_INPUT',
+        `column ${field.name} is required, but ${nulls} row${nulls > 1 ? 's have' : ' has'} no value`,
+        {
+          hint: `provide ${field.name} in every row, or make the column optional`,
+        },
+      );
+    }
+  });
+}
+
+/** SQL reaching the (possibly nested) column with the given field id, e.g. "address"."city". */
+function sourceExpression(schema: Schema, fieldId: number): string {
+  const walk = (struct: StructType, trail: string[]): string[] | undefined => {
+    for (const field of struct.fields) {
+      if (field.id === fieldId) return [...trail, field.name];
+      if (typeof field.type === 'object' && field.type.type === 'struct') {
+        const found = walk(field.type, [...trail, field.name]);
+        if (found) return found;
+      }
+    }
+    return undefined;
+  };
+  const names = walk(schema, []) ?? [];
+  return names.map(quoteIdentifier).join('.');
+}
+
+function sqlValue(value: unknown): string {
+  if (typeof value === 'string') return quoteLiteral(value);
+  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
+    return String(value);
+  // DuckDB value objects (dates, decimals, timestamps, blobs) render as SQL-castable text.
+  return quoteLiteral(String(value));
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+}

@@ -1,0 +1,383 @@
+/**
+ * Table maintenance: expire snapshots (and delete what only they reached), compact small data files with
+ * their deletes folded in, rewrite manifests, remove orphan files, and roll back to an earlier snapshot.
+ */
+import { randomUUID } from 'node:crypto';
+import { TributaryError } from '../../errors.ts';
+import { writeDataFiles } from '../data-files.ts';
+import { quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
+import {
+  decodeManifest,
+  decodeManifestList,
+  encodeManifest,
+  encodeManifestList,
+  inheritManifestMetadata,
+  type DataFile,
+  type ManifestEntry,
+  type ManifestFile,
+} from '../manifest.ts';
+import {
+  ancestorsOf,
+  MAIN_BRANCH,
+  newSnapshotId,
+  schemaById,
+  snapshotById,
+  specById,
+  type Snapshot,
+  type TableMetadata,
+} from '../metadata.ts';
+import { partitionType } from '../partition-spec.ts';
+import { planScan, scanSql, type PlannedFile, type ScanPlan } from '../scan.ts';
+import { SnapshotProducer, summarizePartitions } from '../snapshot-producer.ts';
+import type { Table, TableState } from '../table.ts';
+import type { Storage } from '../../storage/storage.ts';
+
+/** Files a snapshot reaches: its manifest list, its manifests, and its live data and delete files. */
+async function reachableFrom(
+  storage: Storage,
+  snapshot: Snapshot,
+  into: Set<string>,
+  manifestCache: Map<string, ManifestEntry[]>,
+): Promise<void> {
+  into.add(snapshot['manifest-list']);
+  for (const manifest of decodeManifestList(await storage.read(snapshot['manifest-list']))) {
+    into.add(manifest.manifestPath);
+    let entries = manifestCache.get(manifest.manifestPath);
+    if (!entries) {
+      entries = inheritManifestMetadata(
+        decodeManifest(await storage.read(manifest.manifestPath)).entries,
+        manifest,
+      );
+      manifestCache.set(manifest.manifestPath, entries);
+    }
+    for (const entry of entries) if (entry.status !== 'deleted') into.add(entry.dataFile.filePath);
+  }
+}
+
+export interface ExpireOptions {
+  /** Expire snapshots made before this time (ms since epoch); default: 5 days ago (history.expire.max-snapshot-age-ms). */
+  readonly olderThanMs?: number;
+  /** Always keep this many of the most recent snapshots of the current history; default 1. */
+  readonly retainLast?: number;
+}
+
+export interface ExpireResult {
+  readonly expiredSnapshots: number;
+  readonly deletedFiles: number;
+  readonly state: TableState;
+}
+
+export async function expireSnapshots(table: Table, options: ExpireOptions = {}): Promise<ExpireResult> {
+  const maxAge = Number(table.property('history.expire.max-snapshot-age-ms', String(5 * 86_400_000)));
+  const olderThan = options.olderThanMs ?? Date.now() - maxAge;
+  const retainLast = Math.max(
+    1,
+    options.retainLast ?? Number(table.property('history.expire.min-snapshots-to-keep', '1')),
+  );
+  let expired: Snapshot[] = [];
+  let kept: Snapshot[] = [];
+  const state = await table.commit(async (base) => {
+    const metadata = base.metadata;
+    const protectedIds = new Set<bigint>(
+      ancestorsOf(metadata, metadata['current-snapshot-id'])
+        .slice(0, retainLast)
+        .map((s) => s['snapshot-id']),
+    );
+    for (const ref of Object.values(metadata.refs)) protectedIds.add(ref['snapshot-id']);
+    expired = metadata.snapshots.filter(
+      (s) => !protectedIds.has(s['snapshot-id']) && s['timestamp-ms'] < olderThan,
+    );
+    const expiredIds = new Set(expired.map((s) => s['snapshot-id']));
+    kept = metadata.snapshots.filter((s) => !expiredIds.has(s['snapshot-id']));
+    return {
+      ...metadata,
+      snapshots: kept,
+      'snapshot-log': metadata['snapshot-log'].filter((e) => !expiredIds.has(e['snapshot-id'])),
+    };
+  });
+  // Only after the commit: delete what no retained snapshot reaches any more.
+  const cache = new Map<string, ManifestEntry[]>();
+  const retained = new Set<string>();
+  for (const snapshot of kept) await reachableFrom(table.storage, snapshot, retained, cache);
+  const candidates = new Set<string>();
+  for (const snapshot of expired) {
+    await reachableFrom(table.storage, snapshot, candidates, cache);
+    // Files the expired snapshot deleted were live in its parent, which may be expired too: covered by the parent.
+  }
+  let deletedFiles = 0;
+  for (const location of candidates) {
+    if (retained.has(location)) continue;
+    await table.storage.delete(location);
+    deletedFiles++;
+  }
+  return { expiredSnapshots: expired.length, deletedFiles, state };
+}
+
+export interface CompactOptions {
+  /** Files smaller than this are rewritten; default 3/4 of write.target-file-size-bytes. */
+  readonly minFileSizeBytes?: number;
+  readonly targetFileSizeBytes?: number;
+}
+
+export interface CompactResult {
+  readonly rewrittenFiles: number;
+  readonly addedFiles: number;
+  readonly removedDeleteFiles: number;
+  readonly state: TableState;
+}
+
+/**
+ * Rewrites, per partition, the small data files and the files that deletes apply to into files of the
+ * target size, with the deletes applied; delete files that only applied to rewritten files are removed.
+ * The table's rows are unchanged.
+ */
+export async function compact(
+  table: Table,
+  engine: Engine,
+  options: CompactOptions = {},
+): Promise<CompactResult> {
+  const target =
+    options.targetFileSizeBytes ??
+    Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024)));
+  const minSize = options.minFileSizeBytes ?? Math.floor(target * 0.75);
+  const plan = await planScan(table.metadata, table.storage);
+  const positionTargets = await positionDeleteTargets(table.storage, engine, plan.positionDeletes);
+  const withDeletes = new Set([...positionTargets.values()].flat());
+  const hasEqualityDeletes = plan.equalityDeletes.length > 0;
+  const groups = new Map<string, PlannedFile[]>();
+  for (const planned of plan.dataFiles) {
+    const key = `${planned.specId}:${JSON.stringify(planned.file.partition, (_k, v: unknown) => (typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v))}`;
+    groups.set(key, [...(groups.get(key) ?? []), planned]);
+  }
+  const rewrite: PlannedFile[] = [];
+  for (const files of groups.values()) {
+    const small = files.filter(
+      (p) => p.file.fileSizeInBytes < minSize || withDeletes.has(p.file.filePath) || hasEqualityDeletes,
+    );
+    if (small.length > 1 || small.some((p) => withDeletes.has(p.file.filePath) || hasEqualityDeletes))
+      rewrite.push(...small);
+  }
+  if (rewrite.length === 0)
+    return { rewrittenFiles: 0, addedFiles: 0, removedDeleteFiles: 0, state: table.state };
+  const rewritten = new Set(rewrite.map((p) => p.file.filePath));
+  const subset: ScanPlan = { ...plan, dataFiles: rewrite };
+  const columns = plan.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+  const added = await writeDataFiles({
+    engine,
+    relation: `(select ${columns} from ${scanSql(subset, table.storage)})`,
+    schema: table.schema,
+    spec: table.spec,
+    storage: table.storage,
+    dataLocation: `${table.location}/data`,
+    targetFileSizeBytes: target,
+  });
+  const removedDeletes = plan.positionDeletes.filter((p) =>
+    (positionTargets.get(p.file.filePath) ?? []).every((f) => rewritten.has(f)),
+  );
+  const allRewritten = plan.dataFiles.every((p) => rewritten.has(p.file.filePath));
+  const removedEquality = allRewritten ? plan.equalityDeletes : [];
+  const producer = new SnapshotProducer(table, {
+    operation: 'replace',
+    addedDataFiles: added,
+    removedPaths: new Set([
+      ...rewritten,
+      ...[...removedDeletes, ...removedEquality].map((p) => p.file.filePath),
+    ]),
+    readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
+  });
+  const state = await producer.commit();
+  return {
+    rewrittenFiles: rewrite.length,
+    addedFiles: added.length,
+    removedDeleteFiles: removedDeletes.length + removedEquality.length,
+    state,
+  };
+}
+
+/** For each position delete file, the data files it names. */
+async function positionDeleteTargets(
+  storage: Storage,
+  engine: Engine,
+  deletes: readonly PlannedFile[],
+): Promise<Map<string, string[]>> {
+  const targets = new Map<string, string[]>();
+  for (const planned of deletes) {
+    const local = storage.localPath(planned.file.filePath);
+    if (!local) continue;
+    const rows = await engine.connection.runAndReadAll(
+      `select distinct file_path from read_parquet(${quoteLiteral(local)})`,
+    );
+    targets.set(
+      planned.file.filePath,
+      rows.getRows().map((r) => String(r[0])),
+    );
+  }
+  return targets;
+}
+
+/** Rewrites the current snapshot's manifests into as few as possible per spec and content; data unchanged. */
+export async function rewriteManifests(
+  table: Table,
+  options: { entriesPerManifest?: number } = {},
+): Promise<TableState> {
+  const perManifest = options.entriesPerManifest ?? 10_000;
+  return table.commit(async (base) => {
+    const metadata = base.metadata;
+    const current = metadata['current-snapshot-id'];
+    if (current === undefined) return metadata;
+    const snapshot = snapshotById(metadata, current);
+    const snapshotId = newSnapshotId();
+    const sequenceNumber = metadata['last-sequence-number'] + 1;
+    const groups = new Map<
+      string,
+      { specId: number; content: 'data' | 'deletes'; entries: ManifestEntry[] }
+    >();
+    for (const manifest of decodeManifestList(await table.storage.read(snapshot['manifest-list']))) {
+      const entries = inheritManifestMetadata(
+        decodeManifest(await table.storage.read(manifest.manifestPath)).entries,
+        manifest,
+      );
+      const key = `${manifest.partitionSpecId}:${manifest.content}`;
+      const group = groups.get(key) ?? {
+        specId: manifest.partitionSpecId,
+        content: manifest.content,
+        entries: [],
+      };
+      for (const entry of entries)
+        if (entry.status !== 'deleted') group.entries.push({ ...entry, status: 'existing' });
+      groups.set(key, group);
+    }
+    const schema = schemaById(metadata, metadata['current-schema-id']);
+    const manifests: ManifestFile[] = [];
+    for (const group of groups.values()) {
+      const spec = specById(metadata, group.specId);
+      const type = partitionType(spec, schema);
+      for (let i = 0; i < group.entries.length; i += perManifest) {
+        const chunk = group.entries.slice(i, i + perManifest);
+        const bytes = encodeManifest(chunk, { schema, spec, partitionType: type, content: group.content });
+        const location = `${metadata.location}/metadata/${randomUUID()}-m${manifests.length}.avro`;
+        await table.storage.write(location, bytes);
+        const rows = chunk.reduce((n, e) => n + e.dataFile.recordCount, 0);
+        manifests.push({
+          manifestPath: location,
+          manifestLength: bytes.length,
+          partitionSpecId: group.specId,
+          content: group.content,
+          sequenceNumber,
+          minSequenceNumber: Math.min(...chunk.map((e) => e.sequenceNumber ?? sequenceNumber)),
+          addedSnapshotId: snapshotId,
+          addedFilesCount: 0,
+          existingFilesCount: chunk.length,
+          deletedFilesCount: 0,
+          addedRowsCount: 0,
+          existingRowsCount: rows,
+          deletedRowsCount: 0,
+          partitions: summarizePartitions(
+            type,
+            chunk.map((e) => e.dataFile.partition),
+          ),
+        });
+      }
+    }
+    const listLocation = `${metadata.location}/metadata/snap-${snapshotId}-1-${randomUUID()}.avro`;
+    await table.storage.write(
+      listLocation,
+      encodeManifestList(manifests, { snapshotId, parentSnapshotId: current, sequenceNumber }),
+    );
+    const now = Date.now();
+    const totals = Object.fromEntries(
+      Object.entries(snapshot.summary).filter(([k]) => k.startsWith('total-')),
+    );
+    const next: Snapshot = {
+      'snapshot-id': snapshotId,
+      'parent-snapshot-id': current,
+      'sequence-number': sequenceNumber,
+      'timestamp-ms': now,
+      'manifest-list': listLocation,
+      summary: { ...totals, operation: 'replace', 'manifests-created': String(manifests.length) },
+      'schema-id': metadata['current-schema-id'],
+    };
+    return withNewSnapshot(metadata, next);
+  });
+}
+
+function withNewSnapshot(metadata: TableMetadata, snapshot: Snapshot): TableMetadata {
+  return {
+    ...metadata,
+    'last-sequence-number': snapshot['sequence-number'],
+    'last-updated-ms': snapshot['timestamp-ms'],
+    'current-snapshot-id': snapshot['snapshot-id'],
+    snapshots: [...metadata.snapshots, snapshot],
+    'snapshot-log': [
+      ...metadata['snapshot-log'],
+      { 'snapshot-id': snapshot['snapshot-id'], 'timestamp-ms': snapshot['timestamp-ms'] },
+    ],
+    refs: { ...metadata.refs, [MAIN_BRANCH]: { 'snapshot-id': snapshot['snapshot-id'], type: 'branch' } },
+  };
+}
+
+/** Makes `snapshotId` the current snapshot again. It must be an ancestor of the current snapshot. */
+export async function rollbackTo(table: Table, snapshotId: bigint): Promise<TableState> {
+  return table.commit(async (base) => {
+    const metadata = base.metadata;
+    snapshotById(metadata, snapshotId);
+    const ancestors = ancestorsOf(metadata, metadata['current-snapshot-id']);
+    if (!ancestors.some((s) => s['snapshot-id'] === snapshotId)) {
+      throw new TributaryError(
+        'SNAPSHOT_NOT_FOUND',
+        `snapshot ${snapshotId} is not an ancestor of the current snapshot of ${table.name}`,
+        {
+          hint: 'roll back only to a snapshot listed by `tributary tables snapshots` in the current history',
+        },
+      );
+    }
+    const now = Date.now();
+    return {
+      ...metadata,
+      'current-snapshot-id': snapshotId,
+      'last-updated-ms': now,
+      'snapshot-log': [...metadata['snapshot-log'], { 'snapshot-id': snapshotId, 'timestamp-ms': now }],
+      refs: { ...metadata.refs, [MAIN_BRANCH]: { 'snapshot-id': snapshotId, type: 'branch' } },
+    };
+  });
+}
+
+export interface OrphanOptions {
+  /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
+  readonly olderThanMs?: number;
+  readonly dryRun?: boolean;
+}
+
+/** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
+export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
+  const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
+  const metadata = table.metadata;
+  const reachable = new Set<string>([
+    table.metadataLocation,
+    ...metadata['metadata-log'].map((e) => e['metadata-file']),
+  ]);
+  const cache = new Map<string, ManifestEntry[]>();
+  for (const snapshot of metadata.snapshots) {
+    reachable.add(snapshot['manifest-list']);
+    for (const manifest of decodeManifestList(await table.storage.read(snapshot['manifest-list']))) {
+      reachable.add(manifest.manifestPath);
+      let entries = cache.get(manifest.manifestPath);
+      if (!entries) {
+        entries = decodeManifest(await table.storage.read(manifest.manifestPath)).entries;
+        cache.set(manifest.manifestPath, entries);
+      }
+      for (const entry of entries) reachable.add(entry.dataFile.filePath);
+    }
+  }
+  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const reachableLocal = new Set([...reachable].map(normalize));
+  const orphans: string[] = [];
+  for await (const file of table.storage.list(table.location)) {
+    if (file.modifiedMs >= olderThan || reachableLocal.has(normalize(file.location))) continue;
+    orphans.push(file.location);
+    if (!options.dryRun) await table.storage.delete(file.location);
+  }
+  return orphans;
+}
+
+export type { DataFile };

@@ -1,0 +1,301 @@
+/**
+ * Scan planning: which data files (and which delete files against them) make up a snapshot of a table,
+ * pruned by a filter on partition values and column bounds; and the DuckDB SQL that reads the plan.
+ *
+ * Reads are by field id: each file's columns are matched to the read schema by Iceberg field id, so
+ * renamed, added, dropped and widened columns read right in files written before the change.
+ * Deletes: position deletes remove (file, row) pairs; equality deletes remove rows whose key columns
+ * equal a delete row's, in data files of a lower sequence number than the delete file's.
+ */
+import { TributaryError } from '../errors.ts';
+import type { Storage } from '../storage/storage.ts';
+import { duckdbType, quoteIdentifier, quoteLiteral } from './duckdb.ts';
+import {
+  decodeManifest,
+  decodeManifestList,
+  inheritManifestMetadata,
+  type DataFile,
+  type ManifestFile,
+} from './manifest.ts';
+import {
+  currentSchema,
+  schemaById,
+  snapshotAsOf,
+  snapshotById,
+  specById,
+  type PartitionSpec,
+  type Snapshot,
+  type TableMetadata,
+} from './metadata.ts';
+import { partitionType } from './partition-spec.ts';
+import { findFieldById, findFieldByName } from './schema.ts';
+import { compareValues, fromBinary } from './single-value.ts';
+import { parseTransform } from './transforms.ts';
+import type { IcebergValue, PrimitiveType, Schema } from './types.ts';
+
+/** A comparison of a column (by name, dotted for nested) with a literal in the column's value representation. */
+export interface Predicate {
+  readonly column: string;
+  readonly op: '=' | '!=' | '<' | '<=' | '>' | '>=' | 'in' | 'is_null' | 'not_null';
+  readonly value?: IcebergValue;
+  readonly values?: readonly IcebergValue[];
+}
+
+export interface ScanOptions {
+  readonly snapshotId?: bigint;
+  /** Time travel: the snapshot current at this time (ms since epoch). */
+  readonly asOfMs?: number;
+  /** Conjunction of predicates; files that cannot contain matching rows are skipped. */
+  readonly filter?: readonly Predicate[];
+}
+
+export interface PlannedFile {
+  readonly file: DataFile;
+  readonly sequenceNumber: number;
+  readonly specId: number;
+}
+
+export interface ScanPlan {
+  readonly snapshot: Snapshot | undefined;
+  /** The schema rows are read with: the snapshot's schema when time travelling, else the current one. */
+  readonly schema: Schema;
+  readonly dataFiles: readonly PlannedFile[];
+  readonly positionDeletes: readonly PlannedFile[];
+  readonly equalityDeletes: readonly PlannedFile[];
+  readonly manifestsScanned: number;
+  readonly manifestsSkipped: number;
+}
+
+export function snapshotFor(
+  metadata: TableMetadata,
+  options: Pick<ScanOptions, 'snapshotId' | 'asOfMs'>,
+): Snapshot | undefined {
+  if (options.snapshotId !== undefined) return snapshotById(metadata, options.snapshotId);
+  if (options.asOfMs !== undefined) return snapshotAsOf(metadata, options.asOfMs);
+  const id = metadata['current-snapshot-id'];
+  return id === undefined ? undefined : snapshotById(metadata, id);
+}
+
+export async function planScan(
+  metadata: TableMetadata,
+  storage: Storage,
+  options: ScanOptions = {},
+): Promise<ScanPlan> {
+  const snapshot = snapshotFor(metadata, options);
+  const timeTravel = options.snapshotId !== undefined || options.asOfMs !== undefined;
+  const schema =
+    timeTravel && snapshot?.['schema-id'] !== undefined
+      ? schemaById(metadata, snapshot['schema-id'])
+      : currentSchema(metadata);
+  const plan = {
+    snapshot,
+    schema,
+    dataFiles: [] as PlannedFile[],
+    positionDeletes: [] as PlannedFile[],
+    equalityDeletes: [] as PlannedFile[],
+    manifestsScanned: 0,
+    manifestsSkipped: 0,
+  };
+  if (!snapshot) return plan;
+  const manifests = decodeManifestList(await storage.read(snapshot['manifest-list']));
+  const filter = options.filter ?? [];
+  const tasks = manifests.map(async (manifest) => {
+    const spec = specById(metadata, manifest.partitionSpecId);
+    if (filter.length && !manifestMayMatch(manifest, spec, schema, filter)) {
+      plan.manifestsSkipped++;
+      return;
+    }
+    plan.manifestsScanned++;
+    const decoded = decodeManifest(await storage.read(manifest.manifestPath));
+    for (const entry of inheritManifestMetadata(decoded.entries, manifest)) {
+      if (entry.status === 'deleted') continue;
+      const planned = {
+        file: entry.dataFile,
+        sequenceNumber: entry.sequenceNumber ?? manifest.sequenceNumber,
+        specId: manifest.partitionSpecId,
+      };
+      if (entry.dataFile.content === 'data') {
+        if (filter.length && !fileMayMatch(entry.dataFile, spec, schema, filter)) continue;
+        plan.dataFiles.push(planned);
+      } else if (entry.dataFile.content === 'position-deletes') {
+        plan.positionDeletes.push(planned);
+      } else {
+        plan.equalityDeletes.push(planned);
+      }
+    }
+  });
+  await Promise.all(tasks);
+  plan.dataFiles.sort((a, b) => (a.file.filePath < b.file.filePath ? -1 : 1));
+  return plan;
+}
+
+function manifestMayMatch(
+  manifest: ManifestFile,
+  spec: PartitionSpec,
+  schema: Schema,
+  filter: readonly Predicate[],
+): boolean {
+  if (!manifest.partitions || spec.fields.length === 0) return true;
+  const type = partitionType(spec, schema);
+  return filter.every((predicate) => {
+    const source = findFieldByName(schema, predicate.column);
+    if (!source) return true;
+    return spec.fields.every((field, i) => {
+      if (field['source-id'] !== source.id) return true;
+      const projected = parseTransform(field.transform).project(source.type, predicate);
+      const summary = manifest.partitions?.[i];
+      const resultType = type.fields[i]?.type as PrimitiveType;
+      if (!projected || !summary) return true;
+      const lower = summary.lowerBound ? fromBinary(resultType, summary.lowerBound) : undefined;
+      const upper = summary.upperBound ? fromBinary(resultType, summary.upperBound) : undefined;
+      return rangeMayMatch(resultType, projected, lower, upper, summary.containsNull);
+    });
+  });
+}
+
+function fileMayMatch(
+  file: DataFile,
+  spec: PartitionSpec,
+  schema: Schema,
+  filter: readonly Predicate[],
+): boolean {
+  return filter.every((predicate) => {
+    const source = findFieldByName(schema, predicate.column);
+    if (!source || typeof source.type !== 'string') return true;
+    const type = source.type;
+    // Partition values.
+    for (const [i, field] of spec.fields.entries()) {
+      if (field['source-id'] !== source.id) continue;
+      const transform = parseTransform(field.transform);
+      const projected = transform.project(type, predicate);
+      const value = file.partition[i] ?? null;
+      if (
+        projected &&
+        !rangeMayMatch(
+          transform.resultType(type) as PrimitiveType,
+          projected,
+          value ?? undefined,
+          value ?? undefined,
+          value === null,
+        )
+      )
+        return false;
+    }
+    // Column bounds.
+    const lowerBytes = file.lowerBounds?.get(source.id);
+    const upperBytes = file.upperBounds?.get(source.id);
+    const nulls = file.nullValueCounts?.get(source.id);
+    const values = file.valueCounts?.get(source.id);
+    if (predicate.op === 'is_null') return nulls === undefined || nulls > 0;
+    if (predicate.op === 'not_null') return nulls === undefined || values === undefined || nulls < values;
+    const lower = lowerBytes ? fromBinary(type, lowerBytes) : undefined;
+    const upper = upperBytes ? fromBinary(type, upperBytes) : undefined;
+    return rangeMayMatch(type, predicate, lower, upper, true);
+  });
+}
+
+/** Whether some value in [lower, upper] (either may be unknown) can satisfy the predicate. */
+function rangeMayMatch(
+  type: PrimitiveType,
+  predicate: Pick<Predicate, 'op' | 'value' | 'values'>,
+  lower: IcebergValue | undefined,
+  upper: IcebergValue | undefined,
+  mayBeNull: boolean,
+): boolean {
+  const cmp = (a: IcebergValue, b: IcebergValue) => compareValues(type, a, b);
+  const v = predicate.value ?? null;
+  switch (predicate.op) {
+    case 'is_null':
+      return mayBeNull;
+    case 'not_null':
+      return true;
+    case '=':
+      return (
+        v === null ||
+        ((lower === undefined || cmp(v, lower) >= 0) && (upper === undefined || cmp(v, upper) <= 0))
+      );
+    case 'in':
+      return (predicate.values ?? []).some((x) =>
+        rangeMayMatch(type, { op: '=', value: x }, lower, upper, mayBeNull),
+      );
+    case '<':
+      return v === null || lower === undefined || cmp(lower, v) < 0;
+    case '<=':
+      return v === null || lower === undefined || cmp(lower, v) <= 0;
+    case '>':
+      return v === null || upper === undefined || cmp(upper, v) > 0;
+    case '>=':
+      return v === null || upper === undefined || cmp(upper, v) >= 0;
+    default:
+      return true;
+  }
+}
+
+export interface ScanSqlOptions {
+  /** Also return `_file` (the data file's location) and `_pos` (the row's position in it). */
+  readonly withRowPositions?: boolean;
+}
+
+/** DuckDB SQL reading the plan: the rows of the snapshot, with deletes applied, one column per schema field. */
+export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOptions = {}): string {
+  const schema = plan.schema;
+  const columns = schema.fields.map((f) => quoteIdentifier(f.name));
+  const extra = options.withRowPositions ? ['_file', '_pos'] : [];
+  if (plan.dataFiles.length === 0) {
+    const empty = schema.fields.map(
+      (f) => `CAST(NULL AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`,
+    );
+    const positions = options.withRowPositions
+      ? [`CAST(NULL AS VARCHAR) AS _file`, `CAST(NULL AS BIGINT) AS _pos`]
+      : [];
+    return `(select ${[...empty, ...positions].join(', ')} where false)`;
+  }
+  const localPath = (location: string) => {
+    const local = storage.localPath(location);
+    if (!local)
+      throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
+        hint: 'use a local warehouse',
+      });
+    return local;
+  };
+  const schemaMap = `map {${schema.fields
+    .map(
+      (f) =>
+        `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
+    )
+    .join(', ')}}`;
+  const files = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
+  // The location each local path stands for, to match position deletes (which name files by location).
+  const locations = plan.dataFiles.map(
+    (p) =>
+      `(${quoteLiteral(localPath(p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${p.sequenceNumber})`,
+  );
+  let sql = `select ${columns.map((c) => `d.${c}`).join(', ')}${extra.length ? ', f.location as _file, d.file_row_number as _pos' : ''}
+    from read_parquet(${files}, schema = ${schemaMap}, filename = true, file_row_number = true) d
+    join (values ${locations.join(', ')}) f(path, location, seq) on d.filename = f.path`;
+  if (plan.positionDeletes.length) {
+    const deleteFiles = `[${plan.positionDeletes.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
+    sql += `
+    anti join (select file_path, pos from read_parquet(${deleteFiles})) pd on pd.file_path = f.location and pd.pos = d.file_row_number`;
+  }
+  const conditions: string[] = [];
+  for (const planned of plan.equalityDeletes) {
+    const ids = planned.file.equalityIds ?? [];
+    const fields = ids.map((id) => findFieldById(schema, id));
+    if (fields.some((f) => !f) || ids.length === 0) {
+      throw new TributaryError(
+        'ICEBERG_UNSUPPORTED',
+        `equality delete file ${planned.file.filePath} names columns not in the schema`,
+      );
+    }
+    const deleteSchema = `map {${ids.map((id, i) => `${id}: {name: 'k${i}', type: ${quoteLiteral(duckdbType(fields[i]!.type))}, default_value: NULL}`).join(', ')}}`;
+    const match = ids
+      .map((_, i) => `e.k${i} is not distinct from d.${quoteIdentifier(fields[i]!.name)}`)
+      .join(' and ');
+    conditions.push(
+      `not (f.seq < ${planned.sequenceNumber} and exists (select 1 from read_parquet([${quoteLiteral(localPath(planned.file.filePath))}], schema = ${deleteSchema}) e where ${match}))`,
+    );
+  }
+  if (conditions.length) sql += `\n    where ${conditions.join(' and ')}`;
+  return `(${sql})`;
+}
