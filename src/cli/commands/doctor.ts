@@ -1,6 +1,7 @@
 /** `tributary doctor`: preflight checks of every configured component, as a table with fixes. */
 import type { Command } from 'commander';
-import { platformChecks, runChecks, type CheckStatus } from '../../core/doctor.ts';
+import { runChecks, type CheckStatus } from '../../core/doctor.ts';
+import { allChecks } from '../checks.ts';
 import { TributaryError } from '../../errors.ts';
 import type { CliContext } from '../context.ts';
 import { color, formatTable } from '../output.ts';
@@ -18,7 +19,7 @@ export function registerDoctor(program: Command, context: () => CliContext): voi
     .option('--json', 'print the results as JSON')
     .action(async (options: { json?: boolean }) => {
       const project = context().loadProject();
-      const outcomes = await runChecks(project, platformChecks);
+      const outcomes = await runChecks(project, allChecks);
       if (options.json) {
         console.log(JSON.stringify(outcomes, null, 2));
       } else {

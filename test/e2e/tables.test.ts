@@ -1,0 +1,208 @@
+/** `tributary tables …` and `tributary query` as a user runs them, bad input included. */
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { before, describe, it } from 'node:test';
+import { tributary } from '../cli.ts';
+
+const project = mkdtempSync(path.join(tmpdir(), 'tributary-tables-'));
+const file = (name: string, content: string) => {
+  const full = path.join(project, name);
+  writeFileSync(full, content);
+  return full;
+};
+const run = async (...args: string[]) => tributary(args, { cwd: project });
+const ok = async (...args: string[]) => {
+  const result = await run(...args);
+  assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+};
+const queryJson = async (sql: string, ...extra: string[]) =>
+  JSON.parse(await ok('query', sql, '--format', 'json', ...extra)) as Array<Record<string, unknown>>;
+const snapshotCount = async (table: string) =>
+  (JSON.parse(await ok('tables', 'snapshots', table, '--json')) as unknown[]).length;
+
+const rows = (from: number, to: number) =>
+  Array.from({ length: to - from }, (_, i) => {
+    const id = from + i;
+    return JSON.stringify({
+      id,
+      user_id: `u${id % 7}`,
+      ts: `2026-11-${String(1 + (id % 3)).padStart(2, '0')}T10:00:00Z`,
+      amount: id * 1.5,
+    });
+  }).join('\n') + '\n';
+
+describe('tributary tables and query', () => {
+  before(async () => {
+    await ok('init', project);
+    file(
+      'schema.json',
+      JSON.stringify({
+        fields: [
+          { name: 'id', type: 'long', required: true },
+          { name: 'user_id', type: 'string' },
+          { name: 'ts', type: 'timestamptz' },
+          { name: 'amount', type: 'double' },
+        ],
+      }),
+    );
+  });
+
+  it('creates a partitioned table and appends NDJSON, CSV and Parquet', async () => {
+    const created = await ok(
+      'tables',
+      'create',
+      'shop.events',
+      '--schema',
+      'schema.json',
+      '--partition',
+      'day(ts), bucket(4, user_id)',
+    );
+    assert.match(created, /Created shop\.events/);
+    assert.match(
+      await ok('tables', 'append', 'shop.events', file('a.ndjson', rows(0, 100))),
+      /appended 100 rows/,
+    );
+    file('b.csv', 'id,user_id,ts,amount\n100,u1,2026-11-01T00:00:00Z,2.5\n101,,2026-11-02T00:00:00Z,\n');
+    assert.match(await ok('tables', 'append', 'shop.events', 'b.csv'), /appended 2 rows/);
+    const [count] = await queryJson(
+      'select count(*)::int as n, count(user_id)::int as users from shop.events',
+    );
+    assert.deepEqual(count, { n: 102, users: 101 });
+    assert.match(await ok('tables', 'list'), /shop\.events\s+102\s+2/);
+    const shown = await ok('tables', 'show', 'shop.events');
+    assert.match(shown, /partition\s+day\(ts\), bucket\(4, user_id\)/);
+    assert.match(shown, /amount\s+double/);
+  });
+
+  it('answers queries as a table, JSON and CSV', async () => {
+    const table = await ok(
+      'query',
+      'select user_id, count(*) as n from shop.events where user_id is not null group by 1 order by 1 limit 2',
+    );
+    assert.match(table, /user_id\s+n\n/);
+    assert.match(table, /\(2 rows\)/);
+    const csv = await ok('query', "select 'a,b' as x, 1 as y", '--format', 'csv');
+    assert.equal(csv.trim(), 'x,y\n"a,b",1');
+  });
+
+  it('time travels by snapshot id and by time, and rolls back', async () => {
+    const snapshots = JSON.parse(await ok('tables', 'snapshots', 'shop.events', '--json')) as Array<{
+      snapshotId: string;
+      time: string;
+    }>;
+    const first = snapshots[0]!;
+    const [then] = await queryJson(
+      'select count(*)::int as n from shop.events',
+      '--snapshot',
+      first.snapshotId,
+    );
+    assert.deepEqual(then, { n: 100 });
+    const [asOf] = await queryJson('select count(*)::int as n from shop.events', '--as-of', first.time);
+    assert.deepEqual(asOf, { n: 100 });
+    await ok('tables', 'rollback', 'shop.events', first.snapshotId);
+    const [now] = await queryJson('select count(*)::int as n from shop.events');
+    assert.deepEqual(now, { n: 100 });
+  });
+
+  it('compacts and expires without changing the rows', async () => {
+    await ok('tables', 'append', 'shop.events', file('c.ndjson', rows(200, 300)));
+    const before = await queryJson('select sum(id)::bigint as s, count(*)::int as n from shop.events');
+    assert.match(await ok('tables', 'compact', 'shop.events'), /Rewrote \d+ file/);
+    assert.match(
+      await ok('tables', 'expire', 'shop.events', '--older-than', '0s', '--retain-last', '1'),
+      /Expired \d+ snapshot/,
+    );
+    assert.deepEqual(
+      await queryJson('select sum(id)::bigint as s, count(*)::int as n from shop.events'),
+      before,
+    );
+    assert.equal(await snapshotCount('shop.events'), 1);
+  });
+
+  it('refuses bad input with a clear error and changes nothing', async () => {
+    const snapshots = await snapshotCount('shop.events');
+    const extra = await run(
+      'tables',
+      'append',
+      'shop.events',
+      file('extra.ndjson', '{"id": 1, "colour": "red"}\n'),
+    );
+    assert.equal(extra.code, 1);
+    assert.match(extra.stderr, /INVALID_INPUT.*colour/);
+    const wrongType = await run(
+      'tables',
+      'append',
+      'shop.events',
+      file('wrong.ndjson', '{"id": "not a number"}\n'),
+    );
+    assert.equal(wrongType.code, 1);
+    assert.match(wrongType.stderr, /INVALID_INPUT/);
+    const missing = await run(
+      'tables',
+      'append',
+      'shop.events',
+      file('missing.ndjson', '{"user_id": "u1"}\n'),
+    );
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /required/);
+    assert.equal(await snapshotCount('shop.events'), snapshots);
+
+    const partition = await run(
+      'tables',
+      'create',
+      'shop.bad',
+      '--schema',
+      'schema.json',
+      '--partition',
+      'day(user_id)',
+    );
+    assert.notEqual(partition.code, 0);
+    assert.match(partition.stderr, /ICEBERG_INVALID_PARTITION/);
+    const malformed = await run(
+      'tables',
+      'create',
+      'shop.bad',
+      '--schema',
+      'schema.json',
+      '--partition',
+      'bucket(ts',
+    );
+    assert.match(malformed.stderr, /ICEBERG_INVALID_PARTITION/);
+    assert.doesNotMatch(await ok('tables', 'list'), /shop\.bad/);
+
+    const unknown = await run('tables', 'show', 'shop.nope');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /TABLE_NOT_FOUND/);
+    const snapshot = await run('query', 'select 1 from shop.events', '--snapshot', '12345');
+    assert.match(snapshot.stderr, /SNAPSHOT_NOT_FOUND/);
+    const rollback = await run('tables', 'rollback', 'shop.events', '12345');
+    assert.match(rollback.stderr, /SNAPSHOT_NOT_FOUND/);
+    const badName = await run('tables', 'show', 'x');
+    assert.notEqual(badName.code, 0);
+  });
+
+  it('prints how other engines connect', async () => {
+    const info = JSON.parse(await ok('catalog', 'info', '--json')) as {
+      type: string;
+      name: string;
+      uri: string;
+      warehouse: string;
+    };
+    assert.equal(info.type, 'sql');
+    assert.equal(info.name, 'tributary');
+    assert.match(info.uri, /^sqlite:\//);
+    assert.match(info.warehouse, /^file:\/\//);
+    const text = await ok('catalog', 'info');
+    assert.match(text, /SqlCatalog\("tributary", uri="sqlite:\/\/\/\//);
+    assert.match(text, /iceberg_scan\('file:\/\/.*metadata\.json'\)/);
+  });
+
+  it('drops a table with its files', async () => {
+    await ok('tables', 'create', 'shop.tmp', '--schema', 'schema.json');
+    await ok('tables', 'drop', 'shop.tmp', '--purge');
+    assert.doesNotMatch(await ok('tables', 'list'), /shop\.tmp/);
+  });
+});
