@@ -1,0 +1,484 @@
+/**
+ * The embedded log: every topic in one SQLite database (WAL mode) through `node:sqlite`.
+ *
+ * Durability (invariant 1 of log.ts): appends are group-committed. Appends that arrive while a
+ * transaction is being written wait and then share the next one, so one fsync acknowledges many
+ * producers. With `durability: 'fsync'` (synchronous=FULL) a commit is on disk when it returns and survives
+ * power loss; with `'os'` (synchronous=NORMAL) it is in the operating system and survives a crash of the
+ * process, not of the machine. An append's promise resolves only after its transaction committed.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TributaryError } from '../errors.ts';
+import {
+  partitionForKey,
+  type Log,
+  type LogRecord,
+  type PartitionOffsets,
+  type ReadOptions,
+  type RecordPosition,
+  type StoredRecord,
+  type TopicConfig,
+  type TopicInfo,
+} from './log.ts';
+
+export interface EmbeddedLogOptions {
+  /** Directory of the log's files. */
+  readonly directory: string;
+  readonly durability?: 'fsync' | 'os';
+  /** How often retention runs (default one minute); 0 turns the timer off. */
+  readonly retentionIntervalMs?: number;
+}
+
+interface PendingAppend {
+  readonly topic: TopicState;
+  readonly records: readonly LogRecord[];
+  readonly resolve: (positions: RecordPosition[]) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface TopicState {
+  readonly id: number;
+  readonly info: TopicInfo;
+  /** Next offset per partition; advanced only when the transaction that uses the offsets commits. */
+  readonly next: number[];
+  readonly start: number[];
+  roundRobin: number;
+}
+
+const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
+const MAX_RECORDS_PER_TRANSACTION = 50_000;
+
+export class EmbeddedLog implements Log {
+  readonly #db: DatabaseSync;
+  readonly #topics = new Map<string, TopicState>();
+  readonly #pending: PendingAppend[] = [];
+  readonly #appended = new EventEmitter();
+  readonly #retentionTimer: NodeJS.Timeout | undefined;
+  #flushScheduled = false;
+  #closed = false;
+  readonly #insert: StatementSync;
+  readonly #advance: StatementSync;
+  readonly #select: StatementSync;
+
+  private constructor(db: DatabaseSync, options: EmbeddedLogOptions) {
+    this.#db = db;
+    this.#appended.setMaxListeners(0);
+    this.#insert = db.prepare(
+      'insert into records (topic_id, partition, offset, timestamp, key, value, headers) values (?, ?, ?, ?, ?, ?, ?)',
+    );
+    this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
+    this.#select = db.prepare(
+      'select offset, timestamp, key, value, headers from records where topic_id = ? and partition = ? and offset >= ? order by offset limit ?',
+    );
+    for (const row of db
+      .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
+      .all() as unknown as TopicRow[]) {
+      this.#topics.set(row.name, this.#loadTopic(row));
+    }
+    const interval = options.retentionIntervalMs ?? 60_000;
+    if (interval > 0) {
+      this.#retentionTimer = setInterval(() => void this.enforceRetention().catch(() => undefined), interval);
+      this.#retentionTimer.unref();
+    }
+  }
+
+  static async open(options: EmbeddedLogOptions): Promise<EmbeddedLog> {
+    mkdirSync(options.directory, { recursive: true });
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path.join(options.directory, 'log.db'));
+      db.exec(
+        `pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'}; pragma busy_timeout = 10000;`,
+      );
+      db.exec(`
+        create table if not exists topics (id integer primary key, name text not null unique, partitions integer not null,
+          retention_ms integer, retention_bytes integer);
+        create table if not exists partitions (topic_id integer not null, partition integer not null,
+          start_offset integer not null default 0, next_offset integer not null default 0, primary key (topic_id, partition)) without rowid;
+        create table if not exists records (topic_id integer not null, partition integer not null, offset integer not null,
+          timestamp integer not null, key text, value blob not null, headers text, primary key (topic_id, partition, offset)) without rowid;
+        create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
+          offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
+    } catch (cause) {
+      throw new TributaryError(
+        'STORAGE_IO',
+        `cannot open the embedded log in ${options.directory}: ${(cause as Error).message}`,
+        {
+          cause,
+          hint: 'check that the directory is writable and that no other Tributary process has the log open',
+        },
+      );
+    }
+    return new EmbeddedLog(db, options);
+  }
+
+  #loadTopic(row: TopicRow): TopicState {
+    const partitions = this.#db
+      .prepare(
+        'select partition, start_offset, next_offset from partitions where topic_id = ? order by partition',
+      )
+      .all(row.id) as unknown as Array<{ partition: number; start_offset: number; next_offset: number }>;
+    return {
+      id: row.id,
+      info: {
+        name: row.name,
+        partitions: row.partitions,
+        ...(row.retention_ms === null ? {} : { retentionMs: row.retention_ms }),
+        ...(row.retention_bytes === null ? {} : { retentionBytes: row.retention_bytes }),
+      },
+      next: partitions.map((p) => p.next_offset),
+      start: partitions.map((p) => p.start_offset),
+      roundRobin: 0,
+    };
+  }
+
+  async ensureTopic(name: string, config: TopicConfig): Promise<TopicInfo> {
+    this.#checkOpen();
+    if (!TOPIC_NAME.test(name)) {
+      throw new TributaryError('INVALID_INPUT', `"${name}" is not a valid topic name`, {
+        hint: 'use letters, digits, ".", "_" and "-" (at most 200 characters)',
+      });
+    }
+    if (!Number.isInteger(config.partitions) || config.partitions < 1 || config.partitions > 1024) {
+      throw new TributaryError(
+        'INVALID_INPUT',
+        `topic ${name}: partitions must be a whole number from 1 to 1024`,
+      );
+    }
+    const existing = this.#topics.get(name);
+    if (existing && existing.info.partitions >= config.partitions) {
+      if (
+        existing.info.retentionMs !== config.retentionMs ||
+        existing.info.retentionBytes !== config.retentionBytes
+      ) {
+        this.#db
+          .prepare('update topics set retention_ms = ?, retention_bytes = ? where id = ?')
+          .run(config.retentionMs ?? null, config.retentionBytes ?? null, existing.id);
+        const updated = this.#loadTopic({
+          id: existing.id,
+          name,
+          partitions: existing.info.partitions,
+          retention_ms: config.retentionMs ?? null,
+          retention_bytes: config.retentionBytes ?? null,
+        });
+        this.#topics.set(name, updated);
+        return updated.info;
+      }
+      return existing.info;
+    }
+    this.#db.exec('begin immediate');
+    try {
+      let id = existing?.id;
+      if (id === undefined) {
+        const result = this.#db
+          .prepare('insert into topics (name, partitions, retention_ms, retention_bytes) values (?, ?, ?, ?)')
+          .run(name, config.partitions, config.retentionMs ?? null, config.retentionBytes ?? null);
+        id = Number(result.lastInsertRowid);
+      } else {
+        this.#db.prepare('update topics set partitions = ? where id = ?').run(config.partitions, id);
+      }
+      const addPartition = this.#db.prepare(
+        'insert or ignore into partitions (topic_id, partition) values (?, ?)',
+      );
+      for (let p = 0; p < config.partitions; p++) addPartition.run(id, p);
+      this.#db.exec('commit');
+      const state = this.#loadTopic({
+        id,
+        name,
+        partitions: config.partitions,
+        retention_ms: config.retentionMs ?? null,
+        retention_bytes: config.retentionBytes ?? null,
+      });
+      this.#topics.set(name, state);
+      return state.info;
+    } catch (error) {
+      this.#db.exec('rollback');
+      throw error;
+    }
+  }
+
+  async listTopics(): Promise<TopicInfo[]> {
+    return [...this.#topics.values()].map((t) => t.info).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async describeTopic(name: string): Promise<TopicInfo | undefined> {
+    return this.#topics.get(name)?.info;
+  }
+
+  #topic(name: string): TopicState {
+    const topic = this.#topics.get(name);
+    if (!topic) {
+      throw new TributaryError('INVALID_INPUT', `topic ${name} does not exist`, {
+        hint: 'create it first (pipelines and streams create their topics)',
+      });
+    }
+    return topic;
+  }
+
+  async append(topic: string, records: readonly LogRecord[]): Promise<RecordPosition[]> {
+    this.#checkOpen();
+    const state = this.#topic(topic);
+    if (records.length === 0) return [];
+    return new Promise((resolve, reject) => {
+      this.#pending.push({ topic: state, records, resolve, reject });
+      this.#scheduleFlush();
+    });
+  }
+
+  #scheduleFlush(): void {
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    // setImmediate lets every append issued in this turn of the event loop join the transaction.
+    setImmediate(() => {
+      this.#flushScheduled = false;
+      this.#flush();
+    });
+  }
+
+  /** Writes pending appends in one transaction, then resolves them (group commit). */
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    const batch: PendingAppend[] = [];
+    let count = 0;
+    while (
+      this.#pending.length &&
+      (batch.length === 0 || count + this.#pending[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
+    ) {
+      const next = this.#pending.shift()!;
+      batch.push(next);
+      count += next.records.length;
+    }
+    const now = Date.now();
+    const results: RecordPosition[][] = [];
+    const advanced = new Map<TopicState, number[]>();
+    try {
+      this.#db.exec('begin immediate');
+      for (const append of batch) {
+        const topic = append.topic;
+        const next = advanced.get(topic) ?? [...topic.next];
+        advanced.set(topic, next);
+        const positions: RecordPosition[] = [];
+        const batchPartition = topic.roundRobin++ % topic.info.partitions;
+        for (const record of append.records) {
+          const partition =
+            record.key == null ? batchPartition : partitionForKey(record.key, topic.info.partitions);
+          const offset = next[partition]!;
+          next[partition] = offset + 1;
+          this.#insert.run(
+            topic.id,
+            partition,
+            offset,
+            record.timestamp ?? now,
+            record.key ?? null,
+            record.value,
+            record.headers ? JSON.stringify(record.headers) : null,
+          );
+          positions.push({ partition, offset });
+        }
+        results.push(positions);
+      }
+      for (const [topic, next] of advanced) {
+        next.forEach((offset, partition) => {
+          if (offset !== topic.next[partition]) this.#advance.run(offset, topic.id, partition);
+        });
+      }
+      this.#db.exec('commit');
+    } catch (cause) {
+      try {
+        this.#db.exec('rollback');
+      } catch {
+        // the transaction may not have started
+      }
+      const error = new TributaryError(
+        'STORAGE_IO',
+        `appending to the embedded log failed: ${(cause as Error).message}`,
+        { cause, retryable: true },
+      );
+      for (const append of batch) append.reject(error);
+      if (this.#pending.length) this.#scheduleFlush();
+      return;
+    }
+    for (const [topic, next] of advanced)
+      next.forEach((offset, partition) => (topic.next[partition] = offset));
+    batch.forEach((append, i) => append.resolve(results[i]!));
+    for (const topic of advanced.keys()) this.#appended.emit(topic.info.name);
+    if (this.#pending.length) this.#scheduleFlush();
+  }
+
+  async read(
+    topic: string,
+    partition: number,
+    fromOffset: number,
+    options: ReadOptions = {},
+  ): Promise<StoredRecord[]> {
+    this.#checkOpen();
+    const state = this.#topic(topic);
+    if (!Number.isInteger(partition) || partition < 0 || partition >= state.info.partitions) {
+      throw new TributaryError('INVALID_INPUT', `topic ${topic} has no partition ${partition}`);
+    }
+    const from = Math.max(fromOffset, state.start[partition] ?? 0);
+    if (from >= (state.next[partition] ?? 0) && options.waitMs)
+      await this.#waitForAppend(topic, state, partition, from, options.waitMs, options.signal);
+    const maxRecords = options.maxRecords ?? 1000;
+    const rows = this.#select.all(state.id, partition, from, maxRecords) as unknown as RecordRow[];
+    const records: StoredRecord[] = [];
+    let bytes = 0;
+    for (const row of rows) {
+      if (options.maxBytes !== undefined && records.length > 0 && bytes + row.value.length > options.maxBytes)
+        break;
+      bytes += row.value.length;
+      records.push({
+        topic,
+        partition,
+        offset: row.offset,
+        timestamp: row.timestamp,
+        key: row.key,
+        value: row.value,
+        headers: row.headers ? (JSON.parse(row.headers) as Record<string, string>) : {},
+      });
+    }
+    return records;
+  }
+
+  async #waitForAppend(
+    name: string,
+    state: TopicState,
+    partition: number,
+    from: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const deadline = Date.now() + waitMs;
+    while (
+      from >= (state.next[partition] ?? 0) &&
+      Date.now() < deadline &&
+      !signal?.aborted &&
+      !this.#closed
+    ) {
+      const controller = new AbortController();
+      const onAbort = () => controller.abort();
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const woken = new Promise<void>((resolve) => {
+        const listener = () => resolve();
+        this.#appended.once(name, listener);
+        controller.signal.addEventListener('abort', () => this.#appended.off(name, listener), { once: true });
+      });
+      await Promise.race([
+        woken,
+        sleep(deadline - Date.now(), undefined, { signal: controller.signal }).catch(() => undefined),
+      ]);
+      controller.abort();
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async offsets(topic: string): Promise<PartitionOffsets[]> {
+    const state = this.#topic(topic);
+    return state.next.map((end, partition) => ({ partition, start: state.start[partition] ?? 0, end }));
+  }
+
+  async committedOffsets(group: string, topic: string): Promise<Map<number, number>> {
+    const state = this.#topic(topic);
+    const rows = this.#db
+      .prepare('select partition, offset from group_offsets where group_name = ? and topic_id = ?')
+      .all(group, state.id) as unknown as Array<{ partition: number; offset: number }>;
+    return new Map(rows.map((r) => [r.partition, r.offset]));
+  }
+
+  async commitOffsets(group: string, topic: string, offsets: ReadonlyMap<number, number>): Promise<void> {
+    this.#checkOpen();
+    const state = this.#topic(topic);
+    const upsert = this.#db.prepare(
+      'insert into group_offsets (group_name, topic_id, partition, offset) values (?, ?, ?, ?) on conflict do update set offset = excluded.offset',
+    );
+    this.#db.exec('begin immediate');
+    try {
+      for (const [partition, offset] of offsets) upsert.run(group, state.id, partition, offset);
+      this.#db.exec('commit');
+    } catch (error) {
+      this.#db.exec('rollback');
+      throw error;
+    }
+  }
+
+  async enforceRetention(): Promise<number> {
+    if (this.#closed) return 0;
+    let removed = 0;
+    for (const topic of this.#topics.values()) {
+      const { retentionMs, retentionBytes } = topic.info;
+      if (retentionMs === undefined && retentionBytes === undefined) continue;
+      for (let partition = 0; partition < topic.info.partitions; partition++) {
+        let newStart = topic.start[partition] ?? 0;
+        if (retentionMs !== undefined) {
+          const row = this.#db
+            .prepare(
+              'select min(offset) as first from records where topic_id = ? and partition = ? and timestamp >= ?',
+            )
+            .get(topic.id, partition, Date.now() - retentionMs) as { first: number | null };
+          newStart = Math.max(newStart, row.first ?? topic.next[partition] ?? 0);
+        }
+        if (retentionBytes !== undefined) {
+          // Keep the newest records whose values fit in retentionBytes.
+          const row = this.#db
+            .prepare(
+              `select min(offset) as first from (select offset, sum(length(value)) over (order by offset desc) as total
+                 from records where topic_id = ? and partition = ?) where total <= ?`,
+            )
+            .get(topic.id, partition, retentionBytes) as { first: number | null };
+          newStart = Math.max(newStart, row.first ?? topic.next[partition] ?? 0);
+        }
+        if (newStart <= (topic.start[partition] ?? 0)) continue;
+        this.#db.exec('begin immediate');
+        try {
+          const result = this.#db
+            .prepare('delete from records where topic_id = ? and partition = ? and offset < ?')
+            .run(topic.id, partition, newStart);
+          this.#db
+            .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
+            .run(newStart, topic.id, partition);
+          this.#db.exec('commit');
+          topic.start[partition] = newStart;
+          removed += Number(result.changes);
+        } catch (error) {
+          this.#db.exec('rollback');
+          throw error;
+        }
+      }
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Let appends already accepted finish before closing.
+    while (this.#pending.length) this.#flush();
+    this.#closed = true;
+    if (this.#retentionTimer) clearInterval(this.#retentionTimer);
+    this.#appended.emit('close');
+    this.#db.close();
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new TributaryError('STORAGE_IO', 'the embedded log is closed');
+  }
+}
+
+interface TopicRow {
+  id: number;
+  name: string;
+  partitions: number;
+  retention_ms: number | null;
+  retention_bytes: number | null;
+}
+
+interface RecordRow {
+  offset: number;
+  timestamp: number;
+  key: string | null;
+  value: Uint8Array;
+  headers: string | null;
+}

@@ -1,0 +1,198 @@
+/**
+ * The conformance suite every log backend runs: `logCases('embedded', open)` registers the tests.
+ * `open(dir)` opens (or reopens) a log whose state lives in `dir`.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import type { Log, LogRecord } from './log.ts';
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+const records = (from: number, to: number, key?: string): LogRecord[] =>
+  Array.from({ length: to - from }, (_, i) => ({ key: key ?? null, value: encode(String(from + i)) }));
+
+export function logCases(name: string, open: (directory: string) => Promise<Log>): void {
+  const fresh = () => mkdtempSync(path.join(tmpdir(), `tributary-log-${name}-`));
+
+  describe(`log conformance: ${name}`, () => {
+    it('keeps per-partition order with consecutive offsets from 0', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('events', { partitions: 3 });
+        const positions = await log.append('events', records(0, 50, 'k'));
+        const partition = positions[0]!.partition;
+        assert.ok(
+          positions.every((p) => p.partition === partition),
+          'one key, one partition',
+        );
+        assert.deepEqual(
+          positions.map((p) => p.offset),
+          Array.from({ length: 50 }, (_, i) => i),
+        );
+        const more = await log.append('events', records(50, 60, 'k'));
+        assert.deepEqual(
+          more.map((p) => p.offset),
+          Array.from({ length: 10 }, (_, i) => 50 + i),
+        );
+        const read = await log.read('events', partition, 0, { maxRecords: 100 });
+        assert.deepEqual(
+          read.map((r) => decode(r.value)),
+          Array.from({ length: 60 }, (_, i) => String(i)),
+        );
+        assert.deepEqual(
+          read.map((r) => r.offset),
+          Array.from({ length: 60 }, (_, i) => i),
+        );
+        const from = await log.read('events', partition, 55);
+        assert.deepEqual(
+          from.map((r) => r.offset),
+          [55, 56, 57, 58, 59],
+        );
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('spreads unkeyed records over partitions and offsets stay monotonic under concurrent appends', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('events', { partitions: 4 });
+        const results = await Promise.all(
+          Array.from({ length: 200 }, (_, i) => log.append('events', [{ value: encode(`r${i}`) }])),
+        );
+        const offsets = await log.offsets('events');
+        assert.equal(
+          offsets.reduce((n, p) => n + p.end, 0),
+          200,
+        );
+        assert.ok(offsets.filter((p) => p.end > 0).length > 1, 'more than one partition used');
+        for (const { partition, end } of offsets) {
+          const read = await log.read('events', partition, 0, { maxRecords: 1000 });
+          assert.deepEqual(
+            read.map((r) => r.offset),
+            Array.from({ length: end }, (_, i) => i),
+          );
+        }
+        const seen = new Set(results.flat().map((p) => `${p.partition}:${p.offset}`));
+        assert.equal(seen.size, 200, 'every record has its own position');
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('keeps every acknowledged record, headers and keys across close and reopen', async () => {
+      const dir = fresh();
+      let log = await open(dir);
+      await log.ensureTopic('events', { partitions: 2 });
+      await log.append('events', [
+        { key: 'a', value: encode('1'), headers: { source: 'test' }, timestamp: 1234 },
+      ]);
+      await log.append('events', records(0, 99, 'a'));
+      await log.close();
+      log = await open(dir);
+      try {
+        const info = await log.describeTopic('events');
+        assert.equal(info?.partitions, 2);
+        const [first] = await log.offsets('events').then((o) => o.filter((p) => p.end > 0));
+        const read = await log.read('events', first!.partition, 0, { maxRecords: 1000 });
+        assert.equal(read.length, 100);
+        assert.deepEqual(read[0]?.headers, { source: 'test' });
+        assert.equal(read[0]?.key, 'a');
+        assert.equal(read[0]?.timestamp, 1234);
+        const next = await log.append('events', [{ key: 'a', value: encode('after') }]);
+        assert.equal(next[0]?.offset, 100, 'offsets continue after reopen');
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('stores consumer-group offsets durably and per group', async () => {
+      const dir = fresh();
+      let log = await open(dir);
+      await log.ensureTopic('events', { partitions: 2 });
+      assert.equal((await log.committedOffsets('silver', 'events')).size, 0);
+      await log.commitOffsets(
+        'silver',
+        'events',
+        new Map([
+          [0, 10],
+          [1, 3],
+        ]),
+      );
+      await log.commitOffsets('gold', 'events', new Map([[0, 1]]));
+      await log.commitOffsets('silver', 'events', new Map([[0, 12]]));
+      await log.close();
+      log = await open(dir);
+      try {
+        assert.deepEqual([...(await log.committedOffsets('silver', 'events'))].sort(), [
+          [0, 12],
+          [1, 3],
+        ]);
+        assert.deepEqual([...(await log.committedOffsets('gold', 'events'))], [[0, 1]]);
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('waits for records when asked to, and returns at once otherwise', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('events', { partitions: 1 });
+        assert.deepEqual(await log.read('events', 0, 0), []);
+        const waiting = log.read('events', 0, 0, { waitMs: 5000 });
+        setTimeout(() => void log.append('events', records(0, 1)), 50);
+        const started = Date.now();
+        const read = await waiting;
+        assert.equal(read.length, 1);
+        assert.ok(Date.now() - started < 4000, 'woken by the append');
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('removes records past retention by age and by size, and reads start after them', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('old', { partitions: 1, retentionMs: 60_000 });
+        const now = Date.now();
+        await log.append('old', [
+          { value: encode('ancient'), timestamp: now - 120_000 },
+          { value: encode('older'), timestamp: now - 90_000 },
+          { value: encode('recent'), timestamp: now },
+        ]);
+        await log.ensureTopic('big', { partitions: 1, retentionBytes: 50 });
+        await log.append(
+          'big',
+          records(0, 30).map((r) => ({ ...r, value: encode('x'.repeat(10)) })),
+        );
+        assert.ok((await log.enforceRetention()) >= 2);
+        const [old] = await log.offsets('old');
+        assert.deepEqual(old, { partition: 0, start: 2, end: 3 });
+        assert.deepEqual(
+          (await log.read('old', 0, 0)).map((r) => decode(r.value)),
+          ['recent'],
+        );
+        const [big] = await log.offsets('big');
+        assert.equal(big?.end, 30);
+        assert.equal(big?.start, 25, 'the newest 50 bytes are kept');
+      } finally {
+        await log.close();
+      }
+    });
+
+    it('refuses bad topic names, unknown topics and partitions', async () => {
+      const log = await open(fresh());
+      try {
+        await assert.rejects(log.ensureTopic('no spaces', { partitions: 1 }), /not a valid topic name/);
+        await assert.rejects(log.append('missing', records(0, 1)), /does not exist/);
+        await log.ensureTopic('events', { partitions: 1 });
+        await assert.rejects(log.read('events', 7, 0), /no partition 7/);
+      } finally {
+        await log.close();
+      }
+    });
+  });
+}
