@@ -13,6 +13,7 @@ import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TributaryError } from '../errors.ts';
+import { decodeBatch, encodeBatch } from './record-batch.ts';
 import {
   partitionForKey,
   type Log,
@@ -68,11 +69,11 @@ export class EmbeddedLog implements Log {
     this.#db = db;
     this.#appended.setMaxListeners(0);
     this.#insert = db.prepare(
-      'insert into records (topic_id, partition, offset, timestamp, key, value, headers) values (?, ?, ?, ?, ?, ?, ?)',
+      'insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, payload) values (?, ?, ?, ?, ?, ?, ?)',
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#select = db.prepare(
-      'select offset, timestamp, key, value, headers from records where topic_id = ? and partition = ? and offset >= ? order by offset limit ?',
+      'select base_offset, payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset limit ?',
     );
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
@@ -99,8 +100,12 @@ export class EmbeddedLog implements Log {
           retention_ms integer, retention_bytes integer);
         create table if not exists partitions (topic_id integer not null, partition integer not null,
           start_offset integer not null default 0, next_offset integer not null default 0, primary key (topic_id, partition)) without rowid;
-        create table if not exists records (topic_id integer not null, partition integer not null, offset integer not null,
-          timestamp integer not null, key text, value blob not null, headers text, primary key (topic_id, partition, offset)) without rowid;
+        -- One row per record batch (record-batch.ts): appends cost per byte, not per record. A rowid table:
+        -- WITHOUT ROWID keeps whole rows in the index b-tree, which is slow for kilobyte values.
+        create table if not exists batches (topic_id integer not null, partition integer not null, base_offset integer not null,
+          end_offset integer not null, max_timestamp integer not null, bytes integer not null, payload blob not null,
+          primary key (topic_id, partition, base_offset));
+        create index if not exists batches_by_end on batches (topic_id, partition, end_offset);
         create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
           offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
     } catch (cause) {
@@ -256,7 +261,11 @@ export class EmbeddedLog implements Log {
     const results: RecordPosition[][] = [];
     const advanced = new Map<TopicState, number[]>();
     try {
-      this.#db.exec('begin immediate');
+      // Assign positions first, then write one record batch per partition touched.
+      const perPartition = new Map<
+        string,
+        { topic: TopicState; partition: number; base: number; records: LogRecord[] }
+      >();
       for (const append of batch) {
         const topic = append.topic;
         const next = advanced.get(topic) ?? [...topic.next];
@@ -268,18 +277,23 @@ export class EmbeddedLog implements Log {
             record.key == null ? batchPartition : partitionForKey(record.key, topic.info.partitions);
           const offset = next[partition]!;
           next[partition] = offset + 1;
-          this.#insert.run(
-            topic.id,
-            partition,
-            offset,
-            record.timestamp ?? now,
-            record.key ?? null,
-            record.value,
-            record.headers ? JSON.stringify(record.headers) : null,
-          );
+          const key = `${topic.id}:${partition}`;
+          let group = perPartition.get(key);
+          if (!group) {
+            group = { topic, partition, base: offset, records: [] };
+            perPartition.set(key, group);
+          }
+          group.records.push(record);
           positions.push({ partition, offset });
         }
         results.push(positions);
+      }
+      this.#db.exec('begin immediate');
+      for (const group of perPartition.values()) {
+        const { payload, maxTimestamp } = encodeBatch(group.records, now);
+        const end = group.base + group.records.length;
+        const valueBytes = group.records.reduce((n, r) => n + r.value.length, 0);
+        this.#insert.run(group.topic.id, group.partition, group.base, end, maxTimestamp, valueBytes, payload);
       }
       for (const [topic, next] of advanced) {
         next.forEach((offset, partition) => {
@@ -324,22 +338,29 @@ export class EmbeddedLog implements Log {
     if (from >= (state.next[partition] ?? 0) && options.waitMs)
       await this.#waitForAppend(topic, state, partition, from, options.waitMs, options.signal);
     const maxRecords = options.maxRecords ?? 1000;
-    const rows = this.#select.all(state.id, partition, from, maxRecords) as unknown as RecordRow[];
     const records: StoredRecord[] = [];
     let bytes = 0;
-    for (const row of rows) {
-      if (options.maxBytes !== undefined && records.length > 0 && bytes + row.value.length > options.maxBytes)
-        break;
-      bytes += row.value.length;
-      records.push({
-        topic,
-        partition,
-        offset: row.offset,
-        timestamp: row.timestamp,
-        key: row.key,
-        value: row.value,
-        headers: row.headers ? (JSON.parse(row.headers) as Record<string, string>) : {},
-      });
+    let cursor = from;
+    // Batches hold many records: fetch a few at a time until enough records are gathered.
+    while (records.length < maxRecords) {
+      const rows = this.#select.all(state.id, partition, cursor, 16) as unknown as BatchRow[];
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        for (const record of decodeBatch(row.payload, row.base_offset)) {
+          if (record.offset < cursor) continue;
+          if (records.length >= maxRecords) break;
+          if (
+            options.maxBytes !== undefined &&
+            records.length > 0 &&
+            bytes + record.value.length > options.maxBytes
+          ) {
+            return records;
+          }
+          bytes += record.value.length;
+          records.push({ topic, partition, ...record });
+        }
+        cursor = row.base_offset + (decodeCount(row.payload) || 1);
+      }
     }
     return records;
   }
@@ -413,29 +434,31 @@ export class EmbeddedLog implements Log {
       if (retentionMs === undefined && retentionBytes === undefined) continue;
       for (let partition = 0; partition < topic.info.partitions; partition++) {
         let newStart = topic.start[partition] ?? 0;
+        const end = topic.next[partition] ?? 0;
         if (retentionMs !== undefined) {
+          // The first batch holding a record young enough; everything before it goes.
           const row = this.#db
             .prepare(
-              'select min(offset) as first from records where topic_id = ? and partition = ? and timestamp >= ?',
+              'select min(base_offset) as first from batches where topic_id = ? and partition = ? and max_timestamp >= ?',
             )
             .get(topic.id, partition, Date.now() - retentionMs) as { first: number | null };
-          newStart = Math.max(newStart, row.first ?? topic.next[partition] ?? 0);
+          newStart = Math.max(newStart, row.first ?? end);
         }
         if (retentionBytes !== undefined) {
-          // Keep the newest records whose values fit in retentionBytes.
+          // Keep the newest batches whose values fit in retentionBytes.
           const row = this.#db
             .prepare(
-              `select min(offset) as first from (select offset, sum(length(value)) over (order by offset desc) as total
-                 from records where topic_id = ? and partition = ?) where total <= ?`,
+              `select min(base_offset) as first from (select base_offset, sum(bytes) over (order by base_offset desc) as total
+                 from batches where topic_id = ? and partition = ?) where total <= ?`,
             )
             .get(topic.id, partition, retentionBytes) as { first: number | null };
-          newStart = Math.max(newStart, row.first ?? topic.next[partition] ?? 0);
+          newStart = Math.max(newStart, row.first ?? end);
         }
         if (newStart <= (topic.start[partition] ?? 0)) continue;
         this.#db.exec('begin immediate');
         try {
           const result = this.#db
-            .prepare('delete from records where topic_id = ? and partition = ? and offset < ?')
+            .prepare('delete from batches where topic_id = ? and partition = ? and end_offset <= ?')
             .run(topic.id, partition, newStart);
           this.#db
             .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
@@ -475,10 +498,11 @@ interface TopicRow {
   retention_bytes: number | null;
 }
 
-interface RecordRow {
-  offset: number;
-  timestamp: number;
-  key: string | null;
-  value: Uint8Array;
-  headers: string | null;
+interface BatchRow {
+  base_offset: number;
+  payload: Uint8Array;
+}
+
+function decodeCount(payload: Uint8Array): number {
+  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(0, true);
 }

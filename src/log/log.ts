@@ -42,7 +42,10 @@ export interface RecordPosition {
 
 export interface TopicConfig {
   readonly partitions: number;
-  /** Records older than this are removed; undefined keeps them forever. */
+  /**
+   * Records older than this are removed; undefined keeps them forever. Retention removes whole record
+   * batches (what one append wrote to a partition), so a few records past it may stay a little longer.
+   */
   readonly retentionMs?: number;
   /** Per partition, the oldest records are removed above this many bytes of values. */
   readonly retentionBytes?: number;
