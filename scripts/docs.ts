@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli/program.ts';
+import { pipelineSchema } from '../src/components.ts';
 import { branchFor, configSchemas, type JsonSchema } from '../src/core/config/json-schema.ts';
 import { errorCodes } from '../src/errors.ts';
 
@@ -51,8 +52,7 @@ function configurationReference(): string {
   let text =
     `${GENERATED}# Configuration reference\n\nValues may use \`\${VAR}\`, \`\${VAR:-default}\` and \`\${file:/path/to/secret}\`. ` +
     'An unquoted value that is exactly one placeholder takes the type of what it resolves to (`port: ${PORT}` is a number); quote it to keep a string.\n';
-  for (const [file, schemaOf] of Object.entries(configSchemas)) {
-    const schema = schemaOf();
+  for (const [file, schema] of Object.entries(configSchemas(pipelineSchema))) {
     const out: string[][] = [];
     rows(schema, '', out);
     text += `\n## \`${file}\`\n\n${schema.description ?? ''}\n\n| key | type | default | description |\n|---|---|---|---|\n`;

@@ -24,7 +24,10 @@ const catalogChecks: readonly DoctorCheck[] = [
         return {
           status: 'fail',
           detail: `${uri}: ${error instanceof Error ? error.message : String(error)}`,
-          fix: isTributaryError(error) && error.hint ? error.hint : 'check catalog.uri in tributary.yaml and that the database is running',
+          fix:
+            isTributaryError(error) && error.hint
+              ? error.hint
+              : 'check catalog.uri in tributary.yaml and that the database is running',
         };
       }
     },

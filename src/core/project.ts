@@ -6,7 +6,13 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { loadConfigFile, type LoadOptions } from './config/load-file.ts';
-import { PIPELINE_NAME, PIPELINES_DIR, pipelineSchema, type PipelineConfig } from './config/pipeline.ts';
+import type { z } from 'zod';
+import {
+  genericPipelineSchema,
+  PIPELINE_NAME,
+  PIPELINES_DIR,
+  type PipelineConfig,
+} from './config/pipeline.ts';
 import { PLATFORM_FILE, platformSchema, type PlatformConfig } from './config/platform.ts';
 import type { SecretPaths } from './config/placeholders.ts';
 
@@ -44,7 +50,12 @@ export function findProjectRoot(start: string = process.cwd()): string {
   }
 }
 
-export function loadProject(start?: string, options: LoadOptions = {}): Project {
+export interface ProjectLoadOptions extends LoadOptions {
+  /** The schema pipeline files are validated with: the registered components' (src/components.ts). */
+  readonly pipelineSchema?: z.ZodType;
+}
+
+export function loadProject(start?: string, options: ProjectLoadOptions = {}): Project {
   const root = findProjectRoot(start);
   const platformFile = path.join(root, PLATFORM_FILE);
   const platform = loadConfigFile(platformFile, platformSchema, options);
@@ -72,8 +83,13 @@ export function loadProject(start?: string, options: LoadOptions = {}): Project 
         hint: 'keep one of them',
       });
     }
-    const loaded = loadConfigFile(file, pipelineSchema, options);
-    pipelines.set(name, { name, file, config: loaded.value, secretPaths: loaded.secretPaths });
+    const loaded = loadConfigFile(file, options.pipelineSchema ?? genericPipelineSchema, options);
+    pipelines.set(name, {
+      name,
+      file,
+      config: loaded.value as PipelineConfig,
+      secretPaths: loaded.secretPaths,
+    });
   }
   return {
     root,

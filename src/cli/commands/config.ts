@@ -2,6 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
+import { pipelineSchema } from '../../components.ts';
 import { configSchemas } from '../../core/config/json-schema.ts';
 import { redactSecrets } from '../../core/config/redact.ts';
 import { TributaryError } from '../../errors.ts';
@@ -31,14 +32,15 @@ export function registerConfig(program: Command, context: () => CliContext): voi
   config
     .command('schema')
     .description('Print the JSON Schema of tributary.yaml or of pipeline files, for editor completion.')
-    .argument('[file]', `which file: ${Object.keys(configSchemas).join(' or ')}`, 'tributary.yaml')
+    .argument('[file]', 'which file: tributary.yaml or pipelines/*.yaml', 'tributary.yaml')
     .action((file: string) => {
+      const schemas = configSchemas(pipelineSchema);
       const key = file.includes('pipeline') ? 'pipelines/*.yaml' : path.basename(file);
-      if (!(key in configSchemas)) {
+      if (!(key in schemas)) {
         throw new TributaryError('USAGE', `no schema for "${file}"`, {
-          hint: `choose ${Object.keys(configSchemas).join(' or ')}`,
+          hint: `choose ${Object.keys(schemas).join(' or ')}`,
         });
       }
-      console.log(JSON.stringify(configSchemas[key as keyof typeof configSchemas](), null, 2));
+      console.log(JSON.stringify(schemas[key as keyof typeof schemas], null, 2));
     });
 }

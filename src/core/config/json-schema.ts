@@ -4,7 +4,6 @@
  */
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { pipelineSchema } from './pipeline.ts';
 import { platformSchema } from './platform.ts';
 
 export interface JsonSchema {
@@ -25,10 +24,12 @@ export function toJsonSchema(schema: z.ZodType): JsonSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
 }
 
-export const configSchemas = {
-  'tributary.yaml': () => toJsonSchema(platformSchema),
-  'pipelines/*.yaml': () => toJsonSchema(pipelineSchema),
-} as const;
+/** The JSON Schemas of both configuration files, given the pipeline schema of the registered components. */
+export function configSchemas(
+  pipelineSchema: z.ZodType,
+): Record<'tributary.yaml' | 'pipelines/*.yaml', JsonSchema> {
+  return { 'tributary.yaml': toJsonSchema(platformSchema), 'pipelines/*.yaml': toJsonSchema(pipelineSchema) };
+}
 
 /** The branch of a oneOf/anyOf whose `const` fields match `value`, or the schema itself. */
 export function branchFor(schema: JsonSchema, value: unknown): JsonSchema {

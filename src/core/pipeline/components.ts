@@ -1,0 +1,79 @@
+/**
+ * Components declare themselves here: a type name, one zod schema (from which validation, defaults, the
+ * JSON Schema and the reference docs all come) and a factory. The pipeline file schema is assembled from
+ * the registered components, so core code never imports a component.
+ */
+import { z } from 'zod';
+import type { Logger } from '../logger.ts';
+import type { Log } from '../../log/log.ts';
+import type { Sink, Transform } from './model.ts';
+
+/** What a component's factory gets besides its own configuration. */
+export interface ComponentContext {
+  readonly pipeline: string;
+  /** The project root: relative paths in component configs are relative to it. */
+  readonly projectRoot: string;
+  readonly log: Log;
+  readonly logger: Logger;
+  /** Shared resources (the catalog, a DuckDB engine) created once and closed with the pipeline. */
+  readonly resources: PipelineResources;
+}
+
+/** Lazily created shared resources; the composition root decides what they are. */
+export interface PipelineResources {
+  get<T>(name: string, create: () => Promise<T>, close?: (value: T) => Promise<void> | void): Promise<T>;
+  closeAll(): Promise<void>;
+}
+
+export interface ComponentDefinition<
+  Kind extends 'transform' | 'sink',
+  Schema extends z.ZodObject = z.ZodObject,
+> {
+  readonly kind: Kind;
+  readonly type: string;
+  /** A strict object schema whose `type` field is the literal `type`. */
+  readonly schema: Schema;
+  create(
+    config: z.output<Schema>,
+    context: ComponentContext,
+  ): Promise<Kind extends 'sink' ? Sink : Transform>;
+}
+
+export type TransformDefinition = ComponentDefinition<'transform'>;
+export type SinkDefinition = ComponentDefinition<'sink'>;
+
+export function createResources(): PipelineResources {
+  const created = new Map<
+    string,
+    { value: Promise<unknown>; close?: (value: never) => Promise<void> | void }
+  >();
+  return {
+    async get<T>(
+      name: string,
+      create: () => Promise<T>,
+      close?: (value: T) => Promise<void> | void,
+    ): Promise<T> {
+      let entry = created.get(name);
+      if (!entry) {
+        entry = { value: create(), close: close as ((value: never) => Promise<void> | void) | undefined };
+        created.set(name, entry);
+      }
+      return entry.value as Promise<T>;
+    },
+    async closeAll() {
+      for (const entry of [...created.values()].reverse()) {
+        const value = await entry.value.catch(() => undefined);
+        if (value !== undefined) await entry.close?.(value as never);
+      }
+      created.clear();
+    },
+  };
+}
+
+/** A discriminated union of the components' schemas (or, for an empty list, any object with a type). */
+export function componentUnion(definitions: readonly ComponentDefinition<'transform' | 'sink'>[]): z.ZodType {
+  const schemas = definitions.map((d) => d.schema);
+  if (schemas.length === 0) return z.looseObject({ type: z.string() });
+  if (schemas.length === 1) return schemas[0]!;
+  return z.discriminatedUnion('type', schemas as unknown as [z.ZodObject, z.ZodObject, ...z.ZodObject[]]);
+}

@@ -1,0 +1,79 @@
+/**
+ * What flows through a pipeline and the contracts of the components it is built from.
+ *
+ * A pipeline reads records from a log topic in batches, passes each batch through its transforms in
+ * order, and hands the result to every sink. A record a transform rejects goes to the dead-letter queue
+ * with its reason; it never blocks the records after it.
+ *
+ * Positions: for each partition of the source topic, the offset of the next record to process. Every sink
+ * commits its positions atomically with its data (exactly-once, docs/exactly-once.md); on restart the
+ * runtime asks each sink where it stands and hands it only records past that.
+ */
+
+/** Next offset to process, per partition of the source topic. */
+export type Positions = ReadonlyMap<number, number>;
+
+export interface PipelineRecord {
+  /** The record's body: a JSON object (the event, the row change). */
+  readonly value: Record<string, unknown>;
+  readonly key: string | null;
+  readonly partition: number;
+  readonly offset: number;
+  /** When the record entered the log, ms since epoch. */
+  readonly timestamp: number;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** A record that failed, for the dead-letter queue. */
+export interface Rejection {
+  readonly record: PipelineRecord;
+  /** Where it failed: "decode", a transform's name ("validate"), or a sink's ("iceberg"). */
+  readonly stage: string;
+  /** What was wrong, in a sentence (for validation: the JSON path and the rule). */
+  readonly error: string;
+  /** The original bytes as text, when the record could not even be decoded. */
+  readonly raw?: string;
+}
+
+export interface TransformResult {
+  readonly records: readonly PipelineRecord[];
+  readonly rejected: readonly Rejection[];
+}
+
+/**
+ * A transform: called with each batch in order, returns the records to pass on and those it rejects.
+ * It may keep state across batches (dedupe); it must not reorder records within a partition.
+ * Throwing fails the whole batch (a bug or an outage, not bad input): the runtime retries it.
+ */
+export interface Transform {
+  readonly name: string;
+  process(records: readonly PipelineRecord[]): Promise<TransformResult>;
+  close?(): Promise<void>;
+}
+
+export interface SinkBatch {
+  /** The records this sink has not committed yet, in offset order per partition. */
+  readonly records: readonly PipelineRecord[];
+  /** Positions after this batch: commit them atomically with the records. */
+  readonly positions: Positions;
+}
+
+/** Outcome of a sink write: the records it could not take (schema policy `freeze`) go to the DLQ. */
+export interface SinkResult {
+  readonly rejected?: readonly Rejection[];
+}
+
+/**
+ * A sink. The runtime calls `open` once, then `write` batch after batch, then `close`.
+ *  - `open` returns the positions the sink has durably committed (empty for a new sink).
+ *  - `write` stores the records and the positions in one atomic commit, and resolves once both are
+ *    durable. After a crash the same records may be offered again with the same positions: the sink
+ *    must end up with them exactly once (its committed positions tell it what it already has).
+ *  - Errors with `retryable: true` are retried by the runtime with backoff; others stop the pipeline.
+ */
+export interface Sink {
+  readonly name: string;
+  open(): Promise<Positions>;
+  write(batch: SinkBatch): Promise<SinkResult>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,4 @@
+/** Every sink Tributary ships, registered for pipeline files (see core/pipeline/components.ts). */
+import type { SinkDefinition } from '../core/pipeline/components.ts';
+
+export const sinkDefinitions: readonly SinkDefinition[] = [];
