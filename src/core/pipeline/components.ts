@@ -11,6 +11,8 @@ import type { Sink, Transform } from './model.ts';
 /** What a component's factory gets besides its own configuration. */
 export interface ComponentContext {
   readonly pipeline: string;
+  /** The log topic the pipeline reads (sinks that keep positions in consumer-group offsets need it). */
+  readonly sourceTopic: string;
   /** The project root: relative paths in component configs are relative to it. */
   readonly projectRoot: string;
   readonly log: Log;
