@@ -1,11 +1,137 @@
 /**
- * The composition root: the components Tributary ships, and the pipeline file schema built from them.
- * The CLI, the server and the docs generator start here; nothing below imports it.
+ * The composition root: the components Tributary ships, the pipeline file schema built from them, and
+ * how a configured project becomes running pipelines. The CLI, the server and the docs generator start
+ * here; nothing below imports it.
  */
+import { openCatalog } from './catalog/open.ts';
 import { pipelineSchemaFor } from './core/config/pipeline.ts';
+import { didYouMean } from './core/config/did-you-mean.ts';
+import type { Logger } from './core/logger.ts';
+import type { PipelineMetrics } from './core/metrics.ts';
+import { createResources, type ComponentContext } from './core/pipeline/components.ts';
+import type { Sink, Transform } from './core/pipeline/model.ts';
+import { PipelineRunner } from './core/pipeline/runner.ts';
+import { projectPath, type Project } from './core/project.ts';
+import { TributaryError } from './errors.ts';
+import { openEngine } from './iceberg/duckdb.ts';
+import { EmbeddedLog } from './log/embedded-log.ts';
+import type { Log } from './log/log.ts';
+import { DlqSink, DLQ_TABLE_NAME } from './sinks/iceberg/dlq.ts';
 import { sinkDefinitions } from './sinks/index.ts';
 import { transformDefinitions } from './transforms/index.ts';
 
 export { sinkDefinitions, transformDefinitions };
 
 export const pipelineSchema = pipelineSchemaFor({ transforms: transformDefinitions, sinks: sinkDefinitions });
+
+/** The project's log, as tributary.yaml configures it. */
+export async function openProjectLog(project: Project): Promise<Log> {
+  const config = project.platform.log;
+  return EmbeddedLog.open({ directory: projectPath(project, config.path), durability: config.durability });
+}
+
+export interface BuildOptions {
+  readonly log: Log;
+  readonly logger: Logger;
+  readonly metrics?: PipelineMetrics;
+  readonly exitWhenIdle?: boolean;
+}
+
+/** The DLQ table of a pipeline: configured, else `_dlq` in the namespace of its first Iceberg sink. */
+export function dlqTableOf(project: Project, name: string): string {
+  const config = project.pipelines.get(name)?.config;
+  if (config?.dlq.table) return config.dlq.table;
+  const iceberg = config?.sinks.find((s) => s.type === 'iceberg');
+  const namespace = typeof iceberg?.table === 'string' ? iceberg.table.split('.').slice(0, -1).join('.') : '';
+  return `${namespace || 'tributary'}.${DLQ_TABLE_NAME}`;
+}
+
+export function pipelineNamed(project: Project, name: string) {
+  const pipeline = project.pipelines.get(name);
+  if (!pipeline) {
+    const suggestion = didYouMean(name, project.pipelines.keys());
+    throw new TributaryError('USAGE', `no pipeline named "${name}" in ${project.root}/pipelines`, {
+      hint: suggestion
+        ? `did you mean "${suggestion}"?`
+        : `pipelines: ${[...project.pipelines.keys()].join(', ') || 'none yet'}`,
+    });
+  }
+  return pipeline;
+}
+
+export async function buildPipeline(
+  project: Project,
+  name: string,
+  options: BuildOptions,
+): Promise<{ runner: PipelineRunner; close: () => Promise<void> }> {
+  const pipeline = pipelineNamed(project, name);
+  const resources = createResources();
+  resources.provide(
+    'catalog',
+    () =>
+      openCatalog({
+        name: project.platform.catalog.name,
+        uri: project.platform.catalog.uri,
+        warehouse: project.platform.warehouse,
+        baseDir: project.root,
+      }),
+    (catalog) => catalog.close(),
+  );
+  resources.provide(
+    'engine',
+    () => openEngine(),
+    (engine) => engine.close(),
+  );
+  const context: ComponentContext = {
+    pipeline: name,
+    sourceTopic: pipeline.config.source.topic,
+    projectRoot: project.root,
+    log: options.log,
+    logger: options.logger.child({ pipeline: name }),
+    resources,
+  };
+  try {
+    const transforms: Transform[] = [];
+    for (const config of pipeline.config.transforms) {
+      const definition = transformDefinitions.find((d) => d.type === config.type);
+      if (!definition)
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `${pipeline.file}: unknown transform type "${config.type}"`,
+        );
+      transforms.push(await definition.create(definition.schema.parse(config), context));
+    }
+    const sinks: Sink[] = [];
+    for (const config of pipeline.config.sinks) {
+      const definition = sinkDefinitions.find((d) => d.type === config.type);
+      if (!definition)
+        throw new TributaryError('CONFIG_INVALID', `${pipeline.file}: unknown sink type "${config.type}"`);
+      sinks.push(await definition.create(definition.schema.parse(config), context));
+    }
+    const dlq = new DlqSink({
+      pipeline: name,
+      topic: pipeline.config.source.topic,
+      table: dlqTableOf(project, name),
+      projectRoot: project.root,
+      log: options.log,
+      catalog: () => resources.get('catalog'),
+      engine: () => resources.get('engine'),
+    });
+    const runner = new PipelineRunner({
+      name,
+      config: pipeline.config,
+      log: options.log,
+      transforms,
+      sinks,
+      dlq,
+      logger: context.logger,
+      metrics: options.metrics,
+      defaultPartitions: project.platform.log.partitions,
+      exitWhenIdle: options.exitWhenIdle,
+    });
+    return { runner, close: () => resources.closeAll() };
+  } catch (error) {
+    await resources.closeAll();
+    throw error;
+  }
+}

@@ -88,6 +88,11 @@ export const errorCodes = {
   NAMESPACE_NOT_EMPTY: { kind: 'failure', summary: 'The namespace still holds tables; drop them first.' },
   STORAGE_NOT_FOUND: { kind: 'failure', summary: 'A file or object that should exist does not.' },
   STORAGE_IO: { kind: 'failure', summary: 'Reading or writing a file or object failed.' },
+  DLQ_LIMIT: {
+    kind: 'failure',
+    summary: 'A pipeline sent more records to its dead-letter queue than `dlq.max` (or `dlq.max_rate`) allows, and stopped.',
+  },
+  PIPELINE_FAILED: { kind: 'failure', summary: 'A pipeline stopped on an error that retrying cannot fix.' },
   INTERNAL: {
     kind: 'failure',
     summary: 'A bug in Tributary: please report it with the output of --verbose.',

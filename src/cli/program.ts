@@ -9,7 +9,9 @@ import { registerConfig } from './commands/config.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerInit } from './commands/init.ts';
 import { registerQuery } from './commands/query.ts';
+import { registerRun } from './commands/run.ts';
 import { registerTables } from './commands/tables.ts';
+import { registerTopics } from './commands/topics.ts';
 import { createContext, type CliContext } from './context.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -36,5 +38,7 @@ export function buildProgram(): Command {
   registerCatalog(program, getContext);
   registerTables(program, getContext);
   registerQuery(program, getContext);
+  registerRun(program, getContext);
+  registerTopics(program, getContext);
   return program;
 }

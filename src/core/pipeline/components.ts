@@ -4,6 +4,7 @@
  * the registered components, so core code never imports a component.
  */
 import { z } from 'zod';
+import { TributaryError } from '../../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Log } from '../../log/log.ts';
 import type { Sink, Transform } from './model.ts';
@@ -21,9 +22,13 @@ export interface ComponentContext {
   readonly resources: PipelineResources;
 }
 
-/** Lazily created shared resources; the composition root decides what they are. */
+/**
+ * Shared resources (the catalog, a DuckDB engine) that the composition root provides by name and
+ * components use; each is created on first use, once, and closed with the pipeline.
+ */
 export interface PipelineResources {
-  get<T>(name: string, create: () => Promise<T>, close?: (value: T) => Promise<void> | void): Promise<T>;
+  provide<T>(name: string, create: () => Promise<T>, close?: (value: T) => Promise<void> | void): void;
+  get<T>(name: string): Promise<T>;
   closeAll(): Promise<void>;
 }
 
@@ -45,29 +50,29 @@ export type TransformDefinition = ComponentDefinition<'transform'>;
 export type SinkDefinition = ComponentDefinition<'sink'>;
 
 export function createResources(): PipelineResources {
-  const created = new Map<
-    string,
-    { value: Promise<unknown>; close?: (value: never) => Promise<void> | void }
-  >();
+  type Entry = {
+    create: () => Promise<unknown>;
+    close?: (value: never) => Promise<void> | void;
+    value?: Promise<unknown>;
+  };
+  const entries = new Map<string, Entry>();
   return {
-    async get<T>(
-      name: string,
-      create: () => Promise<T>,
-      close?: (value: T) => Promise<void> | void,
-    ): Promise<T> {
-      let entry = created.get(name);
-      if (!entry) {
-        entry = { value: create(), close: close as ((value: never) => Promise<void> | void) | undefined };
-        created.set(name, entry);
-      }
+    provide(name, create, close) {
+      entries.set(name, { create, close: close });
+    },
+    async get<T>(name: string): Promise<T> {
+      const entry = entries.get(name);
+      if (!entry) throw new TributaryError('INTERNAL', `no shared resource named ${name} was provided`);
+      entry.value ??= entry.create();
       return entry.value as Promise<T>;
     },
     async closeAll() {
-      for (const entry of [...created.values()].reverse()) {
+      for (const entry of [...entries.values()].reverse()) {
+        if (!entry.value) continue;
         const value = await entry.value.catch(() => undefined);
+        entry.value = undefined;
         if (value !== undefined) await entry.close?.(value as never);
       }
-      created.clear();
     },
   };
 }

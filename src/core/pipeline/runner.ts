@@ -1,0 +1,388 @@
+/**
+ * Runs one pipeline: reads batches from the source topic, applies the transforms, and has every sink
+ * commit each batch with its positions (docs/exactly-once.md states the protocol and its invariants).
+ *
+ * The loop, per batch:
+ *  1. base = the lowest position any sink has committed, per partition; ahead = the highest.
+ *  2. When sinks disagree (a crash fell between two sinks' commits), the batch is exactly [base, ahead):
+ *     the batch the lagging sinks missed, replayed for them alone. Otherwise it is the next records from
+ *     base, up to the batch limits.
+ *  3. Records are decoded and transformed; rejected ones go to the DLQ sink with their reason.
+ *  4. Each sink that lacks the batch writes it with the positions after it; a sink that has it is skipped.
+ *  5. Once every sink committed, the pipeline's consumer-group offsets in the log move (for lag and tools).
+ * Retryable sink errors are retried with exponential backoff and jitter; anything else stops the pipeline.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { isTributaryError, TributaryError } from '../../errors.ts';
+import type { Log, StoredRecord } from '../../log/log.ts';
+import type { PipelineConfig } from '../config/pipeline.ts';
+import type { Logger } from '../logger.ts';
+import type { PipelineMetrics } from '../metrics.ts';
+import type { PipelineRecord, Positions, Rejection, Sink, Transform } from './model.ts';
+
+export type PipelineStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+export interface RunnerOptions {
+  readonly name: string;
+  readonly config: PipelineConfig;
+  readonly log: Log;
+  readonly transforms: readonly Transform[];
+  readonly sinks: readonly Sink[];
+  /** Receives rejected records as DLQ rows (see `dlqRow`). */
+  readonly dlq: Sink;
+  readonly logger: Logger;
+  readonly metrics?: PipelineMetrics;
+  /** Partitions of the source topic when the pipeline has to create it. */
+  readonly defaultPartitions: number;
+  /** Stop after the source has no more records (for tests, backfills and `--once`). */
+  readonly exitWhenIdle?: boolean;
+}
+
+/** The consumer group a pipeline's progress is recorded under in the log. */
+export function pipelineGroup(name: string): string {
+  return `pipeline/${name}`;
+}
+
+/** A rejected record as a row of the DLQ table. */
+export function dlqRow(
+  pipeline: string,
+  topic: string,
+  rejection: Rejection,
+  now: number,
+): Record<string, unknown> {
+  const record = rejection.record;
+  return {
+    pipeline,
+    stage: rejection.stage,
+    error: rejection.error,
+    payload: rejection.raw ?? JSON.stringify(record.value),
+    topic,
+    partition: record.partition,
+    offset: record.offset,
+    key: record.key,
+    record_timestamp: new Date(record.timestamp).toISOString(),
+    failed_at: new Date(now).toISOString(),
+  };
+}
+
+export class PipelineRunner {
+  readonly name: string;
+  readonly #options: RunnerOptions;
+  readonly #controller = new AbortController();
+  #status: PipelineStatus = 'starting';
+  #error: unknown;
+  #lastCommitAt = 0;
+  #rejectedTotal = 0;
+  #positions = new Map<Sink, Map<number, number>>();
+
+  constructor(options: RunnerOptions) {
+    this.name = options.name;
+    this.#options = options;
+  }
+
+  get status(): PipelineStatus {
+    return this.#status;
+  }
+
+  get error(): unknown {
+    return this.#error;
+  }
+
+  /** When the last batch was committed by every sink (ms since epoch; 0 before the first). */
+  get lastCommitAt(): number {
+    return this.#lastCommitAt;
+  }
+
+  /** Asks the pipeline to stop: the batch in flight is finished and committed, no new one starts. */
+  stop(): void {
+    if (this.#status === 'running' || this.#status === 'starting') this.#status = 'stopping';
+    this.#controller.abort();
+  }
+
+  get #allSinks(): Sink[] {
+    return [...this.#options.sinks, this.#options.dlq];
+  }
+
+  async run(): Promise<void> {
+    const { name, config, log, logger, metrics } = this.#options;
+    const topic = config.source.topic;
+    metrics?.up.set({ pipeline: name }, 1);
+    try {
+      const info =
+        (await log.describeTopic(topic)) ??
+        (await log.ensureTopic(topic, { partitions: this.#options.defaultPartitions }));
+      for (const sink of this.#allSinks) this.#positions.set(sink, new Map(await sink.open()));
+      const start = await this.#startPositions(info.partitions);
+      if (this.#status === 'starting') this.#status = 'running';
+      logger.info({ topic, sinks: this.#allSinks.map((s) => s.name) }, `pipeline ${name} started`);
+      while (!this.#controller.signal.aborted) {
+        const processed = await this.#step(info.partitions, start);
+        if (processed === 0 && this.#options.exitWhenIdle) break;
+      }
+      this.#status = 'stopped';
+      logger.info(`pipeline ${name} stopped`);
+    } catch (error) {
+      this.#status = 'failed';
+      this.#error = error;
+      logger.error(
+        { err: error },
+        `pipeline ${name} failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
+      throw error;
+    } finally {
+      metrics?.up.set({ pipeline: name }, 0);
+      for (const sink of this.#allSinks) await sink.close().catch(() => undefined);
+      for (const transform of this.#options.transforms) await transform.close?.().catch(() => undefined);
+    }
+  }
+
+  /** Where a partition starts for a sink that has committed nothing there: per the source's `start`. */
+  async #startPositions(partitions: number): Promise<number[]> {
+    const offsets = await this.#options.log.offsets(this.#options.config.source.topic);
+    return Array.from({ length: partitions }, (_, p) => {
+      const partition = offsets.find((o) => o.partition === p);
+      return this.#options.config.source.start === 'latest' ? (partition?.end ?? 0) : (partition?.start ?? 0);
+    });
+  }
+
+  #position(sink: Sink, partition: number, start: readonly number[]): number {
+    return this.#positions.get(sink)?.get(partition) ?? start[partition] ?? 0;
+  }
+
+  /** One batch through the pipeline; returns how many records it read. */
+  async #step(partitions: number, start: readonly number[]): Promise<number> {
+    const { config, log, name, metrics } = this.#options;
+    const topic = config.source.topic;
+    const sinks = this.#allSinks;
+    const base: number[] = [];
+    const ahead: number[] = [];
+    for (let p = 0; p < partitions; p++) {
+      const positions = sinks.map((s) => this.#position(s, p, start));
+      base.push(Math.min(...positions));
+      ahead.push(Math.max(...positions));
+    }
+    const catchUp = ahead.some((a, p) => a > base[p]!);
+    const stored = catchUp ? await this.#readRange(base, ahead) : await this.#readBatch(base);
+    if (stored.length === 0) return 0;
+
+    const end = [...base];
+    for (const record of stored) end[record.partition] = Math.max(end[record.partition]!, record.offset + 1);
+    if (catchUp) for (let p = 0; p < partitions; p++) end[p] = Math.max(end[p]!, ahead[p]!);
+    metrics?.recordsIn.inc({ pipeline: name }, stored.length);
+    metrics?.batchRecords.observe({ pipeline: name }, stored.length);
+
+    const { records, rejected } = await this.#transform(stored);
+    const endPositions: Positions = new Map(end.map((offset, partition) => [partition, offset]));
+    const sinkRejected: Rejection[] = [];
+    for (const sink of this.#options.sinks) {
+      const result = await this.#deliver(sink, records, endPositions, start);
+      sinkRejected.push(...(result ?? []));
+    }
+    const allRejected = [...rejected, ...sinkRejected];
+    const now = Date.now();
+    const dlqRecords: PipelineRecord[] = allRejected.map((rejection) => ({
+      ...rejection.record,
+      value: dlqRow(name, topic, rejection, now),
+    }));
+    await this.#deliver(this.#options.dlq, dlqRecords, endPositions, start);
+    for (const rejection of allRejected)
+      metrics?.recordsRejected.inc({ pipeline: name, stage: rejection.stage });
+    await log.commitOffsets(pipelineGroup(name), topic, endPositions);
+    this.#lastCommitAt = Date.now();
+    metrics?.lastCommitTimestamp.set({ pipeline: name }, this.#lastCommitAt / 1000);
+    await this.#updateLag(end);
+    this.#options.logger.info(
+      { records: stored.length, written: records.length, rejected: allRejected.length, catchUp },
+      `pipeline ${name} committed ${stored.length} record(s)${allRejected.length ? `, ${allRejected.length} to the DLQ` : ''}`,
+    );
+    this.#checkDlqLimits(stored.length, allRejected.length);
+    return stored.length;
+  }
+
+  /** Exactly the records in [from, to) of every partition. */
+  async #readRange(from: readonly number[], to: readonly number[]): Promise<StoredRecord[]> {
+    const topic = this.#options.config.source.topic;
+    const records: StoredRecord[] = [];
+    for (let p = 0; p < from.length; p++) {
+      let next = from[p]!;
+      while (next < to[p]!) {
+        const read = await this.#options.log.read(topic, p, next, {
+          maxRecords: Math.min(10_000, to[p]! - next),
+        });
+        if (read.length === 0) break;
+        records.push(...read.filter((r) => r.offset < to[p]!));
+        next = read[read.length - 1]!.offset + 1;
+      }
+    }
+    return records;
+  }
+
+  /** Records from `from`, across partitions, until the batch is full or its interval has passed. */
+  async #readBatch(from: readonly number[]): Promise<StoredRecord[]> {
+    const { config, log } = this.#options;
+    const { max_records: maxRecords, max_bytes: maxBytes, interval } = config.batch;
+    const deadline = Date.now() + interval;
+    const next = [...from];
+    const records: StoredRecord[] = [];
+    let bytes = 0;
+    for (;;) {
+      for (let p = 0; p < next.length && records.length < maxRecords && bytes < maxBytes; p++) {
+        const read = await log.read(config.source.topic, p, next[p]!, {
+          maxRecords: maxRecords - records.length,
+          maxBytes: maxBytes - bytes,
+        });
+        for (const record of read) {
+          records.push(record);
+          bytes += record.value.length;
+        }
+        if (read.length) next[p] = read[read.length - 1]!.offset + 1;
+      }
+      const full = records.length >= maxRecords || bytes >= maxBytes;
+      if (full || Date.now() >= deadline || this.#controller.signal.aborted || this.#options.exitWhenIdle)
+        return records;
+      await sleep(Math.min(50, Math.max(1, deadline - Date.now())), undefined, {
+        signal: this.#controller.signal,
+      }).catch(() => undefined);
+    }
+  }
+
+  async #transform(
+    stored: readonly StoredRecord[],
+  ): Promise<{ records: PipelineRecord[]; rejected: Rejection[] }> {
+    const decoder = new TextDecoder();
+    const rejected: Rejection[] = [];
+    let records: PipelineRecord[] = [];
+    for (const record of stored) {
+      const base = {
+        key: record.key,
+        partition: record.partition,
+        offset: record.offset,
+        timestamp: record.timestamp,
+        headers: record.headers,
+      };
+      const text = decoder.decode(record.value);
+      let value: unknown;
+      try {
+        value = JSON.parse(text);
+      } catch (error) {
+        rejected.push({
+          record: { ...base, value: {} },
+          stage: 'decode',
+          error: `not valid JSON: ${(error as Error).message}`,
+          raw: text,
+        });
+        continue;
+      }
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+        rejected.push({
+          record: { ...base, value: {} },
+          stage: 'decode',
+          error: 'not a JSON object',
+          raw: text,
+        });
+        continue;
+      }
+      records.push({ ...base, value: value as Record<string, unknown> });
+    }
+    for (const transform of this.#options.transforms) {
+      const result = await this.#retrying(transform.name, () => transform.process(records));
+      records = [...result.records];
+      rejected.push(...result.rejected);
+    }
+    return { records, rejected };
+  }
+
+  /** Writes the records the sink has not committed yet; returns what the sink rejected. */
+  async #deliver(
+    sink: Sink,
+    records: readonly PipelineRecord[],
+    end: Positions,
+    start: readonly number[],
+  ): Promise<readonly Rejection[] | undefined> {
+    const current = this.#positions.get(sink)!;
+    const has = [...end].every(([partition, offset]) => this.#position(sink, partition, start) >= offset);
+    if (has) return undefined;
+    const missing = records.filter((r) => r.offset >= this.#position(sink, r.partition, start));
+    const positions = new Map(current);
+    for (const [partition, offset] of end)
+      positions.set(partition, Math.max(offset, current.get(partition) ?? 0));
+    const timer = this.#options.metrics?.commitSeconds.startTimer({ pipeline: this.name, sink: sink.name });
+    const result = await this.#retrying(sink.name, () => sink.write({ records: missing, positions }));
+    timer?.();
+    this.#positions.set(sink, positions);
+    if (sink !== this.#options.dlq)
+      this.#options.metrics?.recordsOut.inc({ pipeline: this.name, sink: sink.name }, missing.length);
+    return result.rejected;
+  }
+
+  /** Runs `work`, retrying retryable failures with exponential backoff and full jitter until it succeeds or the pipeline stops. */
+  async #retrying<T>(stage: string, work: () => Promise<T>): Promise<T> {
+    let delay = 100;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await work();
+      } catch (error) {
+        const retryable = isTributaryError(error) && error.retryable;
+        if (!retryable || (this.#controller.signal.aborted && attempt > 3)) {
+          throw isTributaryError(error)
+            ? error
+            : new TributaryError(
+                'PIPELINE_FAILED',
+                `pipeline ${this.name}: ${stage} failed: ${error instanceof Error ? error.message : String(error)}`,
+                { cause: error },
+              );
+        }
+        this.#options.metrics?.sinkRetries.inc({ pipeline: this.name, sink: stage });
+        this.#options.logger.warn(
+          { pipeline: this.name, stage, attempt, err: error },
+          `${stage} failed, retrying in up to ${delay} ms: ${(error as Error).message}`,
+        );
+        await sleep(Math.random() * delay);
+        delay = Math.min(delay * 2, 30_000);
+      }
+    }
+  }
+
+  async #updateLag(end: readonly number[]): Promise<void> {
+    const { log, config, metrics, name } = this.#options;
+    if (!metrics) return;
+    const offsets = await log.offsets(config.source.topic);
+    const lag = offsets.reduce((sum, o) => sum + Math.max(0, o.end - (end[o.partition] ?? 0)), 0);
+    metrics.lagRecords.set({ pipeline: name }, lag);
+    let oldest = Infinity;
+    for (const o of offsets) {
+      if (o.end <= (end[o.partition] ?? 0)) continue;
+      const [record] = await log.read(config.source.topic, o.partition, end[o.partition] ?? 0, {
+        maxRecords: 1,
+      });
+      if (record) oldest = Math.min(oldest, record.timestamp);
+    }
+    metrics.lagSeconds.set(
+      { pipeline: name },
+      oldest === Infinity ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
+    );
+  }
+
+  #checkDlqLimits(batchSize: number, rejected: number): void {
+    const { max, max_rate: maxRate } = this.#options.config.dlq;
+    this.#rejectedTotal += rejected;
+    if (max > 0 && this.#rejectedTotal > max) {
+      throw new TributaryError(
+        'DLQ_LIMIT',
+        `pipeline ${this.name} sent ${this.#rejectedTotal} records to the DLQ, over dlq.max = ${max}`,
+        {
+          hint: `inspect them with \`tributary dlq list ${this.name}\`, fix the schema or transform, then replay`,
+        },
+      );
+    }
+    if (maxRate !== undefined && batchSize >= 100 && rejected / batchSize > maxRate) {
+      throw new TributaryError(
+        'DLQ_LIMIT',
+        `pipeline ${this.name} rejected ${rejected} of ${batchSize} records in one batch, over dlq.max_rate = ${maxRate}`,
+        {
+          hint: `inspect them with \`tributary dlq list ${this.name}\`, fix the schema or transform, then replay`,
+        },
+      );
+    }
+  }
+}

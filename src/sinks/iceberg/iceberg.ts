@@ -1,0 +1,358 @@
+/**
+ * The Iceberg sink: appends (bronze) or upserts by key (silver) each batch into a table, exactly once.
+ *
+ * Exactly-once: every commit records, in its snapshot summary under `tributary.pipeline.<pipeline>`, the
+ * source topic and the positions it covers — in the same atomic metadata swap as the data. `open` reads
+ * them back from the newest snapshot that has them, so after a crash at any point the pipeline resumes
+ * exactly where the table says, and a batch is never committed twice (docs/exactly-once.md).
+ *
+ * Bad records never block good ones: a value that cannot be read as its column's type, a missing
+ * required column, or (schema policy `freeze`) a column the table lacks sends that record to the DLQ.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Catalog } from '../../catalog/catalog.ts';
+import { parseTableIdentifier, type TableIdentifier } from '../../catalog/identifier.ts';
+import { byteSize } from '../../core/config/units.ts';
+import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
+import type {
+  PipelineRecord,
+  Positions,
+  Rejection,
+  Sink,
+  SinkBatch,
+  SinkResult,
+} from '../../core/pipeline/model.ts';
+import { TributaryError } from '../../errors.ts';
+import {
+  decimalParts,
+  duckdbType,
+  quoteIdentifier,
+  quoteLiteral,
+  type Engine,
+} from '../../iceberg/duckdb.ts';
+import { ancestorsOf } from '../../iceberg/metadata.ts';
+import { updateSchema } from '../../iceberg/operations/evolve.ts';
+import { append, upsert } from '../../iceberg/operations/write.ts';
+import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
+import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
+import { unionByName } from '../../iceberg/schema-update.ts';
+import type { Table } from '../../iceberg/table.ts';
+import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
+import { inferStruct } from './infer-schema.ts';
+
+export const icebergSinkSchema = z
+  .strictObject({
+    type: z.literal('iceberg').describe('Commits records into an Apache Iceberg table, exactly once.'),
+    table: z.string().min(1).describe('namespace.table; created on the first batch when absent.'),
+    mode: z
+      .enum(['append', 'upsert'])
+      .default('append')
+      .describe(
+        'append: every record is a new row (bronze). upsert: a record replaces the row with the same key (silver).',
+      ),
+    key: z
+      .array(z.string().min(1))
+      .optional()
+      .describe("Key columns for upsert (default: the table's identifier fields)."),
+    schema: z
+      .string()
+      .optional()
+      .describe(
+        'JSON schema file for creating the table (see docs/tables.md); default: inferred from the first batch.',
+      ),
+    partition: z
+      .string()
+      .optional()
+      .describe('Partitioning when the table is created, e.g. "day(ts), bucket(16, user_id)".'),
+    schema_policy: z
+      .enum(['evolve', 'freeze', 'fail'])
+      .default('evolve')
+      .describe(
+        'A record with columns the table lacks: evolve adds them; freeze sends the record to the DLQ; fail stops the pipeline.',
+      ),
+    target_file_size: byteSize('Target size of the Parquet data files.').default(128 * 1024 * 1024),
+    properties: z
+      .record(z.string(), z.string())
+      .default({})
+      .describe('Table properties set when the table is created.'),
+  })
+  .describe('Apache Iceberg table.');
+
+export type IcebergSinkConfig = z.output<typeof icebergSinkSchema>;
+
+/** The snapshot-summary key under which a pipeline records its positions. */
+export function positionsKey(pipeline: string): string {
+  return `tributary.pipeline.${pipeline}`;
+}
+
+interface StoredPositions {
+  readonly topic: string;
+  readonly positions: Record<string, number>;
+}
+
+/** The positions a pipeline last committed to the table, from the newest snapshot that records them. */
+export function committedPositions(table: Table, pipeline: string, topic: string): Map<number, number> {
+  const key = positionsKey(pipeline);
+  for (const snapshot of ancestorsOf(table.metadata, table.metadata['current-snapshot-id'])) {
+    const text = snapshot.summary[key];
+    if (text === undefined) continue;
+    const stored = JSON.parse(text) as StoredPositions;
+    if (stored.topic !== topic) return new Map();
+    return new Map(Object.entries(stored.positions).map(([p, o]) => [Number(p), o]));
+  }
+  return new Map();
+}
+
+/** An idle sink still commits its positions this often, so a restart does not replay far. */
+const EMPTY_COMMIT_INTERVAL_MS = 60_000;
+
+export interface IcebergSinkOptions {
+  readonly name: string;
+  readonly config: IcebergSinkConfig;
+  readonly pipeline: string;
+  readonly topic: string;
+  readonly projectRoot: string;
+  readonly catalog: () => Promise<Catalog>;
+  readonly engine: () => Promise<Engine>;
+  /** A fixed schema for the table (the DLQ); otherwise config.schema or inference. */
+  readonly fixedSchema?: StructType;
+}
+
+export class IcebergSink implements Sink {
+  readonly name: string;
+  readonly #options: IcebergSinkOptions;
+  readonly #identifier: TableIdentifier;
+  #table: Table | undefined;
+  #lastCommit = 0;
+  readonly #workDir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-'));
+
+  constructor(options: IcebergSinkOptions) {
+    this.name = options.name;
+    this.#options = options;
+    this.#identifier = parseTableIdentifier(options.config.table);
+  }
+
+  async open(): Promise<Positions> {
+    const catalog = await this.#options.catalog();
+    if (!(await catalog.tableExists(this.#identifier))) return new Map();
+    this.#table = await catalog.loadTable(this.#identifier);
+    return committedPositions(this.#table, this.#options.pipeline, this.#options.topic);
+  }
+
+  async write(batch: SinkBatch): Promise<SinkResult> {
+    const { records, positions } = batch;
+    if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) return {};
+    const table = await this.#ensureTable(records);
+    await table.refresh();
+    // Another worker may have committed this batch already: the table's positions are the truth.
+    const current = committedPositions(table, this.#options.pipeline, this.#options.topic);
+    if ([...positions].every(([p, o]) => (current.get(p) ?? -1) >= o)) return {};
+
+    const rejected: Rejection[] = [];
+    let accepted = [...records];
+    const unknown = this.#unknownColumns(table.schema, accepted);
+    if (unknown.size > 0) {
+      const policy = this.#options.config.schema_policy;
+      if (policy === 'fail') {
+        throw new TributaryError(
+          'PIPELINE_FAILED',
+          `${table.name} has no column${unknown.size > 1 ? 's' : ''} ${[...unknown].join(', ')} (schema_policy: fail)`,
+          {
+            hint: 'add the columns to the table, or set schema_policy to evolve or freeze',
+          },
+        );
+      }
+      if (policy === 'freeze') {
+        accepted = accepted.filter((record) => {
+          const extra = Object.keys(record.value).filter((k) => unknown.has(k));
+          if (extra.length)
+            rejected.push({
+              record,
+              stage: this.name,
+              error: `${table.name} has no column ${extra.join(', ')} (schema_policy: freeze)`,
+            });
+          return extra.length === 0;
+        });
+      } else {
+        const incoming = inferStruct(
+          accepted.map((r) => Object.fromEntries(Object.entries(r.value).filter(([k]) => unknown.has(k)))),
+        );
+        await updateSchema(table, unionByName(table.schema, incoming));
+      }
+    }
+    const engine = await this.#options.engine();
+    const stage = await this.#stage(engine, table.schema, accepted, rejected);
+    try {
+      const summary = {
+        [positionsKey(this.#options.pipeline)]: JSON.stringify({
+          topic: this.#options.topic,
+          positions: Object.fromEntries(positions),
+        }),
+      };
+      const relation = `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
+      if (this.#options.config.mode === 'upsert')
+        await upsert(table, engine, relation, { keyColumns: this.#options.config.key, summary });
+      else await append(table, engine, relation, { summary });
+      this.#lastCommit = Date.now();
+      return { rejected };
+    } finally {
+      await engine.connection.run(`drop table if exists ${stage}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    rmSync(this.#workDir, { recursive: true, force: true });
+  }
+
+  async #ensureTable(records: readonly PipelineRecord[]): Promise<Table> {
+    if (this.#table) return this.#table;
+    const catalog = await this.#options.catalog();
+    if (await catalog.tableExists(this.#identifier)) {
+      this.#table = await catalog.loadTable(this.#identifier);
+      return this.#table;
+    }
+    const { config } = this.#options;
+    let struct: StructType;
+    if (this.#options.fixedSchema) struct = this.#options.fixedSchema;
+    else if (config.schema) {
+      const file = path.resolve(this.#options.projectRoot, config.schema);
+      let json: unknown;
+      try {
+        json = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (cause) {
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `sink ${this.name}: cannot read schema file ${file}: ${(cause as Error).message}`,
+          { cause },
+        );
+      }
+      struct = parseSchemaJson(json);
+    } else struct = inferStruct(records.map((r) => r.value));
+    const keyIds = (schema: Schema) =>
+      (config.key ?? [])
+        .map((k) => schema.fields.find((f) => f.name === k)?.id)
+        .filter((id): id is number => id !== undefined);
+    let schema = assignFreshIds({ ...struct, 'schema-id': 0 });
+    if (config.mode === 'upsert' && config.key) {
+      // Identifier fields must be required; keys inferred from data are made so.
+      const keys = new Set(config.key);
+      schema = {
+        ...schema,
+        fields: schema.fields.map((f) => (keys.has(f.name) ? { ...f, required: true } : f)),
+      };
+      schema = { ...schema, 'identifier-field-ids': keyIds(schema) };
+    }
+    const { spec } = buildSpec(parsePartitionExpression(config.partition ?? '', schema), 0, 999);
+    await catalog.createNamespaceIfAbsent(this.#identifier.namespace);
+    try {
+      this.#table = await catalog.createTable(this.#identifier, {
+        schema,
+        spec,
+        properties: { 'write.target-file-size-bytes': String(config.target_file_size), ...config.properties },
+      });
+    } catch (error) {
+      // Another worker created it first.
+      if (!(error instanceof TributaryError && error.code === 'TABLE_EXISTS')) throw error;
+      this.#table = await catalog.loadTable(this.#identifier);
+    }
+    return this.#table;
+  }
+
+  #unknownColumns(schema: Schema, records: readonly PipelineRecord[]): Set<string> {
+    const known = new Set(schema.fields.map((f) => f.name));
+    const unknown = new Set<string>();
+    for (const record of records)
+      for (const key of Object.keys(record.value))
+        if (!known.has(key) && record.value[key] !== undefined) unknown.add(key);
+    return unknown;
+  }
+
+  /**
+   * Loads the records into a temp table with the table's columns, each value cast to its column's type;
+   * `_bad` names the columns whose value could not be read (those rows go to the DLQ, the rest are written).
+   */
+  async #stage(
+    engine: Engine,
+    schema: Schema,
+    records: readonly PipelineRecord[],
+    rejected: Rejection[],
+  ): Promise<string> {
+    const file = path.join(this.#workDir, `${randomUUID()}.ndjson`);
+    const known = new Set(schema.fields.map((f) => f.name));
+    const lines = records.map((record, row) => {
+      const value: Record<string, unknown> = { _row: row };
+      for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
+      return JSON.stringify(value);
+    });
+    writeFileSync(file, lines.join('\n') + '\n');
+    const stage = `__tributary_sink_${randomUUID().replace(/-/g, '')}`;
+    const columns = [
+      `_row: 'BIGINT'`,
+      ...schema.fields.map(
+        (f) => `${quoteLiteral(f.name)}: ${quoteLiteral(typeof f.type === 'string' ? 'VARCHAR' : 'JSON')}`,
+      ),
+    ];
+    const casts = schema.fields.map(
+      (f) => `${castExpression(quoteIdentifier(f.name), f.type)} as ${quoteIdentifier(f.name)}`,
+    );
+    const problems = schema.fields.map((f) => {
+      const column = quoteIdentifier(f.name);
+      const missing = f.required ? `${column} is null` : 'false';
+      const unreadable = `${column} is not null and ${castExpression(column, f.type)} is null`;
+      return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when ${unreadable} then ${quoteLiteral(`${f.name}: cannot read `)} || left(${column}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+    });
+    try {
+      await engine.connection.run(
+        `create temp table ${stage} as select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
+           from read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}})`,
+      );
+    } finally {
+      rmSync(file, { force: true });
+    }
+    const bad = await engine.connection.runAndReadAll(
+      `select _row, _bad from ${stage} where _bad is not null`,
+    );
+    for (const [row, reason] of bad.getRows()) {
+      rejected.push({ record: records[Number(row)]!, stage: this.name, error: String(reason) });
+    }
+    return stage;
+  }
+}
+
+/** Reads a staged text (VARCHAR) or JSON value as the Iceberg type; NULL when it is not one. */
+function castExpression(column: string, type: IcebergType): string {
+  if (typeof type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
+  switch (type) {
+    case 'int':
+    case 'long':
+      // try_cast would round 1.5 to 2: only whole numbers are integers.
+      return `case when regexp_full_match(${column}, '\\s*-?[0-9]+\\s*') then try_cast(${column} as ${duckdbType(type)}) end`;
+    case 'boolean':
+      return `case lower(${column}) when 'true' then true when 'false' then false end`;
+    default:
+      if (decimalParts(type) || type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
+      return column;
+  }
+}
+
+export const icebergSinkDefinition: SinkDefinition = {
+  kind: 'sink',
+  type: 'iceberg',
+  schema: icebergSinkSchema,
+  async create(config, context: ComponentContext) {
+    const parsed = config as IcebergSinkConfig;
+    return new IcebergSink({
+      name: `iceberg:${parsed.table}`,
+      config: parsed,
+      pipeline: context.pipeline,
+      topic: context.sourceTopic,
+      projectRoot: context.projectRoot,
+      catalog: () => context.resources.get<Catalog>('catalog'),
+      engine: () => context.resources.get<Engine>('engine'),
+    });
+  },
+};

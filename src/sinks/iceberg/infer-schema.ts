@@ -1,0 +1,67 @@
+/** An Iceberg struct type that holds a batch of JSON objects, for tables created from their first batch. */
+import type { IcebergType, NestedField, StructType } from '../../iceberg/types.ts';
+
+type Shape =
+  | 'long'
+  | 'double'
+  | 'boolean'
+  | 'string'
+  | { struct: Map<string, Shape | undefined> }
+  | { list: Shape | undefined };
+
+function shapeOf(value: unknown): Shape | undefined {
+  if (value === null || value === undefined) return undefined;
+  if (typeof value === 'boolean') return 'boolean';
+  if (typeof value === 'number') return Number.isInteger(value) ? 'long' : 'double';
+  if (typeof value === 'string') return 'string';
+  if (Array.isArray(value))
+    return { list: value.reduce<Shape | undefined>((s, v) => merge(s, shapeOf(v)), undefined) };
+  if (typeof value === 'object') {
+    return {
+      struct: new Map(Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, shapeOf(v)])),
+    };
+  }
+  return 'string';
+}
+
+/** The narrowest shape holding both: long and double make double; anything else that conflicts, string. */
+function merge(a: Shape | undefined, b: Shape | undefined): Shape | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  if (typeof a === 'string' && typeof b === 'string') {
+    if (a === b) return a;
+    return (a === 'long' && b === 'double') || (a === 'double' && b === 'long') ? 'double' : 'string';
+  }
+  if (typeof a === 'object' && typeof b === 'object' && 'struct' in a && 'struct' in b) {
+    const fields = new Map(a.struct);
+    for (const [key, shape] of b.struct) fields.set(key, merge(fields.get(key), shape));
+    return { struct: fields };
+  }
+  if (typeof a === 'object' && typeof b === 'object' && 'list' in a && 'list' in b)
+    return { list: merge(a.list, b.list) };
+  return 'string';
+}
+
+/** Field ids are placeholders (0): assign fresh ones (assignFreshIds) before using the type. */
+function toType(shape: Shape | undefined): IcebergType {
+  if (shape === undefined) return 'string';
+  if (typeof shape === 'string') return shape;
+  if ('list' in shape)
+    return { type: 'list', 'element-id': 0, element: toType(shape.list), 'element-required': false };
+  return {
+    type: 'struct',
+    fields: [...shape.struct].map(([name, s]): NestedField => ({
+      id: 0,
+      name,
+      required: false,
+      type: toType(s),
+    })),
+  };
+}
+
+export function inferStruct(values: Iterable<Record<string, unknown>>): StructType {
+  let shape: Shape | undefined;
+  for (const value of values) shape = merge(shape, shapeOf(value));
+  const type = toType(shape);
+  return typeof type === 'object' && type.type === 'struct' ? type : { type: 'struct', fields: [] };
+}

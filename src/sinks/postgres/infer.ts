@@ -1,0 +1,57 @@
+/** Column types for a table created from the JSON shape of the first batch. */
+import { isIdentifier } from './identifiers.ts';
+
+export interface InferredColumns {
+  /** Column → PostgreSQL type, in the order fields were first seen. */
+  readonly columns: Map<string, string>;
+  /** Field names that cannot be columns (not plain identifiers). */
+  readonly skipped: string[];
+}
+
+type Kind = 'null' | 'boolean' | 'integer' | 'number' | 'string' | 'json';
+
+function kindOf(value: unknown): Kind {
+  if (value === null || value === undefined) return 'null';
+  if (typeof value === 'boolean') return 'boolean';
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? 'integer' : 'number';
+  if (typeof value === 'string') return 'string';
+  return 'json';
+}
+
+function merge(a: Kind, b: Kind): Kind {
+  if (a === b || b === 'null') return a;
+  if (a === 'null') return b;
+  if ((a === 'integer' && b === 'number') || (a === 'number' && b === 'integer')) return 'number';
+  return 'json';
+}
+
+const TYPES: Record<Kind, string> = {
+  null: 'text',
+  boolean: 'boolean',
+  integer: 'bigint',
+  number: 'double precision',
+  string: 'text',
+  json: 'jsonb',
+};
+
+/**
+ * Integers → bigint, other numbers → double precision, booleans → boolean, strings → text, objects and
+ * arrays → jsonb; a field whose values disagree → jsonb (integers and fractions → double precision); a field
+ * that is only ever null → text.
+ */
+export function inferColumns(values: Iterable<Readonly<Record<string, unknown>>>): InferredColumns {
+  const kinds = new Map<string, Kind>();
+  const skipped = new Set<string>();
+  for (const value of values) {
+    for (const [field, fieldValue] of Object.entries(value)) {
+      if (!isIdentifier(field)) {
+        skipped.add(field);
+        continue;
+      }
+      kinds.set(field, merge(kinds.get(field) ?? 'null', kindOf(fieldValue)));
+    }
+  }
+  const columns = new Map<string, string>();
+  for (const [field, kind] of kinds) columns.set(field, TYPES[kind]);
+  return { columns, skipped: [...skipped] };
+}
