@@ -104,7 +104,11 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
   });
   try {
     await connection.run(
-      `create temp table ${stage} as select ${[...select, ...partitionColumns.map((p) => `${p.sql} as ${p.name}`)].join(', ')} from (select * from ${options.relation})`,
+      // Partition values are computed from the values cast to the table's types, not the input's.
+      // Each row also gets the number of its partition (__g), so groups are selected without literals.
+      `create temp table ${stage} as select *${partitionColumns.length ? `, dense_rank() over (order by ${partitionColumns.map((p) => p.name).join(', ')}) as __g` : ''}
+         from (select *${partitionColumns.map((p) => `, ${p.sql} as ${p.name}`).join('')}
+         from (select ${select.join(', ')} from (select * from ${options.relation})))`,
     );
   } catch (cause) {
     throw new TributaryError(
@@ -122,19 +126,18 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
     const groups = partitionColumns.length
       ? (
           await connection.runAndReadAll(
-            `select distinct ${partitionColumns.map((p) => p.name).join(', ')} from ${stage}`,
+            `select ${partitionColumns.map((p) => `any_value(${p.name})`).join(', ')}, __g from ${stage} group by __g order by __g`,
           )
         ).getRows()
       : [[]];
     const files: DataFile[] = [];
     const projection = schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
     for (const group of groups) {
-      const values: IcebergValue[] = group.map((value, i) =>
-        fromDuckDBValue(types.fields[i]!.type as PrimitiveType, value),
+      const values: IcebergValue[] = partitionColumns.map((_, i) =>
+        fromDuckDBValue(types.fields[i]!.type as PrimitiveType, group[i] ?? null),
       );
-      const where = partitionColumns.length
-        ? `where ${partitionColumns.map((p, i) => (group[i] === null ? `${p.name} is null` : `${p.name} = ${sqlValue(group[i])}`)).join(' and ')}`
-        : '';
+      // Not by comparing with the values as literals: floats, infinities and bytes do not round-trip.
+      const where = partitionColumns.length ? `where __g = ${String(group[partitionColumns.length])}` : '';
       const relative = partitionColumns.length ? partitionPath(spec, schema, values) : '';
       const directory = relative ? `${options.dataLocation}/${relative}` : options.dataLocation;
       files.push(
@@ -228,14 +231,6 @@ function sourceExpression(schema: Schema, fieldId: number): string {
   };
   const names = walk(schema, []) ?? [];
   return names.map(quoteIdentifier).join('.');
-}
-
-function sqlValue(value: unknown): string {
-  if (typeof value === 'string') return quoteLiteral(value);
-  if (typeof value === 'number' || typeof value === 'bigint' || typeof value === 'boolean')
-    return String(value);
-  // DuckDB value objects (dates, decimals, timestamps, blobs) render as SQL-castable text.
-  return quoteLiteral(String(value));
 }
 
 function firstLine(error: unknown): string {

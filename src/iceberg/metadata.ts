@@ -5,7 +5,8 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { TributaryError } from '../errors.ts';
 import { parseJson, stringifyJson } from './json.ts';
-import type { IcebergType, Schema } from './types.ts';
+import { findFieldById } from './schema.ts';
+import type { IcebergType, NestedField, Schema } from './types.ts';
 
 export interface PartitionField {
   readonly 'source-id': number;
@@ -195,6 +196,24 @@ export function schemaById(metadata: TableMetadata, schemaId: number): Schema {
   const schema = metadata.schemas.find((s) => s['schema-id'] === schemaId);
   if (!schema) throw new TributaryError('ICEBERG_INVALID_FILE', `table metadata has no schema ${schemaId}`);
   return schema;
+}
+
+/**
+ * The current schema, plus the source fields that partition specs still name but the schema has dropped
+ * (from older schemas, under reserved names): what types the partition tuples of every spec, old ones too.
+ */
+export function schemaForPartitionSpecs(metadata: TableMetadata): Schema {
+  const current = currentSchema(metadata);
+  const dropped: NestedField[] = [];
+  for (const spec of metadata['partition-specs']) {
+    for (const { 'source-id': id } of spec.fields) {
+      if (findFieldById(current, id) || dropped.some((f) => f.id === id)) continue;
+      const old = [...metadata.schemas].reverse().find((s) => findFieldById(s, id));
+      const field = old && findFieldById(old, id);
+      if (field) dropped.push({ ...field, name: `__dropped_${id}`, required: false });
+    }
+  }
+  return dropped.length ? { ...current, fields: [...current.fields, ...dropped] } : current;
 }
 
 export function specById(metadata: TableMetadata, specId: number): PartitionSpec {

@@ -27,11 +27,10 @@ import {
   type Snapshot,
   type TableMetadata,
 } from './metadata.ts';
-import { partitionType } from './partition-spec.ts';
 import { findFieldById, findFieldByName } from './schema.ts';
 import { compareValues, fromBinary } from './single-value.ts';
 import { parseTransform } from './transforms.ts';
-import type { IcebergValue, PrimitiveType, Schema } from './types.ts';
+import type { IcebergType, IcebergValue, PrimitiveType, Schema } from './types.ts';
 
 /** A comparison of a column (by name, dotted for nested) with a literal in the column's value representation. */
 export interface Predicate {
@@ -136,15 +135,16 @@ function manifestMayMatch(
   filter: readonly Predicate[],
 ): boolean {
   if (!manifest.partitions || spec.fields.length === 0) return true;
-  const type = partitionType(spec, schema);
   return filter.every((predicate) => {
     const source = findFieldByName(schema, predicate.column);
     if (!source) return true;
     return spec.fields.every((field, i) => {
       if (field['source-id'] !== source.id) return true;
-      const projected = parseTransform(field.transform).project(source.type, predicate);
+      // Typed from the source column alone: other fields of an old spec may name dropped columns.
+      const transform = parseTransform(field.transform);
+      const projected = transform.project(source.type, predicate);
       const summary = manifest.partitions?.[i];
-      const resultType = type.fields[i]?.type as PrimitiveType;
+      const resultType = transform.resultType(source.type) as PrimitiveType;
       if (!projected || !summary) return true;
       const lower = summary.lowerBound ? fromBinary(resultType, summary.lowerBound) : undefined;
       const upper = summary.upperBound ? fromBinary(resultType, summary.upperBound) : undefined;
@@ -168,7 +168,7 @@ function fileMayMatch(
       if (field['source-id'] !== source.id) continue;
       const transform = parseTransform(field.transform);
       const projected = transform.project(type, predicate);
-      const value = file.partition[i] ?? null;
+      const value = promotePartitionValue(transform.resultType(type), file.partition[i] ?? null);
       if (
         projected &&
         !rangeMayMatch(
@@ -188,10 +188,20 @@ function fileMayMatch(
     const values = file.valueCounts?.get(source.id);
     if (predicate.op === 'is_null') return nulls === undefined || nulls > 0;
     if (predicate.op === 'not_null') return nulls === undefined || values === undefined || nulls < values;
+    // A column of nulls only (no bounds then) satisfies no comparison.
+    if (nulls !== undefined && nulls === values) return false;
     const lower = lowerBytes ? fromBinary(type, lowerBytes) : undefined;
     const upper = upperBytes ? fromBinary(type, upperBytes) : undefined;
     return rangeMayMatch(type, predicate, lower, upper, true);
   });
+}
+
+/**
+ * A partition value as the current schema types it: manifests written before an int → long promotion of
+ * the source column hold ints (numbers), which would not compare with longs (bigints).
+ */
+export function promotePartitionValue(type: IcebergType, value: IcebergValue): IcebergValue {
+  return type === 'long' && typeof value === 'number' ? BigInt(value) : value;
 }
 
 /** Whether some value in [lower, upper] (either may be unknown) can satisfy the predicate. */

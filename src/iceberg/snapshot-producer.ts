@@ -22,6 +22,7 @@ import {
   MAIN_BRANCH,
   newSnapshotId,
   schemaById,
+  schemaForPartitionSpecs,
   specById,
   type PartitionSpec,
   type Snapshot,
@@ -29,9 +30,10 @@ import {
   type TableMetadata,
 } from './metadata.ts';
 import { partitionType } from './partition-spec.ts';
+import { promotePartitionValue } from './scan.ts';
 import { compareValues, toBinary } from './single-value.ts';
 import { conflict, type Table, type TableState } from './table.ts';
-import type { IcebergValue, PrimitiveType, Schema, StructType } from './types.ts';
+import type { IcebergValue, PrimitiveType, StructType } from './types.ts';
 
 export interface SnapshotChanges {
   readonly operation: SnapshotOperation;
@@ -128,12 +130,11 @@ export class SnapshotProducer {
         return { ...entry, status: 'deleted', snapshotId: this.#snapshotId };
       });
       const spec = specById(metadata, decoded.spec['spec-id']);
-      const schema = schemaById(metadata, metadata['current-schema-id']);
       carried.push(
         await this.#writeManifest(
           rewritten,
           spec,
-          schema,
+          metadata,
           manifest.content,
           sequenceNumber,
           manifest.sequenceNumber,
@@ -149,11 +150,11 @@ export class SnapshotProducer {
     }
 
     const added = await this.#added(metadata, sequenceNumber);
-    const manifests = [...added, ...carried].map((m) =>
-      m.addedSnapshotId === this.#snapshotId
-        ? { ...m, sequenceNumber, minSequenceNumber: Math.min(m.minSequenceNumber, sequenceNumber) }
-        : m,
-    );
+    // Manifests of added files are written once: on a retry their entries take the new sequence number.
+    const manifests = [
+      ...added.map((m) => ({ ...m, sequenceNumber, minSequenceNumber: sequenceNumber })),
+      ...carried,
+    ];
     const listLocation = `${metadata.location}/metadata/snap-${this.#snapshotId}-1-${randomUUID()}.avro`;
     await storage.write(
       listLocation,
@@ -208,7 +209,6 @@ export class SnapshotProducer {
   async #added(metadata: TableMetadata, sequenceNumber: number): Promise<ManifestFile[]> {
     if (this.#addedManifests) return this.#addedManifests;
     const spec = specById(metadata, this.#changes.specId ?? metadata['default-spec-id']);
-    const schema = schemaById(metadata, metadata['current-schema-id']);
     const manifests: ManifestFile[] = [];
     const entries = (files: readonly DataFile[]): ManifestEntry[] =>
       files.map((dataFile) => ({ status: 'added', snapshotId: this.#snapshotId, dataFile }));
@@ -217,7 +217,7 @@ export class SnapshotProducer {
         await this.#writeManifest(
           entries(this.#changes.addedDataFiles),
           spec,
-          schema,
+          metadata,
           'data',
           sequenceNumber,
           sequenceNumber,
@@ -234,7 +234,7 @@ export class SnapshotProducer {
         await this.#writeManifest(
           entries(files),
           specById(metadata, specId),
-          schema,
+          metadata,
           'deletes',
           sequenceNumber,
           sequenceNumber,
@@ -248,12 +248,19 @@ export class SnapshotProducer {
   async #writeManifest(
     entries: readonly ManifestEntry[],
     spec: PartitionSpec,
-    schema: Schema,
+    metadata: TableMetadata,
     content: 'data' | 'deletes',
     sequenceNumber: number,
     minSequenceNumber: number,
   ): Promise<ManifestFile> {
-    const type = partitionType(spec, schema);
+    const schema = schemaById(metadata, metadata['current-schema-id']);
+    // An old spec may partition by a column dropped since: its type comes from an older schema.
+    const type = partitionType(spec, schemaForPartitionSpecs(metadata));
+    // Entries from before a promotion of a partition source column (int → long) take the current type.
+    entries = entries.map((entry) => {
+      const partition = entry.dataFile.partition.map((v, i) => promotePartitionValue(type.fields[i]!.type, v));
+      return { ...entry, dataFile: { ...entry.dataFile, partition } };
+    });
     const bytes = encodeManifest(entries, { schema, spec, partitionType: type, content });
     const location = `${this.#table.location}/metadata/${randomUUID()}-m${content === 'data' ? 0 : 1}.avro`;
     await this.#table.storage.write(location, bytes);

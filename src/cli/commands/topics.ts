@@ -78,7 +78,12 @@ export function registerTopics(program: Command, context: () => CliContext): voi
               );
             }
             const value = (parsed as Record<string, unknown> | null)?.[options.key];
-            key = value === undefined || value === null ? null : String(value);
+            key =
+              value === undefined || value === null
+                ? null
+                : typeof value === 'string'
+                  ? value
+                  : JSON.stringify(value);
           }
           batch.push({ key, value: encoder.encode(text) });
           if (batch.length === 1000) {

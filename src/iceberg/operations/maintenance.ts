@@ -21,6 +21,7 @@ import {
   MAIN_BRANCH,
   newSnapshotId,
   schemaById,
+  schemaForPartitionSpecs,
   snapshotById,
   specById,
   type Snapshot,
@@ -157,23 +158,29 @@ export async function compact(
     if (small.length > 1 || small.some((p) => withDeletes.has(p.file.filePath) || hasEqualityDeletes))
       rewrite.push(...small);
   }
-  if (rewrite.length === 0)
-    return { rewrittenFiles: 0, addedFiles: 0, removedDeleteFiles: 0, state: table.state };
   const rewritten = new Set(rewrite.map((p) => p.file.filePath));
+  // A delete file goes when every file it names is rewritten here or already gone (replaced by a
+  // copy-on-write delete or an overwrite since): the rows it deletes are in no live file any more.
+  const live = new Set(plan.dataFiles.map((p) => p.file.filePath));
+  const removedDeletes = plan.positionDeletes.filter((p) => {
+    const targets = positionTargets.get(p.file.filePath);
+    return targets !== undefined && targets.every((f) => rewritten.has(f) || !live.has(f));
+  });
+  if (rewrite.length === 0 && removedDeletes.length === 0)
+    return { rewrittenFiles: 0, addedFiles: 0, removedDeleteFiles: 0, state: table.state };
   const subset: ScanPlan = { ...plan, dataFiles: rewrite };
   const columns = plan.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
-  const added = await writeDataFiles({
-    engine,
-    relation: `(select ${columns} from ${scanSql(subset, table.storage)})`,
-    schema: table.schema,
-    spec: table.spec,
-    storage: table.storage,
-    dataLocation: `${table.location}/data`,
-    targetFileSizeBytes: target,
-  });
-  const removedDeletes = plan.positionDeletes.filter((p) =>
-    (positionTargets.get(p.file.filePath) ?? []).every((f) => rewritten.has(f)),
-  );
+  const added = rewrite.length
+    ? await writeDataFiles({
+        engine,
+        relation: `(select ${columns} from ${scanSql(subset, table.storage)})`,
+        schema: table.schema,
+        spec: table.spec,
+        storage: table.storage,
+        dataLocation: `${table.location}/data`,
+        targetFileSizeBytes: target,
+      })
+    : [];
   const allRewritten = plan.dataFiles.every((p) => rewritten.has(p.file.filePath));
   const removedEquality = allRewritten ? plan.equalityDeletes : [];
   const producer = new SnapshotProducer(table, {
@@ -251,7 +258,8 @@ export async function rewriteManifests(
     const manifests: ManifestFile[] = [];
     for (const group of groups.values()) {
       const spec = specById(metadata, group.specId);
-      const type = partitionType(spec, schema);
+      // Old specs may partition by columns dropped since: typed from older schemas.
+      const type = partitionType(spec, schemaForPartitionSpecs(metadata));
       for (let i = 0; i < group.entries.length; i += perManifest) {
         const chunk = group.entries.slice(i, i + perManifest);
         const bytes = encodeManifest(chunk, { schema, spec, partitionType: type, content: group.content });

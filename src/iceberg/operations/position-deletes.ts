@@ -9,7 +9,7 @@ import { TributaryError } from '../../errors.ts';
 import { fieldIdsOption } from '../data-files.ts';
 import { quoteLiteral, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
-import { specById, type TableMetadata } from '../metadata.ts';
+import { schemaForPartitionSpecs, specById, type TableMetadata } from '../metadata.ts';
 import { readFileMetrics } from '../parquet-metrics.ts';
 import { partitionPath } from '../partition-spec.ts';
 import type { PlannedFile } from '../scan.ts';
@@ -74,7 +74,9 @@ async function writeGroup(
 ): Promise<SpecifiedFile> {
   const metadata: TableMetadata = table.metadata;
   const spec = specById(metadata, group.specId);
-  const relative = spec.fields.length ? partitionPath(spec, table.schema, group.partition) : '';
+  const relative = spec.fields.length
+    ? partitionPath(spec, schemaForPartitionSpecs(metadata), group.partition)
+    : '';
   const location = `${table.location}/data/${relative ? `${relative}/` : ''}${randomUUID()}-deletes.parquet`;
   const local = table.storage.localPath(location);
   if (!local) throw new TributaryError('ICEBERG_UNSUPPORTED', `writing ${location} is not supported yet`);

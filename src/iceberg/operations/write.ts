@@ -154,11 +154,13 @@ async function rewriteWhere(
         ? await writeRows(
             table,
             engine,
-            `(select ${columns} from ${scan} s where s._file in (select _file from ${name}) and not (${predicate}))`,
+            // `is not true`: rows where the predicate is null were not deleted and must be kept.
+            `(select ${columns} from ${scan} s where s._file in (select _file from ${name}) and (${predicate}) is not true)`,
           )
         : [];
       producer = new SnapshotProducer(table, {
-        operation: added.length ? 'overwrite' : 'delete',
+        // Rewritten files make it a logical overwrite (as Java and pyiceberg record it), not a delete.
+        operation: added.length || keep.length ? 'overwrite' : 'delete',
         addedDataFiles: [...keep, ...added],
         removedPaths: new Set(touched),
         readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,

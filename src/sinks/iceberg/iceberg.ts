@@ -236,7 +236,7 @@ export class IcebergSink implements Sink {
       (config.key ?? [])
         .map((k) => schema.fields.find((f) => f.name === k)?.id)
         .filter((id): id is number => id !== undefined);
-    let schema = assignFreshIds({ ...struct, 'schema-id': 0 });
+    let schema: Schema = assignFreshIds({ ...struct, 'schema-id': 0 });
     if (config.mode === 'upsert' && config.key) {
       // Identifier fields must be required; keys inferred from data are made so.
       const keys = new Set(config.key);

@@ -73,7 +73,9 @@ export const postgresSinkSchema = z
     create_table: z
       .boolean()
       .default(true)
-      .describe('Create the table (and its schema) when it does not exist; false: a missing table is an error.'),
+      .describe(
+        'Create the table (and its schema) when it does not exist; false: a missing table is an error.',
+      ),
     extra_fields: z
       .enum(['reject', 'ignore'])
       .optional()
@@ -98,7 +100,10 @@ export const postgresSinkSchema = z
           .optional()
           .describe('PEM file of the certificate authority to trust, relative to the project.'),
         cert: z.string().optional().describe('PEM file of a client certificate, relative to the project.'),
-        key: z.string().optional().describe('PEM file of the client certificate\'s key, relative to the project.'),
+        key: z
+          .string()
+          .optional()
+          .describe("PEM file of the client certificate's key, relative to the project."),
       })
       .optional()
       .describe('TLS to the server. Without it, `sslmode` in the URL (or PGSSLMODE) decides.'),
@@ -109,7 +114,11 @@ export const postgresSinkSchema = z
   })
   .superRefine((config, ctx) => {
     if (config.mode === 'upsert' && !config.key) {
-      ctx.addIssue({ code: 'custom', path: ['key'], message: 'upsert needs `key`: the columns that identify a row' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['key'],
+        message: 'upsert needs `key`: the columns that identify a row',
+      });
     }
     if (config.mode === 'append' && config.key) {
       ctx.addIssue({ code: 'custom', path: ['key'], message: '`key` is only used with mode: upsert' });
@@ -120,7 +129,11 @@ export const postgresSinkSchema = z
     if (config.columns) {
       for (const column of config.key ?? []) {
         if (!(column in config.columns)) {
-          ctx.addIssue({ code: 'custom', path: ['key'], message: `key column "${column}" is not in \`columns\`` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['key'],
+            message: `key column "${column}" is not in \`columns\``,
+          });
         }
       }
     }

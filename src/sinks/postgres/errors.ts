@@ -70,30 +70,40 @@ export function translate(error: unknown, facts: ErrorFacts): TributaryError {
   if (error instanceof TributaryError) return error;
   const state = sqlState(error);
   const detail = error instanceof Error ? error.message : String(error);
-  const context = { sink: facts.sink, server: facts.server, table: facts.table, sqlstate: state || undefined };
+  const context = {
+    sink: facts.sink,
+    server: facts.server,
+    table: facts.table,
+    sqlstate: state || undefined,
+  };
   const where = `${facts.action} on ${facts.server}${facts.table ? ` (table ${facts.table})` : ''}`;
   if (isRetryable(error)) {
-    return new TributaryError('SERVICE_UNAVAILABLE', `PostgreSQL sink ${facts.sink}: ${where} failed: ${detail}`, {
-      context,
-      cause: error,
-      retryable: true,
-      hint: 'The write is retried; check that the server is up and reachable if this goes on.',
-    });
+    return new TributaryError(
+      'SERVICE_UNAVAILABLE',
+      `PostgreSQL sink ${facts.sink}: ${where} failed: ${detail}`,
+      {
+        context,
+        cause: error,
+        retryable: true,
+        hint: 'The write is retried; check that the server is up and reachable if this goes on.',
+      },
+    );
   }
   let hint: string;
   let code: 'SERVICE_UNAVAILABLE' | 'INVALID_INPUT' = 'SERVICE_UNAVAILABLE';
   if (state === '28P01' || state === '28000') {
-    hint = 'Check the user and password in the sink\'s url (and the server\'s pg_hba.conf).';
+    hint = "Check the user and password in the sink's url (and the server's pg_hba.conf).";
   } else if (state === '3D000') {
-    hint = 'Create the database, or point the sink\'s url at one that exists.';
+    hint = "Create the database, or point the sink's url at one that exists.";
   } else if (state === '42501') {
-    hint = 'Grant the sink\'s user the privileges it needs on the table, its schema and the positions table.';
+    hint = "Grant the sink's user the privileges it needs on the table, its schema and the positions table.";
   } else if (state === '42P01' || state === '3F000') {
     code = 'INVALID_INPUT';
     hint = 'Create the table, or set create_table: true.';
   } else if (state.startsWith('42')) {
     code = 'INVALID_INPUT';
-    hint = 'Make the table fit the records (columns, types, a unique index on the key), or change `columns`/`key`.';
+    hint =
+      'Make the table fit the records (columns, types, a unique index on the key), or change `columns`/`key`.';
   } else {
     hint = 'See the PostgreSQL message; the pipeline stops until this is fixed.';
   }

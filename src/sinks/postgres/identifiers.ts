@@ -7,7 +7,8 @@
 export const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
 /** A type in `columns`: a name of words, an optional (precision[, scale]) and optional []. */
-export const COLUMN_TYPE = /^[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)*(?: ?\(\d+(?:, ?\d+)?\))?(?:\[\])*$/;
+export const COLUMN_TYPE =
+  /^[A-Za-z_][A-Za-z0-9_]*(?: [A-Za-z_][A-Za-z0-9_]*)*(?: ?\(\d+(?:, ?\d+)?\))?(?:\[\])*$/;
 
 export function isIdentifier(name: string): boolean {
   return IDENTIFIER.test(name);
@@ -28,7 +29,9 @@ export interface QualifiedName {
 export function parseQualified(text: string, defaultSchema = 'public'): QualifiedName | undefined {
   const parts = text.split('.');
   if (parts.length > 2 || !parts.every(isIdentifier)) return undefined;
-  return parts.length === 2 ? { schema: parts[0]!, name: parts[1]! } : { schema: defaultSchema, name: parts[0]! };
+  return parts.length === 2
+    ? { schema: parts[0]!, name: parts[1]! }
+    : { schema: defaultSchema, name: parts[0]! };
 }
 
 export function quoteQualified(name: QualifiedName): string {

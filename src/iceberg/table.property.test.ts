@@ -1,0 +1,303 @@
+/**
+ * Property test: random sequences of row-level writes, maintenance and evolution on a small table, checked
+ * after every step against a model (a multiset of rows, and its history by snapshot id):
+ *  - the table's rows equal the model's;
+ *  - time travel to earlier snapshots still in the table gives the rows (and columns) they had;
+ *  - the snapshot summary's totals agree with the files a scan plans.
+ * Sequences come from a seeded PRNG, so a failure names the seed and step that reproduce it.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { TributaryError } from '../errors.ts';
+import { fileLocationOf, LocalStorage } from '../storage/index.ts';
+import { openEngine, type Engine } from './duckdb.ts';
+import { ancestorsOf, newTableMetadata } from './metadata.ts';
+import { updatePartitionSpec, updateSchema } from './operations/evolve.ts';
+import { compact, expireSnapshots, rewriteManifests, rollbackTo } from './operations/maintenance.ts';
+import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
+import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
+import { planScan, scanSql } from './scan.ts';
+import { assignFreshIds, parseSchemaJson } from './schema.ts';
+import { readMetadataFile, Table, writeMetadataFile, type TableOperations } from './table.ts';
+
+const storage = new LocalStorage({ fsync: false });
+const SEEDS = [1, 2, 3, 4, 5];
+const STEPS = 30;
+
+/** mulberry32: small, fast and good enough to pick operations. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+type Value = number | string | null;
+type Row = Record<string, Value>;
+
+interface ModelState {
+  /** Columns after `id, k, s`: each added column is an optional int. */
+  readonly columns: readonly string[];
+  readonly rows: readonly Row[];
+}
+
+/** SQL's three-valued logic: a row is deleted only when the predicate is true, not when it is null. */
+interface Filter {
+  readonly sql: string;
+  readonly test: (row: Row) => boolean | null;
+}
+
+const STRINGS = ['a', 'b', 'é', 'long string with a shared prefix 1', 'long string with a shared prefix 2', null];
+const SPECS = ['', 'k', 'bucket(3, id)', 'truncate(2, s)', 'k, bucket(2, id)', 'truncate(5, id)'];
+
+function literal(value: Value): string {
+  if (value === null) return 'null';
+  return typeof value === 'number' ? String(value) : `'${value.replace(/'/g, "''")}'`;
+}
+
+function randomFilter(random: () => number, columns: readonly string[]): Filter {
+  const x = Math.floor(random() * 5);
+  const cmp = (a: Value, b: number, f: (a: number, b: number) => boolean) => (a === null ? null : f(a as number, b));
+  switch (Math.floor(random() * 7)) {
+    case 0:
+      return { sql: `k = ${x}`, test: (r) => cmp(r.k!, x, (a, b) => a === b) };
+    case 1:
+      return { sql: `k > ${x}`, test: (r) => cmp(r.k!, x, (a, b) => a > b) };
+    case 2:
+      return { sql: 's is null', test: (r) => r.s === null };
+    case 3: {
+      const m = 2 + Math.floor(random() * 3);
+      return { sql: `id % ${m} = ${x % m}`, test: (r) => (r.id as number) % m === x % m };
+    }
+    case 4: {
+      const s = STRINGS[Math.floor(random() * (STRINGS.length - 1))]!;
+      return { sql: `s = ${literal(s)}`, test: (r) => (r.s === null ? null : r.s === s) };
+    }
+    case 5:
+      return { sql: `not (k = ${x})`, test: (r) => cmp(r.k!, x, (a, b) => a !== b) };
+    default: {
+      const column = columns.at(-1);
+      if (!column) return { sql: `id < ${x * 3}`, test: (r) => (r.id as number) < x * 3 };
+      return { sql: `"${column}" is not null`, test: (r) => r[column] !== null && r[column] !== undefined };
+    }
+  }
+}
+
+function canonical(row: Row, columns: readonly string[]): string {
+  return JSON.stringify(['id', 'k', 's', ...columns].map((c) => row[c] ?? null));
+}
+
+function sorted(rows: readonly Row[], columns: readonly string[]): string[] {
+  return rows.map((r) => canonical(r, columns)).sort();
+}
+
+let root: string;
+let engine: Engine;
+
+async function createTable(name: string): Promise<Table> {
+  const schema = assignFreshIds(
+    parseSchemaJson({
+      fields: [
+        { name: 'id', type: 'long', required: true },
+        { name: 'k', type: 'int' },
+        { name: 's', type: 'string' },
+      ],
+    }),
+  );
+  const { spec } = buildSpec(parsePartitionExpression('k', schema), 0, 999);
+  const metadata = newTableMetadata({
+    location: fileLocationOf(path.join(root, name)),
+    schema,
+    spec,
+    sortOrder: { 'order-id': 0, fields: [] },
+    properties: { 'commit.retry.min-wait-ms': '1' },
+  });
+  const state = await writeMetadataFile(storage, metadata);
+  const pointer = { location: state.metadataLocation };
+  const operations: TableOperations = {
+    storage,
+    async load() {
+      return { metadataLocation: pointer.location, metadata: await readMetadataFile(storage, pointer.location) };
+    },
+    async swap(base, newLocation) {
+      if (pointer.location !== base.metadataLocation)
+        throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'the table changed', { retryable: true });
+      pointer.location = newLocation;
+    },
+  };
+  return new Table({ namespace: ['prop'], name }, operations, state);
+}
+
+/** The table's rows at a snapshot (current by default), with the columns of that snapshot's schema. */
+async function tableRows(table: Table, snapshotId?: bigint): Promise<{ columns: string[]; rows: string[] }> {
+  const plan = await planScan(table.metadata, table.storage, snapshotId === undefined ? {} : { snapshotId });
+  const names = plan.schema.fields.map((f) => f.name);
+  const reader = await engine.connection.runAndReadAll(
+    `select ${names.map((n) => `"${n}"`).join(', ')} from ${scanSql(plan, table.storage)}`,
+  );
+  const columns = names.slice(3);
+  const rows = reader.getRows().map((values) => {
+    const row: Row = {};
+    names.forEach((n, i) => {
+      const v = values[i] ?? null;
+      row[n] = v === null ? null : typeof v === 'bigint' ? Number(v) : (v as number | string);
+    });
+    return row;
+  });
+  return { columns, rows: sorted(rows, columns) };
+}
+
+async function checkTotals(table: Table, where: string): Promise<void> {
+  const snapshot = table.currentSnapshot;
+  if (!snapshot) return;
+  const plan = await planScan(table.metadata, table.storage);
+  const sum = (files: typeof plan.dataFiles) => files.reduce((n, p) => n + p.file.recordCount, 0);
+  const summary = snapshot.summary;
+  assert.deepEqual(
+    [summary['total-records'], summary['total-data-files'], summary['total-delete-files'], summary['total-position-deletes']],
+    [
+      String(sum(plan.dataFiles)),
+      String(plan.dataFiles.length),
+      String(plan.positionDeletes.length),
+      String(sum(plan.positionDeletes)),
+    ],
+    `${where}: summary totals`,
+  );
+}
+
+async function runSequence(seed: number): Promise<string[]> {
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!;
+  const table = await createTable(`seed${seed}`);
+  let model: ModelState = { columns: [], rows: [] };
+  const history = new Map<bigint, ModelState>();
+  let nextId = 0;
+  const log: string[] = [];
+
+  const newRows = (count: number, reuseIds = false): Row[] =>
+    Array.from({ length: count }, () => {
+      const row: Row = {
+        id: reuseIds && nextId > 0 && random() < 0.6 ? Math.floor(random() * nextId) : nextId++,
+        k: random() < 0.2 ? null : Math.floor(random() * 5),
+        s: pick(STRINGS),
+      };
+      for (const c of model.columns) row[c] = random() < 0.3 ? null : Math.floor(random() * 100);
+      return row;
+    });
+  const relation = (rows: readonly Row[]) => {
+    const names = ['id', 'k', 's', ...model.columns];
+    const types = ['bigint', 'int', 'varchar', ...model.columns.map(() => 'int')];
+    return `(${rows
+      .map((r) => `select ${names.map((n, i) => `${literal(r[n] ?? null)}::${types[i]} as "${n}"`).join(', ')}`)
+      .join(' union all ')})`;
+  };
+  const remember = () => {
+    const id = table.currentSnapshot?.['snapshot-id'];
+    if (id !== undefined && !history.has(id)) history.set(id, model);
+  };
+
+  for (let step = 0; step < STEPS; step++) {
+    const roll = random();
+    let what: string;
+    if (roll < 0.22 || model.rows.length === 0) {
+      const rows = newRows(1 + Math.floor(random() * 5));
+      what = `append ${rows.length}`;
+      await append(table, engine, relation(rows));
+      model = { ...model, rows: [...model.rows, ...rows] };
+    } else if (roll < 0.42) {
+      const filter = randomFilter(random, model.columns);
+      const mode = random() < 0.5 ? 'copy-on-write' : 'merge-on-read';
+      what = `delete (${mode}) where ${filter.sql}`;
+      const kept = model.rows.filter((r) => filter.test(r) !== true);
+      const result = await deleteWhere(table, engine, filter.sql, { mode });
+      assert.equal(result.deletedRecords, model.rows.length - kept.length, what);
+      model = { ...model, rows: kept };
+    } else if (roll < 0.52) {
+      const filter = randomFilter(random, model.columns);
+      const rows = newRows(1 + Math.floor(random() * 3));
+      what = `overwrite where ${filter.sql} with ${rows.length}`;
+      await overwriteWhere(table, engine, filter.sql, relation(rows));
+      model = { ...model, rows: [...model.rows.filter((r) => filter.test(r) !== true), ...rows] };
+    } else if (roll < 0.64) {
+      const incoming = newRows(1 + Math.floor(random() * 4), true);
+      what = `upsert ids ${incoming.map((r) => r.id).join(',')}`;
+      // The last row of a key wins; every existing row with that key is replaced.
+      const byKey = new Map(incoming.map((r) => [r.id, r]));
+      await upsert(table, engine, relation(incoming), { keyColumns: ['id'] });
+      model = { ...model, rows: [...model.rows.filter((r) => !byKey.has(r.id!)), ...byKey.values()] };
+    } else if (roll < 0.71) {
+      what = 'compact';
+      await compact(table, engine, { targetFileSizeBytes: 1 << 20 });
+      // Every data file is small: all files with deletes were rewritten, so no delete file is left.
+      const plan = await planScan(table.metadata, table.storage);
+      assert.equal(plan.positionDeletes.length, 0, `seed ${seed}, step ${step}: delete files folded in`);
+    } else if (roll < 0.75) {
+      what = 'rewrite manifests';
+      await rewriteManifests(table);
+    } else if (roll < 0.81) {
+      const retainLast = 1 + Math.floor(random() * 3);
+      what = `expire, retain ${retainLast}`;
+      await expireSnapshots(table, { olderThanMs: Date.now() + 1, retainLast });
+    } else if (roll < 0.87) {
+      const ancestors = ancestorsOf(table.metadata, table.currentSnapshot?.['snapshot-id']).slice(1);
+      const target = ancestors.length ? pick(ancestors)['snapshot-id'] : undefined;
+      if (target === undefined || !history.has(target)) continue;
+      what = `rollback to ${target}`;
+      await rollbackTo(table, target);
+      // Rows as they were; columns added since are null in them.
+      model = { ...model, rows: history.get(target)!.rows };
+    } else if (roll < 0.93) {
+      const column = `c${model.columns.length}`;
+      what = `add column ${column}`;
+      await updateSchema(table, [{ kind: 'add-column', name: column, type: 'int' }]);
+      model = { ...model, columns: [...model.columns, column] };
+    } else {
+      const spec = pick(SPECS);
+      what = `partition by "${spec}"`;
+      await updatePartitionSpec(table, spec);
+    }
+    log.push(what);
+    const where = `seed ${seed}, step ${step} (${what})`;
+    remember();
+
+    const current = await tableRows(table);
+    assert.deepEqual(current.columns, model.columns, `${where}: columns`);
+    assert.deepEqual(current.rows, sorted(model.rows, model.columns), `${where}: rows`);
+    await checkTotals(table, where);
+    // Time travel to two earlier snapshots still in the table.
+    const known = table.metadata.snapshots.filter((s) => history.has(s['snapshot-id']));
+    for (let i = 0; i < 2 && known.length; i++) {
+      const snapshot = pick(known)['snapshot-id'];
+      const then = history.get(snapshot)!;
+      const read = await tableRows(table, snapshot);
+      assert.deepEqual(read.columns, then.columns, `${where}: columns at snapshot ${snapshot}`);
+      assert.deepEqual(read.rows, sorted(then.rows, then.columns), `${where}: rows at snapshot ${snapshot}`);
+    }
+  }
+  return log;
+}
+
+describe('tables behave as a multiset of rows under random operations', () => {
+  before(async () => {
+    root = mkdtempSync(path.join(tmpdir(), 'tributary-table-property-'));
+    engine = await openEngine({ threads: 2 });
+  });
+  after(() => {
+    engine.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  for (const seed of SEEDS) {
+    it(`seed ${seed}`, async () => {
+      const log = await runSequence(seed);
+      assert.ok(log.length > STEPS / 2, 'most steps ran');
+    });
+  }
+});
