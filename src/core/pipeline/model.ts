@@ -75,5 +75,11 @@ export interface Sink {
   readonly name: string;
   open(): Promise<Positions>;
   write(batch: SinkBatch): Promise<SinkResult>;
+  /**
+   * The records `write` would reject, without writing anything. A sink that rejects records (schema
+   * policy `freeze`, values its columns cannot hold) implements it: after a crash between its commit and
+   * the DLQ's, the runtime asks it again so that the DLQ still gets those records exactly once.
+   */
+  screen?(records: readonly PipelineRecord[]): Promise<readonly Rejection[]>;
   close(): Promise<void>;
 }

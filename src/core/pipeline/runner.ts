@@ -301,7 +301,14 @@ export class PipelineRunner {
   ): Promise<readonly Rejection[] | undefined> {
     const current = this.#positions.get(sink)!;
     const has = [...end].every(([partition, offset]) => this.#position(sink, partition, start) >= offset);
-    if (has) return undefined;
+    if (has) {
+      // Replaying a batch this sink committed but the DLQ did not: the DLQ still needs what it rejected.
+      const dlq = this.#options.dlq;
+      const dlqHas = [...end].every(([partition, offset]) => this.#position(dlq, partition, start) >= offset);
+      return sink === dlq || dlqHas
+        ? undefined
+        : await this.#retrying(sink.name, async () => (await sink.screen?.(records)) ?? []);
+    }
     const missing = records.filter((r) => r.offset >= this.#position(sink, r.partition, start));
     const positions = new Map(current);
     for (const [partition, offset] of end)

@@ -204,6 +204,31 @@ export class IcebergSink implements Sink {
     }
   }
 
+  async screen(records: readonly PipelineRecord[]): Promise<readonly Rejection[]> {
+    if (records.length === 0) return [];
+    const table = await this.#ensureTable(records);
+    await table.refresh();
+    const rejected: Rejection[] = [];
+    let accepted = [...records];
+    if (this.#options.config.schema_policy === 'freeze') {
+      const unknown = this.#unknownColumns(table.schema, accepted);
+      accepted = accepted.filter((record) => {
+        const extra = Object.keys(record.value).filter((k) => unknown.has(k));
+        if (extra.length)
+          rejected.push({
+            record,
+            stage: this.name,
+            error: `${table.name} has no column ${extra.join(', ')} (schema_policy: freeze)`,
+          });
+        return extra.length === 0;
+      });
+    }
+    const engine = await this.#options.engine();
+    const stage = await this.#stage(engine, table.schema, accepted, rejected);
+    await engine.connection.run(`drop table if exists ${stage}`);
+    return rejected;
+  }
+
   async close(): Promise<void> {
     rmSync(this.#workDir, { recursive: true, force: true });
   }
