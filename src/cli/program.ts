@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import { registerCatalog } from './commands/catalog.ts';
 import { registerConfig } from './commands/config.ts';
+import { registerDlq } from './commands/dlq.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerInit } from './commands/init.ts';
 import { registerQuery } from './commands/query.ts';
@@ -40,5 +41,6 @@ export function buildProgram(): Command {
   registerQuery(program, getContext);
   registerRun(program, getContext);
   registerTopics(program, getContext);
+  registerDlq(program, getContext);
   return program;
 }
