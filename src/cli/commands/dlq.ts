@@ -113,12 +113,12 @@ export function registerDlq(program: Command, context: () => CliContext): void {
           for (let i = 0; i < rows.length; i += 1000) {
             await log.append(
               topic,
-              rows
-                .slice(i, i + 1000)
-                .map((r) => ({
-                  key: typeof r.key === 'string' ? r.key : null,
-                  value: encoder.encode(String(r.payload ?? '')),
-                })),
+              rows.slice(i, i + 1000).map((r) => ({
+                key: typeof r.key === 'string' ? r.key : null,
+                value: encoder.encode(
+                  typeof r.payload === 'string' ? r.payload : JSON.stringify(r.payload ?? null),
+                ),
+              })),
             );
           }
           // Appended first, removed second: a crash in between replays these records twice, never loses them.
