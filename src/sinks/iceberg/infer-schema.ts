@@ -1,11 +1,16 @@
 /** An Iceberg struct type that holds a batch of JSON objects, for tables created from their first batch. */
 import type { IcebergType, NestedField, StructType } from '../../iceberg/types.ts';
 
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
+
 type Shape =
   | 'long'
   | 'double'
   | 'boolean'
   | 'string'
+  | 'timestamptz'
+  | 'date'
   | { struct: Map<string, Shape | undefined> }
   | { list: Shape | undefined };
 
@@ -13,7 +18,12 @@ function shapeOf(value: unknown): Shape | undefined {
   if (value === null || value === undefined) return undefined;
   if (typeof value === 'boolean') return 'boolean';
   if (typeof value === 'number') return Number.isInteger(value) ? 'long' : 'double';
-  if (typeof value === 'string') return 'string';
+  if (typeof value === 'string') {
+    // Event timestamps arrive as ISO 8601 text: a column whose every value is one becomes a real timestamp.
+    if (ISO_TIMESTAMP.test(value)) return 'timestamptz';
+    if (ISO_DATE.test(value)) return 'date';
+    return 'string';
+  }
   if (Array.isArray(value))
     return { list: value.reduce<Shape | undefined>((s, v) => merge(s, shapeOf(v)), undefined) };
   if (typeof value === 'object') {
