@@ -1,37 +1,110 @@
-/** Every doctor check of the project: the platform's, then the catalog's. Each component adds its own here. */
+/** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
+import { openCatalog } from '../catalog/open.ts';
+import { sinkDefinitions, transformDefinitions } from '../components.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
-import { platformChecks, type DoctorCheck } from '../core/doctor.ts';
+import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
+import { createLogger } from '../core/logger.ts';
+import { createResources, type ComponentContext } from '../core/pipeline/components.ts';
+import type { Project } from '../core/project.ts';
 import { isTributaryError } from '../errors.ts';
+import { openEngine } from '../iceberg/duckdb.ts';
+import type { Log } from '../log/log.ts';
 import { openProjectCatalog } from './project-catalog.ts';
 
-const catalogChecks: readonly DoctorCheck[] = [
-  {
-    component: 'catalog',
-    name: 'catalog reachable',
-    async run(project) {
-      const uri = redactUriPassword(project.platform.catalog.uri);
-      try {
-        const catalog = await openProjectCatalog(project);
-        try {
-          let tables = 0;
-          const namespaces = await catalog.registry.listNamespaces();
-          for (const namespace of namespaces) tables += (await catalog.registry.listTables(namespace)).length;
-          return { status: 'pass', detail: `${uri}: ${namespaces.length} namespace(s), ${tables} table(s)` };
-        } finally {
-          catalog.close();
-        }
-      } catch (error) {
-        return {
-          status: 'fail',
-          detail: `${uri}: ${error instanceof Error ? error.message : String(error)}`,
-          fix:
-            isTributaryError(error) && error.hint
-              ? error.hint
-              : 'check catalog.uri in tributary.yaml and that the database is running',
-        };
-      }
-    },
-  },
-];
+function failure(error: unknown, fallbackFix: string): CheckResult {
+  return {
+    status: 'fail',
+    detail: error instanceof Error ? error.message : String(error),
+    fix: isTributaryError(error) && error.hint ? error.hint : fallbackFix,
+  };
+}
 
-export const allChecks: readonly DoctorCheck[] = [...platformChecks, ...catalogChecks];
+const catalogCheck: DoctorCheck = {
+  component: 'catalog',
+  name: 'catalog reachable',
+  async run(project) {
+    const uri = redactUriPassword(project.platform.catalog.uri);
+    try {
+      const catalog = await openProjectCatalog(project);
+      try {
+        let tables = 0;
+        const namespaces = await catalog.registry.listNamespaces();
+        for (const namespace of namespaces) tables += (await catalog.registry.listTables(namespace)).length;
+        return { status: 'pass', detail: `${uri}: ${namespaces.length} namespace(s), ${tables} table(s)` };
+      } finally {
+        catalog.close();
+      }
+    } catch (error) {
+      return failure(error, 'check catalog.uri in tributary.yaml and that the database is running');
+    }
+  },
+};
+
+/** A check per configured transform and sink that declares one. */
+function componentChecks(project: Project): DoctorCheck[] {
+  const checks: DoctorCheck[] = [];
+  for (const pipeline of project.pipelines.values()) {
+    const components = [
+      ...pipeline.config.transforms.map((config) => ({
+        config,
+        definition: transformDefinitions.find((d) => d.type === config.type),
+      })),
+      ...pipeline.config.sinks.map((config) => ({
+        config,
+        definition: sinkDefinitions.find((d) => d.type === config.type),
+      })),
+    ];
+    for (const { config, definition } of components) {
+      if (!definition?.check) continue;
+      const check = definition.check.bind(definition);
+      checks.push({
+        component: `${pipeline.name}: ${definition.kind} ${config.type}`,
+        name: definition.kind === 'sink' ? 'reachable and compatible' : 'configured',
+        async run() {
+          const resources = createResources();
+          resources.provide(
+            'catalog',
+            () =>
+              openCatalog({
+                name: project.platform.catalog.name,
+                uri: project.platform.catalog.uri,
+                warehouse: project.platform.warehouse,
+                baseDir: project.root,
+              }),
+            (catalog) => catalog.close(),
+          );
+          resources.provide(
+            'engine',
+            () => openEngine(),
+            (engine) => engine.close(),
+          );
+          const context: ComponentContext = {
+            pipeline: pipeline.name,
+            sourceTopic: pipeline.config.source.topic,
+            projectRoot: project.root,
+            log: undefined as unknown as Log, // checks read their own systems, never the log
+            logger: createLogger({ level: 'silent' }),
+            resources,
+          };
+          try {
+            const results = await check(definition.schema.parse(config), context);
+            const worst =
+              results.find((r) => r.status === 'fail') ??
+              results.find((r) => r.status === 'warn') ??
+              results[0];
+            return worst ?? { status: 'pass', detail: 'ok' };
+          } catch (error) {
+            return failure(error, `check the ${config.type} settings in ${pipeline.file}`);
+          } finally {
+            await resources.closeAll();
+          }
+        },
+      });
+    }
+  }
+  return checks;
+}
+
+export function allChecks(project: Project): DoctorCheck[] {
+  return [...platformChecks, catalogCheck, ...componentChecks(project)];
+}

@@ -19,7 +19,7 @@ export function registerDoctor(program: Command, context: () => CliContext): voi
     .option('--json', 'print the results as JSON')
     .action(async (options: { json?: boolean }) => {
       const project = context().loadProject();
-      const outcomes = await runChecks(project, allChecks);
+      const outcomes = await runChecks(project, allChecks(project));
       if (options.json) {
         console.log(JSON.stringify(outcomes, null, 2));
       } else {

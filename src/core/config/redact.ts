@@ -1,7 +1,7 @@
 /** Hides secrets in configuration before it is printed or logged. */
 
 /** Keys whose values are secrets wherever they appear. */
-export const SECRET_KEY = /(password|passwd|secret|token|credential|private_key|api_key|access_key)/i;
+export const SECRET_KEY = /(password|passwd|secret|token|credential|private_key|api_key|access_key|salt)/i;
 export const REDACTED = '«redacted»';
 
 /** A deep copy of `value` with secret keys, secret-file values and passwords inside URIs replaced. */

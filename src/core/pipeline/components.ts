@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { TributaryError } from '../../errors.ts';
+import type { CheckResult } from '../doctor.ts';
 import type { Logger } from '../logger.ts';
 import type { Log } from '../../log/log.ts';
 import type { Sink, Transform } from './model.ts';
@@ -44,6 +45,8 @@ export interface ComponentDefinition<
     config: z.output<Schema>,
     context: ComponentContext,
   ): Promise<Kind extends 'sink' ? Sink : Transform>;
+  /** Preflight checks for `tributary doctor`: reachable, permitted, compatible. Must not change anything. */
+  check?(config: z.output<Schema>, context: ComponentContext): Promise<CheckResult[]>;
 }
 
 export type TransformDefinition = ComponentDefinition<'transform'>;

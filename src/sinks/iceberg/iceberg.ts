@@ -17,6 +17,7 @@ import { z } from 'zod';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { parseTableIdentifier, type TableIdentifier } from '../../catalog/identifier.ts';
 import { byteSize } from '../../core/config/units.ts';
+import type { CheckResult } from '../../core/doctor.ts';
 import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
 import type {
   PipelineRecord,
@@ -364,10 +365,61 @@ function castExpression(column: string, type: IcebergType): string {
   }
 }
 
+/** Doctor: the table is reachable, and compatible with the declared schema and key when it exists. */
+async function checkIcebergSink(
+  config: IcebergSinkConfig,
+  context: ComponentContext,
+): Promise<CheckResult[]> {
+  const catalog = await context.resources.get<Catalog>('catalog');
+  const identifier = parseTableIdentifier(config.table);
+  if (!(await catalog.tableExists(identifier))) {
+    return [{ status: 'pass', detail: `${config.table} does not exist yet; the first batch creates it` }];
+  }
+  const table = await catalog.loadTable(identifier);
+  const problems: string[] = [];
+  if (config.schema) {
+    const declared = parseSchemaJson(
+      JSON.parse(readFileSync(path.resolve(context.projectRoot, config.schema), 'utf8')),
+    );
+    for (const field of declared.fields) {
+      const existing = table.schema.fields.find((f) => f.name === field.name);
+      if (!existing) problems.push(`column ${field.name} is declared but not in the table`);
+      else if (
+        JSON.stringify(existing.type) !== JSON.stringify(field.type) &&
+        typeof existing.type === 'string' &&
+        typeof field.type === 'string'
+      ) {
+        problems.push(
+          `column ${field.name} is ${existing.type} in the table, ${field.type} in ${config.schema}`,
+        );
+      }
+    }
+  }
+  for (const key of config.mode === 'upsert' ? (config.key ?? []) : []) {
+    if (!table.schema.fields.some((f) => f.name === key))
+      problems.push(`key column ${key} is not in the table`);
+  }
+  return problems.length
+    ? [
+        {
+          status: 'fail',
+          detail: `${config.table}: ${problems.join('; ')}`,
+          fix: 'evolve the table (or the schema file) so they agree',
+        },
+      ]
+    : [
+        {
+          status: 'pass',
+          detail: `${config.table}: ${table.schema.fields.length} columns, ${table.metadata.snapshots.length} snapshot(s)`,
+        },
+      ];
+}
+
 export const icebergSinkDefinition: SinkDefinition = {
   kind: 'sink',
   type: 'iceberg',
   schema: icebergSinkSchema,
+  check: (config, context) => checkIcebergSink(config as IcebergSinkConfig, context),
   async create(config, context: ComponentContext) {
     const parsed = config as IcebergSinkConfig;
     return new IcebergSink({

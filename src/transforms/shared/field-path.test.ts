@@ -37,7 +37,10 @@ describe('field paths', () => {
     const value = { a: 1 };
     assert.equal(setField(value, path('b.c'), 2), value);
     assert.equal(deleteField(value, path('b')), value);
-    assert.equal(replaceObjectAt(value, path('a'), () => ({})), value);
+    assert.equal(
+      replaceObjectAt(value, path('a'), () => ({})),
+      value,
+    );
   });
 
   it('refuses malformed paths and prototype names', () => {

@@ -64,7 +64,8 @@ export function getField(value: JsonObject, path: FieldPath): unknown {
 function lookup(value: JsonObject, path: FieldPath): { found: boolean; value: unknown } {
   let current: unknown = value;
   for (const segment of path) {
-    if (!isPlainObject(current) || !Object.hasOwn(current, segment)) return { found: false, value: undefined };
+    if (!isPlainObject(current) || !Object.hasOwn(current, segment))
+      return { found: false, value: undefined };
     current = current[segment];
   }
   return { found: true, value: current };

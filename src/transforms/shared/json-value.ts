@@ -48,7 +48,7 @@ export function nonJsonProblem(value: unknown, at = '', ancestors = new Set<obje
       if (value === null) return undefined;
       if (ancestors.has(value)) return `${where} refers back to itself`;
       if (!Array.isArray(value) && !isPlainObject(value)) {
-        const name = (value as object).constructor?.name ?? 'object';
+        const name = value.constructor?.name ?? 'object';
         return `${where} is a ${name}, not a plain object${value instanceof Date ? ' (use toISOString())' : ''}`;
       }
       ancestors.add(value);

@@ -9,8 +9,19 @@ import { createResources } from '../../core/pipeline/components.ts';
 import type { PipelineRecord, Transform } from '../../core/pipeline/model.ts';
 import type { Log } from '../../log/log.ts';
 
-export function record(value: Record<string, unknown>, overrides: Partial<PipelineRecord> = {}): PipelineRecord {
-  return { value, key: null, partition: 0, offset: 0, timestamp: 1_700_000_000_000, headers: {}, ...overrides };
+export function record(
+  value: Record<string, unknown>,
+  overrides: Partial<PipelineRecord> = {},
+): PipelineRecord {
+  return {
+    value,
+    key: null,
+    partition: 0,
+    offset: 0,
+    timestamp: 1_700_000_000_000,
+    headers: {},
+    ...overrides,
+  };
 }
 
 /** Records with consecutive offsets in partition 0, one per value. */

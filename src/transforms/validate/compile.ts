@@ -12,7 +12,11 @@ const addFormats = addFormatsPlugin as unknown as (ajv: Ajv) => Ajv;
 
 type Draft = '2020-12' | '2019-09' | 'draft-07';
 
-export function compileSchema(jsonSchema: unknown, file: string, context: ComponentContext): ValidateFunction {
+export function compileSchema(
+  jsonSchema: unknown,
+  file: string,
+  context: ComponentContext,
+): ValidateFunction {
   if (!isPlainObject(jsonSchema) && typeof jsonSchema !== 'boolean') {
     throw invalid(file, 'it is not a JSON object');
   }
@@ -28,7 +32,11 @@ export function compileSchema(jsonSchema: unknown, file: string, context: Compon
     },
   };
   const ajv =
-    draft === '2020-12' ? new Ajv2020(options) : draft === '2019-09' ? new Ajv2019(options) : new Ajv(options);
+    draft === '2020-12'
+      ? new Ajv2020(options)
+      : draft === '2019-09'
+        ? new Ajv2019(options)
+        : new Ajv(options);
   addFormats(ajv);
   let validate: ValidateFunction;
   try {

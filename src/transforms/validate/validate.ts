@@ -14,9 +14,13 @@ import { TributaryError } from '../../errors.ts';
 import { resolveProjectPath } from '../shared/project-path.ts';
 import { compileSchema } from './compile.ts';
 
+// Also the `type` field's description: the generated reference shows that one.
+const SUMMARY =
+  'Rejects records whose value does not match a JSON Schema, with the JSON path and the rule of every violation.';
+
 const schema = z
   .strictObject({
-    type: z.literal('validate').describe('Checks each record against a JSON Schema.'),
+    type: z.literal('validate').describe(SUMMARY),
     schema: z
       .string()
       .min(1)
@@ -25,9 +29,7 @@ const schema = z
           'draft-07, chosen by its `$schema` (2020-12 when absent); `format` is checked.',
       ),
   })
-  .describe(
-    'Rejects records whose value does not match a JSON Schema, with the JSON path and the rule of every violation.',
-  );
+  .describe(SUMMARY);
 
 export type ValidateConfig = z.output<typeof schema>;
 
