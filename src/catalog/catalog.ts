@@ -23,7 +23,7 @@ export interface CreateTableOptions {
   readonly spec?: PartitionSpec;
   readonly sortOrder?: SortOrder;
   readonly properties?: Readonly<Record<string, string>>;
-  /** Default: <warehouse>/<namespace levels>/<name>. */
+  /** Default: see `Catalog.defaultLocation`. */
   readonly location?: string;
 }
 
@@ -48,8 +48,12 @@ export class Catalog {
     this.warehouse = options.warehouse.replace(/\/+$/, '');
   }
 
-  defaultLocation(identifier: TableIdentifier): string {
-    return `${this.warehouse}/${[...identifier.namespace, identifier.name].join('/')}`;
+  /**
+   * Where a new table goes, as pyiceberg's SqlCatalog and Java place it: under the namespace's `location`
+   * property when it has one, else <warehouse>/<dotted namespace>/<name>.
+   */
+  async defaultLocation(identifier: TableIdentifier): Promise<string> {
+    return this.registry.defaultTableLocation(identifier);
   }
 
   async createNamespaceIfAbsent(
@@ -71,7 +75,7 @@ export class Catalog {
       );
     }
     const metadata = newTableMetadata({
-      location: options.location ?? this.defaultLocation(identifier),
+      location: options.location ?? (await this.defaultLocation(identifier)),
       schema: options.schema,
       spec: options.spec ?? { 'spec-id': 0, fields: [] },
       sortOrder: options.sortOrder ?? { 'order-id': 0, fields: [] },

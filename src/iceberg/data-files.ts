@@ -53,7 +53,15 @@ export function fieldIdsOption(struct: StructType): string {
 
 /** Describes the columns of a relation: name → DuckDB type. */
 export async function describeRelation(engine: Engine, relation: string): Promise<Map<string, string>> {
-  const reader = await engine.connection.runAndReadAll(`describe select * from ${relation}`);
+  let reader;
+  try {
+    reader = await engine.connection.runAndReadAll(`describe select * from ${relation}`);
+  } catch (cause) {
+    throw new TributaryError('INVALID_INPUT', `the input cannot be read: ${firstLine(cause)}`, {
+      cause,
+      hint: 'give a table or view name, or a query in parentheses: (select …)',
+    });
+  }
   return new Map(reader.getRows().map((row) => [String(row[0]), String(row[1])]));
 }
 
@@ -79,6 +87,19 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
       `the input lacks required column${missingRequired.length > 1 ? 's' : ''} ${missingRequired.join(', ')}`,
       {
         hint: 'provide a value for every required column',
+      },
+    );
+  }
+
+  // DuckDB writes BLOB as Parquet BYTE_ARRAY; Iceberg requires fixed_len_byte_array for fixed[L], and other
+  // engines refuse to read anything else (pyiceberg: "Cannot promote an binary to fixed[L]").
+  const fixed = schema.fields.find((f) => containsFixed(f.type));
+  if (fixed) {
+    throw new TributaryError(
+      'ICEBERG_UNSUPPORTED',
+      `column ${fixed.name} has a fixed[L] type, which Tributary cannot write yet`,
+      {
+        hint: 'use a binary column instead (schema evolution cannot change the type: add a new column)',
       },
     );
   }
@@ -231,6 +252,13 @@ function sourceExpression(schema: Schema, fieldId: number): string {
   };
   const names = walk(schema, []) ?? [];
   return names.map(quoteIdentifier).join('.');
+}
+
+function containsFixed(type: IcebergType): boolean {
+  if (typeof type === 'string') return type.startsWith('fixed[');
+  if (type.type === 'struct') return type.fields.some((f) => containsFixed(f.type));
+  if (type.type === 'list') return containsFixed(type.element);
+  return containsFixed(type.key) || containsFixed(type.value);
 }
 
 function firstLine(error: unknown): string {

@@ -212,7 +212,7 @@ export function bucketExpression(source: PrimitiveType, column: string, buckets:
     case 'date':
       return `iceberg_bucket_long(${buckets}, date_diff('day', DATE '1970-01-01', ${column})::BIGINT)`;
     case 'time':
-      return `iceberg_bucket_long(${buckets}, (epoch_us(TIMESTAMP '1970-01-01' + ${column}))::BIGINT)`;
+      return `iceberg_bucket_long(${buckets}, (epoch_us(DATE '1970-01-01' + ${column}))::BIGINT)`;
     case 'timestamp':
     case 'timestamptz':
       return `iceberg_bucket_long(${buckets}, epoch_us(${column}))`;
@@ -256,8 +256,14 @@ export function partitionExpression(transform: string, source: PrimitiveType, co
     if (source === 'string') return `substring(${column}, 1, ${width})`;
     const decimal = decimalParts(source);
     if (decimal) {
-      const unscaled = `CAST(${column} * ${10n ** BigInt(decimal.scale)} AS HUGEINT)`;
-      return `CAST((${unscaled} - (((${unscaled} % ${width}) + ${width}) % ${width})) / ${10n ** BigInt(decimal.scale)} AS ${duckdbPrimitive(source)})`;
+      // Exact on the unscaled value (multiplying and dividing by 10^scale overflows or goes through a
+      // double): its digits with the point removed, as DuckDB prints every digit of the scale.
+      const unscaled = `CAST(replace(CAST(${column} AS VARCHAR), '.', '') AS HUGEINT)`;
+      let value = `CAST((${unscaled} - (((${unscaled} % ${width}) + ${width}) % ${width})) AS DECIMAL(38, 0))`;
+      for (let left = decimal.scale; left > 0; left -= 18) {
+        value = `(${value} * 0.${'0'.repeat(Math.min(left, 18) - 1)}1)`;
+      }
+      return `CAST(${value} AS ${duckdbPrimitive(source)})`;
     }
     if (source === 'binary') return `${column}[1:${width}]`;
   }

@@ -154,6 +154,9 @@ export function parseTableMetadata(text: string, source: string): TableMetadata 
       throw new TributaryError('ICEBERG_INVALID_FILE', `${source} has no "${key}"`, { context: { source } });
     }
   }
+  // No current snapshot: -1 (Java, pyiceberg), null (some REST catalogs) or absent.
+  const current = metadata['current-snapshot-id'] as bigint | null | undefined;
+  const currentId = current === -1n || current === null ? undefined : current;
   return {
     ...metadata,
     properties: metadata.properties ?? {},
@@ -164,11 +167,8 @@ export function parseTableMetadata(text: string, source: string): TableMetadata 
     'default-sort-order-id': metadata['default-sort-order-id'] ?? 0,
     refs:
       metadata.refs ??
-      (metadata['current-snapshot-id'] !== undefined && metadata['current-snapshot-id'] !== -1n
-        ? { [MAIN_BRANCH]: { 'snapshot-id': metadata['current-snapshot-id'], type: 'branch' } }
-        : {}),
-    'current-snapshot-id':
-      metadata['current-snapshot-id'] === -1n ? undefined : metadata['current-snapshot-id'],
+      (currentId !== undefined ? { [MAIN_BRANCH]: { 'snapshot-id': currentId, type: 'branch' } } : {}),
+    'current-snapshot-id': currentId,
   } as TableMetadata;
 }
 

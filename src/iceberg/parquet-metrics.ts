@@ -7,6 +7,8 @@
  * can be read exactly; strings and binary bounds are truncated to 16 characters or bytes as Iceberg's
  * default metrics mode does (the upper bound is then rounded up, so it is still an upper bound).
  */
+import { TributaryError } from '../errors.ts';
+import type { Storage } from '../storage/storage.ts';
 import { decimalParts, quoteLiteral, type DuckDBConnection } from './duckdb.ts';
 import { toBinary, truncateLowerBound, truncateUpperBound } from './single-value.ts';
 import type { IcebergType, IcebergValue, PrimitiveType, StructType } from './types.ts';
@@ -204,6 +206,174 @@ export function parseStatistic(type: PrimitiveType, text: string): IcebergValue 
       if (fraction.length > decimal.scale) return undefined;
       const unscaled = BigInt(`${match[2] || '0'}${fraction}`);
       return match[1] === '-' ? -unscaled : unscaled;
+    }
+  }
+}
+
+/** A column of a Parquet file's schema: its name, Iceberg field id (none on list and map wrappers), children. */
+export interface ParquetColumn {
+  readonly name: string;
+  readonly fieldId?: number;
+  readonly children: readonly ParquetColumn[];
+}
+
+/**
+ * The columns of a Parquet file, from the schema in its footer (Thrift compact protocol). Reads two ranges
+ * of the file, not its data: what a scan needs to match nested fields by id in files that name them otherwise.
+ */
+export async function readParquetSchema(storage: Storage, location: string): Promise<ParquetColumn[]> {
+  const invalid = (why: string) =>
+    new TributaryError('ICEBERG_INVALID_FILE', `${location} is not a Parquet file: ${why}`, {
+      context: { file: location },
+    });
+  const { size } = await storage.stat(location);
+  if (size < 12) throw invalid('too short');
+  const tail = await storage.readRange(location, size - 8, 8);
+  if (new TextDecoder().decode(tail.subarray(4)) !== 'PAR1') throw invalid('no PAR1 magic at the end');
+  const length = new DataView(tail.buffer, tail.byteOffset, 8).getUint32(0, true);
+  if (length > size - 12) throw invalid('footer length out of range');
+  const reader = new CompactReader(await storage.readRange(location, size - 8 - length, length), invalid);
+  const elements: Array<{ name: string; fieldId?: number; numChildren: number }> = [];
+  // FileMetaData field 2: the schema, a list of SchemaElement (4: name, 5: num_children, 9: field_id).
+  reader.struct((id, type) => {
+    if (id !== 2 || type !== LIST) return 'skip';
+    const { size: count, type: elementType } = reader.listHeader();
+    if (elementType !== STRUCT) throw invalid('schema elements are not structs');
+    for (let i = 0; i < count; i++) {
+      const element: { name: string; fieldId?: number; numChildren: number } = { name: '', numChildren: 0 };
+      reader.struct((field, fieldType) => {
+        if (field === 4 && fieldType === BINARY) element.name = reader.string();
+        else if (field === 5 && fieldType === I32) element.numChildren = reader.zigzag();
+        else if (field === 9 && fieldType === I32) element.fieldId = reader.zigzag();
+        else return 'skip';
+        return 'read';
+      });
+      elements.push(element);
+    }
+    return 'stop';
+  });
+  let next = 1;
+  const children = (count: number): ParquetColumn[] =>
+    Array.from({ length: count }, () => {
+      const element = elements[next++];
+      if (!element) throw invalid('the schema ends early');
+      return {
+        name: element.name,
+        ...(element.fieldId === undefined ? {} : { fieldId: element.fieldId }),
+        children: children(element.numChildren),
+      };
+    });
+  return children(elements[0]?.numChildren ?? 0);
+}
+
+const BOOLEAN_TRUE = 1;
+const BOOLEAN_FALSE = 2;
+const I32 = 5;
+const BINARY = 8;
+const LIST = 9;
+const STRUCT = 12;
+
+/** Just enough of Thrift's compact protocol to walk a Parquet footer. */
+class CompactReader {
+  readonly #bytes: Uint8Array;
+  readonly #invalid: (why: string) => Error;
+  #at = 0;
+
+  constructor(bytes: Uint8Array, invalid: (why: string) => Error) {
+    this.#bytes = bytes;
+    this.#invalid = invalid;
+  }
+
+  byte(): number {
+    const value = this.#bytes[this.#at++];
+    if (value === undefined) throw this.#invalid('the footer ends early');
+    return value;
+  }
+
+  varint(): number {
+    let result = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = this.byte();
+      result += (b & 0x7f) * 2 ** shift;
+      if ((b & 0x80) === 0) return result;
+    }
+  }
+
+  zigzag(): number {
+    const n = this.varint();
+    return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+  }
+
+  string(): string {
+    const length = this.varint();
+    const start = this.#at;
+    this.#at += length;
+    if (this.#at > this.#bytes.length) throw this.#invalid('the footer ends early');
+    return new TextDecoder().decode(this.#bytes.subarray(start, this.#at));
+  }
+
+  listHeader(): { size: number; type: number } {
+    const header = this.byte();
+    const size = header >> 4;
+    return { size: size === 15 ? this.varint() : size, type: header & 0x0f };
+  }
+
+  /** Walks a struct's fields; `field` reads the value itself ('read'), or has it skipped, or stops the walk. */
+  struct(field: (id: number, type: number) => 'read' | 'skip' | 'stop'): void {
+    let last = 0;
+    for (;;) {
+      const header = this.byte();
+      if (header === 0) return;
+      const type = header & 0x0f;
+      const delta = header >> 4;
+      last = delta === 0 ? this.zigzag() : last + delta;
+      const action = field(last, type);
+      if (action === 'stop') return;
+      if (action === 'skip') this.#skip(type, false);
+    }
+  }
+
+  #skip(type: number, inCollection: boolean): void {
+    switch (type) {
+      case BOOLEAN_TRUE:
+      case BOOLEAN_FALSE:
+        // A field's boolean is in its header; an element's takes a byte.
+        if (inCollection) this.byte();
+        return;
+      case 3:
+        this.byte();
+        return;
+      case 4:
+      case I32:
+      case 6:
+        this.varint();
+        return;
+      case 7:
+        this.#at += 8;
+        return;
+      case BINARY:
+        this.#at += this.varint();
+        return;
+      case LIST:
+      case 10: {
+        const { size, type: element } = this.listHeader();
+        for (let i = 0; i < size; i++) this.#skip(element, true);
+        return;
+      }
+      case 11: {
+        const size = this.varint();
+        const types = size > 0 ? this.byte() : 0;
+        for (let i = 0; i < size; i++) {
+          this.#skip(types >> 4, true);
+          this.#skip(types & 0x0f, true);
+        }
+        return;
+      }
+      case STRUCT:
+        this.struct(() => 'skip');
+        return;
+      default:
+        throw this.#invalid(`unknown Thrift type ${type}`);
     }
   }
 }

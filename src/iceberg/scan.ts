@@ -27,7 +27,8 @@ import {
   type Snapshot,
   type TableMetadata,
 } from './metadata.ts';
-import { findFieldById, findFieldByName } from './schema.ts';
+import { type ParquetColumn, readParquetSchema } from './parquet-metrics.ts';
+import { findFieldById, findFieldByName, indexParents } from './schema.ts';
 import { compareValues, fromBinary } from './single-value.ts';
 import { parseTransform } from './transforms.ts';
 import type { IcebergType, IcebergValue, PrimitiveType, Schema } from './types.ts';
@@ -52,6 +53,8 @@ export interface PlannedFile {
   readonly file: DataFile;
   readonly sequenceNumber: number;
   readonly specId: number;
+  /** The data file's columns, read from its footer when nested fields must be matched by id (see scanSql). */
+  readonly columns?: readonly ParquetColumn[];
 }
 
 export interface ScanPlan {
@@ -125,7 +128,27 @@ export async function planScan(
   });
   await Promise.all(tasks);
   plan.dataFiles.sort((a, b) => (a.file.filePath < b.file.filePath ? -1 : 1));
+  if (nestedFieldsChanged(metadata, schema)) {
+    plan.dataFiles = await Promise.all(
+      plan.dataFiles.map(async (p) => ({ ...p, columns: await readParquetSchema(storage, p.file.filePath) })),
+    );
+  }
   return plan;
+}
+
+/**
+ * Whether some schema of the table names a nested field otherwise than `schema` does, or has one `schema`
+ * dropped. DuckDB matches the children of a struct by name, so files written under such a schema need
+ * their nested fields matched by id, from their own footers.
+ */
+function nestedFieldsChanged(metadata: TableMetadata, schema: Schema): boolean {
+  return metadata.schemas.some((other) => {
+    for (const [id, parent] of indexParents(other)) {
+      if (!findFieldById(schema, parent)) continue; // the whole column is gone
+      if (findFieldById(schema, id)?.name !== findFieldById(other, id)?.name) return true;
+    }
+    return false;
+  });
 }
 
 function manifestMayMatch(
@@ -275,13 +298,16 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
     )
     .join(', ')}}`;
   const files = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
+  const source = plan.dataFiles.some((p) => p.columns)
+    ? readByFileColumns(plan, localPath)
+    : `read_parquet(${files}, schema = ${schemaMap}, filename = true, file_row_number = true)`;
   // The location each local path stands for, to match position deletes (which name files by location).
   const locations = plan.dataFiles.map(
     (p) =>
       `(${quoteLiteral(localPath(p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${p.sequenceNumber})`,
   );
   let sql = `select ${columns.map((c) => `d.${c}`).join(', ')}${extra.length ? ', f.location as _file, d.file_row_number as _pos' : ''}
-    from read_parquet(${files}, schema = ${schemaMap}, filename = true, file_row_number = true) d
+    from ${source} d
     join (values ${locations.join(', ')}) f(path, location, seq) on d.filename = f.path`;
   if (plan.positionDeletes.length) {
     const deleteFiles = `[${plan.positionDeletes.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
@@ -308,4 +334,107 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
   }
   if (conditions.length) sql += `\n    where ${conditions.join(' and ')}`;
   return `(${sql})`;
+}
+
+/**
+ * The data files read with nested fields matched by id: per group of files whose columns are named alike,
+ * read_parquet with struct types in the files' own names, then rebuilt into the read schema's names.
+ */
+function readByFileColumns(plan: ScanPlan, localPath: (location: string) => string): string {
+  const groups = new Map<string, { map: string; projection: string; files: string[] }>();
+  for (const planned of plan.dataFiles) {
+    const { map, projection } = fileProjection(plan.schema, planned.columns ?? []);
+    const group = groups.get(`${map}\n${projection}`) ?? { map, projection, files: [] };
+    group.files.push(quoteLiteral(localPath(planned.file.filePath)));
+    groups.set(`${map}\n${projection}`, group);
+  }
+  const reads = [...groups.values()].map(
+    ({ map, projection, files }) =>
+      `select ${projection}, filename, file_row_number from read_parquet([${files.join(', ')}], schema = ${map}, filename = true, file_row_number = true)`,
+  );
+  return `(${reads.join('\n    union all ')})`;
+}
+
+function fileProjection(
+  schema: Schema,
+  columns: readonly ParquetColumn[],
+): { map: string; projection: string } {
+  const entries: string[] = [];
+  const select: string[] = [];
+  for (const field of schema.fields) {
+    const name = quoteIdentifier(field.name);
+    const type = duckdbType(field.type);
+    const column = columns.find((c) => c.fieldId === field.id);
+    const shaped = column && typeof field.type !== 'string' ? fileShapedType(field.type, column) : type;
+    if (!column || shaped === undefined) {
+      // Not in the file (or none of its nested fields are): null, as for a column added later.
+      select.push(`CAST(NULL AS ${type}) AS ${name}`);
+      continue;
+    }
+    entries.push(
+      `${field.id}: {name: ${quoteLiteral(field.name)}, type: ${quoteLiteral(shaped)}, default_value: NULL}`,
+    );
+    select.push(`CAST(${rebuild(field.type, column, name, 0)} AS ${type}) AS ${name}`);
+  }
+  return { map: `map {${entries.join(', ')}}`, projection: select.join(', ') };
+}
+
+function listElement(column: ParquetColumn): ParquetColumn | undefined {
+  const repeated = column.children[0];
+  // Three levels (list → repeated group → element) as the spec writes them; two in some old files.
+  return repeated && repeated.fieldId === undefined && repeated.children.length === 1
+    ? repeated.children[0]
+    : repeated;
+}
+
+function mapEntries(column: ParquetColumn): { key?: ParquetColumn; value?: ParquetColumn } {
+  const entries = column.children[0];
+  return { key: entries?.children[0], value: entries?.children[1] };
+}
+
+/** The DuckDB type of a column as the file names its nested fields, with the read schema's types. */
+function fileShapedType(type: IcebergType, column: ParquetColumn): string | undefined {
+  if (typeof type === 'string') return duckdbType(type);
+  if (type.type === 'struct') {
+    const members = type.fields.flatMap((f) => {
+      const child = column.children.find((c) => c.fieldId === f.id);
+      const shaped = child && fileShapedType(f.type, child);
+      return child && shaped ? [`${quoteIdentifier(child.name)} ${shaped}`] : [];
+    });
+    // DuckDB cannot read a struct none of whose fields it is asked for.
+    return members.length ? `STRUCT(${members.join(', ')})` : undefined;
+  }
+  if (type.type === 'list') {
+    const element = listElement(column);
+    const shaped = element && fileShapedType(type.element, element);
+    return shaped && `${shaped}[]`;
+  }
+  const { key, value } = mapEntries(column);
+  const keyType = key && fileShapedType(type.key, key);
+  const valueType = value && fileShapedType(type.value, value);
+  return keyType && valueType ? `MAP(${keyType}, ${valueType})` : undefined;
+}
+
+/** SQL turning `expr` (of the file-shaped type) into the read schema's names: struct fields by id. */
+function rebuild(type: IcebergType, column: ParquetColumn, expr: string, depth: number): string {
+  if (typeof type === 'string') return expr;
+  const variable = `__e${depth}`;
+  if (type.type === 'struct') {
+    const members = type.fields.map((f) => {
+      const child = column.children.find((c) => c.fieldId === f.id);
+      const value =
+        child && fileShapedType(f.type, child) !== undefined
+          ? rebuild(f.type, child, `${expr}.${quoteIdentifier(child.name)}`, depth)
+          : `CAST(NULL AS ${duckdbType(f.type)})`;
+      return `${quoteIdentifier(f.name)} := ${value}`;
+    });
+    return `CASE WHEN ${expr} IS NULL THEN NULL ELSE struct_pack(${members.join(', ')}) END`;
+  }
+  if (type.type === 'list') {
+    const element = listElement(column)!;
+    return `list_transform(${expr}, ${variable} -> ${rebuild(type.element, element, variable, depth + 1)})`;
+  }
+  const { key, value } = mapEntries(column);
+  const pair = `struct_pack(key := ${rebuild(type.key, key!, `${variable}.key`, depth + 1)}, value := ${rebuild(type.value, value!, `${variable}.value`, depth + 1)})`;
+  return `CASE WHEN ${expr} IS NULL THEN NULL ELSE map_from_entries(list_transform(map_entries(${expr}), ${variable} -> ${pair})) END`;
 }

@@ -258,7 +258,9 @@ export class SnapshotProducer {
     const type = partitionType(spec, schemaForPartitionSpecs(metadata));
     // Entries from before a promotion of a partition source column (int → long) take the current type.
     entries = entries.map((entry) => {
-      const partition = entry.dataFile.partition.map((v, i) => promotePartitionValue(type.fields[i]!.type, v));
+      const partition = entry.dataFile.partition.map((v, i) =>
+        promotePartitionValue(type.fields[i]!.type, v),
+      );
       return { ...entry, dataFile: { ...entry.dataFile, partition } };
     });
     const bytes = encodeManifest(entries, { schema, spec, partitionType: type, content });

@@ -15,9 +15,9 @@ import { isTributaryError, TributaryError } from '../errors.ts';
 import { fileLocationOf, LocalStorage } from '../storage/index.ts';
 import { openEngine, type Engine } from './duckdb.ts';
 import { decodeManifestList } from './manifest.ts';
-import { newTableMetadata } from './metadata.ts';
-import { updatePartitionSpec } from './operations/evolve.ts';
-import { compact, expireSnapshots, rollbackTo } from './operations/maintenance.ts';
+import { newTableMetadata, parseTableMetadata } from './metadata.ts';
+import { replaceSortOrder, updatePartitionSpec, updateSchema } from './operations/evolve.ts';
+import { compact, expireSnapshots, removeOrphanFiles, rollbackTo } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
 import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { planScan, scanSql, type Predicate, type ScanOptions } from './scan.ts';
@@ -46,7 +46,7 @@ function operations(pointer: { location: string }): TableOperations {
 interface TestTable {
   readonly table: Table;
   /** Another Table object on the same catalog entry, as a second writer would load it. */
-  load(): Promise<Table>;
+  readonly load: () => Promise<Table>;
 }
 
 let root: string;
@@ -155,7 +155,7 @@ describe('optimistic concurrency', () => {
     const second = await load();
     await append(first, engine, `(select 2 as id, 'b' as name)`);
     const before = await load();
-    const metadataFiles = filesUnder(path.join(storage.localPath(before.location)!, 'metadata')).filter((f) =>
+    const metadataFiles = filesUnder(path.join(storage.localPath(before.location), 'metadata')).filter((f) =>
       f.endsWith('.metadata.json'),
     );
     await assert.rejects(
@@ -169,7 +169,7 @@ describe('optimistic concurrency', () => {
       { id: '2', name: 'b' },
     ]);
     assert.deepEqual(
-      filesUnder(path.join(storage.localPath(before.location)!, 'metadata')).filter((f) =>
+      filesUnder(path.join(storage.localPath(before.location), 'metadata')).filter((f) =>
         f.endsWith('.metadata.json'),
       ),
       metadataFiles,
@@ -256,6 +256,123 @@ describe('snapshot summaries', () => {
   });
 });
 
+describe('maintenance', () => {
+  it('compaction folds in delete files, also those a copy-on-write delete left pointing at a removed file', async () => {
+    const { table } = await createTable(people);
+    await append(table, engine, `(select i as id from range(5) r(i))`);
+    await deleteWhere(table, engine, 'id = 1', { mode: 'merge-on-read' });
+    // Rewrites the file the delete file names: the delete file now points at a file no longer in the table.
+    await deleteWhere(table, engine, 'id = 2', { mode: 'copy-on-write' });
+    assert.equal((await planScan(table.metadata, table.storage)).positionDeletes.length, 1);
+    const result = await compact(table, engine);
+    assert.equal(result.removedDeleteFiles, 1);
+    assert.equal((await planScan(table.metadata, table.storage)).positionDeletes.length, 0);
+    assert.equal(table.currentSnapshot!.summary['total-delete-files'], '0');
+    assert.deepEqual(await rows(table, {}, 'id'), [{ id: '0' }, { id: '3' }, { id: '4' }]);
+  });
+
+  it('removes orphan files and nothing any snapshot reaches', async () => {
+    const { table } = await createTable(people, 'bucket(2, id)');
+    const first = await append(table, engine, `(select i as id from range(6) r(i))`);
+    await deleteWhere(table, engine, 'id = 1', { mode: 'merge-on-read' });
+    await deleteWhere(table, engine, 'id = 2', { mode: 'copy-on-write' });
+    // A failed write leaves files behind.
+    await assert.rejects(append(table, engine, `(select null::bigint as id)`));
+    const orphan = `${table.location}/data/orphan.parquet`;
+    await storage.write(orphan, new Uint8Array([1, 2, 3]));
+    const removed = await removeOrphanFiles(table, { olderThanMs: Date.now() + 1000 });
+    assert.deepEqual(removed, [orphan]);
+    assert.deepEqual(await rows(table, {}, 'id'), [{ id: '0' }, { id: '3' }, { id: '4' }, { id: '5' }]);
+    assert.equal((await rows(table, { snapshotId: first.snapshotId }, 'id')).length, 6);
+  });
+});
+
+describe('schema evolution', () => {
+  it('reads nested fields of older files by id after they are renamed, dropped, added and moved', async () => {
+    const { table } = await createTable([
+      { name: 'id', type: 'long', required: true },
+      {
+        name: 's',
+        type: {
+          type: 'struct',
+          fields: [
+            { name: 'x', type: 'int' },
+            { name: 'w', type: 'string' },
+          ],
+        },
+      },
+      {
+        name: 'l',
+        type: { type: 'list', element: { type: 'struct', fields: [{ name: 'a', type: 'int' }] } },
+      },
+    ]);
+    await append(table, engine, `(select 1 as id, {'x': 5, 'w': 'q'} as s, [{'a': 7}] as l)`);
+    await updateSchema(table, [
+      { kind: 'rename-column', column: 's.x', newName: 'y' },
+      { kind: 'delete-column', column: 's.w' },
+      { kind: 'add-column', parent: 's', name: 'z', type: 'string' },
+      { kind: 'move-column', column: 's.z', position: 'first' },
+      { kind: 'rename-column', column: 'l.element.a', newName: 'b' },
+    ]);
+    await append(table, engine, `(select 2 as id, {'z': 'new', 'y': 6} as s, [{'b': 8}] as l)`);
+    assert.deepEqual(await rows(table), [
+      { id: '1', s: { z: null, y: 5 }, l: [{ b: 7 }] },
+      { id: '2', s: { z: 'new', y: 6 }, l: [{ b: 8 }] },
+    ]);
+  });
+
+  it('keeps deleting from and pruning files of a spec whose source column was dropped', async () => {
+    const { table } = await createTable(
+      [
+        { name: 'id', type: 'long', required: true },
+        { name: 'region', type: 'string' },
+      ],
+      'region',
+    );
+    await append(table, engine, `(select i as id, 'r' || (i % 2) as region from range(4) r(i))`);
+    await updatePartitionSpec(table, '');
+    await updateSchema(table, [{ kind: 'delete-column', column: 'region' }]);
+    const plan = await planScan(table.metadata, table.storage, {
+      filter: [{ column: 'id', op: '=', value: 3n }],
+    });
+    assert.equal(plan.dataFiles.length, 1);
+    await deleteWhere(table, engine, 'id = 1', { mode: 'merge-on-read' });
+    await deleteWhere(table, engine, 'id = 2', { mode: 'copy-on-write' });
+    await compact(table, engine);
+    assert.deepEqual(await rows(table), [{ id: '0' }, { id: '3' }]);
+  });
+
+  it('refuses to drop a column the sort order sorts by (other engines could no longer bind it)', async () => {
+    const { table } = await createTable(people);
+    await replaceSortOrder(table, 'n desc');
+    const location = table.metadataLocation;
+    await assert.rejects(
+      updateSchema(table, [{ kind: 'delete-column', column: 'n' }]),
+      failsWith('ICEBERG_INVALID_SCHEMA'),
+    );
+    assert.equal(table.metadataLocation, location);
+    await replaceSortOrder(table, '');
+    await updateSchema(table, [{ kind: 'delete-column', column: 'n' }]);
+    assert.deepEqual(
+      table.schema.fields.map((f) => f.name),
+      ['id', 'name'],
+    );
+  });
+
+  it('prunes by partition values written before their source column was widened', async () => {
+    const { table } = await createTable([{ name: 'id', type: 'int' }], 'id');
+    await append(table, engine, `(select i as id from range(3) r(i))`);
+    await updateSchema(table, [{ kind: 'update-column-type', column: 'id', type: 'long' }]);
+    const plan = await planScan(table.metadata, table.storage, {
+      filter: [{ column: 'id', op: '=', value: 1n }],
+    });
+    assert.equal(plan.dataFiles.length, 1);
+    await deleteWhere(table, engine, 'id = 1', { mode: 'copy-on-write' });
+    await deleteWhere(table, engine, 'id = 2', { mode: 'merge-on-read' });
+    assert.deepEqual(await rows(table), [{ id: '0' }]);
+  });
+});
+
 describe('metadata log and snapshot log', () => {
   it('records every previous metadata file and every change of the current snapshot', async () => {
     const { table, load } = await createTable(people, '', { 'write.metadata.previous-versions-max': '3' });
@@ -320,9 +437,11 @@ describe('bad input changes nothing', () => {
     const { table, load } = await createTable(people, 'bucket(2, id)');
     await append(table, engine, `(select 1 as id, 'a' as name, 1 as n)`);
     const location = table.metadataLocation;
-    const files = filesUnder(storage.localPath(table.location)!);
+    const files = filesUnder(storage.localPath(table.location));
     const attempts: Array<[string, () => Promise<unknown>]> = [
       ['unknown column', () => append(table, engine, `(select 2 as id, 'x' as nickname)`)],
+      ['unreadable relation', () => append(table, engine, `(select nope)`)],
+      ['upsert without its key', () => upsert(table, engine, `(select 'x' as name)`, { keyColumns: ['id'] })],
       ['null in required', () => append(table, engine, `(select null::bigint as id, 'b' as name)`)],
       ['missing required', () => append(table, engine, `(select 'b' as name)`)],
       ['cannot cast', () => append(table, engine, `(select 'two' as id)`)],
@@ -330,28 +449,56 @@ describe('bad input changes nothing', () => {
       ['bad filter', () => deleteWhere(table, engine, 'no_such_column = 1')],
       ['bad filter syntax', () => deleteWhere(table, engine, 'id = = 1', { mode: 'merge-on-read' })],
       ['overwrite, bad rows', () => overwriteWhere(table, engine, 'id = 1', `(select 'x' as id)`)],
-      ['upsert, unknown column', () => upsert(table, engine, `(select 1 as id, 1 as z)`, { keyColumns: ['id'] })],
-      ['upsert, null in required', () =>
-        upsert(table, engine, `(select null::bigint as id, 'q' as name)`, { keyColumns: ['id'] })],
+      [
+        'upsert, unknown column',
+        () => upsert(table, engine, `(select 1 as id, 1 as z)`, { keyColumns: ['id'] }),
+      ],
+      [
+        'upsert, null in required',
+        () => upsert(table, engine, `(select null::bigint as id, 'q' as name)`, { keyColumns: ['id'] }),
+      ],
     ];
     for (const [what, attempt] of attempts) {
       await assert.rejects(attempt(), failsWith('INVALID_INPUT'), what);
       assert.equal((await load()).metadataLocation, location, what);
       assert.equal(table.metadataLocation, location, what);
     }
-    assert.deepEqual(filesUnder(storage.localPath(table.location)!), files);
+    assert.deepEqual(filesUnder(storage.localPath(table.location)), files);
     assert.deepEqual(await rows(table, {}, 'id, name, n'), [{ id: '1', name: 'a', n: 1 }]);
+    // Other engines require Parquet fixed_len_byte_array for fixed[L], which DuckDB cannot write.
+    const { table: fixed } = await createTable([{ name: 'x', type: 'fixed[3]' }]);
+    await assert.rejects(
+      append(fixed, engine, `(select 'abc'::blob as x)`),
+      failsWith('ICEBERG_UNSUPPORTED'),
+    );
+    assert.equal(fixed.currentSnapshot, undefined);
     const temp = await engine.connection.runAndReadAll(
       `select count(*)::int from duckdb_tables() where table_name like '__tributary%'`,
     );
     assert.equal(temp.getRows()[0]?.[0], 0, 'no temporary tables are left behind');
   });
 
+  it('reads metadata that has a null current snapshot id, as some catalogs write it', async () => {
+    const { table } = await createTable(people);
+    const text = new TextDecoder().decode(await storage.read(table.metadataLocation));
+    const nulled = text.replace(/"current-snapshot-id": -1/, '"current-snapshot-id": null');
+    assert.notEqual(nulled, text);
+    const metadata = parseTableMetadata(nulled, 'test');
+    assert.equal(metadata['current-snapshot-id'], undefined);
+    assert.equal((await planScan(metadata, storage)).dataFiles.length, 0);
+  });
+
   it('rejects an unknown snapshot id and a time before the first snapshot', async () => {
     const { table } = await createTable(people);
     await append(table, engine, `(select 1 as id)`);
-    await assert.rejects(planScan(table.metadata, table.storage, { snapshotId: 12345n }), failsWith('SNAPSHOT_NOT_FOUND'));
-    await assert.rejects(planScan(table.metadata, table.storage, { asOfMs: 1000 }), failsWith('SNAPSHOT_NOT_FOUND'));
+    await assert.rejects(
+      planScan(table.metadata, table.storage, { snapshotId: 12345n }),
+      failsWith('SNAPSHOT_NOT_FOUND'),
+    );
+    await assert.rejects(
+      planScan(table.metadata, table.storage, { asOfMs: 1000 }),
+      failsWith('SNAPSHOT_NOT_FOUND'),
+    );
     await assert.rejects(rollbackTo(table, 12345n), failsWith('SNAPSHOT_NOT_FOUND'));
   });
 });
@@ -431,7 +578,10 @@ describe('scan pruning', () => {
     assert.equal((await planned(table, [{ column: 'n', op: 'is_null' }])).dataFiles.length, 1);
     assert.equal((await planned(table, [{ column: 'n', op: 'not_null' }])).dataFiles.length, 2);
     // Bounds of strings longer than 16 characters are truncated: every file may hold the value.
-    assert.equal((await planned(table, [{ column: 'name', op: '=', value: `${prefix}1` }])).dataFiles.length, 3);
+    assert.equal(
+      (await planned(table, [{ column: 'name', op: '=', value: `${prefix}1` }])).dataFiles.length,
+      3,
+    );
     assert.equal((await planned(table, [{ column: 'name', op: '<', value: 'abc' }])).dataFiles.length, 0);
   });
 });

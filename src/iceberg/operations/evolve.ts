@@ -3,8 +3,9 @@
  * rewritten; files written before a change keep their schema and spec and read right by field id.
  */
 import { TributaryError } from '../../errors.ts';
-import { currentSchema, type SortOrder, type TableMetadata } from '../metadata.ts';
+import { currentSchema, defaultSortOrder, type SortOrder, type TableMetadata } from '../metadata.ts';
 import { buildSpec, parsePartitionExpression, validatePartitionSpec } from '../partition-spec.ts';
+import { findColumnName, findFieldById } from '../schema.ts';
 import { applySchemaChanges, type SchemaChange } from '../schema-update.ts';
 import { parseSortOrder } from '../sort-order.ts';
 import type { Table, TableState } from '../table.ts';
@@ -31,6 +32,20 @@ export function withSchemaChanges(metadata: TableMetadata, changes: readonly Sch
   );
   for (const spec of metadata['partition-specs']) {
     if (spec['spec-id'] === metadata['default-spec-id']) validatePartitionSpec(spec, schema);
+  }
+  // Other engines bind the sort order to the current schema (pyiceberg then cannot write, Java cannot load).
+  for (const field of defaultSortOrder(metadata).fields) {
+    if (!findFieldById(schema, field['source-id'])) {
+      const name = findColumnName(current, field['source-id']) ?? `#${field['source-id']}`;
+      throw new TributaryError(
+        'ICEBERG_INVALID_SCHEMA',
+        `Cannot delete column ${name}: the table's sort order sorts by it`,
+        {
+          context: { column: name },
+          hint: 'Replace the sort order first (`replaceSortOrder`), then delete the column.',
+        },
+      );
+    }
   }
   if (sameSchema(schema, current)) return metadata;
   const existing = metadata.schemas.find((s) => sameSchema(s, schema));

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
-import { writeDataFiles } from '../data-files.ts';
+import { describeRelation, writeDataFiles } from '../data-files.ts';
 import { quoteIdentifier, type Engine } from '../duckdb.ts';
 import { planScan, scanSql } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
@@ -208,6 +208,13 @@ export async function upsert(
         hint: "set the table's identifier fields, or pass the key columns",
       },
     );
+  }
+  const columns = await describeRelation(engine, relation);
+  const missing = keys.filter((k) => !columns.has(k));
+  if (missing.length > 0) {
+    throw new TributaryError('INVALID_INPUT', `the input lacks the key column(s) ${missing.join(', ')}`, {
+      hint: 'every input row needs a value for each key column',
+    });
   }
   const keyList = keys.map(quoteIdentifier).join(', ');
   const incoming = `__tributary_upsert_${randomUUID().replace(/-/g, '')}`;
