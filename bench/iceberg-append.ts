@@ -3,7 +3,7 @@
  * over 30 days, double, int, boolean, string, date, decimal(12, 2), string) from one NDJSON file into a
  * `day(ts)`-partitioned table in a SQLite SQL catalog on the local disk.
  *
- * Ours is what `tributary tables append` does: `append(table, engine, read_json(file, …, sample_size = -1))`
+ * Ours is what `tributary tables append` does: `append(table, engine, fileRelation(…))` (src/iceberg/input-files.ts)
  * with fsync on (the product's default; `--no-fsync` turns it off). pyiceberg's is `pyarrow.json.read_json`
  * (explicit schema; dates arrive as text and are cast) then `table.append`, timed in Python with
  * perf_counter, interpreter start excluded. pyiceberg never fsyncs. Both timings include reading the file.
@@ -16,7 +16,8 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { openEngine, quoteLiteral } from '../src/iceberg/duckdb.ts';
+import { openEngine } from '../src/iceberg/duckdb.ts';
+import { fileRelation } from '../src/iceberg/input-files.ts';
 import { append } from '../src/iceberg/operations/write.ts';
 import type { Benchmark, BenchResult } from './harness.ts';
 import {
@@ -82,7 +83,6 @@ const benchmark: Benchmark = {
 
       // Rounds alternate ours and pyiceberg's, each into a new table, so a change in the machine's load
       // during the run hits both; figures are medians over the rounds.
-      const relation = `read_json(${quoteLiteral(file)}, format = 'newline_delimited', sample_size = -1)`;
       const stages = new Stages();
       const ours: number[] = [];
       const theirs: PyResult[] = [];
@@ -92,6 +92,7 @@ const benchmark: Benchmark = {
         const { catalog, table } = await createBenchTable(path.join(dir, `ours-${round}`), { fsync });
         instrumentCatalog(catalog, stages);
         started = performance.now();
+        const relation = await fileRelation(instrumentEngine(engine, stages), 'ndjson', file, table.schema);
         const result = await append(table, instrumentEngine(engine, stages), relation);
         const ms = performance.now() - started;
         catalog.close();

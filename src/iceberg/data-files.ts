@@ -4,7 +4,7 @@
  * described by `DataFile` entries (partition tuple and column metrics) ready for a manifest.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import type { Storage } from '../storage/storage.ts';
@@ -19,7 +19,7 @@ import {
 import type { DataFile } from './manifest.ts';
 import type { PartitionSpec } from './metadata.ts';
 import { partitionPath, partitionType } from './partition-spec.ts';
-import { readFileMetrics } from './parquet-metrics.ts';
+import { metricsFromCopy } from './parquet-metrics.ts';
 import { findFieldById } from './schema.ts';
 import type { IcebergType, IcebergValue, PrimitiveType, Schema, StructType } from './types.ts';
 
@@ -151,70 +151,114 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
           )
         ).getRows()
       : [[]];
-    const files: DataFile[] = [];
-    const projection = schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+    const partitions = new Map<string, readonly IcebergValue[]>();
     for (const group of groups) {
-      const values: IcebergValue[] = partitionColumns.map((_, i) =>
+      const values = partitionColumns.map((_, i) =>
         fromDuckDBValue(types.fields[i]!.type as PrimitiveType, group[i] ?? null),
       );
-      // Not by comparing with the values as literals: floats, infinities and bytes do not round-trip.
-      const where = partitionColumns.length ? `where __g = ${String(group[partitionColumns.length])}` : '';
-      const relative = partitionColumns.length ? partitionPath(spec, schema, values) : '';
-      const directory = relative ? `${options.dataLocation}/${relative}` : options.dataLocation;
-      files.push(
-        ...(await copyGroup({ ...options, stage, where, projection, directory, partition: values })),
-      );
+      partitions.set(String(group[partitionColumns.length] ?? ''), values);
     }
+    const files = await copyStage({
+      ...options,
+      stage,
+      partitioned: partitionColumns.length > 0,
+      partitions,
+    });
     return files;
   } finally {
     await connection.run(`drop table if exists ${stage}`);
   }
 }
 
-interface CopyGroup extends WriteDataFilesOptions {
+interface CopyStage extends WriteDataFilesOptions {
   readonly stage: string;
-  readonly where: string;
-  readonly projection: string;
-  readonly directory: string;
-  readonly partition: readonly IcebergValue[];
+  readonly partitioned: boolean;
+  /** Partition values by group number (`__g`). */
+  readonly partitions: ReadonlyMap<string, readonly IcebergValue[]>;
 }
 
-async function copyGroup(group: CopyGroup): Promise<DataFile[]> {
-  const localDirectory = group.storage.localPath(group.directory);
-  if (!localDirectory) {
+interface CopyStatsRow {
+  filename: string;
+  count: bigint;
+  file_size_bytes: bigint;
+  column_statistics: {
+    entries: Array<{ key: string; value: { entries: Array<{ key: string; value: string }> } }>;
+  };
+  partition_keys: { entries: Array<{ key: string; value: string }> } | null;
+}
+
+/**
+ * Writes the staged rows in one pass: DuckDB splits them by partition group (or rolls files over at the
+ * target size when unpartitioned) and returns each file's statistics, so nothing is read back. Files of a
+ * partition are then moved under its Iceberg path (`ts_day=2026-11-23/…`).
+ */
+async function copyStage(copy: CopyStage): Promise<DataFile[]> {
+  const dataDirectory = copy.storage.localPath(copy.dataLocation);
+  if (!dataDirectory) {
     throw new TributaryError(
       'ICEBERG_UNSUPPORTED',
-      `writing data files to ${group.directory} is not supported yet`,
+      `writing data files to ${copy.dataLocation} is not supported yet`,
       {
         hint: 'use a local warehouse',
       },
     );
   }
-  mkdirSync(localDirectory, { recursive: true });
   const prefix = randomUUID();
-  const target = group.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
-  await group.engine.connection.run(
-    `copy (select ${group.projection} from ${group.stage} ${group.where}) to ${quoteLiteral(localDirectory)}
-       (format parquet, compression zstd, field_ids ${fieldIdsOption(group.schema)}, file_size_bytes ${target},
-        filename_pattern ${quoteLiteral(`${prefix}-{i}`)}, overwrite_or_ignore true)`,
-  );
-  const files: DataFile[] = [];
-  for (const name of readdirSync(localDirectory)
-    .filter((n) => n.startsWith(prefix))
-    .sort()) {
-    const localFile = path.join(localDirectory, name);
-    const metrics = await readFileMetrics(group.engine.connection, localFile, group.schema);
-    if (metrics.recordCount === 0) continue;
-    files.push({
-      content: 'data',
-      filePath: `${group.directory}/${name}`,
-      fileFormat: 'PARQUET',
-      partition: group.partition,
-      fileSizeInBytes: statSync(localFile).size,
-      ...metrics,
-    });
+  const scratch = path.join(dataDirectory, `.tributary-${prefix}`);
+  mkdirSync(scratch, { recursive: true });
+  const projection = copy.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+  const target = copy.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
+  try {
+    // DuckDB refuses FILE_SIZE_BYTES with PARTITION_BY: a partition's rows go to one file per thread.
+    const layout = copy.partitioned ? `partition_by (__g)` : `file_size_bytes ${target}`;
+    const reader = await copy.engine.connection.runAndReadAll(
+      `copy (select ${projection}${copy.partitioned ? ', __g' : ''} from ${copy.stage}) to ${quoteLiteral(scratch)}
+         (format parquet, compression zstd, field_ids ${fieldIdsOption(copy.schema)}, ${layout},
+          filename_pattern ${quoteLiteral(`${prefix}-{i}`)}, return_stats true)`,
+    );
+    const files: DataFile[] = [];
+    for (const row of reader.getRowObjects() as unknown as CopyStatsRow[]) {
+      const count = Number(row.count);
+      if (count === 0) continue;
+      const group = row.partition_keys?.entries.find((e) => e.key === '__g')?.value ?? '';
+      const partition = copy.partitioned ? copy.partitions.get(group) : [];
+      if (!partition)
+        throw new TributaryError('INTERNAL', `COPY wrote a file for an unknown partition group ${group}`);
+      const relative = copy.partitioned ? partitionPath(copy.spec, copy.schema, partition) : '';
+      const directory = relative ? `${copy.dataLocation}/${relative}` : copy.dataLocation;
+      const name = path.basename(row.filename);
+      const finalPath = path.join(dataDirectory, relative, name);
+      mkdirSync(path.dirname(finalPath), { recursive: true });
+      renameSync(row.filename, finalPath);
+      const columnStatistics = new Map(
+        row.column_statistics.entries.map((c) => [
+          c.key,
+          new Map(c.value.entries.map((e) => [e.key, e.value])),
+        ]),
+      );
+      const metrics = metricsFromCopy(
+        {
+          filename: finalPath,
+          count,
+          fileSizeBytes: Number(row.file_size_bytes),
+          columnStatistics,
+          partitionKeys: new Map(),
+        },
+        copy.schema,
+      );
+      files.push({
+        content: 'data',
+        filePath: `${directory}/${name}`,
+        fileFormat: 'PARQUET',
+        partition,
+        fileSizeInBytes: Number(row.file_size_bytes),
+        ...metrics,
+      });
+    }
+    return files;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
   }
-  return files;
 }
 
 async function checkRequired(engine: Engine, stage: string, schema: Schema): Promise<void> {

@@ -62,7 +62,6 @@ export async function readFileMetrics(
   localPath: string,
   schema: StructType,
 ): Promise<FileMetrics> {
-  const leaves = leafColumns(schema);
   const file = quoteLiteral(localPath);
   const count = await connection.runAndReadAll(`select num_rows from parquet_file_metadata(${file})`);
   const recordCount = Number(count.getRows()[0]?.[0] ?? 0);
@@ -70,6 +69,34 @@ export async function readFileMetrics(
     `select path_in_schema, num_values, stats_null_count, stats_min_value, stats_max_value, total_compressed_size
        from parquet_metadata(${file}) order by row_group_id`,
   );
+  const leaves = leafColumns(schema);
+  const chunks: ColumnChunk[] = [];
+  for (const row of reader.getRowObjects() as unknown as ColumnChunkRow[]) {
+    const leaf = leaves.get(row.path_in_schema);
+    if (!leaf) continue;
+    chunks.push({
+      leaf,
+      size: Number(row.total_compressed_size ?? 0),
+      values: Number(row.num_values ?? 0),
+      nulls: row.stats_null_count === null ? undefined : Number(row.stats_null_count),
+      min: row.stats_min_value,
+      max: row.stats_max_value,
+    });
+  }
+  return collectMetrics(recordCount, chunks);
+}
+
+/** One row group's statistics of one column (or a whole file's, from COPY … RETURN_STATS). */
+interface ColumnChunk {
+  readonly leaf: Leaf;
+  readonly size: number;
+  readonly values: number;
+  readonly nulls: number | undefined;
+  readonly min: string | null;
+  readonly max: string | null;
+}
+
+function collectMetrics(recordCount: number, chunks: readonly ColumnChunk[]): FileMetrics {
   const metrics: FileMetrics = {
     recordCount,
     columnSizes: new Map(),
@@ -80,29 +107,69 @@ export async function readFileMetrics(
   };
   const minima = new Map<number, IcebergValue | undefined>();
   const maxima = new Map<number, IcebergValue | undefined>();
-  for (const row of reader.getRowObjects() as unknown as ColumnChunkRow[]) {
-    const leaf = leaves.get(row.path_in_schema);
-    if (!leaf) continue;
-    add(metrics.columnSizes, leaf.id, Number(row.total_compressed_size ?? 0));
-    add(metrics.valueCounts, leaf.id, Number(row.num_values ?? 0));
-    if (row.stats_null_count !== null) add(metrics.nullValueCounts, leaf.id, Number(row.stats_null_count));
-    if (leaf.repeated) continue;
-    mergeBound(minima, leaf, row.stats_min_value, -1);
-    mergeBound(maxima, leaf, row.stats_max_value, 1);
+  const byId = new Map<number, Leaf>();
+  for (const chunk of chunks) {
+    const { leaf } = chunk;
+    byId.set(leaf.id, leaf);
+    add(metrics.columnSizes, leaf.id, chunk.size);
+    add(metrics.valueCounts, leaf.id, chunk.values);
+    if (chunk.nulls !== undefined) add(metrics.nullValueCounts, leaf.id, chunk.nulls);
+    // An all-null chunk has no statistics and needs none: it does not widen the bounds.
+    if (leaf.repeated || (chunk.nulls !== undefined && chunk.nulls === chunk.values)) continue;
+    mergeBound(minima, leaf, chunk.min, -1);
+    mergeBound(maxima, leaf, chunk.max, 1);
   }
-  for (const [id, leafValue] of minima) {
-    const leaf = [...leaves.values()].find((l) => l.id === id);
-    if (!leaf || leafValue === undefined || leafValue === null) continue;
-    const bound = truncateLowerBound(leaf.type, leafValue);
+  for (const [id, value] of minima) {
+    const leaf = byId.get(id);
+    if (!leaf || value === undefined || value === null) continue;
+    const bound = truncateLowerBound(leaf.type, value);
     if (bound !== undefined) metrics.lowerBounds.set(id, toBinary(leaf.type, bound));
   }
-  for (const [id, leafValue] of maxima) {
-    const leaf = [...leaves.values()].find((l) => l.id === id);
-    if (!leaf || leafValue === undefined || leafValue === null) continue;
-    const bound = truncateUpperBound(leaf.type, leafValue);
+  for (const [id, value] of maxima) {
+    const leaf = byId.get(id);
+    if (!leaf || value === undefined || value === null) continue;
+    const bound = truncateUpperBound(leaf.type, value);
     if (bound !== undefined) metrics.upperBounds.set(id, toBinary(leaf.type, bound));
   }
   return metrics;
+}
+
+/** A file written by `COPY … (RETURN_STATS true)`: DuckDB's own account of what it wrote. */
+export interface CopiedFile {
+  readonly filename: string;
+  readonly count: number;
+  readonly fileSizeBytes: number;
+  /** Column key (`"a"."b"`, `"list"."element"`) → statistic name → value as text. */
+  readonly columnStatistics: ReadonlyMap<string, ReadonlyMap<string, string>>;
+  readonly partitionKeys: ReadonlyMap<string, string>;
+}
+
+/** The metrics of a file from the statistics COPY returned, without reading the file again. */
+export function metricsFromCopy(file: CopiedFile, schema: StructType): FileMetrics {
+  const chunks: ColumnChunk[] = [];
+  for (const [path, leaf] of leafColumns(schema)) {
+    // parquet_metadata's "l, list, element" is COPY's "l"."element"; "m, key_value, key" is "m"."key".
+    const key = path
+      .split(', ')
+      .filter(
+        (part, i, parts) =>
+          !(part === 'list' && parts[i + 1] === 'element') &&
+          !(part === 'key_value' && (parts[i + 1] === 'key' || parts[i + 1] === 'value')),
+      )
+      .map((part) => `"${part.replace(/"/g, '""')}"`)
+      .join('.');
+    const stats = file.columnStatistics.get(key);
+    if (!stats) continue;
+    chunks.push({
+      leaf,
+      size: Number(stats.get('column_size_bytes') ?? 0),
+      values: Number(stats.get('num_values') ?? 0),
+      nulls: stats.has('null_count') ? Number(stats.get('null_count')) : undefined,
+      min: stats.get('min') ?? null,
+      max: stats.get('max') ?? null,
+    });
+  }
+  return collectMetrics(file.count, chunks);
 }
 
 function add(map: Map<number, number>, id: number, value: number): void {
@@ -147,7 +214,8 @@ const TIMESTAMP =
 export function parseStatistic(type: PrimitiveType, text: string): IcebergValue | undefined {
   switch (type) {
     case 'boolean':
-      return text === 'true' ? true : text === 'false' ? false : undefined;
+      // parquet_metadata says true/false, COPY … RETURN_STATS says 1/0.
+      return text === 'true' || text === '1' ? true : text === 'false' || text === '0' ? false : undefined;
     case 'int':
       return /^-?\d+$/.test(text) ? Number(text) : undefined;
     case 'long':

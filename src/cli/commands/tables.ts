@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { tableIdentifierToString } from '../../catalog/identifier.ts';
 import { parseDuration } from '../../core/config/units.ts';
 import { TributaryError } from '../../errors.ts';
-import { quoteLiteral } from '../../iceberg/duckdb.ts';
+import { fileRelation, type InputFormat } from '../../iceberg/input-files.ts';
 import { append } from '../../iceberg/operations/write.ts';
 import { compact, expireSnapshots, rollbackTo } from '../../iceberg/operations/maintenance.ts';
 import { buildSpec, describePartitionSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
@@ -213,7 +213,7 @@ export function registerTables(program: Command, context: () => CliContext): voi
         const table = await catalog.loadTable(tableArgument(name));
         const progress = new Progress(`appending ${path.basename(filePath)} to ${table.name}`);
         try {
-          const source = readerFor(format, filePath);
+          const source = await fileRelation(engine, format as InputFormat, filePath, table.schema);
           const result = await append(table, engine, source);
           progress.done(
             `appended ${result.addedRecords.toLocaleString('en-US')} rows to ${table.name} (snapshot ${result.snapshotId})`,
@@ -312,21 +312,4 @@ function formatOf(file: string): string {
   throw new TributaryError('USAGE', `cannot tell the format of ${file} from its name`, {
     hint: 'pass --format ndjson, csv or parquet',
   });
-}
-
-/** A DuckDB relation reading the file; columns are matched to the table's by name. */
-function readerFor(format: string, file: string): string {
-  const literal = quoteLiteral(file);
-  switch (format) {
-    case 'ndjson':
-      return `read_json(${literal}, format = 'newline_delimited', sample_size = -1)`;
-    case 'csv':
-      return `read_csv(${literal}, header = true, sample_size = -1)`;
-    case 'parquet':
-      return `read_parquet(${literal})`;
-    default:
-      throw new TributaryError('USAGE', `unknown format "${format}"`, {
-        hint: 'choose ndjson, csv or parquet',
-      });
-  }
 }
