@@ -47,8 +47,9 @@ export const postgresSinkSchema = z
       .enum(['append', 'upsert'])
       .default('append')
       .describe(
-        'append: every record becomes a new row. upsert: a record replaces the row with the same `key` ' +
-          '(INSERT … ON CONFLICT DO UPDATE); the last record of a key in a batch wins.',
+        'append: every record becomes a new row. upsert: a record inserts or updates the row with the same ' +
+          '`key` (INSERT … ON CONFLICT DO UPDATE): the columns of its fields are set, the others keep their ' +
+          'values; records of one key in a batch are applied in order.',
       ),
     key: z
       .array(identifier)
@@ -87,6 +88,11 @@ export const postgresSinkSchema = z
       'Table of committed source positions (pipeline, sink, partition, next_offset), created when ' +
         'missing; unqualified names are in the schema of `table`.',
     ).default('tributary_sink_positions'),
+    rejections_table: qualifiedName(
+      'Table remembering which records of the last batch the table refused (so that after a crash the ' +
+        'dead-letter queue still gets them exactly once); created when missing, in the schema of `table` ' +
+        'unless qualified.',
+    ).default('tributary_sink_rejections'),
     ssl: z
       .strictObject({
         mode: z

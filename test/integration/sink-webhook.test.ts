@@ -1,0 +1,430 @@
+/**
+ * The `webhook` sink against a real HTTP server on loopback: signed requests of `batch_size` records,
+ * retries with backoff on 500 and `Retry-After` on 429/503, permanent failures on 4xx, positions in the
+ * log's consumer-group offsets, and the same idempotency keys when a batch is delivered again.
+ */
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { createResources, type SinkDefinition } from '../../src/core/pipeline/components.ts';
+import type { PipelineRecord, SinkBatch } from '../../src/core/pipeline/model.ts';
+import { isTributaryError } from '../../src/errors.ts';
+import { EmbeddedLog } from '../../src/log/embedded-log.ts';
+import type { Log } from '../../src/log/log.ts';
+import {
+  WebhookSink,
+  webhookSinkDefinition,
+  webhookSinkSchema,
+  type WebhookSinkOptions,
+} from '../../src/sinks/webhook/index.ts';
+import { freePort } from '../services/harness.ts';
+
+const SECRET = 'whsec-test-secret';
+const TOPIC = 'events';
+const logger = pino({ level: 'silent' });
+
+interface Received {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+  readonly records: unknown[];
+  readonly signatureValid: boolean;
+}
+
+type Responder = (request: Received, res: ServerResponse) => void;
+
+function record(partition: number, offset: number): PipelineRecord {
+  return { value: { id: `${partition}-${offset}` }, key: null, partition, offset, timestamp: 0, headers: {} };
+}
+
+function batchOf(records: PipelineRecord[], positions: Record<number, number>): SinkBatch {
+  return { records, positions: new Map(Object.entries(positions).map(([p, o]) => [Number(p), o])) };
+}
+
+const ok: Responder = (_request, res) => res.writeHead(200).end('{"ok":true}');
+const status =
+  (code: number, headers: Record<string, string> = {}, body = ''): Responder =>
+  (_request, res) =>
+    res.writeHead(code, headers).end(body);
+
+describe('webhook sink', () => {
+  let server: Server;
+  let endpoint: string;
+  let received: Received[] = [];
+  /** Answers for the next requests, in order; `ok` once they run out. */
+  let script: Responder[] = [];
+  let directory: string;
+  let log: EmbeddedLog;
+  let sinks = 0;
+
+  before(async () => {
+    server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const raw = Buffer.concat(chunks);
+        const expected = `sha256=${createHmac('sha256', SECRET).update(raw).digest('hex')}`;
+        const request: Received = {
+          method: req.method ?? '',
+          url: req.url ?? '',
+          headers: req.headers,
+          body: raw.toString(),
+          records: (JSON.parse(raw.toString()) as { records: unknown[] }).records,
+          signatureValid: req.headers['x-tributary-signature'] === expected,
+        };
+        received.push(request);
+        (script.shift() ?? ok)(request, res);
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/orders`;
+    directory = mkdtempSync(path.join(tmpdir(), 'tributary-webhook-'));
+    log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    await log.ensureTopic(TOPIC, { partitions: 2 });
+  });
+
+  after(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  beforeEach(() => {
+    received = [];
+    script = [];
+  });
+
+  /** A sink with its own name (so its own consumer group); waits are recorded, not slept. */
+  function sink(
+    config: Record<string, unknown> = {},
+    options: Partial<WebhookSinkOptions> = {},
+  ): { sink: WebhookSink; waits: number[] } {
+    const waits: number[] = [];
+    const created = new WebhookSink({
+      config: webhookSinkSchema.parse({
+        type: 'webhook',
+        name: `hook-${++sinks}`,
+        url: endpoint,
+        secret: SECRET,
+        ...config,
+      }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+      random: () => 0.5,
+      ...options,
+    });
+    return { sink: created, waits };
+  }
+
+  it('is created by its definition, named after the URL without its query', async () => {
+    const definition: SinkDefinition = webhookSinkDefinition;
+    const created = await definition.create(
+      definition.schema.parse({ type: 'webhook', url: `${endpoint}?token=abc` }),
+      { pipeline: 'orders', sourceTopic: TOPIC, projectRoot: '.', log, logger, resources: createResources() },
+    );
+    assert.equal(created.name, `webhook:${new URL(endpoint).host}/hooks/orders`);
+    assert.deepEqual(await created.open(), new Map());
+    await created.close();
+  });
+
+  it('sends signed requests of batch_size records in order, then commits its positions to the log', async () => {
+    const { sink: s, waits } = sink({ batch_size: 10, headers: { Authorization: 'Bearer t0k' } });
+    await s.open();
+    const records = [
+      ...Array.from({ length: 15 }, (_, i) => record(0, i)),
+      ...Array.from({ length: 10 }, (_, i) => record(1, i)),
+    ];
+    assert.deepEqual(await s.write(batchOf(records, { 0: 15, 1: 10 })), {});
+    assert.equal(received.length, 3);
+    assert.deepEqual(
+      received.flatMap((r) => r.records),
+      records.map((r) => r.value),
+    );
+    assert.deepEqual(
+      received.map((r) => r.records.length),
+      [10, 10, 5],
+    );
+    for (const request of received) {
+      assert.equal(request.method, 'POST');
+      assert.equal(request.url, '/hooks/orders');
+      assert.ok(request.signatureValid, 'the HMAC-SHA256 of the raw body');
+      assert.match(String(request.headers['x-tributary-timestamp']), /^\d{10}$/);
+      assert.ok(Math.abs(Number(request.headers['x-tributary-timestamp']) - Date.now() / 1000) < 60);
+      assert.equal(request.headers['content-type'], 'application/json');
+      assert.equal(request.headers.authorization, 'Bearer t0k');
+      assert.match(String(request.headers['idempotency-key']), /^[0-9a-f]{64}$/);
+      assert.deepEqual(Object.keys(JSON.parse(request.body) as object), ['records']);
+    }
+    assert.equal(new Set(received.map((r) => r.headers['idempotency-key'])).size, 3);
+    assert.deepEqual(waits, []);
+    assert.deepEqual(
+      await log.committedOffsets(s.group, TOPIC),
+      new Map([
+        [0, 15],
+        [1, 10],
+      ]),
+    );
+    assert.equal(s.group, `orders/${s.name}`);
+    // A restart reads them back.
+    const again = new WebhookSink({
+      config: webhookSinkSchema.parse({ type: 'webhook', name: s.name, url: endpoint }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+    });
+    assert.deepEqual(
+      await again.open(),
+      new Map([
+        [0, 15],
+        [1, 10],
+      ]),
+    );
+  });
+
+  it('retries a 500 with exponential backoff and full jitter, with the same idempotency key', async () => {
+    const { sink: s, waits } = sink({ retry: { initial_backoff: '100ms', max_backoff: '250ms' } });
+    await s.open();
+    script = [status(500), status(502), status(504), ok];
+    await s.write(batchOf([record(0, 0), record(0, 1)], { 0: 2 }));
+    assert.equal(received.length, 4);
+    assert.equal(new Set(received.map((r) => r.headers['idempotency-key'])).size, 1);
+    assert.ok(received.every((r) => r.signatureValid));
+    // random() = 0.5 of 100, 200, then min(400, 250).
+    assert.deepEqual(waits, [50, 100, 125]);
+  });
+
+  it('honours Retry-After on 429 and 503, in seconds or as an HTTP date', async () => {
+    const { sink: s, waits } = sink();
+    await s.open();
+    const inAMinute = new Date(Date.now() + 60_000).toUTCString();
+    script = [status(429, { 'Retry-After': '2' }), status(503, { 'Retry-After': inAMinute }), ok];
+    await s.write(batchOf([record(0, 0)], { 0: 1 }));
+    assert.equal(received.length, 3);
+    assert.equal(waits[0], 2000);
+    assert.ok(waits[1]! > 55_000 && waits[1]! <= 60_000, `waited ${waits[1]} ms for ${inAMinute}`);
+  });
+
+  it('fails permanently on 400, with the answer, and commits nothing', async () => {
+    const { sink: s, waits } = sink();
+    await s.open();
+    script = [status(400, { 'content-type': 'application/json' }, '{"error":"field id must be a number"}')];
+    await assert.rejects(s.write(batchOf([record(0, 0)], { 0: 1 })), (error: unknown) => {
+      assert.ok(isTributaryError(error, 'INVALID_INPUT'), String(error));
+      assert.equal(error.retryable, false);
+      assert.equal(error.context.status, 400);
+      assert.match(error.message, /answered 400 Bad Request: \{"error":"field id must be a number"\}/);
+      assert.ok(error.hint);
+      return true;
+    });
+    assert.equal(received.length, 1, 'not retried');
+    assert.deepEqual(waits, []);
+    assert.deepEqual(await log.committedOffsets(s.group, TOPIC), new Map());
+  });
+
+  it('fails permanently on 401 and 404 with a hint, and never shows the token', async () => {
+    const { sink: s } = sink({
+      url: `${endpoint}?token=query-s3cret`,
+      headers: { Authorization: 'Bearer header-s3cret' },
+    });
+    await s.open();
+    for (const [code, hint] of [
+      [401, /credentials/],
+      [404, /url and method/],
+    ] as const) {
+      script = [status(code)];
+      await assert.rejects(s.write(batchOf([record(0, 0)], { 0: 1 })), (error: unknown) => {
+        assert.ok(isTributaryError(error, 'SERVICE_UNAVAILABLE'), String(error));
+        assert.equal(error.retryable, false);
+        assert.match(error.hint ?? '', hint);
+        assert.ok(!JSON.stringify({ m: error.message, c: error.context, n: s.name }).includes('s3cret'));
+        return true;
+      });
+    }
+  });
+
+  it('gives up after max_attempts with a retryable error; the runtime retry sends the same request again', async () => {
+    const { sink: s, waits } = sink({ retry: { max_attempts: 2 } });
+    await s.open();
+    script = [status(500), status(500)];
+    await assert.rejects(s.write(batchOf([record(0, 0)], { 0: 1 })), (error: unknown) => {
+      assert.ok(isTributaryError(error, 'SERVICE_UNAVAILABLE') && error.retryable, String(error));
+      assert.match(error.message, /gave up after 2 attempts/);
+      return true;
+    });
+    assert.equal(waits.length, 1);
+    await s.write(batchOf([record(0, 0)], { 0: 1 }));
+    assert.equal(received.length, 3);
+    assert.equal(new Set(received.map((r) => r.headers['idempotency-key'])).size, 1);
+  });
+
+  it('skips the requests that already succeeded when the runtime retries a batch in the same process', async () => {
+    const { sink: s } = sink({ batch_size: 2, retry: { max_attempts: 1 } });
+    await s.open();
+    const records = [record(0, 0), record(0, 1), record(0, 2), record(0, 3), record(0, 4)];
+    script = [ok, status(503)];
+    await assert.rejects(
+      s.write(batchOf(records, { 0: 5 })),
+      (error: unknown) => isTributaryError(error) && error.retryable,
+    );
+    await s.write(batchOf(records, { 0: 5 }));
+    assert.deepEqual(
+      received.map((r) => r.records.length),
+      [2, 2, 2, 1],
+      'the first request is not sent again',
+    );
+    assert.deepEqual(received[1]!.headers['idempotency-key'], received[2]!.headers['idempotency-key']);
+  });
+
+  it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
+    // The crash: the process dies after the requests, before the consumer-group offsets are committed.
+    const crashing: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
+      committedOffsets: (group, topic) => log.committedOffsets(group, topic),
+      commitOffsets: async () => {
+        throw new Error('killed');
+      },
+    };
+    const { sink: first } = sink({ batch_size: 3 }, { log: crashing });
+    await first.open();
+    const records = [...[0, 1, 2, 3, 4].map((o) => record(0, o)), ...[0, 1].map((o) => record(1, o))];
+    await assert.rejects(first.write(batchOf(records, { 0: 5, 1: 2 })), /killed/);
+    const firstKeys = received.map((r) => r.headers['idempotency-key']);
+    received = [];
+
+    const restarted = new WebhookSink({
+      config: webhookSinkSchema.parse({
+        type: 'webhook',
+        name: first.name,
+        url: endpoint,
+        secret: SECRET,
+        batch_size: 3,
+      }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+    });
+    assert.deepEqual(await restarted.open(), new Map(), 'nothing was committed');
+    await restarted.write(batchOf(records, { 0: 5, 1: 2 }));
+    assert.deepEqual(
+      received.map((r) => r.headers['idempotency-key']),
+      firstKeys,
+    );
+    assert.equal(firstKeys.length, 3);
+    // Offered again once committed (two workers, a stale runtime): nothing is sent.
+    received = [];
+    await restarted.write(batchOf(records, { 0: 5, 1: 2 }));
+    assert.equal(received.length, 0);
+  });
+
+  it('commits positions of a batch with no records (all filtered out) without a request', async () => {
+    const { sink: s } = sink();
+    await s.open();
+    await s.write(batchOf([], { 0: 7, 1: 3 }));
+    assert.equal(received.length, 0);
+    assert.deepEqual(
+      await log.committedOffsets(s.group, TOPIC),
+      new Map([
+        [0, 7],
+        [1, 3],
+      ]),
+    );
+  });
+
+  it('retries a refused connection and a timeout, then reports them as retryable', async () => {
+    const port = await freePort();
+    const { sink: refused, waits } = sink({ url: `http://127.0.0.1:${port}/x`, retry: { max_attempts: 3 } });
+    await refused.open();
+    await assert.rejects(refused.write(batchOf([record(0, 0)], { 0: 1 })), (error: unknown) => {
+      assert.ok(isTributaryError(error, 'SERVICE_UNAVAILABLE') && error.retryable, String(error));
+      assert.match(error.message, /ECONNREFUSED/);
+      return true;
+    });
+    assert.equal(waits.length, 2);
+
+    script = [(_request, res) => setTimeout(() => res.writeHead(200).end(), 2000)];
+    const { sink: slow } = sink({ timeout: '200ms', retry: { max_attempts: 1 } });
+    await slow.open();
+    const started = Date.now();
+    await assert.rejects(slow.write(batchOf([record(0, 0)], { 0: 1 })), (error: unknown) => {
+      assert.ok(isTributaryError(error, 'SERVICE_UNAVAILABLE') && error.retryable, String(error));
+      assert.match(error.message, /timed out after 200 ms/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 1500);
+  });
+
+  it('stops waiting when closed', async () => {
+    const s = new WebhookSink({
+      config: webhookSinkSchema.parse({ type: 'webhook', name: `hook-${++sinks}`, url: endpoint }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+    });
+    await s.open();
+    script = [status(429, { 'Retry-After': '600' })];
+    const writing = s.write(batchOf([record(0, 0)], { 0: 1 }));
+    while (received.length === 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    await s.close();
+    await assert.rejects(
+      writing,
+      (error: unknown) => isTributaryError(error) && /closed/.test(error.message),
+    );
+  });
+
+  it('checks for doctor that the endpoint accepts connections, without sending a request', async () => {
+    const definition: SinkDefinition = webhookSinkDefinition;
+    const context = {
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      projectRoot: '.',
+      log: undefined as unknown as Log,
+      logger,
+      resources: createResources(),
+    };
+    const check = (url: string) =>
+      definition.check!(definition.schema.parse({ type: 'webhook', url }), context);
+    assert.deepEqual(
+      (await check(`${endpoint}?token=s3cret`)).map((r) => r.status),
+      ['pass'],
+    );
+    assert.equal(received.length, 0, 'no request was sent');
+    const refused = await check(`http://127.0.0.1:${await freePort()}/x`);
+    assert.equal(refused[0]?.status, 'fail');
+    assert.match(refused[0]?.detail ?? '', /ECONNREFUSED/);
+    // Not loopback (on Linux, connecting to 0.0.0.0 reaches this host: refused at once).
+    const plain = await check(`http://0.0.0.0:${await freePort()}/hook`);
+    assert.deepEqual(
+      plain.map((r) => r.status),
+      ['fail', 'warn'],
+    );
+  });
+
+  it('checks its configuration', () => {
+    const issues = (config: Record<string, unknown>) => {
+      const result = webhookSinkSchema.safeParse({ type: 'webhook', url: endpoint, ...config });
+      return result.success ? [] : result.error.issues.map((i) => i.path.join('.'));
+    };
+    assert.deepEqual(issues({}), []);
+    assert.deepEqual(issues({ url: 'ftp://example.com/x' }), ['url']);
+    assert.deepEqual(issues({ headers: { 'Idempotency-Key': 'x' } }), ['headers']);
+    assert.deepEqual(issues({ headers: { 'bad header': 'x' } }), ['headers.bad header']);
+    assert.deepEqual(issues({ batch_size: 0 }), ['batch_size']);
+    assert.deepEqual(issues({ retry: { max_attempts: 0 } }), ['retry.max_attempts']);
+    assert.deepEqual(issues({ timeout: 'soon' }), ['timeout']);
+  });
+});
