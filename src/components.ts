@@ -8,7 +8,11 @@ import { pipelineSchemaFor } from './core/config/pipeline.ts';
 import { didYouMean } from './core/config/did-you-mean.ts';
 import type { Logger } from './core/logger.ts';
 import type { PipelineMetrics } from './core/metrics.ts';
-import { createResources, type ComponentContext } from './core/pipeline/components.ts';
+import {
+  createResources,
+  type ComponentContext,
+  type TransformDefinition,
+} from './core/pipeline/components.ts';
 import type { Sink, Transform } from './core/pipeline/model.ts';
 import { PipelineRunner } from './core/pipeline/runner.ts';
 import { projectPath, type Project } from './core/project.ts';
@@ -18,9 +22,15 @@ import { EmbeddedLog } from './log/embedded-log.ts';
 import type { Log } from './log/log.ts';
 import { DlqSink, DLQ_TABLE_NAME } from './sinks/iceberg/dlq.ts';
 import { sinkDefinitions } from './sinks/index.ts';
-import { transformDefinitions } from './transforms/index.ts';
+import { cdcTransform, sourceDefinitions, sourceSchema } from './sources/index.ts';
+import type { RunningSource, SourceStatus } from './sources/index.ts';
+import { transformDefinitions as builtinTransforms } from './transforms/index.ts';
+import type { Registry } from 'prom-client';
 
-export { sinkDefinitions, transformDefinitions };
+/** The transforms of transforms/, and those that come with a source (`cdc`). */
+export const transformDefinitions: readonly TransformDefinition[] = [...builtinTransforms, cdcTransform];
+
+export { sinkDefinitions, sourceDefinitions, sourceSchema };
 
 export const pipelineSchema = pipelineSchemaFor({ transforms: transformDefinitions, sinks: sinkDefinitions });
 
@@ -91,6 +101,8 @@ export async function buildPipeline(
     resources,
   };
   try {
+    // Component configs were validated (and defaulted, durations made milliseconds) by the pipeline schema,
+    // which is built from these definitions' schemas: they are passed on as they are.
     const transforms: Transform[] = [];
     for (const config of pipeline.config.transforms) {
       const definition = transformDefinitions.find((d) => d.type === config.type);
@@ -99,14 +111,14 @@ export async function buildPipeline(
           'CONFIG_INVALID',
           `${pipeline.file}: unknown transform type "${config.type}"`,
         );
-      transforms.push(await definition.create(definition.schema.parse(config), context));
+      transforms.push(await definition.create(config as never, context));
     }
     const sinks: Sink[] = [];
     for (const config of pipeline.config.sinks) {
       const definition = sinkDefinitions.find((d) => d.type === config.type);
       if (!definition)
         throw new TributaryError('CONFIG_INVALID', `${pipeline.file}: unknown sink type "${config.type}"`);
-      sinks.push(await definition.create(definition.schema.parse(config), context));
+      sinks.push(await definition.create(config as never, context));
     }
     const dlq = new DlqSink({
       pipeline: name,
@@ -134,4 +146,75 @@ export async function buildPipeline(
     await resources.closeAll();
     throw error;
   }
+}
+
+export interface SourceOptions {
+  readonly log: Log;
+  readonly logger: Logger;
+  /** Where source metrics go (the /metrics registry, e.g. `createPipelineMetrics().registry`). */
+  readonly registry?: Registry;
+}
+
+export function sourceNamed(project: Project, name: string) {
+  const source = project.sources.get(name);
+  if (!source) {
+    const suggestion = didYouMean(name, project.sources.keys());
+    throw new TributaryError('USAGE', `no source named "${name}" in ${project.root}/sources`, {
+      hint: suggestion
+        ? `did you mean "${suggestion}"?`
+        : `sources: ${[...project.sources.keys()].join(', ') || 'none yet'}`,
+    });
+  }
+  return source;
+}
+
+/** One configured source, ready to `run()`. */
+export function buildSource(project: Project, name: string, options: SourceOptions): RunningSource {
+  const source = sourceNamed(project, name);
+  const definition = sourceDefinitions.find((d) => d.type === source.config.type);
+  if (!definition)
+    throw new TributaryError('CONFIG_INVALID', `${source.file}: unknown source type "${source.config.type}"`, {
+      hint: `types: ${sourceDefinitions.map((d) => d.type).join(', ')}`,
+    });
+  return definition.create(definition.schema.parse(source.config), {
+    name,
+    project,
+    log: options.log,
+    logger: options.logger,
+    ...(options.registry ? { registry: options.registry } : {}),
+  });
+}
+
+export interface SourceHandle {
+  readonly name: string;
+  /** For /readyz: `healthy` is false while starting, when stalled past the threshold, or failed. */
+  status(): SourceStatus;
+  /** Stops the source (it confirms what the pipelines committed and closes its connections). */
+  stop(): Promise<void>;
+  /** Settles when the source ends: resolves when stopped (or done), rejects when it failed. */
+  readonly done: Promise<void>;
+}
+
+/** Starts every source of the project (or those named) in this process; for `tributary up`. */
+export function startSources(
+  project: Project,
+  options: SourceOptions & { readonly names?: readonly string[]; readonly signal?: AbortSignal },
+): SourceHandle[] {
+  const names = options.names ?? [...project.sources.keys()];
+  const handles = names.map((name) => {
+    const source = buildSource(project, name, options);
+    const done = source.run();
+    done.catch(() => undefined); // the caller observes `done`; an unobserved failure must not crash
+    return {
+      name,
+      status: () => source.status(),
+      stop: async () => {
+        source.stop();
+        await done.catch(() => undefined);
+      },
+      done,
+    };
+  });
+  options.signal?.addEventListener('abort', () => handles.forEach((h) => void h.stop()), { once: true });
+  return handles;
 }
