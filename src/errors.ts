@@ -90,9 +90,94 @@ export const errorCodes = {
   STORAGE_IO: { kind: 'failure', summary: 'Reading or writing a file or object failed.' },
   DLQ_LIMIT: {
     kind: 'failure',
-    summary: 'A pipeline sent more records to its dead-letter queue than `dlq.max` (or `dlq.max_rate`) allows, and stopped.',
+    summary:
+      'A pipeline sent more records to its dead-letter queue than `dlq.max` (or `dlq.max_rate`) allows, and stopped.',
+  },
+  QUERY_TIMEOUT: {
+    kind: 'failure',
+    summary: 'A query ran longer than its time limit and was interrupted; nothing was changed.',
+  },
+  MODEL_FAILED: {
+    kind: 'failure',
+    summary:
+      'A SQL model could not be built (its query failed, or an upstream model failed); its table is unchanged.',
+  },
+  TESTS_FAILED: {
+    kind: 'failure',
+    summary:
+      "At least one data test (`tributary validate`, or a model's own tests) found rows that break it.",
+  },
+  INPUTS_NOT_FRESH: {
+    kind: 'failure',
+    summary: "A model's inputs were not fresh enough within its readiness timeout, so it did not run.",
+  },
+  ERASE_INCOMPLETE: {
+    kind: 'failure',
+    summary:
+      'After `tributary erase`, files under a table still hold matching rows (kept by a branch or tag, or added meanwhile).',
+  },
+  JOB_FAILED: {
+    kind: 'failure',
+    summary: 'A scheduled job failed after its retries, or ran past its timeout.',
   },
   PIPELINE_FAILED: { kind: 'failure', summary: 'A pipeline stopped on an error that retrying cannot fix.' },
+  CDC_NOT_READY: {
+    kind: 'failure',
+    summary:
+      'PostgreSQL is not set up for change data capture: wal_level, the REPLICATION privilege, a table, its primary key or the publication is missing (`tributary doctor` says which).',
+  },
+  CDC_SLOT_IN_USE: {
+    kind: 'failure',
+    summary:
+      'The replication slot is held by another connection (another source, or a leftover backend); the message names its pid.',
+  },
+  CDC_SLOT_LOST: {
+    kind: 'failure',
+    summary:
+      'The replication slot was invalidated (its WAL was removed, e.g. past max_slot_wal_keep_size): changes were lost. snapshot_mode when_needed copies the tables again.',
+  },
+  CDC_PROTOCOL: {
+    kind: 'failure',
+    summary: 'The replication stream sent a message Tributary cannot decode.',
+  },
+  AUTH_REQUIRED: {
+    kind: 'failure',
+    summary:
+      'HTTP 401: the request carries no valid API key (or webhook signature) for the stream; send one in Authorization: Bearer or X-API-Key.',
+  },
+  AUTH_FORBIDDEN: {
+    kind: 'failure',
+    summary:
+      'HTTP 403: the API key is valid but not allowed on this stream or with this role, or the browser origin is not allowed.',
+  },
+  STREAM_NOT_FOUND: {
+    kind: 'failure',
+    summary: 'HTTP 404: no stream (or endpoint) of that name is configured in tributary.yaml.',
+  },
+  PAYLOAD_TOO_LARGE: {
+    kind: 'failure',
+    summary:
+      'HTTP 413: the request body (before or after decompression) or its number of events is over the limit.',
+  },
+  UNSUPPORTED_MEDIA_TYPE: {
+    kind: 'failure',
+    summary: 'HTTP 415: the Content-Type or Content-Encoding of the request is not one the server reads.',
+  },
+  RATE_LIMITED: {
+    kind: 'failure',
+    summary:
+      'HTTP 429: the API key or client IP sent more requests than its rate limit; retry after Retry-After seconds.',
+  },
+  OVERLOADED: {
+    kind: 'failure',
+    summary:
+      'HTTP 503: the log cannot take more right now (too many appends in flight, or it failed); nothing was stored; retry after Retry-After seconds.',
+  },
+  IDEMPOTENCY_CONFLICT: {
+    kind: 'failure',
+    summary:
+      'HTTP 422: an Idempotency-Key was reused with a different request body within the dedupe window; use a new key for a new request.',
+  },
   INTERNAL: {
     kind: 'failure',
     summary: 'A bug in Tributary: please report it with the output of --verbose.',

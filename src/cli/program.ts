@@ -9,10 +9,14 @@ import { registerConfig } from './commands/config.ts';
 import { registerDlq } from './commands/dlq.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerInit } from './commands/init.ts';
+import { registerModels } from './commands/models.ts';
+import { registerPrivacy } from './commands/privacy.ts';
 import { registerQuery } from './commands/query.ts';
 import { registerRun } from './commands/run.ts';
+import { registerRuns } from './commands/runs.ts';
 import { registerTables } from './commands/tables.ts';
 import { registerTopics } from './commands/topics.ts';
+import { registerValidate } from './commands/validate.ts';
 import { createContext, type CliContext } from './context.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -42,5 +46,9 @@ export function buildProgram(): Command {
   registerRun(program, getContext);
   registerTopics(program, getContext);
   registerDlq(program, getContext);
+  registerModels(program, getContext);
+  registerValidate(program, getContext);
+  registerRuns(program, getContext);
+  registerPrivacy(program, getContext);
   return program;
 }

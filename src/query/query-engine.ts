@@ -1,13 +1,16 @@
 /**
  * SQL over the catalog's tables, executed by DuckDB. Tables are named as in the catalog
  * (`select count(*) from silver.orders`); each table a query names is exposed as a view over the
- * snapshot asked for (the current one by default), with its deletes applied.
+ * snapshot asked for (the current one by default), with its deletes applied. Views of current snapshots are
+ * kept until their table commits again (see TableViews), so an engine kept open answers repeated queries
+ * without planning them again and still sees every commit.
  */
 import type { Catalog } from '../catalog/catalog.ts';
-import { namespaceToString, type TableIdentifier } from '../catalog/identifier.ts';
+import { namespaceToString, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError } from '../errors.ts';
-import { quoteIdentifier, type Engine } from '../iceberg/duckdb.ts';
-import { planScan, scanSql } from '../iceberg/scan.ts';
+import type { Engine } from '../iceberg/duckdb.ts';
+import { parseSingleSelect } from './sql-check.ts';
+import { listAllTables, TableViews } from './table-views.ts';
 
 export interface QueryOptions {
   /** Read every table at this snapshot id (time travel); the tables must have it. */
@@ -25,37 +28,44 @@ export interface QueryResult {
 export class QueryEngine {
   readonly #catalog: Catalog;
   readonly #engine: Engine;
+  readonly views: TableViews;
 
   constructor(catalog: Catalog, engine: Engine) {
     this.#catalog = catalog;
     this.#engine = engine;
+    this.views = new TableViews(catalog, engine.connection);
   }
 
-  /** Catalog tables whose `namespace.name` appears in the SQL text. */
+  /** Catalog tables the SQL names: from DuckDB's parse of a SELECT, else where `namespace.name` appears. */
   async referencedTables(sql: string): Promise<TableIdentifier[]> {
-    const found: TableIdentifier[] = [];
-    for (const namespace of await this.#catalog.registry.listNamespaces()) {
-      for (const identifier of await this.#catalog.registry.listTables(namespace)) {
-        const ns = escape(namespaceToString(identifier.namespace));
-        const name = escape(identifier.name);
-        const pattern = new RegExp(`(?<![\\w."])"?${ns}"?\\s*\\.\\s*"?${name}"?(?![\\w"])`, 'i');
-        if (pattern.test(sql)) found.push(identifier);
-      }
+    const all = await listAllTables(this.#catalog);
+    let parsed;
+    try {
+      parsed = await parseSingleSelect(this.#engine.connection, sql);
+    } catch {
+      parsed = undefined;
     }
-    return found;
+    if (parsed) {
+      const named = new Set(parsed.tables.map((t) => t.parts.join('.').toLowerCase()));
+      return all.filter((identifier) => named.has(tableIdentifierToString(identifier).toLowerCase()));
+    }
+    return all.filter((identifier) => {
+      const ns = escape(namespaceToString(identifier.namespace));
+      const name = escape(identifier.name);
+      return new RegExp(`(?<![\\w."])"?${ns}"?\\s*\\.\\s*"?${name}"?(?![\\w"])`, 'i').test(sql);
+    });
   }
 
-  /** Creates (or refreshes) a view per referenced table over the requested snapshot. */
+  /**
+   * Exposes each referenced table as a view over the requested snapshot. Current snapshots are cached
+   * until the table commits again; a time-travel view replaces the table's view in this engine.
+   */
   async attach(sql: string, options: QueryOptions = {}): Promise<TableIdentifier[]> {
     const tables = await this.referencedTables(sql);
+    const timeTravel = options.snapshotId !== undefined || options.asOfMs !== undefined;
     for (const identifier of tables) {
-      const table = await this.#catalog.loadTable(identifier);
-      const plan = await planScan(table.metadata, table.storage, options);
-      const schemaName = quoteIdentifier(namespaceToString(identifier.namespace));
-      await this.#engine.connection.run(`create schema if not exists ${schemaName}`);
-      await this.#engine.connection.run(
-        `create or replace view ${schemaName}.${quoteIdentifier(identifier.name)} as select * from ${scanSql(plan, table.storage)}`,
-      );
+      if (timeTravel) await this.views.replaceWith(await this.#catalog.loadTable(identifier), options);
+      else await this.views.current(identifier);
     }
     return tables;
   }

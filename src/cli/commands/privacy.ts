@@ -1,0 +1,160 @@
+/**
+ * `tributary erase` and `tributary export`: a person's rows across tables, deleted for good (row-level
+ * deletes, then the snapshot expiry that removes the old files) with an audit record, or gathered into one
+ * NDJSON or Parquet file.
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { resolveCatalogUri } from '../../catalog/open.ts';
+import { openSqlDriver } from '../../catalog/sql-driver.ts';
+import type { Project } from '../../core/project.ts';
+import { TributaryError } from '../../errors.ts';
+import { eraseRows, exportRows } from '../../query/privacy.ts';
+import type { CliContext } from '../context.ts';
+import { color, formatTable } from '../output.ts';
+import { withCatalog } from '../project-catalog.ts';
+import { Progress } from '../progress.ts';
+
+function tablesOption(value: string | undefined): string[] | undefined {
+  return value
+    ?.split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
+async function withAudit<T>(
+  project: Project,
+  work: (audit: Awaited<ReturnType<typeof openSqlDriver>>) => Promise<T>,
+): Promise<T> {
+  const driver = await openSqlDriver(resolveCatalogUri(project.platform.catalog.uri, project.root));
+  try {
+    return await work(driver);
+  } finally {
+    await driver.close();
+  }
+}
+
+export function registerPrivacy(program: Command, context: () => CliContext): void {
+  program
+    .command('erase')
+    .description(
+      'Delete the rows matching a condition from every table it applies to, expire the snapshots that still hold them (their files are deleted) and record an audit entry.',
+    )
+    .requiredOption('--where <condition>', `SQL condition, e.g. "user_id = 'u-42'"`)
+    .option(
+      '--tables <list>',
+      'comma-separated tables (default: every table whose columns the condition names)',
+    )
+    .option('--dry-run', 'count the matching rows and files, change nothing')
+    .option('--reason <text>', 'why (kept in the audit record)')
+    .option('--json', 'print the result as JSON')
+    .action(
+      async (options: {
+        where: string;
+        tables?: string;
+        dryRun?: boolean;
+        reason?: string;
+        json?: boolean;
+      }) => {
+        const project = context().loadProject();
+        const tables = tablesOption(options.tables);
+        const result = await withCatalog(project, (catalog, engine) =>
+          withAudit(project, async (audit) => {
+            const progress = new Progress(options.dryRun ? 'looking for matching rows' : 'erasing');
+            try {
+              const erased = await eraseRows(
+                catalog,
+                engine,
+                {
+                  where: options.where,
+                  ...(tables ? { tables } : {}),
+                  ...(options.dryRun ? { dryRun: true } : {}),
+                  ...(options.reason ? { reason: options.reason } : {}),
+                },
+                audit,
+              );
+              progress.done(options.dryRun ? 'dry run done' : `erasure ${erased.id} done`);
+              return erased;
+            } catch (error) {
+              progress.fail();
+              throw error;
+            }
+          }),
+        );
+        if (options.json) console.log(JSON.stringify(result, null, 2));
+        else {
+          console.log(
+            formatTable(
+              ['table', 'rows', 'files rewritten', 'snapshots expired', 'files deleted', 'remaining'],
+              result.tables.map((t) => [
+                t.table,
+                String(t.rows),
+                String(t.rewrittenFiles),
+                String(t.expiredSnapshots),
+                String(t.deletedFiles),
+                t.remainingFiles.length ? color('red', String(t.remainingFiles.length)) : '0',
+              ]),
+            ),
+          );
+          if (result.skipped.length)
+            console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
+        }
+        const remaining = result.tables.filter((t) => t.remainingFiles.length);
+        if (remaining.length) {
+          throw new TributaryError(
+            'ERASE_INCOMPLETE',
+            `matching rows remain in ${remaining.map((t) => `${t.table} (${t.remainingFiles.length} file(s))`).join(', ')}`,
+            {
+              hint: `branches or tags keep old snapshots (${remaining.flatMap((t) => t.protectedRefs).join(', ') || 'none'}), or a writer added them meanwhile: remove the refs and erase again`,
+            },
+          );
+        }
+        if (!options.dryRun && result.tables.length === 0 && !tables) {
+          throw new TributaryError('INVALID_INPUT', 'the condition applies to no table', {
+            hint: 'name columns that exist, or pass --tables',
+          });
+        }
+      },
+    );
+
+  program
+    .command('export')
+    .description(
+      "Gather the rows matching a condition from every table it applies to into one NDJSON or Parquet file (a person's data).",
+    )
+    .requiredOption('--where <condition>', `SQL condition, e.g. "user_id = 'u-42'"`)
+    .requiredOption(
+      '--to <file>',
+      'output file: .parquet for Parquet, anything else NDJSON ({"table": …, "row": {…}} per line)',
+    )
+    .option(
+      '--tables <list>',
+      'comma-separated tables (default: every table whose columns the condition names)',
+    )
+    .option('--format <format>', 'ndjson or parquet (default: from the file extension)')
+    .action(async (options: { where: string; to: string; tables?: string; format?: string }) => {
+      if (options.format && options.format !== 'ndjson' && options.format !== 'parquet')
+        throw new TributaryError('USAGE', `--format ${options.format}: choose ndjson or parquet`);
+      const project = context().loadProject();
+      const tables = tablesOption(options.tables);
+      const result = await withCatalog(project, (catalog, engine) =>
+        withAudit(project, (audit) =>
+          exportRows(
+            catalog,
+            engine,
+            {
+              where: options.where,
+              to: path.resolve(options.to),
+              ...(tables ? { tables } : {}),
+              ...(options.format ? { format: options.format as 'ndjson' | 'parquet' } : {}),
+            },
+            audit,
+          ),
+        ),
+      );
+      console.log(
+        `wrote ${result.rows} row(s) from ${result.tables.filter((t) => t.rows > 0).length} table(s) to ${result.file} (${result.format})`,
+      );
+      for (const t of result.tables.filter((t) => t.rows > 0)) console.log(`  ${t.table}: ${t.rows}`);
+    });
+}

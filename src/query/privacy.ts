@@ -1,0 +1,455 @@
+/**
+ * Privacy requests: erasing a person's rows everywhere (right to erasure), and gathering them (access).
+ *
+ * Erasure, per table the predicate applies to:
+ *  1. every data file of the current snapshot that physically holds a matching row — visible, or already
+ *     hidden by a delete file — is rewritten without it (deletes folded in), in one snapshot;
+ *  2. if any file of any snapshot held a match, every older snapshot is expired, which deletes the files
+ *     only they reached (old data files, manifests), so the bytes are gone and time travel cannot bring
+ *     them back; branches and tags that still reach a match are reported;
+ *  3. every Parquet file under the table's location is read once more: any still holding a match (a
+ *     protected ref, a file a concurrent writer is adding) is reported.
+ * An audit record (who, when, which tables, how many rows, the snapshot ids; the predicate only as a
+ * SHA-256 hash, as it usually holds personal data) goes to `tributary_privacy_audit` in the catalog database.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import os from 'node:os';
+import type { Catalog } from '../catalog/catalog.ts';
+import {
+  parseTableIdentifier,
+  tableIdentifierToString,
+  type TableIdentifier,
+} from '../catalog/identifier.ts';
+import type { SqlDriver } from '../catalog/sql-driver.ts';
+import { TributaryError } from '../errors.ts';
+import { writeDataFiles } from '../iceberg/data-files.ts';
+import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
+import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
+import { expireSnapshots } from '../iceberg/operations/maintenance.ts';
+import { planScan, scanSql } from '../iceberg/scan.ts';
+import { SnapshotProducer } from '../iceberg/snapshot-producer.ts';
+import type { Table } from '../iceberg/table.ts';
+import type { Schema } from '../iceberg/types.ts';
+import { listAllTables } from './table-views.ts';
+
+export const AUDIT_TABLE = 'tributary_privacy_audit';
+
+export interface PrivacyRequest {
+  /** A SQL condition over a table's columns, e.g. "user_id = 'u-42'" or "email = 'a@b.c'". */
+  readonly where: string;
+  /** Tables to work on (namespace.table); default: every table whose columns the condition can be evaluated on. */
+  readonly tables?: readonly string[];
+}
+
+export interface EraseOptions extends PrivacyRequest {
+  /** Count what would be erased, change nothing. */
+  readonly dryRun?: boolean;
+  /** Who asked (for the audit record); default: the OS user. */
+  readonly actor?: string;
+  readonly reason?: string;
+}
+
+export interface EraseTableResult {
+  readonly table: string;
+  /** Matching rows in the current snapshot (deleted). */
+  readonly rows: number;
+  /** Current data files rewritten (they held matches, visible or not). */
+  readonly rewrittenFiles: number;
+  /** Whether any snapshot's files held a match (then older snapshots were expired). */
+  readonly inHistory: boolean;
+  readonly snapshotId?: string;
+  readonly expiredSnapshots: number;
+  readonly deletedFiles: number;
+  /** Files under the table location still holding a match after the erasure (should be empty). */
+  readonly remainingFiles: readonly string[];
+  /** Branches or tags other than main that kept old snapshots alive. */
+  readonly protectedRefs: readonly string[];
+}
+
+export interface EraseResult {
+  readonly id: string;
+  readonly dryRun: boolean;
+  readonly tables: readonly EraseTableResult[];
+  /** Tables the condition does not apply to (a column it names is missing). */
+  readonly skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>;
+}
+
+function firstLine(error: unknown): string {
+  return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+}
+
+function schemaMap(schema: Schema): string {
+  return `map {${schema.fields
+    .map(
+      (f) =>
+        `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
+    )
+    .join(', ')}}`;
+}
+
+/** Local paths of the data files of every snapshot of the table (current and historical). */
+async function allDataFiles(table: Table): Promise<Map<string, string>> {
+  const files = new Map<string, string>();
+  const seenManifests = new Set<string>();
+  for (const snapshot of table.metadata.snapshots) {
+    for (const manifest of decodeManifestList(await table.storage.read(snapshot['manifest-list']))) {
+      if (manifest.content !== 'data' || seenManifests.has(manifest.manifestPath)) continue;
+      seenManifests.add(manifest.manifestPath);
+      for (const entry of decodeManifest(await table.storage.read(manifest.manifestPath)).entries) {
+        if (entry.dataFile.content !== 'data') continue;
+        const local = table.storage.localPath(entry.dataFile.filePath);
+        if (local) files.set(entry.dataFile.filePath, local);
+      }
+    }
+  }
+  return files;
+}
+
+/** The files (by location) among `files` that physically hold a row matching `where`, deletes ignored. */
+async function filesWithMatches(
+  engine: Engine,
+  schema: Schema,
+  files: ReadonlyMap<string, string>,
+  where: string,
+): Promise<Set<string>> {
+  if (files.size === 0) return new Set();
+  const byLocal = new Map([...files].map(([location, local]) => [local, location]));
+  const list = [...files.values()].map(quoteLiteral).join(', ');
+  const reader = await engine.connection.runAndReadAll(
+    `select distinct filename from read_parquet([${list}], schema = ${schemaMap(schema)}, filename = true) t where (${where})`,
+  );
+  return new Set(reader.getRows().map((r) => byLocal.get(String(r[0])) ?? String(r[0])));
+}
+
+/** Every Parquet file under the table's location that holds a matching row (by column name). */
+async function parquetFilesWithMatches(table: Table, engine: Engine, where: string): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of table.storage.list(table.location)) {
+    if (!entry.location.endsWith('.parquet')) continue;
+    const local = table.storage.localPath(entry.location);
+    if (!local) continue;
+    try {
+      const reader = await engine.connection.runAndReadAll(
+        `select count(*) from read_parquet(${quoteLiteral(local)}) t where (${where})`,
+      );
+      if (Number(reader.getRows()[0]?.[0] ?? 0) > 0) found.push(entry.location);
+    } catch {
+      // Delete files and files without the condition's columns cannot hold a match.
+    }
+  }
+  return found;
+}
+
+async function targetTables(
+  catalog: Catalog,
+  request: PrivacyRequest,
+): Promise<{ tables: TableIdentifier[]; explicit: boolean }> {
+  if (request.tables?.length) return { tables: request.tables.map(parseTableIdentifier), explicit: true };
+  return { tables: await listAllTables(catalog), explicit: false };
+}
+
+/** Counts the rows of the current snapshot matching `where`; undefined when it cannot be evaluated on the table. */
+async function countMatches(
+  engine: Engine,
+  table: Table,
+  where: string,
+): Promise<{ rows: number } | { error: string }> {
+  const plan = await planScan(table.metadata, table.storage);
+  try {
+    const reader = await engine.connection.runAndReadAll(
+      `select count(*) from ${scanSql(plan, table.storage)} t where (${where})`,
+    );
+    return { rows: Number(reader.getRows()[0]?.[0] ?? 0) };
+  } catch (error) {
+    return { error: firstLine(error) };
+  }
+}
+
+export async function eraseRows(
+  catalog: Catalog,
+  engine: Engine,
+  options: EraseOptions,
+  audit?: SqlDriver,
+): Promise<EraseResult> {
+  if (!options.where.trim()) throw new TributaryError('USAGE', 'erase needs a --where condition');
+  const id = randomUUID();
+  const { tables, explicit } = await targetTables(catalog, options);
+  const results: EraseTableResult[] = [];
+  const skipped: Array<{ table: string; reason: string }> = [];
+  for (const identifier of tables) {
+    const table = await catalog.loadTable(identifier);
+    const counted = await countMatches(engine, table, options.where);
+    if ('error' in counted) {
+      if (explicit) {
+        throw new TributaryError(
+          'INVALID_INPUT',
+          `the condition cannot be evaluated on ${table.name}: ${counted.error}`,
+          {
+            hint: "write a SQL condition over the table's columns, e.g. \"user_id = 'u-42'\"",
+          },
+        );
+      }
+      skipped.push({ table: table.name, reason: counted.error });
+      continue;
+    }
+    results.push(await eraseFromTable(engine, table, options, counted.rows, id));
+  }
+  if (audit && !options.dryRun) {
+    await recordAudit(audit, {
+      id,
+      kind: 'erase',
+      actor: options.actor,
+      where: options.where,
+      detail: {
+        reason: options.reason ?? null,
+        tables: results.map((r) => ({
+          table: r.table,
+          rows: r.rows,
+          snapshotId: r.snapshotId ?? null,
+          expiredSnapshots: r.expiredSnapshots,
+          deletedFiles: r.deletedFiles,
+          remainingFiles: r.remainingFiles.length,
+        })),
+      },
+    });
+  }
+  return { id, dryRun: options.dryRun ?? false, tables: results, skipped };
+}
+
+async function eraseFromTable(
+  engine: Engine,
+  table: Table,
+  options: EraseOptions,
+  rows: number,
+  id: string,
+): Promise<EraseTableResult> {
+  const where = options.where;
+  const plan = await planScan(table.metadata, table.storage);
+  const history = await allDataFiles(table);
+  const holding = await filesWithMatches(engine, table.schema, history, where);
+  const live = plan.dataFiles.filter((p) => holding.has(p.file.filePath));
+  const liveFiles = new Set(plan.dataFiles.map((p) => p.file.filePath));
+  const inHistory = [...holding].some((f) => !liveFiles.has(f));
+  const otherRefs = Object.entries(table.metadata.refs)
+    .filter(([name]) => name !== 'main')
+    .map(([name]) => name);
+  if (options.dryRun || holding.size === 0) {
+    return {
+      table: table.name,
+      rows,
+      rewrittenFiles: options.dryRun ? live.length : 0,
+      inHistory,
+      expiredSnapshots: 0,
+      deletedFiles: 0,
+      remainingFiles: options.dryRun ? [] : await parquetFilesWithMatches(table, engine, where),
+      protectedRefs: [],
+    };
+  }
+  let snapshotId: bigint | undefined;
+  if (live.length) {
+    const columns = plan.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+    const subset = { ...plan, dataFiles: live };
+    const kept = await writeDataFiles({
+      engine,
+      relation: `(select ${columns} from ${scanSql(subset, table.storage)} s where (${where}) is not true)`,
+      schema: table.schema,
+      spec: table.spec,
+      storage: table.storage,
+      dataLocation: `${table.location}/data`,
+      targetFileSizeBytes: Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024))),
+    });
+    const producer = new SnapshotProducer(table, {
+      operation: kept.length ? 'overwrite' : 'delete',
+      addedDataFiles: kept,
+      removedPaths: new Set(live.map((p) => p.file.filePath)),
+      readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
+      summary: { 'tributary.erase': id },
+    });
+    await producer.commit();
+    snapshotId = producer.snapshotId;
+  }
+  // Every snapshot before this one may reach the rows: all of them go (refs other than main are kept by
+  // expireSnapshots, and reported).
+  const expired = await expireSnapshots(table, { olderThanMs: Date.now() + 1, retainLast: 1 });
+  await table.refresh();
+  const remainingFiles = await parquetFilesWithMatches(table, engine, where);
+  return {
+    table: table.name,
+    rows,
+    rewrittenFiles: live.length,
+    inHistory,
+    ...(snapshotId !== undefined ? { snapshotId: snapshotId.toString() } : {}),
+    expiredSnapshots: expired.expiredSnapshots,
+    deletedFiles: expired.deletedFiles,
+    remainingFiles,
+    protectedRefs: remainingFiles.length ? otherRefs : [],
+  };
+}
+
+export interface ExportOptions extends PrivacyRequest {
+  /** The file to write: NDJSON (`{"table": …, "row": {…}}` per line) or Parquet (by extension or `format`). */
+  readonly to: string;
+  readonly format?: 'ndjson' | 'parquet';
+  readonly actor?: string;
+}
+
+export interface ExportResult {
+  readonly id: string;
+  readonly file: string;
+  readonly format: 'ndjson' | 'parquet';
+  readonly rows: number;
+  readonly tables: ReadonlyArray<{ readonly table: string; readonly rows: number }>;
+  readonly skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>;
+}
+
+/**
+ * Gathers the rows matching `where` from every table it applies to into one file. Parquet: one row per
+ * matching row with the table's name in `_table` and the columns of all tables by name (a column missing
+ * from a table is null).
+ */
+export async function exportRows(
+  catalog: Catalog,
+  engine: Engine,
+  options: ExportOptions,
+  audit?: SqlDriver,
+): Promise<ExportResult> {
+  if (!options.where.trim()) throw new TributaryError('USAGE', 'export needs a --where condition');
+  const format = options.format ?? (/\.parquet$/i.test(options.to) ? 'parquet' : 'ndjson');
+  const { tables, explicit } = await targetTables(catalog, options);
+  const parts: Array<{ table: string; sql: string; rows: number }> = [];
+  const skipped: Array<{ table: string; reason: string }> = [];
+  for (const identifier of tables) {
+    const table = await catalog.loadTable(identifier);
+    const counted = await countMatches(engine, table, options.where);
+    if ('error' in counted) {
+      if (explicit)
+        throw new TributaryError(
+          'INVALID_INPUT',
+          `the condition cannot be evaluated on ${table.name}: ${counted.error}`,
+        );
+      skipped.push({ table: table.name, reason: counted.error });
+      continue;
+    }
+    const plan = await planScan(table.metadata, table.storage);
+    parts.push({
+      table: tableIdentifierToString(identifier),
+      sql: `select * from ${scanSql(plan, table.storage)} t where (${options.where})`,
+      rows: counted.rows,
+    });
+  }
+  const nonEmpty = parts.filter((p) => p.rows > 0);
+  const target = quoteLiteral(options.to);
+  try {
+    if (format === 'ndjson') {
+      const union = nonEmpty.length
+        ? nonEmpty
+            .map((p) => `select ${quoteLiteral(p.table)} as "table", to_json(s) as "row" from (${p.sql}) s`)
+            .join(' union all ')
+        : `select NULL::VARCHAR as "table", NULL::JSON as "row" where false`;
+      await engine.connection.run(`copy (${union}) to ${target} (format json)`);
+    } else {
+      const union = nonEmpty.length
+        ? nonEmpty
+            .map((p) => `select ${quoteLiteral(p.table)} as _table, * from (${p.sql}) s`)
+            .join(' union all by name ')
+        : `select NULL::VARCHAR as _table where false`;
+      await engine.connection.run(`copy (${union}) to ${target} (format parquet, compression zstd)`);
+    }
+  } catch (cause) {
+    throw new TributaryError('INVALID_INPUT', `the export could not be written: ${firstLine(cause)}`, {
+      cause,
+      hint:
+        format === 'parquet'
+          ? 'tables with conflicting column types: export them one at a time with --tables, or as NDJSON'
+          : 'check the --to path',
+    });
+  }
+  const id = randomUUID();
+  const result = {
+    id,
+    file: options.to,
+    format,
+    rows: parts.reduce((n, p) => n + p.rows, 0),
+    tables: parts.map((p) => ({ table: p.table, rows: p.rows })),
+    skipped,
+  } as const;
+  if (audit) {
+    await recordAudit(audit, {
+      id,
+      kind: 'export',
+      actor: options.actor,
+      where: options.where,
+      detail: { format, rows: result.rows, tables: result.tables },
+    });
+  }
+  return result;
+}
+
+export interface AuditRecord {
+  readonly id: string;
+  readonly kind: 'erase' | 'export';
+  readonly at: number;
+  readonly actor: string;
+  readonly predicateSha256: string;
+  readonly detail: unknown;
+}
+
+async function ensureAuditTable(driver: SqlDriver): Promise<void> {
+  await driver.execute(
+    `CREATE TABLE IF NOT EXISTS ${AUDIT_TABLE} (
+       id VARCHAR(40) NOT NULL PRIMARY KEY,
+       kind VARCHAR(20) NOT NULL,
+       at BIGINT NOT NULL,
+       actor VARCHAR(200) NOT NULL,
+       predicate_sha256 VARCHAR(64) NOT NULL,
+       detail TEXT NOT NULL
+     )`,
+  );
+}
+
+async function recordAudit(
+  driver: SqlDriver,
+  entry: { id: string; kind: 'erase' | 'export'; actor: string | undefined; where: string; detail: unknown },
+): Promise<void> {
+  await ensureAuditTable(driver);
+  let actor = entry.actor;
+  if (!actor) {
+    try {
+      actor = os.userInfo().username;
+    } catch {
+      actor = 'unknown';
+    }
+  }
+  await driver.execute(
+    `INSERT INTO ${AUDIT_TABLE} (id, kind, at, actor, predicate_sha256, detail) VALUES (?, ?, ?, ?, ?, ?)`,
+    [
+      entry.id,
+      entry.kind,
+      Date.now(),
+      actor,
+      createHash('sha256').update(entry.where).digest('hex'),
+      JSON.stringify(entry.detail),
+    ],
+  );
+}
+
+/** The audit records, newest first. */
+export async function listAudit(driver: SqlDriver, limit = 50): Promise<AuditRecord[]> {
+  await ensureAuditTable(driver);
+  const rows = await driver.query<{
+    id: string;
+    kind: string;
+    at: number | string;
+    actor: string;
+    predicate_sha256: string;
+    detail: string;
+  }>(`SELECT * FROM ${AUDIT_TABLE} ORDER BY at DESC LIMIT ?`, [limit]);
+  return rows.map((r) => ({
+    id: r.id,
+    kind: r.kind as 'erase' | 'export',
+    at: Number(r.at),
+    actor: r.actor,
+    predicateSha256: r.predicate_sha256,
+    detail: JSON.parse(r.detail) as unknown,
+  }));
+}

@@ -1,0 +1,259 @@
+/**
+ * Queries from untrusted callers (the HTTP query API): one SELECT over the catalog's tables, with a time
+ * limit and a row limit, that can neither read nor write anything else. Three layers:
+ *
+ *  1. The text is parsed by DuckDB before anything runs: exactly one statement, a SELECT (or WITH … SELECT),
+ *     naming only catalog tables and WITH names, calling no table function but range/generate_series/unnest.
+ *     COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, CREATE, two statements, read_csv('/etc/passwd'), query('…')
+ *     are all refused with INVALID_INPUT, and have no effect.
+ *  2. The DuckDB instance is hardened once, before any query: no external access except the warehouse's
+ *     directories (enable_external_access=false, allowed_directories), no extension auto-install or
+ *     auto-load, then lock_configuration=true so SQL cannot change any setting back.
+ *  3. Each query runs on its own connection, interrupted when its time is up (QUERY_TIMEOUT), and streams
+ *     only `maxRows + 1` rows to learn whether the result was truncated.
+ */
+import path from 'node:path';
+import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import type { Catalog } from '../catalog/catalog.ts';
+import { tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
+import { TributaryError, isTributaryError } from '../errors.ts';
+import { quoteLiteral } from '../iceberg/duckdb.ts';
+import { isLocalLocation, localPathOf } from '../storage/location.ts';
+import type { QueryResult } from './query-engine.ts';
+import { ALLOWED_TABLE_FUNCTIONS, parseSingleSelect, rewriteTableReferences } from './sql-check.ts';
+import { listAllTables, SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } from './table-views.ts';
+
+export interface ReadOnlyEngineOptions {
+  /** DuckDB worker threads; default: DuckDB's (the cores). */
+  readonly threads?: number;
+  /** DuckDB memory limit, e.g. "2GB"; default: DuckDB's (80% of RAM). */
+  readonly memoryLimit?: string;
+}
+
+export interface ReadOnlyQueryOptions extends SnapshotSelector {
+  /** Interrupt the query after this long; default 30 s. */
+  readonly timeoutMs?: number;
+  /** Return at most this many rows (`truncated` says when there were more); default 10,000. */
+  readonly maxRows?: number;
+}
+
+export interface ReadOnlyQueryResult extends QueryResult {
+  /** True when the result had more than `maxRows` rows and was cut. */
+  readonly truncated: boolean;
+  readonly elapsedMs: number;
+  /** The snapshot each table was read at (table → snapshot id as a string, or null for an empty table). */
+  readonly snapshots: Readonly<Record<string, string | null>>;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_ROWS = 10_000;
+
+/** A hardened DuckDB instance over a catalog, shared by concurrent read-only queries. */
+export class ReadOnlyQueryEngine {
+  readonly #catalog: Catalog;
+  readonly #instance: DuckDBInstance;
+  readonly #admin: DuckDBConnection;
+  readonly #views: TableViews;
+  readonly #allowed: readonly string[];
+  #closed = false;
+
+  private constructor(
+    catalog: Catalog,
+    instance: DuckDBInstance,
+    admin: DuckDBConnection,
+    allowed: readonly string[],
+  ) {
+    this.#catalog = catalog;
+    this.#instance = instance;
+    this.#admin = admin;
+    this.#views = new TableViews(catalog, admin);
+    this.#allowed = allowed;
+  }
+
+  static async open(catalog: Catalog, options: ReadOnlyEngineOptions = {}): Promise<ReadOnlyQueryEngine> {
+    const instance = await DuckDBInstance.create(':memory:', {
+      autoinstall_known_extensions: 'false',
+      autoload_known_extensions: 'false',
+      ...(options.threads ? { threads: String(options.threads) } : {}),
+      ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+    });
+    const admin = await instance.connect();
+    // Directories DuckDB may read: the warehouse, and the location of any table kept outside it.
+    const roots = new Set<string>();
+    const addRoot = (location: string) => {
+      if (!isLocalLocation(location)) return;
+      const local = localPathOf(location);
+      for (const root of roots) if (local.startsWith(root)) return;
+      roots.add(local.endsWith(path.sep) ? local : `${local}${path.sep}`);
+    };
+    addRoot(catalog.warehouse);
+    for (const identifier of await listAllTables(catalog)) {
+      try {
+        addRoot((await catalog.loadTable(identifier)).location);
+      } catch {
+        // an unreadable table is refused when queried
+      }
+    }
+    try {
+      await admin.run(`set TimeZone = 'UTC'`);
+      await admin.run(`set allowed_directories = [${[...roots].map(quoteLiteral).join(', ')}]`);
+      await admin.run('set enable_external_access = false');
+      await admin.run('set lock_configuration = true');
+    } catch (cause) {
+      admin.closeSync();
+      instance.closeSync();
+      throw cause;
+    }
+    return new ReadOnlyQueryEngine(catalog, instance, admin, [...roots]);
+  }
+
+  /** The directories queries may read (the warehouse and tables outside it). */
+  get allowedDirectories(): readonly string[] {
+    return this.#allowed;
+  }
+
+  /**
+   * Runs one read-only SELECT. INVALID_INPUT when the SQL is anything else, names an unknown table or
+   * fails; QUERY_TIMEOUT when interrupted; SNAPSHOT_NOT_FOUND for a snapshot a table lacks.
+   */
+  async run(sql: string, options: ReadOnlyQueryOptions = {}): Promise<ReadOnlyQueryResult> {
+    if (this.#closed) throw new TributaryError('INTERNAL', 'the read-only query engine is closed');
+    const started = performance.now();
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const maxRows = Math.max(0, Math.floor(options.maxRows ?? DEFAULT_MAX_ROWS));
+    const connection = await this.#instance.connect();
+    try {
+      return await this.#run(connection, sql, started, timeoutMs, maxRows, options);
+    } finally {
+      connection.closeSync();
+    }
+  }
+
+  async #run(
+    connection: DuckDBConnection,
+    sql: string,
+    started: number,
+    timeoutMs: number,
+    maxRows: number,
+    options: SnapshotSelector,
+  ): Promise<ReadOnlyQueryResult> {
+    const parsed = await parseSingleSelect(connection, sql);
+    if (parsed.otherRefs.length)
+      throw refused(
+        'DESCRIBE, SUMMARIZE and SHOW are not allowed',
+        'describe tables with GET /v1/tables/{table}',
+      );
+    const forbidden = parsed.tableFunctions.filter((f) => !ALLOWED_TABLE_FUNCTIONS.has(f));
+    if (forbidden.length) {
+      throw refused(
+        `the table function ${forbidden[0]}() is not allowed`,
+        `query catalog tables by name; table functions allowed: ${[...ALLOWED_TABLE_FUNCTIONS].join(', ')}`,
+      );
+    }
+    const catalogTables = new Map<string, TableIdentifier>(
+      (await listAllTables(this.#catalog)).map((t) => [tableIdentifierToString(t).toLowerCase(), t]),
+    );
+    const used = new Map<string, TableIdentifier>();
+    for (const reference of parsed.tables) {
+      const dotted = reference.parts.join('.').toLowerCase();
+      if (reference.parts.length === 1 && parsed.cteNames.has(reference.parts[0]!)) continue;
+      const identifier = catalogTables.get(dotted);
+      if (!identifier) {
+        throw refused(
+          `no table ${reference.parts.join('.')} in the catalog`,
+          'name tables as namespace.table; GET /v1/tables lists them',
+        );
+      }
+      used.set(dotted, identifier);
+    }
+    const timeTravel = options.snapshotId !== undefined || options.asOfMs !== undefined;
+    const snapshots: Record<string, string | null> = {};
+    const pinned = new Map<string, { schema: string; table: string }>();
+    for (const [dotted, identifier] of used) {
+      const exposed = timeTravel
+        ? await this.#views.at(identifier, options)
+        : await this.#views.current(identifier);
+      snapshots[tableIdentifierToString(identifier)] = exposed.snapshotId?.toString() ?? null;
+      if (timeTravel)
+        pinned.set(dotted, {
+          schema: SNAPSHOT_SCHEMA,
+          table: `${tableIdentifierToString(identifier)}@${exposed.snapshotId}`,
+        });
+    }
+    const text = timeTravel
+      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(parts.join('.').toLowerCase()))
+      : sql;
+    const remaining = timeoutMs - (performance.now() - started);
+    if (remaining <= 0) throw timedOut(timeoutMs);
+    let interrupted = false;
+    const timer = setTimeout(() => {
+      interrupted = true;
+      connection.interrupt();
+    }, remaining);
+    try {
+      const reader = await connection.streamAndReadUntil(text, maxRows + 1);
+      const names = reader.columnNames();
+      const types = reader.columnTypes();
+      const rows = reader.getRowObjectsJson();
+      if (interrupted) throw timedOut(timeoutMs);
+      return {
+        columns: names.map((name, i) => ({ name, type: String(types[i]) })),
+        rows: rows.length > maxRows ? rows.slice(0, maxRows) : rows,
+        truncated: rows.length > maxRows,
+        elapsedMs: performance.now() - started,
+        snapshots,
+      };
+    } catch (cause) {
+      if (interrupted || /interrupt/i.test(String((cause as Error).message))) throw timedOut(timeoutMs);
+      if (isTributaryError(cause)) throw cause;
+      throw refused(`the query failed: ${String((cause as Error).message).split('\n')[0]}`, undefined, cause);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#admin.closeSync();
+    this.#instance.closeSync();
+  }
+}
+
+function refused(message: string, hint?: string, cause?: unknown): TributaryError {
+  return new TributaryError('INVALID_INPUT', message, {
+    hint: hint ?? 'send one SELECT (or WITH … SELECT) statement over catalog tables',
+    ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+function timedOut(timeoutMs: number): TributaryError {
+  return new TributaryError('QUERY_TIMEOUT', `the query ran longer than ${timeoutMs} ms and was stopped`, {
+    hint: 'narrow the query (a filter, fewer columns) or ask for a longer timeout',
+    retryable: false,
+  });
+}
+
+export interface RunReadOnlyQueryOptions extends ReadOnlyQueryOptions {
+  /** A shared engine (the server keeps one); else one is opened over `catalog` for this query. */
+  readonly engine?: ReadOnlyQueryEngine;
+  readonly catalog?: Catalog;
+}
+
+/**
+ * One read-only query: `{ engine }` (shared, the server's case) or `{ catalog }` (a hardened engine is opened
+ * and closed around the query). See ReadOnlyQueryEngine.run.
+ */
+export async function runReadOnlyQuery(
+  sql: string,
+  options: RunReadOnlyQueryOptions,
+): Promise<ReadOnlyQueryResult> {
+  if (options.engine) return options.engine.run(sql, options);
+  if (!options.catalog) throw new TributaryError('INTERNAL', 'runReadOnlyQuery needs an engine or a catalog');
+  const engine = await ReadOnlyQueryEngine.open(options.catalog);
+  try {
+    return await engine.run(sql, options);
+  } finally {
+    engine.close();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * Erasure for real: after `eraseRows`, no snapshot of the table returns the person's rows, and no Parquet
+ * file under the table's location holds them — read directly with DuckDB's read_parquet over every file,
+ * including rows that were already hidden by merge-on-read deletes and rows of older snapshots.
+ */
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseTableIdentifier } from '../../src/catalog/identifier.ts';
+import { resolveCatalogUri } from '../../src/catalog/open.ts';
+import { openSqlDriver } from '../../src/catalog/sql-driver.ts';
+import { quoteLiteral } from '../../src/iceberg/duckdb.ts';
+import { deleteWhere, upsert } from '../../src/iceberg/operations/write.ts';
+import { localPathOf } from '../../src/storage/location.ts';
+import { eraseRows, exportRows, listAudit } from '../../src/query/privacy.ts';
+import { QueryEngine } from '../../src/query/query-engine.ts';
+import { openTestLakehouse, type TestLakehouse } from '../../src/query/testing.ts';
+
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir).flatMap((entry) => {
+    const full = path.join(dir, entry);
+    return statSync(full).isDirectory() ? filesUnder(full) : [full];
+  });
+}
+
+describe('erase and export', () => {
+  let lake: TestLakehouse;
+  before(async () => {
+    lake = await openTestLakehouse('tributary-privacy-');
+    const users = (from: number, n: number) =>
+      `select (${from} + i)::bigint as id, 'u' || ((${from} + i) % 10) as user_id, 'mail' || ((${from} + i) % 10) || '@example.com' as email from range(${n}) r(i)`;
+    await lake.createFromSql('bronze.events', users(0, 100));
+    for (let i = 1; i <= 4; i++) await lake.appendSql('bronze.events', users(i * 100, 100));
+    await lake.createFromSql(
+      'silver.profiles',
+      `select 'u' || i as user_id, 'Name ' || i as name from range(10) r(i)`,
+    );
+    const profiles = await lake.catalog.loadTable(parseTableIdentifier('silver.profiles'));
+    // An upsert hides the old row of u4 with a position delete: its bytes are still in the first file.
+    await upsert(profiles, lake.engine, `(select 'u4' as user_id, 'Renamed' as name)`, {
+      keyColumns: ['user_id'],
+    });
+    // A copy-on-write delete leaves u4's other rows in files only older snapshots reach.
+    const events = await lake.catalog.loadTable(parseTableIdentifier('bronze.events'));
+    await deleteWhere(events, lake.engine, 'id < 50', { mode: 'copy-on-write' });
+    await lake.createFromSql('ops.metrics', `select 1 as n`);
+  });
+  after(() => lake.close());
+
+  it('exports a person’s rows from every table as NDJSON and Parquet', async () => {
+    const to = path.join(lake.dir, 'u4.ndjson');
+    const result = await exportRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", to });
+    assert.deepEqual(result.tables, [
+      { table: 'bronze.events', rows: 45 },
+      { table: 'silver.profiles', rows: 1 },
+    ]);
+    assert.deepEqual(
+      result.skipped.map((s) => s.table),
+      ['ops.metrics'],
+    );
+    const lines = readFileSync(to, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { table: string; row: Record<string, unknown> });
+    assert.equal(lines.length, 46);
+    assert.deepEqual(
+      lines.find((l) => l.table === 'silver.profiles'),
+      { table: 'silver.profiles', row: { user_id: 'u4', name: 'Renamed' } },
+    );
+    const parquet = path.join(lake.dir, 'u4.parquet');
+    await exportRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", to: parquet });
+    const reader = await lake.engine.connection.runAndReadAll(
+      `select _table, count(*)::int from read_parquet(${quoteLiteral(parquet)}) group by 1 order by 1`,
+    );
+    assert.deepEqual(reader.getRows(), [
+      ['bronze.events', 45],
+      ['silver.profiles', 1],
+    ]);
+  });
+
+  it('erases the rows from every snapshot and every file, with an audit record', async () => {
+    const audit = await openSqlDriver(resolveCatalogUri(`sqlite:${lake.dir}/catalog.db`, lake.dir));
+    try {
+      const dry = await eraseRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", dryRun: true });
+      // silver.profiles: the replaced row of u4 is hidden by a delete file, in a file still live (rewritten).
+      assert.deepEqual(
+        dry.tables.map((t) => [t.table, t.rows, t.inHistory, t.rewrittenFiles]),
+        [
+          ['bronze.events', 45, true, 5],
+          ['silver.profiles', 1, false, 2],
+        ],
+      );
+      const result = await eraseRows(
+        lake.catalog,
+        lake.engine,
+        { where: "user_id = 'u4'", reason: 'ticket 123' },
+        audit,
+      );
+      assert.deepEqual(
+        result.tables.map((t) => [t.table, t.rows, t.remainingFiles.length]),
+        [
+          ['bronze.events', 45, 0],
+          ['silver.profiles', 1, 0],
+        ],
+      );
+      assert.ok(result.tables.every((t) => t.expiredSnapshots > 0));
+      const [record] = await listAudit(audit);
+      assert.equal(record?.id, result.id);
+      assert.equal(record?.kind, 'erase');
+      assert.match(record?.predicateSha256 ?? '', /^[0-9a-f]{64}$/);
+      assert.doesNotMatch(JSON.stringify(record), /u4/);
+    } finally {
+      await audit.close();
+    }
+    const query = new QueryEngine(lake.catalog, lake.engine);
+    for (const table of ['bronze.events', 'silver.profiles']) {
+      const loaded = await lake.catalog.loadTable(parseTableIdentifier(table));
+      // No snapshot left returns the rows…
+      for (const snapshot of loaded.metadata.snapshots) {
+        const rows = await query.query(`select count(*)::int as n from ${table} where user_id = 'u4'`, {
+          snapshotId: snapshot['snapshot-id'],
+        });
+        assert.deepEqual(rows.rows, [{ n: 0 }], `${table} at ${snapshot['snapshot-id']}`);
+      }
+      // …and no data file under the table holds them.
+      const parquet = filesUnder(localPathOf(loaded.location)).filter((f) => f.endsWith('.parquet'));
+      assert.ok(parquet.length > 0);
+      const dataFiles = [];
+      for (const file of parquet) {
+        const columns = (
+          await lake.engine.connection.runAndReadAll(
+            `describe select * from read_parquet(${quoteLiteral(file)})`,
+          )
+        )
+          .getRows()
+          .map((r) => String(r[0]));
+        if (columns.includes('user_id')) dataFiles.push(file);
+      }
+      const reader = await lake.engine.connection.runAndReadAll(
+        `select count(*)::int from read_parquet([${dataFiles.map(quoteLiteral).join(', ')}], union_by_name = true) where user_id = 'u4'`,
+      );
+      assert.deepEqual(reader.getRows(), [[0]], table);
+      // Everyone else is still there.
+      const others = await query.query(`select count(*)::int as n from ${table} where user_id <> 'u4'`);
+      assert.deepEqual(others.rows, [{ n: table === 'bronze.events' ? 405 : 9 }]);
+    }
+  });
+});
