@@ -39,7 +39,11 @@ export function registerCatalog(program: Command, context: () => CliContext): vo
             });
           }
         }
-        return rows;
+        // Tables first, internal ones (the DLQ tables, `_dlq`) last.
+        return rows.sort(
+          (a, b) =>
+            Number(a.name.includes('._')) - Number(b.name.includes('._')) || a.name.localeCompare(b.name),
+        );
       });
       console.log(`Catalog "${info.name}" (SQL catalog, the tables of Iceberg's JDBC catalog)
   uri        ${info.uri}
