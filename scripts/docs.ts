@@ -44,8 +44,12 @@ function rows(schema: JsonSchema, prefix: string, out: string[][]): void {
       (property.description ?? resolved.description ?? '').replace(/\|/g, '\\|'),
     ]);
     const items = property.type === 'array' ? property.items : undefined;
+    // A map of described named entries (z.record, e.g. streams): its values' keys, under `<name>`.
+    const values = property.additionalProperties as JsonSchema | boolean | undefined;
     if (items?.properties || items?.oneOf) rows(items, `${name}[]`, out);
     else if (property.properties || property.oneOf || property.anyOf) rows(property, name, out);
+    else if (typeof values === 'object' && values.properties && values.description)
+      rows(values, `${name}.<name>`, out);
   }
 }
 

@@ -111,14 +111,14 @@ export async function buildPipeline(
           'CONFIG_INVALID',
           `${pipeline.file}: unknown transform type "${config.type}"`,
         );
-      transforms.push(await definition.create(config as never, context));
+      transforms.push(await definition.create(config, context));
     }
     const sinks: Sink[] = [];
     for (const config of pipeline.config.sinks) {
       const definition = sinkDefinitions.find((d) => d.type === config.type);
       if (!definition)
         throw new TributaryError('CONFIG_INVALID', `${pipeline.file}: unknown sink type "${config.type}"`);
-      sinks.push(await definition.create(config as never, context));
+      sinks.push(await definition.create(config, context));
     }
     const dlq = new DlqSink({
       pipeline: name,
@@ -173,9 +173,13 @@ export function buildSource(project: Project, name: string, options: SourceOptio
   const source = sourceNamed(project, name);
   const definition = sourceDefinitions.find((d) => d.type === source.config.type);
   if (!definition)
-    throw new TributaryError('CONFIG_INVALID', `${source.file}: unknown source type "${source.config.type}"`, {
-      hint: `types: ${sourceDefinitions.map((d) => d.type).join(', ')}`,
-    });
+    throw new TributaryError(
+      'CONFIG_INVALID',
+      `${source.file}: unknown source type "${source.config.type}"`,
+      {
+        hint: `types: ${sourceDefinitions.map((d) => d.type).join(', ')}`,
+      },
+    );
   return definition.create(definition.schema.parse(source.config), {
     name,
     project,

@@ -1,6 +1,6 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
 import { openCatalog } from '../catalog/open.ts';
-import { sinkDefinitions, transformDefinitions } from '../components.ts';
+import { sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
 import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
@@ -9,6 +9,7 @@ import type { Project } from '../core/project.ts';
 import { isTributaryError } from '../errors.ts';
 import { openEngine } from '../iceberg/duckdb.ts';
 import type { Log } from '../log/log.ts';
+import { serverChecks } from '../server/checks.ts';
 import { openProjectCatalog } from './project-catalog.ts';
 
 function failure(error: unknown, fallbackFix: string): CheckResult {
@@ -87,7 +88,7 @@ function componentChecks(project: Project): DoctorCheck[] {
             resources,
           };
           try {
-            const results = await check(definition.schema.parse(config), context);
+            const results = await check(config, context);
             const worst =
               results.find((r) => r.status === 'fail') ??
               results.find((r) => r.status === 'warn') ??
@@ -105,6 +106,66 @@ function componentChecks(project: Project): DoctorCheck[] {
   return checks;
 }
 
+/** The named checks of each source (postgres_cdc: wal_level, privileges, publication, identity, slot…). */
+const SOURCE_CHECK_NAMES: Record<string, readonly string[]> = {
+  postgres_cdc: [
+    'connection',
+    'wal_level',
+    'replication privilege',
+    'tables',
+    'publication',
+    'replica identity',
+    'slot',
+    'slot holder',
+    'slot lag',
+    'max_slot_wal_keep_size',
+  ],
+};
+
+function sourceChecks(project: Project): DoctorCheck[] {
+  const checks: DoctorCheck[] = [];
+  for (const source of project.sources.values()) {
+    const definition = sourceDefinitions.find((d) => d.type === source.config.type);
+    if (!definition?.check) continue;
+    const check = definition.check.bind(definition);
+    // One connection for all of a source's checks: run them once, report each.
+    let results: ReturnType<typeof check> | undefined;
+    const all = () =>
+      (results ??= check(definition.schema.parse(source.config), {
+        name: source.name,
+        project,
+        logger: createLogger({ level: 'silent' }),
+      }));
+    for (const name of SOURCE_CHECK_NAMES[source.config.type] ?? ['configured']) {
+      checks.push({
+        component: `source ${source.name}`,
+        name,
+        async run() {
+          try {
+            const found = await all();
+            const result = found.find((c) => c.name === name) ?? found.find((c) => c.name === 'queries');
+            return (
+              result?.result ?? {
+                status: 'warn',
+                detail: 'not checked: no connection (see the connection check)',
+              }
+            );
+          } catch (error) {
+            return failure(error, `check ${source.file}`);
+          }
+        },
+      });
+    }
+  }
+  return checks;
+}
+
 export function allChecks(project: Project): DoctorCheck[] {
-  return [...platformChecks, catalogCheck, ...componentChecks(project)];
+  return [
+    ...platformChecks,
+    catalogCheck,
+    ...serverChecks(project),
+    ...componentChecks(project),
+    ...sourceChecks(project),
+  ];
 }

@@ -1,5 +1,5 @@
 /** What every command receives: the global options, resolved once. */
-import { pipelineSchema } from '../components.ts';
+import { pipelineSchema, sourceSchema } from '../components.ts';
 import { loadProject, type Project } from '../core/project.ts';
 
 export interface CliContext {
@@ -14,6 +14,6 @@ export function createContext(options: { project?: string; verbose?: boolean }):
   return {
     projectDir,
     verbose: options.verbose ?? false,
-    loadProject: () => loadProject(projectDir, { pipelineSchema }),
+    loadProject: () => loadProject(projectDir, { pipelineSchema, sourceSchema }),
   };
 }

@@ -5,15 +5,18 @@
 import { createRequire } from 'node:module';
 import { Command } from 'commander';
 import { registerCatalog } from './commands/catalog.ts';
+import { registerCdc } from './commands/cdc.ts';
 import { registerConfig } from './commands/config.ts';
 import { registerDlq } from './commands/dlq.ts';
 import { registerDoctor } from './commands/doctor.ts';
 import { registerInit } from './commands/init.ts';
 import { registerModels } from './commands/models.ts';
 import { registerPrivacy } from './commands/privacy.ts';
+import { registerKeys } from './commands/keys.ts';
 import { registerQuery } from './commands/query.ts';
 import { registerRun } from './commands/run.ts';
 import { registerRuns } from './commands/runs.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerTables } from './commands/tables.ts';
 import { registerTopics } from './commands/topics.ts';
 import { registerValidate } from './commands/validate.ts';
@@ -44,11 +47,14 @@ export function buildProgram(): Command {
   registerTables(program, getContext);
   registerQuery(program, getContext);
   registerRun(program, getContext);
+  registerServe(program, getContext);
+  registerKeys(program, getContext);
   registerTopics(program, getContext);
   registerDlq(program, getContext);
   registerModels(program, getContext);
   registerValidate(program, getContext);
   registerRuns(program, getContext);
   registerPrivacy(program, getContext);
+  registerCdc(program, getContext);
   return program;
 }

@@ -1,12 +1,13 @@
 /**
- * A Tributary project on disk: `tributary.yaml` at its root and one file per pipeline in `pipelines/`.
- * Relative paths in the configuration are relative to the project root, wherever the command runs from.
+ * A Tributary project on disk: `tributary.yaml` at its root, one file per pipeline in `pipelines/` and one
+ * per source (change data capture) in `sources/`. Relative paths in the configuration are relative to the
+ * project root, wherever the command runs from.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { loadConfigFile, type LoadOptions } from './config/load-file.ts';
-import type { z } from 'zod';
+import { z } from 'zod';
 import {
   genericPipelineSchema,
   PIPELINE_NAME,
@@ -15,6 +16,19 @@ import {
 } from './config/pipeline.ts';
 import { PLATFORM_FILE, platformSchema, type PlatformConfig } from './config/platform.ts';
 import type { SecretPaths } from './config/placeholders.ts';
+
+/** Where source files live: `sources/<name>.yaml`, one source each. */
+export const SOURCES_DIR = 'sources';
+
+/** A source file before its type's schema is applied (the composition root injects the real one). */
+export const genericSourceSchema = z.looseObject({ type: z.string() });
+
+export interface SourceFile {
+  readonly name: string;
+  readonly file: string;
+  readonly config: { readonly type: string } & Record<string, unknown>;
+  readonly secretPaths: SecretPaths;
+}
 
 export interface Pipeline {
   readonly name: string;
@@ -29,6 +43,8 @@ export interface Project {
   readonly platform: PlatformConfig;
   readonly platformSecretPaths: SecretPaths;
   readonly pipelines: ReadonlyMap<string, Pipeline>;
+  /** The sources of `sources/*.yaml` (change data capture into log topics), by name. */
+  readonly sources: ReadonlyMap<string, SourceFile>;
 }
 
 /** The nearest directory at or above `start` that holds a tributary.yaml. */
@@ -53,6 +69,8 @@ export function findProjectRoot(start: string = process.cwd()): string {
 export interface ProjectLoadOptions extends LoadOptions {
   /** The schema pipeline files are validated with: the registered components' (src/components.ts). */
   readonly pipelineSchema?: z.ZodType;
+  /** The schema source files are validated with: the registered sources' (src/components.ts). */
+  readonly sourceSchema?: z.ZodType;
 }
 
 export function loadProject(start?: string, options: ProjectLoadOptions = {}): Project {
@@ -97,7 +115,43 @@ export function loadProject(start?: string, options: ProjectLoadOptions = {}): P
     platform: platform.value,
     platformSecretPaths: platform.secretPaths,
     pipelines,
+    sources: loadSources(root, options),
   };
+}
+
+/** `sources/*.yaml`: one source per file, named by the file. */
+function loadSources(root: string, options: ProjectLoadOptions): Map<string, SourceFile> {
+  const sources = new Map<string, SourceFile>();
+  const dir = path.join(root, SOURCES_DIR);
+  const files = existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+    : [];
+  for (const fileName of files) {
+    const name = fileName.replace(/\.ya?ml$/, '');
+    const file = path.join(dir, fileName);
+    if (!PIPELINE_NAME.test(name)) {
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `${path.relative(process.cwd(), file)}: "${name}" is not a valid source name`,
+        { hint: 'rename the file: lower-case letters, digits, _ and -, starting with a letter' },
+      );
+    }
+    if (sources.has(name)) {
+      throw new TributaryError('CONFIG_DUPLICATE', `two files define source "${name}" (.yaml and .yml)`, {
+        hint: 'keep one of them',
+      });
+    }
+    const loaded = loadConfigFile(file, options.sourceSchema ?? genericSourceSchema, options);
+    sources.set(name, {
+      name,
+      file,
+      config: loaded.value as SourceFile['config'],
+      secretPaths: loaded.secretPaths,
+    });
+  }
+  return sources;
 }
 
 /** A path from the configuration, resolved against the project root. */

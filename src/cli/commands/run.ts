@@ -1,15 +1,22 @@
 /**
  * `tributary run <pipeline>` runs one pipeline (a worker); `tributary up` runs every pipeline of the
- * project. SIGTERM and SIGINT stop intake, finish and commit the batch in flight, and exit 0 within the
- * pipeline's shutdown timeout.
+ * project and the HTTP server, sharing one log and one metrics registry; `tributary serve` (serve.ts) runs
+ * the server alone. SIGTERM and SIGINT stop intake (the server answers the requests in flight once their
+ * events are durable), finish and commit the pipelines' batches in flight, and exit 0 within the
+ * pipelines' shutdown timeout.
+ *
+ * With the server running, a pipeline that fails does not stop the process: ingest goes on (events are
+ * durable in the log), /readyz reports the failed pipeline, and the exit code is 1 when the process stops.
  */
 import type { Command } from 'commander';
+import { Registry } from 'prom-client';
 import { buildPipeline, openProjectLog } from '../../components.ts';
-import { createLogger } from '../../core/logger.ts';
+import { createLogger, type Logger } from '../../core/logger.ts';
 import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
+import { openThreadedLog, startProjectServer } from '../../server/start.ts';
 import type { CliContext } from '../context.ts';
 
 export function registerRun(program: Command, context: () => CliContext): void {
@@ -25,18 +32,29 @@ export function registerRun(program: Command, context: () => CliContext): void {
 
   program
     .command('up')
-    .description('Run every pipeline of the project until stopped.')
-    .option('--once', 'stop each pipeline when its source topic has no more records')
-    .action(async (options: { once?: boolean }) => {
+    .description(
+      'Run every pipeline of the project and the HTTP server (event ingest, health, metrics) until stopped.',
+    )
+    .option('--once', 'stop each pipeline when its source topic has no more records (no server)')
+    .option('--no-server', 'run the pipelines only')
+    .action(async (options: { once?: boolean; server?: boolean }) => {
       const project = context().loadProject();
       const names = [...project.pipelines.keys()];
-      if (names.length === 0) {
+      const serve = options.server !== false && !options.once;
+      if (names.length === 0 && !(serve && Object.keys(project.platform.streams ?? {}).length > 0)) {
         throw new TributaryError('USAGE', `the project in ${project.root} has no pipelines`, {
-          hint: 'add a pipeline file to pipelines/',
+          hint: 'add a pipeline file to pipelines/ (or a stream to tributary.yaml to run the server alone)',
         });
       }
-      await runPipelines(project, names, options.once ?? false, context().verbose);
+      await runPipelines(project, names, options.once ?? false, context().verbose, { serve });
     });
+}
+
+export function projectLogger(project: Project, verbose: boolean): Logger {
+  return createLogger({
+    level: verbose ? 'debug' : project.platform.logging.level,
+    format: project.platform.logging.format,
+  });
 }
 
 export async function runPipelines(
@@ -44,37 +62,81 @@ export async function runPipelines(
   names: readonly string[],
   once: boolean,
   verbose: boolean,
+  options: { serve?: boolean; host?: string; port?: number } = {},
 ): Promise<void> {
-  const logger = createLogger({
-    level: verbose ? 'debug' : project.platform.logging.level,
-    format: project.platform.logging.format,
-  });
-  const log = await openProjectLog(project);
-  const metrics = createPipelineMetrics();
-  const built: Array<{ runner: PipelineRunner; close: () => Promise<void>; timeout: number }> = [];
+  const logger = projectLogger(project, verbose);
+  // With the server, the log runs on a worker thread so that its commits never block requests.
+  const log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
+  const registry = new Registry();
+  const metrics = createPipelineMetrics(registry);
+  const built: Array<{
+    runner: PipelineRunner;
+    close: () => Promise<void>;
+    timeout: number;
+    topic: string;
+  }> = [];
+  let server: { url: string; close: () => Promise<void> } | undefined;
   try {
     for (const name of names) {
       const pipeline = await buildPipeline(project, name, { log, logger, metrics, exitWhenIdle: once });
-      built.push({ ...pipeline, timeout: project.pipelines.get(name)!.config.shutdown_timeout });
+      const config = project.pipelines.get(name)!.config;
+      built.push({ ...pipeline, timeout: config.shutdown_timeout, topic: config.source.topic });
     }
+    if (options.serve) {
+      server = await startProjectServer(project, {
+        log,
+        registry,
+        logger,
+        pipelines: () => built.map(({ runner, topic }) => ({ runner, topic })),
+        host: options.host,
+        port: options.port,
+      });
+      console.log(`Tributary server listening on ${server.url}`);
+    }
+    let stopServer: (() => void) | undefined;
+    const serverStopped = server
+      ? new Promise<void>((resolve) => {
+          stopServer = resolve;
+        })
+      : Promise.resolve();
     const stop = (signal: string) => {
-      logger.info({ signal }, `${signal} received: finishing the batches in flight`);
+      logger.info({ signal }, `${signal} received: finishing the requests and batches in flight`);
+      stopServer?.();
       for (const { runner } of built) runner.stop();
-      const timeout = Math.max(...built.map((b) => b.timeout));
+      const timeout = Math.max(10_000, ...built.map((b) => b.timeout));
       setTimeout(() => {
-        logger.error(`pipelines did not stop within ${timeout} ms; exiting`);
+        logger.error(`did not stop within ${timeout} ms; exiting`);
         process.exit(1);
       }, timeout).unref();
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    const results = await Promise.allSettled(built.map(({ runner }) => runner.run()));
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) {
-      for (const { runner } of built) runner.stop();
-      throw failed.reason;
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+    try {
+      const running = built.map(({ runner }) => runner.run());
+      if (!server) {
+        const results = await Promise.allSettled(running);
+        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+        if (failed) {
+          for (const { runner } of built) runner.stop();
+          throw failed.reason;
+        }
+        return;
+      }
+      // With the server, a failed pipeline is reported by /readyz; the process stops on a signal.
+      const results = Promise.allSettled(running);
+      await serverStopped;
+      await server.close();
+      server = undefined;
+      const failed = (await results).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    } finally {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
     }
   } finally {
+    await server?.close();
     for (const { close } of built) await close();
     await log.close();
   }

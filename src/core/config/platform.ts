@@ -3,7 +3,9 @@
  * how the server and the logs behave. Embedded defaults need no services; production swaps components by
  * configuration alone.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { byteSize, duration as durationText } from './units.ts';
 
 export const PLATFORM_FILE = 'tributary.yaml';
 
@@ -44,6 +46,244 @@ const sqlCatalog = z
   })
   .describe('Where tables are registered.');
 
+/**
+ * A duration as text ("30s") or a number of milliseconds: `tributary init` writes the defaults out as
+ * numbers, so both must read back.
+ */
+function duration(description: string) {
+  return z
+    .union([z.number().int().nonnegative(), durationText(description)])
+    .describe(`${description} A duration such as "500ms", "30s", "5m" or "7d", or a number of milliseconds.`);
+}
+
+/** Names of streams: also a URL path segment and part of a topic name. */
+export const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+
+/** An IP address or a CIDR block (10.0.0.0/8, fd00::/8). */
+function isIpOrCidr(text: string): boolean {
+  const [address = '', bits, extra] = text.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
+
+const tokenBucket = (what: string, rate: number, burst: number) =>
+  z
+    .strictObject({
+      requests_per_second: z
+        .number()
+        .min(0)
+        .default(rate)
+        .describe(`Requests per second ${what} may make on average (token bucket refill rate); 0: no limit.`),
+      burst: z
+        .number()
+        .int()
+        .min(1)
+        .default(burst)
+        .describe('Requests allowed at once above the average (token bucket size).'),
+    })
+    .describe(`Rate limit ${what}: over it, requests get 429 with Retry-After.`);
+
+const rateLimits = z
+  .strictObject({
+    per_key: tokenBucket('each API key', 1000, 2000).prefault({}),
+    per_ip: tokenBucket('each client IP', 200, 400).prefault({}),
+  })
+  .describe('Token-bucket rate limits, counted per stream.');
+
+const serverSchema = z
+  .strictObject({
+    host: z.string().default('127.0.0.1').describe('Address the HTTP server listens on (0.0.0.0 for all).'),
+    port: z.number().int().min(0).max(65535).default(8080).describe('Port the HTTP server listens on.'),
+    tls: z
+      .strictObject({
+        cert: z.string().min(1).describe('PEM certificate chain file, relative to the project.'),
+        key: z.string().min(1).describe('PEM private key file, relative to the project.'),
+      })
+      .optional()
+      .describe(
+        'Serve HTTPS with this certificate (and send Strict-Transport-Security). Absent: plain HTTP.',
+      ),
+    body_limit: byteSize(
+      'Largest request body, before and after gzip decoding; larger requests get 413.',
+    ).default(1024 * 1024),
+    max_events: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe('Most events in one request; more get 413.'),
+    max_depth: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(64)
+      .describe('Deepest nesting of objects and arrays inside an event; deeper events are invalid.'),
+    request_timeout: duration(
+      'Time a client has to send a whole request (headers and body); slower ones get 408.',
+    ).default(30_000),
+    keep_alive_timeout: duration('How long an idle keep-alive connection stays open.').default(72_000),
+    trusted_proxies: z
+      .array(z.string().refine(isIpOrCidr, 'must be an IP address or a CIDR block such as 10.0.0.0/8'))
+      .default([])
+      .describe(
+        'Reverse proxies (IP addresses or CIDR blocks) whose X-Forwarded-For is believed for the client IP; ' +
+          'from anyone else the header is ignored.',
+      ),
+    rate_limit: rateLimits.prefault({}),
+    max_pending_appends: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe(
+        'Requests waiting for the log to make their events durable, at most; beyond it requests get 503 with ' +
+          'Retry-After (backpressure).',
+      ),
+    max_pending_bytes: byteSize(
+      'Bytes of events waiting for the log, at most; beyond it requests get 503 with Retry-After.',
+    ).default(64 * 1024 * 1024),
+    segment: z
+      .strictObject({
+        stream: z
+          .string()
+          .describe('The configured stream that /v1/track, /v1/identify, /v1/page, /v1/batch … write into.'),
+      })
+      .optional()
+      .describe(
+        'Segment-compatible endpoints (/v1/track, /v1/identify, /v1/page, /v1/screen, /v1/group, /v1/alias, ' +
+          '/v1/batch), authenticated with an API key as the write key. Absent: those endpoints answer 404.',
+      ),
+    stall_after: duration(
+      'GET /readyz reports a pipeline as stalled when its topic has records it has not committed for this long.',
+    ).default(300_000),
+  })
+  .prefault({})
+  .describe('The HTTP server: event ingest, health, metrics and the OpenAPI description.');
+
+const hmacSettings = z
+  .strictObject({
+    secret: z
+      .string()
+      .min(1)
+      .describe('The shared secret, e.g. "${WEBHOOK_SECRET}" or "${file:/run/secrets/webhook}".'),
+    format: z
+      .enum(['github', 'stripe', 'hex', 'base64'])
+      .default('github')
+      .describe(
+        'github: "sha256=<hex>" of the body; stripe: "t=<unix time>,v1=<hex>" of "<t>.<body>"; hex or base64: ' +
+          'the bare HMAC-SHA256 of the body.',
+      ),
+    header: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Header carrying the signature (default: X-Hub-Signature-256, or Stripe-Signature for stripe).',
+      ),
+    tolerance: duration('stripe: how far the signed timestamp may be from now, against replays.').default(
+      300_000,
+    ),
+  })
+  .describe(
+    'HMAC-SHA256 signature over the raw body with a shared secret, for webhooks from SaaS providers.',
+  );
+
+const streamSchema = z
+  .strictObject({
+    topic: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,200}$/, 'a topic name is letters, digits, ".", "_" and "-"')
+      .optional()
+      .describe('Log topic the events go to (default: events.<stream>).'),
+    partitions: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024)
+      .optional()
+      .describe('Partitions of the topic when the server creates it (default: log.partitions).'),
+    schema: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'JSON Schema file (JSON or YAML, relative to the project) every event must match; absent: any JSON object.',
+      ),
+    on_invalid: z
+      .enum(['reject', 'dlq'])
+      .default('reject')
+      .describe(
+        'reject: a request with any invalid event is refused whole (400). dlq: the valid events are accepted ' +
+          'and the invalid ones go to the dead-letter topic with their reasons.',
+      ),
+    dlq_topic: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{1,200}$/, 'a topic name is letters, digits, ".", "_" and "-"')
+      .optional()
+      .describe('Log topic of invalid events with on_invalid: dlq (default: <topic>.dlq).'),
+    auth: z
+      .enum(['key', 'hmac', 'none'])
+      .default('key')
+      .describe(
+        'key: an API key (`tributary keys create`) in Authorization: Bearer or X-API-Key. hmac: a signature ' +
+          'of the body (see hmac). none: anyone who can reach the server.',
+      ),
+    hmac: hmacSettings.optional(),
+    cors_origins: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'Origins allowed to send from a browser ("https://shop.example.com", or "*" for any); requests from ' +
+          'other origins get 403.',
+      ),
+    rate_limit: z
+      .strictObject({
+        per_key: tokenBucket('each API key', 1000, 2000).optional(),
+        per_ip: tokenBucket('each client IP', 200, 400).optional(),
+      })
+      .optional()
+      .describe('Overrides server.rate_limit for this stream.'),
+    enrich: z
+      .strictObject({
+        received_at: z
+          .boolean()
+          .default(true)
+          .describe('Add `_received_at`: when the server received the event (ISO 8601, UTC).'),
+        client_ip: z
+          .enum(['off', 'full', 'truncated'])
+          .default('off')
+          .describe('Add `_client_ip`: the whole address, or truncated for privacy (IPv4 /24, IPv6 /48).'),
+        user_agent: z.boolean().default(false).describe("Add `_user_agent`: the client's User-Agent header."),
+      })
+      .prefault({})
+      .describe('Fields the server adds to every event.'),
+    id_field: z
+      .string()
+      .min(1)
+      .default('id')
+      .describe(
+        'Field holding an event id, used to drop retried duplicates (messageId on Segment endpoints).',
+      ),
+    dedupe_window: duration(
+      'How long an event id (or Idempotency-Key) is remembered to drop duplicates; "0s" turns it off.',
+    ).default(86_400_000),
+    partition_key: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'Field (dots for nested fields) whose value keys the record: events with the same value keep their order.',
+      ),
+  })
+  .describe('One HTTP event stream.');
+
+export type StreamConfig = z.output<typeof streamSchema>;
+export type ServerConfig = z.output<typeof serverSchema>;
+
 export const platformSchema = z
   .strictObject({
     project: z
@@ -57,16 +297,22 @@ export const platformSchema = z
       .describe('Root of table data and metadata: a directory relative to the project.'),
     log: embeddedLog.prefault({ backend: 'embedded' }),
     catalog: sqlCatalog.prefault({ type: 'sql' }),
-    server: z
-      .strictObject({
-        host: z
+    server: serverSchema,
+    streams: z
+      .record(
+        z
           .string()
-          .default('127.0.0.1')
-          .describe('Address the HTTP server listens on (0.0.0.0 for all).'),
-        port: z.number().int().min(0).max(65535).default(8080).describe('Port the HTTP server listens on.'),
-      })
-      .prefault({})
-      .describe('The HTTP server: ingest, health, metrics and query API.'),
+          .regex(
+            STREAM_NAME,
+            'a stream name is letters, digits, ".", "_" and "-" (at most 100), starting with a letter or digit',
+          ),
+        streamSchema,
+      )
+      .optional()
+      .describe(
+        'HTTP event streams, by name: clients POST events to /v1/streams/<name>/events and each stream writes ' +
+          'into its own log topic, which pipelines read with `source: {type: topic, topic: events.<name>}`.',
+      ),
     logging: z
       .strictObject({
         level: z

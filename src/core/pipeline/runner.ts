@@ -111,7 +111,10 @@ export class PipelineRunner {
       const info =
         (await log.describeTopic(topic)) ??
         (await log.ensureTopic(topic, { partitions: this.#options.defaultPartitions }));
-      for (const sink of this.#allSinks) this.#positions.set(sink, new Map(await sink.open()));
+      // A sink whose system is down at start (retryable) is waited for, as during writes.
+      for (const sink of this.#allSinks) {
+        this.#positions.set(sink, new Map(await this.#retrying(sink.name, () => sink.open())));
+      }
       const start = await this.#startPositions(info.partitions);
       if (this.#status === 'starting') this.#status = 'running';
       logger.info({ topic, sinks: this.#allSinks.map((s) => s.name) }, `pipeline ${name} started`);

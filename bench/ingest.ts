@@ -1,0 +1,299 @@
+/**
+ * HTTP ingest: `tributary serve` (its own process, embedded log with fsync durability, API key auth,
+ * dedupe on event ids) under autocannon on loopback, side by side with Bento's `http_server` input and
+ * `drop` output (nothing persisted) on the same payload and the same client settings.
+ *
+ * Phases, per system: single-event requests at peak (200 connections), then at 80% of that peak rate
+ * (autocannon's overallRate, latency corrected for coordinated omission); 100-event batches (a JSON array;
+ * Bento splits it with `unarchive: json_array`) at peak (50 connections), then at 80%. After the Tributary
+ * phases the log is opened and every acknowledged event is looked for.
+ *
+ * Goals (issue 5): at least Bento's events/s; p99 under 50 ms at 80% of the peak rate.
+ * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`); when that fails, the error is
+ * reported and only Tributary is measured. `npm run bench -- ingest [seconds per phase, default 10]`.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import autocannon from 'autocannon';
+import { loadProject } from '../src/core/project.ts';
+import { EmbeddedLog } from '../src/log/embedded-log.ts';
+import { openKeyStore } from '../src/server/start.ts';
+import type { Benchmark } from './harness.ts';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const BENTO_VERSION = 'v1.17.0';
+const BENTO_DIR = path.join(
+  process.env.TRIBUTARY_CACHE_DIR ??
+    path.join(process.env.XDG_CACHE_HOME ?? path.join(homedir(), '.cache'), 'tributary'),
+  'bento',
+);
+const SINGLE_CONNECTIONS = 200;
+const BATCH_CONNECTIONS = 50;
+const BATCH = 100;
+
+interface Target {
+  readonly url: string;
+  readonly headers: Record<string, string>;
+}
+
+interface Phase {
+  readonly eventsPerSecond: number;
+  readonly requestsPerSecond: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly acknowledged: number;
+  readonly errors: number;
+}
+
+/** Payloads with unique ids, built per request (so dedupe never drops one). */
+function payloads(run: string, events: number): () => string {
+  let sequence = 0;
+  const event = (id: string) =>
+    `{"id":"${id}","type":"page_view","user_id":"user-${sequence % 1000}","path":"/products/${sequence % 500}",` +
+    `"referrer":"https://www.example.com/search?q=tributary","ts":"2026-11-23T10:00:00.000Z","amount":12.5}`;
+  return () => {
+    const base = `${run}-${sequence++}`;
+    if (events === 1) return event(base);
+    let body = '[';
+    for (let i = 0; i < events; i++) body += (i ? ',' : '') + event(`${base}-${i}`);
+    return `${body}]`;
+  };
+}
+
+async function load(
+  target: Target,
+  options: { events: number; connections: number; seconds: number; rate?: number; run: string },
+): Promise<Phase> {
+  const make = payloads(options.run, options.events);
+  const result = await autocannon({
+    url: target.url,
+    connections: options.connections,
+    duration: options.seconds,
+    ...(options.rate ? { overallRate: options.rate } : {}),
+    requests: [
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...target.headers },
+        setupRequest: (request) => ({ ...request, body: make() }),
+      },
+    ],
+  });
+  const acknowledged = result['2xx'];
+  return {
+    eventsPerSecond: Math.round((acknowledged * options.events) / result.duration),
+    requestsPerSecond: Math.round(acknowledged / result.duration),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    acknowledged: acknowledged * options.events,
+    errors: result.non2xx + result.errors + result.timeouts,
+  };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForHttp(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode}`);
+    try {
+      await fetch(url, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } });
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`${url} did not answer`);
+}
+
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, sleep(30_000)]);
+  if (child.exitCode === null) child.kill('SIGKILL');
+}
+
+/** The Bento binary, installed with `go install` when absent; or why it cannot be. */
+function bento(): { binary: string } | { error: string } {
+  const binary = path.join(BENTO_DIR, 'bento');
+  if (existsSync(binary)) return { binary };
+  mkdirSync(BENTO_DIR, { recursive: true });
+  const install = spawnSync('go', ['install', `github.com/warpstreamlabs/bento/cmd/bento@${BENTO_VERSION}`], {
+    env: { ...process.env, GOBIN: BENTO_DIR },
+    encoding: 'utf8',
+    timeout: 30 * 60_000,
+  });
+  if (install.status === 0 && existsSync(binary)) return { binary };
+  const output = `${install.error?.message ?? ''}${install.stderr ?? ''}`
+    .trim()
+    .split('\n')
+    .slice(-3)
+    .join(' ');
+  return { error: `go install github.com/warpstreamlabs/bento/cmd/bento@${BENTO_VERSION} failed: ${output}` };
+}
+
+async function startBento(
+  binary: string,
+  dir: string,
+  split: boolean,
+): Promise<{ child: ChildProcess; target: Target }> {
+  const port = await freePort();
+  const config = path.join(dir, split ? 'bento-batch.yaml' : 'bento-single.yaml');
+  writeFileSync(
+    config,
+    [
+      'http: {enabled: false}',
+      'logger: {level: warn}',
+      'input:',
+      '  http_server:',
+      `    address: 127.0.0.1:${port}`,
+      '    path: /events',
+      ...(split ? ['pipeline:', '  processors:', '    - unarchive: {format: json_array}'] : []),
+      'output:',
+      '  drop: {}',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(binary, ['-c', config], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const target = { url: `http://127.0.0.1:${port}/events`, headers: {} };
+  await waitForHttp(target.url, child);
+  return { child, target };
+}
+
+async function measure(
+  name: string,
+  start: (split: boolean) => Promise<{ child: ChildProcess; target: Target }>,
+  seconds: number,
+): Promise<{ figures: Record<string, number>; acknowledged: number }> {
+  const run = `${name}-${Date.now().toString(36)}`;
+  let acknowledged = 0;
+  const figures: Record<string, number> = {};
+  for (const [label, events, connections] of [
+    ['single', 1, SINGLE_CONNECTIONS],
+    ['batch', BATCH, BATCH_CONNECTIONS],
+  ] as const) {
+    const { child, target } = await start(label === 'batch');
+    try {
+      await load(target, { events, connections, seconds: 2, run: `${run}-warm-${label}` }).then(
+        (p) => (acknowledged += p.acknowledged),
+      );
+      const peak = await load(target, { events, connections, seconds, run: `${run}-${label}` });
+      const steady = await load(target, {
+        events,
+        connections,
+        seconds,
+        rate: Math.max(1, Math.floor(peak.requestsPerSecond * 0.8)),
+        run: `${run}-${label}-80`,
+      });
+      acknowledged += peak.acknowledged + steady.acknowledged;
+      console.log(
+        `${name} ${label}: ${peak.eventsPerSecond.toLocaleString('en-US')} events/s (${peak.requestsPerSecond.toLocaleString('en-US')} req/s), ` +
+          `p50 ${peak.p50} ms, p99 ${peak.p99} ms; at 80%: p50 ${steady.p50} ms, p99 ${steady.p99} ms; errors ${peak.errors + steady.errors}`,
+      );
+      figures[`${label} events/s`] = peak.eventsPerSecond;
+      figures[`${label} p50 ms`] = peak.p50;
+      figures[`${label} p99 ms`] = peak.p99;
+      figures[`${label} p99 ms at 80%`] = steady.p99;
+    } finally {
+      await stop(child);
+    }
+  }
+  return { figures, acknowledged };
+}
+
+const benchmark: Benchmark = {
+  name: 'ingest',
+  description:
+    'HTTP ingest on loopback (autocannon): single events (200 connections) and 100-event batches (50), at peak and at 80% of peak; Tributary serve (fsync, key auth, dedupe) vs Bento http_server → drop',
+  async run(args) {
+    const seconds = Number(args[0] ?? 10);
+    const dir = mkdtempSync(path.join(tmpdir(), 'bench-ingest-'));
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      [
+        'project: bench',
+        'log: {backend: embedded, durability: fsync}',
+        'logging: {level: warn, format: json}',
+        'server:',
+        '  port: 0',
+        '  rate_limit: {per_key: {requests_per_second: 0}, per_ip: {requests_per_second: 0}}',
+        '  max_pending_appends: 100000',
+        'streams:',
+        '  bench: {}',
+        '',
+      ].join('\n'),
+    );
+    const project = loadProject(dir);
+    const keys = await openKeyStore(project);
+    const { secret } = await keys.create({ name: 'bench', role: 'ingest', streams: ['bench'] });
+    await keys.close();
+
+    const startTributary = async () => {
+      const child = spawn(process.execPath, [path.join(ROOT, 'bin', 'tributary.js'), 'serve'], {
+        cwd: dir,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const match = /listening on (http:\/\/\S+)/.exec(out);
+          if (match) resolve(match[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`tributary serve exited with ${code}`)));
+      });
+      return {
+        child,
+        target: { url: `${url}/v1/streams/bench/events`, headers: { authorization: `Bearer ${secret}` } },
+      };
+    };
+    const ours = await measure('tributary', startTributary, seconds);
+
+    // Every acknowledged event must be in the log.
+    const log = await EmbeddedLog.open({
+      directory: path.join(dir, '.tributary', 'log'),
+      retentionIntervalMs: 0,
+    });
+    const stored = (await log.offsets('events.bench')).reduce((n, o) => n + o.end - o.start, 0);
+    await log.close();
+    ours.figures['acknowledged events missing from the log'] = Math.max(0, ours.acknowledged - stored);
+    console.log(
+      `tributary: ${ours.acknowledged.toLocaleString('en-US')} events acknowledged, ${stored.toLocaleString('en-US')} in the log`,
+    );
+
+    const installed = bento();
+    let peer: { name: string; figures: Record<string, number> } | undefined;
+    let note = '';
+    if ('binary' in installed) {
+      const theirs = await measure('bento', (split) => startBento(installed.binary, dir, split), seconds);
+      peer = {
+        name: `Bento ${BENTO_VERSION} (http_server → drop, persists nothing)`,
+        figures: theirs.figures,
+      };
+    } else {
+      note = `; ${installed.error}`;
+      console.log(installed.error);
+    }
+    rmSync(dir, { recursive: true, force: true });
+    return {
+      figures: ours.figures,
+      ...(peer ? { peer } : {}),
+      headline: 'batch events/s',
+      notes:
+        `${seconds} s per phase after 2 s warm-up; 200-byte events with unique ids; Tributary: fsync log, API key, ` +
+        `dedupe; both servers and autocannon on the same 2 cores${note}`,
+    };
+  },
+};
+export default benchmark;

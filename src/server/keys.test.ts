@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { openSqlDriver } from '../catalog/sql-driver.ts';
+import { isTributaryError } from '../errors.ts';
+import { keyAllowsIngest, KeyStore, KEYS_TABLE } from './keys.ts';
+
+describe('API keys', () => {
+  it('stores only a salted hash, verifies in constant time, and forgets revoked keys', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    let now = 1_800_000_000_000;
+    const store = await KeyStore.open(driver, { cacheTtlMs: 1000, now: () => now });
+    const { key, secret } = await store.create({ name: 'web', role: 'ingest', streams: ['clicks'] });
+    assert.match(secret, /^trk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/);
+    const [row] = await driver.query<{ hash: string; salt: string }>(`select * from ${KEYS_TABLE}`);
+    assert.ok(row && !JSON.stringify(row).includes(secret.slice(17)), 'the secret is not stored');
+    assert.equal(row.salt.length, 32);
+
+    const verified = await store.verify(secret);
+    assert.equal(verified?.id, key.id);
+    assert.equal((await store.verify(secret))?.id, key.id, 'again, from the cache');
+    assert.ok(keyAllowsIngest(verified, 'clicks'));
+    assert.ok(!keyAllowsIngest(verified, 'orders'));
+    assert.equal(await store.verify(secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A')), undefined);
+    assert.equal(await store.verify(`trk_000000000000_${'x'.repeat(43)}`), undefined);
+    assert.equal(await store.verify('nonsense'), undefined);
+
+    await assert.rejects(
+      store.create({ name: 'web', role: 'ingest', streams: ['clicks'] }),
+      (e) => isTributaryError(e, 'USAGE') && /already exists/.test(e.message),
+    );
+    const other = await KeyStore.open(driver, { cacheTtlMs: 1000, now: () => now });
+    assert.ok(await other.verify(secret), 'a second server sees the key');
+    assert.equal((await store.revoke('web'))?.id, key.id);
+    assert.equal(await store.verify(secret), undefined, 'the revoking store forgets at once');
+    now += 1001;
+    assert.equal(await other.verify(secret), undefined, 'other servers within the cache TTL');
+    assert.deepEqual(await store.list(), []);
+    assert.equal((await store.list({ includeRevoked: true })).length, 1);
+    await store.create({ name: 'web', role: 'admin', streams: ['*'] });
+    const admin = (await store.list())[0]!;
+    assert.ok(keyAllowsIngest(admin, 'anything'));
+    await driver.close();
+  });
+
+  it('refuses a query key for ingest', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    const store = await KeyStore.open(driver);
+    const { secret } = await store.create({ name: 'bi', role: 'query', streams: ['*'] });
+    assert.equal(keyAllowsIngest((await store.verify(secret))!, 'clicks'), false);
+    await driver.close();
+  });
+});

@@ -1,0 +1,291 @@
+/**
+ * API keys, stored in the catalog database (SQLite or PostgreSQL) in a table of their own, so every server
+ * instance of a project shares them.
+ *
+ * A key is `trk_<id>_<secret>`: the id (12 hex digits) is public and finds the row; the secret (32 random
+ * bytes, base64url) is shown once, when the key is created, and only its HMAC-SHA256 under a per-key
+ * random salt is stored. A 256-bit random secret needs no slow hash (scrypt protects guessable passwords);
+ * the check compares in constant time. Verified rows are cached for `cacheTtlMs` (10 s), so revoking a key
+ * takes effect on every server within that time, and the database is not read on every request.
+ */
+import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { TributaryError } from '../errors.ts';
+import { sqlFailureOf, type SqlDriver } from '../catalog/sql-driver.ts';
+
+export const KEY_ROLES = ['ingest', 'query', 'admin'] as const;
+export type KeyRole = (typeof KEY_ROLES)[number];
+
+export interface ApiKey {
+  readonly id: string;
+  readonly name: string;
+  readonly role: KeyRole;
+  /** Streams the key may send to; "*" for all. */
+  readonly streams: readonly string[];
+  readonly createdAt: string;
+  readonly revokedAt: string | null;
+}
+
+interface KeyRow {
+  id: string;
+  name: string;
+  role: string;
+  streams: string;
+  salt: string;
+  hash: string;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+interface Cached {
+  readonly row: KeyRow | null;
+  readonly fetchedAt: number;
+  /**
+   * SHA-256 of the secret last verified against the row's HMAC: the same secret again is then checked
+   * with one fast hash (creating an HMAC key costs far more than hashing a short string).
+   */
+  verified?: Buffer;
+  key?: ApiKey;
+}
+
+export const KEYS_TABLE = 'tributary_api_keys';
+const KEY_FORMAT = /^trk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
+const NAME_FORMAT = /^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,99}$/;
+/** When the database cannot be reached, a cached row older than the TTL is still used this long. */
+const STALE_GRACE_MS = 5 * 60_000;
+const MAX_CACHED = 10_000;
+// Compared against when the id is unknown, so that unknown and wrong keys take the same time.
+const DUMMY_SALT = randomBytes(16).toString('hex');
+const DUMMY_HASH = hashSecret(DUMMY_SALT, 'x'.repeat(43));
+
+function hashSecret(salt: string, secret: string): string {
+  return createHmac('sha256', Buffer.from(salt, 'hex')).update(secret).digest('hex');
+}
+
+function toKey(row: KeyRow): ApiKey {
+  let streams: string[];
+  try {
+    const parsed: unknown = JSON.parse(row.streams);
+    streams = Array.isArray(parsed) ? parsed.filter((s): s is string => typeof s === 'string') : [];
+  } catch {
+    streams = [];
+  }
+  return {
+    id: row.id,
+    name: row.name,
+    role: (KEY_ROLES as readonly string[]).includes(row.role) ? (row.role as KeyRole) : 'ingest',
+    streams,
+    createdAt: row.created_at,
+    revokedAt: row.revoked_at,
+  };
+}
+
+/** True when the key may send events to `stream`. */
+export function keyAllowsIngest(key: ApiKey, stream: string): boolean {
+  if (key.revokedAt) return false;
+  if (key.role !== 'ingest' && key.role !== 'admin') return false;
+  return key.streams.includes('*') || key.streams.includes(stream);
+}
+
+/** True when the key may use the query API (read-only SQL, tables). */
+export function keyAllowsQuery(key: ApiKey): boolean {
+  return !key.revokedAt && (key.role === 'query' || key.role === 'admin');
+}
+
+export interface KeyStoreOptions {
+  readonly cacheTtlMs?: number;
+  readonly now?: () => number;
+}
+
+export class KeyStore {
+  readonly #driver: SqlDriver;
+  readonly #cacheTtlMs: number;
+  readonly #now: () => number;
+  readonly #cache = new Map<string, Cached>();
+  readonly #loading = new Map<string, Promise<KeyRow | null>>();
+
+  private constructor(driver: SqlDriver, options: KeyStoreOptions) {
+    this.#driver = driver;
+    this.#cacheTtlMs = options.cacheTtlMs ?? 10_000;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Opens the store on a catalog database, creating its table when absent. */
+  static async open(driver: SqlDriver, options: KeyStoreOptions = {}): Promise<KeyStore> {
+    const ddl = [
+      `create table if not exists ${KEYS_TABLE} (id varchar(32) primary key, name varchar(200) not null,
+        role varchar(16) not null, streams text not null, salt varchar(64) not null, hash varchar(128) not null,
+        created_at varchar(40) not null, revoked_at varchar(40))`,
+      `create unique index if not exists ${KEYS_TABLE}_active_name on ${KEYS_TABLE} (name) where revoked_at is null`,
+    ];
+    for (const sql of ddl) {
+      try {
+        await driver.execute(sql);
+      } catch (error) {
+        // Two servers creating the table at once on PostgreSQL: the loser sees a unique violation.
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        try {
+          await driver.execute(sql);
+        } catch {
+          throw error;
+        }
+      }
+    }
+    return new KeyStore(driver, options);
+  }
+
+  get driver(): SqlDriver {
+    return this.#driver;
+  }
+
+  async create(options: {
+    name: string;
+    role: KeyRole;
+    streams: readonly string[];
+  }): Promise<{ key: ApiKey; secret: string }> {
+    if (!NAME_FORMAT.test(options.name)) {
+      throw new TributaryError('USAGE', `"${options.name}" is not a valid key name`, {
+        hint: 'use letters, digits, spaces and . _ : @ / - (at most 100 characters)',
+      });
+    }
+    if (!(KEY_ROLES as readonly string[]).includes(options.role)) {
+      throw new TributaryError('USAGE', `"${options.role}" is not a key role`, {
+        hint: `use one of ${KEY_ROLES.join(', ')}`,
+      });
+    }
+    if (options.streams.length === 0) {
+      throw new TributaryError('USAGE', 'a key needs at least one stream', {
+        hint: 'pass --stream <name> (repeat it for more, or "*" for every stream)',
+      });
+    }
+    const id = randomBytes(6).toString('hex');
+    const secret = randomBytes(32).toString('base64url');
+    const salt = randomBytes(16).toString('hex');
+    const row: KeyRow = {
+      id,
+      name: options.name,
+      role: options.role,
+      streams: JSON.stringify([...new Set(options.streams)]),
+      salt,
+      hash: hashSecret(salt, secret),
+      created_at: new Date(this.#now()).toISOString(),
+      revoked_at: null,
+    };
+    try {
+      await this.#driver.execute(
+        `insert into ${KEYS_TABLE} (id, name, role, streams, salt, hash, created_at, revoked_at) values (?, ?, ?, ?, ?, ?, ?, null)`,
+        [row.id, row.name, row.role, row.streams, row.salt, row.hash, row.created_at],
+      );
+    } catch (error) {
+      if (sqlFailureOf(error) === 'unique-violation') {
+        throw new TributaryError('USAGE', `an active key named "${options.name}" already exists`, {
+          hint: 'choose another name, or revoke the old key first (`tributary keys revoke <name>`)',
+        });
+      }
+      throw error;
+    }
+    return { key: toKey(row), secret: `trk_${id}_${secret}` };
+  }
+
+  async list(options: { includeRevoked?: boolean } = {}): Promise<ApiKey[]> {
+    const rows = await this.#driver.query<KeyRow & Record<string, unknown>>(
+      `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE}` +
+        (options.includeRevoked ? '' : ' where revoked_at is null') +
+        ' order by created_at, id',
+    );
+    return rows.map(toKey);
+  }
+
+  /** Revokes the active key with this id or name; returns it, or undefined when there is none. */
+  async revoke(idOrName: string): Promise<ApiKey | undefined> {
+    const [row] = await this.#driver.query<KeyRow & Record<string, unknown>>(
+      `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE}
+        where revoked_at is null and (id = ? or name = ?)`,
+      [idOrName, idOrName],
+    );
+    if (!row) return undefined;
+    const revokedAt = new Date(this.#now()).toISOString();
+    await this.#driver.execute(
+      `update ${KEYS_TABLE} set revoked_at = ? where id = ? and revoked_at is null`,
+      [revokedAt, row.id],
+    );
+    this.#cache.delete(row.id);
+    return toKey({ ...row, revoked_at: revokedAt });
+  }
+
+  /**
+   * The key a client presented, when it is genuine and not revoked; undefined otherwise. Throws a
+   * retryable SERVICE_UNAVAILABLE when the database cannot be reached and nothing usable is cached.
+   */
+  async verify(presented: string): Promise<ApiKey | undefined> {
+    const match = KEY_FORMAT.exec(presented);
+    if (!match) return undefined;
+    const id = match[1]!;
+    let entry = this.#cache.get(id);
+    if (!entry || this.#now() - entry.fetchedAt >= this.#cacheTtlMs) {
+      const row = await this.#row(id);
+      entry = this.#cache.get(id) ?? { row, fetchedAt: this.#now() };
+    }
+    return this.#match(entry, match[2]!);
+  }
+
+  /**
+   * `verify` without waiting: the answer when the key's row is cached (the common case: no promise, no
+   * database), or "miss" when the database has to be read first.
+   */
+  verifyCached(presented: string): ApiKey | undefined | 'miss' {
+    const match = KEY_FORMAT.exec(presented);
+    if (!match) return undefined;
+    const entry = this.#cache.get(match[1]!);
+    if (!entry || this.#now() - entry.fetchedAt >= this.#cacheTtlMs) return 'miss';
+    return this.#match(entry, match[2]!);
+  }
+
+  #match(entry: Cached, secret: string): ApiKey | undefined {
+    const row = entry.row;
+    const fingerprint = hash('sha256', secret, 'buffer');
+    if (row && entry.verified && timingSafeEqual(entry.verified, fingerprint)) {
+      return row.revoked_at ? undefined : (entry.key ??= toKey(row));
+    }
+    const expected = Buffer.from(row?.hash ?? DUMMY_HASH, 'hex');
+    const actual = Buffer.from(hashSecret(row?.salt ?? DUMMY_SALT, secret), 'hex');
+    const genuine = expected.length === actual.length && timingSafeEqual(expected, actual);
+    if (!row || !genuine || row.revoked_at) return undefined;
+    entry.verified = fingerprint;
+    return (entry.key ??= toKey(row));
+  }
+
+  async #row(id: string): Promise<KeyRow | null> {
+    const now = this.#now();
+    const cached = this.#cache.get(id);
+    if (cached && now - cached.fetchedAt < this.#cacheTtlMs) return cached.row;
+    let loading = this.#loading.get(id);
+    if (!loading) {
+      loading = this.#driver
+        .query<KeyRow & Record<string, unknown>>(
+          `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE} where id = ?`,
+          [id],
+        )
+        .then((rows) => rows[0] ?? null)
+        .finally(() => this.#loading.delete(id));
+      this.#loading.set(id, loading);
+    }
+    try {
+      const row = await loading;
+      if (this.#cache.size >= MAX_CACHED) this.#cache.delete(this.#cache.keys().next().value!);
+      this.#cache.set(id, { row, fetchedAt: this.#now() });
+      return row;
+    } catch (error) {
+      if (cached && now - cached.fetchedAt < this.#cacheTtlMs + STALE_GRACE_MS) {
+        // The database is unreachable: go on with what we knew, for a while.
+        this.#cache.set(id, { ...cached, fetchedAt: now - this.#cacheTtlMs + 1000 });
+        return cached.row;
+      }
+      throw error;
+    }
+  }
+
+  /** Closes the database connection. */
+  async close(): Promise<void> {
+    await this.#driver.close();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * The worker-thread side of `ThreadedLog` (threaded-log.ts): owns the embedded log and answers the calls
+ * the main thread posts. Appends that arrive together are issued in the same turn of this thread's event
+ * loop, so the embedded log group-commits them; answers are posted back in batches. An append may carry
+ * the event ids to remember for deduplication (dedupe.ts): they are written here, after the log's commit
+ * and before the answer, so the server thread never writes to the dedupe store on the hot path.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { isTributaryError } from '../errors.ts';
+import { EmbeddedLog, type EmbeddedLogOptions } from '../log/embedded-log.ts';
+import type { Log, LogRecord } from '../log/log.ts';
+import { DedupeStore, type RecordedBatch, type RecordedEvent } from './dedupe.ts';
+
+export interface WorkerOptions {
+  readonly log: EmbeddedLogOptions;
+  /** Where the dedupe store lives, for appends that carry ids to remember. */
+  readonly dedupeDirectory?: string;
+}
+
+export interface DedupeRecord {
+  readonly events: readonly RecordedEvent[];
+  readonly batch?: RecordedBatch;
+}
+
+export interface AppendItem {
+  readonly id: number;
+  readonly topic: string;
+  readonly records: readonly LogRecord[];
+  readonly dedupe?: DedupeRecord;
+}
+
+export type Request =
+  | { readonly op: 'append'; readonly items: readonly AppendItem[] }
+  | { readonly op: 'abort'; readonly id: number }
+  | { readonly op: 'call'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
+
+export interface SerializedError {
+  readonly code?: string;
+  readonly message: string;
+  readonly retryable?: boolean;
+  readonly hint?: string;
+  readonly context?: Record<string, unknown>;
+}
+
+export type Reply =
+  | { readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: SerializedError };
+
+export type Message =
+  | { readonly ready: true }
+  | { readonly ready: false; readonly error: SerializedError }
+  | { readonly replies: Reply[] };
+
+export function serializeError(error: unknown): SerializedError {
+  if (isTributaryError(error)) {
+    let context: Record<string, unknown> | undefined;
+    try {
+      context = structuredClone(error.context);
+    } catch {
+      context = undefined;
+    }
+    return {
+      code: error.code,
+      message: error.message,
+      retryable: error.retryable,
+      hint: error.hint,
+      context,
+    };
+  }
+  return { message: error instanceof Error ? error.message : String(error) };
+}
+
+const METHODS = new Set([
+  'ensureTopic',
+  'listTopics',
+  'describeTopic',
+  'read',
+  'offsets',
+  'committedOffsets',
+  'commitOffsets',
+  'enforceRetention',
+  'close',
+]);
+
+async function main(): Promise<void> {
+  const port = parentPort!;
+  const options = workerData as WorkerOptions;
+  let log: EmbeddedLog;
+  let dedupe: DedupeStore | undefined;
+  try {
+    log = await EmbeddedLog.open(options.log);
+    if (options.dedupeDirectory !== undefined)
+      dedupe = DedupeStore.open(options.dedupeDirectory, new Map(), { autoFlush: false, lookups: false });
+  } catch (error) {
+    port.postMessage({ ready: false, error: serializeError(error) } satisfies Message);
+    return;
+  }
+  const aborts = new Map<number, AbortController>();
+  let replies: Reply[] = [];
+  let scheduled = false;
+  const reply = (answer: Reply) => {
+    replies.push(answer);
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      // Ids recorded by the appends answered here are written before the answers leave.
+      dedupe?.flush();
+      const batch = replies;
+      replies = [];
+      port.postMessage({ replies: batch } satisfies Message);
+    });
+  };
+  const settle = (id: number, work: Promise<unknown>) =>
+    work.then(
+      (value) => reply({ id, ok: true, value }),
+      (error: unknown) => reply({ id, ok: false, error: serializeError(error) }),
+    );
+
+  port.on('message', (request: Request) => {
+    if (request.op === 'append') {
+      for (const item of request.items) {
+        const appended = log.append(item.topic, item.records);
+        const recorded = item.dedupe
+          ? appended.then((positions) => {
+              dedupe?.record(
+                item.dedupe!.events,
+                positions.map((p) => ({ topic: item.topic, ...p })),
+                item.dedupe!.batch,
+              );
+              return positions;
+            })
+          : appended;
+        void settle(item.id, recorded);
+      }
+      return;
+    }
+    if (request.op === 'abort') {
+      aborts.get(request.id)?.abort();
+      return;
+    }
+    if (!METHODS.has(request.method)) {
+      reply({ id: request.id, ok: false, error: { message: `unknown log method ${request.method}` } });
+      return;
+    }
+    const args = [...request.args];
+    if (request.method === 'read') {
+      const controller = new AbortController();
+      aborts.set(request.id, controller);
+      args[3] = { ...(args[3] ?? {}), signal: controller.signal };
+    }
+    if (request.method === 'close') {
+      // The log first: appends still pending complete and record their ids, then the store writes them.
+      void settle(
+        request.id,
+        log.close().then(() => dedupe?.close()),
+      );
+      return;
+    }
+    const method = (log as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[request.method]!;
+    void settle(
+      request.id,
+      (async () => method.apply(log as Log, args))().finally(() => aborts.delete(request.id)),
+    );
+  });
+  port.postMessage({ ready: true } satisfies Message);
+}
+
+await main();

@@ -1,0 +1,872 @@
+/**
+ * The HTTP server (Fastify): event ingest (`POST /v1/streams/{stream}/events`), Segment-compatible
+ * endpoints, `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+ *
+ * A request to a stream passes, in order, before its body is read: the stream exists (404), the browser
+ * origin is allowed (403), the content type and encoding are readable (415), the declared length fits
+ * (413), the client IP is under its rate limit (429), the API key is valid (401) and allowed on the
+ * stream (403) and under its rate limit (429), and the log has room (503). Then the body is read within
+ * the limit (413), decoded, its signature checked for HMAC streams (401), parsed and validated (400), and
+ * the events are acknowledged (202) only once the log made them durable.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import Fastify, {
+  LogController,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import type { Registry } from 'prom-client';
+import type { SqlDriver } from '../catalog/sql-driver.ts';
+import type { PlatformConfig } from '../core/config/platform.ts';
+import type { Logger } from '../core/logger.ts';
+import { projectPath, type Project } from '../core/project.ts';
+import { isTributaryError, TributaryError } from '../errors.ts';
+import type { Log } from '../log/log.ts';
+import {
+  decodeBody,
+  decodeUtf8,
+  encodingOf,
+  formatOf,
+  parseEvents,
+  type BodyFormat,
+  type ContentEncoding,
+} from './body.ts';
+import { DedupeStore } from './dedupe.ts';
+import { readiness, type PipelineHandle } from './health.ts';
+import { verifySignature } from './hmac.ts';
+import { errorBody, HttpError } from './http-error.ts';
+import { Ingestor, type ClientInfo, type IngestResult } from './ingest.ts';
+import type { ApiRequest, QueryApi } from '../query/http-api.ts';
+import { keyAllowsIngest, keyAllowsQuery, type ApiKey, type KeyStore } from './keys.ts';
+import { createServerMetrics, type ServerMetrics } from './metrics.ts';
+import { openApiDocument } from './openapi.ts';
+import { TokenBuckets } from './rate-limit.ts';
+import { prepareSegmentEvent, SEGMENT_BATCH, SEGMENT_CALLS, segmentEvents } from './segment.ts';
+import { resolveStreams, type Stream } from './streams.ts';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    tributary: RequestState | null;
+  }
+}
+
+interface RequestState {
+  startedAt: number;
+  stream: Stream | undefined;
+  format: BodyFormat | undefined;
+  encoding: ContentEncoding;
+  key: ApiKey | undefined;
+  /** Segment: the write key may come in the body (analytics.js); checked after parsing. */
+  keyDeferred: boolean;
+}
+
+export interface ServerOptions {
+  readonly project: Project;
+  readonly log: Log;
+  /** The process's metrics registry, shared with the pipelines. */
+  readonly registry: Registry;
+  readonly logger: Logger;
+  /** API keys; required when a stream uses `auth: key`. */
+  readonly keys?: KeyStore;
+  /** The catalog database, checked by /readyz (default: the key store's). */
+  readonly catalog?: SqlDriver;
+  /** The pipelines running in this process, for /readyz. */
+  readonly pipelines?: () => readonly PipelineHandle[];
+  /**
+   * The read-only query API (src/query/http-api.ts), opened on first use: POST /v1/query and GET
+   * /v1/tables… for keys with the query or admin role. Absent: those endpoints answer 404.
+   */
+  readonly queryApi?: () => Promise<QueryApi>;
+  /** Where the dedupe store lives (default: the log directory). */
+  readonly dedupeDirectory?: string;
+  readonly host?: string;
+  readonly port?: number;
+}
+
+const SECURITY_HEADERS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'no-referrer',
+  'content-security-policy': "default-src 'none'; frame-ancestors 'none'",
+  'cross-origin-resource-policy': 'cross-origin',
+  'cache-control': 'no-store',
+};
+const SECURITY_HEADERS_TLS: Record<string, string> = {
+  ...SECURITY_HEADERS,
+  'strict-transport-security': 'max-age=31536000',
+};
+const CORS_ALLOW_HEADERS = 'content-type, content-encoding, authorization, x-api-key, idempotency-key';
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,256}$/;
+const ROUTE_EVENTS = '/v1/streams/:stream/events';
+
+export class IngestServer {
+  readonly app: FastifyInstance;
+  readonly streams: ReadonlyMap<string, Stream>;
+  readonly #options: ServerOptions;
+  readonly #settings: PlatformConfig['server'];
+  readonly #metrics: ServerMetrics;
+  readonly #ingestor: Ingestor;
+  readonly #dedupe: DedupeStore;
+  readonly #buckets = new TokenBuckets();
+  readonly #startedAt = Date.now();
+  readonly #tls: boolean;
+  #closed = false;
+
+  private constructor(
+    options: ServerOptions,
+    streams: Map<string, Stream>,
+    dedupe: DedupeStore,
+    tls: { cert: Buffer; key: Buffer } | undefined,
+  ) {
+    this.#options = options;
+    this.#settings = options.project.platform.server;
+    this.streams = streams;
+    this.#dedupe = dedupe;
+    this.#tls = tls !== undefined;
+    this.#metrics = createServerMetrics(options.registry);
+    this.#ingestor = new Ingestor({
+      log: options.log,
+      dedupe,
+      metrics: this.#metrics,
+      logger: options.logger,
+      limits: {
+        maxPendingAppends: this.#settings.max_pending_appends,
+        maxPendingBytes: this.#settings.max_pending_bytes,
+        maxDepth: this.#settings.max_depth,
+      },
+    });
+    const trusted = this.#settings.trusted_proxies;
+    this.app = Fastify({
+      loggerInstance: options.logger.child({ component: 'server' }),
+      // No log line per request: requests are counted in /metrics.
+      logController: new LogController({ disableRequestLogging: true }),
+      // One logger for all requests: a pino child per request (with redaction) costs more than the request.
+      childLoggerFactory: (logger) => logger,
+      bodyLimit: this.#settings.body_limit,
+      requestTimeout: this.#settings.request_timeout,
+      keepAliveTimeout: this.#settings.keep_alive_timeout,
+      trustProxy: trusted.length ? trusted : false,
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      routerOptions: { maxParamLength: 200 },
+      ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+    }) as unknown as FastifyInstance;
+    this.#routes();
+  }
+
+  /** Resolves the streams, creates their topics, recovers the dedupe store; does not listen yet. */
+  static async create(options: ServerOptions): Promise<IngestServer> {
+    const { project, log, logger } = options;
+    const streams = resolveStreams(project, logger);
+    const needsKeys =
+      [...streams.values()].some((s) => s.config.auth === 'key') ||
+      project.platform.server.segment !== undefined;
+    if (needsKeys && !options.keys) {
+      throw new TributaryError('INTERNAL', 'the server needs a key store for streams with auth: key');
+    }
+    const tlsConfig = project.platform.server.tls;
+    let tls: { cert: Buffer; key: Buffer } | undefined;
+    if (tlsConfig) {
+      try {
+        tls = {
+          cert: readFileSync(projectPath(project, tlsConfig.cert)),
+          key: readFileSync(projectPath(project, tlsConfig.key)),
+        };
+      } catch (cause) {
+        throw new TributaryError(
+          'CONFIG_INVALID',
+          `server.tls: cannot read ${(cause as { path?: string }).path ?? 'the files'}`,
+          {
+            cause,
+            hint: 'check server.tls.cert and server.tls.key: PEM files relative to the project, readable by this user',
+          },
+        );
+      }
+    }
+    for (const stream of streams.values()) {
+      for (const topic of [stream.topic, stream.dlqTopic]) {
+        const existing = await log.describeTopic(topic);
+        await log.ensureTopic(topic, {
+          partitions: Math.max(existing?.partitions ?? 0, stream.partitions),
+          ...(existing?.retentionMs === undefined ? {} : { retentionMs: existing.retentionMs }),
+          ...(existing?.retentionBytes === undefined ? {} : { retentionBytes: existing.retentionBytes }),
+        });
+      }
+    }
+    const windows = new Map([...streams.values()].map((s) => [s.name, s.config.dedupe_window]));
+    const dedupe = DedupeStore.open(
+      options.dedupeDirectory ?? projectPath(project, project.platform.log.path),
+      windows,
+    );
+    try {
+      const recovered = await dedupe.recover(
+        log,
+        new Map([...streams.values()].map((s) => [s.topic, s.name])),
+      );
+      if (recovered)
+        logger.info({ recovered }, `recovered ${recovered} event id(s) from the log for deduplication`);
+      return new IngestServer(options, streams, dedupe, tls);
+    } catch (error) {
+      dedupe.close();
+      throw error;
+    }
+  }
+
+  /** Starts listening; resolves with the URL. */
+  async listen(): Promise<string> {
+    const host = this.#options.host ?? this.#settings.host;
+    const port = this.#options.port ?? this.#settings.port;
+    try {
+      await this.app.listen({ host, port });
+    } catch (cause) {
+      const code = (cause as NodeJS.ErrnoException).code;
+      throw new TributaryError(
+        'SERVICE_UNAVAILABLE',
+        `the server cannot listen on ${host}:${port}: ${(cause as Error).message}`,
+        {
+          cause,
+          hint:
+            code === 'EADDRINUSE'
+              ? `another process uses port ${port}: stop it, or set server.port (0 picks a free port)`
+              : 'check server.host and server.port in tributary.yaml',
+        },
+      );
+    }
+    this.app.server.headersTimeout = Math.min(this.#settings.request_timeout, 60_000);
+    const url = this.url;
+    this.#options.logger.info(
+      { url, streams: [...this.streams.keys()] },
+      `server listening on ${url} (${this.streams.size} stream(s))`,
+    );
+    return url;
+  }
+
+  get url(): string {
+    const address = this.app.server.address() as AddressInfo | null;
+    if (!address) return '';
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    return `${this.#tls ? 'https' : 'http'}://${host}:${address.port}`;
+  }
+
+  get port(): number {
+    return (this.app.server.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  /** Stops accepting requests, answers those in flight (their appends complete), then closes the store. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.app.close();
+    this.#dedupe.close();
+  }
+
+  #routes(): void {
+    const app = this.app;
+    app.decorateRequest('tributary', null);
+    app.removeAllContentTypeParsers();
+    // Every body is read as bytes within the body limit; the handlers decode and parse it.
+    app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+
+    app.addHook('onRequest', (request, reply, done) => {
+      request.tributary = {
+        startedAt: performance.now(),
+        stream: undefined,
+        format: undefined,
+        encoding: 'identity',
+        key: undefined,
+        keyDeferred: false,
+      };
+      reply.headers(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS);
+      done();
+    });
+    app.addHook('onResponse', (request, reply, done) => {
+      const state = request.tributary;
+      const route = request.routeOptions.url ?? 'unmatched';
+      const stream = state?.stream?.name ?? '-';
+      this.#metrics.requests.inc({ route, stream, status: String(reply.statusCode) });
+      if (state)
+        this.#metrics.requestSeconds.observe({ route, stream }, (performance.now() - state.startedAt) / 1000);
+      done();
+    });
+
+    app.setErrorHandler((error, request, reply) => this.#sendError(error, request, reply));
+    app.setNotFoundHandler((request, reply) => {
+      void reply
+        .code(404)
+        .send(
+          errorBody(
+            'STREAM_NOT_FOUND',
+            `no endpoint ${request.method} ${request.url.split('?')[0]}`,
+            'see GET /openapi.json for the API',
+          ),
+        );
+    });
+
+    app.route({
+      method: 'POST',
+      url: ROUTE_EVENTS,
+      onRequest: (request, reply, done) => {
+        const name = (request.params as { stream: string }).stream;
+        const stream = this.streams.get(name);
+        if (!stream) {
+          done(
+            new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`, {
+              hint: 'streams are configured under streams: in tributary.yaml',
+            }),
+          );
+          return;
+        }
+        settle(() => this.#gate(request, reply, stream, false), done);
+      },
+      handler: async (request, reply) => this.#handleEvents(request, reply),
+    });
+    app.route({
+      method: 'OPTIONS',
+      url: ROUTE_EVENTS,
+      handler: async (request, reply) => {
+        const name = (request.params as { stream: string }).stream;
+        const stream = this.streams.get(name);
+        if (!stream) throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`);
+        this.#preflight(request, reply, stream);
+      },
+    });
+
+    const segmentStream = this.#settings.segment
+      ? this.streams.get(this.#settings.segment.stream)
+      : undefined;
+    for (const endpoint of [...Object.keys(SEGMENT_CALLS), ...SEGMENT_BATCH]) {
+      app.route({
+        method: 'POST',
+        url: `/v1/${endpoint}`,
+        onRequest: (request, reply, done) => {
+          if (!segmentStream) {
+            done(
+              new HttpError(404, 'STREAM_NOT_FOUND', 'the Segment-compatible endpoints are not enabled', {
+                hint: 'set server.segment.stream in tributary.yaml',
+              }),
+            );
+            return;
+          }
+          settle(() => this.#gate(request, reply, segmentStream, true), done);
+        },
+        handler: async (request, reply) => this.#handleSegment(request, reply, endpoint),
+      });
+      app.route({
+        method: 'OPTIONS',
+        url: `/v1/${endpoint}`,
+        handler: async (request, reply) => {
+          if (!segmentStream)
+            throw new HttpError(404, 'STREAM_NOT_FOUND', 'the Segment-compatible endpoints are not enabled');
+          this.#preflight(request, reply, segmentStream);
+        },
+      });
+    }
+
+    const queryRoutes = [
+      ['POST', '/v1/query', 'query'],
+      ['GET', '/v1/tables', 'listTables'],
+      ['GET', '/v1/tables/:table', 'getTable'],
+      ['GET', '/v1/tables/:table/snapshots', 'listSnapshots'],
+    ] as const;
+    for (const [method, url, name] of queryRoutes) {
+      app.route({
+        method,
+        url,
+        onRequest: (request, _reply, done) => settle(() => this.#gateQuery(request), done),
+        handler: async (request, reply) => this.#handleQuery(request, reply, name),
+      });
+    }
+
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async (_request, reply) => {
+      const probe = this.streams.values().next().value?.topic;
+      const result = await readiness({
+        log: this.#options.log,
+        catalog: this.#options.catalog ?? this.#options.keys?.driver,
+        pipelines: this.#options.pipelines,
+        stallAfterMs: this.#settings.stall_after,
+        startedAt: this.#startedAt,
+        ...(probe ? { probeTopic: probe } : {}),
+      });
+      const ready = result.ready && !this.#closed;
+      return reply.code(ready ? 200 : 503).send({
+        status: ready ? 'ok' : 'unavailable',
+        unhealthy: this.#closed ? [...result.unhealthy, 'server (shutting down)'] : result.unhealthy,
+        components: result.components,
+      });
+    });
+    app.get('/metrics', async (_request, reply) => {
+      const text = await this.#options.registry.metrics();
+      return reply.type(this.#options.registry.contentType).send(text);
+    });
+    const openapi = JSON.stringify(
+      openApiDocument({ streams: [...this.streams.keys()], segment: segmentStream !== undefined, version }),
+    );
+    app.get('/openapi.json', async (_request, reply) => reply.type('application/json').send(openapi));
+  }
+
+  /** The checks before the body is read (see the module comment). */
+  #gate(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    stream: Stream,
+    segment: boolean,
+  ): Promise<void> | undefined {
+    const state = request.tributary!;
+    state.stream = stream;
+    this.#cors(request, reply, stream);
+
+    const headers = request.headers;
+    const length = Number(headers['content-length'] ?? 0);
+    const hasBody = length > 0 || headers['transfer-encoding'] !== undefined;
+    if (hasBody) {
+      const format = formatOf(headers['content-type']);
+      if (!format || (segment && format !== 'json')) {
+        throw new HttpError(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          headers['content-type'] === undefined
+            ? 'the request has no Content-Type'
+            : `Content-Type ${JSON.stringify(headers['content-type'].slice(0, 100))} is not supported`,
+          {
+            hint: segment
+              ? 'send Content-Type: application/json (UTF-8)'
+              : 'send Content-Type: application/json (an object or an array of objects) or application/x-ndjson, in UTF-8',
+          },
+        );
+      }
+      state.format = format;
+      const encoding = encodingOf(headers['content-encoding']);
+      if (!encoding) {
+        throw new HttpError(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          `Content-Encoding ${JSON.stringify(String(headers['content-encoding']).slice(0, 50))} is not supported`,
+          {
+            hint: 'send the body uncompressed or with Content-Encoding: gzip',
+          },
+        );
+      }
+      state.encoding = encoding;
+    }
+    if (Number.isFinite(length) && length > this.#settings.body_limit) {
+      throw new HttpError(
+        413,
+        'PAYLOAD_TOO_LARGE',
+        `the body has ${length} bytes, more than the limit of ${this.#settings.body_limit}`,
+        {
+          hint: 'send smaller batches (server.body_limit)',
+        },
+      );
+    }
+
+    this.#limit(`ip\0${stream.name}\0${request.ip}`, stream.perIp, 'this client IP');
+
+    const auth = stream.config.auth;
+    if (auth === 'key' || (segment && auth !== 'none')) {
+      const presented = presentedKey(request);
+      if (presented === undefined) {
+        if (segment) state.keyDeferred = true;
+        else
+          throw new HttpError(401, 'AUTH_REQUIRED', `stream ${stream.name} needs an API key`, {
+            hint: 'send it as Authorization: Bearer <key> or X-API-Key: <key> (create one with `tributary keys create`)',
+          });
+      } else {
+        const known = this.#options.keys!.verifyCached(presented);
+        if (known === 'miss') {
+          return this.#authorize(presented, stream, state).then(() =>
+            this.#ingestor.checkCapacity(Number.isFinite(length) ? length : 0),
+          );
+        }
+        this.#admit(known, stream, state);
+      }
+    }
+
+    this.#ingestor.checkCapacity(Number.isFinite(length) ? length : 0);
+    return undefined;
+  }
+
+  /** The query API's checks: enabled (404), IP rate limit (429), a key with the query role (401/403). */
+  #gateQuery(request: FastifyRequest): Promise<void> | undefined {
+    if (!this.#options.queryApi || !this.#options.keys) {
+      throw new HttpError(404, 'STREAM_NOT_FOUND', 'the query API is not enabled in this process', {
+        hint: 'run `tributary serve` or `tributary up`',
+      });
+    }
+    this.#limit(`ip\0query\0${request.ip}`, bucketOf(this.#settings.rate_limit.per_ip), 'this client IP');
+    const presented = presentedKey(request);
+    if (presented === undefined) {
+      throw new HttpError(401, 'AUTH_REQUIRED', 'the query API needs an API key with the query role', {
+        hint: 'create one: tributary keys create --stream "*" --name <name> --role query',
+      });
+    }
+    const admit = (key: ApiKey | undefined) => {
+      if (!key)
+        throw new HttpError(401, 'AUTH_REQUIRED', 'the API key is not valid (unknown, revoked or mistyped)');
+      if (!keyAllowsQuery(key)) {
+        throw new HttpError(
+          403,
+          'AUTH_FORBIDDEN',
+          `key ${key.id} (${key.name}) has role ${key.role}, not query`,
+          {
+            hint: 'create a key with --role query',
+          },
+        );
+      }
+      this.#limit(`key\0query\0${key.id}`, bucketOf(this.#settings.rate_limit.per_key), `key ${key.id}`);
+    };
+    const known = this.#options.keys.verifyCached(presented);
+    if (known !== 'miss') {
+      admit(known);
+      return undefined;
+    }
+    return this.#options.keys.verify(presented).then(admit, (cause: unknown) => {
+      throw new HttpError(
+        503,
+        'OVERLOADED',
+        'API keys cannot be checked right now (the catalog database is unreachable)',
+        {
+          headers: { 'retry-after': '5' },
+          cause,
+        },
+      );
+    });
+  }
+
+  async #handleQuery(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    name: 'query' | 'listTables' | 'getTable' | 'listSnapshots',
+  ): Promise<void> {
+    let body: unknown;
+    if (request.method === 'POST') {
+      const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      const raw = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      const encoding = encodingOf(request.headers['content-encoding']);
+      if (!encoding || (type !== 'application/json' && type !== 'text/plain')) {
+        throw new HttpError(
+          415,
+          'UNSUPPORTED_MEDIA_TYPE',
+          'send the query as application/json or text/plain',
+          {
+            hint: 'e.g. {"sql": "select count(*) from silver.orders"}',
+          },
+        );
+      }
+      const text = decodeUtf8(await decodeBody(raw, encoding, this.#settings.body_limit));
+      if (type === 'text/plain') body = text;
+      else {
+        try {
+          body = JSON.parse(text) as unknown;
+        } catch {
+          throw new HttpError(400, 'INVALID_INPUT', 'the body is not valid JSON', {
+            hint: 'send {"sql": "select …"}',
+          });
+        }
+      }
+    }
+    const api = await this.#options.queryApi!();
+    const apiRequest: ApiRequest = {
+      params: request.params as Record<string, string>,
+      query: request.query as Record<string, string>,
+      headers: request.headers,
+      body,
+    };
+    const response = await api[name](apiRequest);
+    await reply
+      .code(response.status)
+      .headers(response.headers ?? {})
+      .type(response.contentType)
+      .send(response.body);
+  }
+
+  async #authorize(presented: string, stream: Stream, state: RequestState): Promise<void> {
+    let key: ApiKey | undefined;
+    try {
+      key = await this.#options.keys!.verify(presented);
+    } catch (cause) {
+      this.#options.logger.warn({ err: cause }, 'cannot read API keys from the catalog database');
+      throw new HttpError(
+        503,
+        'OVERLOADED',
+        'API keys cannot be checked right now (the catalog database is unreachable)',
+        {
+          hint: 'retry after the Retry-After delay',
+          headers: { 'retry-after': '5' },
+          cause,
+        },
+      );
+    }
+    this.#admit(key, stream, state);
+  }
+
+  #admit(key: ApiKey | undefined, stream: Stream, state: RequestState): void {
+    if (!key) {
+      throw new HttpError(401, 'AUTH_REQUIRED', 'the API key is not valid (unknown, revoked or mistyped)', {
+        hint: 'check the key; `tributary keys list` shows the active ones',
+      });
+    }
+    if (!keyAllowsIngest(key, stream.name)) {
+      throw new HttpError(
+        403,
+        'AUTH_FORBIDDEN',
+        `key ${key.id} (${key.name}) may not send events to stream ${stream.name}`,
+        {
+          hint: `create a key for it: tributary keys create --stream ${stream.name} --name <name>`,
+        },
+      );
+    }
+    state.key = key;
+    this.#limit(`key\0${stream.name}\0${key.id}`, stream.perKey, `key ${key.id}`);
+  }
+
+  #limit(bucket: string, limit: { rate: number; burst: number }, who: string): void {
+    const taken = this.#buckets.take(bucket, limit);
+    if (!taken.ok) {
+      throw new HttpError(
+        429,
+        'RATE_LIMITED',
+        `${who} is over its rate limit of ${limit.rate} requests per second`,
+        {
+          hint: `retry after ${taken.retryAfterSeconds} s, or send larger batches`,
+          headers: { 'retry-after': String(taken.retryAfterSeconds) },
+        },
+      );
+    }
+  }
+
+  #cors(request: FastifyRequest, reply: FastifyReply, stream: Stream): boolean {
+    const origin = request.headers.origin;
+    if (origin === undefined) return false;
+    const allowed = stream.corsAny || stream.corsOrigins.has(origin.replace(/\/+$/, '').toLowerCase());
+    if (!allowed) {
+      throw new HttpError(
+        403,
+        'AUTH_FORBIDDEN',
+        `origin ${JSON.stringify(origin.slice(0, 200))} may not send to stream ${stream.name}`,
+        {
+          hint: `add it to streams.${stream.name}.cors_origins in tributary.yaml`,
+        },
+      );
+    }
+    reply.header('access-control-allow-origin', origin);
+    reply.header('vary', 'Origin');
+    reply.header('access-control-expose-headers', 'retry-after, idempotent-replayed');
+    return true;
+  }
+
+  #preflight(request: FastifyRequest, reply: FastifyReply, stream: Stream): void {
+    if (request.headers.origin === undefined) {
+      throw new HttpError(400, 'INVALID_INPUT', 'a CORS preflight needs an Origin header');
+    }
+    request.tributary!.stream = stream;
+    this.#cors(request, reply, stream);
+    void reply
+      .header('access-control-allow-methods', 'POST, OPTIONS')
+      .header('access-control-allow-headers', CORS_ALLOW_HEADERS)
+      .header('access-control-max-age', '600')
+      .code(204)
+      .send();
+  }
+
+  async #readBody(request: FastifyRequest): Promise<Buffer> {
+    const state = request.tributary!;
+    const raw = request.body;
+    if (!Buffer.isBuffer(raw) || raw.length === 0) {
+      throw new HttpError(400, 'INVALID_INPUT', 'the request has no body', {
+        hint: 'send a JSON object, a JSON array of objects, or NDJSON (one object a line)',
+      });
+    }
+    const body = await decodeBody(raw, state.encoding, this.#settings.body_limit);
+    const stream = state.stream!;
+    if (stream.config.auth === 'hmac' && stream.hmac) {
+      const header = request.headers[stream.hmac.header];
+      const problem = verifySignature(stream.hmac, Array.isArray(header) ? header[0] : header, body);
+      if (problem) {
+        throw new HttpError(401, 'AUTH_REQUIRED', `the webhook signature is not valid: ${problem}`, {
+          hint: `sign the body with HMAC-SHA256 and the stream's shared secret (${stream.hmac.format} format, ${stream.hmac.header} header)`,
+        });
+      }
+    }
+    return body;
+  }
+
+  #client(request: FastifyRequest): ClientInfo {
+    const agent = request.headers['user-agent'];
+    return {
+      ip: request.ip,
+      userAgent: typeof agent === 'string' ? agent : undefined,
+      receivedAt: Date.now(),
+    };
+  }
+
+  #idempotencyKey(request: FastifyRequest): string | undefined {
+    const header = request.headers['idempotency-key'];
+    if (header === undefined) return undefined;
+    const value = Array.isArray(header) ? header[0] : header;
+    if (value === undefined || !IDEMPOTENCY_KEY.test(value)) {
+      throw new HttpError(
+        400,
+        'INVALID_INPUT',
+        'the Idempotency-Key header must be 1 to 256 visible ASCII characters',
+        {
+          hint: 'use a UUID',
+        },
+      );
+    }
+    return value;
+  }
+
+  async #handleEvents(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const state = request.tributary!;
+    const stream = state.stream!;
+    const body = await this.#readBody(request);
+    const idempotencyKey = this.#idempotencyKey(request);
+    const text = decodeUtf8(body);
+    const items = parseEvents(text, state.format ?? 'json', this.#settings.max_events);
+    const outcome = await this.#ingestor.ingest({
+      stream,
+      items,
+      idField: stream.config.id_field,
+      client: this.#client(request),
+      ...(idempotencyKey === undefined
+        ? {}
+        : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),
+    });
+    if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+    await reply.code(202).send(outcome.result);
+  }
+
+  async #handleSegment(request: FastifyRequest, reply: FastifyReply, endpoint: string): Promise<void> {
+    const state = request.tributary!;
+    const stream = state.stream!;
+    const body = await this.#readBody(request);
+    const idempotencyKey = this.#idempotencyKey(request);
+    const [item] = parseEvents(decodeUtf8(body), 'json', 1);
+    const { items, writeKey } = segmentEvents(item?.value, endpoint, this.#settings.max_events);
+    if (state.keyDeferred) {
+      if (writeKey === undefined) {
+        throw new HttpError(401, 'AUTH_REQUIRED', 'the Segment endpoints need a write key', {
+          hint: 'send an API key as basic auth (username = key, empty password) or as writeKey in the body',
+        });
+      }
+      await this.#authorize(writeKey, stream, state);
+    }
+    const client = this.#client(request);
+    const outcome = await this.#ingestor.ingest({
+      stream,
+      items,
+      idField: 'messageId',
+      client,
+      prepare: (event) => prepareSegmentEvent(event, client.receivedAt),
+      ...(idempotencyKey === undefined
+        ? {}
+        : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),
+    });
+    if (outcome.replayed) reply.header('idempotent-replayed', 'true');
+    const result: IngestResult = outcome.result;
+    await reply.code(200).send({ success: true, ...result });
+  }
+
+  #sendError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+    if (error instanceof HttpError) {
+      void reply.headers(error.headers).code(error.status).send(error.body());
+      return;
+    }
+    const fastifyError = error as { code?: string; statusCode?: number; message?: string };
+    if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      void reply
+        .code(413)
+        .send(
+          errorBody(
+            'PAYLOAD_TOO_LARGE',
+            `the body is larger than the limit of ${this.#settings.body_limit} bytes`,
+            'send smaller batches (server.body_limit)',
+          ),
+        );
+      return;
+    }
+    if (fastifyError.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      void reply.code(415).send(errorBody('UNSUPPORTED_MEDIA_TYPE', 'the Content-Type is not supported'));
+      return;
+    }
+    if (
+      typeof fastifyError.statusCode === 'number' &&
+      fastifyError.statusCode >= 400 &&
+      fastifyError.statusCode < 500
+    ) {
+      void reply
+        .code(fastifyError.statusCode === 413 ? 413 : 400)
+        .send(
+          errorBody(
+            fastifyError.statusCode === 413 ? 'PAYLOAD_TOO_LARGE' : 'INVALID_INPUT',
+            `the request is malformed: ${fastifyError.message ?? 'unknown'}`,
+          ),
+        );
+      return;
+    }
+    if (isTributaryError(error) && error.retryable) {
+      void reply
+        .header('retry-after', '1')
+        .code(503)
+        .send(errorBody('OVERLOADED', error.message, error.hint));
+      return;
+    }
+    request.log.error({ err: error, url: request.url.split('?')[0] }, 'unexpected error answering a request');
+    void reply
+      .code(500)
+      .send(
+        errorBody(
+          'INTERNAL',
+          'the server failed to handle the request',
+          'see the server log; please report it',
+        ),
+      );
+  }
+}
+
+function bucketOf(limit: { requests_per_second: number; burst: number }): { rate: number; burst: number } {
+  return { rate: limit.requests_per_second, burst: limit.burst };
+}
+
+/** Runs a check that finishes now (undefined) or later (a promise), and reports it to a Fastify hook. */
+function settle(check: () => Promise<void> | undefined, done: (error?: Error) => void): void {
+  let pending: Promise<void> | undefined;
+  try {
+    pending = check();
+  } catch (error) {
+    done(error as Error);
+    return;
+  }
+  if (pending)
+    pending.then(
+      () => done(),
+      (error: unknown) => done(error as Error),
+    );
+  else done();
+}
+
+/** The API key a request carries: Authorization: Bearer, Authorization: Basic (username), or X-API-Key. */
+export function presentedKey(request: Pick<FastifyRequest, 'headers'>): string | undefined {
+  const authorization = request.headers.authorization;
+  if (typeof authorization === 'string') {
+    const space = authorization.indexOf(' ');
+    const scheme = authorization.slice(0, space).toLowerCase();
+    const value = authorization.slice(space + 1).trim();
+    if (space > 0 && scheme === 'bearer' && value) return value;
+    if (space > 0 && scheme === 'basic' && value) {
+      const decoded = Buffer.from(value, 'base64').toString('utf8');
+      const user = decoded.split(':')[0];
+      if (user) return user;
+    }
+  }
+  const header = request.headers['x-api-key'];
+  const value = Array.isArray(header) ? header[0] : header;
+  return value ? value.trim() : undefined;
+}

@@ -1,0 +1,231 @@
+/**
+ * The embedded log on a worker thread. node:sqlite is synchronous: on the main thread, every group commit
+ * (a transaction and its fsync) would stop the server from reading, parsing and answering requests until
+ * the disk returns. Here the main thread only posts appends — batched per turn of its event loop — and
+ * goes on serving while the worker commits; an append resolves when the worker's commit did, so the
+ * guarantee of `Log.append` (resolves only when durable) is unchanged.
+ *
+ * `tributary up` and `tributary serve` use it for the server and the pipelines together (one log
+ * instance per process: the embedded log keeps its offsets in memory).
+ */
+import { Worker } from 'node:worker_threads';
+import { TributaryError, type ErrorCode } from '../errors.ts';
+import type { EmbeddedLogOptions } from '../log/embedded-log.ts';
+import type {
+  Log,
+  LogRecord,
+  PartitionOffsets,
+  ReadOptions,
+  RecordPosition,
+  StoredRecord,
+  TopicConfig,
+  TopicInfo,
+} from '../log/log.ts';
+import type {
+  AppendItem,
+  DedupeRecord,
+  Message,
+  Reply,
+  SerializedError,
+  WorkerOptions,
+} from './log-worker.ts';
+
+/** Appends (or records) that are sent to the worker at once rather than at the end of the turn. */
+const SEND_AFTER_APPENDS = 16;
+const SEND_AFTER_RECORDS = 2000;
+
+interface Waiter {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+function toError(error: SerializedError): TributaryError {
+  return new TributaryError((error.code as ErrorCode | undefined) ?? 'STORAGE_IO', error.message, {
+    retryable: error.retryable ?? false,
+    ...(error.hint ? { hint: error.hint } : {}),
+    ...(error.context ? { context: error.context } : {}),
+  });
+}
+
+export class ThreadedLog implements Log {
+  readonly #worker: Worker;
+  readonly #waiting = new Map<number, Waiter>();
+  #next = 1;
+  #outbox: AppendItem[] = [];
+  #outboxRecords = 0;
+  #scheduled = false;
+  #failure: TributaryError | undefined;
+  #closed = false;
+
+  private constructor(worker: Worker) {
+    this.#worker = worker;
+    worker.on('message', (message: Message) => {
+      if ('replies' in message) for (const reply of message.replies) this.#settle(reply);
+    });
+    const fail = (why: string) => {
+      this.#failure ??= new TributaryError('STORAGE_IO', `the log worker ${why}`, {
+        retryable: true,
+        hint: 'see the log above; restart Tributary',
+      });
+      for (const waiter of this.#waiting.values()) waiter.reject(this.#failure);
+      this.#waiting.clear();
+    };
+    worker.on('error', (error: Error) => fail(`failed: ${error.message}`));
+    worker.on('exit', (code) => {
+      if (!this.#closed) fail(`exited with code ${code}`);
+    });
+  }
+
+  /**
+   * Starts the worker on the embedded log `options` describes; with `dedupeDirectory`, appends may carry
+   * ids for the dedupe store there (`appendRecording`).
+   */
+  static async open(
+    options: EmbeddedLogOptions,
+    extra: { dedupeDirectory?: string } = {},
+  ): Promise<ThreadedLog> {
+    const workerData: WorkerOptions = { log: options, ...extra };
+    const worker = new Worker(new URL('./log-worker.ts', import.meta.url), { workerData });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (message: Message) => {
+        if (!('ready' in message)) return;
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        if (message.ready) resolve();
+        else {
+          void worker.terminate();
+          reject(toError(message.error));
+        }
+      };
+      const onError = (error: Error) => {
+        worker.off('message', onMessage);
+        reject(
+          new TributaryError('STORAGE_IO', `the log worker failed to start: ${error.message}`, {
+            cause: error,
+          }),
+        );
+      };
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+    });
+    return new ThreadedLog(worker);
+  }
+
+  #settle(reply: Reply): void {
+    const waiter = this.#waiting.get(reply.id);
+    if (!waiter) return;
+    this.#waiting.delete(reply.id);
+    if (reply.ok) waiter.resolve(reply.value);
+    else waiter.reject(toError(reply.error));
+  }
+
+  #check(): void {
+    if (this.#failure) throw this.#failure;
+    if (this.#closed) throw new TributaryError('STORAGE_IO', 'the embedded log is closed');
+  }
+
+  #call<T>(method: string, args: unknown[], signal?: AbortSignal): Promise<T> {
+    this.#check();
+    const id = this.#next++;
+    return new Promise<T>((resolve, reject) => {
+      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      if (signal) {
+        const onAbort = () => this.#worker.postMessage({ op: 'abort', id });
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      this.#worker.postMessage({ op: 'call', id, method, args });
+    });
+  }
+
+  append(topic: string, records: readonly LogRecord[]): Promise<RecordPosition[]> {
+    return this.appendRecording(topic, records);
+  }
+
+  /**
+   * `append`, and once the records are durable, the worker records `dedupe` in the dedupe store before
+   * resolving (see log-worker.ts).
+   */
+  async appendRecording(
+    topic: string,
+    records: readonly LogRecord[],
+    dedupe?: DedupeRecord,
+  ): Promise<RecordPosition[]> {
+    this.#check();
+    if (records.length === 0) return [];
+    const id = this.#next++;
+    const result = new Promise<RecordPosition[]>((resolve, reject) => {
+      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+    });
+    this.#outbox.push(dedupe ? { id, topic, records, dedupe } : { id, topic, records });
+    this.#outboxRecords += records.length;
+    // A burst of requests is read in one turn of the event loop: send the first appends at once, so the
+    // worker commits them while this thread parses the rest (a pipeline, not a wave).
+    if (this.#outbox.length >= SEND_AFTER_APPENDS || this.#outboxRecords >= SEND_AFTER_RECORDS) {
+      this.#flush();
+      return result;
+    }
+    if (!this.#scheduled) {
+      this.#scheduled = true;
+      // Appends issued in this turn of the event loop travel together and share one commit.
+      setImmediate(() => this.#flush());
+    }
+    return result;
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#outbox.length === 0) return;
+    const items = this.#outbox;
+    this.#outbox = [];
+    this.#outboxRecords = 0;
+    this.#worker.postMessage({ op: 'append', items });
+  }
+
+  ensureTopic(name: string, config: TopicConfig): Promise<TopicInfo> {
+    return this.#call('ensureTopic', [name, config]);
+  }
+
+  listTopics(): Promise<TopicInfo[]> {
+    return this.#call('listTopics', []);
+  }
+
+  describeTopic(name: string): Promise<TopicInfo | undefined> {
+    return this.#call('describeTopic', [name]);
+  }
+
+  read(
+    topic: string,
+    partition: number,
+    fromOffset: number,
+    options: ReadOptions = {},
+  ): Promise<StoredRecord[]> {
+    const { signal, ...rest } = options;
+    if (signal?.aborted && rest.waitMs) rest.waitMs = 0;
+    return this.#call('read', [topic, partition, fromOffset, rest], signal);
+  }
+
+  offsets(topic: string): Promise<PartitionOffsets[]> {
+    return this.#call('offsets', [topic]);
+  }
+
+  committedOffsets(group: string, topic: string): Promise<Map<number, number>> {
+    return this.#call('committedOffsets', [group, topic]);
+  }
+
+  commitOffsets(group: string, topic: string, offsets: ReadonlyMap<number, number>): Promise<void> {
+    return this.#call('commitOffsets', [group, topic, new Map(offsets)]);
+  }
+
+  enforceRetention(): Promise<number> {
+    return this.#call('enforceRetention', []);
+  }
+
+  /** Lets appends already accepted finish, closes the log in the worker, and stops the worker. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#flush();
+    if (!this.#failure) await this.#call('close', []).catch(() => undefined);
+    this.#closed = true;
+    await this.#worker.terminate();
+  }
+}

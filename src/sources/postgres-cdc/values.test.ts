@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  builtinType,
+  convertValue,
+  icebergTypeOf,
+  numericPrecision,
+  parseArray,
+  TypeRegistry,
+  type PgType,
+} from './values.ts';
+
+const type = (oid: number): PgType => builtinType(oid)!;
+
+describe('values', () => {
+  it('converts scalars by type', () => {
+    assert.equal(convertValue(type(16), 't'), true);
+    assert.equal(convertValue(type(16), 'f'), false);
+    assert.equal(convertValue(type(21), '-32768'), -32768);
+    assert.equal(convertValue(type(23), '2147483647'), 2147483647);
+    assert.equal(convertValue(type(20), '9007199254740991'), 9007199254740991);
+    assert.equal(convertValue(type(20), '9223372036854775807'), '9223372036854775807', 'beyond 2^53: text');
+    assert.equal(convertValue(type(1700), '12.50'), '12.50', 'numeric stays exact');
+    assert.equal(convertValue(type(701), '0.1'), 0.1);
+    assert.equal(convertValue(type(701), 'NaN'), 'NaN');
+    assert.equal(convertValue(type(700), '-Infinity'), '-Infinity');
+    assert.equal(convertValue(type(1082), '2026-11-23'), '2026-11-23');
+    assert.equal(convertValue(type(1083), '10:11:12.5'), '10:11:12.5');
+    assert.equal(convertValue(type(1114), '2026-11-23 10:11:12.123456'), '2026-11-23T10:11:12.123456');
+    assert.equal(convertValue(type(1184), '2026-11-23 10:11:12.5+00'), '2026-11-23T10:11:12.5Z');
+    assert.equal(convertValue(type(1184), '2026-11-23 10:11:12+05:30'), '2026-11-23T10:11:12+05:30');
+    assert.equal(convertValue(type(1184), '2026-11-23 10:11:12-08'), '2026-11-23T10:11:12-08:00');
+    assert.equal(convertValue(type(1184), 'infinity'), 'infinity');
+    assert.equal(convertValue(type(17), '\\xdeadbeef'), '\\xdeadbeef');
+    assert.equal(convertValue(type(3802), '{"a": 1}'), '{"a": 1}', 'json stays text');
+    assert.equal(convertValue(type(1186), 'P1DT2H'), 'P1DT2H');
+  });
+
+  it('parses arrays: nested, quoted, escaped, NULL, with bounds', () => {
+    const text = (t: string) => t;
+    assert.deepEqual(parseArray('{}', ',', text), []);
+    assert.deepEqual(parseArray('{a,b,NULL,"NULL","c d","e\\"f","g\\\\h"}', ',', text), [
+      'a',
+      'b',
+      null,
+      'NULL',
+      'c d',
+      'e"f',
+      'g\\h',
+    ]);
+    assert.deepEqual(convertValue(type(1007), '{{1,2},{3,NULL}}'), [
+      [1, 2],
+      [3, null],
+    ]);
+    assert.deepEqual(convertValue(type(1007), '[0:1]={5,6}'), [5, 6]);
+    assert.deepEqual(convertValue(type(1000), '{t,f}'), [true, false]);
+    assert.deepEqual(convertValue(type(1185), '{"2026-01-01 00:00:00+00"}'), ['2026-01-01T00:00:00Z']);
+  });
+
+  it('resolves enums, domains and their arrays from catalog rows', () => {
+    const registry = new TypeRegistry();
+    assert.deepEqual(registry.missing([23, 90001, 90002, 90003]), [90001, 90002, 90003]);
+    registry.addRows([
+      { oid: 90001, name: 'mood', typtype: 'e', element: 0, base: 0, delimiter: ',' },
+      { oid: 90002, name: 'mood[]', typtype: 'b', element: 90001, base: 0, delimiter: ',' },
+      { oid: 90003, name: 'positive', typtype: 'd', element: 0, base: 23, delimiter: ',' },
+    ]);
+    assert.deepEqual(registry.unresolvedReferences(), []);
+    assert.deepEqual(convertValue(registry.get(90002), '{happy,sad}'), ['happy', 'sad']);
+    assert.equal(convertValue(registry.get(90003), '42'), 42);
+    assert.equal(convertValue(registry.get(90001), 'ok'), 'ok');
+  });
+
+  it('maps PostgreSQL types to Iceberg types', () => {
+    assert.deepEqual(numericPrecision(((12 << 16) | 2) + 4), { precision: 12, scale: 2 });
+    assert.equal(numericPrecision(-1), undefined);
+    assert.equal(icebergTypeOf(type(1700), ((12 << 16) | 2) + 4), 'decimal(12, 2)');
+    assert.equal(icebergTypeOf(type(1700), -1), 'string', 'unconstrained numeric');
+    assert.equal(icebergTypeOf(type(1700), ((50 << 16) | 2) + 4), 'string', 'precision over 38');
+    assert.equal(icebergTypeOf(type(21), -1), 'int');
+    assert.equal(icebergTypeOf(type(20), -1), 'long');
+    assert.equal(icebergTypeOf(type(700), -1), 'float');
+    assert.equal(icebergTypeOf(type(1184), -1), 'timestamptz');
+    assert.equal(icebergTypeOf(type(1114), -1), 'timestamp');
+    assert.equal(icebergTypeOf(type(2950), -1), 'uuid');
+    assert.equal(icebergTypeOf(type(17), -1), 'string');
+    assert.deepEqual(icebergTypeOf(type(1009), -1), {
+      type: 'list',
+      element: 'string',
+      'element-required': false,
+    });
+  });
+});
+
+describe('RowEncoder', () => {
+  it('writes the same JSON values as rowObject, for every mapped type', async () => {
+    const { RowEncoder } = await import('./encode.ts');
+    const { rowObject } = await import('./values.ts');
+    const oids = [
+      16, 21, 23, 20, 20, 1700, 701, 701, 700, 25, 2950, 17, 1082, 1083, 1114, 1184, 1186, 3802, 1009, 1007,
+    ];
+    const texts = [
+      't',
+      '-5',
+      '2147483647',
+      '42',
+      '-9223372036854775808',
+      '-12.50',
+      '1e+300',
+      'NaN',
+      '0.1',
+      'a "quoted"\n\\ text ✓',
+      'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      '\\xdeadbeef',
+      '2026-11-23',
+      '10:11:12.5',
+      '2026-11-23 10:11:12.5',
+      '2026-11-23 10:11:12.5+00',
+      'P1Y2M',
+      '{"a": [1, "b"]}',
+      '{x,"y z",NULL}',
+      '{1,NULL,3}',
+    ];
+    const columns = oids.map((typeOid, i) => ({ name: `c${i}`, typeOid, typeMod: -1, key: false }));
+    const types = oids.map((oid) => builtinType(oid)!);
+    const encoder = new RowEncoder(
+      columns.map((c) => c.name),
+      types,
+    );
+    assert.deepEqual(JSON.parse(encoder.json(texts)), rowObject(columns, types, texts));
+    const withGaps = texts.map((t, i) => (i % 3 === 0 ? null : i % 3 === 1 ? undefined : t));
+    assert.deepEqual(JSON.parse(encoder.json(withGaps)), rowObject(columns, types, withGaps));
+  });
+});

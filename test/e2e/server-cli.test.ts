@@ -1,0 +1,165 @@
+/**
+ * The server through the CLI: `keys create | list | revoke`, `serve`, `up` running the server with the
+ * pipelines (events posted over HTTP reach an Iceberg table; /metrics shows both), `doctor`'s server checks.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, it } from 'node:test';
+import { CLI, tributary } from '../cli.ts';
+
+function project(yaml: string): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'tributary-server-cli-'));
+  writeFileSync(path.join(dir, 'tributary.yaml'), yaml);
+  return dir;
+}
+
+function start(args: string[], cwd: string) {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const url = new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    void exited.then((code) => reject(new Error(`exited with ${code}: ${stderr}`)));
+  });
+  return { child, exited, url, stderr: () => stderr };
+}
+
+describe('tributary keys, serve and up', () => {
+  it('creates a key shown once, lists it without the secret, revokes it', async () => {
+    const dir = project('streams:\n  clicks: {}\n');
+    const created = await tributary(['keys', 'create', '--stream', 'clicks', '--name', 'web shop'], {
+      cwd: dir,
+    });
+    assert.equal(created.code, 0, created.stderr);
+    const secret = /trk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}/.exec(created.stdout)?.[0];
+    assert.ok(secret, created.stdout);
+    assert.match(created.stdout, /cannot show it again/);
+    const list = await tributary(['keys', 'list'], { cwd: dir });
+    assert.match(list.stdout, /web shop\s+ingest\s+clicks/);
+    assert.ok(!list.stdout.includes(secret.slice(17)), 'no secret in the list');
+    const unknown = await tributary(['keys', 'create', '--stream', 'nope', '--name', 'x'], { cwd: dir });
+    assert.equal(unknown.code, 0);
+    assert.match(unknown.stderr, /no stream named nope/);
+    const duplicate = await tributary(['keys', 'create', '--stream', 'clicks', '--name', 'web shop'], {
+      cwd: dir,
+    });
+    assert.equal(duplicate.code, 2);
+    assert.match(duplicate.stderr, /already exists/);
+    const badRole = await tributary(
+      ['keys', 'create', '--stream', 'clicks', '--name', 'y', '--role', 'root'],
+      { cwd: dir },
+    );
+    assert.equal(badRole.code, 2);
+    assert.equal((await tributary(['keys', 'revoke', 'web shop'], { cwd: dir })).code, 0);
+    assert.doesNotMatch((await tributary(['keys', 'list'], { cwd: dir })).stdout, /web shop/);
+    assert.match((await tributary(['keys', 'list', '--all'], { cwd: dir })).stdout, /web shop/);
+    assert.equal((await tributary(['keys', 'revoke', 'web shop'], { cwd: dir })).code, 2);
+  });
+
+  it(
+    'runs the server with the pipelines under `up`, sharing one log and one metrics registry',
+    { timeout: 120_000 },
+    async () => {
+      const dir = project(
+        'project: up\nlogging: {format: json}\nserver:\n  port: 0\nstreams:\n  clicks:\n    auth: none\n',
+      );
+      mkdirSync(path.join(dir, 'pipelines'));
+      writeFileSync(
+        path.join(dir, 'pipelines', 'clicks.yaml'),
+        'source: {type: topic, topic: events.clicks}\nsinks:\n  - type: iceberg\n    table: bronze.clicks\nbatch: {interval: 100ms}\n',
+      );
+      const up = start(['up'], dir);
+      try {
+        const url = await up.url;
+        const events = Array.from({ length: 25 }, (_, i) => ({ id: `c${i}`, page: `/p${i % 3}` }));
+        const response = await fetch(`${url}/v1/streams/clicks/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(events),
+        });
+        assert.equal(response.status, 202);
+        let metrics = '';
+        for (let i = 0; i < 100 && !/tributary_pipeline_records_out_total\{[^}]*\} 25/.test(metrics); i++) {
+          await sleep(200);
+          metrics = await (await fetch(`${url}/metrics`)).text();
+        }
+        assert.match(
+          metrics,
+          /tributary_pipeline_records_out_total\{pipeline="clicks",sink="iceberg:bronze.clicks"\} 25/,
+        );
+        assert.match(metrics, /tributary_ingest_events_accepted_total\{stream="clicks"\} 25/);
+        const ready = (await (await fetch(`${url}/readyz`)).json()) as {
+          status: string;
+          components: Record<string, unknown>;
+        };
+        assert.equal(ready.status, 'ok');
+        assert.ok(ready.components['pipeline clicks']);
+        up.child.kill('SIGTERM');
+        assert.equal(await up.exited, 0, up.stderr());
+      } finally {
+        up.child.kill('SIGKILL');
+      }
+      const query = await tributary(
+        ['query', 'select count(*)::int as n from bronze.clicks', '--format', 'json'],
+        { cwd: dir },
+      );
+      assert.equal(query.code, 0, query.stderr);
+      assert.equal((JSON.parse(query.stdout) as Array<{ n: number }>)[0]?.n, 25);
+    },
+  );
+
+  it('serves alone with `serve --port`, and doctor checks the server configuration', async () => {
+    const dir = project('streams:\n  clicks: {}\n');
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const port = (busy.address() as { port: number }).port;
+    writeFileSync(path.join(dir, 'tributary.yaml'), `server:\n  port: ${port}\nstreams:\n  clicks: {}\n`);
+    const doctor = await tributary(['doctor'], { cwd: dir });
+    assert.match(doctor.stdout, /warn\s+server\s+port free\s+127\.0\.0\.1:\d+ is in use/);
+    assert.match(doctor.stdout, /warn\s+server\s+streams have keys\s+no active API key may send to: clicks/);
+    assert.match(doctor.stdout, /tributary keys create --stream clicks/);
+    const inUse = await tributary(['serve'], { cwd: dir });
+    assert.equal(inUse.code, 1);
+    assert.match(inUse.stderr, /cannot listen on 127\.0\.0\.1:\d+.*another process uses port/);
+    busy.close();
+
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      'server:\n  tls: {cert: missing.pem, key: missing.key}\nstreams:\n  clicks: {}\n',
+    );
+    assert.match((await tributary(['doctor'], { cwd: dir })).stdout, /fail\s+server\s+TLS certificate/);
+
+    writeFileSync(path.join(dir, 'tributary.yaml'), 'streams:\n  clicks: {}\n');
+    await tributary(['keys', 'create', '--stream', 'clicks', '--name', 'k'], { cwd: dir });
+    const serve = start(['serve', '--port', '0'], dir);
+    try {
+      const url = await serve.url;
+      assert.equal((await fetch(`${url}/healthz`)).status, 200);
+      assert.equal(
+        (
+          await fetch(`${url}/v1/streams/clicks/events`, {
+            method: 'POST',
+            body: '{}',
+            headers: { 'content-type': 'application/json' },
+          })
+        ).status,
+        401,
+      );
+      serve.child.kill('SIGINT');
+      assert.equal(await serve.exited, 0);
+    } finally {
+      serve.child.kill('SIGKILL');
+    }
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * CDC slot safety and faults (docs/cdc.md): a second source on a slot in use fails naming the pid that
+ * holds it; heartbeats keep the slot advancing while the captured tables are idle; `tributary doctor`
+ * checks what replication needs; the status API (`startSources`, for /readyz) reports healthy, then
+ * stalled when its pipelines do not commit.
+ */
+import assert from 'node:assert/strict';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { openProjectLog, pipelineSchema, sourceSchema, startSources } from '../../src/components.ts';
+import { loadProject } from '../../src/core/project.ts';
+import {
+  Background,
+  cli,
+  ENV,
+  lsn,
+  makeProject,
+  postgresSkipReason,
+  PrivatePostgres,
+  sourceYaml,
+  waitFor,
+} from './cdc-support.ts';
+
+const skip = await postgresSkipReason();
+
+describe('postgres CDC slots', { skip }, () => {
+  let server: PrivatePostgres;
+
+  before(async () => {
+    server = await PrivatePostgres.start();
+    const client = await server.client();
+    await client.query(`create table public.quiet (id int primary key, body text);
+      create table public.busy (id serial primary key, body text);
+      insert into public.quiet values (1, 'x');`);
+    await client.end();
+  });
+
+  after(async () => {
+    Background.killAll();
+    await server?.stop();
+  });
+
+  it(
+    'refuses a second source on a slot in use, naming the pid that holds it',
+    { timeout: 120_000 },
+    async () => {
+      const project = makeProject('tributary-cdc-slot-');
+      project.write(
+        'sources/one.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: shared_slot\n'),
+      );
+      const first = new Background(project.root, ['cdc', 'run', 'one']);
+      const client = await server.client();
+      const pid = await waitFor('the first source to hold the slot', async () => {
+        const row = (
+          await client.query<{ pid: number | null }>(
+            `select active_pid as pid from pg_replication_slots where slot_name = 'shared_slot'`,
+          )
+        ).rows[0];
+        return row?.pid ?? undefined;
+      });
+      // Another project (its own log) configured with the same slot.
+      const other = makeProject('tributary-cdc-slot2-');
+      other.write(
+        'sources/two.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: shared_slot\n'),
+      );
+      const second = await cli(other.root, ['cdc', 'run', 'two']);
+      assert.equal(second.code, 1);
+      assert.match(second.stderr, new RegExp(`CDC_SLOT_IN_USE.*pid ${pid}`));
+      assert.equal(await first.kill('SIGTERM'), 0, first.output.slice(-2000));
+      await client.end();
+    },
+  );
+
+  it(
+    'advances the slot with heartbeats while the captured tables are idle',
+    { timeout: 120_000 },
+    async () => {
+      const project = makeProject('tributary-cdc-heartbeat-');
+      project.write(
+        'sources/idle.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: idle_slot\nsnapshot_mode: never\n'),
+      );
+      const source = new Background(project.root, ['cdc', 'run', 'idle']);
+      const client = await server.client();
+      await waitFor(
+        'the slot',
+        async () =>
+          (await client.query(`select 1 from pg_replication_slots where slot_name = 'idle_slot' and active`))
+            .rows.length > 0,
+      );
+      // WAL grows through a table the source does not capture.
+      for (let i = 0; i < 200; i++) await client.query(`insert into busy (body) values (repeat('y', 2000))`);
+      const target = (await client.query<{ l: string }>('select pg_current_wal_lsn()::text as l')).rows[0]!.l;
+      await waitFor(
+        'the confirmed LSN to pass the busy writes',
+        async () => {
+          const row = (
+            await client.query<{ c: string }>(
+              `select confirmed_flush_lsn::text as c from pg_replication_slots where slot_name = 'idle_slot'`,
+            )
+          ).rows[0];
+          return row && lsn(row.c) >= lsn(target);
+        },
+        30_000,
+      );
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-2000));
+      await client.end();
+    },
+  );
+
+  it(
+    'checks wal_level, privileges, publication, replica identity, the slot and its limits in doctor',
+    { timeout: 120_000 },
+    async () => {
+      const project = makeProject('tributary-cdc-doctor-');
+      project.write(
+        'sources/doc.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: doc_slot\ncreate_publication: false\n'),
+      );
+      const result = await cli(project.root, ['doctor', '--json']);
+      const outcomes = JSON.parse(result.stdout) as Array<{
+        component: string;
+        name: string;
+        result: { status: string; detail: string; fix?: string };
+      }>;
+      const checks = new Map(
+        outcomes.filter((o) => o.component === 'source doc').map((o) => [o.name, o.result]),
+      );
+      assert.equal(checks.get('wal_level')?.status, 'pass');
+      assert.equal(checks.get('replication privilege')?.status, 'pass');
+      assert.equal(checks.get('tables')?.status, 'pass');
+      assert.equal(checks.get('publication')?.status, 'fail', 'no publication and create_publication: false');
+      assert.match(checks.get('publication')?.fix ?? '', /CREATE PUBLICATION/);
+      assert.equal(checks.get('replica identity')?.status, 'warn', 'text without REPLICA IDENTITY FULL');
+      assert.match(checks.get('replica identity')?.fix ?? '', /REPLICA IDENTITY FULL/);
+      assert.equal(checks.get('slot')?.status, 'pass');
+      assert.equal(checks.get('max_slot_wal_keep_size')?.status, 'warn', 'unlimited by default');
+      assert.equal(result.code, 1, 'a failing check fails doctor');
+
+      // With a slot that exists and is held, its holder and lag are reported.
+      project.write(
+        'sources/doc.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: doc_slot\n'),
+      );
+      const source = new Background(project.root, ['cdc', 'run', 'doc']);
+      const client = await server.client();
+      await waitFor(
+        'the slot',
+        async () =>
+          (await client.query(`select 1 from pg_replication_slots where slot_name = 'doc_slot' and active`))
+            .rows.length > 0,
+      );
+      const again = JSON.parse((await cli(project.root, ['doctor', '--json'])).stdout) as typeof outcomes;
+      const holder = again.find((o) => o.component === 'source doc' && o.name === 'slot holder')!;
+      assert.equal(holder.result.status, 'pass');
+      assert.match(holder.result.detail, /active: backend pid \d+/);
+      assert.equal(
+        again.find((o) => o.component === 'source doc' && o.name === 'slot lag')?.result.status,
+        'pass',
+      );
+      assert.equal(await source.kill('SIGTERM'), 0);
+      await client.end();
+    },
+  );
+
+  it(
+    'reports healthy, then stalled while its pipeline commits nothing (for /readyz)',
+    { timeout: 120_000 },
+    async () => {
+      const project = makeProject('tributary-cdc-status-');
+      project.write(
+        'sources/st.yaml',
+        sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: status_slot\nstall_threshold: 2s\n'),
+      );
+      project.write(
+        'pipelines/never.yaml',
+        'source: {type: topic, topic: cdc.st}\nsinks: [{type: iceberg, table: silver.quiet}]\n',
+      );
+      for (const [key, value] of Object.entries(ENV)) process.env[key] = value;
+      const loaded = loadProject(project.root, { pipelineSchema, sourceSchema });
+      const log = await openProjectLog(loaded);
+      const [handle] = startSources(loaded, { log, logger: pino({ level: 'silent' }) });
+      try {
+        await waitFor('streaming', async () => handle!.status().state === 'streaming', 30_000);
+        assert.equal(handle!.status().healthy, true);
+        const client = await server.client();
+        await client.query(`update quiet set body = 'changed' where id = 1`);
+        await client.end();
+        // The pipeline never runs: its changes wait, the confirmed LSN stays, and after 2 s the source is stalled.
+        await waitFor('stalled', async () => !handle!.status().healthy, 30_000);
+        assert.match(handle!.status().detail, /stalled: the confirmed LSN has not moved/);
+        await sleep(100);
+      } finally {
+        await handle!.stop();
+        await log.close();
+      }
+      assert.equal(handle!.status().state, 'stopped');
+    },
+  );
+});

@@ -1,0 +1,700 @@
+/**
+ * The event collection API through real HTTP requests to a started server (127.0.0.1, a free port): every
+ * status code, idempotency, keys, webhook signatures, CORS, enrichment, Segment endpoints, health, metrics.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+import { after, before, describe, it } from 'node:test';
+import { TributaryError } from '../../src/errors.ts';
+import type { Log } from '../../src/log/log.ts';
+import { sign } from '../../src/server/hmac.ts';
+import { startTestServer, type TestServer } from '../../src/server/test-support.ts';
+
+const json = { 'content-type': 'application/json' };
+const ndjson = { 'content-type': 'application/x-ndjson' };
+
+async function post(
+  url: string,
+  body: string | Uint8Array | undefined,
+  headers: Record<string, string> = json,
+): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+  const response = await fetch(url, { method: 'POST', headers, body });
+  const text = await response.text();
+  return {
+    status: response.status,
+    body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+    headers: response.headers,
+  };
+}
+
+type ErrorBody = {
+  error: {
+    code: string;
+    message: string;
+    hint?: string;
+    events?: Array<{ index: number | null; line?: number; errors: Array<{ path: string; message: string }> }>;
+  };
+};
+const errorOf = (body: Record<string, unknown>) => (body as unknown as ErrorBody).error;
+
+const SCHEMA = JSON.stringify({
+  type: 'object',
+  required: ['user', 'amount'],
+  properties: { user: { type: 'string' }, amount: { type: 'number', minimum: 0 } },
+});
+
+describe('event collection API', () => {
+  let t: TestServer;
+  let key: string;
+  const events = (stream: string) => `${t.url}/v1/streams/${stream}/events`;
+
+  before(async () => {
+    t = await startTestServer({
+      yaml: `
+server:
+  body_limit: 64KiB
+  max_events: 50
+  max_depth: 8
+  rate_limit:
+    per_key: {requests_per_second: 0}
+    per_ip: {requests_per_second: 0}
+  segment:
+    stream: web
+streams:
+  orders:
+    schema: order.schema.json
+    partition_key: user
+    enrich: {client_ip: truncated, user_agent: true}
+  lenient:
+    schema: order.schema.json
+    on_invalid: dlq
+  open:
+    auth: none
+    topic: open-events
+    enrich: {received_at: false}
+  limited:
+    auth: none
+    rate_limit:
+      per_ip: {requests_per_second: 1, burst: 2}
+  keyed_limited:
+    rate_limit:
+      per_key: {requests_per_second: 1, burst: 1}
+  hooks:
+    auth: hmac
+    hmac: {secret: "\${HOOK_SECRET:-whsec}"}
+  stripe:
+    auth: hmac
+    hmac: {secret: whsec, format: stripe}
+  browser:
+    auth: none
+    cors_origins: [https://shop.example.com]
+  web:
+    cors_origins: ["*"]
+`,
+      files: { 'order.schema.json': SCHEMA },
+      keyCacheTtlMs: 0,
+    });
+    key = await t.key(['orders', 'lenient', 'keyed_limited', 'web']);
+  });
+  after(async () => t.close());
+
+  const auth = () => ({ ...json, authorization: `Bearer ${key}` });
+
+  it('accepts a JSON object, an array, NDJSON and gzip with 202 once the events are in the log', async () => {
+    const one = await post(events('orders'), JSON.stringify({ id: 'o-1', user: 'ann', amount: 3 }), auth());
+    assert.equal(one.status, 202, JSON.stringify(one.body));
+    assert.deepEqual(one.body, { accepted: 1, duplicates: 0, ids: ['o-1'] });
+    const many = await post(
+      events('orders'),
+      JSON.stringify([
+        { user: 'bob', amount: 1 },
+        { id: 7, user: 'bob', amount: 2 },
+      ]),
+      { ...auth(), 'x-api-key': key, authorization: '' },
+    );
+    assert.equal(many.status, 202);
+    const ids = many.body.ids as string[];
+    assert.equal(ids.length, 2);
+    assert.match(ids[0]!, /^[0-9a-f-]{36}$/, 'a generated id');
+    assert.equal(ids[1], '7');
+    const lines = await post(
+      events('orders'),
+      '{"id":"o-4","user":"cy","amount":4}\n\n{"id":"o-5","user":"cy","amount":5}\n',
+      { ...ndjson, authorization: `Bearer ${key}` },
+    );
+    assert.equal(lines.status, 202);
+    assert.equal(lines.body.accepted, 2);
+    const gz = await post(events('orders'), gzipSync(JSON.stringify({ id: 'o-6', user: 'dee', amount: 6 })), {
+      ...auth(),
+      'content-encoding': 'gzip',
+    });
+    assert.equal(gz.status, 202);
+
+    const stored = await t.records('events.orders');
+    assert.equal(stored.length, 6);
+    const values = await t.values('events.orders');
+    const first = values.find((v) => v.id === 'o-1')!;
+    assert.equal(first._client_ip, '127.0.0.0', 'truncated to its /24');
+    assert.equal(first._user_agent, 'node');
+    assert.ok(Date.parse(first._received_at as string) > Date.now() - 60_000);
+    const bobs = stored.filter((r) => r.key === 'bob');
+    assert.equal(bobs.length, 2, 'partition_key keys the records');
+    assert.equal(new Set(bobs.map((r) => r.partition)).size, 1, 'same key, same partition');
+    assert.equal(
+      stored.find((r) => r.headers['tributary-event-id'] === 'o-1')?.headers['tributary-dedupe'],
+      '1',
+    );
+  });
+
+  it('answers 400 with the JSON path and message of every violation, and accepts nothing', async () => {
+    const before = await t.count('events.orders');
+    const bad = await post(
+      events('orders'),
+      JSON.stringify([{ user: 'ann', amount: 1 }, { user: 5, amount: -1 }, 'text', { user: 'x' }]),
+      auth(),
+    );
+    assert.equal(bad.status, 400);
+    const error = errorOf(bad.body);
+    assert.equal(error.code, 'INVALID_INPUT');
+    assert.match(error.message, /3 of 4 event\(s\) are invalid; nothing was accepted/);
+    assert.deepEqual(
+      error.events?.map((e) => e.index),
+      [1, 2, 3],
+    );
+    assert.deepEqual(error.events?.[0]?.errors, [
+      { path: '/user', message: 'must be string' },
+      { path: '/amount', message: 'must be >= 0' },
+    ]);
+    assert.deepEqual(error.events?.[1]?.errors, [{ path: '', message: 'must be a JSON object' }]);
+    assert.deepEqual(error.events?.[2]?.errors, [
+      { path: '/amount', message: "must have required property 'amount'" },
+    ]);
+    const lines = await post(events('orders'), '{"user":"a","amount":1}\n{"user":\n', {
+      ...ndjson,
+      authorization: `Bearer ${key}`,
+    });
+    assert.equal(lines.status, 400);
+    assert.equal(errorOf(lines.body).events?.[0]?.line, 2);
+    assert.equal(await t.count('events.orders'), before, 'nothing appended');
+  });
+
+  it('with on_invalid: dlq, accepts the valid events and sends the invalid ones to the DLQ with reasons', async () => {
+    const mixed = await post(
+      events('lenient'),
+      JSON.stringify([{ id: 'l-1', user: 'ann', amount: 1 }, { id: 'l-2', user: 'bob' }, 42]),
+      auth(),
+    );
+    assert.equal(mixed.status, 202);
+    assert.equal(mixed.body.accepted, 1);
+    const dlq = mixed.body.dlq as {
+      topic: string;
+      count: number;
+      events: Array<{ index: number; id: string; errors: unknown[] }>;
+    };
+    assert.equal(dlq.topic, 'events.lenient.dlq');
+    assert.equal(dlq.count, 2);
+    assert.deepEqual(dlq.events.map((e) => [e.index, e.id]).slice(0, 1), [[1, 'l-2']]);
+    assert.deepEqual(
+      (await t.values('events.lenient')).map((v) => v.id),
+      ['l-1'],
+    );
+    const rejected = await t.values('events.lenient.dlq');
+    assert.equal(rejected.length, 2);
+    const l2 = rejected.find((r) => r.id === 'l-2')!;
+    assert.equal(l2.stream, 'lenient');
+    assert.match(l2.error as string, /\/amount: must have required property 'amount'/);
+    assert.deepEqual(JSON.parse(l2.payload as string), { id: 'l-2', user: 'bob' });
+    assert.equal(rejected.find((r) => r.index === 2)?.payload, '42');
+  });
+
+  it('answers 401 without a valid key and 403 for a key not allowed on the stream', async () => {
+    const body = JSON.stringify({ user: 'a', amount: 1 });
+    const none = await post(events('orders'), body);
+    assert.equal(none.status, 401);
+    assert.equal(errorOf(none.body).code, 'AUTH_REQUIRED');
+    assert.match(errorOf(none.body).hint!, /Authorization: Bearer/);
+    assert.equal(
+      (await post(events('orders'), body, { ...json, authorization: 'Bearer trk_nope' })).status,
+      401,
+    );
+    const forged = `${key.slice(0, -4)}AAAA`;
+    assert.equal((await post(events('orders'), body, { ...json, 'x-api-key': forged })).status, 401);
+    const other = await t.key(['open']);
+    const forbidden = await post(events('orders'), body, { ...json, authorization: `Bearer ${other}` });
+    assert.equal(forbidden.status, 403);
+    assert.equal(errorOf(forbidden.body).code, 'AUTH_FORBIDDEN');
+    const query = await t.key(['orders'], 'query');
+    assert.equal(
+      (await post(events('orders'), body, { ...json, authorization: `Bearer ${query}` })).status,
+      403,
+    );
+    const revoked = await t.keys.create({ name: 'to-revoke', role: 'ingest', streams: ['orders'] });
+    assert.equal(
+      (await post(events('orders'), body, { ...json, authorization: `Bearer ${revoked.secret}` })).status,
+      202,
+    );
+    await t.keys.revoke('to-revoke');
+    assert.equal(
+      (await post(events('orders'), body, { ...json, authorization: `Bearer ${revoked.secret}` })).status,
+      401,
+    );
+  });
+
+  it('answers 404 for an unknown stream or endpoint, 413 over the limits, 415 for unsupported types', async () => {
+    const unknown = await post(events('nope'), '{}', auth());
+    assert.equal(unknown.status, 404);
+    assert.equal(errorOf(unknown.body).code, 'STREAM_NOT_FOUND');
+    assert.equal((await fetch(`${t.url}/v2/whatever`)).status, 404);
+    assert.equal((await post(events('no stream!'), '{}', auth())).status, 404);
+
+    const big = JSON.stringify({ user: 'a', amount: 1, pad: 'x'.repeat(70 * 1024) });
+    const tooBig = await post(events('orders'), big, auth());
+    assert.equal(tooBig.status, 413);
+    assert.equal(errorOf(tooBig.body).code, 'PAYLOAD_TOO_LARGE');
+    const bomb = gzipSync(JSON.stringify({ user: 'a', amount: 1, pad: ' '.repeat(1024 * 1024) }));
+    assert.ok(bomb.length < 64 * 1024);
+    assert.equal((await post(events('orders'), bomb, { ...auth(), 'content-encoding': 'gzip' })).status, 413);
+    const many = JSON.stringify(Array.from({ length: 51 }, () => ({ user: 'a', amount: 1 })));
+    assert.equal((await post(events('orders'), many, auth())).status, 413);
+
+    for (const type of [
+      'text/xml',
+      'application/x-www-form-urlencoded',
+      'application/json; charset=iso-8859-1',
+    ]) {
+      const response = await post(events('orders'), '{}', {
+        'content-type': type,
+        authorization: `Bearer ${key}`,
+      });
+      assert.equal(response.status, 415, type);
+      assert.equal(errorOf(response.body).code, 'UNSUPPORTED_MEDIA_TYPE');
+    }
+    assert.equal((await post(events('open'), new Uint8Array([123, 125]), {})).status, 415, 'no content type');
+    assert.equal((await post(events('orders'), '{}', { ...auth(), 'content-encoding': 'br' })).status, 415);
+  });
+
+  it('answers 429 with Retry-After over a client IP or key rate limit', async () => {
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 4; i++) {
+      const response = await post(events('limited'), '{}');
+      statuses.push(response.status);
+      if (response.status === 429) {
+        retryAfter = response.headers.get('retry-after');
+        assert.equal(errorOf(response.body).code, 'RATE_LIMITED');
+      }
+    }
+    assert.deepEqual(statuses.slice(0, 2), [202, 202]);
+    assert.equal(statuses[3], 429);
+    assert.equal(retryAfter, '1');
+    const body = JSON.stringify({});
+    assert.equal((await post(events('keyed_limited'), body, auth())).status, 202);
+    const limited = await post(events('keyed_limited'), body, auth());
+    assert.equal(limited.status, 429);
+    assert.match(errorOf(limited.body).message, /key [0-9a-f]{12} is over its rate limit/);
+  });
+
+  it('drops retried events by id and replays the answer to a retried Idempotency-Key', async () => {
+    const body = JSON.stringify([
+      { id: 'r-1', user: 'a', amount: 1 },
+      { id: 'r-2', user: 'a', amount: 2 },
+    ]);
+    const before = await t.count('events.orders');
+    assert.equal((await post(events('orders'), body, auth())).body.duplicates, 0);
+    const retry = await post(events('orders'), body, auth());
+    assert.equal(retry.status, 202);
+    assert.deepEqual(retry.body, { accepted: 2, duplicates: 2, ids: ['r-1', 'r-2'] });
+    const within = await post(
+      events('orders'),
+      JSON.stringify([
+        { id: 'r-3', user: 'a', amount: 1 },
+        { id: 'r-3', user: 'a', amount: 1 },
+      ]),
+      auth(),
+    );
+    assert.equal(within.body.duplicates, 1);
+    assert.equal(await t.count('events.orders'), before + 3);
+
+    // Concurrent retries of the same ids: one append.
+    const concurrent = JSON.stringify([{ id: 'c-1', user: 'a', amount: 1 }]);
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, () => post(events('orders'), concurrent, auth())),
+    );
+    assert.ok(answers.every((a) => a.status === 202));
+    assert.equal(answers.filter((a) => a.body.duplicates === 0).length, 1);
+    assert.equal(await t.count('events.orders'), before + 4);
+
+    const batch = JSON.stringify([
+      { user: 'no-id', amount: 1 },
+      { user: 'no-id', amount: 2 },
+    ]);
+    const headers = { ...auth(), 'idempotency-key': 'batch-0001' };
+    const first = await post(events('orders'), batch, headers);
+    const second = await post(events('orders'), batch, headers);
+    assert.equal(second.status, 202);
+    assert.equal(second.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(second.body, first.body, 'the same answer, the same generated ids');
+    assert.equal(await t.count('events.orders'), before + 6);
+    const conflict = await post(events('orders'), JSON.stringify([{ user: 'other', amount: 1 }]), headers);
+    assert.equal(conflict.status, 422);
+    assert.equal(errorOf(conflict.body).code, 'IDEMPOTENCY_CONFLICT');
+    assert.equal(
+      (await post(events('orders'), batch, { ...auth(), 'idempotency-key': 'bad key with spaces' })).status,
+      400,
+    );
+  });
+
+  it('verifies HMAC signatures over the raw body (GitHub and Stripe formats)', async () => {
+    const body = JSON.stringify({ action: 'opened', number: 1 });
+    const bytes = new TextEncoder().encode(body);
+    const signature = `sha256=${createHash('sha256').update('unused').digest('hex')}`;
+    assert.equal(
+      (await post(events('hooks'), body, { ...json, 'x-hub-signature-256': signature })).status,
+      401,
+    );
+    assert.equal((await post(events('hooks'), body)).status, 401);
+    const good = sign({ secret: 'whsec', format: 'github' }, bytes);
+    const accepted = await post(events('hooks'), body, { ...json, 'x-hub-signature-256': good });
+    assert.equal(accepted.status, 202, JSON.stringify(accepted.body));
+    const gz = await post(events('hooks'), gzipSync(body), {
+      ...json,
+      'content-encoding': 'gzip',
+      'x-hub-signature-256': good,
+    });
+    assert.equal(gz.status, 202, 'the signature covers the decoded body');
+    const stripe = sign({ secret: 'whsec', format: 'stripe' }, bytes);
+    assert.equal((await post(events('stripe'), body, { ...json, 'stripe-signature': stripe })).status, 202);
+    const tampered = stripe.slice(0, -1) + (stripe.endsWith('0') ? '1' : '0');
+    assert.equal((await post(events('stripe'), body, { ...json, 'stripe-signature': tampered })).status, 401);
+  });
+
+  it('answers CORS preflights from allowed origins and refuses other origins', async () => {
+    const preflight = await fetch(events('browser'), {
+      method: 'OPTIONS',
+      headers: { origin: 'https://shop.example.com', 'access-control-request-method': 'POST' },
+    });
+    assert.equal(preflight.status, 204);
+    assert.equal(preflight.headers.get('access-control-allow-origin'), 'https://shop.example.com');
+    assert.match(preflight.headers.get('access-control-allow-headers')!, /idempotency-key/);
+    assert.match(preflight.headers.get('access-control-allow-methods')!, /POST/);
+    const denied = await fetch(events('browser'), {
+      method: 'OPTIONS',
+      headers: { origin: 'https://evil.example' },
+    });
+    assert.equal(denied.status, 403);
+    assert.equal(denied.headers.get('access-control-allow-origin'), null);
+    const sent = await post(events('browser'), '{"page":"/"}', {
+      ...json,
+      origin: 'https://shop.example.com',
+    });
+    assert.equal(sent.status, 202);
+    assert.equal(sent.headers.get('access-control-allow-origin'), 'https://shop.example.com');
+    assert.equal(
+      (await post(events('browser'), '{}', { ...json, origin: 'https://evil.example' })).status,
+      403,
+    );
+  });
+
+  it('sends security headers on every response', async () => {
+    for (const response of [
+      await fetch(`${t.url}/healthz`),
+      await fetch(events('nope'), { method: 'POST' }),
+    ]) {
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff');
+      assert.equal(response.headers.get('x-frame-options'), 'DENY');
+      assert.match(response.headers.get('content-security-policy')!, /default-src 'none'/);
+      assert.equal(response.headers.get('cache-control'), 'no-store');
+    }
+  });
+
+  it('maps Segment calls onto the configured stream, with the write key as basic auth or in the body', async () => {
+    const basic = `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
+    const track = await post(
+      `${t.url}/v1/track`,
+      JSON.stringify({
+        userId: 'u1',
+        event: 'Order Completed',
+        messageId: 'm-1',
+        properties: { total: 9 },
+        timestamp: '2026-01-01T00:00:00Z',
+        sentAt: '2026-01-01T00:00:05Z',
+      }),
+      { ...json, authorization: basic },
+    );
+    assert.equal(track.status, 200, JSON.stringify(track.body));
+    assert.equal(track.body.success, true);
+    const batch = await post(
+      `${t.url}/v1/batch`,
+      JSON.stringify({
+        batch: [
+          { type: 'identify', userId: 'u1', traits: { plan: 'pro' }, messageId: 'm-2' },
+          { type: 'page', anonymousId: 'a1', name: 'Home', messageId: 'm-3' },
+          { type: 'track', userId: 'u1', event: 'Order Completed', messageId: 'm-1' },
+        ],
+        context: { library: { name: 'analytics-node' } },
+      }),
+      { ...json, authorization: basic },
+    );
+    assert.equal(batch.status, 200);
+    assert.equal(batch.body.duplicates, 1, 'messageId m-1 again');
+    const browser = await post(`${t.url}/v1/p`, JSON.stringify({ anonymousId: 'a2', writeKey: key }), {
+      'content-type': 'text/plain',
+    });
+    assert.equal(browser.status, 200);
+    const stored = await t.values('events.web');
+    assert.deepEqual(
+      stored.map((e) => e.type),
+      ['track', 'identify', 'page', 'page'],
+    );
+    assert.ok(!JSON.stringify(stored).includes(key), 'the write key is never stored');
+    const tracked = stored[0]!;
+    assert.equal(tracked.originalTimestamp, '2026-01-01T00:00:00Z');
+    const skew = Date.parse(tracked.receivedAt as string) - Date.parse(tracked.timestamp as string);
+    assert.equal(skew, 5000, 'timestamp corrected for the client clock');
+    assert.deepEqual((stored[1]!.context as Record<string, unknown>).library, { name: 'analytics-node' });
+    assert.equal((await post(`${t.url}/v1/track`, JSON.stringify({ userId: 'u1', event: 'x' }))).status, 401);
+    const invalid = await post(`${t.url}/v1/track`, JSON.stringify({ event: 'x' }), {
+      ...json,
+      authorization: basic,
+    });
+    assert.equal(invalid.status, 400);
+    assert.equal(errorOf(invalid.body).events?.[0]?.errors[0]?.path, '/userId');
+  });
+
+  it('serves /healthz, /readyz, /metrics and /openapi.json', async () => {
+    assert.deepEqual(await (await fetch(`${t.url}/healthz`)).json(), { status: 'ok' });
+    const ready = await fetch(`${t.url}/readyz`);
+    assert.equal(ready.status, 200);
+    assert.deepEqual(((await ready.json()) as { components: Record<string, unknown> }).components, {
+      log: { status: 'ok' },
+      catalog: { status: 'ok' },
+    });
+    const metrics = await (await fetch(`${t.url}/metrics`)).text();
+    assert.match(
+      metrics,
+      /tributary_http_requests_total\{route="\/v1\/streams\/:stream\/events",stream="orders",status="202"\} \d+/,
+    );
+    assert.match(metrics, /tributary_http_requests_total\{[^}]*stream="-",status="404"\}/);
+    assert.match(metrics, /tributary_ingest_events_accepted_total\{stream="orders"\} \d+/);
+    assert.match(metrics, /tributary_ingest_events_dlq_total\{stream="lenient"\} 2/);
+    assert.match(metrics, /tributary_ingest_log_append_seconds_bucket/);
+    assert.match(metrics, /tributary_http_request_duration_seconds_bucket/);
+    assert.doesNotMatch(metrics, /stream="nope"/, 'no label from untrusted input');
+    const openapi = (await (await fetch(`${t.url}/openapi.json`)).json()) as {
+      openapi: string;
+      paths: Record<string, unknown>;
+    };
+    assert.equal(openapi.openapi, '3.1.0');
+    assert.ok(openapi.paths['/v1/streams/{stream}/events']);
+    assert.ok(openapi.paths['/v1/track']);
+  });
+});
+
+describe('query API', () => {
+  it(
+    'answers read-only SQL and table listings for keys with the query role only',
+    { timeout: 60_000 },
+    async () => {
+      const t = await startTestServer({ yaml: 'streams:\n  s: {}\n' });
+      try {
+        const query = await t.key(['*'], 'query');
+        const ingest = await t.key(['s']);
+        const ask = (key: string | undefined, body: string, type = 'application/json') =>
+          fetch(`${t.url}/v1/query`, {
+            method: 'POST',
+            headers: { 'content-type': type, ...(key ? { authorization: `Bearer ${key}` } : {}) },
+            body,
+          });
+        assert.equal((await ask(undefined, '{"sql":"select 1"}')).status, 401);
+        assert.equal((await ask(ingest, '{"sql":"select 1"}')).status, 403);
+        const answer = await ask(query, '{"sql":"select 42 as answer"}');
+        assert.equal(answer.status, 200);
+        assert.deepEqual(((await answer.json()) as { rows: unknown[] }).rows, [{ answer: 42 }]);
+        const text = await ask(query, 'select 1 as one', 'text/plain');
+        assert.equal(text.status, 200);
+        assert.equal((await ask(query, '{"sql":"drop table x"}')).status, 400, 'read-only');
+        assert.equal((await ask(query, '<sql/>', 'text/xml')).status, 415);
+        const tables = await fetch(`${t.url}/v1/tables`, { headers: { authorization: `Bearer ${query}` } });
+        assert.equal(tables.status, 200);
+      } finally {
+        await t.close();
+      }
+    },
+  );
+});
+
+describe('TLS', () => {
+  it('serves HTTPS with the configured certificate and sends Strict-Transport-Security', async (t) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tributary-tls-'));
+    const made = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '30',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-keyout',
+        path.join(dir, 'key.pem'),
+        '-out',
+        path.join(dir, 'cert.pem'),
+      ],
+      { encoding: 'utf8' },
+    );
+    if (made.status !== 0) {
+      t.skip(`openssl cannot make a test certificate: ${made.error?.message ?? made.stderr}`);
+      return;
+    }
+    const server = await startTestServer({
+      yaml: 'server:\n  tls: {cert: cert.pem, key: key.pem}\nstreams:\n  s: {auth: none}\n',
+      files: {
+        'cert.pem': readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
+        'key.pem': readFileSync(path.join(dir, 'key.pem'), 'utf8'),
+      },
+    });
+    try {
+      assert.match(server.url, /^https:\/\//);
+      const response = await new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
+        const request = httpsRequest(
+          `${server.url}/v1/streams/s/events`,
+          { method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } },
+          (res) => {
+            res.resume();
+            res.on('end', () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                hsts: res.headers['strict-transport-security'],
+              }),
+            );
+          },
+        );
+        request.on('error', reject);
+        request.end('{"over":"tls"}');
+      });
+      assert.equal(response.status, 202);
+      assert.match(response.hsts ?? '', /max-age=/);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('trusted proxies, backpressure and readiness', () => {
+  it('believes X-Forwarded-For only from trusted proxies', async () => {
+    const yaml = (trusted: string) =>
+      `server:\n  trusted_proxies: [${trusted}]\nstreams:\n  s:\n    auth: none\n    enrich: {client_ip: full}\n`;
+    for (const [trusted, expected] of [
+      ['127.0.0.1/32', '203.0.113.9'],
+      ['10.0.0.1', '127.0.0.1'],
+    ] as const) {
+      const t = await startTestServer({ yaml: yaml(trusted) });
+      try {
+        const response = await post(`${t.url}/v1/streams/s/events`, '{}', {
+          ...json,
+          'x-forwarded-for': '203.0.113.9',
+        });
+        assert.equal(response.status, 202);
+        assert.equal((await t.values('events.s'))[0]!._client_ip, expected, `trusted ${trusted}`);
+      } finally {
+        await t.close();
+      }
+    }
+  });
+
+  it('answers 503 with Retry-After when too many appends are in flight or the log fails, storing nothing', async () => {
+    let release: () => void = () => undefined;
+    let gate: Promise<void> = Promise.resolve();
+    let fail = false;
+    const t = await startTestServer({
+      yaml: 'server:\n  max_pending_appends: 1\nstreams:\n  s:\n    auth: none\n',
+      wrapLog: (log): Log =>
+        new Proxy(log, {
+          get(target, property, receiver) {
+            if (property === 'append') {
+              return async (...args: Parameters<Log['append']>) => {
+                if (fail) throw new TributaryError('STORAGE_IO', 'disk on fire', { retryable: true });
+                await gate;
+                return target.append(...args);
+              };
+            }
+            const value = Reflect.get(target, property, receiver) as unknown;
+            return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+          },
+        }),
+    });
+    try {
+      gate = new Promise((resolve) => (release = resolve));
+      const slow = post(`${t.url}/v1/streams/s/events`, '{"n":1}');
+      await sleep(100);
+      const refused = await post(`${t.url}/v1/streams/s/events`, '{"n":2}');
+      assert.equal(refused.status, 503);
+      assert.equal(refused.headers.get('retry-after'), '1');
+      assert.equal(errorOf(refused.body).code, 'OVERLOADED');
+      release();
+      assert.equal((await slow).status, 202);
+      fail = true;
+      const failed = await post(`${t.url}/v1/streams/s/events`, '{"n":3}');
+      assert.equal(failed.status, 503);
+      assert.equal(failed.headers.get('retry-after'), '1');
+      assert.equal(await t.count('events.s'), 1);
+    } finally {
+      release();
+      await t.close();
+    }
+  });
+
+  it('is ready only when no pipeline failed or stalled, naming the unhealthy one', async () => {
+    let status = 'running';
+    let lastCommitAt = Date.now();
+    const runner = {
+      name: 'orders',
+      get status() {
+        return status;
+      },
+      get error() {
+        return new Error('sink exploded');
+      },
+      get lastCommitAt() {
+        return lastCommitAt;
+      },
+    };
+    const t = await startTestServer({
+      yaml: 'server:\n  stall_after: 1s\nstreams:\n  s:\n    auth: none\n',
+      pipelines: () => [{ runner: runner as never, topic: 'events.s' }],
+    });
+    try {
+      assert.equal((await fetch(`${t.url}/readyz`)).status, 200);
+      await post(`${t.url}/v1/streams/s/events`, '{}');
+      lastCommitAt = Date.now() - 5000;
+      await sleep(1100);
+      const stalled = await fetch(`${t.url}/readyz`);
+      assert.equal(stalled.status, 503);
+      const body = (await stalled.json()) as {
+        unhealthy: string[];
+        components: Record<string, { detail: string }>;
+      };
+      assert.deepEqual(body.unhealthy, ['pipeline orders']);
+      assert.match(body.components['pipeline orders']!.detail, /stalled: 1 record\(s\) waiting/);
+      status = 'failed';
+      const failed = (await (await fetch(`${t.url}/readyz`)).json()) as {
+        components: Record<string, { detail: string }>;
+      };
+      assert.match(failed.components['pipeline orders']!.detail, /failed: sink exploded/);
+    } finally {
+      await t.close();
+    }
+  });
+});
