@@ -268,17 +268,28 @@ const benchmark: Benchmark = {
         [...pgArgs, '-n', '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
         env,
       );
-      const backlog = 4 * Number(/number of transactions actually processed: (\d+)/.exec(backlogOut)?.[1] ?? NaN);
+      const backlog =
+        4 * Number(/number of transactions actually processed: (\d+)/.exec(backlogOut)?.[1] ?? NaN);
       const logBefore = sum(ends());
       const drainStart = Date.now();
       const drainer = new Child(root, ['cdc', 'run', 'bank']);
       children.push(drainer);
-      await until('the source to drain the backlog', () => sum(ends()) - logBefore >= backlog, 30 * 60_000, 50);
+      await until(
+        'the source to drain the backlog',
+        () => sum(ends()) - logBefore >= backlog,
+        30 * 60_000,
+        50,
+      );
       const drainSeconds = (Date.now() - drainStart) / 1000;
       const icebergStart = Date.now();
       const catchUp = new Child(root, ['run', 'accounts']);
       children.push(catchUp);
-      await until('the pipeline to drain the backlog', () => sum(committed()) >= sum(ends()), 30 * 60_000, 50);
+      await until(
+        'the pipeline to drain the backlog',
+        () => sum(committed()) >= sum(ends()),
+        30 * 60_000,
+        50,
+      );
       const icebergSeconds = (Date.now() - icebergStart) / 1000;
       await log.close();
       db.close();
