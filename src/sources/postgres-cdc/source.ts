@@ -106,6 +106,8 @@ interface PendingRecord {
   readonly table: string;
   readonly op: ChangeOp;
   value: string | undefined;
+  /** About how many bytes it will take (for memory bounds). */
+  readonly size: number;
   /** An update whose unchanged TOASTed values have to be read back before it is written. */
   toast?: ToastFix;
   headers?: Record<string, string>;
@@ -136,6 +138,8 @@ interface OpenTransaction {
   readonly commitTimeText: string;
   readonly positionPrefix: string;
   records: PendingRecord[];
+  /** Bytes of `records`. */
+  bytes: number;
   seq: number;
   /** Some of its changes went to the log already (a large transaction). */
   partial: boolean;
@@ -170,6 +174,10 @@ const BACKOFF_MAX_MS = 30_000;
 const SLOT_RELEASE_GRACE_MS = 5_000;
 const INBOUND_HIGH = 20_000;
 const INBOUND_LOW = 2_000;
+/** Bytes of change records per append at most (large TOASTed rows). */
+const MAX_APPEND_BYTES = 16 * 1024 * 1024;
+/** Bytes of undecoded messages at most before the socket is paused (large TOASTed values). */
+const INBOUND_HIGH_BYTES = 64 * 1024 * 1024;
 
 function pgCode(error: unknown): string {
   return (error as { code?: string } | undefined)?.code ?? '';
@@ -233,6 +241,7 @@ export class PostgresCdcSource implements RunningSource {
   #query: pg.Client | undefined;
   #control: pg.Client | undefined;
   #inbound: Inbound[] = [];
+  #inboundBytes = 0;
   #inboundWake: (() => void) | undefined;
   #paused = false;
   #txn: OpenTransaction | undefined;
@@ -244,6 +253,8 @@ export class PostgresCdcSource implements RunningSource {
   #chunk: Chunk | undefined;
   #chunkRunning: Promise<void> | undefined;
   #cursors = new Map<string, Cursor>();
+  #buffered = 0;
+  #bufferedBytes = 0;
   #sessionError: ((error: unknown) => void) | undefined;
   #timers: NodeJS.Timeout[] = [];
   #lastProgressLog = 0;
@@ -470,9 +481,12 @@ export class PostgresCdcSource implements RunningSource {
   #resetSession(): void {
     this.#relations.clear();
     this.#inbound = [];
+    this.#inboundBytes = 0;
     this.#paused = false;
     this.#txn = undefined;
     this.#queue = [];
+    this.#buffered = 0;
+    this.#bufferedBytes = 0;
     this.#appending = [];
     this.#flushing = undefined;
     this.#chunk = undefined;
@@ -749,7 +763,8 @@ export class PostgresCdcSource implements RunningSource {
 
   #enqueue(item: Inbound): void {
     this.#inbound.push(item);
-    if (!this.#paused && this.#inbound.length >= INBOUND_HIGH) {
+    if (item.kind === 'data') this.#inboundBytes += item.data.length;
+    if (!this.#paused && (this.#inbound.length >= INBOUND_HIGH || this.#inboundBytes >= INBOUND_HIGH_BYTES)) {
       this.#paused = true;
       this.#stream?.pause();
     }
@@ -764,6 +779,7 @@ export class PostgresCdcSource implements RunningSource {
       if (this.#stopping || !this.#stream) return;
       if (index >= this.#inbound.length) {
         this.#inbound = [];
+        this.#inboundBytes = 0;
         index = 0;
         if (this.#paused) {
           this.#paused = false;
@@ -774,7 +790,12 @@ export class PostgresCdcSource implements RunningSource {
         continue;
       }
       const item = this.#inbound[index++]!;
-      if (this.#paused && this.#inbound.length - index < INBOUND_LOW) {
+      if (item.kind === 'data') this.#inboundBytes -= item.data.length;
+      if (
+        this.#paused &&
+        this.#inbound.length - index < INBOUND_LOW &&
+        this.#inboundBytes < INBOUND_HIGH_BYTES / 4
+      ) {
         this.#paused = false;
         this.#stream.resume();
       }
@@ -787,16 +808,20 @@ export class PostgresCdcSource implements RunningSource {
       if (message.tag === 'relation') await this.#onRelation(message);
       else this.#onMessage(message, item.lsn);
       if (this.#bufferedRecords() >= this.#config.max_batch_records) this.#scheduleFlush();
+      if (this.#bufferedBytes >= MAX_APPEND_BYTES) this.#scheduleFlush();
       // Backpressure: the log is slower than the stream; wait for the append in flight.
-      while (this.#bufferedRecords() >= this.#config.max_batch_records * 4 && this.#flushing)
+      while (
+        (this.#bufferedRecords() >= this.#config.max_batch_records * 4 ||
+          this.#bufferedBytes >= MAX_APPEND_BYTES * 4) &&
+        this.#flushing
+      )
         await this.#flushing;
     }
   }
 
+  /** Records decoded and not yet taken by an append (kept as a count: this is asked per message). */
   #bufferedRecords(): number {
-    let n = this.#txn?.records.length ?? 0;
-    for (const unit of this.#queue) n += unit.records.length;
-    return n;
+    return this.#buffered;
   }
 
   async #onRelation(message: Extract<PgOutputMessage, { tag: 'relation' }>): Promise<void> {
@@ -862,6 +887,7 @@ export class PostgresCdcSource implements RunningSource {
           commitTimeText: new Date(message.commitTimeMs).toISOString(),
           positionPrefix: lsnKey(message.finalLsn),
           records: [],
+          bytes: 0,
           seq: 0,
           partial: false,
           signals: [],
@@ -963,23 +989,30 @@ export class PostgresCdcSource implements RunningSource {
       xid: txn.xid,
       seq,
     };
+    const toast = after !== null && after.includes(undefined);
+    const value = toast ? undefined : envelopeJson(envelope, after ? relation.rows.json(after) : 'null');
     const record: PendingRecord = {
       key: keyText,
       position: { lsn: txn.commitLsn, seq },
       positionText: `${txn.positionPrefix}.${seq}`,
       table: relation.table,
       op,
-      value: undefined,
+      value,
+      // A TOASTed value still to be read back: count it as large.
+      size: value?.length ?? 64 * 1024,
+      ...(toast ? { toast: { relation, after, envelope } } : {}),
     };
-    if (after && after.includes(undefined)) record.toast = { relation, after, envelope };
-    else record.value = envelopeJson(envelope, after ? relation.rows.json(after) : 'null');
     txn.records.push(record);
+    txn.bytes += record.size;
+    this.#buffered++;
+    this.#bufferedBytes += record.size;
     const chunk = this.#chunk;
     if (chunk?.windowOpen && chunk.task.table === relation.table) chunk.changed.add(keyText);
     // A large transaction goes to the log in parts; the position of each change keeps them in order.
-    if (txn.records.length >= this.#config.max_batch_records) {
+    if (txn.records.length >= this.#config.max_batch_records || txn.bytes >= MAX_APPEND_BYTES) {
       this.#queue.push({ records: txn.records, commitLsn: txn.commitLsn, commitTime: txn.commitTime });
       txn.records = [];
+      txn.bytes = 0;
       txn.partial = true;
       this.#scheduleFlush();
     }
@@ -1028,14 +1061,20 @@ export class PostgresCdcSource implements RunningSource {
     while (this.#queue.length && this.#sessionError) {
       const units: Unit[] = [];
       let count = 0;
+      let bytes = 0;
       while (
         this.#queue.length &&
-        (units.length === 0 || count + this.#queue[0]!.records.length <= this.#config.max_batch_records)
+        (units.length === 0 ||
+          (count + this.#queue[0]!.records.length <= this.#config.max_batch_records &&
+            bytes < MAX_APPEND_BYTES))
       ) {
         const unit = this.#queue.shift()!;
+        this.#buffered -= unit.records.length;
+        for (const record of unit.records) bytes += record.size;
         units.push(unit);
         count += unit.records.length;
       }
+      this.#bufferedBytes -= bytes;
       this.#appending = units;
       await this.#fillToast(units);
       const records: LogRecord[] = [];
@@ -1128,7 +1167,12 @@ export class PostgresCdcSource implements RunningSource {
   }
 
   async #drain(): Promise<void> {
-    if (this.#txn) this.#txn = undefined; // an unfinished transaction comes again after a restart
+    if (this.#txn) {
+      // An unfinished transaction comes again after a restart.
+      this.#buffered -= this.#txn.records.length;
+      this.#bufferedBytes -= this.#txn.bytes;
+      this.#txn = undefined;
+    }
     this.#scheduleFlush();
     while (this.#flushing) await this.#flushing.catch(() => undefined);
   }
@@ -1236,8 +1280,31 @@ export class PostgresCdcSource implements RunningSource {
     const task = this.#stored?.tasks.find((t) => !this.#cursorOf(t).done);
     if (!task) return;
     this.#chunkRunning = this.#readChunk(task)
-      .catch((error: unknown) => this.#sessionError?.(error))
-      .finally(() => (this.#chunkRunning = undefined));
+      .catch((error: unknown) => this.#chunkFailed(task, error))
+      .finally(() => {
+        this.#chunkRunning = undefined;
+        // The high watermark may have come through the stream already: then read on.
+        this.#maybeStartChunk();
+      });
+  }
+
+  /**
+   * A chunk that could not be read: a lost connection ends the session (the chunk is read again after
+   * it); a backfill whose condition no longer holds (a dropped column) is dropped, not the source.
+   */
+  async #chunkFailed(task: SnapshotTask, error: unknown): Promise<void> {
+    this.#chunk = undefined;
+    if (task.kind === 'backfill' && !isRetryable(error) && /^(22|42)/.test(pgCode(error))) {
+      this.#logger.error(
+        { err: error, table: task.table, where: task.where },
+        `source ${this.name}: backfill of ${task.table} dropped: ${(error as Error).message}`,
+      );
+      finishTask(this.#stored!, task);
+      this.#cursors.delete(task.id);
+      await this.#saveStateInOrder();
+      return;
+    }
+    this.#sessionError?.(error);
   }
 
   async #readChunk(task: SnapshotTask): Promise<void> {
@@ -1247,7 +1314,6 @@ export class PostgresCdcSource implements RunningSource {
       // A backfill of a table no longer captured: drop it.
       finishTask(this.#stored!, task);
       await this.#saveStateInOrder();
-      this.#maybeStartChunk();
       return;
     }
     if (task.chunks === 0 && task.estimated === undefined) {
@@ -1292,7 +1358,7 @@ export class PostgresCdcSource implements RunningSource {
     try {
       result = await query.query<string[]>({ text: sql, values: params, rowMode: 'array' });
     } finally {
-      await query.query('commit').catch(() => undefined);
+      await query.query('rollback').catch(() => undefined);
     }
     const oids = result.fields.map((f) => f.dataTypeID);
     await this.#lookupTypes(query, oids);
@@ -1323,6 +1389,7 @@ export class PostgresCdcSource implements RunningSource {
     const prefix = lsnKey(lsn);
     const table = JSON.stringify(task.table);
     let seq = 0;
+    let bytes = 0;
     for (const row of rows) {
       const keyTexts = fields.keyIndexes.map((i) => row[i] ?? null);
       const key = recordKey(task.table, keyTexts);
@@ -1348,7 +1415,9 @@ export class PostgresCdcSource implements RunningSource {
         table: task.table,
         op: 'snapshot',
         value,
+        size: value.length,
       });
+      bytes += value.length;
       seq++;
     }
     const last = rows[rows.length - 1];
@@ -1364,6 +1433,8 @@ export class PostgresCdcSource implements RunningSource {
     Object.assign(cursor, { lastKey: mark.lastKey, chunks: mark.chunk, rows: mark.rows, done });
     const lastRecord = records[records.length - 1];
     if (lastRecord) lastRecord.headers = { [CHUNK_HEADER]: JSON.stringify(mark) };
+    this.#buffered += records.length;
+    this.#bufferedBytes += bytes;
     this.#queue.push({
       records,
       commitLsn: lsn,
