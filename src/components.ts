@@ -11,6 +11,7 @@ import type { PipelineMetrics } from './core/metrics.ts';
 import {
   createResources,
   type ComponentContext,
+  type PipelineResources,
   type TransformDefinition,
 } from './core/pipeline/components.ts';
 import type { Sink, Transform } from './core/pipeline/model.ts';
@@ -69,12 +70,8 @@ export function pipelineNamed(project: Project, name: string) {
   return pipeline;
 }
 
-export async function buildPipeline(
-  project: Project,
-  name: string,
-  options: BuildOptions,
-): Promise<{ runner: PipelineRunner; close: () => Promise<void> }> {
-  const pipeline = pipelineNamed(project, name);
+/** The shared resources components use (the project's catalog, a DuckDB engine), opened on first use. */
+export function projectResources(project: Project): PipelineResources {
   const resources = createResources();
   resources.provide(
     'catalog',
@@ -92,6 +89,16 @@ export async function buildPipeline(
     () => openEngine(),
     (engine) => engine.close(),
   );
+  return resources;
+}
+
+export async function buildPipeline(
+  project: Project,
+  name: string,
+  options: BuildOptions,
+): Promise<{ runner: PipelineRunner; close: () => Promise<void> }> {
+  const pipeline = pipelineNamed(project, name);
+  const resources = projectResources(project);
   const context: ComponentContext = {
     pipeline: name,
     sourceTopic: pipeline.config.source.topic,

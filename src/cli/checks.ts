@@ -1,13 +1,11 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
-import { openCatalog } from '../catalog/open.ts';
-import { sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
+import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
 import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
-import { createResources, type ComponentContext } from '../core/pipeline/components.ts';
+import type { ComponentContext } from '../core/pipeline/components.ts';
 import type { Project } from '../core/project.ts';
 import { isTributaryError } from '../errors.ts';
-import { openEngine } from '../iceberg/duckdb.ts';
 import type { Log } from '../log/log.ts';
 import { serverChecks } from '../server/checks.ts';
 import { openProjectCatalog } from './project-catalog.ts';
@@ -62,23 +60,7 @@ function componentChecks(project: Project): DoctorCheck[] {
         component: `${pipeline.name}: ${definition.kind} ${config.type}`,
         name: definition.kind === 'sink' ? 'reachable and compatible' : 'configured',
         async run() {
-          const resources = createResources();
-          resources.provide(
-            'catalog',
-            () =>
-              openCatalog({
-                name: project.platform.catalog.name,
-                uri: project.platform.catalog.uri,
-                warehouse: project.platform.warehouse,
-                baseDir: project.root,
-              }),
-            (catalog) => catalog.close(),
-          );
-          resources.provide(
-            'engine',
-            () => openEngine(),
-            (engine) => engine.close(),
-          );
+          const resources = projectResources(project);
           const context: ComponentContext = {
             pipeline: pipeline.name,
             sourceTopic: pipeline.config.source.topic,
