@@ -59,6 +59,7 @@ export function recordResult(benchmark: Benchmark, result: BenchResult, command:
   const peer = result.peer ? `${result.peer.name}: ${format(result.peer.figures)}` : '—';
   const notes = result.notes ? ` (${result.notes})` : '';
   const row = `| ${new Date().toISOString().slice(0, 10)} | ${benchmark.name} | \`${command}\` | ${machine()} | ${format(result.figures)}${notes} | ${peer} | ${ratio || '—'} |\n`;
-  appendFileSync(RESULTS_FILE, row);
+  // A trial run (while tuning, or on a busy machine) prints its row without recording it.
+  if (process.env.TRIBUTARY_BENCH_RECORD !== '0') appendFileSync(RESULTS_FILE, row);
   return row;
 }

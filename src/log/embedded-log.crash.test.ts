@@ -69,3 +69,36 @@ it('loses no acknowledged record when killed with -9 mid-append', async () => {
     }
   }
 });
+
+it('opens from many processes at the same moment without "database is locked"', async () => {
+  // A CLI command and a running source often open the same log together; the first of them creates it.
+  for (let round = 0; round < 5; round++) {
+    const directory = mkdtempSync(path.join(tmpdir(), 'tributary-log-open-'));
+    const opener = `
+import { EmbeddedLog } from ${JSON.stringify(new URL('./embedded-log.ts', import.meta.url).href)};
+const log = await EmbeddedLog.open({ directory: ${JSON.stringify(directory)}, retentionIntervalMs: 0 });
+await log.ensureTopic('events', { partitions: 2 });
+await log.append('events', [{ key: 'k', value: new TextEncoder().encode('v') }]);
+await log.close();
+`;
+    const results = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', opener], {
+          stdio: ['ignore', 'ignore', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+        const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+        return { code, stderr };
+      }),
+    );
+    for (const { code, stderr } of results) assert.equal(code, 0, `round ${round}: ${stderr}`);
+    const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    try {
+      const total = (await log.offsets('events')).reduce((sum, p) => sum + p.end - p.start, 0);
+      assert.equal(total, 6, 'every process appended its record');
+    } finally {
+      await log.close();
+    }
+  }
+});

@@ -63,6 +63,7 @@ export class EmbeddedLog implements Log {
   #closed = false;
   readonly #insert: StatementSync;
   readonly #advance: StatementSync;
+  readonly #nextOffsets: StatementSync;
   readonly #select: StatementSync;
 
   private constructor(db: DatabaseSync, options: EmbeddedLogOptions) {
@@ -72,6 +73,7 @@ export class EmbeddedLog implements Log {
       'insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, payload) values (?, ?, ?, ?, ?, ?, ?)',
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
+    this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
     this.#select = db.prepare(
       'select base_offset, payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset limit ?',
     );
@@ -91,9 +93,11 @@ export class EmbeddedLog implements Log {
     mkdirSync(options.directory, { recursive: true });
     let db: DatabaseSync;
     try {
-      db = new DatabaseSync(path.join(options.directory, 'log.db'));
+      // The busy timeout comes first: another process opening the log at the same moment holds a lock
+      // while it switches the journal to WAL, and without it that moment fails with "database is locked".
+      db = new DatabaseSync(path.join(options.directory, 'log.db'), { timeout: 10_000 });
       db.exec(
-        `pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'}; pragma busy_timeout = 10000;`,
+        `pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`,
       );
       db.exec(`
         create table if not exists topics (id integer primary key, name text not null unique, partitions integer not null,
@@ -260,16 +264,25 @@ export class EmbeddedLog implements Log {
     const now = Date.now();
     const results: RecordPosition[][] = [];
     const advanced = new Map<TopicState, number[]>();
+    const stored = new Map<TopicState, number[]>();
     try {
-      // Assign positions first, then write one record batch per partition touched.
+      // Positions are assigned under the write lock from the stored next offsets, so another process
+      // appending to the same topic can never be given the same offsets.
+      this.#db.exec('begin immediate');
       const perPartition = new Map<
         string,
         { topic: TopicState; partition: number; base: number; records: LogRecord[] }
       >();
       for (const append of batch) {
         const topic = append.topic;
-        const next = advanced.get(topic) ?? [...topic.next];
-        advanced.set(topic, next);
+        let next = advanced.get(topic);
+        if (!next) {
+          next = [...topic.next];
+          for (const row of this.#nextOffsets.all(topic.id) as unknown as NextOffsetRow[])
+            next[row.partition] = row.next_offset;
+          advanced.set(topic, next);
+          stored.set(topic, [...next]);
+        }
         const positions: RecordPosition[] = [];
         const batchPartition = topic.roundRobin++ % topic.info.partitions;
         for (const record of append.records) {
@@ -288,7 +301,6 @@ export class EmbeddedLog implements Log {
         }
         results.push(positions);
       }
-      this.#db.exec('begin immediate');
       for (const group of perPartition.values()) {
         const { payload, maxTimestamp } = encodeBatch(group.records, now);
         const end = group.base + group.records.length;
@@ -297,7 +309,7 @@ export class EmbeddedLog implements Log {
       }
       for (const [topic, next] of advanced) {
         next.forEach((offset, partition) => {
-          if (offset !== topic.next[partition]) this.#advance.run(offset, topic.id, partition);
+          if (offset !== stored.get(topic)![partition]) this.#advance.run(offset, topic.id, partition);
         });
       }
       this.#db.exec('commit');
@@ -496,6 +508,11 @@ interface TopicRow {
   partitions: number;
   retention_ms: number | null;
   retention_bytes: number | null;
+}
+
+interface NextOffsetRow {
+  partition: number;
+  next_offset: number;
 }
 
 interface BatchRow {

@@ -141,11 +141,10 @@ export class DedupeStore {
     let db: DatabaseSync;
     try {
       mkdirSync(directory, { recursive: true });
-      db = new DatabaseSync(path.join(directory, 'ingest.db'));
       // Two connections may share it: the server's (lookups) and the log worker's (writes, threaded-log.ts).
-      db.exec(
-        'pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 5000; pragma cache_size = -32768;',
-      );
+      // The busy timeout is set when opening, so it already covers the switch to WAL.
+      db = new DatabaseSync(path.join(directory, 'ingest.db'), { timeout: 5_000 });
+      db.exec('pragma journal_mode = wal; pragma synchronous = normal; pragma cache_size = -32768;');
       db.exec(`
         create table if not exists seen_ids (stream text not null, id text not null, seen_at integer not null,
           primary key (stream, id)) without rowid;

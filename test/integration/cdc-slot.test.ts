@@ -18,6 +18,7 @@ import {
   makeProject,
   postgresSkipReason,
   PrivatePostgres,
+  removeProjects,
   sourceYaml,
   waitFor,
 } from './cdc-support.ts';
@@ -39,6 +40,7 @@ describe('postgres CDC slots', { skip }, () => {
   after(async () => {
     Background.killAll();
     await server?.stop();
+    removeProjects();
   });
 
   it(

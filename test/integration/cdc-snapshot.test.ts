@@ -15,6 +15,7 @@ import {
   postgresSkipReason,
   PrivatePostgres,
   query,
+  removeProjects,
   sourceYaml,
   waitFor,
 } from './cdc-support.ts';
@@ -48,6 +49,7 @@ describe('postgres CDC snapshots', { skip }, () => {
   after(async () => {
     Background.killAll();
     await server?.stop();
+    removeProjects();
   });
 
   it(

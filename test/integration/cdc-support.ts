@@ -120,9 +120,17 @@ export class PrivatePostgres {
   }
 }
 
+const projects: string[] = [];
+
+/** Removes the project directories `makeProject` made (call in `after`). */
+export function removeProjects(): void {
+  for (const root of projects.splice(0)) rmSync(root, { recursive: true, force: true });
+}
+
 /** A project directory with tributary.yaml; `write` adds files. */
 export function makeProject(prefix: string): { root: string; write: (file: string, text: string) => void } {
   const root = mkdtempSync(path.join(tmpdir(), prefix));
+  projects.push(root);
   writeFileSync(
     path.join(root, 'tributary.yaml'),
     'project: cdc\nlog:\n  backend: embedded\n  durability: os\n  partitions: 3\nlogging:\n  level: info\n  format: json\n',
