@@ -146,6 +146,12 @@ interface OpenTransaction {
   readonly signals: Buffer[];
 }
 
+interface AppendedRange {
+  readonly start: number;
+  end: number;
+  readonly lsn: Lsn;
+}
+
 /** How far a snapshot task has been read in this session (ahead of what the log has, by a chunk or so). */
 interface Cursor {
   lastKey: string[] | null;
@@ -253,6 +259,10 @@ export class PostgresCdcSource implements RunningSource {
   #chunk: Chunk | undefined;
   #chunkRunning: Promise<void> | undefined;
   #cursors = new Map<string, Cursor>();
+  /** Per partition, the offset ranges this process appended and the commit LSN each starts with. */
+  readonly #appended = new Map<number, AppendedRange[]>();
+  /** The last commit LSN read back from the log per partition (while a pipeline stays at one offset). */
+  readonly #readBack = new Map<number, { offset: number; lsn: Lsn }>();
   #buffered = 0;
   #bufferedBytes = 0;
   #sessionError: ((error: unknown) => void) | undefined;
@@ -1106,7 +1116,18 @@ export class PostgresCdcSource implements RunningSource {
       }
       if (records.length) {
         const positions = await this.#appendWithRetry(records);
-        positions.forEach((at, i) => touched.set(at.partition, kept[i]!.position));
+        const ranges = new Map<number, AppendedRange>();
+        positions.forEach((at, i) => {
+          touched.set(at.partition, kept[i]!.position);
+          const range = ranges.get(at.partition);
+          if (range) range.end = at.offset + 1;
+          else ranges.set(at.partition, { start: at.offset, end: at.offset + 1, lsn: kept[i]!.position.lsn });
+        });
+        for (const [partition, range] of ranges) {
+          let list = this.#appended.get(partition);
+          if (!list) this.#appended.set(partition, (list = []));
+          list.push(range);
+        }
       }
       for (const [partition, position] of touched) this.#written.set(partition, position);
       for (const [label, n] of counts) {
@@ -1196,17 +1217,23 @@ export class PostgresCdcSource implements RunningSource {
     if (!stream) return;
     let bound = this.#durableBound();
     const offsets = await this.#log.offsets(this.#topic);
+    const lowest = new Map<number, number>();
     for (const group of this.#groups) {
       const committed = await this.#log
         .committedOffsets(group, this.#topic)
         .catch(() => new Map<number, number>());
       for (const partition of offsets) {
         const next = Math.max(committed.get(partition.partition) ?? partition.start, partition.start);
+        lowest.set(partition.partition, Math.min(lowest.get(partition.partition) ?? Infinity, next));
         if (next >= partition.end) continue;
-        const [record] = await this.#log.read(this.#topic, partition.partition, next, { maxRecords: 1 });
-        const position = parsePosition(record?.headers[POSITION_HEADER]);
-        if (position) bound = minLsn(bound, position.lsn);
+        const lsn = await this.#commitLsnAt(partition.partition, next);
+        if (lsn !== undefined) bound = minLsn(bound, lsn);
       }
+    }
+    // What every pipeline has passed is no longer asked about.
+    for (const [partition, list] of this.#appended) {
+      const passed = lowest.get(partition) ?? 0;
+      while (list.length && list[0]!.end <= passed) list.shift();
     }
     if (bound > this.#confirmed) {
       this.#confirmed = bound;
@@ -1216,6 +1243,30 @@ export class PostgresCdcSource implements RunningSource {
       this.#confirmMovedAt = Date.now(); // nothing waits
     }
     stream.sendStatus(maxLsn(this.#received, this.#confirmed), this.#confirmed);
+  }
+
+  /**
+   * The commit LSN of the record at `offset` (or a lower one: the first of its append), from what this
+   * process appended; records from before it started are read from the log.
+   */
+  async #commitLsnAt(partition: number, offset: number): Promise<Lsn | undefined> {
+    const list = this.#appended.get(partition) ?? [];
+    if (list.length && offset >= list[0]!.start) {
+      let lo = 0;
+      let hi = list.length - 1;
+      while (lo < hi) {
+        const mid = (lo + hi + 1) >> 1;
+        if (list[mid]!.start <= offset) lo = mid;
+        else hi = mid - 1;
+      }
+      return list[lo]!.lsn;
+    }
+    const cached = this.#readBack.get(partition);
+    if (cached?.offset === offset) return cached.lsn;
+    const [record] = await this.#log.read(this.#topic, partition, offset, { maxRecords: 1 });
+    const lsn = parsePosition(record?.headers[POSITION_HEADER])?.lsn;
+    if (lsn !== undefined) this.#readBack.set(partition, { offset, lsn });
+    return lsn;
   }
 
   #startTimers(): void {
