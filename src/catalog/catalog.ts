@@ -3,7 +3,7 @@
  * to create, load, commit and drop Iceberg tables in the warehouse. Engines other than Tributary open the
  * same catalog (pyiceberg's SqlCatalog, Iceberg's JdbcCatalog) and see the same tables.
  */
-import { TributaryError } from '../errors.ts';
+import { isTributaryError, TributaryError } from '../errors.ts';
 import { newTableMetadata, type PartitionSpec, type SortOrder } from '../iceberg/metadata.ts';
 import {
   readMetadataFile,
@@ -60,8 +60,14 @@ export class Catalog {
     namespace: Namespace,
     properties: Record<string, string> = {},
   ): Promise<void> {
-    if (!(await this.registry.namespaceExists(namespace)))
+    if (await this.registry.namespaceExists(namespace)) return;
+    try {
       await this.registry.createNamespace(namespace, properties);
+    } catch (error) {
+      // Another writer created it since the check (two pipelines' first batches into one namespace).
+      if (isTributaryError(error) && error.code === 'NAMESPACE_EXISTS') return;
+      throw error;
+    }
   }
 
   async createTable(identifier: TableIdentifier, options: CreateTableOptions): Promise<Table> {

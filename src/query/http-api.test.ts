@@ -1,8 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createQueryApi, type QueryApi } from './http-api.ts';
+import { createQueryApi, type ApiResponse, type QueryApi } from './http-api.ts';
 import { ReadOnlyQueryEngine } from './read-only.ts';
 import { openTestLakehouse, type TestLakehouse } from './testing.ts';
+
+/** A JSON response's body, parsed. */
+function parse(response: ApiResponse): unknown {
+  assert.equal(typeof response.body, 'string');
+  return JSON.parse(response.body as string) as unknown;
+}
 
 describe('query API handlers', () => {
   let lake: TestLakehouse;
@@ -29,27 +35,50 @@ describe('query API handlers', () => {
     });
     assert.equal(response.status, 200);
     assert.match(response.contentType, /^application\/json/);
-    const body = JSON.parse(response.body) as { rows: unknown[]; truncated: boolean; columns: unknown[] };
+    const body = parse(response) as { rows: unknown[]; truncated: boolean; columns: unknown[] };
     assert.equal(body.rows.length, 5);
     assert.equal(body.truncated, true);
     assert.deepEqual(body.columns, [{ name: 'id', type: 'BIGINT' }]);
     assert.equal(response.headers?.['x-tributary-truncated'], 'true');
   });
 
-  it('answers CSV by format or Accept, and 406 for Arrow', async () => {
+  it('answers CSV by format or Accept', async () => {
     const csv = await api.query({
       body: { sql: `select user_id, count(*)::int n from shop.orders where id = 100 group by 1` },
       headers: { accept: 'text/csv' },
     });
     assert.equal(csv.status, 200);
     assert.equal(csv.body, 'user_id,n\r\n"u,""9""",1\r\n');
-    const arrow = await api.query({
-      body: { sql: 'select 1' },
-      headers: { accept: 'application/vnd.apache.arrow.stream' },
-    });
-    assert.equal(arrow.status, 406);
     const viaQuery = await api.query({ body: 'select 1 as x', query: { format: 'csv' } });
     assert.equal(viaQuery.body, 'x\r\n1\r\n');
+  });
+
+  it('answers an Arrow IPC stream by Accept or format, and 406 for the Arrow file format', async () => {
+    const arrow = await api.query({
+      body: { sql: 'select id from shop.orders order by id', max_rows: 100 },
+      headers: { accept: 'application/vnd.apache.arrow.stream' },
+    });
+    assert.equal(arrow.status, 200);
+    assert.equal(arrow.contentType, 'application/vnd.apache.arrow.stream');
+    assert.ok(arrow.body instanceof Uint8Array);
+    const bytes = Buffer.from(arrow.body);
+    assert.equal(bytes.readUInt32LE(0), 0xffffffff, 'the stream opens with a continuation marker');
+    assert.equal(bytes.readInt32LE(4) % 8, 0, 'metadata padded to 8 bytes');
+    assert.deepEqual([...bytes.subarray(-8)], [0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0], 'end of stream');
+    // The first five ids (the server's row limit), as little-endian int64s in the body.
+    const ids = Buffer.from(new BigInt64Array([0n, 1n, 2n, 3n, 4n]).buffer);
+    assert.ok(bytes.includes(ids), 'the ids are in the record batch');
+    assert.equal(arrow.headers?.['x-tributary-row-count'], '5');
+    assert.equal(arrow.headers?.['x-tributary-truncated'], 'true');
+
+    const byFormat = await api.query({ body: { sql: 'select 1 as x', format: 'arrow' } });
+    assert.equal(byFormat.contentType, 'application/vnd.apache.arrow.stream');
+    const file = await api.query({
+      body: { sql: 'select 1' },
+      headers: { accept: 'application/vnd.apache.arrow.file' },
+    });
+    assert.equal(file.status, 406);
+    assert.match((parse(file) as { error: { hint: string } }).error.hint, /arrow\.stream/);
   });
 
   it('maps refused SQL to 400, unknown tables and snapshots to 404, and keeps data intact', async () => {
@@ -61,7 +90,7 @@ describe('query API handlers', () => {
     ]) {
       const response = await api.query({ body: { sql } });
       assert.equal(response.status, 400, sql);
-      assert.equal((JSON.parse(response.body) as { error: { code: string } }).error.code, 'INVALID_INPUT');
+      assert.equal((parse(response) as { error: { code: string } }).error.code, 'INVALID_INPUT');
     }
     assert.equal((await api.query({ body: { nope: 1 } })).status, 400);
     assert.equal(
@@ -70,15 +99,15 @@ describe('query API handlers', () => {
     );
     assert.equal((await api.getTable({ params: { table: 'shop.missing' } })).status, 404);
     const count = await api.query({ body: { sql: 'select count(*)::int as n from shop.orders' } });
-    assert.deepEqual((JSON.parse(count.body) as { rows: unknown[] }).rows, [{ n: 21 }]);
+    assert.deepEqual((parse(count) as { rows: unknown[] }).rows, [{ n: 21 }]);
   });
 
   it('lists tables, describes one and lists its snapshots; time travel by snapshot id', async () => {
-    const tables = JSON.parse((await api.listTables({})).body) as { tables: Array<Record<string, unknown>> };
+    const tables = parse(await api.listTables({})) as { tables: Array<Record<string, unknown>> };
     assert.equal(tables.tables.length, 1);
     assert.equal(tables.tables[0]!.table, 'shop.orders');
     assert.equal(tables.tables[0]!.records, 21);
-    const table = JSON.parse((await api.getTable({ params: { table: 'shop.orders' } })).body) as {
+    const table = parse(await api.getTable({ params: { table: 'shop.orders' } })) as {
       schema: { fields: Array<{ name: string; type: string }> };
     };
     assert.deepEqual(
@@ -89,7 +118,7 @@ describe('query API handlers', () => {
         ['amount', 'decimal(21, 1)'],
       ],
     );
-    const snapshots = JSON.parse((await api.listSnapshots({ params: { table: 'shop.orders' } })).body) as {
+    const snapshots = parse(await api.listSnapshots({ params: { table: 'shop.orders' } })) as {
       snapshots: Array<{ snapshot_id: string; current: boolean }>;
     };
     assert.equal(snapshots.snapshots.length, 2);
@@ -97,7 +126,7 @@ describe('query API handlers', () => {
     const old = await api.query({
       body: { sql: 'select count(*)::int as n from shop.orders', snapshot_id: first },
     });
-    const answer = JSON.parse(old.body) as { rows: unknown[]; snapshots: Record<string, string> };
+    const answer = parse(old) as { rows: unknown[]; snapshots: Record<string, string> };
     assert.deepEqual(answer.rows, [{ n: 20 }]);
     assert.equal(answer.snapshots['shop.orders'], first);
   });

@@ -7,11 +7,12 @@
  *   GET  /v1/tables/{table}                 role `query`: schema, partitioning, properties, current snapshot
  *   GET  /v1/tables/{table}/snapshots       role `query`: the snapshots, oldest first
  *
- * POST /v1/query takes JSON `{"sql": "…", "format": "json"|"csv", "max_rows": n, "timeout_ms": n,
+ * POST /v1/query takes JSON `{"sql": "…", "format": "json"|"csv"|"arrow", "max_rows": n, "timeout_ms": n,
  * "snapshot_id": "…", "as_of": "2026-11-23T10:00:00Z"}` (or the SQL alone as text/plain). The format is
  * also taken from `?format=` or the Accept header. Limits: the request may lower the server's row and time
- * limits, never raise them. Arrow IPC (`application/vnd.apache.arrow.stream`) is answered 406: not
- * implemented yet.
+ * limits, never raise them. `"format": "arrow"` or `Accept: application/vnd.apache.arrow.stream` answers an
+ * Arrow IPC stream (arrow-ipc.ts: one record batch; row count, truncation and time in the x-tributary-*
+ * headers); the Arrow file format (`…arrow.file`) is answered 406.
  *
  * Errors: INVALID_INPUT and USAGE → 400, TABLE_NOT_FOUND/NAMESPACE_NOT_FOUND/SNAPSHOT_NOT_FOUND → 404,
  * QUERY_TIMEOUT → 408, SERVICE_UNAVAILABLE → 503, anything else 500; body `{"error": {code, message, hint}}`.
@@ -22,6 +23,7 @@ import { parseTableIdentifier, tableIdentifierToString } from '../catalog/identi
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.ts';
 import { describePartitionSpec } from '../iceberg/partition-spec.ts';
 import { describeSortOrder } from '../iceberg/sort-order.ts';
+import { ARROW_STREAM_TYPE, toArrowStream } from './arrow-ipc.ts';
 import {
   DEFAULT_MAX_ROWS,
   DEFAULT_TIMEOUT_MS,
@@ -43,7 +45,8 @@ export interface ApiRequest {
 export interface ApiResponse {
   readonly status: number;
   readonly contentType: string;
-  readonly body: string;
+  /** Text, or bytes (Arrow IPC). */
+  readonly body: string | Uint8Array;
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -95,7 +98,6 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const CSV_TYPE = 'text/csv; charset=utf-8';
-const ARROW_TYPES = ['application/vnd.apache.arrow.stream', 'application/vnd.apache.arrow.file'];
 
 function stringify(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
@@ -148,7 +150,7 @@ function negotiate(body: Format | undefined, request: ApiRequest): Format | 'una
     const type = part.split(';')[0]!.trim().toLowerCase();
     if (type === 'application/json' || type === '*/*' || type === 'application/*') return 'json';
     if (type === 'text/csv' || type === 'text/*') return 'csv';
-    if (ARROW_TYPES.includes(type)) return 'arrow';
+    if (type === ARROW_STREAM_TYPE) return 'arrow';
   }
   return 'unacceptable';
 }
@@ -201,15 +203,12 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
     if (body.sql.length > limits.maxSqlLength)
       throw badRequest(`the SQL is longer than ${limits.maxSqlLength} characters`);
     const format = negotiate(body.format, request);
-    if (format === 'unacceptable' || format === 'arrow') {
+    if (format === 'unacceptable') {
       return json(406, {
         error: {
           code: 'NOT_ACCEPTABLE',
-          message:
-            format === 'arrow'
-              ? 'Arrow IPC output is not implemented yet'
-              : `none of the accepted types (${single(request.headers?.accept)}) can be produced`,
-          hint: 'ask for application/json or text/csv',
+          message: `none of the accepted types (${single(request.headers?.accept)}) can be produced`,
+          hint: `ask for application/json, text/csv or ${ARROW_STREAM_TYPE} (the Arrow IPC stream format)`,
         },
       });
     }
@@ -223,13 +222,18 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
       timeoutMs: Math.min(body.timeout_ms ?? limits.timeoutMs, limits.timeoutMs),
       ...(body.snapshot_id !== undefined ? { snapshotId: BigInt(body.snapshot_id) } : {}),
       ...(asOfMs !== undefined ? { asOfMs } : {}),
+      ...(format === 'arrow' ? { columnar: true } : {}),
     });
     const headers = {
-      'x-tributary-row-count': String(result.rows.length),
+      'x-tributary-row-count': String(result.columnar?.rowCount ?? result.rows.length),
       'x-tributary-truncated': String(result.truncated),
       'x-tributary-elapsed-ms': result.elapsedMs.toFixed(1),
     };
     if (format === 'csv') return { status: 200, contentType: CSV_TYPE, body: toCsv(result), headers };
+    if (result.columnar) {
+      const body = toArrowStream({ names: result.columns.map((c) => c.name), ...result.columnar });
+      return { status: 200, contentType: ARROW_STREAM_TYPE, body, headers };
+    }
     return json(
       200,
       {

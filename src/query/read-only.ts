@@ -13,7 +13,7 @@
  *     only `maxRows + 1` rows to learn whether the result was truncated.
  */
 import path from 'node:path';
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import type { Catalog } from '../catalog/catalog.ts';
 import { tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError, isTributaryError } from '../errors.ts';
@@ -35,6 +35,8 @@ export interface ReadOnlyQueryOptions extends SnapshotSelector {
   readonly timeoutMs?: number;
   /** Return at most this many rows (`truncated` says when there were more); default 10,000. */
   readonly maxRows?: number;
+  /** Return DuckDB's types and values column by column in `columnar` (for Arrow output) instead of `rows`. */
+  readonly columnar?: boolean;
 }
 
 export interface ReadOnlyQueryResult extends QueryResult {
@@ -43,6 +45,12 @@ export interface ReadOnlyQueryResult extends QueryResult {
   readonly elapsedMs: number;
   /** The snapshot each table was read at (table → snapshot id as a string, or null for an empty table). */
   readonly snapshots: Readonly<Record<string, string | null>>;
+  /** With `columnar: true`: the result as DuckDB returned it (`rows` is then empty). */
+  readonly columnar?: {
+    readonly types: readonly DuckDBType[];
+    readonly columns: ReadonlyArray<readonly DuckDBValue[]>;
+    readonly rowCount: number;
+  };
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
@@ -135,7 +143,7 @@ export class ReadOnlyQueryEngine {
     started: number,
     timeoutMs: number,
     maxRows: number,
-    options: SnapshotSelector,
+    options: ReadOnlyQueryOptions,
   ): Promise<ReadOnlyQueryResult> {
     const parsed = await parseSingleSelect(connection, sql);
     if (parsed.otherRefs.length)
@@ -194,14 +202,23 @@ export class ReadOnlyQueryEngine {
       const reader = await connection.streamAndReadUntil(text, maxRows + 1);
       const names = reader.columnNames();
       const types = reader.columnTypes();
-      const rows = reader.getRowObjectsJson();
+      const read = reader.currentRowCount;
+      const rows = options.columnar ? [] : reader.getRowObjectsJson();
+      const columnar = options.columnar
+        ? {
+            types,
+            columns: reader.getColumns().map((c) => (c.length > maxRows ? c.slice(0, maxRows) : c)),
+            rowCount: Math.min(read, maxRows),
+          }
+        : undefined;
       if (interrupted) throw timedOut(timeoutMs);
       return {
         columns: names.map((name, i) => ({ name, type: String(types[i]) })),
         rows: rows.length > maxRows ? rows.slice(0, maxRows) : rows,
-        truncated: rows.length > maxRows,
+        truncated: read > maxRows,
         elapsedMs: performance.now() - started,
         snapshots,
+        ...(columnar ? { columnar } : {}),
       };
     } catch (cause) {
       if (interrupted || /interrupt/i.test(String((cause as Error).message))) throw timedOut(timeoutMs);

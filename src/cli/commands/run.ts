@@ -1,6 +1,6 @@
 /**
- * `tributary run <pipeline>` runs one pipeline (a worker); `tributary up` runs every pipeline of the
- * project and the HTTP server, sharing one log and one metrics registry; `tributary serve` (serve.ts) runs
+ * `tributary run <pipeline>` runs one pipeline (a worker); `tributary up` runs every source and pipeline of
+ * the project and the HTTP server, sharing one log and one metrics registry; `tributary serve` (serve.ts) runs
  * the server alone. SIGTERM and SIGINT stop intake (the server answers the requests in flight once their
  * events are durable), finish and commit the pipelines' batches in flight, and exit 0 within the
  * pipelines' shutdown timeout.
@@ -10,7 +10,7 @@
  */
 import type { Command } from 'commander';
 import { Registry } from 'prom-client';
-import { buildPipeline, openProjectLog } from '../../components.ts';
+import { buildPipeline, openProjectLog, startSources, type SourceHandle } from '../../components.ts';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
@@ -33,7 +33,7 @@ export function registerRun(program: Command, context: () => CliContext): void {
   program
     .command('up')
     .description(
-      'Run every pipeline of the project and the HTTP server (event ingest, health, metrics) until stopped.',
+      'Run every source and pipeline of the project and the HTTP server (event ingest, health, metrics) until stopped.',
     )
     .option('--once', 'stop each pipeline when its source topic has no more records (no server)')
     .option('--no-server', 'run the pipelines only')
@@ -46,7 +46,11 @@ export function registerRun(program: Command, context: () => CliContext): void {
           hint: 'add a pipeline file to pipelines/ (or a stream to tributary.yaml to run the server alone)',
         });
       }
-      await runPipelines(project, names, options.once ?? false, context().verbose, { serve });
+      // Sources never run out of records: not with --once.
+      await runPipelines(project, names, options.once ?? false, context().verbose, {
+        serve,
+        sources: !options.once,
+      });
     });
 }
 
@@ -62,7 +66,7 @@ export async function runPipelines(
   names: readonly string[],
   once: boolean,
   verbose: boolean,
-  options: { serve?: boolean; host?: string; port?: number } = {},
+  options: { serve?: boolean; host?: string; port?: number; sources?: boolean } = {},
 ): Promise<void> {
   const logger = projectLogger(project, verbose);
   // With the server, the log runs on a worker thread so that its commits never block requests.
@@ -76,6 +80,8 @@ export async function runPipelines(
     topic: string;
   }> = [];
   let server: { url: string; close: () => Promise<void> } | undefined;
+  let sources: SourceHandle[] = [];
+  let sourceFailure: Error | undefined;
   try {
     for (const name of names) {
       const pipeline = await buildPipeline(project, name, { log, logger, metrics, exitWhenIdle: once });
@@ -93,6 +99,14 @@ export async function runPipelines(
       });
       console.log(`Tributary server listening on ${server.url}`);
     }
+    if (options.sources && project.sources.size > 0) {
+      sources = startSources(project, { log, logger, registry });
+      for (const source of sources)
+        source.done.catch((error: unknown) => {
+          sourceFailure ??= error instanceof Error ? error : new Error(String(error));
+          logger.error({ err: error, source: source.name }, `source ${source.name} failed`);
+        });
+    }
     let stopServer: (() => void) | undefined;
     const serverStopped = server
       ? new Promise<void>((resolve) => {
@@ -102,6 +116,7 @@ export async function runPipelines(
     const stop = (signal: string) => {
       logger.info({ signal }, `${signal} received: finishing the requests and batches in flight`);
       stopServer?.();
+      for (const source of sources) void source.stop();
       for (const { runner } of built) runner.stop();
       const timeout = Math.max(10_000, ...built.map((b) => b.timeout));
       setTimeout(() => {
@@ -116,7 +131,7 @@ export async function runPipelines(
     try {
       const running = built.map(({ runner }) => runner.run());
       if (!server) {
-        const results = await Promise.allSettled(running);
+        const results = await Promise.allSettled([...running, ...sources.map((s) => s.done)]);
         const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
         if (failed) {
           for (const { runner } of built) runner.stop();
@@ -131,12 +146,14 @@ export async function runPipelines(
       server = undefined;
       const failed = (await results).find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
+      if (sourceFailure) throw sourceFailure;
     } finally {
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
     }
   } finally {
     await server?.close();
+    await Promise.all(sources.map((source) => source.stop()));
     for (const { close } of built) await close();
     await log.close();
   }
