@@ -622,8 +622,8 @@ async function main(): Promise<void> {
   }
   console.log(
     cdc
-      ? `Running: ${bold('tributary up')} — HTTP ingest, CDC from PostgreSQL (${PG_DATABASE}.public.orders on port ${cdc.info.port}), 4 pipelines, 2 gold models\n`
-      : `Running: ${bold('tributary up')} — HTTP ingest, 2 pipelines, 2 gold models\n${dim(postgresOrReason as string)}\n`,
+      ? `Running: ${bold('tributary up')} — HTTP ingest, CDC from PostgreSQL (${PG_DATABASE}.public.orders on port ${cdc.info.port}), 4 pipelines, a scheduler with 2 gold models\n`
+      : `Running: ${bold('tributary up')} — HTTP ingest, 2 pipelines, a scheduler with 2 gold models\n${dim(postgresOrReason as string)}\n`,
   );
 
   const counters: Counters = { sent: 0, accepted: 0, invalid: 0, failed: 0 };
@@ -711,7 +711,17 @@ interface SummaryContext {
 }
 
 async function summary({ base, queryKey, cdc, begun }: SummaryContext): Promise<boolean> {
-  await tributary('models', 'run').catch(() => '');
+  // The scheduler in `tributary up` builds the gold models after their inputs commit (`after:` triggers).
+  const goldBuilt = async () =>
+    Promise.all(
+      ['gold.top_pages', 'gold.daily_revenue'].map((t) => tributary('query', `select 1 from ${t} limit 1`)),
+    ).then(
+      () => true,
+      () => false,
+    );
+  const deadline = Date.now() + 30_000;
+  while (!(await goldBuilt()) && Date.now() < deadline && !interrupted) await sleep(1000);
+  if (!(await goldBuilt())) await tributary('models', 'run').catch(() => '');
   const queries = [
     'select count(*) as page_views, count(distinct user_id) as visitors from bronze.pageviews',
     'select status, count(*) as orders, round(sum(amount), 2) as amount from silver.orders group by status order by status',

@@ -68,7 +68,7 @@ describe('tributary keys, serve and up', () => {
   });
 
   it(
-    'runs the server with the pipelines under `up`, sharing one log and one metrics registry',
+    "runs the server, the pipelines and the models' scheduler under `up`, sharing one log and one metrics registry",
     { timeout: 120_000 },
     async () => {
       const dir = project(
@@ -78,6 +78,11 @@ describe('tributary keys, serve and up', () => {
       writeFileSync(
         path.join(dir, 'pipelines', 'clicks.yaml'),
         'source: {type: topic, topic: events.clicks}\nsinks:\n  - type: iceberg\n    table: bronze.clicks\nbatch: {interval: 100ms}\n',
+      );
+      mkdirSync(path.join(dir, 'models', 'gold'), { recursive: true });
+      writeFileSync(
+        path.join(dir, 'models', 'gold', 'pages.sql'),
+        "/* ---\nafter: [bronze.clicks]\n--- */\nselect page, count(*) as clicks from ref('bronze.clicks') group by page\n",
       );
       const up = start(['up'], dir);
       try {
@@ -99,6 +104,16 @@ describe('tributary keys, serve and up', () => {
           /tributary_pipeline_records_out_total\{pipeline="clicks",sink="iceberg:bronze.clicks"\} 25/,
         );
         assert.match(metrics, /tributary_ingest_events_accepted_total\{stream="clicks"\} 25/);
+        // The scheduler builds the gold model once its input has committed.
+        for (
+          let i = 0;
+          i < 100 && !/tributary_job_runs_total\{[^}]*status="succeeded"[^}]*\} 1/.test(metrics);
+          i++
+        ) {
+          await sleep(200);
+          metrics = await (await fetch(`${url}/metrics`)).text();
+        }
+        assert.match(metrics, /tributary_job_runs_total\{[^}]*job="model:gold.pages"[^}]*\} 1/);
         const ready = (await (await fetch(`${url}/readyz`)).json()) as {
           status: string;
           components: Record<string, unknown>;
@@ -116,6 +131,12 @@ describe('tributary keys, serve and up', () => {
       );
       assert.equal(query.code, 0, query.stderr);
       assert.equal((JSON.parse(query.stdout) as Array<{ n: number }>)[0]?.n, 25);
+      const gold = await tributary(
+        ['query', 'select sum(clicks)::int as n from gold.pages', '--format', 'json'],
+        { cwd: dir },
+      );
+      assert.equal(gold.code, 0, gold.stderr);
+      assert.equal((JSON.parse(gold.stdout) as Array<{ n: number }>)[0]?.n, 25);
     },
   );
 

@@ -16,6 +16,9 @@ import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
+import { loadModels } from '../../query/models/project.ts';
+import { jobsOf } from '../../query/scheduler/jobs.ts';
+import { startScheduler, type SchedulerHandle } from '../../query/scheduler/scheduler.ts';
 import { openThreadedLog, startProjectServer } from '../../server/start.ts';
 import type { CliContext } from '../context.ts';
 
@@ -33,9 +36,12 @@ export function registerRun(program: Command, context: () => CliContext): void {
   program
     .command('up')
     .description(
-      'Run every source and pipeline of the project and the HTTP server (event ingest, health, metrics) until stopped.',
+      'Run every source and pipeline of the project, the scheduler of its models, and the HTTP server (event ingest, health, metrics) until stopped.',
     )
-    .option('--once', 'stop each pipeline when its source topic has no more records (no server)')
+    .option(
+      '--once',
+      'stop each pipeline when its source topic has no more records (no server, sources or scheduler)',
+    )
     .option('--no-server', 'run the pipelines only')
     .action(async (options: { once?: boolean; server?: boolean }) => {
       const project = context().loadProject();
@@ -46,10 +52,11 @@ export function registerRun(program: Command, context: () => CliContext): void {
           hint: 'add a pipeline file to pipelines/ (or a stream to tributary.yaml to run the server alone)',
         });
       }
-      // Sources never run out of records: not with --once.
+      // Sources and the scheduler never run out of work: not with --once.
       await runPipelines(project, names, options.once ?? false, context().verbose, {
         serve,
         sources: !options.once,
+        scheduler: !options.once,
       });
     });
 }
@@ -66,7 +73,7 @@ export async function runPipelines(
   names: readonly string[],
   once: boolean,
   verbose: boolean,
-  options: { serve?: boolean; host?: string; port?: number; sources?: boolean } = {},
+  options: { serve?: boolean; host?: string; port?: number; sources?: boolean; scheduler?: boolean } = {},
 ): Promise<void> {
   const logger = projectLogger(project, verbose);
   // With the server, the log runs on a worker thread so that its commits never block requests.
@@ -82,7 +89,10 @@ export async function runPipelines(
   let server: { url: string; close: () => Promise<void> } | undefined;
   let sources: SourceHandle[] = [];
   let sourceFailure: Error | undefined;
+  let scheduler: SchedulerHandle | undefined;
   try {
+    // Models are read before anything starts, so a broken model file stops `up` with its error at once.
+    const models = options.scheduler ? loadModels(project.root) : undefined;
     for (const name of names) {
       const pipeline = await buildPipeline(project, name, { log, logger, metrics, exitWhenIdle: once });
       const config = project.pipelines.get(name)!.config;
@@ -107,6 +117,11 @@ export async function runPipelines(
           logger.error({ err: error, source: source.name }, `source ${source.name} failed`);
         });
     }
+    if (models && jobsOf(models).length > 0) {
+      scheduler = await startScheduler(project, { logger, metrics: registry, models });
+      const { jobs } = scheduler.status();
+      logger.info({ jobs: jobs.map((j) => j.name) }, `scheduler started with ${jobs.length} job(s)`);
+    }
     let stopServer: (() => void) | undefined;
     const serverStopped = server
       ? new Promise<void>((resolve) => {
@@ -117,6 +132,7 @@ export async function runPipelines(
       logger.info({ signal }, `${signal} received: finishing the requests and batches in flight`);
       stopServer?.();
       for (const source of sources) void source.stop();
+      void scheduler?.stop();
       for (const { runner } of built) runner.stop();
       const timeout = Math.max(10_000, ...built.map((b) => b.timeout));
       setTimeout(() => {
@@ -154,6 +170,7 @@ export async function runPipelines(
   } finally {
     await server?.close();
     await Promise.all(sources.map((source) => source.stop()));
+    await scheduler?.stop();
     for (const { close } of built) await close();
     await log.close();
   }
