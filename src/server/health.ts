@@ -1,7 +1,8 @@
 /**
- * GET /readyz: ready only when the log and the catalog database answer and no pipeline has failed or
- * stalled (records waiting in its topic and no commit for `stallAfterMs`). The body names each component
- * and what is wrong with it.
+ * GET /readyz: ready only when the log and the catalog database answer, no pipeline has failed or
+ * stalled (records waiting in its topic and no commit for `stallAfterMs`), and every source in the process
+ * says it is healthy (a CDC source: streaming, not stalled past its `stall_threshold`, not failed). The body
+ * names each component and what is wrong with it.
  */
 import type { SqlDriver } from '../catalog/sql-driver.ts';
 import { pipelineGroup, type PipelineRunner } from '../core/pipeline/runner.ts';
@@ -12,10 +13,17 @@ export interface PipelineHandle {
   readonly topic: string;
 }
 
+/** A source running in this process (`tributary up`), as /readyz sees it. */
+export interface SourceHandleForHealth {
+  readonly name: string;
+  status(): { readonly healthy: boolean; readonly detail: string };
+}
+
 export interface ReadinessOptions {
   readonly log: Log;
   readonly catalog?: SqlDriver;
   readonly pipelines?: () => readonly PipelineHandle[];
+  readonly sources?: () => readonly SourceHandleForHealth[];
   readonly stallAfterMs: number;
   /** A topic the server writes to: reading its end proves the log is open. */
   readonly probeTopic?: string;
@@ -127,6 +135,14 @@ export async function readiness(options: ReadinessOptions): Promise<Readiness> {
         }
       })(),
     );
+  }
+  for (const source of options.sources?.() ?? []) {
+    try {
+      const { healthy, detail } = source.status();
+      components[`source ${source.name}`] = { status: healthy ? 'ok' : 'failed', detail };
+    } catch (error) {
+      components[`source ${source.name}`] = { status: 'failed', detail: message(error) };
+    }
   }
   await Promise.all(checks);
   const unhealthy = Object.entries(components)

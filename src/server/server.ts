@@ -36,7 +36,7 @@ import {
   type ContentEncoding,
 } from './body.ts';
 import { DedupeStore } from './dedupe.ts';
-import { readiness, type PipelineHandle } from './health.ts';
+import { readiness, type PipelineHandle, type SourceHandleForHealth } from './health.ts';
 import { verifySignature } from './hmac.ts';
 import { errorBody, HttpError } from './http-error.ts';
 import { Ingestor, type ClientInfo, type IngestResult } from './ingest.ts';
@@ -78,6 +78,8 @@ export interface ServerOptions {
   readonly catalog?: SqlDriver;
   /** The pipelines running in this process, for /readyz. */
   readonly pipelines?: () => readonly PipelineHandle[];
+  /** The sources running in this process, for /readyz. */
+  readonly sources?: () => readonly SourceHandleForHealth[];
   /**
    * The read-only query API (src/query/http-api.ts), opened on first use: POST /v1/query and GET
    * /v1/tables… for keys with the query or admin role. Absent: those endpoints answer 404.
@@ -390,6 +392,7 @@ export class IngestServer {
         log: this.#options.log,
         catalog: this.#options.catalog ?? this.#options.keys?.driver,
         pipelines: this.#options.pipelines,
+        sources: this.#options.sources,
         stallAfterMs: this.#settings.stall_after,
         startedAt: this.#startedAt,
         ...(probe ? { probeTopic: probe } : {}),

@@ -9,7 +9,7 @@ import { projectPath, type Project } from '../core/project.ts';
 import type { Log } from '../log/log.ts';
 import { createQueryApi, type QueryApi } from '../query/http-api.ts';
 import { ReadOnlyQueryEngine } from '../query/read-only.ts';
-import type { PipelineHandle } from './health.ts';
+import type { PipelineHandle, SourceHandleForHealth } from './health.ts';
 import { KeyStore } from './keys.ts';
 import { IngestServer } from './server.ts';
 import { ThreadedLog } from './threaded-log.ts';
@@ -79,6 +79,7 @@ export interface ProjectServerOptions {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly pipelines?: () => readonly PipelineHandle[];
+  readonly sources?: () => readonly SourceHandleForHealth[];
   readonly host?: string;
   readonly port?: number;
 }

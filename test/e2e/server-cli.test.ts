@@ -183,4 +183,55 @@ describe('tributary keys, serve and up', () => {
       serve.child.kill('SIGKILL');
     }
   });
+
+  it('serves probes for a pipeline worker with `run --health-port`', { timeout: 60_000 }, async () => {
+    const dir = project('project: worker\nlogging: {format: json}\n');
+    mkdirSync(path.join(dir, 'pipelines'));
+    writeFileSync(
+      path.join(dir, 'pipelines', 'clicks.yaml'),
+      'source: {type: topic, topic: events.clicks}\nsinks:\n  - type: iceberg\n    table: bronze.clicks\nbatch: {interval: 100ms}\n',
+    );
+    const bad = await tributary(['run', 'clicks', '--health-port', 'eighty'], { cwd: dir });
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /eighty is not a port number/);
+    const worker = start(['run', 'clicks', '--health-port', '0'], dir);
+    try {
+      const url = await worker.url;
+      assert.equal((await fetch(`${url}/healthz`)).status, 200);
+      const ready = await fetch(`${url}/readyz`);
+      const body = (await ready.json()) as { components: Record<string, { status: string }> };
+      assert.equal(ready.status, 200, JSON.stringify(body));
+      assert.equal(body.components['pipeline clicks']?.status, 'ok');
+      assert.match(await (await fetch(`${url}/metrics`)).text(), /tributary_pipeline_/);
+      assert.equal((await fetch(`${url}/v1/query`, { method: 'POST' })).status, 405);
+      worker.child.kill('SIGTERM');
+      assert.equal(await worker.exited, 0, worker.stderr());
+    } finally {
+      worker.child.kill('SIGKILL');
+    }
+  });
+
+  it('runs a project of models alone under `up --no-server`, and refuses one with nothing to run', async () => {
+    const empty = project('project: empty\n');
+    const refused = await tributary(['up'], { cwd: empty });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /has nothing to run/);
+
+    const dir = project('project: models\nlogging: {format: json}\n');
+    mkdirSync(path.join(dir, 'models', 'gold'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'models', 'gold', 'numbers.sql'),
+      '/* ---\nschedule: "*/1 * * * *"\n--- */\nselect 1 as n\n',
+    );
+    const up = start(['up', '--no-server', '--health-port', '0'], dir);
+    try {
+      const url = await up.url;
+      const ready = (await (await fetch(`${url}/readyz`)).json()) as { status: string };
+      assert.equal(ready.status, 'ok');
+      up.child.kill('SIGTERM');
+      assert.equal(await up.exited, 0, up.stderr());
+    } finally {
+      up.child.kill('SIGKILL');
+    }
+  });
 });

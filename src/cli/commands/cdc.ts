@@ -17,7 +17,10 @@ import {
   tableSchemas,
   type PostgresCdcConfig,
 } from '../../sources/postgres-cdc/index.ts';
+import { readiness } from '../../server/health.ts';
+import { startProbeServer, type ProbeServer } from '../../server/probe-server.ts';
 import type { CliContext } from '../context.ts';
+import { healthOption, withHealthOptions } from '../options.ts';
 import { formatTable } from '../output.ts';
 
 function cdcConfig(project: Project, name: string): PostgresCdcConfig {
@@ -32,26 +35,39 @@ export function registerCdc(program: Command, context: () => CliContext): void {
     .command('cdc')
     .description('Change data capture from PostgreSQL: run a source, its status, backfills, table schemas.');
 
-  cdc
-    .command('run')
+  withHealthOptions(cdc.command('run'), 'serve /healthz, /readyz and /metrics on this port (for probes)')
     .description(
       'Run one source until stopped: snapshot, then stream changes into its topic (SIGTERM/SIGINT stop it cleanly).',
     )
     .argument('<source>', 'the source name (its file in sources/)')
-    .action(async (name: string) => {
+    .action(async (name: string, options: { healthPort?: number; healthHost: string }) => {
       const project = context().loadProject();
       sourceNamed(project, name);
+      const health = healthOption(options);
       const logger = createLogger({
         level: context().verbose ? 'debug' : project.platform.logging.level,
         format: project.platform.logging.format,
       });
       const log = await openProjectLog(project);
+      let probes: ProbeServer | undefined;
       try {
-        const source = buildSource(project, name, {
-          log,
-          logger,
-          registry: createPipelineMetrics().registry,
-        });
+        const { registry } = createPipelineMetrics();
+        const source = buildSource(project, name, { log, logger, registry });
+        if (health) {
+          const startedAt = Date.now();
+          probes = await startProbeServer({
+            ...health,
+            registry,
+            readiness: () =>
+              readiness({
+                log,
+                sources: () => [{ name, status: () => source.status() }],
+                stallAfterMs: project.platform.server.stall_after,
+                startedAt,
+              }),
+          });
+          console.log(`Probes listening on ${probes.url} (/healthz, /readyz, /metrics)`);
+        }
         const stop = (signal: string) => {
           logger.info({ signal }, `${signal} received: stopping source ${name}`);
           source.stop();
@@ -64,6 +80,7 @@ export function registerCdc(program: Command, context: () => CliContext): void {
         process.once('SIGINT', () => stop('SIGINT'));
         await source.run();
       } finally {
+        await probes?.close();
         await log.close();
       }
     });

@@ -16,25 +16,31 @@ import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
-import { loadModels } from '../../query/models/project.ts';
+import { healthOption, withHealthOptions } from '../options.ts';
+import { loadModels, type ModelProject } from '../../query/models/project.ts';
 import { jobsOf } from '../../query/scheduler/jobs.ts';
 import { startScheduler, type SchedulerHandle } from '../../query/scheduler/scheduler.ts';
+import { readiness } from '../../server/health.ts';
+import { startProbeServer, type ProbeServer } from '../../server/probe-server.ts';
 import { openThreadedLog, startProjectServer } from '../../server/start.ts';
 import type { CliContext } from '../context.ts';
 
 export function registerRun(program: Command, context: () => CliContext): void {
-  program
-    .command('run')
+  withHealthOptions(program.command('run'), 'serve /healthz, /readyz and /metrics on this port (for probes)')
     .description('Run one pipeline until stopped (SIGTERM/SIGINT finish and commit the batch in flight).')
     .argument('<pipeline>', 'the pipeline name (its file in pipelines/)')
     .option('--once', 'stop when the source topic has no more records')
-    .action(async (name: string, options: { once?: boolean }) => {
+    .action(async (name: string, options: { once?: boolean; healthPort?: number; healthHost: string }) => {
       const project = context().loadProject();
-      await runPipelines(project, [name], options.once ?? false, context().verbose);
+      await runPipelines(project, [name], options.once ?? false, context().verbose, {
+        health: healthOption(options),
+      });
     });
 
-  program
-    .command('up')
+  withHealthOptions(
+    program.command('up'),
+    'with --no-server: serve /healthz, /readyz and /metrics on this port (for probes)',
+  )
     .description(
       'Run every source and pipeline of the project, the scheduler of its models, and the HTTP server (event ingest, health, metrics) until stopped.',
     )
@@ -42,23 +48,34 @@ export function registerRun(program: Command, context: () => CliContext): void {
       '--once',
       'stop each pipeline when its source topic has no more records (no server, sources or scheduler)',
     )
-    .option('--no-server', 'run the pipelines only')
-    .action(async (options: { once?: boolean; server?: boolean }) => {
-      const project = context().loadProject();
-      const names = [...project.pipelines.keys()];
-      const serve = options.server !== false && !options.once;
-      if (names.length === 0 && !(serve && Object.keys(project.platform.streams ?? {}).length > 0)) {
-        throw new TributaryError('USAGE', `the project in ${project.root} has no pipelines`, {
-          hint: 'add a pipeline file to pipelines/ (or a stream to tributary.yaml to run the server alone)',
+    .option('--no-server', 'run without the HTTP server')
+    .action(
+      async (options: { once?: boolean; server?: boolean; healthPort?: number; healthHost: string }) => {
+        const project = context().loadProject();
+        const names = [...project.pipelines.keys()];
+        const once = options.once ?? false;
+        const serve = options.server !== false && !once;
+        // Sources and the scheduler never run out of work: not with --once. Models are read before anything
+        // starts, so a broken model file stops `up` with its error at once.
+        const models = once ? undefined : loadModels(project.root);
+        const hasWork =
+          names.length > 0 ||
+          (serve && Object.keys(project.platform.streams ?? {}).length > 0) ||
+          (!once && project.sources.size > 0) ||
+          (models !== undefined && jobsOf(models).length > 0);
+        if (!hasWork) {
+          throw new TributaryError('USAGE', `the project in ${project.root} has nothing to run`, {
+            hint: 'add a pipeline to pipelines/, a source to sources/, a scheduled model to models/, or a stream to tributary.yaml',
+          });
+        }
+        await runPipelines(project, names, once, context().verbose, {
+          serve,
+          sources: !once,
+          models,
+          health: serve ? undefined : healthOption(options),
         });
-      }
-      // Sources and the scheduler never run out of work: not with --once.
-      await runPipelines(project, names, options.once ?? false, context().verbose, {
-        serve,
-        sources: !options.once,
-        scheduler: !options.once,
-      });
-    });
+      },
+    );
 }
 
 export function projectLogger(project: Project, verbose: boolean): Logger {
@@ -73,7 +90,16 @@ export async function runPipelines(
   names: readonly string[],
   once: boolean,
   verbose: boolean,
-  options: { serve?: boolean; host?: string; port?: number; sources?: boolean; scheduler?: boolean } = {},
+  options: {
+    serve?: boolean;
+    host?: string;
+    port?: number;
+    sources?: boolean;
+    /** The project's models: their scheduled and triggered jobs run while the pipelines do. */
+    models?: ModelProject | undefined;
+    /** Without the server: where to serve the probes (probe-server.ts). */
+    health?: { host: string; port: number } | undefined;
+  } = {},
 ): Promise<void> {
   const logger = projectLogger(project, verbose);
   // With the server, the log runs on a worker thread so that its commits never block requests.
@@ -87,12 +113,12 @@ export async function runPipelines(
     topic: string;
   }> = [];
   let server: { url: string; close: () => Promise<void> } | undefined;
+  let probes: ProbeServer | undefined;
   let sources: SourceHandle[] = [];
   let sourceFailure: Error | undefined;
   let scheduler: SchedulerHandle | undefined;
   try {
-    // Models are read before anything starts, so a broken model file stops `up` with its error at once.
-    const models = options.scheduler ? loadModels(project.root) : undefined;
+    const models = options.models;
     for (const name of names) {
       const pipeline = await buildPipeline(project, name, { log, logger, metrics, exitWhenIdle: once });
       const config = project.pipelines.get(name)!.config;
@@ -104,6 +130,7 @@ export async function runPipelines(
         registry,
         logger,
         pipelines: () => built.map(({ runner, topic }) => ({ runner, topic })),
+        sources: () => sources,
         host: options.host,
         port: options.port,
       });
@@ -116,6 +143,22 @@ export async function runPipelines(
           sourceFailure ??= error instanceof Error ? error : new Error(String(error));
           logger.error({ err: error, source: source.name }, `source ${source.name} failed`);
         });
+    }
+    if (options.health && !server) {
+      const startedAt = Date.now();
+      probes = await startProbeServer({
+        ...options.health,
+        registry,
+        readiness: () =>
+          readiness({
+            log,
+            pipelines: () => built.map(({ runner, topic }) => ({ runner, topic })),
+            sources: () => sources,
+            stallAfterMs: project.platform.server.stall_after,
+            startedAt,
+          }),
+      });
+      console.log(`Probes listening on ${probes.url} (/healthz, /readyz, /metrics)`);
     }
     if (models && jobsOf(models).length > 0) {
       scheduler = await startScheduler(project, { logger, metrics: registry, models });
@@ -147,11 +190,17 @@ export async function runPipelines(
     try {
       const running = built.map(({ runner }) => runner.run());
       if (!server) {
-        const results = await Promise.allSettled([...running, ...sources.map((s) => s.done)]);
-        const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-        if (failed) {
+        // Without the server nothing would report a failure: the first one stops everything and is the
+        // exit status. The scheduler runs until a signal (its `stopped`), the pipelines until idle with --once.
+        const work = [...running, ...sources.map((s) => s.done), ...(scheduler ? [scheduler.stopped] : [])];
+        try {
+          await Promise.all(work);
+        } catch (error) {
+          for (const source of sources) void source.stop();
+          void scheduler?.stop();
           for (const { runner } of built) runner.stop();
-          throw failed.reason;
+          await Promise.allSettled(work);
+          throw error;
         }
         return;
       }
@@ -168,6 +217,7 @@ export async function runPipelines(
       process.off('SIGINT', onInt);
     }
   } finally {
+    await probes?.close();
     await server?.close();
     await Promise.all(sources.map((source) => source.stop()));
     await scheduler?.stop();

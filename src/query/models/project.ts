@@ -75,8 +75,10 @@ export function splitHeader(text: string): { yaml: string | undefined; sql: stri
   const rest = text.slice(leading.length);
   const linesBefore = leading.split('\n').length - 1;
   if (rest.startsWith('/*')) {
-    const end = rest.indexOf('*/');
-    if (end < 0) return { yaml: undefined, sql: text, lineOffset: 0 };
+    // The comment ends at a `*/` that ends its line: a cron schedule such as "*/15 * * * *" holds one too.
+    const close = /\*\/[ \t]*(?:\r?\n|$)/.exec(rest.slice(2));
+    if (!close) return { yaml: undefined, sql: text, lineOffset: 0 };
+    const end = close.index + 2;
     const body = rest.slice(2, end);
     // `/* --- … --- */`, or a block whose first line is a `key:`; any other comment is just a comment.
     const first = body.split('\n').find((line) => line.trim() !== '') ?? '';
