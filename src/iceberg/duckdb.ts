@@ -25,7 +25,7 @@ import { TributaryError } from '../errors.ts';
 import { parseTransform } from './transforms.ts';
 import type { IcebergType, IcebergValue, PrimitiveType } from './types.ts';
 
-export type { DuckDBConnection };
+export type { DuckDBConnection, DuckDBValue };
 
 /** A DuckDB connection set up for Iceberg work. Close it with `closeSync()` on both. */
 export interface Engine {

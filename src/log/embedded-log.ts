@@ -52,6 +52,7 @@ interface TopicState {
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
 const MAX_RECORDS_PER_TRANSACTION = 50_000;
+const PAGE_SIZE = 32 * 1024;
 
 export class EmbeddedLog implements Log {
   readonly #db: DatabaseSync;
@@ -75,7 +76,7 @@ export class EmbeddedLog implements Log {
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
     this.#select = db.prepare(
-      'select base_offset, payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset limit ?',
+      'select base_offset, payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
     );
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
@@ -96,8 +97,11 @@ export class EmbeddedLog implements Log {
       // The busy timeout comes first: another process opening the log at the same moment holds a lock
       // while it switches the journal to WAL, and without it that moment fails with "database is locked".
       db = new DatabaseSync(path.join(options.directory, 'log.db'), { timeout: 10_000 });
+      // 32 KiB pages for a new log (an existing one keeps its size): a record batch of a megabyte is then
+      // 32 overflow pages instead of 256, each a WAL frame written and checkpointed on its own, which made
+      // batched appends of 1 KB records a third cheaper; larger pages cost small commits more than they save.
       db.exec(
-        `pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`,
+        `pragma page_size = ${PAGE_SIZE}; pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`,
       );
       db.exec(`
         create table if not exists topics (id integer primary key, name text not null unique, partitions integer not null,
@@ -181,24 +185,30 @@ export class EmbeddedLog implements Log {
     }
     this.#db.exec('begin immediate');
     try {
-      let id = existing?.id;
+      // Read under the write lock: another process may have created the topic since this one opened the log.
+      const stored = this.#db.prepare('select id, partitions from topics where name = ?').get(name) as
+        { id: number; partitions: number } | undefined;
+      const partitions = Math.max(config.partitions, stored?.partitions ?? 0);
+      let id = stored?.id;
       if (id === undefined) {
         const result = this.#db
           .prepare('insert into topics (name, partitions, retention_ms, retention_bytes) values (?, ?, ?, ?)')
-          .run(name, config.partitions, config.retentionMs ?? null, config.retentionBytes ?? null);
+          .run(name, partitions, config.retentionMs ?? null, config.retentionBytes ?? null);
         id = Number(result.lastInsertRowid);
       } else {
-        this.#db.prepare('update topics set partitions = ? where id = ?').run(config.partitions, id);
+        this.#db
+          .prepare('update topics set partitions = ?, retention_ms = ?, retention_bytes = ? where id = ?')
+          .run(partitions, config.retentionMs ?? null, config.retentionBytes ?? null, id);
       }
       const addPartition = this.#db.prepare(
         'insert or ignore into partitions (topic_id, partition) values (?, ?)',
       );
-      for (let p = 0; p < config.partitions; p++) addPartition.run(id, p);
+      for (let p = 0; p < partitions; p++) addPartition.run(id, p);
       this.#db.exec('commit');
       const state = this.#loadTopic({
         id,
         name,
-        partitions: config.partitions,
+        partitions,
         retention_ms: config.retentionMs ?? null,
         retention_bytes: config.retentionBytes ?? null,
       });
@@ -352,27 +362,21 @@ export class EmbeddedLog implements Log {
     const maxRecords = options.maxRecords ?? 1000;
     const records: StoredRecord[] = [];
     let bytes = 0;
-    let cursor = from;
-    // Batches hold many records: fetch a few at a time until enough records are gathered.
-    while (records.length < maxRecords) {
-      const rows = this.#select.all(state.id, partition, cursor, 16) as unknown as BatchRow[];
-      if (rows.length === 0) break;
-      for (const row of rows) {
-        for (const record of decodeBatch(row.payload, row.base_offset)) {
-          if (record.offset < cursor) continue;
-          if (records.length >= maxRecords) break;
-          if (
-            options.maxBytes !== undefined &&
-            records.length > 0 &&
-            bytes + record.value.length > options.maxBytes
-          ) {
-            return records;
-          }
-          bytes += record.value.length;
-          records.push({ topic, partition, ...record });
+    // Batches hold many records: step through them one row at a time (a row can be megabytes) and stop
+    // as soon as enough records are gathered, so a read never copies batches it does not return.
+    for (const row of this.#select.iterate(state.id, partition, from) as Iterable<BatchRow>) {
+      for (const record of decodeBatch(row.payload, row.base_offset, from, maxRecords - records.length)) {
+        if (
+          options.maxBytes !== undefined &&
+          records.length > 0 &&
+          bytes + record.value.length > options.maxBytes
+        ) {
+          return records;
         }
-        cursor = row.base_offset + (decodeCount(row.payload) || 1);
+        bytes += record.value.length;
+        records.push({ topic, partition, ...record });
       }
+      if (records.length >= maxRecords) break;
     }
     return records;
   }
@@ -518,8 +522,4 @@ interface NextOffsetRow {
 interface BatchRow {
   base_offset: number;
   payload: Uint8Array;
-}
-
-function decodeCount(payload: Uint8Array): number {
-  return new DataView(payload.buffer, payload.byteOffset, payload.byteLength).getUint32(0, true);
 }

@@ -56,32 +56,45 @@ export function encodeBatch(
   return { payload, maxTimestamp };
 }
 
-/** The records of a batch whose first record has `baseOffset`; values are views into `payload`. */
-export function decodeBatch(payload: Uint8Array, baseOffset: number): DecodedRecord[] {
+/**
+ * The records of a batch whose first record has `baseOffset`, from offset `from` on and at most `limit` of
+ * them (records before `from` are stepped over, not decoded); values are views into `payload`.
+ */
+export function decodeBatch(
+  payload: Uint8Array,
+  baseOffset: number,
+  from = baseOffset,
+  limit = Infinity,
+): DecodedRecord[] {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const count = view.getUint32(0, true);
   const records: DecodedRecord[] = [];
   let at = 4;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < count && records.length < limit; i++) {
     const timestamp = view.getFloat64(at, true);
     at += 8;
-    const parts: Array<Uint8Array | undefined> = [];
-    for (let p = 0; p < 2; p++) {
-      const length = view.getInt32(at, true);
-      at += 4;
-      parts.push(length < 0 ? undefined : payload.subarray(at, at + length));
-      at += Math.max(0, length);
-    }
+    const keyLength = view.getInt32(at, true);
+    const keyAt = (at += 4);
+    at += Math.max(0, keyLength);
+    const headersLength = view.getInt32(at, true);
+    const headersAt = (at += 4);
+    at += Math.max(0, headersLength);
     const valueLength = view.getUint32(at, true);
-    at += 4;
-    const value = payload.subarray(at, at + valueLength);
+    const valueAt = (at += 4);
     at += valueLength;
+    if (baseOffset + i < from) continue;
     records.push({
       offset: baseOffset + i,
       timestamp,
-      key: parts[0] ? decoder.decode(parts[0]) : null,
-      value,
-      headers: parts[1] ? (JSON.parse(decoder.decode(parts[1])) as Record<string, string>) : {},
+      key: keyLength < 0 ? null : decoder.decode(payload.subarray(keyAt, keyAt + keyLength)),
+      value: payload.subarray(valueAt, valueAt + valueLength),
+      headers:
+        headersLength < 0
+          ? {}
+          : (JSON.parse(decoder.decode(payload.subarray(headersAt, headersAt + headersLength))) as Record<
+              string,
+              string
+            >),
     });
   }
   return records;

@@ -22,6 +22,12 @@ export interface PipelineRecord {
   /** When the record entered the log, ms since epoch. */
   readonly timestamp: number;
   readonly headers: Readonly<Record<string, string>>;
+  /**
+   * The value's JSON exactly as read from the log, present only while no transform can have changed the
+   * value (every transform of the pipeline declares `preservesValues`): a sink may write these bytes
+   * instead of serializing `value` again. Whoever builds a record with another value leaves it out.
+   */
+  readonly raw?: Uint8Array;
 }
 
 /** A record that failed, for the dead-letter queue. */
@@ -47,6 +53,11 @@ export interface TransformResult {
  */
 export interface Transform {
   readonly name: string;
+  /**
+   * True when `process` passes on the very records it was given, values untouched (validate, filter,
+   * dedupe): the runtime then keeps each record's original bytes (`raw`) for the sinks.
+   */
+  readonly preservesValues?: boolean;
   process(records: readonly PipelineRecord[]): Promise<TransformResult>;
   close?(): Promise<void>;
 }

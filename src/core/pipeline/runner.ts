@@ -20,6 +20,12 @@ import type { Logger } from '../logger.ts';
 import type { PipelineMetrics } from '../metrics.ts';
 import type { PipelineRecord, Positions, Rejection, Sink, Transform } from './model.ts';
 
+interface PreparedBatch {
+  readonly stored: readonly StoredRecord[];
+  readonly records: readonly PipelineRecord[];
+  readonly rejected: readonly Rejection[];
+}
+
 export type PipelineStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
 
 export interface RunnerOptions {
@@ -74,6 +80,8 @@ export class PipelineRunner {
   #lastCommitAt = 0;
   #rejectedTotal = 0;
   #positions = new Map<Sink, Map<number, number>>();
+  /** The next batch, read and transformed while the current one commits, and where it starts. */
+  #next: { readonly from: readonly number[]; readonly batch: Promise<PreparedBatch> } | undefined;
 
   constructor(options: RunnerOptions) {
     this.name = options.name;
@@ -133,6 +141,9 @@ export class PipelineRunner {
       );
       throw error;
     } finally {
+      // A batch read ahead is dropped (nothing committed it), but its transforms finish before they close.
+      await this.#next?.batch.catch(() => undefined);
+      this.#next = undefined;
       metrics?.up.set({ pipeline: name }, 0);
       for (const sink of this.#allSinks) await sink.close().catch(() => undefined);
       for (const transform of this.#options.transforms) await transform.close?.().catch(() => undefined);
@@ -165,7 +176,24 @@ export class PipelineRunner {
       ahead.push(Math.max(...positions));
     }
     const catchUp = ahead.some((a, p) => a > base[p]!);
-    const stored = catchUp ? await this.#readRange(base, ahead) : await this.#readBatch(base);
+    const prefetched = this.#next;
+    this.#next = undefined;
+    let batch: PreparedBatch;
+    if (prefetched) {
+      batch = await prefetched.batch;
+      // After a step every sink stands at its end, where the prefetch started. Were it otherwise, its
+      // records would have gone through stateful transforms (dedupe) already: stop rather than skip them.
+      if (catchUp || prefetched.from.some((offset, p) => offset !== base[p])) {
+        throw new TributaryError(
+          'INTERNAL',
+          `pipeline ${name}: the next batch was read from ${prefetched.from.join(',')}, but the sinks stand at ${base.join(',')}`,
+          { hint: 'restart the pipeline; it resumes from what its sinks committed' },
+        );
+      }
+    } else {
+      batch = await this.#prepare(() => (catchUp ? this.#readRange(base, ahead) : this.#readBatch(base)));
+    }
+    const { stored, records, rejected } = batch;
     if (stored.length === 0) return 0;
 
     const end = [...base];
@@ -174,7 +202,14 @@ export class PipelineRunner {
     metrics?.recordsIn.inc({ pipeline: name }, stored.length);
     metrics?.batchRecords.observe({ pipeline: name }, stored.length);
 
-    const { records, rejected } = await this.#transform(stored);
+    // Read and transform the next batch while the sinks commit this one (DuckDB and the databases work
+    // off the event loop). No sink sees it before this batch is committed everywhere (invariant 5).
+    if (!this.#controller.signal.aborted) {
+      const from = [...end];
+      const next = this.#prepare(() => this.#readBatch(from));
+      next.catch(() => undefined); // its error surfaces when the next step awaits it
+      this.#next = { from, batch: next };
+    }
     const endPositions: Positions = new Map(end.map((offset, partition) => [partition, offset]));
     const sinkRejected: Rejection[] = [];
     for (const sink of this.#options.sinks) {
@@ -183,9 +218,13 @@ export class PipelineRunner {
     }
     const allRejected = [...rejected, ...sinkRejected];
     const now = Date.now();
-    const dlqRecords: PipelineRecord[] = allRejected.map((rejection) => ({
-      ...rejection.record,
-      value: dlqRow(name, topic, rejection, now),
+    const dlqRecords: PipelineRecord[] = allRejected.map(({ record }, i) => ({
+      key: record.key,
+      partition: record.partition,
+      offset: record.offset,
+      timestamp: record.timestamp,
+      headers: record.headers,
+      value: dlqRow(name, topic, allRejected[i]!, now),
     }));
     await this.#deliver(this.#options.dlq, dlqRecords, endPositions, start);
     for (const rejection of allRejected)
@@ -200,6 +239,13 @@ export class PipelineRunner {
     );
     this.#checkDlqLimits(stored.length, allRejected.length);
     return stored.length;
+  }
+
+  /** Reads a batch and passes it through the transforms. */
+  async #prepare(read: () => Promise<StoredRecord[]>): Promise<PreparedBatch> {
+    const stored = await read();
+    if (stored.length === 0) return { stored, records: [], rejected: [] };
+    return { stored, ...(await this.#transform(stored)) };
   }
 
   /** Exactly the records in [from, to) of every partition. */
@@ -255,6 +301,9 @@ export class PipelineRunner {
     const decoder = new TextDecoder();
     const rejected: Rejection[] = [];
     let records: PipelineRecord[] = [];
+    // Sinks may write the bytes read from the log instead of serializing the values again, when nothing
+    // between here and them can change a value.
+    const keepRaw = this.#options.transforms.every((t) => t.preservesValues === true);
     for (const record of stored) {
       const base = {
         key: record.key,
@@ -285,7 +334,11 @@ export class PipelineRunner {
         });
         continue;
       }
-      records.push({ ...base, value: value as Record<string, unknown> });
+      records.push(
+        keepRaw
+          ? { ...base, value: value as Record<string, unknown>, raw: record.value }
+          : { ...base, value: value as Record<string, unknown> },
+      );
     }
     for (const transform of this.#options.transforms) {
       const result = await this.#retrying(transform.name, () => transform.process(records));

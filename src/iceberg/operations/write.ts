@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
-import { describeRelation, writeDataFiles } from '../data-files.ts';
+import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
 import { quoteIdentifier, type Engine } from '../duckdb.ts';
 import { planScan, scanSql } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
@@ -33,7 +33,12 @@ function targetFileSize(table: Table): number {
   return Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024)));
 }
 
-async function writeRows(table: Table, engine: Engine, relation: string) {
+async function writeRows(
+  table: Table,
+  engine: Engine,
+  relation: string,
+  options: { materialize?: boolean } = {},
+) {
   return writeDataFiles({
     engine,
     relation,
@@ -42,16 +47,26 @@ async function writeRows(table: Table, engine: Engine, relation: string) {
     storage: table.storage,
     dataLocation: `${table.location}/data`,
     targetFileSizeBytes: targetFileSize(table),
+    compression: parquetCompression((name, fallback) => table.property(name, fallback)),
+    ...options,
   });
+}
+
+export interface AppendOptions extends WriteOptions {
+  /**
+   * Whether the input is copied into a temp table before it is written (default true). Pass false when
+   * the relation is cheap to scan several times (a table, or a filter over one), to save that copy.
+   */
+  readonly materialize?: boolean;
 }
 
 export async function append(
   table: Table,
   engine: Engine,
   relation: string,
-  options: WriteOptions = {},
+  options: AppendOptions = {},
 ): Promise<WriteResult> {
-  const files = await writeRows(table, engine, relation);
+  const files = await writeRows(table, engine, relation, { materialize: options.materialize });
   const producer = new SnapshotProducer(table, {
     operation: 'append',
     addedDataFiles: files,

@@ -197,7 +197,8 @@ export class IcebergSink implements Sink {
       const relation = `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
       if (this.#options.config.mode === 'upsert')
         await upsert(table, engine, relation, { keyColumns: this.#options.config.key, summary });
-      else await append(table, engine, relation, { summary });
+      // The stage is a table: rescanning it is cheaper than copying it once more.
+      else await append(table, engine, relation, { summary, materialize: false });
       this.#lastCommit = Date.now();
       return { rejected };
     } finally {
@@ -300,6 +301,8 @@ export class IcebergSink implements Sink {
   /**
    * Loads the records into a temp table with the table's columns, each value cast to its column's type;
    * `_bad` names the columns whose value could not be read (those rows go to the DLQ, the rest are written).
+   * The records go to DuckDB as one NDJSON file, read once: a record's original bytes (`raw`) are written
+   * as they are, with the row number spliced in; other values are serialized.
    */
   async #stage(
     engine: Engine,
@@ -308,13 +311,6 @@ export class IcebergSink implements Sink {
     rejected: Rejection[],
   ): Promise<string> {
     const file = path.join(this.#workDir, `${randomUUID()}.ndjson`);
-    const known = new Set(schema.fields.map((f) => f.name));
-    const lines = records.map((record, row) => {
-      const value: Record<string, unknown> = { _row: row };
-      for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
-      return JSON.stringify(value);
-    });
-    writeFileSync(file, lines.join('\n') + '\n');
     const stage = `__tributary_sink_${randomUUID().replace(/-/g, '')}`;
     const columns = [
       `_row: 'BIGINT'`,
@@ -322,22 +318,34 @@ export class IcebergSink implements Sink {
         (f) => `${quoteLiteral(f.name)}: ${quoteLiteral(typeof f.type === 'string' ? 'VARCHAR' : 'JSON')}`,
       ),
     ];
-    const casts = schema.fields.map(
-      (f) => `${castExpression(quoteIdentifier(f.name), f.type)} as ${quoteIdentifier(f.name)}`,
-    );
-    const problems = schema.fields.map((f) => {
+    // Each value is cast once (c<i>), next to its text (r<i>), and the reasons are built from both.
+    const inner = schema.fields.map((f, i) => {
       const column = quoteIdentifier(f.name);
-      const missing = f.required ? `${column} is null` : 'false';
-      const unreadable = `${column} is not null and ${castExpression(column, f.type)} is null`;
-      return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when ${unreadable} then ${quoteLiteral(`${f.name}: cannot read `)} || left(${column}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+      return `${column} as r${i}, ${castExpression(column, f.type)} as c${i}`;
     });
+    const casts = schema.fields.map((f, i) => `c${i} as ${quoteIdentifier(f.name)}`);
+    const problems = schema.fields.map((f, i) => {
+      const missing = f.required ? `r${i} is null` : 'false';
+      return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+    });
+    const load = async (useRaw: boolean) => {
+      writeFileSync(file, ndjson(records, new Set(schema.fields.map((f) => f.name)), useRaw));
+      try {
+        await engine.connection.run(
+          `create temp table ${stage} as select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
+             from (select _row${inner.map((c) => `, ${c}`).join('')}
+             from read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}}))`,
+        );
+      } finally {
+        rmSync(file, { force: true });
+      }
+    };
     try {
-      await engine.connection.run(
-        `create temp table ${stage} as select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
-           from read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}})`,
-      );
-    } finally {
-      rmSync(file, { force: true });
+      await load(true);
+    } catch (error) {
+      // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
+      if (!/duplicate key/i.test((error as Error).message)) throw error;
+      await load(false);
     }
     const bad = await engine.connection.runAndReadAll(
       `select _row, _bad from ${stage} where _bad is not null`,
@@ -349,14 +357,70 @@ export class IcebergSink implements Sink {
   }
 }
 
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+
+/** Where a record's raw JSON object starts (`{`) and whether it is empty; undefined when it cannot be one NDJSON line. */
+function rawObject(raw: Uint8Array): { brace: number; empty: boolean } | undefined {
+  // JSON whitespace may hold line breaks (inside strings they are escaped): such a value spans lines.
+  const bytes = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength); // a view: Buffer searches natively
+  if (bytes.indexOf(NEWLINE) >= 0 || bytes.indexOf(CARRIAGE_RETURN) >= 0) return undefined;
+  const brace = bytes.indexOf(OPEN_BRACE);
+  if (brace < 0) return undefined;
+  let next = brace + 1;
+  while (raw[next] === 0x20 || raw[next] === 0x09) next++;
+  return { brace, empty: raw[next] === CLOSE_BRACE };
+}
+
+/**
+ * One NDJSON line per record, `{"_row": <index>, …the value's columns}`: the raw bytes with `_row` spliced
+ * in after the opening brace when `useRaw` and the record has them (DuckDB ignores keys it was not asked
+ * for), else the value's known columns serialized.
+ */
+function ndjson(records: readonly PipelineRecord[], known: ReadonlySet<string>, useRaw: boolean): Buffer {
+  const parts: Array<{ prefix: string; raw?: Uint8Array; text?: string }> = [];
+  let size = 0;
+  records.forEach((record, row) => {
+    const raw = useRaw && record.raw ? rawObject(record.raw) : undefined;
+    if (raw) {
+      const prefix = `{"_row":${row}${raw.empty ? '' : ','}`;
+      const rest = record.raw!.subarray(raw.brace + 1);
+      parts.push({ prefix, raw: rest });
+      size += prefix.length + rest.length + 1;
+    } else {
+      const value: Record<string, unknown> = { _row: row };
+      for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
+      const text = JSON.stringify(value);
+      parts.push({ prefix: '', text });
+      size += Buffer.byteLength(text) + 1;
+    }
+  });
+  const buffer = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const part of parts) {
+    if (part.raw) {
+      at += buffer.write(part.prefix, at, 'latin1');
+      buffer.set(part.raw, at);
+      at += part.raw.length;
+    } else {
+      at += buffer.write(part.text!, at, 'utf8');
+    }
+    buffer[at++] = NEWLINE;
+  }
+  return buffer;
+}
+
 /** Reads a staged text (VARCHAR) or JSON value as the Iceberg type; NULL when it is not one. */
 function castExpression(column: string, type: IcebergType): string {
   if (typeof type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
   switch (type) {
     case 'int':
     case 'long':
-      // try_cast would round 1.5 to 2: only whole numbers are integers.
-      return `case when regexp_full_match(${column}, '\\s*-?[0-9]+\\s*') then try_cast(${column} as ${duckdbType(type)}) end`;
+      // try_cast would round 1.5 to 2: only whole numbers are integers. DuckDB writes a JSON number such as
+      // 5.0 or 1e3 as "5.0" / "1000.0", which JavaScript reads as the integer it is: so is it here.
+      return `case when regexp_full_match(${column}, '\\s*-?[0-9]+(\\.0+)?\\s*') then try_cast(${column} as ${duckdbType(type)}) end`;
     case 'boolean':
       return `case lower(${column}) when 'true' then true when 'false' then false end`;
     default:

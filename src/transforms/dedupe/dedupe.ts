@@ -53,6 +53,7 @@ export const dedupeTransform: ComponentDefinition<'transform', typeof schema> = 
 
 export class DedupeTransform implements Transform {
   readonly name = 'dedupe';
+  readonly preservesValues = true;
   readonly #key: readonly FieldPath[];
   readonly #window: number;
   readonly #maxKeys: number;

@@ -85,6 +85,7 @@ export const filterTransform: ComponentDefinition<'transform', typeof schema> = 
     const matches = (value: JsonObject) => predicates.every((predicate) => predicate(value));
     const transform: Transform = {
       name: 'filter',
+      preservesValues: true,
       async process(records: readonly PipelineRecord[]) {
         return { records: records.filter((record) => matches(record.value)), rejected: [] };
       },

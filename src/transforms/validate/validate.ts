@@ -49,6 +49,8 @@ export const validateTransform: ComponentDefinition<'transform', typeof schema> 
 
 class ValidateTransform implements Transform {
   readonly name = 'validate';
+  // ajv only reads: no coercion, defaults or removal are configured (compile.ts).
+  readonly preservesValues = true;
   readonly #validate: ValidateFunction;
 
   constructor(validate: ValidateFunction) {

@@ -1,0 +1,127 @@
+/**
+ * The Iceberg sink's staging: records that carry their original bytes (`raw`, what the runtime passes on
+ * when no transform can change a value) must land exactly as the same records serialized from their
+ * values, bad values going to the DLQ with the same reasons.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { parseTableIdentifier } from '../../catalog/identifier.ts';
+import { openCatalog } from '../../catalog/open.ts';
+import type { Catalog } from '../../catalog/catalog.ts';
+import type { PipelineRecord } from '../../core/pipeline/model.ts';
+import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
+import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { IcebergSink, icebergSinkSchema } from './iceberg.ts';
+
+let dir: string;
+let catalog: Catalog;
+let engine: Engine;
+let tables = 0;
+
+before(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-test-'));
+  catalog = await openCatalog({
+    name: 'test',
+    uri: `sqlite:${dir}/catalog.db`,
+    warehouse: `${dir}/warehouse`,
+    baseDir: dir,
+    fsync: false,
+  });
+  engine = await openEngine();
+});
+
+after(() => {
+  engine.close();
+  catalog.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const encoder = new TextEncoder();
+
+/** Records from JSON texts; with `raw`, each keeps its text's bytes as the runtime would. */
+function records(texts: readonly string[], raw: boolean): PipelineRecord[] {
+  return texts.map((text, offset) => ({
+    // The runtime decodes with TextDecoder, which drops a byte-order mark.
+    value: JSON.parse(text.replace(/^\uFEFF/, '')) as Record<string, unknown>,
+    key: null,
+    partition: 0,
+    offset,
+    timestamp: 0,
+    headers: {},
+    ...(raw ? { raw: encoder.encode(text) } : {}),
+  }));
+}
+
+/** Writes the texts through a new sink and table; returns the rows (sorted by id) and the DLQ reasons. */
+async function write(texts: readonly string[], raw: boolean, partition = 'day(ts)') {
+  const table = `test.t${tables++}`;
+  const sink = new IcebergSink({
+    name: 'iceberg',
+    config: icebergSinkSchema.parse({ type: 'iceberg', table, partition }),
+    pipeline: 'p',
+    topic: 'events',
+    projectRoot: dir,
+    catalog: async () => catalog,
+    engine: async () => engine,
+  });
+  await sink.open();
+  // The first record of each batch fixes the inferred types.
+  const result = await sink.write({ records: records(texts, raw), positions: new Map([[0, texts.length]]) });
+  await sink.close();
+  const loaded = await catalog.loadTable(parseTableIdentifier(table));
+  const plan = await planScan(loaded.metadata, loaded.storage);
+  const rows = (
+    await engine.connection.runAndReadAll(
+      `select * exclude (ts), epoch_us(ts) as ts from ${scanSql(plan, loaded.storage)} order by id`,
+    )
+  ).getRowObjectsJson();
+  return {
+    rows,
+    rejected: (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+  };
+}
+
+const texts = [
+  '{"id": 1, "ts": "2026-11-23T10:00:00Z", "n": 5, "name": "ada", "tags": ["a", "b"]}',
+  // Whitespace and a byte-order mark before the object, an escaped line break inside a string.
+  '\uFEFF  {"id": 2, "ts": "2026-11-24T10:00:00Z", "n": 5.0, "name": "line\\nbreak"}',
+  // Spread over lines: cannot be one NDJSON line as it is.
+  '{\n  "id": 3,\n  "ts": "2026-11-24T11:00:00Z",\n  "n": 7\n}',
+  // Looks like a timestamp (so the column is inferred as one) but is no date.
+  '{"id": 4, "ts": "2026-02-30T10:00:00Z", "n": 1, "name": "bad"}',
+  '{"id": 5, "ts": "2026-11-25T00:00:00Z", "n": -2, "name": "\\u00e9t\\u00e9", "extra": {"deep": true}}',
+  '{ }',
+];
+
+describe('iceberg sink staging', () => {
+  it('writes raw bytes as it writes serialized values', async () => {
+    const serialized = await write(texts, false);
+    const raw = await write(texts, true);
+    assert.deepEqual(raw, serialized);
+    assert.deepEqual(raw.rejected, ['3: ts: cannot read 2026-02-30T10:00:00Z as timestamptz']);
+    const at = (iso: string) => String(BigInt(Date.parse(iso)) * 1000n);
+    assert.deepEqual(raw.rows, [
+      { id: '1', n: '5', name: 'ada', tags: ['a', 'b'], extra: null, ts: at('2026-11-23T10:00:00Z') },
+      { id: '2', n: '5', name: 'line\nbreak', tags: null, extra: null, ts: at('2026-11-24T10:00:00Z') },
+      { id: '3', n: '7', name: null, tags: null, extra: null, ts: at('2026-11-24T11:00:00Z') },
+      { id: '5', n: '-2', name: 'été', tags: null, extra: { deep: true }, ts: at('2026-11-25T00:00:00Z') },
+      { id: null, n: null, name: null, tags: null, extra: null, ts: null },
+    ]);
+  });
+
+  it('falls back to serializing when a raw object repeats a key', async () => {
+    const repeated = [
+      '{"id": 1, "ts": "2026-11-23T10:00:00Z", "name": "first"}',
+      '{"id": 2, "ts": "2026-11-23T10:00:00Z", "name": "first", "name": "last"}',
+    ];
+    const raw = await write(repeated, true, '');
+    assert.deepEqual(raw.rejected, []);
+    assert.deepEqual(
+      raw.rows.map((r) => r.name),
+      ['first', 'last'],
+    );
+  });
+});
