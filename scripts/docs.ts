@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { buildProgram } from '../src/cli/program.ts';
-import { pipelineSchema } from '../src/components.ts';
+import { pipelineSchema, sourceSchema } from '../src/components.ts';
 import { branchFor, configSchemas, toJsonSchema, type JsonSchema } from '../src/core/config/json-schema.ts';
 import { errorCodes } from '../src/errors.ts';
 import { modelConfigSchema, scheduleFileSchema, testsFileSchema } from '../src/query/models/config.ts';
@@ -57,7 +57,7 @@ function configurationReference(): string {
   let text =
     `${GENERATED}# Configuration reference\n\nValues may use \`\${VAR}\`, \`\${VAR:-default}\` and \`\${file:/path/to/secret}\`. ` +
     'An unquoted value that is exactly one placeholder takes the type of what it resolves to (`port: ${PORT}` is a number); quote it to keep a string.\n';
-  for (const [file, schema] of Object.entries(configSchemas(pipelineSchema))) {
+  for (const [file, schema] of Object.entries(configSchemas(pipelineSchema, sourceSchema))) {
     const out: string[][] = [];
     rows(schema, '', out);
     text += `\n## \`${file}\`\n\n${schema.description ?? ''}\n\n| key | type | default | description |\n|---|---|---|---|\n`;

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -94,16 +94,24 @@ describe('tributary CLI', () => {
       path.join(dir, 'tributary.yaml'),
       'catalog:\n  type: sql\n  uri: postgresql://app:${file:secret}@db:5432/catalog\n',
     );
+    mkdirSync(path.join(dir, 'sources'));
+    writeFileSync(
+      path.join(dir, 'sources', 'shop.yaml'),
+      'type: postgres_cdc\ndatabase: shop\nuser: cdc\npassword: ${file:../secret}\ntables: [public.orders]\n',
+    );
     const printed = await tributary(['config', 'print'], { cwd: dir });
     assert.equal(printed.code, 0, printed.stderr);
     assert.doesNotMatch(printed.stdout, /hunter2/);
     assert.match(printed.stdout, /«redacted»/);
+    assert.match(printed.stdout, /sources:\n\s+shop:\n[\s\S]*password: «redacted»/);
     const schema = await tributary(['config', 'schema']);
     assert.equal((JSON.parse(schema.stdout) as { type: string }).type, 'object');
     const pipelineSchema = await tributary(['config', 'schema', 'pipelines/*.yaml']);
     assert.ok(
       (JSON.parse(pipelineSchema.stdout) as { properties: Record<string, unknown> }).properties.source,
     );
+    const sourceSchema = await tributary(['config', 'schema', 'sources/*.yaml']);
+    assert.match(sourceSchema.stdout, /postgres_cdc/);
   });
 
   it('shows a stack trace only with --verbose', async () => {

@@ -2,7 +2,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
-import { pipelineSchema } from '../../components.ts';
+import { pipelineSchema, sourceSchema } from '../../components.ts';
 import { configSchemas } from '../../core/config/json-schema.ts';
 import { redactSecrets } from '../../core/config/redact.ts';
 import { TributaryError } from '../../errors.ts';
@@ -25,17 +25,26 @@ export function registerConfig(program: Command, context: () => CliContext): voi
         pipelines: Object.fromEntries(
           [...project.pipelines.values()].map((p) => [p.name, redactSecrets(p.config, p.secretPaths)]),
         ),
+        sources: Object.fromEntries(
+          [...project.sources.values()].map((s) => [s.name, redactSecrets(s.config, s.secretPaths)]),
+        ),
       };
       console.log(options.json ? JSON.stringify(rendered, null, 2) : stringify(rendered).trimEnd());
     });
 
   config
     .command('schema')
-    .description('Print the JSON Schema of tributary.yaml or of pipeline files, for editor completion.')
-    .argument('[file]', 'which file: tributary.yaml or pipelines/*.yaml', 'tributary.yaml')
+    .description(
+      'Print the JSON Schema of tributary.yaml, of pipeline files or of source files, for editor completion.',
+    )
+    .argument('[file]', 'which file: tributary.yaml, pipelines/*.yaml or sources/*.yaml', 'tributary.yaml')
     .action((file: string) => {
-      const schemas = configSchemas(pipelineSchema);
-      const key = file.includes('pipeline') ? 'pipelines/*.yaml' : path.basename(file);
+      const schemas = configSchemas(pipelineSchema, sourceSchema);
+      const key = file.includes('pipeline')
+        ? 'pipelines/*.yaml'
+        : file.includes('source')
+          ? 'sources/*.yaml'
+          : path.basename(file);
       if (!(key in schemas)) {
         throw new TributaryError('USAGE', `no schema for "${file}"`, {
           hint: `choose ${Object.keys(schemas).join(' or ')}`,

@@ -24,11 +24,16 @@ export function toJsonSchema(schema: z.ZodType): JsonSchema {
   return z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
 }
 
-/** The JSON Schemas of both configuration files, given the pipeline schema of the registered components. */
+/** The JSON Schemas of the configuration files, given the schemas of the registered components. */
 export function configSchemas(
   pipelineSchema: z.ZodType,
-): Record<'tributary.yaml' | 'pipelines/*.yaml', JsonSchema> {
-  return { 'tributary.yaml': toJsonSchema(platformSchema), 'pipelines/*.yaml': toJsonSchema(pipelineSchema) };
+  sourceSchema: z.ZodType,
+): Record<'tributary.yaml' | 'pipelines/*.yaml' | 'sources/*.yaml', JsonSchema> {
+  return {
+    'tributary.yaml': toJsonSchema(platformSchema),
+    'pipelines/*.yaml': toJsonSchema(pipelineSchema),
+    'sources/*.yaml': toJsonSchema(sourceSchema),
+  };
 }
 
 /** The branch of a oneOf/anyOf whose `const` fields match `value`, or the schema itself. */
