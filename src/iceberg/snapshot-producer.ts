@@ -51,6 +51,12 @@ export interface SnapshotChanges {
   readonly readSnapshotId?: bigint | null;
   /** Spec the added files were written with; default: the table's default spec. */
   readonly specId?: number;
+  /**
+   * Checked against the table state the snapshot is applied to, on every attempt (a retry after another
+   * writer committed included): throw to abandon the commit. Sinks use it to check that their positions in
+   * the table did not move since they decided to write (docs/exactly-once.md, invariant 7).
+   */
+  readonly precondition?: (metadata: TableMetadata) => void;
 }
 
 export class SnapshotProducer {
@@ -76,6 +82,7 @@ export class SnapshotProducer {
     const metadata = base.metadata;
     const parentId = metadata['current-snapshot-id'];
     this.#validate(metadata);
+    this.#changes.precondition?.(metadata);
     const sequenceNumber = metadata['last-sequence-number'] + 1;
     const storage = this.#table.storage;
     const parent =

@@ -149,6 +149,28 @@ describe('optimistic concurrency', () => {
     assert.equal(reloaded.metadata['last-sequence-number'], 2);
   });
 
+  it('checks a commit precondition again on the new head when another writer committed first', async () => {
+    const { table: first, load } = await createTable(people);
+    const second = await load();
+    await append(first, engine, `(select 1 as id, 'a' as name)`, { summary: { 'sink.positions': '1' } });
+    // `second` still holds the empty table: its first attempt passes the check, the retry must not.
+    const seen: Array<string | undefined> = [];
+    await assert.rejects(
+      append(second, engine, `(select 2 as id, 'b' as name)`, {
+        summary: { 'sink.positions': '1' },
+        precondition: (metadata) => {
+          const head = metadata.snapshots.find((s) => s['snapshot-id'] === metadata['current-snapshot-id']);
+          seen.push(head?.summary['sink.positions']);
+          if (head?.summary['sink.positions'] !== undefined)
+            throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'positions moved');
+        },
+      }),
+      failsWith('ICEBERG_COMMIT_CONFLICT'),
+    );
+    assert.deepEqual(seen, [undefined, '1']);
+    assert.deepEqual(await rows(await load(), {}, 'id, name'), [{ id: '1', name: 'a' }]);
+  });
+
   it('fails an upsert whose read snapshot was overtaken by a concurrent append, changing nothing', async () => {
     const { table: first, load } = await createTable(people);
     await append(first, engine, `(select 1 as id, 'a' as name)`);

@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
 import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
 import { quoteIdentifier, type Engine } from '../duckdb.ts';
+import type { TableMetadata } from '../metadata.ts';
 import { planScan, scanSql } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
 import type { Table, TableState } from '../table.ts';
@@ -20,6 +21,8 @@ import { writePositionDeletes } from './position-deletes.ts';
 export interface WriteOptions {
   /** Custom snapshot summary properties, e.g. the source positions a sink has written. */
   readonly summary?: Readonly<Record<string, string>>;
+  /** Checked against the table state the commit applies to, on every attempt (SnapshotChanges). */
+  readonly precondition?: (metadata: TableMetadata) => void;
 }
 
 export interface WriteResult {
@@ -71,6 +74,7 @@ export async function append(
     operation: 'append',
     addedDataFiles: files,
     summary: options.summary,
+    precondition: options.precondition,
   });
   const state = await producer.commit();
   return {
@@ -159,6 +163,7 @@ async function rewriteWhere(
         addedDeleteFiles: deletes,
         readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
         summary: options.summary,
+        precondition: options.precondition,
       });
     } else {
       const touched = (await engine.connection.runAndReadAll(`select distinct _file from ${name}`))
@@ -180,6 +185,7 @@ async function rewriteWhere(
         removedPaths: new Set(touched),
         readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
         summary: options.summary,
+        precondition: options.precondition,
       });
     }
     const state = await producer.commit();
@@ -258,6 +264,7 @@ export async function upsert(
         addedDeleteFiles: deletes,
         readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
         summary: options.summary,
+        precondition: options.precondition,
       });
       const state = await producer.commit();
       return {

@@ -35,7 +35,7 @@ import {
   quoteLiteral,
   type Engine,
 } from '../../iceberg/duckdb.ts';
-import { ancestorsOf } from '../../iceberg/metadata.ts';
+import { ancestorsOf, type TableMetadata } from '../../iceberg/metadata.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
 import { append, upsert } from '../../iceberg/operations/write.ts';
 import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
@@ -97,8 +97,12 @@ interface StoredPositions {
 
 /** The positions a pipeline last committed to the table, from the newest snapshot that records them. */
 export function committedPositions(table: Table, pipeline: string, topic: string): Map<number, number> {
+  return positionsIn(table.metadata, pipeline, topic);
+}
+
+function positionsIn(metadata: TableMetadata, pipeline: string, topic: string): Map<number, number> {
   const key = positionsKey(pipeline);
-  for (const snapshot of ancestorsOf(table.metadata, table.metadata['current-snapshot-id'])) {
+  for (const snapshot of ancestorsOf(metadata, metadata['current-snapshot-id'])) {
     const text = snapshot.summary[key];
     if (text === undefined) continue;
     const stored = JSON.parse(text) as StoredPositions;
@@ -196,14 +200,44 @@ export class IcebergSink implements Sink {
       };
       const relation = `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
       if (this.#options.config.mode === 'upsert')
-        await upsert(table, engine, relation, { keyColumns: this.#options.config.key, summary });
+        await upsert(table, engine, relation, {
+          keyColumns: this.#options.config.key,
+          summary,
+          precondition: this.#unmoved(table.name, current),
+        });
       // The stage is a table: rescanning it is cheaper than copying it once more.
-      else await append(table, engine, relation, { summary, materialize: false });
+      else
+        await append(table, engine, relation, {
+          summary,
+          materialize: false,
+          precondition: this.#unmoved(table.name, current),
+        });
       this.#lastCommit = Date.now();
       return { rejected };
     } finally {
       await engine.connection.run(`drop table if exists ${stage}`);
     }
+  }
+
+  /**
+   * A commit precondition: the pipeline's positions in the table are still those this write started from.
+   * When another process committed for the same pipeline meanwhile (two workers running it), writing the
+   * batch could duplicate rows: the commit is abandoned instead (invariant 7).
+   */
+  #unmoved(table: string, read: ReadonlyMap<number, number>): (metadata: TableMetadata) => void {
+    return (metadata) => {
+      const now = positionsIn(metadata, this.#options.pipeline, this.#options.topic);
+      const same = now.size === read.size && [...now].every(([p, o]) => read.get(p) === o);
+      if (!same)
+        throw new TributaryError(
+          'ICEBERG_COMMIT_CONFLICT',
+          `${table}: another process committed positions of pipeline ${this.#options.pipeline} while this one wrote a batch`,
+          {
+            hint: 'run one worker per pipeline (Kubernetes: replicas 1, strategy Recreate); restarting resumes from the table',
+            context: { table },
+          },
+        );
+    };
   }
 
   async screen(records: readonly PipelineRecord[]): Promise<readonly Rejection[]> {
