@@ -6,14 +6,16 @@
  * Phases, per system: single-event requests at peak (200 connections), then at 80% of that peak rate
  * (autocannon's overallRate, latency corrected for coordinated omission); 100-event batches (a JSON array;
  * Bento splits it with `unarchive: json_array`) at peak (50 connections), then at 80%. After the Tributary
- * phases the log is opened and every acknowledged event is looked for.
+ * phases the log is opened and every acknowledged event is looked for. On Linux, the CPU time each server
+ * process used during the peak phase (all its threads, from /proc) is reported per event: on a shared
+ * machine, where events/s vary with the neighbours' load, it is the steadier figure.
  *
  * Goals (issue 5): at least Bento's events/s; p99 under 50 ms at 80% of the peak rate.
  * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`); when that fails, the error is
  * reported and only Tributary is measured. `npm run bench -- ingest [seconds per phase, default 10]`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -91,6 +93,20 @@ async function load(
     acknowledged: acknowledged * options.events,
     errors: result.non2xx + result.errors + result.timeouts,
   };
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/** CPU time (user + system, all threads) a process has used, in µs; undefined where /proc is absent. */
+function cpuMicros(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
 }
 
 async function freePort(): Promise<number> {
@@ -188,7 +204,9 @@ async function measure(
       await load(target, { events, connections, seconds: 2, run: `${run}-warm-${label}` }).then(
         (p) => (acknowledged += p.acknowledged),
       );
+      const cpuBefore = cpuMicros(child.pid);
       const peak = await load(target, { events, connections, seconds, run: `${run}-${label}` });
+      const cpuAfter = cpuMicros(child.pid);
       const steady = await load(target, {
         events,
         connections,
@@ -197,14 +215,20 @@ async function measure(
         run: `${run}-${label}-80`,
       });
       acknowledged += peak.acknowledged + steady.acknowledged;
+      const cpuPerEvent =
+        cpuBefore !== undefined && cpuAfter !== undefined && peak.acknowledged > 0
+          ? Math.round(((cpuAfter - cpuBefore) / peak.acknowledged) * 10) / 10
+          : undefined;
       console.log(
         `${name} ${label}: ${peak.eventsPerSecond.toLocaleString('en-US')} events/s (${peak.requestsPerSecond.toLocaleString('en-US')} req/s), ` +
-          `p50 ${peak.p50} ms, p99 ${peak.p99} ms; at 80%: p50 ${steady.p50} ms, p99 ${steady.p99} ms; errors ${peak.errors + steady.errors}`,
+          `p50 ${peak.p50} ms, p99 ${peak.p99} ms; at 80%: p50 ${steady.p50} ms, p99 ${steady.p99} ms; errors ${peak.errors + steady.errors}` +
+          (cpuPerEvent === undefined ? '' : `; server CPU ${cpuPerEvent} µs/event`),
       );
       figures[`${label} events/s`] = peak.eventsPerSecond;
       figures[`${label} p50 ms`] = peak.p50;
       figures[`${label} p99 ms`] = peak.p99;
       figures[`${label} p99 ms at 80%`] = steady.p99;
+      if (cpuPerEvent !== undefined) figures[`${label} server CPU µs/event`] = cpuPerEvent;
     } finally {
       await stop(child);
     }

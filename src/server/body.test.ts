@@ -29,6 +29,18 @@ describe('request bodies', () => {
     assert.equal(encodingOf('br'), undefined);
   });
 
+  it("gives each object of a JSON body its original bytes, never a non-object's", () => {
+    const text = ' [ {"a":"}\\"{"} ,1,"{x}", [{"b":2}] ,\n{ "c" : [ {} ] } ]';
+    const bytes = new TextEncoder().encode(text);
+    const items = parseEvents(text, 'json', 10, bytes);
+    const sources = items.map((item) => item.source && new TextDecoder().decode(item.source));
+    assert.deepEqual(sources, ['{"a":"}\\"{"}', undefined, undefined, undefined, '{ "c" : [ {} ] }']);
+    for (const item of items)
+      if (item.source) assert.deepEqual(JSON.parse(new TextDecoder().decode(item.source)), item.value);
+    const one = new TextEncoder().encode('\ufeff\n {"a": 1}\n');
+    assert.equal(new TextDecoder().decode(parseEvents('{"a": 1}', 'json', 1, one)[0]!.source), '{"a": 1}');
+  });
+
   it('parses an object, an array and NDJSON; bad NDJSON lines fail alone', () => {
     assert.deepEqual(parseEvents('{"a":1}', 'json', 10), [{ index: 0, value: { a: 1 } }]);
     assert.equal(parseEvents('[{"a":1},{"a":2}]', 'json', 10).length, 2);

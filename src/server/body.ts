@@ -19,9 +19,20 @@ const NDJSON_TYPES = new Set([
 ]);
 export const ACCEPTED_CONTENT_TYPES = ['application/json', 'application/x-ndjson', 'text/plain'] as const;
 
+// The last Content-Type read: clients send the same one request after request.
+let lastType: string | undefined;
+let lastFormat: BodyFormat | undefined;
+
 /** The format a Content-Type names, or undefined when the server does not read it. */
 export function formatOf(contentType: string | undefined): BodyFormat | undefined {
   if (contentType === undefined) return undefined;
+  if (contentType === lastType) return lastFormat;
+  lastFormat = parseFormat(contentType);
+  lastType = contentType;
+  return lastFormat;
+}
+
+function parseFormat(contentType: string): BodyFormat | undefined {
   const [type = '', ...params] = contentType.split(';');
   const media = type.trim().toLowerCase();
   for (const param of params) {
@@ -89,6 +100,11 @@ export interface BodyItem {
   readonly value?: unknown;
   /** The event's text, for the DLQ when it is invalid (NDJSON only). */
   readonly raw?: string;
+  /**
+   * The event's original bytes when it is a JSON object in a JSON body (a view into the body): stored as
+   * they are, so that an event is not serialized again (JSON.stringify costs more than the parse).
+   */
+  readonly source?: Uint8Array;
   /** 1-based line number (NDJSON). */
   readonly line?: number;
   readonly parseError?: string;
@@ -111,7 +127,16 @@ function jsonMessage(error: unknown): string {
   return message.length > 300 ? `${message.slice(0, 300)}…` : message;
 }
 
-export function parseEvents(text: string, format: BodyFormat, maxEvents: number): BodyItem[] {
+/**
+ * The events of a body. With `bytes` (the body `text` was decoded from), the objects of a JSON body carry
+ * their original bytes (`source`).
+ */
+export function parseEvents(
+  text: string,
+  format: BodyFormat,
+  maxEvents: number,
+  bytes?: Uint8Array,
+): BodyItem[] {
   if (format === 'ndjson') return parseNdjson(text, maxEvents);
   if (text.trim() === '') throw emptyBody();
   let value: unknown;
@@ -126,9 +151,22 @@ export function parseEvents(text: string, format: BodyFormat, maxEvents: number)
   if (Array.isArray(value)) {
     if (value.length === 0) throw emptyBody();
     if (value.length > maxEvents) throw tooMany(value.length, maxEvents);
-    return value.map((item: unknown, index) => ({ index, value: item }));
+    const ranges = bytes ? objectRanges(bytes, value.length) : undefined;
+    const items: BodyItem[] = new Array<BodyItem>(value.length);
+    for (let index = 0; index < value.length; index++) {
+      const end = ranges ? ranges[2 * index + 1]! : 0;
+      items[index] =
+        end > 0
+          ? { index, value: value[index] as unknown, source: bytes!.subarray(ranges![2 * index], end) }
+          : { index, value: value[index] as unknown };
+    }
+    return items;
   }
-  if (value !== null && typeof value === 'object') return [{ index: 0, value }];
+  if (value !== null && typeof value === 'object') {
+    if (!bytes) return [{ index: 0, value }];
+    // Valid JSON holding one object: only whitespace (and a BOM) surrounds its braces.
+    return [{ index: 0, value, source: bytes.subarray(bytes.indexOf(0x7b), bytes.lastIndexOf(0x7d) + 1) }];
+  }
   throw new HttpError(400, 'INVALID_INPUT', 'the body must be a JSON object or an array of objects', {
     details: { events: [{ index: null, errors: [{ path: '', message: 'must be object or array' }] }] },
   });
@@ -156,6 +194,40 @@ function parseNdjson(text: string, maxEvents: number): BodyItem[] {
   }
   if (items.length === 0) throw emptyBody();
   return items;
+}
+
+/**
+ * Where each object element of a JSON array starts and ends in `bytes`, which JSON.parse has already read
+ * as an array of `count` elements (so the text is valid JSON: only strings need care). Pairs [start, end)
+ * by element index; end 0 for an element that is not an object.
+ */
+export function objectRanges(bytes: Uint8Array, count: number): Int32Array {
+  const ranges = new Int32Array(2 * count);
+  const length = bytes.length;
+  let depth = 0;
+  let index = 0;
+  let start = 0;
+  for (let i = 0; i < length; i++) {
+    const c = bytes[i]!;
+    if (c === 0x22) {
+      // A string: to its closing quote, stepping over escapes (\" included).
+      for (i++; i < length; i++) {
+        const d = bytes[i]!;
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth === 2 && c === 0x7b) start = i;
+    } else if (c === 0x7d || c === 0x5d) {
+      if (--depth === 1 && c === 0x7d && index < count) {
+        ranges[2 * index] = start;
+        ranges[2 * index + 1] = i + 1;
+      }
+    } else if (c === 0x2c && depth === 1) {
+      index++;
+    }
+  }
+  return ranges;
 }
 
 /** True when objects and arrays nest deeper than `max` inside `value` (a bounded recursion). */

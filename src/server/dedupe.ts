@@ -13,6 +13,11 @@
  * end and records the ids the records carry in their headers. Only a lost ingest.db (deleted, or its last
  * transactions lost with the machine's power, since it is written with synchronous=NORMAL) forgets ids —
  * then the watermark is lost with them and recovery starts from the oldest one still stored.
+ *
+ * Ids are kept in two generation tables (`seen_ids_0`, `seen_ids_1`), each holding what was recorded
+ * while it was the current one; the current one changes once it is a generation old (the longest dedupe
+ * window, in `dedupe_settings`), emptying the other, whose ids are then all past every window. Forgetting
+ * needs no index by time, which would cost every insert a second b-tree; a lookup reads both tables.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -67,12 +72,19 @@ export class DedupeStore {
   readonly #autoFlush: boolean;
   /** Ids the store may hold (lookups only when it says maybe); absent in a store that only writes. */
   readonly #filter: IdFilter | undefined;
+  readonly #lookups: boolean;
   #closed = false;
   readonly #purgeTimer: NodeJS.Timeout | undefined;
   readonly #lookup: StatementSync;
   readonly #lookupMany: StatementSync;
   readonly #lookupBatch: StatementSync;
-  readonly #insert: StatementSync;
+  /** By generation slot (0, 1). */
+  readonly #insert: StatementSync[];
+  readonly #insertMany: StatementSync[];
+  readonly #generations: StatementSync;
+  readonly #clear: StatementSync[];
+  readonly #startGeneration: StatementSync;
+  readonly #generationMs: StatementSync;
   readonly #insertBatch: StatementSync;
   readonly #mark: StatementSync;
 
@@ -85,18 +97,33 @@ export class DedupeStore {
   ) {
     this.#db = db;
     this.#autoFlush = autoFlush;
+    this.#lookups = lookups;
     this.#windows = windows;
     this.#now = now;
-    this.#lookup = db.prepare('select seen_at from seen_ids where stream = ? and id = ?');
+    this.#lookup = db.prepare(
+      'select seen_at from seen_ids_0 where stream = ?1 and id = ?2 union all select seen_at from seen_ids_1 where stream = ?1 and id = ?2',
+    );
     this.#lookupMany = db.prepare(
-      'select id, seen_at from seen_ids where stream = ? and id in (select value from json_each(?))',
+      'select id, seen_at from seen_ids_0 where stream = ?1 and id in (select value from json_each(?2)) union all ' +
+        'select id, seen_at from seen_ids_1 where stream = ?1 and id in (select value from json_each(?2))',
     );
     this.#lookupBatch = db.prepare(
       'select body_hash, response, seen_at from seen_batches where stream = ? and key = ?',
     );
-    this.#insert = db.prepare(
-      'insert into seen_ids (stream, id, seen_at) values (?, ?, ?) on conflict do update set seen_at = excluded.seen_at',
+    this.#insert = [0, 1].map((slot) =>
+      db.prepare(
+        `insert into seen_ids_${slot} (stream, id, seen_at) values (?, ?, ?) on conflict do update set seen_at = excluded.seen_at`,
+      ),
     );
+    this.#insertMany = [0, 1].map((slot) =>
+      db.prepare(
+        `insert into seen_ids_${slot} (stream, id, seen_at) select ?, value, ? from json_each(?) where true on conflict do update set seen_at = excluded.seen_at`,
+      ),
+    );
+    this.#generations = db.prepare('select slot, started_at from seen_generations order by started_at desc');
+    this.#clear = [0, 1].map((slot) => db.prepare(`delete from seen_ids_${slot}`));
+    this.#startGeneration = db.prepare('update seen_generations set started_at = ? where slot = ?');
+    this.#generationMs = db.prepare("select value from dedupe_settings where name = 'generation_ms'");
     this.#insertBatch = db.prepare(
       'insert into seen_batches (stream, key, body_hash, response, seen_at) values (?, ?, ?, ?, ?) on conflict do update set body_hash = excluded.body_hash, response = excluded.response, seen_at = excluded.seen_at',
     );
@@ -106,17 +133,25 @@ export class DedupeStore {
     this.#purgeTimer = lookups ? setInterval(() => this.purge(), 10 * 60_000) : undefined;
     this.#purgeTimer?.unref();
     const longest = Math.max(0, ...windows.values());
+    // The store that serves lookups knows the streams: a generation lasts their longest window (a store
+    // that only writes, the log worker's, reads it when it writes).
+    if (lookups)
+      db.prepare(
+        "insert into dedupe_settings (name, value) values ('generation_ms', ?) on conflict do update set value = excluded.value",
+      ).run(longest);
     this.#filter = lookups && longest > 0 ? new IdFilter(longest, now) : undefined;
     if (this.#filter) {
       // Every id still within its window, so that "not in the filter" means "not seen".
       const since = now() - longest;
       for (const row of db
-        .prepare('select stream, id from seen_ids where seen_at >= ?')
+        .prepare(
+          'select stream, id from seen_ids_0 where seen_at >= ?1 union all select stream, id from seen_ids_1 where seen_at >= ?1',
+        )
         .iterate(since) as Iterable<{
         stream: string;
         id: string;
       }>)
-        this.#filter.add(`${row.stream}\0${row.id}`);
+        this.#filter.add(row.stream, row.id);
     }
   }
 
@@ -145,14 +180,34 @@ export class DedupeStore {
       // The busy timeout is set when opening, so it already covers the switch to WAL.
       db = new DatabaseSync(path.join(directory, 'ingest.db'), { timeout: 5_000 });
       db.exec('pragma journal_mode = wal; pragma synchronous = normal; pragma cache_size = -32768;');
-      db.exec(`
-        create table if not exists seen_ids (stream text not null, id text not null, seen_at integer not null,
-          primary key (stream, id)) without rowid;
-        create index if not exists seen_ids_by_time on seen_ids (seen_at);
-        create table if not exists seen_batches (stream text not null, key text not null, body_hash text,
-          response text not null, seen_at integer not null, primary key (stream, key)) without rowid;
-        create table if not exists watermarks (topic text not null, partition integer not null,
-          next_offset integer not null, primary key (topic, partition)) without rowid;`);
+      db.exec('begin immediate');
+      try {
+        db.exec(`
+          create table if not exists seen_ids_0 (stream text not null, id text not null, seen_at integer not null,
+            primary key (stream, id)) without rowid;
+          create table if not exists seen_ids_1 (stream text not null, id text not null, seen_at integer not null,
+            primary key (stream, id)) without rowid;
+          create table if not exists seen_generations (slot integer primary key, started_at integer not null);
+          create table if not exists dedupe_settings (name text primary key, value integer not null);
+          create table if not exists seen_batches (stream text not null, key text not null, body_hash text,
+            response text not null, seen_at integer not null, primary key (stream, key)) without rowid;
+          create table if not exists watermarks (topic text not null, partition integer not null,
+            next_offset integer not null, primary key (topic, partition)) without rowid;`);
+        db.prepare('insert or ignore into seen_generations (slot, started_at) values (0, ?), (1, 0)').run(
+          (options.now ?? Date.now)(),
+        );
+        // The one table of earlier versions, with an index by time: its ids go into the current generation.
+        if (db.prepare("select 1 from sqlite_master where type = 'table' and name = 'seen_ids'").get()) {
+          db.exec(`
+            insert into seen_ids_0 (stream, id, seen_at) select stream, id, seen_at from seen_ids where true
+              on conflict do update set seen_at = max(seen_at, excluded.seen_at);
+            drop table seen_ids;`);
+        }
+        db.exec('commit');
+      } catch (error) {
+        db.exec('rollback');
+        throw error;
+      }
     } catch (cause) {
       throw new TributaryError(
         'STORAGE_IO',
@@ -173,22 +228,27 @@ export class DedupeStore {
     return this.#windows.get(stream) ?? 0;
   }
 
-  /** Which of `ids` the stream has accepted within its window. */
-  seen(stream: string, ids: Iterable<string>): Set<string> {
+  /**
+   * Which of `ids` the stream has accepted within its window. With `expect`, the others are noted as
+   * about to be recorded (see `expect`), each id hashed once for both.
+   */
+  seen(stream: string, ids: Iterable<string>, expect = false): Set<string> {
     const found = new Set<string>();
     const window = this.windowOf(stream);
     if (window <= 0) return found;
     const since = this.#now() - window;
     const stored: string[] = [];
+    const filter = this.#filter;
+    const pendingIds = this.#pendingIds.size > 0 ? this.#pendingIds : undefined;
     for (const id of ids) {
-      const key = `${stream}\0${id}`;
-      const pending = this.#pendingIds.get(key);
+      const pending = pendingIds?.get(`${stream}\0${id}`);
       if (pending !== undefined) {
         if (pending >= since) found.add(id);
-      } else if (!this.#filter || this.#filter.mayHave(key)) {
+      } else if (!filter || (expect ? filter.mayHaveThenAdd(stream, id) : filter.mayHave(stream, id))) {
         stored.push(id);
       }
     }
+    if (stored.length === 0) return found;
     if (stored.length < 8) {
       for (const id of stored) {
         const row = this.#lookup.get(stream, id) as { seen_at: number } | undefined;
@@ -225,12 +285,13 @@ export class DedupeStore {
   record(events: readonly RecordedEvent[], positions: readonly Acknowledged[], batch?: RecordedBatch): void {
     if (this.#closed) return;
     const at = this.#now();
-    for (const event of events) {
-      const key = `${event.stream}\0${event.id}`;
-      this.#pendingIds.set(key, at);
-      this.#filter?.add(key);
-    }
-    if (batch) this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
+    // A store that only writes (the log worker's) answers no lookups: it needs no ids in memory.
+    if (this.#lookups)
+      for (const event of events) {
+        this.#pendingIds.set(`${event.stream}\0${event.id}`, at);
+        this.#filter?.add(event.stream, event.id);
+      }
+    if (batch && this.#lookups) this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
     for (const position of positions) {
       const mark = `${position.topic}\0${position.partition}`;
       this.#pendingMarks.set(mark, Math.max(this.#pendingMarks.get(mark) ?? 0, position.offset + 1));
@@ -247,7 +308,23 @@ export class DedupeStore {
    * "maybe" for them from now on.
    */
   expect(events: readonly RecordedEvent[]): void {
-    if (this.#filter) for (const event of events) this.#filter.add(`${event.stream}\0${event.id}`);
+    if (this.#filter) for (const event of events) this.#filter.add(event.stream, event.id);
+  }
+
+  /**
+   * The generation table to write ids into, inside a write transaction: the current one; or, once that is
+   * a generation old, the other one, emptied first (all its ids were recorded before the current one
+   * started, so are older than a generation, past every window).
+   */
+  #writeSlot(now: number): number {
+    const [current, other] = this.#generations.all() as Array<{ slot: number; started_at: number }>;
+    const generation = (this.#generationMs.get() as { value: number } | undefined)?.value ?? 0;
+    if (generation > 0 && now - current!.started_at >= generation) {
+      this.#clear[other!.slot]!.run();
+      this.#startGeneration.run(now, other!.slot);
+      return other!.slot;
+    }
+    return current!.slot;
   }
 
   /** Writes what `record` queued, in one transaction (done on the next turn of the event loop by default). */
@@ -260,8 +337,25 @@ export class DedupeStore {
     this.#pendingMarks.clear();
     try {
       this.#db.exec('begin immediate');
+      const slot = this.#writeSlot(this.#now());
+      // Ids of the same stream and time go in one statement: each call into SQLite has a fixed cost.
+      let ids: string[] = [];
+      let stream = '';
+      let at = 0;
+      const insertIds = () => {
+        if (ids.length < 4) for (const id of ids) this.#insert[slot]!.run(stream, id, at);
+        else this.#insertMany[slot]!.run(stream, at, JSON.stringify(ids));
+        ids = [];
+      };
       for (const entry of queue) {
-        for (const event of entry.events) this.#insert.run(event.stream, event.id, entry.at);
+        for (const event of entry.events) {
+          if (event.stream !== stream || entry.at !== at) {
+            insertIds();
+            stream = event.stream;
+            at = entry.at;
+          }
+          ids.push(event.id);
+        }
         if (entry.batch)
           this.#insertBatch.run(
             entry.batch.stream,
@@ -271,6 +365,7 @@ export class DedupeStore {
             entry.at,
           );
       }
+      insertIds();
       for (const [mark, next] of marks) {
         const [topic = '', partition = '0'] = mark.split('\0');
         this.#mark.run(topic, Number(partition), next);
@@ -292,6 +387,7 @@ export class DedupeStore {
       }
       return;
     }
+    if (!this.#lookups) return;
     for (const entry of queue) {
       for (const event of entry.events) {
         const key = `${event.stream}\0${event.id}`;
@@ -327,12 +423,13 @@ export class DedupeStore {
           const batches = new Map<string, string[]>();
           this.#db.exec('begin immediate');
           try {
+            const slot = this.#writeSlot(this.#now());
             for (const record of records) {
               const id = record.headers[HEADER_EVENT_ID];
               if (window > 0 && record.timestamp >= since && id !== undefined) {
                 if (record.headers[HEADER_DEDUPE] === '1') {
-                  this.#insert.run(stream, id, record.timestamp);
-                  this.#filter?.add(`${stream}\0${id}`);
+                  this.#insert[slot]!.run(stream, id, record.timestamp);
+                  this.#filter?.add(stream, id);
                   recovered++;
                 }
                 const key = record.headers[HEADER_IDEMPOTENCY_KEY];
@@ -358,20 +455,21 @@ export class DedupeStore {
     return recovered;
   }
 
-  /** Forgets ids older than their stream's window. */
+  /**
+   * Forgets Idempotency-Keys older than their stream's window, and those of streams no longer configured.
+   * (Ids go with their generation, see `#writeSlot`.)
+   */
   purge(): void {
     if (this.#closed) return;
     const now = this.#now();
     const streams = [...this.#windows.keys()];
     try {
       for (const [stream, window] of this.#windows) {
-        this.#db.prepare('delete from seen_ids where stream = ? and seen_at < ?').run(stream, now - window);
         this.#db
           .prepare('delete from seen_batches where stream = ? and seen_at < ?')
           .run(stream, now - window);
       }
       const placeholders = streams.map(() => '?').join(', ');
-      this.#db.prepare(`delete from seen_ids where stream not in (${placeholders || "''"})`).run(...streams);
       this.#db
         .prepare(`delete from seen_batches where stream not in (${placeholders || "''"})`)
         .run(...streams);

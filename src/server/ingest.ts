@@ -20,8 +20,9 @@ import {
   HEADER_IDEMPOTENCY_KEY,
   type Acknowledged,
   type DedupeStore,
+  type RecordedEvent,
 } from './dedupe.ts';
-import type { DedupeRecord } from './log-worker.ts';
+import type { AppendDedupe } from './append-codec.ts';
 import { HttpError } from './http-error.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { schemaErrors, type EventError, type Stream } from './streams.ts';
@@ -78,22 +79,32 @@ interface CheckedEvent {
   readonly line?: number;
   readonly value?: Record<string, unknown>;
   readonly raw?: string;
+  /** The event's original bytes (body.ts), stored as they are when nothing was changed in `value`. */
+  readonly source?: Uint8Array;
   /** What the client sent, for the DLQ, when it is not an object. */
   readonly original?: unknown;
   readonly errors?: EventError[];
 }
 
-/** A log that can record dedupe ids itself once an append is durable (threaded-log.ts). */
+/**
+ * A log that can record dedupe ids itself once an append is durable (threaded-log.ts). It copies the
+ * records before `appendRecording` returns, so their values may be reused right after the call.
+ */
 interface RecordingLog extends Log {
   appendRecording(
     topic: string,
     records: readonly LogRecord[],
-    dedupe: DedupeRecord,
+    dedupe: AppendDedupe,
   ): Promise<RecordPosition[]>;
 }
 
 function isRecordingLog(log: Log): log is RecordingLog {
   return typeof (log as Partial<RecordingLog>).appendRecording === 'function';
+}
+
+interface Held {
+  readonly ids: Map<string, Promise<void>>;
+  readonly keys: Map<string, Promise<void>>;
 }
 
 const MAX_ID_LENGTH = 256;
@@ -124,6 +135,18 @@ function keyOf(value: unknown): string | null {
   }
 }
 
+function hasAny(value: Record<string, unknown>, fields: ReadonlyArray<[string, string]>): boolean {
+  for (const [name] of fields) if (Object.hasOwn(value, name)) return true;
+  return false;
+}
+
+/** True when the object `source` holds (`{` … `}`) has no member. */
+function emptyObject(source: Uint8Array): boolean {
+  let i = source.length - 2;
+  while (i > 0 && (source[i] === 0x20 || source[i] === 0x0a || source[i] === 0x0d || source[i] === 0x09)) i--;
+  return source[i] === 0x7b;
+}
+
 function safeStringify(value: unknown): string | null {
   try {
     return JSON.stringify(value) ?? null;
@@ -138,9 +161,12 @@ export class Ingestor {
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #limits: IngestLimits;
-  readonly #inflight = new Map<string, Promise<void>>();
+  /** Per stream, the client ids and Idempotency-Keys of requests in flight (see `#claim`). */
+  readonly #inflight = new Map<string, Held>();
   #pendingAppends = 0;
   #pendingBytes = 0;
+  /** Where events are spliced with their added fields, for a log that copies them (`RecordingLog`). */
+  #scratch = Buffer.alloc(0);
   #failures = 0;
   #lastFailureLog = 0;
 
@@ -156,6 +182,7 @@ export class Ingestor {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#limits = options.limits;
+    this.#metrics.pending = () => ({ appends: this.#pendingAppends, bytes: this.#pendingBytes });
   }
 
   get pendingAppends(): number {
@@ -186,9 +213,16 @@ export class Ingestor {
 
   async ingest(input: IngestInput): Promise<IngestOutcome> {
     const { stream } = input;
-    const checked = input.items.map((item) => this.#check(input, item));
-    const invalid = checked.filter((e) => e.errors);
-    if (invalid.length > 0 && stream.config.on_invalid === 'reject') {
+    const items = input.items;
+    const checked = new Array<CheckedEvent>(items.length);
+    let invalidCount = 0;
+    for (let i = 0; i < items.length; i++) {
+      const event = this.#check(input, items[i]!);
+      checked[i] = event;
+      if (event.errors) invalidCount++;
+    }
+    const invalid = invalidCount ? checked.filter((e) => e.errors) : [];
+    if (invalidCount > 0 && stream.config.on_invalid === 'reject') {
       this.#metrics.eventsRejected.inc({ stream: stream.name }, checked.length);
       throw new HttpError(
         400,
@@ -208,13 +242,15 @@ export class Ingestor {
     }
 
     const dedupeOn = this.#dedupe.windowOf(stream.name) > 0;
-    const claims: string[] = [];
     const idempotencyKey = dedupeOn ? input.idempotencyKey : undefined;
-    if (idempotencyKey !== undefined) claims.push(`${stream.name}\0b\0${idempotencyKey}`);
-    if (dedupeOn)
-      for (const event of checked)
-        if (event.clientId && !event.errors) claims.push(`${stream.name}\0e\0${event.id}`);
-    const release = claims.length ? (this.#tryClaim(claims) ?? (await this.#claim(claims))) : undefined;
+    // The client ids of the valid events: only those are deduplicated.
+    const clientIds: string[] = [];
+    if (dedupeOn) for (const event of checked) if (event.clientId && !event.errors) clientIds.push(event.id);
+    const release =
+      idempotencyKey !== undefined || clientIds.length
+        ? (this.#tryClaim(stream.name, clientIds, idempotencyKey) ??
+          (await this.#claim(stream.name, clientIds, idempotencyKey)))
+        : undefined;
     try {
       if (idempotencyKey !== undefined) {
         const stored = this.#dedupe.batch(stream.name, idempotencyKey);
@@ -236,27 +272,28 @@ export class Ingestor {
           return { result: JSON.parse(stored.response) as IngestResult, replayed: true };
         }
       }
-      const seen = dedupeOn
-        ? this.#dedupe.seen(
-            stream.name,
-            checked.filter((e) => e.clientId && !e.errors).map((e) => e.id),
-          )
-        : new Set<string>();
-      const inRequest = new Set<string>();
+      // Ids not seen are noted in the dedupe filter at once: they are about to be recorded (a failed
+      // append leaves them there, which costs a database lookup later, never a wrong answer).
+      const seen = clientIds.length ? this.#dedupe.seen(stream.name, clientIds, true) : undefined;
+      const inRequest = clientIds.length > 1 ? new Set<string>() : undefined;
       const fresh: CheckedEvent[] = [];
+      const ids = new Array<string>(checked.length);
       let duplicates = 0;
-      for (const event of checked) {
+      for (let i = 0; i < checked.length; i++) {
+        const event = checked[i]!;
+        ids[i] = event.id;
         if (event.errors) continue;
-        if (event.clientId && dedupeOn && (seen.has(event.id) || inRequest.has(event.id))) {
-          duplicates++;
-          continue;
+        if (event.clientId && dedupeOn) {
+          if (seen!.has(event.id) || inRequest?.has(event.id)) {
+            duplicates++;
+            continue;
+          }
+          inRequest?.add(event.id);
         }
-        if (event.clientId && dedupeOn) inRequest.add(event.id);
         fresh.push(event);
       }
 
-      const receivedAt = new Date(input.client.receivedAt).toISOString();
-      const records = fresh.map((event) => this.#record(input, event, receivedAt, dedupeOn, idempotencyKey));
+      const records = this.#records(input, fresh, dedupeOn, idempotencyKey);
       const dlqRecords = invalid.map((event) => this.#dlqRecord(input, event));
       let bytes = 0;
       for (const record of records) bytes += record.value.length;
@@ -266,7 +303,7 @@ export class Ingestor {
       const result: IngestResult = {
         accepted: fresh.length + duplicates,
         duplicates,
-        ids: checked.map((e) => e.id),
+        ids,
         ...(invalid.length
           ? {
               dlq: {
@@ -282,24 +319,21 @@ export class Ingestor {
             }
           : {}),
       };
-      const remember: DedupeRecord = {
-        events: dedupeOn
-          ? fresh.filter((e) => e.clientId).map((e) => ({ stream: stream.name, id: e.id }))
-          : [],
+      const remember: AppendDedupe = {
+        stream: stream.name,
         ...(idempotencyKey === undefined
           ? {}
           : {
               batch: {
-                stream: stream.name,
                 key: idempotencyKey,
                 bodyHash: input.bodyHash ?? null,
                 response: JSON.stringify(result),
               },
             }),
       };
-      // A log on a worker thread records the ids there, after its commit (threaded-log.ts).
+      // A log on a worker thread records the ids there, after its commit (threaded-log.ts), from the
+      // records' headers; otherwise they are recorded here.
       const delegated = records.length > 0 && isRecordingLog(this.#log);
-      if (delegated) this.#dedupe.expect(remember.events);
       const positions = await this.#append(
         stream,
         records,
@@ -308,7 +342,15 @@ export class Ingestor {
         delegated ? remember : undefined,
       );
       // Recorded at once (no await since the append resolved), in the order the log acknowledged.
-      if (!delegated) this.#dedupe.record(remember.events, positions, remember.batch);
+      if (!delegated) {
+        const events: RecordedEvent[] = [];
+        if (dedupeOn) for (const e of fresh) if (e.clientId) events.push({ stream: stream.name, id: e.id });
+        this.#dedupe.record(
+          events,
+          positions,
+          remember.batch ? { stream: stream.name, ...remember.batch } : undefined,
+        );
+      }
       this.#metrics.eventsAccepted.inc({ stream: stream.name }, fresh.length);
       if (duplicates) this.#metrics.eventsDuplicate.inc({ stream: stream.name }, duplicates);
       if (invalid.length) this.#metrics.eventsDlq.inc({ stream: stream.name }, invalid.length);
@@ -318,32 +360,59 @@ export class Ingestor {
     }
   }
 
-  /** Waits until no other request holds any of `keys`, then holds them; returns the release. */
-  async #claim(keys: readonly string[]): Promise<() => void> {
+  /** Waits until no other request holds any of the ids or the key, then holds them; returns the release. */
+  async #claim(
+    stream: string,
+    ids: readonly string[],
+    idempotencyKey: string | undefined,
+  ): Promise<() => void> {
+    const held = this.#held(stream);
     for (;;) {
       const waits: Array<Promise<void>> = [];
-      for (const key of keys) {
-        const wait = this.#inflight.get(key);
+      for (const id of ids) {
+        const wait = held.ids.get(id);
+        if (wait) waits.push(wait);
+      }
+      if (idempotencyKey !== undefined) {
+        const wait = held.keys.get(idempotencyKey);
         if (wait) waits.push(wait);
       }
       if (waits.length === 0) break;
       await Promise.all(waits);
     }
-    return this.#hold(keys);
+    return this.#hold(held, ids, idempotencyKey);
   }
 
-  /** Holds `keys` now when no other request holds any of them (the common case), else undefined. */
-  #tryClaim(keys: readonly string[]): (() => void) | undefined {
-    for (const key of keys) if (this.#inflight.has(key)) return undefined;
-    return this.#hold(keys);
+  /** Holds the ids and the key now when no other request holds any of them (the common case). */
+  #tryClaim(
+    stream: string,
+    ids: readonly string[],
+    idempotencyKey: string | undefined,
+  ): (() => void) | undefined {
+    const held = this.#held(stream);
+    if (held.ids.size > 0) for (const id of ids) if (held.ids.has(id)) return undefined;
+    if (idempotencyKey !== undefined && held.keys.has(idempotencyKey)) return undefined;
+    return this.#hold(held, ids, idempotencyKey);
   }
 
-  #hold(keys: readonly string[]): () => void {
+  #held(stream: string): Held {
+    let held = this.#inflight.get(stream);
+    if (!held) {
+      held = { ids: new Map(), keys: new Map() };
+      this.#inflight.set(stream, held);
+    }
+    return held;
+  }
+
+  #hold(held: Held, ids: readonly string[], idempotencyKey: string | undefined): () => void {
     let done!: () => void;
-    const held = new Promise<void>((resolve) => (done = resolve));
-    for (const key of keys) this.#inflight.set(key, held);
+    const promise = new Promise<void>((resolve) => (done = resolve));
+    for (const id of ids) held.ids.set(id, promise);
+    if (idempotencyKey !== undefined) held.keys.set(idempotencyKey, promise);
     return () => {
-      for (const key of keys) if (this.#inflight.get(key) === held) this.#inflight.delete(key);
+      for (const id of ids) if (held.ids.get(id) === promise) held.ids.delete(id);
+      if (idempotencyKey !== undefined && held.keys.get(idempotencyKey) === promise)
+        held.keys.delete(idempotencyKey);
       done();
     };
   }
@@ -353,14 +422,12 @@ export class Ingestor {
     records: readonly LogRecord[],
     dlqRecords: readonly LogRecord[],
     bytes: number,
-    remember: DedupeRecord | undefined,
+    remember: AppendDedupe | undefined,
   ): Promise<Acknowledged[]> {
     if (records.length === 0 && dlqRecords.length === 0) return [];
     this.#pendingAppends++;
     this.#pendingBytes += bytes;
-    this.#metrics.pendingAppends.set(this.#pendingAppends);
-    this.#metrics.pendingBytes.set(this.#pendingBytes);
-    const timer = this.#metrics.appendSeconds.startTimer({ stream: stream.name });
+    const started = performance.now();
     // Issued in the same turn of the event loop, so the embedded log commits both in one transaction.
     const [main, dlq] = await Promise.allSettled([
       records.length === 0
@@ -372,11 +439,9 @@ export class Ingestor {
         ? this.#log.append(stream.dlqTopic, dlqRecords)
         : Promise.resolve<RecordPosition[]>([]),
     ]);
-    timer();
+    this.#metrics.appendSeconds.observe({ stream: stream.name }, (performance.now() - started) / 1000);
     this.#pendingAppends--;
     this.#pendingBytes -= bytes;
-    this.#metrics.pendingAppends.set(this.#pendingAppends);
-    this.#metrics.pendingBytes.set(this.#pendingBytes);
     if (main.status === 'fulfilled' && dlq.status === 'fulfilled') {
       return [
         ...main.value.map((p) => ({ topic: stream.topic, ...p })),
@@ -407,9 +472,9 @@ export class Ingestor {
   }
 
   #check(input: IngestInput, item: BodyItem): CheckedEvent {
-    const base = { index: item.index, ...(item.line === undefined ? {} : { line: item.line }) };
     const invalid = (errors: EventError[], value?: Record<string, unknown>, id?: string): CheckedEvent => ({
-      ...base,
+      index: item.index,
+      ...(item.line === undefined ? {} : { line: item.line }),
       id: id ?? randomUUID(),
       clientId: false,
       raw: item.raw,
@@ -440,47 +505,108 @@ export class Ingestor {
         value,
       );
     }
-    const errors = input.prepare?.(value) ?? [];
-    if (id === undefined && input.prepare) {
+    let errors: EventError[] | undefined;
+    if (input.prepare) {
+      errors = input.prepare(value);
       // prepare may have assigned an id (Segment's messageId)
       const assigned = value[input.idField];
-      if (typeof assigned === 'string') id = assigned;
+      if (id === undefined && typeof assigned === 'string') id = assigned;
     }
     const validate = input.stream.validate;
-    if (validate && !validate(value)) errors.push(...schemaErrors(validate.errors ?? []));
-    if (errors.length) return invalid(errors, value, id);
+    if (validate && !validate(value)) (errors ??= []).push(...schemaErrors(validate.errors ?? []));
+    if (errors?.length) return invalid(errors, value, id);
+    // One shape for every valid event (so that the code reading them stays monomorphic).
     return {
-      ...base,
+      index: item.index,
+      line: item.line,
       id: id ?? randomUUID(),
       clientId: id !== undefined && idValue !== undefined && idValue !== null,
       value,
+      raw: undefined,
+      // prepare changes the value: its original bytes are then not the event.
+      source: input.prepare ? undefined : item.source,
+      original: undefined,
+      errors: undefined,
     };
   }
 
-  #record(
+  /** The log records of the valid events: enriched, with the headers deduplication and recovery read. */
+  #records(
     input: IngestInput,
-    event: CheckedEvent,
-    receivedAt: string,
+    events: readonly CheckedEvent[],
     dedupeOn: boolean,
     idempotencyKey: string | undefined,
-  ): LogRecord {
-    const value = event.value!;
-    const enrich = input.stream.config.enrich;
-    if (enrich.received_at) value._received_at = receivedAt;
+  ): LogRecord[] {
+    const { stream, client } = input;
+    const enrich = stream.config.enrich;
+    const added: Array<[string, string]> = [];
+    if (enrich.received_at) added.push(['_received_at', new Date(client.receivedAt).toISOString()]);
     if (enrich.client_ip !== 'off')
-      value._client_ip =
-        enrich.client_ip === 'truncated' ? (truncateIp(input.client.ip) ?? input.client.ip) : input.client.ip;
-    if (enrich.user_agent && input.client.userAgent !== undefined)
-      value._user_agent = input.client.userAgent.slice(0, MAX_USER_AGENT);
-    const headers: Record<string, string> = { [HEADER_EVENT_ID]: event.id };
-    if (event.clientId && dedupeOn) headers[HEADER_DEDUPE] = '1';
-    if (idempotencyKey !== undefined) headers[HEADER_IDEMPOTENCY_KEY] = idempotencyKey;
-    return {
-      key: input.stream.partitionKey ? keyOf(valueAt(value, input.stream.partitionKey)) : null,
-      value: Buffer.from(JSON.stringify(value)),
-      headers,
-      timestamp: input.client.receivedAt,
-    };
+      added.push([
+        '_client_ip',
+        enrich.client_ip === 'truncated' ? (truncateIp(client.ip) ?? client.ip) : client.ip,
+      ]);
+    if (enrich.user_agent && client.userAgent !== undefined)
+      added.push(['_user_agent', client.userAgent.slice(0, MAX_USER_AGENT)]);
+    const partitionKey = stream.partitionKey;
+    // Events are stored as the client sent them, with the added fields spliced in before the closing
+    // brace — unless a field is there already (it is replaced), the object is empty, or the partition key
+    // is an added field: those are serialized again from their value.
+    const spliceable = !partitionKey || !added.some(([name]) => name === partitionKey[0]);
+    const suffix = Buffer.from(
+      `${added.map(([name, value]) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`).join('')}}`,
+    );
+    const spliced = new Array<boolean>(events.length);
+    let size = 0;
+    for (let i = 0; i < events.length; i++) {
+      const { source, value } = events[i]!;
+      const ok =
+        spliceable &&
+        source !== undefined &&
+        (added.length === 0 || (!hasAny(value!, added) && !emptyObject(source)));
+      spliced[i] = ok;
+      if (ok && added.length > 0) size += source.length - 1 + suffix.length;
+    }
+    // One buffer for the request's events, each a view into it: the same one for every request when the
+    // log copies the records as it takes them (they are appended in this turn, see `#append`).
+    let out: Buffer | undefined;
+    if (size > 0 && isRecordingLog(this.#log)) {
+      if (this.#scratch.length < size) this.#scratch = Buffer.allocUnsafeSlow(Math.max(size, 64 * 1024));
+      out = this.#scratch;
+    } else if (size > 0) out = Buffer.allocUnsafe(size);
+    let at = 0;
+    const records = new Array<LogRecord>(events.length);
+    for (let i = 0; i < events.length; i++) {
+      const event = events[i]!;
+      const value = event.value!;
+      let bytes: Uint8Array;
+      if (!spliced[i]) {
+        for (const [name, field] of added) value[name] = field;
+        bytes = Buffer.from(JSON.stringify(value));
+      } else if (added.length === 0) {
+        bytes = event.source!;
+      } else {
+        const source = event.source!;
+        const start = at;
+        out!.set(source.subarray(0, source.length - 1), at);
+        at += source.length - 1;
+        out!.set(suffix, at);
+        at += suffix.length;
+        bytes = out!.subarray(start, at);
+      }
+      const headers: Record<string, string> =
+        event.clientId && dedupeOn
+          ? { [HEADER_EVENT_ID]: event.id, [HEADER_DEDUPE]: '1' }
+          : { [HEADER_EVENT_ID]: event.id };
+      if (idempotencyKey !== undefined) headers[HEADER_IDEMPOTENCY_KEY] = idempotencyKey;
+      records[i] = {
+        key: partitionKey ? keyOf(valueAt(value, partitionKey)) : null,
+        value: bytes,
+        headers,
+        timestamp: client.receivedAt,
+      };
+    }
+    return records;
   }
 
   #dlqRecord(input: IngestInput, event: CheckedEvent): LogRecord {

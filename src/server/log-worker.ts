@@ -8,8 +8,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
 import { EmbeddedLog, type EmbeddedLogOptions } from '../log/embedded-log.ts';
-import type { Log, LogRecord } from '../log/log.ts';
-import { DedupeStore, type RecordedBatch, type RecordedEvent } from './dedupe.ts';
+import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
+import { decodeAppends, type AppendDedupe } from './append-codec.ts';
+import {
+  DedupeStore,
+  HEADER_DEDUPE,
+  HEADER_EVENT_ID,
+  type Acknowledged,
+  type RecordedEvent,
+} from './dedupe.ts';
 
 export interface WorkerOptions {
   readonly log: EmbeddedLogOptions;
@@ -17,20 +24,9 @@ export interface WorkerOptions {
   readonly dedupeDirectory?: string;
 }
 
-export interface DedupeRecord {
-  readonly events: readonly RecordedEvent[];
-  readonly batch?: RecordedBatch;
-}
-
-export interface AppendItem {
-  readonly id: number;
-  readonly topic: string;
-  readonly records: readonly LogRecord[];
-  readonly dedupe?: DedupeRecord;
-}
-
 export type Request =
-  | { readonly op: 'append'; readonly items: readonly AppendItem[] }
+  /** Appends encoded by append-codec.ts; each is answered with its positions as [partition, offset, …]. */
+  | { readonly op: 'append'; readonly buffer: ArrayBuffer; readonly length: number }
   | { readonly op: 'abort'; readonly id: number }
   | { readonly op: 'call'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
 
@@ -82,6 +78,42 @@ const METHODS = new Set([
   'close',
 ]);
 
+/** Positions as [partition, offset, …]: one typed array to post instead of an object per record. */
+function pairsOf(positions: readonly RecordPosition[]): Float64Array {
+  const pairs = new Float64Array(2 * positions.length);
+  for (let i = 0; i < positions.length; i++) {
+    pairs[2 * i] = positions[i]!.partition;
+    pairs[2 * i + 1] = positions[i]!.offset;
+  }
+  return pairs;
+}
+
+/**
+ * Records in the dedupe store the ids of durable records: those whose headers mark them for dedupe, the
+ * very rule recovery applies to the log (dedupe.ts), and the watermark of each partition written.
+ */
+function remember(
+  store: DedupeStore,
+  topic: string,
+  records: readonly LogRecord[],
+  positions: readonly RecordPosition[],
+  dedupe: AppendDedupe,
+): void {
+  const events: RecordedEvent[] = [];
+  for (const record of records) {
+    const headers = record.headers;
+    if (headers?.[HEADER_DEDUPE] === '1' && headers[HEADER_EVENT_ID] !== undefined)
+      events.push({ stream: dedupe.stream, id: headers[HEADER_EVENT_ID] });
+  }
+  // The highest offset per partition is all the watermark needs.
+  const highest = new Map<number, number>();
+  for (const { partition, offset } of positions)
+    if (!((highest.get(partition) ?? -1) >= offset)) highest.set(partition, offset);
+  const marks: Acknowledged[] = [];
+  for (const [partition, offset] of highest) marks.push({ topic, partition, offset });
+  store.record(events, marks, dedupe.batch ? { stream: dedupe.stream, ...dedupe.batch } : undefined);
+}
+
 async function main(): Promise<void> {
   const port = parentPort!;
   const options = workerData as WorkerOptions;
@@ -119,19 +151,15 @@ async function main(): Promise<void> {
 
   port.on('message', (request: Request) => {
     if (request.op === 'append') {
-      for (const item of request.items) {
+      for (const item of decodeAppends(new Uint8Array(request.buffer, 0, request.length))) {
         const appended = log.append(item.topic, item.records);
-        const recorded = item.dedupe
-          ? appended.then((positions) => {
-              dedupe?.record(
-                item.dedupe!.events,
-                positions.map((p) => ({ topic: item.topic, ...p })),
-                item.dedupe!.batch,
-              );
-              return positions;
-            })
-          : appended;
-        void settle(item.id, recorded);
+        void settle(
+          item.id,
+          appended.then((positions) => {
+            if (item.dedupe && dedupe) remember(dedupe, item.topic, item.records, positions, item.dedupe);
+            return pairsOf(positions);
+          }),
+        );
       }
       return;
     }

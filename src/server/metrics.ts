@@ -15,12 +15,18 @@ export interface ServerMetrics {
   readonly appendSeconds: Histogram<'stream'>;
   readonly pendingAppends: Gauge;
   readonly pendingBytes: Gauge;
+  /**
+   * What the two pending gauges report, read when metrics are scraped rather than set on every request
+   * (each update of a prom-client metric hashes its labels).
+   */
+  pending: () => { readonly appends: number; readonly bytes: number };
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 export function createServerMetrics(registry: Registry): ServerMetrics {
-  return {
+  const metrics: ServerMetrics = {
+    pending: () => ({ appends: 0, bytes: 0 }),
     requests: new Counter({
       name: 'tributary_http_requests_total',
       help: 'HTTP requests answered, by route, stream and status code.',
@@ -69,11 +75,18 @@ export function createServerMetrics(registry: Registry): ServerMetrics {
       name: 'tributary_ingest_pending_appends',
       help: 'Requests waiting for the log (backpressure starts at server.max_pending_appends).',
       registers: [registry],
+      collect() {
+        this.set(metrics.pending().appends);
+      },
     }),
     pendingBytes: new Gauge({
       name: 'tributary_ingest_pending_bytes',
       help: 'Bytes of events waiting for the log (backpressure starts at server.max_pending_bytes).',
       registers: [registry],
+      collect() {
+        this.set(metrics.pending().bytes);
+      },
     }),
   };
+  return metrics;
 }

@@ -732,7 +732,7 @@ export class IngestServer {
     const body = await this.#readBody(request);
     const idempotencyKey = this.#idempotencyKey(request);
     const text = decodeUtf8(body);
-    const items = parseEvents(text, state.format ?? 'json', this.#settings.max_events);
+    const items = parseEvents(text, state.format ?? 'json', this.#settings.max_events, body);
     const outcome = await this.#ingestor.ingest({
       stream,
       items,

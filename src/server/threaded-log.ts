@@ -1,8 +1,9 @@
 /**
  * The embedded log on a worker thread. node:sqlite is synchronous: on the main thread, every group commit
  * (a transaction and its fsync) would stop the server from reading, parsing and answering requests until
- * the disk returns. Here the main thread only posts appends — batched per turn of its event loop — and
- * goes on serving while the worker commits; an append resolves when the worker's commit did, so the
+ * the disk returns. Here the main thread only posts appends — encoded into one transferred buffer
+ * (append-codec.ts), one message per turn of its event loop, or per commit of the worker while it is busy —
+ * and goes on serving while the worker commits; an append resolves when the worker's commit did, so the
  * guarantee of `Log.append` (resolves only when durable) is unchanged.
  *
  * `tributary up` and `tributary serve` use it for the server and the pipelines together (one log
@@ -21,14 +22,8 @@ import type {
   TopicConfig,
   TopicInfo,
 } from '../log/log.ts';
-import type {
-  AppendItem,
-  DedupeRecord,
-  Message,
-  Reply,
-  SerializedError,
-  WorkerOptions,
-} from './log-worker.ts';
+import { AppendWriter, type AppendDedupe } from './append-codec.ts';
+import type { Message, Reply, SerializedError, WorkerOptions } from './log-worker.ts';
 
 /** Appends (or records) that are sent to the worker at once rather than at the end of the turn. */
 const SEND_AFTER_APPENDS = 16;
@@ -37,6 +32,15 @@ const SEND_AFTER_RECORDS = 2000;
 interface Waiter {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
+  /** An append: the worker answers with its positions as [partition, offset, …] pairs. */
+  readonly append?: boolean;
+}
+
+function positionsOf(pairs: Float64Array): RecordPosition[] {
+  const positions = new Array<RecordPosition>(pairs.length / 2);
+  for (let i = 0; i < positions.length; i++)
+    positions[i] = { partition: pairs[2 * i]!, offset: pairs[2 * i + 1]! };
+  return positions;
 }
 
 function toError(error: SerializedError): TributaryError {
@@ -51,8 +55,10 @@ export class ThreadedLog implements Log {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, Waiter>();
   #next = 1;
-  #outbox: AppendItem[] = [];
-  #outboxRecords = 0;
+  /** Appends not yet sent, encoded (append-codec.ts). */
+  readonly #outbox = new AppendWriter();
+  /** Appends sent to the worker and not answered yet: while there are, the worker is committing. */
+  #unanswered = 0;
   #scheduled = false;
   #failure: TributaryError | undefined;
   #closed = false;
@@ -60,7 +66,10 @@ export class ThreadedLog implements Log {
   private constructor(worker: Worker) {
     this.#worker = worker;
     worker.on('message', (message: Message) => {
-      if ('replies' in message) for (const reply of message.replies) this.#settle(reply);
+      if (!('replies' in message)) return;
+      // The worker answers after each commit: it is free now, so it gets what waited meanwhile.
+      this.#flush();
+      for (const reply of message.replies) this.#settle(reply);
     });
     const fail = (why: string) => {
       this.#failure ??= new TributaryError('STORAGE_IO', `the log worker ${why}`, {
@@ -115,8 +124,10 @@ export class ThreadedLog implements Log {
     const waiter = this.#waiting.get(reply.id);
     if (!waiter) return;
     this.#waiting.delete(reply.id);
-    if (reply.ok) waiter.resolve(reply.value);
-    else waiter.reject(toError(reply.error));
+    if (waiter.append) this.#unanswered--;
+    if (!reply.ok) waiter.reject(toError(reply.error));
+    else if (waiter.append) waiter.resolve(positionsOf(reply.value as Float64Array));
+    else waiter.resolve(reply.value);
   }
 
   #check(): void {
@@ -142,29 +153,32 @@ export class ThreadedLog implements Log {
   }
 
   /**
-   * `append`, and once the records are durable, the worker records `dedupe` in the dedupe store before
-   * resolving (see log-worker.ts).
+   * `append`, and once the records are durable, the worker records in the dedupe store the ids the
+   * records carry (the headers tributary-event-id and tributary-dedupe, as recovery reads them) and the
+   * Idempotency-Key's answer, before resolving (see log-worker.ts).
    */
   async appendRecording(
     topic: string,
     records: readonly LogRecord[],
-    dedupe?: DedupeRecord,
+    dedupe?: AppendDedupe,
   ): Promise<RecordPosition[]> {
     this.#check();
     if (records.length === 0) return [];
     const id = this.#next++;
+    this.#outbox.write(id, topic, records, dedupe);
     const result = new Promise<RecordPosition[]>((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, append: true });
     });
-    this.#outbox.push(dedupe ? { id, topic, records, dedupe } : { id, topic, records });
-    this.#outboxRecords += records.length;
-    // A burst of requests is read in one turn of the event loop: send the first appends at once, so the
-    // worker commits them while this thread parses the rest (a pipeline, not a wave).
-    if (this.#outbox.length >= SEND_AFTER_APPENDS || this.#outboxRecords >= SEND_AFTER_RECORDS) {
-      this.#flush();
-      return result;
-    }
-    if (!this.#scheduled) {
+    // While the worker commits, what it would receive waits in its queue anyway: appends are held here
+    // until it answers (one message per commit, not one per turn of this thread's event loop), or until
+    // there are many. When it is idle, a burst of requests read in one turn is sent in parts, the first at
+    // once, so that the worker commits them while this thread parses the rest (a pipeline, not a wave).
+    // At once means after the current task: appends issued together (a stream topic and its DLQ) stay in
+    // one message, so in one transaction.
+    const busy = this.#unanswered > 0;
+    if (this.#outbox.records >= SEND_AFTER_RECORDS || (!busy && this.#outbox.appends >= SEND_AFTER_APPENDS)) {
+      queueMicrotask(() => this.#flush());
+    } else if (!busy && !this.#scheduled) {
       this.#scheduled = true;
       // Appends issued in this turn of the event loop travel together and share one commit.
       setImmediate(() => this.#flush());
@@ -174,11 +188,10 @@ export class ThreadedLog implements Log {
 
   #flush(): void {
     this.#scheduled = false;
-    if (this.#outbox.length === 0) return;
-    const items = this.#outbox;
-    this.#outbox = [];
-    this.#outboxRecords = 0;
-    this.#worker.postMessage({ op: 'append', items });
+    if (this.#outbox.appends === 0) return;
+    this.#unanswered += this.#outbox.appends;
+    const { buffer, length } = this.#outbox.take();
+    this.#worker.postMessage({ op: 'append', buffer, length }, [buffer]);
   }
 
   ensureTopic(name: string, config: TopicConfig): Promise<TopicInfo> {

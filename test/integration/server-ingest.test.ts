@@ -153,6 +153,49 @@ streams:
     );
   });
 
+  it('stores events as sent, with the added fields spliced in, equal to their parsed value', async () => {
+    // Strings holding braces, brackets, commas and escaped quotes; nesting; whitespace; a BOM; an empty
+    // object; a field enrichment adds already present (replaced); unicode.
+    const body =
+      '\ufeff [ {"id":"b-1","s":"}{][,\\"\\\\","n":{"a":[1,{"b":"}"}]},"k":1e2} ,\n' +
+      '  {}, { "id" : "b-3", "_received_at" : "client", "_client_ip": 1 } , {"id":"b-4","u":"é€😀"}\t]\n';
+    const sent = JSON.parse(body.slice(1)) as Array<Record<string, unknown>>;
+    const answer = await post(events('open'), body, json);
+    assert.equal(answer.status, 202, JSON.stringify(answer.body));
+    const ids = answer.body.ids as string[];
+    const stored = (await t.records('open-events')).filter((r) =>
+      ids.includes(r.headers['tributary-event-id']!),
+    );
+    assert.equal(stored.length, 4);
+    const byId = new Map(stored.map((r) => [r.headers['tributary-event-id']!, r]));
+    sent.forEach((event, index) => {
+      const record = byId.get(ids[index]!)!;
+      const value = JSON.parse(new TextDecoder().decode(record.value)) as Record<string, unknown>;
+      // The stream "open" adds no fields (received_at: false); "orders" below adds them.
+      assert.deepEqual(value, event, `event ${index}`);
+    });
+    assert.equal(
+      new TextDecoder().decode(byId.get('b-1')!.value),
+      '{"id":"b-1","s":"}{][,\\"\\\\","n":{"a":[1,{"b":"}"}]},"k":1e2}',
+      'the bytes the client sent',
+    );
+
+    const enriched = await post(
+      events('orders'),
+      '[{"id":"e-1","user":"ann","amount":1,"note":"a } in a string"} , {"id":"e-2","user":"bob","amount":2,"_client_ip":"spoofed"}]',
+      auth(),
+    );
+    assert.equal(enriched.status, 202, JSON.stringify(enriched.body));
+    const values = (await t.values('events.orders')).filter((v) => v.id === 'e-1' || v.id === 'e-2');
+    assert.equal(values.length, 2);
+    for (const value of values) {
+      assert.equal(value._client_ip, '127.0.0.0', 'set by the server, whatever the client sent');
+      assert.equal(value._user_agent, 'node');
+      assert.ok(Date.parse(value._received_at as string) > Date.now() - 60_000);
+    }
+    assert.equal(values.find((v) => v.id === 'e-1')!.note, 'a } in a string');
+  });
+
   it('answers 400 with the JSON path and message of every violation, and accepts nothing', async () => {
     const before = await t.count('events.orders');
     const bad = await post(
@@ -641,6 +684,9 @@ describe('trusted proxies, backpressure and readiness', () => {
       await sleep(100);
       const refused = await post(`${t.url}/v1/streams/s/events`, '{"n":2}');
       assert.equal(refused.status, 503);
+      const pending = await (await fetch(`${t.url}/metrics`)).text();
+      assert.match(pending, /tributary_ingest_pending_appends 1\n/, 'read when scraped');
+      assert.match(pending, /tributary_ingest_pending_bytes [1-9]\d*\n/);
       assert.equal(refused.headers.get('retry-after'), '1');
       assert.equal(errorOf(refused.body).code, 'OVERLOADED');
       release();
