@@ -192,12 +192,14 @@ export class IngestServer {
       }
     }
     for (const stream of streams.values()) {
+      // The stream's retention is the configuration's: changing it changes the topics' on the next start.
+      const { max_age: retentionMs, max_bytes: retentionBytes } = stream.config.retention ?? {};
       for (const topic of [stream.topic, stream.dlqTopic]) {
         const existing = await log.describeTopic(topic);
         await log.ensureTopic(topic, {
           partitions: Math.max(existing?.partitions ?? 0, stream.partitions),
-          ...(existing?.retentionMs === undefined ? {} : { retentionMs: existing.retentionMs }),
-          ...(existing?.retentionBytes === undefined ? {} : { retentionBytes: existing.retentionBytes }),
+          ...(retentionMs === undefined ? {} : { retentionMs }),
+          ...(retentionBytes === undefined ? {} : { retentionBytes }),
         });
       }
     }

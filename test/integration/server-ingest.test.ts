@@ -744,3 +744,41 @@ describe('trusted proxies, backpressure and readiness', () => {
     }
   });
 });
+
+describe('stream retention', () => {
+  it('keeps a stream topic as long as its retention says, and removes what is past it', async () => {
+    const t = await startTestServer({
+      yaml: `
+server:
+  rate_limit:
+    per_key: {requests_per_second: 0}
+    per_ip: {requests_per_second: 0}
+streams:
+  clicks:
+    auth: none
+    partitions: 1
+    retention: {max_bytes: 2KiB, max_age: 7d}
+`,
+    });
+    try {
+      for (const topic of ['events.clicks', 'events.clicks.dlq']) {
+        const info = await t.log.describeTopic(topic);
+        assert.equal(info?.retentionBytes, 2048, topic);
+        assert.equal(info?.retentionMs, 7 * 86_400_000, topic);
+      }
+      for (let i = 0; i < 20; i++) {
+        const body = JSON.stringify(
+          Array.from({ length: 10 }, (_, j) => ({ id: `e${i}-${j}`, page: 'x'.repeat(50) })),
+        );
+        assert.equal((await post(`${t.url}/v1/streams/clicks/events`, body)).status, 202);
+      }
+      const before = (await t.records('events.clicks')).length;
+      assert.equal(before, 200);
+      assert.ok((await t.log.enforceRetention()) > 0, 'records past max_bytes are removed');
+      const [partition] = await t.log.offsets('events.clicks');
+      assert.ok(partition!.start > 0 && partition!.end === 200, JSON.stringify(partition));
+    } finally {
+      await t.close();
+    }
+  });
+});

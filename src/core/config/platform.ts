@@ -206,6 +206,20 @@ const streamSchema = z
       .max(1024)
       .optional()
       .describe('Partitions of the topic when the server creates it (default: log.partitions).'),
+    retention: z
+      .strictObject({
+        max_age: duration(
+          'Records older than this are removed from the topic (and from its DLQ topic).',
+        ).optional(),
+        max_bytes: byteSize(
+          'Per partition: the oldest records are removed while the topic holds more than this.',
+        ).optional(),
+      })
+      .optional()
+      .describe(
+        "How long the log keeps the stream's events (default: forever). Removal does not wait for pipelines: " +
+          'keep it well above the longest time a pipeline may be stopped, or events it has not read are lost.',
+      ),
     schema: z
       .string()
       .min(1)
