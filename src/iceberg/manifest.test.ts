@@ -299,6 +299,102 @@ describe('manifests', () => {
     assert.deepEqual(decodeManifest(bytes).entries, entries.slice(0, 1));
   });
 
+  it('decodes no column metrics, or only those of the columns asked for', () => {
+    const bytes = encodeManifest(entries, options);
+    const keepOnly = (map: ReadonlyMap<number, unknown> | undefined, ids: number[]) =>
+      map && new Map([...map].filter(([id]) => ids.includes(id)));
+    const project = (ids: number[] | undefined) =>
+      entries.map((entry) => {
+        const {
+          columnSizes,
+          valueCounts,
+          nullValueCounts,
+          nanValueCounts,
+          lowerBounds,
+          upperBounds,
+          ...rest
+        } = entry.dataFile;
+        const stats = { columnSizes, valueCounts, nullValueCounts, nanValueCounts, lowerBounds, upperBounds };
+        const kept = Object.entries(stats).flatMap(([k, v]): [string, unknown][] =>
+          ids && v !== undefined ? [[k, keepOnly(v, ids)]] : [],
+        );
+        return { ...entry, dataFile: { ...rest, ...Object.fromEntries(kept) } };
+      });
+    assert.deepEqual(decodeManifest(bytes, { columnStats: 'none' }).entries, project(undefined));
+    assert.deepEqual(decodeManifest(bytes, { columnStats: new Set([2]) }).entries, project([2]));
+    assert.deepEqual(decodeManifest(bytes, { columnStats: new Set([1, 2]) }).entries, entries);
+    assert.deepEqual(decodeManifest(bytes, { columnStats: 'all' }).entries, entries);
+    // The first entry's lower bound of column 2 is 'a'.
+    const kept = decodeManifest(bytes, { columnStats: new Set([2]) }).entries[0]!.dataFile;
+    assert.deepEqual(kept.lowerBounds, new Map([[2, new TextEncoder().encode('a')]]));
+  });
+
+  it('reads fields of shapes other writers may use through the generic decoder', () => {
+    // A writer with a 3-branch union for snapshot_id, an enum file format, an Avro map (string keys) for
+    // column_sizes and a long sort order id: none of these has a fast path.
+    const avro = manifestEntryAvroSchema(partitionType);
+    const dataFile = recordOf(avro.fields[4]!);
+    const fields = dataFile.fields.map((f): AvroField => {
+      switch (f['field-id']) {
+        case 101:
+          return { ...f, type: { type: 'enum', name: 'format', symbols: ['PARQUET', 'AVRO', 'ORC'] } };
+        case 108:
+          return { ...f, type: ['null', { type: 'map', values: 'long' }] };
+        case 140:
+          return { ...f, type: ['null', 'long'] };
+        default:
+          return f;
+      }
+    });
+    const entryFields = avro.fields.map((f, i): AvroField => {
+      if (i === 1) return { ...f, type: ['null', 'long', 'int'] };
+      if (i === 4) return { ...f, type: { ...dataFile, fields } };
+      return f;
+    });
+    const original = readContainer(encodeManifest(entries.slice(0, 2), options));
+    const { 'avro.codec': _codec, ...metadata } = original.metadata;
+    const records = (original.records as Record<string, Record<string, unknown>>[]).map((record) => {
+      const sizes = record.data_file!.column_sizes as { key: number; value: bigint }[] | null;
+      return {
+        ...record,
+        snapshot_id: record.snapshot_id === null ? null : Number(record.snapshot_id),
+        data_file: {
+          ...record.data_file,
+          column_sizes: sizes && new Map(sizes.map(({ key, value }) => [String(key), value])),
+          sort_order_id:
+            record.data_file!.sort_order_id === null
+              ? null
+              : BigInt(record.data_file!.sort_order_id as number),
+        },
+      };
+    });
+    const bytes = writeContainer(JSON.stringify({ ...avro, fields: entryFields }), metadata, records);
+    assert.deepEqual(decodeManifest(bytes).entries, entries.slice(0, 2));
+    const kept = decodeManifest(bytes, { columnStats: new Set([2]) }).entries[0]!.dataFile;
+    assert.deepEqual(kept.columnSizes, new Map([[2, 300]]));
+  });
+
+  it('names the entry a decoding error is in', () => {
+    const original = readContainer(encodeManifest(entries.slice(0, 2), options));
+    const { 'avro.codec': _codec, ...metadata } = original.metadata;
+    const records = original.records as Record<string, Record<string, unknown>>[];
+    const broken = [records[0], { ...records[1], data_file: { ...records[1]!.data_file, content: 7 } }];
+    assert.throws(
+      () => decodeManifest(writeContainer(original.schemaJson, metadata, broken), { file: 'm.avro' }),
+      (e) =>
+        isTributaryError(e, 'ICEBERG_INVALID_FILE') &&
+        /m\.avro: manifest entry 1 has an unknown content 7/.test((e as Error).message),
+    );
+    // A field whose value does not fit the schema's expectations.
+    const badLong = [{ ...records[0], data_file: { ...records[0]!.data_file, record_count: 1n << 60n } }];
+    assert.throws(
+      () => decodeManifest(writeContainer(original.schemaJson, metadata, badLong), { file: 'm.avro' }),
+      (e) =>
+        isTributaryError(e, 'ICEBERG_INVALID_FILE') &&
+        /manifest entry 0: .*out of range/.test((e as Error).message),
+    );
+  });
+
   it('reads v1 manifests onto the v2 model', () => {
     const v1: AvroRecordSchema = {
       type: 'record',

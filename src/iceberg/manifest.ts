@@ -6,6 +6,10 @@
  * writer's Avro schema (the one stored in the file), so files written with older or newer schemas (v1,
  * v3 additions, reordered or renamed fields) map onto the model below.
  *
+ * Longs: snapshot ids are bigints; counts, sizes, offsets and sequence numbers are numbers, and a file
+ * holding one beyond 2^53 (no real table does) fails to decode with ICEBERG_INVALID_FILE rather than
+ * losing precision.
+ *
  * Sequence numbers and snapshot ids left undefined on entries are inherited from the manifest list on
  * read (`inheritManifestMetadata`). Manifests written in the snapshot being committed carry the
  * placeholder `UNASSIGNED_SEQUENCE_NUMBER` in `ManifestFile.sequenceNumber` (and `minSequenceNumber` when
@@ -14,13 +18,21 @@
  */
 import { TributaryError } from '../errors.ts';
 import {
+  compile,
   expandSchema,
   type AvroArraySchema,
+  type AvroReader,
   type AvroField,
   type AvroRecordSchema,
   type AvroSchema,
 } from './avro/codec.ts';
-import { readContainer, writeContainer, type WriteCodec } from './avro/container.ts';
+import {
+  openContainer,
+  parseContainerSchema,
+  readContainer,
+  writeContainer,
+  type WriteCodec,
+} from './avro/container.ts';
 import {
   avroToIcebergType,
   FIELD_ID_PROP,
@@ -51,8 +63,12 @@ export interface DataFile {
   readonly valueCounts?: ReadonlyMap<number, number>;
   readonly nullValueCounts?: ReadonlyMap<number, number>;
   readonly nanValueCounts?: ReadonlyMap<number, number>;
-  /** Single-value serialized, keyed by field id. */
+  /**
+   * Single-value serialized, keyed by field id. Decoded bounds are views of the manifest's decompressed
+   * bytes, not copies: treat them as read-only.
+   */
   readonly lowerBounds?: ReadonlyMap<number, Uint8Array>;
+  /** As lowerBounds. */
   readonly upperBounds?: ReadonlyMap<number, Uint8Array>;
   readonly keyMetadata?: Uint8Array;
   readonly splitOffsets?: readonly number[];
@@ -640,10 +656,595 @@ export interface DecodedManifest {
   readonly formatVersion: number;
 }
 
+export interface DecodeManifestOptions extends DecodeOptions {
+  /**
+   * Which column metrics (column sizes, value/null/NaN counts, lower/upper bounds) to decode: `'all'`
+   * (the default); `'none'`, which skips them unread, as scan planning without a filter can; or the
+   * field ids of the columns to keep them for (the other columns' are skipped). A data file's map is
+   * present whenever the file has it, holding only the kept columns.
+   */
+  readonly columnStats?: 'all' | 'none' | ReadonlySet<number>;
+}
+
+// Manifests are decoded straight from the Avro bytes into the model, by a decoder compiled once per
+// writer schema (every manifest of a table shares one): fields are found by field id, read by closures
+// specialised for the types Iceberg writes (longs read as numbers where the model has numbers), and
+// fields the model or the caller does not need are skipped without being built. A field of an
+// unexpected shape falls back to the generic codec and the checks below.
+
+/** The fields of one manifest entry as read, before validation; reused from entry to entry. */
+class EntrySlots {
+  readonly file: string | undefined;
+  readonly keep: ReadonlySet<number> | undefined;
+  status: number | null = null;
+  snapshotId: bigint | null = null;
+  sequenceNumber: number | null = null;
+  fileSequenceNumber: number | null = null;
+  hasDataFile = false;
+  content: number | null = null;
+  filePath: string | null = null;
+  fileFormat: string | null = null;
+  /** Raw Avro values, in the writer's field order. */
+  partition: unknown[] | null = null;
+  recordCount: number | null = null;
+  fileSizeInBytes: number | null = null;
+  columnSizes: Map<number, number> | null = null;
+  valueCounts: Map<number, number> | null = null;
+  nullValueCounts: Map<number, number> | null = null;
+  nanValueCounts: Map<number, number> | null = null;
+  lowerBounds: Map<number, Uint8Array> | null = null;
+  upperBounds: Map<number, Uint8Array> | null = null;
+  keyMetadata: Uint8Array | null = null;
+  splitOffsets: number[] | null = null;
+  equalityIds: number[] | null = null;
+  sortOrderId: number | null = null;
+  referencedDataFile: string | null = null;
+
+  constructor(file: string | undefined, keep: ReadonlySet<number> | undefined) {
+    this.file = file;
+    this.keep = keep;
+  }
+
+  reset(): void {
+    this.status = this.snapshotId = this.sequenceNumber = this.fileSequenceNumber = null;
+    this.hasDataFile = false;
+    this.content = this.filePath = this.fileFormat = this.partition = null;
+    this.recordCount = this.fileSizeInBytes = null;
+    this.columnSizes = this.valueCounts = this.nullValueCounts = this.nanValueCounts = null;
+    this.lowerBounds = this.upperBounds = null;
+    this.keyMetadata = this.splitOffsets = this.equalityIds = null;
+    this.sortOrderId = this.referencedDataFile = null;
+  }
+}
+
+type Read = (r: AvroReader, slots: EntrySlots) => unknown;
+type Step = (r: AvroReader, slots: EntrySlots) => void;
+type StatsMode = 'all' | 'none' | 'some';
+
+/** The physical Avro type name of a schema (a primitive, or record, array, …), undefined for a union. */
+function physicalType(schema: AvroSchema): string | undefined {
+  if (typeof schema === 'string') return schema;
+  if (Array.isArray(schema)) return undefined;
+  const type = (schema as { type?: unknown }).type;
+  return typeof type === 'string' ? type : undefined;
+}
+
+/** A fast reader of T or of ["null", T] (null read as null), when `make` has one for T. */
+function nullable(schema: AvroSchema, make: (inner: AvroSchema) => Read | undefined): Read | undefined {
+  if (!Array.isArray(schema)) return make(schema);
+  const branches = schema as readonly AvroSchema[];
+  if (branches.length !== 2) return undefined;
+  const nullIndex = branches.findIndex((b) => physicalType(b) === 'null');
+  if (nullIndex < 0) return undefined;
+  const read = make(branches[1 - nullIndex]!);
+  if (!read) return undefined;
+  const valueIndex = 1 - nullIndex;
+  return (r, slots) => {
+    const index = r.readSafeLong('union index');
+    if (index === nullIndex) return null;
+    if (index !== valueIndex)
+      throw fileError(slots.file, `union index ${index} is out of range (2 branches)`);
+    return read(r, slots);
+  };
+}
+
+const readInt: Read = (r) => r.readInt();
+const readLongNumber: Read = (r) => r.readSafeLong('long');
+
+/** int or long → number. */
+function numberRead(schema: AvroSchema): Read | undefined {
+  const type = physicalType(schema);
+  return type === 'int' ? readInt : type === 'long' ? readLongNumber : undefined;
+}
+
+function bigintRead(schema: AvroSchema): Read | undefined {
+  const type = physicalType(schema);
+  if (type === 'long') return (r) => r.readLong();
+  return type === 'int' ? (r) => BigInt(r.readInt()) : undefined;
+}
+
+function stringRead(schema: AvroSchema): Read | undefined {
+  return physicalType(schema) === 'string' ? (r) => r.readString() : undefined;
+}
+
+function bytesRead(schema: AvroSchema): Read | undefined {
+  return physicalType(schema) === 'bytes' ? (r) => r.readBytes() : undefined;
+}
+
+function numberListRead(schema: AvroSchema): Read | undefined {
+  if (physicalType(schema) !== 'array') return undefined;
+  const item = numberRead((schema as AvroArraySchema).items);
+  if (!item) return undefined;
+  return (r, slots) => {
+    const out: number[] = [];
+    for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+      for (let i = 0; i < count; i++) out.push(item(r, slots) as number);
+    }
+    return out;
+  };
+}
+
+/** A map<int, long|binary> as Iceberg writes it: an array of {key: int, value} records. */
+function intMapRead(schema: AvroSchema, value: 'long' | 'bytes', mode: StatsMode): Read | undefined {
+  if (physicalType(schema) !== 'array') return undefined;
+  const record = asRecord((schema as AvroArraySchema).items);
+  const [key, val] = record?.fields ?? [];
+  if (
+    record?.fields.length !== 2 ||
+    key?.name !== 'key' ||
+    val?.name !== 'value' ||
+    physicalType(key.type) !== 'int' ||
+    physicalType(val.type) !== value
+  ) {
+    return undefined;
+  }
+  // One loop per value type and mode, with direct calls: a loop shared through closures would be
+  // polymorphic at its call sites, and several times slower.
+  if (value === 'long') return mode === 'all' ? readLongMap : readKeptLongMap;
+  return mode === 'all' ? readBytesMap : readKeptBytesMap;
+}
+
+const readLongMap: Read = (r) => {
+  const map = new Map<number, number>();
+  for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+    for (let i = 0; i < count; i++) map.set(r.readInt(), r.readSafeLong('metric'));
+  }
+  return map;
+};
+
+const readKeptLongMap: Read = (r, slots) => {
+  const keep = slots.keep!;
+  const map = new Map<number, number>();
+  for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+    for (let i = 0; i < count; i++) {
+      const key = r.readInt();
+      if (keep.has(key)) map.set(key, r.readSafeLong('metric'));
+      else r.skipVarint();
+    }
+  }
+  return map;
+};
+
+// Bounds are views of the decompressed block (see DataFile.lowerBounds): a copy each costs as much again.
+const readBytesMap: Read = (r) => {
+  const map = new Map<number, Uint8Array>();
+  for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+    for (let i = 0; i < count; i++) map.set(r.readInt(), r.readBytesView());
+  }
+  return map;
+};
+
+const readKeptBytesMap: Read = (r, slots) => {
+  const keep = slots.keep!;
+  const map = new Map<number, Uint8Array>();
+  for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+    for (let i = 0; i < count; i++) {
+      const key = r.readInt();
+      if (keep.has(key)) map.set(key, r.readBytesView());
+      else r.skipBytes();
+    }
+  }
+  return map;
+};
+
+function invalidField(slots: EntrySlots, what: string, name: string, value?: unknown): TributaryError {
+  const shown =
+    typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string'
+      ? `: ${value}`
+      : value === undefined
+        ? ''
+        : `: ${typeof value}`;
+  return fileError(slots.file, `${what} has an invalid ${name}${shown}`);
+}
+
+/** A raw long (bigint) or int of the generic codec as a number. */
+function toNumber(v: unknown, slots: EntrySlots, what: string, name: string): number {
+  if (typeof v === 'number') return v;
+  if (typeof v === 'bigint' && v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= -BigInt(Number.MAX_SAFE_INTEGER))
+    return Number(v);
+  throw invalidField(slots, what, name, v);
+}
+
+/** A map<int, V> of the generic codec: an array of key/value records or, from some writers, an Avro map. */
+function toIntMap(
+  v: unknown,
+  slots: EntrySlots,
+  name: string,
+  convert: (value: unknown) => unknown,
+): Map<number, unknown> {
+  const out = new Map<number, unknown>();
+  const put = (key: number, value: unknown): void => {
+    if (!slots.keep || slots.keep.has(key)) out.set(key, convert(value));
+  };
+  if (Array.isArray(v)) {
+    for (const kv of v as Record<string, unknown>[])
+      put(toNumber(kv.key, slots, 'data file', `${name} key`), kv.value);
+  } else if (v instanceof Map) {
+    for (const [k, value] of v as Map<string, unknown>) put(Number(k), value);
+  } else {
+    throw invalidField(slots, 'data file', name);
+  }
+  return out;
+}
+
+/** How one field (by id) of manifest_entry or data_file is read and where it goes. */
+interface FieldRule {
+  readonly name: string;
+  /** A fast reader for the writer's schema of the field, if it has the expected shape. */
+  readonly fast: (schema: AvroSchema, mode: StatsMode) => Read | undefined;
+  /** Converts a non-null value of the generic codec (the fallback). */
+  readonly convert: (value: unknown, slots: EntrySlots) => unknown;
+  readonly set: (slots: EntrySlots, value: never) => void;
+  /** A column metric: skipped when the caller wants none. */
+  readonly stat?: boolean;
+}
+
+function numberRule(what: string, name: string, set: FieldRule['set']): FieldRule {
+  return {
+    name,
+    fast: (s) => nullable(s, numberRead),
+    convert: (v, slots) => toNumber(v, slots, what, name),
+    set,
+  };
+}
+
+function statRule(name: string, value: 'long' | 'bytes', set: FieldRule['set']): FieldRule {
+  return {
+    name,
+    fast: (s, mode) => nullable(s, (inner) => intMapRead(inner, value, mode)),
+    convert: (v, slots) =>
+      toIntMap(v, slots, name, (x) => {
+        if (value === 'long') return toNumber(x, slots, 'data file', 'count');
+        if (x instanceof Uint8Array) return x;
+        throw fileError(slots.file, 'a bound is not binary');
+      }),
+    set,
+    stat: true,
+  };
+}
+
+const ENTRY_RULES: ReadonlyMap<number, FieldRule> = new Map<number, FieldRule>([
+  [0, numberRule('manifest entry', 'status', (s, v: number | null) => (s.status = v))],
+  [
+    1,
+    {
+      name: 'snapshot_id',
+      fast: (s) => nullable(s, bigintRead),
+      convert: (v, slots) => {
+        if (typeof v === 'bigint') return v;
+        if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
+        throw invalidField(slots, 'manifest entry', 'snapshot_id');
+      },
+      set: (s, v: bigint | null) => (s.snapshotId = v),
+    },
+  ],
+  [3, numberRule('manifest entry', 'sequence_number', (s, v: number | null) => (s.sequenceNumber = v))],
+  [
+    4,
+    numberRule('manifest entry', 'file_sequence_number', (s, v: number | null) => (s.fileSequenceNumber = v)),
+  ],
+]);
+
+const DATA_FILE_RULES: ReadonlyMap<number, FieldRule> = new Map<number, FieldRule>([
+  [134, numberRule('data file', 'content', (s, v: number | null) => (s.content = v))],
+  [
+    100,
+    {
+      name: 'file_path',
+      fast: (s) => nullable(s, stringRead),
+      convert: (v) => String(v),
+      set: (s, v: string | null) => (s.filePath = v),
+    },
+  ],
+  [
+    101,
+    {
+      name: 'file_format',
+      fast: (s) => nullable(s, stringRead),
+      convert: (v) => String(v),
+      set: (s, v: string | null) => (s.fileFormat = v),
+    },
+  ],
+  [103, numberRule('data file', 'record_count', (s, v: number | null) => (s.recordCount = v))],
+  [104, numberRule('data file', 'file_size_in_bytes', (s, v: number | null) => (s.fileSizeInBytes = v))],
+  [108, statRule('column_sizes', 'long', (s, v: Map<number, number> | null) => (s.columnSizes = v))],
+  [109, statRule('value_counts', 'long', (s, v: Map<number, number> | null) => (s.valueCounts = v))],
+  [110, statRule('null_value_counts', 'long', (s, v: Map<number, number> | null) => (s.nullValueCounts = v))],
+  [137, statRule('nan_value_counts', 'long', (s, v: Map<number, number> | null) => (s.nanValueCounts = v))],
+  [125, statRule('lower_bounds', 'bytes', (s, v: Map<number, Uint8Array> | null) => (s.lowerBounds = v))],
+  [128, statRule('upper_bounds', 'bytes', (s, v: Map<number, Uint8Array> | null) => (s.upperBounds = v))],
+  [
+    131,
+    {
+      name: 'key_metadata',
+      fast: (s) => nullable(s, bytesRead),
+      convert: (v, slots) => {
+        if (v instanceof Uint8Array) return v;
+        throw invalidField(slots, 'data file', 'key_metadata');
+      },
+      set: (s, v: Uint8Array | null) => (s.keyMetadata = v),
+    },
+  ],
+  [
+    132,
+    {
+      name: 'split_offsets',
+      fast: (s) => nullable(s, numberListRead),
+      convert: (v, slots) => {
+        if (!Array.isArray(v)) throw invalidField(slots, 'data file', 'split_offsets');
+        return v.map((item) => toNumber(item, slots, 'data file', 'split_offsets'));
+      },
+      set: (s, v: number[] | null) => (s.splitOffsets = v),
+    },
+  ],
+  [
+    135,
+    {
+      name: 'equality_ids',
+      fast: (s) => nullable(s, numberListRead),
+      convert: (v, slots) => {
+        if (!Array.isArray(v)) throw invalidField(slots, 'data file', 'equality_ids');
+        return v.map((item) => toNumber(item, slots, 'data file', 'equality_ids'));
+      },
+      set: (s, v: number[] | null) => (s.equalityIds = v),
+    },
+  ],
+  [140, numberRule('data file', 'sort_order_id', (s, v: number | null) => (s.sortOrderId = v))],
+  [
+    143,
+    {
+      name: 'referenced_data_file',
+      fast: (s) => nullable(s, stringRead),
+      convert: (v, slots) => {
+        if (typeof v === 'string') return v;
+        throw invalidField(slots, 'data file', 'referenced_data_file');
+      },
+      set: (s, v: string | null) => (s.referencedDataFile = v),
+    },
+  ],
+]);
+
+/** The step reading one field of the writer's record: by its rule, or skipped unread. */
+function fieldStep(field: AvroField, rule: FieldRule | undefined, mode: StatsMode): Step {
+  if (!rule || (rule.stat && mode === 'none')) {
+    const codec = compile(field.type);
+    return (r) => codec.skip(r);
+  }
+  const set = rule.set as (slots: EntrySlots, value: unknown) => void;
+  const fast = rule.fast(field.type, mode);
+  if (fast) return (r, slots) => set(slots, fast(r, slots));
+  const codec = compile(field.type);
+  return (r, slots) => {
+    const raw = codec.read(r);
+    set(slots, raw === null || raw === undefined ? null : rule.convert(raw, slots));
+  };
+}
+
+/** Steps reading a record's fields in the writer's order, by field id. */
+function recordSteps(
+  record: AvroRecordSchema,
+  rules: ReadonlyMap<number, FieldRule>,
+  mode: StatsMode,
+  special: ReadonlyMap<number, Step>,
+): Step[] {
+  return record.fields.map((f) => {
+    const id = fieldIdOf(f);
+    const step = id === undefined ? undefined : special.get(id);
+    return step ?? fieldStep(f, id === undefined ? undefined : rules.get(id), mode);
+  });
+}
+
+function runSteps(steps: readonly Step[]): Step {
+  const n = steps.length;
+  return (r, slots) => {
+    for (let i = 0; i < n; i++) steps[i]!(r, slots);
+  };
+}
+
+/** A record field, or an optional one (a null leaves the slots as they are). */
+function recordStep(field: AvroField, read: Step): Step {
+  if (!Array.isArray(field.type)) return read;
+  const branches = field.type as readonly AvroSchema[];
+  return (r, slots) => {
+    const index = r.readSafeLong('union index');
+    const branch = branches[index];
+    if (branch === undefined) throw fileError(slots.file, `union index ${index} is out of range`);
+    if (physicalType(branch) === 'null') return;
+    read(r, slots);
+  };
+}
+
+/** A manifest's writer schema, checked and analysed once. */
+class ManifestSchema {
+  readonly entryRecord: AvroRecordSchema;
+  readonly fileRecord: AvroRecordSchema;
+  readonly partitionRecord: AvroRecordSchema;
+  readonly #decoders = new Map<StatsMode, Step>();
+
+  constructor(schema: AvroSchema) {
+    const expanded = asRecord(expandSchema(schema));
+    if (!expanded) throw new TributaryError('ICEBERG_INVALID_FILE', 'the Avro schema is not a record');
+    this.entryRecord = expanded;
+    this.fileRecord = findRecord(expanded, 2, 'data_file');
+    this.partitionRecord = findRecord(this.fileRecord, 102, 'partition');
+  }
+
+  /** Reads one manifest entry into the slots (reset first). */
+  decoder(mode: StatsMode): Step {
+    let decoder = this.#decoders.get(mode);
+    if (decoder) return decoder;
+    const partitionReaders = this.partitionRecord.fields.map((f) => compile(f.type));
+    const readPartition: Step = (r, slots) => {
+      const values = new Array<unknown>(partitionReaders.length);
+      for (let i = 0; i < partitionReaders.length; i++) values[i] = partitionReaders[i]!.read(r);
+      slots.partition = values;
+    };
+    const partitionField = findField(this.fileRecord, 102);
+    const fileSteps = recordSteps(
+      this.fileRecord,
+      DATA_FILE_RULES,
+      mode,
+      new Map([[102, recordStep(partitionField, readPartition)]]),
+    );
+    const readFile = runSteps(fileSteps);
+    const dataFileField = findField(this.entryRecord, 2);
+    const entrySteps = recordSteps(
+      this.entryRecord,
+      ENTRY_RULES,
+      mode,
+      new Map([
+        [
+          2,
+          recordStep(dataFileField, (r, slots) => {
+            slots.hasDataFile = true;
+            readFile(r, slots);
+          }),
+        ],
+      ]),
+    );
+    const readEntry = runSteps(entrySteps);
+    decoder = (r, slots) => {
+      slots.reset();
+      readEntry(r, slots);
+    };
+    this.#decoders.set(mode, decoder);
+    return decoder;
+  }
+}
+
+// Writer schemas recently seen, by their JSON: the manifests of a table share a handful.
+const manifestSchemas = new Map<string, ManifestSchema>();
+const MANIFEST_SCHEMA_CACHE_SIZE = 32;
+
+function manifestSchema(schemaJson: string, file: string | undefined): ManifestSchema {
+  let cached = manifestSchemas.get(schemaJson);
+  if (!cached) {
+    try {
+      cached = new ManifestSchema(parseContainerSchema(schemaJson, file));
+    } catch (error) {
+      if (error instanceof TributaryError) throw fileError(file, `not a manifest: ${error.message}`, error);
+      throw error;
+    }
+    if (manifestSchemas.size >= MANIFEST_SCHEMA_CACHE_SIZE) {
+      manifestSchemas.delete(manifestSchemas.keys().next().value!);
+    }
+    manifestSchemas.set(schemaJson, cached);
+  }
+  return cached;
+}
+
+interface PartitionLayout {
+  readonly partitionType: StructType;
+  /** For each partition value in spec order: its index in the writer's record, and its Iceberg type. */
+  readonly order: readonly { readonly index: number; readonly field: NestedField }[];
+}
+
+/** The partition tuple: its type comes from the file's own schema; values are returned in spec order. */
+function partitionLayout(record: AvroRecordSchema, spec: PartitionSpec): PartitionLayout {
+  const partitionFields = record.fields.map((f, index) => {
+    const { type, optional } = unwrapOptional(f.type);
+    const original = f[ICEBERG_FIELD_NAME_PROP];
+    const id = fieldIdOf(f) ?? spec.fields[index]?.['field-id'] ?? 1000 + index;
+    const field: NestedField = {
+      id,
+      name: typeof original === 'string' ? original : f.name,
+      required: !optional,
+      type: avroToIcebergType(type),
+    };
+    return { index, field };
+  });
+  const bySpec = spec.fields.map((sf) => partitionFields.find((pf) => pf.field.id === sf['field-id']));
+  const order =
+    bySpec.length === partitionFields.length && bySpec.every((pf) => pf !== undefined)
+      ? bySpec
+      : partitionFields;
+  return { partitionType: { type: 'struct', fields: order.map((pf) => pf.field) }, order };
+}
+
+function missingField(slots: EntrySlots, what: string, name: string, id: number): never {
+  throw fileError(slots.file, `${what} has no ${name} (field ${id})`);
+}
+
+/** The entry read into the slots, checked and in the model. */
+function entryFromSlots(slots: EntrySlots, index: number, layout: PartitionLayout): ManifestEntry {
+  const { file } = slots;
+  const status = STATUSES[slots.status ?? missingField(slots, 'manifest entry', 'status', 0)];
+  if (!status) throw fileError(file, `manifest entry ${index} has an unknown status ${slots.status}`);
+  if (!slots.hasDataFile) missingField(slots, 'manifest entry', 'data_file', 2);
+  const contentCode = slots.content ?? 0;
+  const fileContent = CONTENTS[contentCode];
+  if (!fileContent) throw fileError(file, `manifest entry ${index} has an unknown content ${contentCode}`);
+  const written = slots.fileFormat ?? missingField(slots, 'data file', 'file_format', 101);
+  const format = FORMATS.has(written) ? written : written.toUpperCase();
+  if (!FORMATS.has(format))
+    throw fileError(file, `manifest entry ${index} has an unknown file format ${format}`);
+  const raw = slots.partition ?? missingField(slots, 'data file', 'partition', 102);
+  const { order } = layout;
+  const partition = new Array<IcebergValue>(order.length);
+  for (let i = 0; i < order.length; i++) {
+    const { index: at, field } = order[i]!;
+    try {
+      partition[i] = fromAvroValue(field.type, raw[at] ?? null);
+    } catch (cause) {
+      throw fileError(
+        file,
+        `manifest entry ${index}: partition field ${field.name}: ${(cause as Error).message}`,
+        cause,
+      );
+    }
+  }
+  const dataFile: Mutable<DataFile> = {
+    content: fileContent,
+    filePath: slots.filePath ?? missingField(slots, 'data file', 'file_path', 100),
+    fileFormat: format as DataFile['fileFormat'],
+    partition,
+    recordCount: slots.recordCount ?? missingField(slots, 'data file', 'record_count', 103),
+    fileSizeInBytes: slots.fileSizeInBytes ?? missingField(slots, 'data file', 'file_size_in_bytes', 104),
+  };
+  if (slots.columnSizes) dataFile.columnSizes = slots.columnSizes;
+  if (slots.valueCounts) dataFile.valueCounts = slots.valueCounts;
+  if (slots.nullValueCounts) dataFile.nullValueCounts = slots.nullValueCounts;
+  if (slots.nanValueCounts) dataFile.nanValueCounts = slots.nanValueCounts;
+  if (slots.lowerBounds) dataFile.lowerBounds = slots.lowerBounds;
+  if (slots.upperBounds) dataFile.upperBounds = slots.upperBounds;
+  if (slots.keyMetadata) dataFile.keyMetadata = slots.keyMetadata;
+  if (slots.splitOffsets) dataFile.splitOffsets = slots.splitOffsets;
+  if (slots.equalityIds) dataFile.equalityIds = slots.equalityIds;
+  if (slots.sortOrderId !== null) dataFile.sortOrderId = slots.sortOrderId;
+  if (slots.referencedDataFile !== null) dataFile.referencedDataFile = slots.referencedDataFile;
+  const entry: Mutable<ManifestEntry> = { status, dataFile };
+  if (slots.snapshotId !== null) entry.snapshotId = slots.snapshotId;
+  if (slots.sequenceNumber !== null) entry.sequenceNumber = slots.sequenceNumber;
+  if (slots.fileSequenceNumber !== null) entry.fileSequenceNumber = slots.fileSequenceNumber;
+  return entry;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
+
 /** Reads a manifest file (v2, or v1 mapped onto the v2 model). */
-export function decodeManifest(bytes: Uint8Array, options: DecodeOptions = {}): DecodedManifest {
+export function decodeManifest(bytes: Uint8Array, options: DecodeManifestOptions = {}): DecodedManifest {
   const { file } = options;
-  const container = readContainer(bytes, options);
+  const container = openContainer(bytes, options);
   const { metadata } = container;
   const formatVersion = parseIntMetadata(metadata, 'format-version', file) ?? 1;
   if (formatVersion > 2) {
@@ -679,103 +1280,26 @@ export function decodeManifest(bytes: Uint8Array, options: DecodeOptions = {}): 
     fields: specFields.map((f, i) => ({ ...f, 'field-id': f['field-id'] ?? 1000 + i })),
   };
 
-  let entryRecord: AvroRecordSchema;
-  let fileRecord: AvroRecordSchema;
-  let partitionRecord: AvroRecordSchema;
-  try {
-    const expanded = asRecord(expandSchema(container.schema));
-    if (!expanded) throw new TributaryError('ICEBERG_INVALID_FILE', 'the Avro schema is not a record');
-    entryRecord = expanded;
-    fileRecord = findRecord(entryRecord, 2, 'data_file');
-    partitionRecord = findRecord(fileRecord, 102, 'partition');
-  } catch (error) {
-    if (error instanceof TributaryError) throw fileError(file, `not a manifest: ${error.message}`, error);
-    throw error;
-  }
-
-  // The partition tuple: its type comes from the file's own schema; values are returned in spec order.
-  const partitionFields = partitionRecord.fields.map((f, i) => {
-    const { type, optional } = unwrapOptional(f.type);
-    const original = f[ICEBERG_FIELD_NAME_PROP];
-    const id = fieldIdOf(f) ?? spec.fields[i]?.['field-id'] ?? 1000 + i;
-    const nested: NestedField = {
-      id,
-      name: typeof original === 'string' ? original : f.name,
-      required: !optional,
-      type: avroToIcebergType(type),
-    };
-    return { avroName: f.name, nested };
-  });
-  const bySpec = spec.fields.map((sf) => partitionFields.find((pf) => pf.nested.id === sf['field-id']));
-  const ordered =
-    bySpec.length === partitionFields.length && bySpec.every((pf) => pf !== undefined)
-      ? bySpec
-      : partitionFields;
-  const partitionType: StructType = { type: 'struct', fields: ordered.map((pf) => pf.nested) };
-
-  const entryView = new ById(entryRecord, 'manifest entry', file);
-  const fileView = new ById(fileRecord, 'data file', file);
-  const toLong = (v: unknown): number => fileView.number(v, 'count');
-  const toBytes = (v: unknown): Uint8Array => {
-    if (v instanceof Uint8Array) return v;
-    throw fileError(file, 'a bound is not binary');
-  };
-
-  const entries = container.records.map((value, index): ManifestEntry => {
-    const record = value as Record<string, unknown>;
-    const statusCode = entryView.requiredNumber(record, 0, 'status');
-    const status = STATUSES[statusCode];
-    if (!status) throw fileError(file, `manifest entry ${index} has an unknown status ${statusCode}`);
-    const df = entryView.required(record, 2, 'data_file') as Record<string, unknown>;
-    const contentCode = fileView.optionalNumber(df, 134, 'content') ?? 0;
-    const fileContent = CONTENTS[contentCode];
-    if (!fileContent) throw fileError(file, `manifest entry ${index} has an unknown content ${contentCode}`);
-    const format = String(fileView.required(df, 101, 'file_format')).toUpperCase();
-    if (!FORMATS.has(format))
-      throw fileError(file, `manifest entry ${index} has an unknown file format ${format}`);
-    const partitionValue = fileView.required(df, 102, 'partition') as Record<string, unknown>;
-    const partition = ordered.map((pf) => {
+  const writer = manifestSchema(container.schemaJson, file);
+  const layout = partitionLayout(writer.partitionRecord, spec);
+  const stats = options.columnStats ?? 'all';
+  const mode: StatsMode = typeof stats === 'string' ? stats : 'some';
+  const decodeEntry = writer.decoder(mode);
+  const slots = new EntrySlots(file, typeof stats === 'string' ? undefined : stats);
+  const entries: ManifestEntry[] = [];
+  container.readBlocks((reader, count) => {
+    for (let i = 0; i < count; i++) {
       try {
-        return fromAvroValue(pf.nested.type, partitionValue[pf.avroName]);
-      } catch (cause) {
-        throw fileError(
-          file,
-          `manifest entry ${index}: partition field ${pf.nested.name}: ${(cause as Error).message}`,
-          cause,
-        );
+        decodeEntry(reader, slots);
+      } catch (error) {
+        if (error instanceof TributaryError && error.code === 'ICEBERG_INVALID_FILE')
+          throw fileError(file, `manifest entry ${entries.length}: ${error.message}`, error);
+        throw error;
       }
-    });
-
-    const optional = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } =>
-      (v === undefined ? {} : { [key]: v }) as { [P in K]?: V };
-    const dataFile: DataFile = {
-      content: fileContent,
-      filePath: String(fileView.required(df, 100, 'file_path')),
-      fileFormat: format as DataFile['fileFormat'],
-      partition,
-      recordCount: fileView.requiredNumber(df, 103, 'record_count'),
-      fileSizeInBytes: fileView.requiredNumber(df, 104, 'file_size_in_bytes'),
-      ...optional('columnSizes', fileView.intMap(df, 108, 'column_sizes', toLong)),
-      ...optional('valueCounts', fileView.intMap(df, 109, 'value_counts', toLong)),
-      ...optional('nullValueCounts', fileView.intMap(df, 110, 'null_value_counts', toLong)),
-      ...optional('nanValueCounts', fileView.intMap(df, 137, 'nan_value_counts', toLong)),
-      ...optional('lowerBounds', fileView.intMap(df, 125, 'lower_bounds', toBytes)),
-      ...optional('upperBounds', fileView.intMap(df, 128, 'upper_bounds', toBytes)),
-      ...optional('keyMetadata', fileView.bytes(df, 131, 'key_metadata')),
-      ...optional('splitOffsets', fileView.numberList(df, 132, 'split_offsets')),
-      ...optional('equalityIds', fileView.numberList(df, 135, 'equality_ids')),
-      ...optional('sortOrderId', fileView.optionalNumber(df, 140, 'sort_order_id')),
-      ...optional('referencedDataFile', (fileView.get(df, 143) as string | null) ?? undefined),
-    };
-    return {
-      status,
-      ...optional('snapshotId', entryView.bigint(record, 1, 'snapshot_id')),
-      ...optional('sequenceNumber', entryView.optionalNumber(record, 3, 'sequence_number')),
-      ...optional('fileSequenceNumber', entryView.optionalNumber(record, 4, 'file_sequence_number')),
-      dataFile,
-    };
+      entries.push(entryFromSlots(slots, entries.length, layout));
+    }
   });
-  return { entries, schema, spec, partitionType, content, formatVersion };
+  return { entries, schema, spec, partitionType: layout.partitionType, content, formatVersion };
 }
 
 /**

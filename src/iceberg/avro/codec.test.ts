@@ -214,7 +214,13 @@ describe('Avro codec: complex types', () => {
         { name: 'next', type: ['null', 'Node'] },
       ],
     };
-    roundTrip(schema, { v: 1, next: { v: 2, next: null } });
+    const bytes = roundTrip(schema, { v: 1, next: { v: 2, next: null } });
+    const reader = new AvroReader(bytes);
+    compile(schema).skip(reader);
+    assert.equal(reader.remaining, 0);
+    // A record that holds itself (no value of it can be written) still compiles.
+    const endless: AvroSchema = { type: 'record', name: 'E', fields: [{ name: 'e', type: 'E' }] };
+    assert.doesNotThrow(() => compile(endless));
   });
 
   it('rejects invalid schemas', () => {
@@ -301,5 +307,152 @@ describe('Avro codec: writer and reader', () => {
     codec.write(writer, { a: 1, b: 2 });
     assert.throws(() => codec.write(writer, { a: 1, b: 'x' }));
     assert.equal(hex(writer.toBytes()), '0204');
+  });
+});
+
+describe('Avro codec: skipping and fast paths', () => {
+  // Every Avro type, including a block with a byte size, so skip must follow each encoding exactly.
+  const everything: AvroSchema = {
+    type: 'record',
+    name: 'all',
+    fields: [
+      { name: 'n', type: 'null' },
+      { name: 'b', type: 'boolean' },
+      { name: 'i', type: 'int' },
+      { name: 'l', type: 'long' },
+      { name: 'f', type: 'float' },
+      { name: 'd', type: 'double' },
+      { name: 'by', type: 'bytes' },
+      { name: 's', type: 'string' },
+      { name: 'fx', type: { type: 'fixed', name: 'four', size: 4 } },
+      { name: 'e', type: { type: 'enum', name: 'color', symbols: ['red', 'green'] } },
+      { name: 'ints', type: { type: 'array', items: 'long' } },
+      {
+        name: 'kvs',
+        type: {
+          type: 'array',
+          items: {
+            type: 'record',
+            name: 'kv',
+            fields: [
+              { name: 'key', type: 'int' },
+              { name: 'value', type: 'long' },
+            ],
+          },
+        },
+      },
+      {
+        name: 'bounds',
+        type: {
+          type: 'array',
+          items: {
+            type: 'record',
+            name: 'kb',
+            fields: [
+              { name: 'key', type: 'int' },
+              { name: 'value', type: 'bytes' },
+            ],
+          },
+        },
+      },
+      { name: 'm', type: { type: 'map', values: ['null', 'string'] } },
+      { name: 'u', type: ['null', 'long', 'string'] },
+    ],
+  };
+  const value = {
+    n: null,
+    b: true,
+    i: -5,
+    l: -(1n << 62n),
+    f: 1.5,
+    d: -2.25,
+    by: Uint8Array.of(1, 2, 3),
+    s: 'héllo',
+    fx: Uint8Array.of(9, 8, 7, 6),
+    e: 'green',
+    ints: [1n, -300n, 1n << 50n],
+    kvs: [
+      { key: 1, value: 10n },
+      { key: 2, value: -(1n << 60n) },
+    ],
+    bounds: [{ key: 7, value: Uint8Array.of(0xff, 0) }],
+    m: new Map<string, string | null>([
+      ['a', 'x'],
+      ['b', null],
+    ]),
+    u: 'branch',
+  };
+
+  it('skips exactly one value of every type', () => {
+    const codec = compile(everything);
+    const writer = new AvroWriter();
+    codec.write(writer, value);
+    codec.write(writer, { ...value, u: 42n, kvs: [], m: new Map() });
+    writer.writeInt(1234); // a sentinel after the two values
+    const reader = new AvroReader(writer.toBytes());
+    codec.skip(reader);
+    assert.deepEqual(codec.read(reader), { ...value, u: 42n, kvs: [], m: new Map() });
+    assert.equal(reader.readInt(), 1234);
+    assert.equal(reader.remaining, 0);
+    // Each field alone, too.
+    for (const field of everything.fields) {
+      const fieldCodec = compile(field.type);
+      const bytes = encode(field.type, value[field.name as keyof typeof value]);
+      const r = new AvroReader(Uint8Array.of(...bytes, 0x02));
+      fieldCodec.skip(r);
+      assert.equal(r.readInt(), 1, `skip ${field.name}`);
+    }
+  });
+
+  it('skips a block with a byte size whole, and reports truncation', () => {
+    const kvs = compile({
+      type: 'array',
+      items: {
+        type: 'record',
+        name: 'kv',
+        fields: [
+          { name: 'key', type: 'int' },
+          { name: 'value', type: 'long' },
+        ],
+      },
+    });
+    // -1 item in 2 bytes (unread, 0xff 0xff would be an unfinished varint), then 1 item, then the end.
+    const reader = new AvroReader(fromHex('01' + '04' + 'ffff' + '02' + '0204' + '00'));
+    kvs.skip(reader);
+    assert.equal(reader.remaining, 0);
+    assert.throws(
+      () => kvs.skip(new AvroReader(fromHex('02' + '02'))),
+      (e) => isTributaryError(e, 'ICEBERG_INVALID_FILE') && /truncated/.test((e as Error).message),
+    );
+    assert.throws(() => compile('long').skip(new AvroReader(fromHex('ffffffffffffffffffff01'))), /too long/);
+    const bounds = compile({
+      type: 'array',
+      items: {
+        type: 'record',
+        name: 'kb',
+        fields: [
+          { name: 'key', type: 'int' },
+          { name: 'value', type: 'bytes' },
+        ],
+      },
+    });
+    // One item: key 1, then 5 bytes of which only 1 is there.
+    assert.throws(() => bounds.skip(new AvroReader(fromHex('02' + '02' + '0a' + 'ff'))), /truncated/);
+    assert.throws(() => bounds.skip(new AvroReader(fromHex('02' + '02' + '01'))), /truncated/); // length -1
+  });
+
+  it('decodes longs of every varint length, at the 2^48 and 2^53 boundaries', () => {
+    const values = [0n, 1n, -1n, (1n << 48n) - 1n, 1n << 48n, -(1n << 48n), -(1n << 48n) - 1n];
+    for (let bits = 49n; bits < 63n; bits++) values.push(1n << bits, -(1n << bits), (1n << bits) - 1n);
+    values.push((1n << 63n) - 1n, -(1n << 63n), 6_969_696_969_696_969_696n, -1_234_567_890_123_456_789n);
+    for (const v of values) {
+      assert.equal(decode('long', encode('long', v)), v, `long ${v}`);
+      const reader = new AvroReader(encode('long', v));
+      if (v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)) {
+        assert.equal(reader.readSafeLong('value'), Number(v), `safe long ${v}`);
+      } else {
+        assert.throws(() => reader.readSafeLong('value'), /out of range/, `unsafe long ${v}`);
+      }
+    }
   });
 });

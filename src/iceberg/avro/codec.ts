@@ -26,6 +26,10 @@
  * symbol; array → array; Map → map; other objects → record first, then map). Iceberg only uses
  * `["null", T]` unions, for which this is unambiguous. Decoding returns the branch value as is.
  *
+ * Decoding runs closures compiled once per schema; `AvroCodec.skip` moves past a value without building
+ * it. Callers after speed (manifest decoding) read fields themselves with `AvroReader`'s primitives
+ * (`readSafeLong` gives a long as a number, `readBytesView` bytes without a copy).
+ *
  * Logical types are left to the caller (`iceberg-schema.ts` converts Iceberg values): this module works
  * on physical types only. Named types (record, enum, fixed) may be referenced by name after their
  * definition, with Avro's namespace rules; recursive schemas work.
@@ -452,6 +456,14 @@ export class AvroWriter {
   }
 }
 
+function varintTooLong(): TributaryError {
+  return new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: varint too long');
+}
+
+/** `AvroReader.skipLayout` ops (n ≥ 0 skips n fixed bytes). */
+export const SKIP_VARINT = -1;
+export const SKIP_BYTES = -2;
+
 /** Reads Avro's primitive encodings from a byte array; every overrun throws ICEBERG_INVALID_FILE. */
 export class AvroReader {
   readonly bytes: Uint8Array;
@@ -471,16 +483,20 @@ export class AvroReader {
   }
 
   private need(n: number, what: string): void {
-    if (n < 0 || this.position + n > this.end) {
-      throw new TributaryError(
-        'ICEBERG_INVALID_FILE',
-        `Avro data is truncated: ${what} needs ${n} bytes at offset ${this.position}, ${this.end - this.position} left`,
-      );
-    }
+    if (n < 0 || this.position + n > this.end) throw this.truncated(n, what);
   }
 
+  private truncated(n: number, what: string): TributaryError {
+    return new TributaryError(
+      'ICEBERG_INVALID_FILE',
+      `Avro data is truncated: ${what} needs ${n} bytes at offset ${this.position}, ${this.end - this.position} left`,
+    );
+  }
+
+  /** A copy of the next n bytes. */
   readRaw(n: number, what = 'a value'): Uint8Array {
     this.need(n, what);
+    // A plain Uint8Array even when the input is a Buffer (whose slice is a view).
     const out = new Uint8Array(n);
     out.set(this.bytes.subarray(this.position, this.position + n));
     this.position += n;
@@ -495,6 +511,12 @@ export class AvroReader {
     return out;
   }
 
+  /** Moves past the next n bytes. */
+  skip(n: number, what = 'a value'): void {
+    this.need(n, what);
+    this.position += n;
+  }
+
   readBoolean(): boolean {
     this.need(1, 'a boolean');
     const b = this.bytes[this.position++]!;
@@ -503,54 +525,169 @@ export class AvroReader {
   }
 
   readInt(): number {
+    const bytes = this.bytes;
+    let position = this.position;
     let result = 0;
     let shift = 0;
     for (;;) {
-      this.need(1, 'an int');
-      const b = this.bytes[this.position++]!;
+      if (position >= this.end) throw this.truncated(1, 'an int');
+      const b = bytes[position++]!;
       result |= (b & 0x7f) << shift;
-      if ((b & 0x80) === 0) break;
+      if (b < 0x80) break;
       shift += 7;
       if (shift > 28) throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro int: varint too long');
     }
+    this.position = position;
     return (result >>> 1) ^ -(result & 1);
   }
 
   readLong(): bigint {
-    // Fast path: up to 7 bytes (49 bits) fit a double exactly.
+    const start = this.position;
+    const small = this.readSmallLong();
+    if (small !== undefined) return BigInt(small);
+    // 8 to 10 bytes (snapshot ids are): bits 0-48 in `low`, bits 49-63 in `high`, both exact numbers.
+    const bytes = this.bytes;
+    let low = 0;
+    let multiplier = 1;
+    for (let i = 0; i < 7; i++, multiplier *= 128) low += (bytes[start + i]! & 0x7f) * multiplier;
+    let high = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (shift > 14) throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: varint too long');
+      this.need(1, 'a long');
+      const b = this.bytes[this.position++]!;
+      if (shift === 14 && b > 1) {
+        throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: more than 64 bits');
+      }
+      high += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
+    }
+    // Zigzag: the unsigned value shifted right by one, negated (minus one) when its low bit is set.
+    const magnitude = (BigInt(high) << 48n) + BigInt(Math.floor(low / 2));
+    return low % 2 === 0 ? magnitude : -magnitude - 1n;
+  }
+
+  /**
+   * A long of up to 7 varint bytes (|value| < 2^48, exact as a double) as a number, moving past it;
+   * undefined for a longer one, with the position after its first 7 bytes.
+   */
+  private readSmallLong(): number | undefined {
+    const bytes = this.bytes;
+    let position = this.position;
     let n = 0;
     let multiplier = 1;
     for (let i = 0; i < 7; i++) {
-      this.need(1, 'a long');
-      const b = this.bytes[this.position++]!;
+      if (position >= this.end) throw this.truncated(1, 'a long');
+      const b = bytes[position++]!;
       n += (b & 0x7f) * multiplier;
-      if ((b & 0x80) === 0) return BigInt(n % 2 === 0 ? n / 2 : -(n + 1) / 2);
+      if (b < 0x80) {
+        this.position = position;
+        return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+      }
       multiplier *= 128;
     }
-    let big = BigInt(n);
-    let shift = 49n;
-    for (;;) {
-      this.need(1, 'a long');
-      const b = this.bytes[this.position++]!;
-      if (shift === 63n && b > 1) {
-        throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: more than 64 bits');
-      }
-      big |= BigInt(b & 0x7f) << shift;
-      if ((b & 0x80) === 0) break;
-      shift += 7n;
-      if (shift > 63n) throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: varint too long');
-    }
-    big = BigInt.asUintN(64, big);
-    return BigInt.asIntN(64, (big >> 1n) ^ -(big & 1n));
+    this.position = position;
+    return undefined;
   }
 
-  /** A long that must be a safe integer (a count, a length). */
+  /** A long that must be a safe integer (a count, a length, a size), as a number. */
   readSafeLong(what: string): number {
+    const start = this.position;
+    const small = this.readSmallLong();
+    if (small !== undefined) return small;
+    this.position = start;
     const value = this.readLong();
     if (value > BigInt(Number.MAX_SAFE_INTEGER) || value < BigInt(Number.MIN_SAFE_INTEGER)) {
       throw new TributaryError('ICEBERG_INVALID_FILE', `Avro ${what} ${value} is out of range`);
     }
     return Number(value);
+  }
+
+  /** The item count of the next block of an array or map (0 at the end), moving past a block's byte size. */
+  readBlockCount(): number {
+    const count = this.readSafeLong('block count');
+    if (count >= 0) return count;
+    this.readSafeLong('block size');
+    return -count;
+  }
+
+  /**
+   * Moves past `times` values laid out as `ops`: SKIP_VARINT (an int or long), SKIP_BYTES (bytes or a
+   * string) or n ≥ 0 (n fixed bytes), without decoding them.
+   */
+  skipLayout(ops: Int32Array, times: number): void {
+    const bytes = this.bytes;
+    const end = this.end;
+    let position = this.position;
+    // Bounds are checked once per value, not per byte: past the array's end a read gives undefined,
+    // which ends a varint, and the position is then past `end`.
+    for (let t = 0; t < times; t++) {
+      for (let o = 0; o < ops.length; o++) {
+        const op = ops[o]!;
+        if (op >= 0) {
+          position += op;
+          continue;
+        }
+        const start = position;
+        if (op === SKIP_VARINT) {
+          while (bytes[position++]! >= 0x80);
+          if (position - start > 10) throw varintTooLong();
+          continue;
+        }
+        // SKIP_BYTES: a zigzag length, then that many bytes.
+        let n = 0;
+        let multiplier = 1;
+        let b: number;
+        do {
+          b = bytes[position++]!;
+          n += (b & 0x7f) * multiplier;
+          multiplier *= 128;
+        } while (b >= 0x80);
+        if (position - start > 10) throw varintTooLong();
+        if (position > end) break;
+        const length = n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+        if (length < 0) {
+          this.position = position;
+          throw this.truncated(length, 'bytes');
+        }
+        position += length;
+      }
+      if (position > end) {
+        this.position = Math.min(position, end);
+        throw this.truncated(1, 'a value');
+      }
+    }
+    this.position = position;
+  }
+
+  /**
+   * Moves past n ints or longs by counting their last bytes: the fastest walk over Iceberg's metric maps.
+   * Their lengths are not checked (a corrupt one shifts what follows, which the block checks catch).
+   */
+  skipVarints(n: number): void {
+    const bytes = this.bytes;
+    const end = this.end;
+    let position = this.position;
+    let left = n;
+    while (left > 0) {
+      if (bytes[position++]! < 0x80) left--;
+      else if (position > end) break; // past the end, reads give undefined
+    }
+    if (position > end) throw this.truncated(1, 'a varint');
+    this.position = position;
+  }
+
+  /** Moves past an int or long without decoding it. */
+  skipVarint(): void {
+    const bytes = this.bytes;
+    let position = this.position;
+    for (let i = 0; i < 10; i++) {
+      if (position >= this.end) throw this.truncated(1, 'a varint');
+      if (bytes[position++]! < 0x80) {
+        this.position = position;
+        return;
+      }
+    }
+    throw new TributaryError('ICEBERG_INVALID_FILE', 'Invalid Avro long: varint too long');
   }
 
   readFloat(): number {
@@ -567,9 +704,22 @@ export class AvroReader {
     return value;
   }
 
+  /** A copy of the next bytes value. */
   readBytes(): Uint8Array {
     const n = this.readSafeLong('bytes length');
     return this.readRaw(n, 'bytes');
+  }
+
+  /** A view of the next bytes value (no copy: for values that do not outlive the input). */
+  readBytesView(): Uint8Array {
+    const n = this.readSafeLong('bytes length');
+    return this.readView(n, 'bytes');
+  }
+
+  /** Moves past a bytes or string value. */
+  skipBytes(): void {
+    const n = this.readSafeLong('bytes length');
+    this.skip(n, 'bytes');
   }
 
   readString(): string {
@@ -800,92 +950,249 @@ function withPath(error: unknown, segment: string): unknown {
   return error;
 }
 
-/** The item count of the next block of an array or map (0 at the end); skips a block's byte size. */
-function blockCount(r: AvroReader): number {
-  const count = r.readSafeLong('block count');
-  if (count >= 0) return count;
-  r.readSafeLong('block size');
-  return -count;
+type ReadFn = (r: AvroReader) => unknown;
+type SkipFn = (r: AvroReader) => void;
+
+// Decoding runs closures compiled once per schema node: no per-value interpretation of the schema.
+const readers = new WeakMap<Node, ReadFn>();
+const skippers = new WeakMap<Node, SkipFn>();
+
+function readerOf(type: Node): ReadFn {
+  const cached = readers.get(type);
+  if (cached) return cached;
+  const fn = makeReader(type);
+  readers.set(type, fn);
+  return fn;
 }
 
-function read(r: AvroReader, type: Node): unknown {
+function makeReader(type: Node): ReadFn {
   switch (type.kind) {
     case 'null':
-      return null;
+      return () => null;
     case 'boolean':
-      return r.readBoolean();
+      return (r) => r.readBoolean();
     case 'int':
-      return r.readInt();
+      return (r) => r.readInt();
     case 'long':
-      return r.readLong();
+      return (r) => r.readLong();
     case 'float':
-      return r.readFloat();
+      return (r) => r.readFloat();
     case 'double':
-      return r.readDouble();
+      return (r) => r.readDouble();
     case 'bytes':
-      return r.readBytes();
+      return (r) => r.readBytes();
     case 'string':
-      return r.readString();
-    case 'fixed':
-      return r.readRaw(type.size, `fixed ${type.name}`);
+      return (r) => r.readString();
+    case 'fixed': {
+      const { size } = type;
+      const what = `fixed ${type.name}`;
+      return (r) => r.readRaw(size, what);
+    }
     case 'enum': {
-      const index = r.readInt();
-      const symbol = type.symbols[index];
-      if (symbol === undefined) {
-        throw new PathError('ICEBERG_INVALID_FILE', `enum index ${index} is out of range for ${type.name}`);
-      }
-      return symbol;
+      const { symbols, name } = type;
+      return (r) => {
+        const index = r.readInt();
+        const symbol = symbols[index];
+        if (symbol === undefined) {
+          throw new PathError('ICEBERG_INVALID_FILE', `enum index ${index} is out of range for ${name}`);
+        }
+        return symbol;
+      };
     }
     case 'array': {
-      const items: unknown[] = [];
-      try {
-        for (let count = blockCount(r); count !== 0; count = blockCount(r)) {
-          for (let i = 0; i < count; i++) items.push(read(r, type.items));
+      let item: ReadFn | undefined;
+      return (r) => {
+        item ??= readerOf(type.items);
+        const items: unknown[] = [];
+        try {
+          for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+            for (let i = 0; i < count; i++) items.push(item(r));
+          }
+        } catch (error) {
+          throw withPath(error, String(items.length));
         }
-      } catch (error) {
-        throw withPath(error, String(items.length));
-      }
-      return items;
+        return items;
+      };
     }
     case 'map': {
-      const map = new Map<string, unknown>();
-      let key = '';
-      try {
-        for (let count = blockCount(r); count !== 0; count = blockCount(r)) {
-          for (let i = 0; i < count; i++) {
-            key = r.readString();
-            map.set(key, read(r, type.values));
+      let value: ReadFn | undefined;
+      return (r) => {
+        value ??= readerOf(type.values);
+        const map = new Map<string, unknown>();
+        let key = '';
+        try {
+          for (let count = r.readBlockCount(); count !== 0; count = r.readBlockCount()) {
+            for (let i = 0; i < count; i++) {
+              key = r.readString();
+              map.set(key, value(r));
+            }
           }
+        } catch (error) {
+          throw withPath(error, key);
         }
-      } catch (error) {
-        throw withPath(error, key);
-      }
-      return map;
+        return map;
+      };
     }
     case 'record': {
-      const value: Record<string, unknown> = {};
-      const fields = type.fields;
-      let i = 0;
-      try {
-        for (; i < fields.length; i++) {
-          const field = fields[i]!;
-          value[field.name] = read(r, field.type);
+      // Field readers are resolved on first use, so a recursive record can refer to itself.
+      const names = type.fields.map((f) => f.name);
+      let fns: ReadFn[] | undefined;
+      return (r) => {
+        fns ??= type.fields.map((f) => readerOf(f.type));
+        const value: Record<string, unknown> = {};
+        let i = 0;
+        try {
+          for (; i < fns.length; i++) value[names[i]!] = fns[i]!(r);
+        } catch (error) {
+          throw withPath(error, names[i]!);
         }
-      } catch (error) {
-        throw withPath(error, fields[i]!.name);
-      }
-      return value;
+        return value;
+      };
     }
     case 'union': {
-      const index = r.readLong();
-      const branch = type.branches[Number(index)];
-      if (branch === undefined || index < 0n) {
-        throw new PathError(
-          'ICEBERG_INVALID_FILE',
-          `union index ${index} is out of range (${type.branches.length} branches)`,
-        );
+      let branches: ReadFn[] | undefined;
+      return (r) => {
+        branches ??= type.branches.map(readerOf);
+        return branches[unionIndex(r, branches.length)]!(r);
+      };
+    }
+  }
+}
+
+function unionIndex(r: AvroReader, branches: number): number {
+  const index = r.readSafeLong('union index');
+  if (index < 0 || index >= branches) {
+    throw new PathError(
+      'ICEBERG_INVALID_FILE',
+      `union index ${index} is out of range (${branches} branches)`,
+    );
+  }
+  return index;
+}
+
+function skipperOf(type: Node): SkipFn {
+  const cached = skippers.get(type);
+  if (cached) return cached;
+  const fn = makeSkipper(type);
+  skippers.set(type, fn);
+  return fn;
+}
+
+/**
+ * The layout of a value made of varints, length-prefixed bytes and fixed-size parts only (an int, a
+ * record of key and bound), as `AvroReader.skipLayout` ops; undefined for any other value.
+ */
+function flatLayout(type: Node, visiting = new Set<Node>()): number[] | undefined {
+  switch (type.kind) {
+    case 'null':
+      return [];
+    case 'int':
+    case 'long':
+    case 'enum':
+      return [SKIP_VARINT];
+    case 'bytes':
+    case 'string':
+      return [SKIP_BYTES];
+    case 'boolean':
+      return [1];
+    case 'float':
+      return [4];
+    case 'double':
+      return [8];
+    case 'fixed':
+      return [type.size];
+    case 'record': {
+      if (visiting.has(type)) return undefined; // a record that contains itself
+      visiting.add(type);
+      const ops: number[] = [];
+      for (const field of type.fields) {
+        const inner = flatLayout(field.type, visiting);
+        if (!inner) return undefined;
+        ops.push(...inner);
       }
-      return read(r, branch);
+      visiting.delete(type);
+      return ops;
+    }
+    default:
+      return undefined;
+  }
+}
+
+function makeSkipper(type: Node): SkipFn {
+  switch (type.kind) {
+    case 'null':
+      return () => {};
+    case 'boolean':
+      return (r) => r.skip(1, 'a boolean');
+    case 'int':
+    case 'long':
+    case 'enum':
+      return (r) => r.skipVarint();
+    case 'float':
+      return (r) => r.skip(4, 'a float');
+    case 'double':
+      return (r) => r.skip(8, 'a double');
+    case 'bytes':
+    case 'string':
+      return (r) => r.skipBytes();
+    case 'fixed': {
+      const { size } = type;
+      return (r) => r.skip(size, 'a fixed');
+    }
+    case 'array':
+    case 'map': {
+      let item: SkipFn | undefined;
+      const isMap = type.kind === 'map';
+      const flat = flatLayout(isMap ? type.values : type.items);
+      if (flat) {
+        // Flat items (Iceberg's metric maps: int keys, long or bytes values): one tight loop per block.
+        const ops = Int32Array.from(isMap ? [SKIP_BYTES, ...flat] : flat);
+        const varints = ops.every((op) => op === SKIP_VARINT) ? ops.length : 0;
+        return (r) => {
+          for (;;) {
+            const count = r.readSafeLong('block count');
+            if (count === 0) return;
+            if (count < 0) r.skip(r.readSafeLong('block size'), 'a block');
+            else if (varints > 0) r.skipVarints(count * varints);
+            else r.skipLayout(ops, count);
+          }
+        };
+      }
+      return (r) => {
+        item ??= skipperOf(type.kind === 'map' ? type.values : type.items);
+        for (;;) {
+          const count = r.readSafeLong('block count');
+          if (count === 0) return;
+          if (count < 0) {
+            // A block with its byte size: skipped without looking at its items.
+            r.skip(r.readSafeLong('block size'), 'a block');
+            continue;
+          }
+          for (let i = 0; i < count; i++) {
+            if (isMap) r.skipBytes();
+            item(r);
+          }
+        }
+      };
+    }
+    case 'record': {
+      const flat = flatLayout(type);
+      if (flat) {
+        const ops = Int32Array.from(flat);
+        return (r) => r.skipLayout(ops, 1);
+      }
+      let fns: SkipFn[] | undefined;
+      return (r) => {
+        fns ??= type.fields.map((f) => skipperOf(f.type));
+        for (let i = 0; i < fns.length; i++) fns[i]!(r);
+      };
+    }
+    case 'union': {
+      let branches: SkipFn[] | undefined;
+      return (r) => {
+        branches ??= type.branches.map(skipperOf);
+        branches[unionIndex(r, branches.length)]!(r);
+      };
     }
   }
 }
@@ -906,11 +1213,15 @@ export interface AvroCodec {
   write(writer: AvroWriter, value: unknown): void;
   /** Reads one value at the reader's position. */
   read(reader: AvroReader): unknown;
+  /** Moves past one value without building it (blocks with a byte size are skipped whole). */
+  skip(reader: AvroReader): void;
 }
 
 /** Compiles a schema (validating it); compiled codecs of schema objects are cached. */
 export function compile(schema: AvroSchema): AvroCodec {
   const node = compileSchema(schema);
+  const readValue = readerOf(node);
+  const skipValue = skipperOf(node);
   return {
     write(writer, value) {
       const start = writer.length;
@@ -923,7 +1234,14 @@ export function compile(schema: AvroSchema): AvroCodec {
     },
     read(reader) {
       try {
-        return read(reader, node);
+        return readValue(reader);
+      } catch (error) {
+        throw toTributaryError(error, 'decode');
+      }
+    },
+    skip(reader) {
+      try {
+        skipValue(reader);
       } catch (error) {
         throw toTributaryError(error, 'decode');
       }

@@ -6,6 +6,9 @@
  * `field-id` attributes — and returned as read. Writing supports the codecs `null` and `deflate` (raw
  * deflate; Iceberg's `gzip`); reading also accepts `snappy` (with its CRC-32 trailer) and `zstandard`,
  * which other engines may be configured to write. Other codecs (bzip2, xz) fail with a clear error.
+ *
+ * `readContainer` decodes every record with the generic codec; `openContainer` reads the header and hands
+ * each decompressed block to the caller, for decoders of their own (manifests).
  */
 import { randomBytes } from 'node:crypto';
 import { crc32, deflateRawSync, inflateRawSync, zstdDecompressSync } from 'node:zlib';
@@ -122,8 +125,37 @@ export function writeContainer(
   return out.toBytes();
 }
 
-/** Reads a whole container file: header, then every block, checking each sync marker. */
-export function readContainer(bytes: Uint8Array, options: ReadContainerOptions = {}): ContainerFile {
+/** A container file whose header has been read; its blocks are decoded by `readBlocks`. */
+export interface OpenedContainer {
+  /** The `avro.schema` header exactly as stored (not parsed: callers may cache by it). */
+  readonly schemaJson: string;
+  /** The header's metadata as UTF-8 strings, except `avro.schema` (see `schemaJson`). */
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly codec: ReadCodec;
+  readonly syncMarker: Uint8Array;
+  /**
+   * Decompresses each block once and hands it to `visit`, which must read exactly its `count` records
+   * from `reader`; checks that nothing is left over and the sync marker that follows. Errors name the file.
+   * Call it once.
+   */
+  readBlocks(visit: (reader: AvroReader, count: number, block: number) => void): void;
+}
+
+/** Names the file in an ICEBERG_INVALID_FILE error that does not yet. */
+function withFile(error: unknown, file: string | undefined): unknown {
+  if (
+    error instanceof TributaryError &&
+    error.code === 'ICEBERG_INVALID_FILE' &&
+    file &&
+    !error.message.includes(file)
+  ) {
+    return invalid(file, error.message.replace(/^Invalid Avro file /, ''), error);
+  }
+  return error;
+}
+
+/** Reads a container file's header; the blocks are read by the returned object's `readBlocks`. */
+export function openContainer(bytes: Uint8Array, options: ReadContainerOptions = {}): OpenedContainer {
   const { file } = options;
   const reader = new AvroReader(bytes);
   try {
@@ -138,7 +170,7 @@ export function readContainer(bytes: Uint8Array, options: ReadContainerOptions =
         count = -count;
         reader.readSafeLong('metadata block size');
       }
-      for (let i = 0; i < count; i++) rawMetadata.set(reader.readString(), reader.readBytes());
+      for (let i = 0; i < count; i++) rawMetadata.set(reader.readString(), reader.readBytesView());
     }
     const syncMarker = reader.readRaw(SYNC_SIZE, 'the sync marker');
 
@@ -155,50 +187,66 @@ export function readContainer(bytes: Uint8Array, options: ReadContainerOptions =
     const schemaBytes = rawMetadata.get('avro.schema');
     if (!schemaBytes) throw invalid(file, 'its header has no avro.schema');
     const schemaJson = textDecoder.decode(schemaBytes);
-    let schema: AvroSchema;
-    try {
-      schema = JSON.parse(schemaJson) as AvroSchema;
-    } catch (cause) {
-      throw invalid(file, 'its avro.schema is not valid JSON', cause);
-    }
     const codecName = metadata['avro.codec'] ?? 'null';
     const decompress = decompressor(codecName, file);
-    const recordCodec = compile(schema);
 
-    const records: unknown[] = [];
-    let blockIndex = 0;
-    while (reader.remaining > 0) {
-      const count = reader.readSafeLong('block record count');
-      const size = reader.readSafeLong('block size');
-      if (count < 0 || size < 0) throw invalid(file, `block ${blockIndex} has a negative count or size`);
-      const payload = reader.readView(size, `block ${blockIndex}`);
-      const data = decompress(payload, blockIndex);
-      const blockReader = new AvroReader(data);
-      for (let i = 0; i < count; i++) records.push(recordCodec.read(blockReader));
-      if (blockReader.remaining !== 0) {
-        throw invalid(
-          file,
-          `block ${blockIndex} has ${blockReader.remaining} bytes after its ${count} records`,
-        );
+    const readBlocks = (visit: (reader: AvroReader, count: number, block: number) => void): void => {
+      try {
+        let blockIndex = 0;
+        while (reader.remaining > 0) {
+          const count = reader.readSafeLong('block record count');
+          const size = reader.readSafeLong('block size');
+          if (count < 0 || size < 0) throw invalid(file, `block ${blockIndex} has a negative count or size`);
+          const payload = reader.readView(size, `block ${blockIndex}`);
+          const blockReader = new AvroReader(decompress(payload, blockIndex));
+          visit(blockReader, count, blockIndex);
+          if (blockReader.remaining !== 0) {
+            throw invalid(
+              file,
+              `block ${blockIndex} has ${blockReader.remaining} bytes after its ${count} records`,
+            );
+          }
+          const marker = reader.readView(SYNC_SIZE, `the sync marker after block ${blockIndex}`);
+          if (!syncMarker.every((b, i) => marker[i] === b)) {
+            throw invalid(file, `the sync marker after block ${blockIndex} does not match the header's`);
+          }
+          blockIndex++;
+        }
+      } catch (error) {
+        throw withFile(error, file);
       }
-      const marker = reader.readView(SYNC_SIZE, `the sync marker after block ${blockIndex}`);
-      if (!syncMarker.every((b, i) => marker[i] === b)) {
-        throw invalid(file, `the sync marker after block ${blockIndex} does not match the header's`);
-      }
-      blockIndex++;
-    }
-    return { schemaJson, schema, metadata, codec: codecName as ReadCodec, syncMarker, records };
+    };
+    return { schemaJson, metadata, codec: codecName as ReadCodec, syncMarker, readBlocks };
   } catch (error) {
-    if (
-      error instanceof TributaryError &&
-      error.code === 'ICEBERG_INVALID_FILE' &&
-      file &&
-      !error.message.includes(file)
-    ) {
-      throw invalid(file, error.message.replace(/^Invalid Avro file /, ''), error);
-    }
-    throw error;
+    throw withFile(error, file);
   }
+}
+
+/** Parses a container's `avro.schema`. */
+export function parseContainerSchema(schemaJson: string, file?: string): AvroSchema {
+  try {
+    return JSON.parse(schemaJson) as AvroSchema;
+  } catch (cause) {
+    throw invalid(file, 'its avro.schema is not valid JSON', cause);
+  }
+}
+
+/** Reads a whole container file: header, then every block, checking each sync marker. */
+export function readContainer(bytes: Uint8Array, options: ReadContainerOptions = {}): ContainerFile {
+  const container = openContainer(bytes, options);
+  const schema = parseContainerSchema(container.schemaJson, options.file);
+  let recordCodec;
+  try {
+    recordCodec = compile(schema);
+  } catch (error) {
+    throw withFile(error, options.file);
+  }
+  const records: unknown[] = [];
+  container.readBlocks((reader, count) => {
+    for (let i = 0; i < count; i++) records.push(recordCodec.read(reader));
+  });
+  const { schemaJson, metadata, codec, syncMarker } = container;
+  return { schemaJson, schema, metadata, codec, syncMarker, records };
 }
 
 function decompressor(
@@ -211,7 +259,9 @@ function decompressor(
     case 'deflate':
       return (data, block) => {
         try {
-          return new Uint8Array(inflateRawSync(data));
+          const out = inflateRawSync(data);
+          // A plain Uint8Array over the Buffer's memory (not a copy).
+          return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
         } catch (cause) {
           throw invalid(file, `block ${block} is not valid deflate data`, cause);
         }
@@ -219,7 +269,8 @@ function decompressor(
     case 'zstandard':
       return (data, block) => {
         try {
-          return new Uint8Array(zstdDecompressSync(data));
+          const out = zstdDecompressSync(data);
+          return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
         } catch (cause) {
           throw invalid(file, `block ${block} is not valid zstandard data`, cause);
         }
