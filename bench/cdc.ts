@@ -10,7 +10,9 @@
  *  3. capacity, apart from what PostgreSQL and pgbench take: pgbench runs with the source and pipeline
  *     stopped, then the source drains the slot's backlog into the log, then the pipeline into Iceberg.
  * Goals: ≥ 50k changes/s with lag p99 < 2 s; ≥ 200k snapshot rows/s.
- * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8]`
+ * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8]`; CDC_BENCH_NODE_ARGS (e.g. "--cpu-prof
+ * --cpu-prof-dir=/tmp/prof") is passed to the `cdc run` and `run` processes, to profile them;
+ * CDC_BENCH_LOGS=<dir> keeps their output there (JSON log lines: commits, snapshot progress).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +25,7 @@ import { postgres } from '../test/services/postgres.ts';
 import type { Benchmark } from './harness.ts';
 
 const CLI = path.resolve(import.meta.dirname, '..', 'bin', 'tributary.js');
+const NODE_ARGS = (process.env.CDC_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return NaN;
@@ -50,20 +53,28 @@ class Child {
   readonly process: ChildProcess;
   output = '';
   readonly exited: Promise<number | null>;
+  readonly args: readonly string[];
   constructor(root: string, args: readonly string[]) {
-    this.process = spawn(process.execPath, [CLI, ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.args = args;
+    this.process = spawn(process.execPath, [...NODE_ARGS, CLI, ...args], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.process.stdout!.on('data', (c: Buffer) => (this.output += c.toString()));
     this.process.stderr!.on('data', (c: Buffer) => (this.output += c.toString()));
     this.exited = new Promise((resolve) => this.process.once('exit', resolve));
   }
-  /** Times (ms) of the JSON log lines whose message matches. */
-  times(pattern: RegExp): number[] {
+  /** The JSON log lines whose message matches. */
+  entries(pattern: RegExp): Array<{ time: number; msg: string } & Record<string, unknown>> {
     return this.output
       .split('\n')
       .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { time: number; msg: string })
-      .filter((entry) => pattern.test(entry.msg))
-      .map((entry) => entry.time);
+      .map((line) => JSON.parse(line) as { time: number; msg: string } & Record<string, unknown>)
+      .filter((entry) => pattern.test(entry.msg));
+  }
+  /** Times (ms) of the JSON log lines whose message matches. */
+  times(pattern: RegExp): number[] {
+    return this.entries(pattern).map((entry) => entry.time);
   }
   async stop(): Promise<void> {
     this.process.kill('SIGTERM');
@@ -242,6 +253,26 @@ const benchmark: Benchmark = {
           last = now;
         }
       })();
+      // The first leg alone: from the commit in PostgreSQL to the record in the log.
+      const sourceLags: number[] = [];
+      let lastEnds = ends();
+      const sourceSampler = (async () => {
+        while (sampling) {
+          await sleep(50);
+          const now = ends();
+          const at = Date.now();
+          let newest = 0;
+          for (let p = 0; p < now.length; p++) {
+            if (now[p]! <= lastEnds[p]!) continue;
+            const [record] = await log.read('cdc.bank', p, now[p]! - 1, { maxRecords: 1 });
+            if (!record) continue;
+            const value = JSON.parse(new TextDecoder().decode(record.value)) as { commit_time: string };
+            newest = Math.max(newest, Date.parse(value.commit_time));
+          }
+          if (newest) sourceLags.push((at - newest) / 1000);
+          lastEnds = now;
+        }
+      })();
       const before = sum(ends());
       const started = Date.now();
       const out = await exec(
@@ -259,6 +290,7 @@ const benchmark: Benchmark = {
       const endToEndSeconds = (Date.now() - started) / 1000;
       sampling = false;
       await sampler;
+      await sourceSampler;
 
       // 3. A backlog in the slot, drained by the source, then by the pipeline.
       await source.stop();
@@ -290,7 +322,12 @@ const benchmark: Benchmark = {
         30 * 60_000,
         50,
       );
-      const icebergSeconds = (Date.now() - icebergStart) / 1000;
+      const icebergEnd = Date.now();
+      const icebergSeconds = (icebergEnd - icebergStart) / 1000;
+      // A restarted pipeline first replays what its DLQ has not committed (catch-up batches).
+      const replays = catchUp.entries(/pipeline accounts committed/).filter((e) => e.catchUp === true);
+      const replayed = replays.reduce((n, e) => n + Number(e.records ?? 0), 0);
+      const replayEnd = replays.length ? replays[replays.length - 1]!.time : icebergStart;
       await log.close();
       db.close();
       return {
@@ -309,11 +346,23 @@ const benchmark: Benchmark = {
           'backlog changes': backlog,
           'backlog changes/s (to log)': Math.round(backlog / drainSeconds),
           'backlog changes/s (to Iceberg upsert)': Math.round(backlog / icebergSeconds),
+          'records replayed on restart': replayed,
+          'backlog changes/s (to Iceberg upsert, after the replay)': Math.round(
+            backlog / ((icebergEnd - replayEnd) / 1000),
+          ),
+          'source lag p99 s': percentile(sourceLags, 99),
         },
         notes: `pgbench -s ${scale}, ${clients} clients, ${seconds} s, 4 changes per transaction; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
       };
     } finally {
       for (const child of children) await child.stop().catch(() => undefined);
+      const logs = process.env.CDC_BENCH_LOGS;
+      if (logs) {
+        mkdirSync(logs, { recursive: true });
+        children.forEach((child, i) =>
+          writeFileSync(path.join(logs, `${i}-${child.args.join('-')}.log`), child.output),
+        );
+      }
       await postgres.stop(pg, path.join(dir, 'pg')).catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     }

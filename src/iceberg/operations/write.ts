@@ -11,11 +11,12 @@
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
 import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
-import { quoteIdentifier, type Engine } from '../duckdb.ts';
+import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
 import type { TableMetadata } from '../metadata.ts';
-import { planScan, scanSql } from '../scan.ts';
+import { planScan, scanSql, type Predicate } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
 import type { Table, TableState } from '../table.ts';
+import type { IcebergValue } from '../types.ts';
 import { writePositionDeletes } from './position-deletes.ts';
 
 export interface WriteOptions {
@@ -92,13 +93,16 @@ export interface DeleteOptions extends WriteOptions {
   readonly mode?: DeleteMode;
 }
 
-/** Temp table of the current rows (with `_file`, `_pos`) matching `predicate`; dropped by the caller. */
+/** Temp table of the positions (`_file`, `_pos`) of the current rows matching `predicate`; dropped by the caller. */
 async function stageMatches(table: Table, engine: Engine, predicate: string) {
   const plan = await planScan(table.metadata, table.storage);
   const scan = scanSql(plan, table.storage, { withRowPositions: true });
   const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
   try {
-    await engine.connection.run(`create temp table ${name} as select * from ${scan} s where ${predicate}`);
+    // Only the positions: DuckDB then reads just the columns the predicate names.
+    await engine.connection.run(
+      `create temp table ${name} as select _file, _pos from ${scan} s where ${predicate}`,
+    );
   } catch (cause) {
     throw new TributaryError(
       'INVALID_INPUT',
@@ -247,11 +251,7 @@ export async function upsert(
     const match = keys
       .map((k) => `s.${quoteIdentifier(k)} is not distinct from i.${quoteIdentifier(k)}`)
       .join(' and ');
-    const { plan, name } = await stageMatches(
-      table,
-      engine,
-      `exists (select 1 from ${incoming} i where ${match})`,
-    );
+    const { plan, name } = await stageKeyMatches(table, engine, incoming, keys, columns, match);
     try {
       const replaced = Number(
         (await engine.connection.runAndReadAll(`select count(*) from ${name}`)).getRows()[0]?.[0] ?? 0,
@@ -279,4 +279,107 @@ export async function upsert(
   } finally {
     await engine.connection.run(`drop table if exists ${incoming}`);
   }
+}
+
+/** Key column types whose bounds (min/max of a batch) prune the files an upsert looks into. */
+const PRUNABLE: Readonly<Record<string, string>> = { int: 'INTEGER', long: 'BIGINT', string: 'VARCHAR' };
+/** Input types that compare with those as the table's values do (not text with numbers, say). */
+const INTEGERS = /^(U?(TINYINT|SMALLINT|INTEGER|BIGINT)|HUGEINT)$/;
+
+/**
+ * Temp table of the positions (`_file`, `_pos`) of the current rows whose key is in `incoming`; dropped by
+ * the caller. The key lookup of an upsert: only files whose key bounds overlap the batch's are read, only
+ * their key columns, and the (few) matching rows are checked against the position deletes afterwards,
+ * instead of applying every delete to every row of the table first.
+ */
+async function stageKeyMatches(
+  table: Table,
+  engine: Engine,
+  incoming: string,
+  keys: readonly string[],
+  inputTypes: ReadonlyMap<string, string>,
+  match: string,
+) {
+  const plan = await planScan(table.metadata, table.storage, {
+    filter: await keyBounds(table, engine, incoming, keys, inputTypes),
+  });
+  // Equality deletes (written by other engines) depend on more than positions: the general scan applies them.
+  if (plan.equalityDeletes.length) {
+    return stageMatches(table, engine, `exists (select 1 from ${incoming} i where ${match})`);
+  }
+  const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
+  const fields = keys.map((k) => table.schema.fields.find((f) => f.name === k)!);
+  const localPath = (location: string) => {
+    const local = table.storage.localPath(location);
+    if (!local)
+      throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
+        hint: 'use a local warehouse',
+      });
+    return local;
+  };
+  if (plan.dataFiles.length === 0) {
+    await engine.connection.run(
+      `create temp table ${name} as select CAST(NULL AS VARCHAR) as _file, CAST(NULL AS BIGINT) as _pos where false`,
+    );
+    return { plan, name };
+  }
+  // Key columns by field id, as scanSql reads them (renamed columns, files without the column).
+  const schemaMap = `map {${fields
+    .map(
+      (f) =>
+        `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
+    )
+    .join(', ')}}`;
+  const files = plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath)));
+  const locations = plan.dataFiles.map(
+    (p) => `(${quoteLiteral(localPath(p.file.filePath))}, ${quoteLiteral(p.file.filePath)})`,
+  );
+  let sql = `with candidates as (
+      select s.filename, s.file_row_number
+      from read_parquet([${files.join(', ')}], schema = ${schemaMap}, filename = true, file_row_number = true) s
+      semi join ${incoming} i on ${match})
+    select f.location as _file, c.file_row_number as _pos
+    from candidates c join (values ${locations.join(', ')}) f(path, location) on c.filename = f.path`;
+  if (plan.positionDeletes.length) {
+    const deletes = plan.positionDeletes.map((p) => quoteLiteral(localPath(p.file.filePath)));
+    sql += `
+    anti join (select file_path, pos from read_parquet([${deletes.join(', ')}])) pd
+      on pd.file_path = f.location and pd.pos = c.file_row_number`;
+  }
+  await engine.connection.run(`create temp table ${name} as ${sql}`);
+  return { plan, name };
+}
+
+/**
+ * A scan filter no looked-up key can fall outside of: the batch's lowest and highest key, for a single key
+ * column of a type whose bounds compare simply; none (every file) otherwise, or when a key is null.
+ */
+async function keyBounds(
+  table: Table,
+  engine: Engine,
+  incoming: string,
+  keys: readonly string[],
+  inputTypes: ReadonlyMap<string, string>,
+): Promise<Predicate[]> {
+  if (keys.length !== 1) return [];
+  const field = table.schema.fields.find((f) => f.name === keys[0]);
+  const type = typeof field?.type === 'string' ? PRUNABLE[field.type] : undefined;
+  const inputType = inputTypes.get(keys[0]!) ?? '';
+  if (!field || !type || !(type === 'VARCHAR' ? inputType === 'VARCHAR' : INTEGERS.test(inputType)))
+    return [];
+  const column = `try_cast(${quoteIdentifier(field.name)} as ${type})`;
+  const row = (
+    await engine.connection.runAndReadAll(
+      `select min(${column}), max(${column}), count(*) filter (where ${column} is null) from ${incoming}`,
+    )
+  ).getRows()[0];
+  const [lower, upper, nulls] = row ?? [];
+  if (lower === null || upper === null || lower === undefined || upper === undefined || Number(nulls) > 0)
+    return [];
+  const value = (v: unknown): IcebergValue =>
+    field.type === 'long' ? BigInt(v as bigint) : field.type === 'int' ? Number(v) : String(v);
+  return [
+    { column: field.name, op: '>=', value: value(lower) },
+    { column: field.name, op: '<=', value: value(upper) },
+  ];
 }

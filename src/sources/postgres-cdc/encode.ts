@@ -81,3 +81,26 @@ export interface EnvelopeParts {
 export function envelopeJson(p: EnvelopeParts, after: string): string {
   return `{"op":"${p.op}","table":${p.table},"key":${p.key},"before":${p.before},"after":${after},"lsn":"${p.lsn}","commit_lsn":"${p.commitLsn}","commit_time":"${p.commitTime}","xid":${p.xid ?? 'null'},"seq":${p.seq}}`;
 }
+
+const utf8 = new TextEncoder();
+
+/**
+ * The UTF-8 of each text, as views into one array: one encoding call and one allocation for a whole
+ * append instead of one per record.
+ */
+export function encodeTexts(texts: readonly string[]): Uint8Array[] {
+  const joined = texts.join('');
+  const bytes = utf8.encode(joined);
+  const views: Uint8Array[] = new Array<Uint8Array>(texts.length);
+  let at = 0;
+  // ASCII only (the common case): a byte per UTF-16 unit.
+  const ascii = bytes.length === joined.length;
+  for (let i = 0; i < texts.length; i++) {
+    const length = ascii ? texts[i]!.length : Buffer.byteLength(texts[i]!, 'utf8');
+    views[i] = bytes.subarray(at, at + length);
+    at += length;
+  }
+  // Texts that end and start with halves of a surrogate pair would encode as one character when joined.
+  if (at !== bytes.length) return texts.map((text) => utf8.encode(text));
+  return views;
+}

@@ -27,7 +27,7 @@ import { partitionForKey, type Log, type LogRecord, type RecordPosition } from '
 import type { RunningSource, SourceContext, SourceState, SourceStatus, TableProgress } from '../source.ts';
 import { resolvedNames, type PostgresCdcConfig } from './config.ts';
 import { connect, quoteIdent, quoteTable, splitTable } from './connection.ts';
-import { envelopeJson, RowEncoder, type EnvelopeParts } from './encode.ts';
+import { encodeTexts, envelopeJson, RowEncoder, type EnvelopeParts } from './encode.ts';
 import { formatLsn, lsnKey, maxLsn, minLsn, parseLsn, type Lsn } from './lsn.ts';
 import { cdcMetrics, type CdcMetrics } from './metrics.ts';
 import { decodePgOutput, type PgOutputMessage, type RelationColumn, type TupleValues } from './pgoutput.ts';
@@ -174,7 +174,6 @@ type Inbound =
   | { readonly kind: 'data'; readonly lsn: Lsn; readonly data: Buffer }
   | { readonly kind: 'keepalive'; readonly lsn: Lsn };
 
-const encoder = new TextEncoder();
 const BACKOFF_MAX_MS = 30_000;
 /** How long a slot held by another backend may take to be let go before that is an error. */
 const SLOT_RELEASE_GRACE_MS = 5_000;
@@ -1103,17 +1102,20 @@ export class PostgresCdcSource implements RunningSource {
             if (last && comparePositions(record.position, last) <= 0) continue; // already in the log
           }
           kept.push(record);
-          records.push({
-            key: record.key,
-            value: encoder.encode(record.value),
-            headers: record.headers
-              ? { [POSITION_HEADER]: record.positionText, ...record.headers }
-              : { [POSITION_HEADER]: record.positionText },
-          });
-          const label = `${record.table}\u0000${record.op}`;
-          counts.set(label, (counts.get(label) ?? 0) + 1);
         }
       }
+      const values = encodeTexts(kept.map((record) => record.value ?? ''));
+      kept.forEach((record, i) => {
+        records.push({
+          key: record.key,
+          value: values[i]!,
+          headers: record.headers
+            ? { [POSITION_HEADER]: record.positionText, ...record.headers }
+            : { [POSITION_HEADER]: record.positionText },
+        });
+        const label = `${record.table}\u0000${record.op}`;
+        counts.set(label, (counts.get(label) ?? 0) + 1);
+      });
       if (records.length) {
         const positions = await this.#appendWithRetry(records);
         const ranges = new Map<number, AppendedRange>();

@@ -132,3 +132,20 @@ describe('RowEncoder', () => {
     assert.deepEqual(JSON.parse(encoder.json(withGaps)), rowObject(columns, types, withGaps));
   });
 });
+
+describe('encodeTexts', () => {
+  it('gives the UTF-8 of each text, ASCII or not, and for halves of a surrogate pair split across texts', async () => {
+    const { encodeTexts } = await import('./encode.ts');
+    const cases = [
+      ['{"a":1}', '{"b":"x"}', '', '{}'],
+      ['{"a":"✓"}', '{"b":"😀"}', '{"c":"é"}'],
+      ['{"a":"\ud83d', '\ude00"}', 'x\ud800'],
+      [],
+    ];
+    for (const texts of cases) {
+      const encoded = encodeTexts(texts);
+      assert.equal(encoded.length, texts.length);
+      encoded.forEach((bytes, i) => assert.deepEqual(Buffer.from(bytes), Buffer.from(texts[i]!, 'utf8')));
+    }
+  });
+});
