@@ -180,3 +180,44 @@ describe('upsert key lookup', () => {
     ]);
   });
 });
+
+describe('upsert with a delete column', () => {
+  it('removes keys whose last row is marked deleted, writes the others, and keeps the flag out of the table', async () => {
+    const table = await createTable(
+      [
+        { name: 'id', type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+      ['id'],
+    );
+    await append(table, engine, `(select i::BIGINT as id, 'a' as v from range(5) r(i))`);
+    // 1: deleted; 2: updated then deleted (last wins); 3: deleted then inserted again; 7: a delete of a key
+    // that never existed; 8: new.
+    const result = await upsert(
+      table,
+      engine,
+      `(select * from (values (1, 'x', true), (2, 'b', false), (2, 'b', true), (3, 'x', true),
+        (3, 'c', false), (7, 'x', true), (8, 'd', null)) t(id, v, _deleted))`,
+      { deleteColumn: '_deleted' },
+    );
+    assert.equal(result.deletedRecords, 3);
+    assert.equal(result.addedRecords, 2);
+    assert.deepEqual(await rows(table, 'id, v'), [
+      { id: '0', v: 'a' },
+      { id: '3', v: 'c' },
+      { id: '4', v: 'a' },
+      { id: '8', v: 'd' },
+    ]);
+    assert.equal(table.currentSnapshot?.summary.operation, 'overwrite');
+    // Only deletes: a delete snapshot.
+    await upsert(table, engine, `(select 4::BIGINT as id, null as v, true as _deleted)`, {
+      deleteColumn: '_deleted',
+    });
+    assert.equal(table.currentSnapshot?.summary.operation, 'delete');
+    assert.deepEqual(await rows(table, 'id'), [{ id: '0' }, { id: '3' }, { id: '8' }]);
+    await assert.rejects(
+      upsert(table, engine, `(select 9::BIGINT as id)`, { deleteColumn: '_deleted' }),
+      /lacks the delete column _deleted/,
+    );
+  });
+});

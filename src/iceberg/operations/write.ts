@@ -207,12 +207,18 @@ async function rewriteWhere(
 export interface UpsertOptions extends WriteOptions {
   /** The columns that identify a row; default: the schema's identifier fields. */
   readonly keyColumns?: readonly string[];
+  /**
+   * A boolean column of the input marking deletions (a CDC tombstone): a row whose value is true removes
+   * the row with its key and is not written. The column is written only when the table has it.
+   */
+  readonly deleteColumn?: string;
 }
 
 /**
  * Inserts the rows of `relation`, replacing existing rows with the same key, in one snapshot. When the
- * input holds a key more than once, its last row wins. Existing rows are removed with position deletes,
- * which every engine reads (unlike equality deletes).
+ * input holds a key more than once, its last row wins (with `deleteColumn`, a last row marked deleted
+ * removes the key). Existing rows are removed with position deletes, which every engine reads (unlike
+ * equality deletes).
  */
 export async function upsert(
   table: Table,
@@ -241,6 +247,12 @@ export async function upsert(
       hint: 'every input row needs a value for each key column',
     });
   }
+  const deleteColumn = options.deleteColumn;
+  if (deleteColumn !== undefined && !columns.has(deleteColumn)) {
+    throw new TributaryError('INVALID_INPUT', `the input lacks the delete column ${deleteColumn}`, {
+      hint: 'the delete column marks rows to remove (true) or to write (false or null)',
+    });
+  }
   const keyList = keys.map(quoteIdentifier).join(', ');
   const incoming = `__tributary_upsert_${randomUUID().replace(/-/g, '')}`;
   await engine.connection.run(
@@ -256,10 +268,16 @@ export async function upsert(
       const replaced = Number(
         (await engine.connection.runAndReadAll(`select count(*) from ${name}`)).getRows()[0]?.[0] ?? 0,
       );
-      const added = await writeRows(table, engine, incoming);
+      let rows = incoming;
+      if (deleteColumn !== undefined) {
+        const flag = quoteIdentifier(deleteColumn);
+        const kept = table.schema.fields.some((f) => f.name === deleteColumn) ? '*' : `* exclude (${flag})`;
+        rows = `(select ${kept} from ${incoming} where ${flag} is not true)`;
+      }
+      const added = await writeRows(table, engine, rows);
       const deletes = replaced ? await writePositionDeletes(table, engine, name, plan.dataFiles) : [];
       const producer = new SnapshotProducer(table, {
-        operation: deletes.length ? 'overwrite' : 'append',
+        operation: deletes.length ? (added.length ? 'overwrite' : 'delete') : 'append',
         addedDataFiles: added,
         addedDeleteFiles: deletes,
         readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,

@@ -218,7 +218,11 @@ export class PostgresCdcSource implements RunningSource {
   readonly #slot: string;
   readonly #publication: string;
   readonly #groups: readonly string[];
-  readonly #partitions: number;
+  /**
+   * Partitions of the topic: configured, until the topic exists; then the topic's own count (it may have
+   * more, created by a pipeline first), which is how the log places records by key.
+   */
+  #partitions: number;
   readonly #types = new TypeRegistry();
 
   #state: SourceState = 'starting';
@@ -413,7 +417,9 @@ export class PostgresCdcSource implements RunningSource {
       if (config.replica_identity_full) await this.#ensureReplicaIdentity(this.#control);
       const slot = await this.#ensureSlot(this.#control);
       if (!this.#stored) {
-        await this.#log.ensureTopic(this.#topic, { partitions: this.#partitions });
+        this.#partitions = (
+          await this.#log.ensureTopic(this.#topic, { partitions: this.#partitions })
+        ).partitions;
         await this.#log.ensureTopic(stateTopicOf(this.#topic), { partitions: 1 });
         this.#stored = await loadState(this.#log, this.#topic);
         this.#written = await lastPositions(this.#log, this.#topic);
