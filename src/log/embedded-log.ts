@@ -365,7 +365,15 @@ export class EmbeddedLog implements Log {
     // Batches hold many records: step through them one row at a time (a row can be megabytes) and stop
     // as soon as enough records are gathered, so a read never copies batches it does not return.
     for (const row of this.#select.iterate(state.id, partition, from) as Iterable<BatchRow>) {
-      for (const record of decodeBatch(row.payload, row.base_offset, from, maxRecords - records.length)) {
+      const decoded = decodeBatch(
+        row.payload,
+        topic,
+        partition,
+        row.base_offset,
+        from,
+        maxRecords - records.length,
+      );
+      for (const record of decoded) {
         if (
           options.maxBytes !== undefined &&
           records.length > 0 &&
@@ -374,7 +382,7 @@ export class EmbeddedLog implements Log {
           return records;
         }
         bytes += record.value.length;
-        records.push({ topic, partition, ...record });
+        records.push(record);
       }
       if (records.length >= maxRecords) break;
     }

@@ -5,15 +5,7 @@
  * none) and UTF-8 key, headers length i32 (-1 for none) and headers as UTF-8 JSON, value length u32 and
  * value bytes.
  */
-import type { LogRecord } from './log.ts';
-
-export interface DecodedRecord {
-  readonly offset: number;
-  readonly timestamp: number;
-  readonly key: string | null;
-  readonly value: Uint8Array;
-  readonly headers: Readonly<Record<string, string>>;
-}
+import type { LogRecord, StoredRecord } from './log.ts';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -56,19 +48,25 @@ export function encodeBatch(
   return { payload, maxTimestamp };
 }
 
+/** Headers of the records that have none: one shared, frozen object rather than one per record. */
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+
 /**
- * The records of a batch whose first record has `baseOffset`, from offset `from` on and at most `limit` of
- * them (records before `from` are stepped over, not decoded); values are views into `payload`.
+ * The records of a batch of `topic`'s `partition` whose first record has `baseOffset`, from offset `from`
+ * on and at most `limit` of them (records before `from` are stepped over, not decoded); values are views
+ * into `payload`.
  */
 export function decodeBatch(
   payload: Uint8Array,
+  topic: string,
+  partition: number,
   baseOffset: number,
   from = baseOffset,
   limit = Infinity,
-): DecodedRecord[] {
+): StoredRecord[] {
   const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
   const count = view.getUint32(0, true);
-  const records: DecodedRecord[] = [];
+  const records: StoredRecord[] = [];
   let at = 4;
   for (let i = 0; i < count && records.length < limit; i++) {
     const timestamp = view.getFloat64(at, true);
@@ -84,13 +82,15 @@ export function decodeBatch(
     at += valueLength;
     if (baseOffset + i < from) continue;
     records.push({
+      topic,
+      partition,
       offset: baseOffset + i,
       timestamp,
       key: keyLength < 0 ? null : decoder.decode(payload.subarray(keyAt, keyAt + keyLength)),
       value: payload.subarray(valueAt, valueAt + valueLength),
       headers:
         headersLength < 0
-          ? {}
+          ? NO_HEADERS
           : (JSON.parse(decoder.decode(payload.subarray(headersAt, headersAt + headersLength))) as Record<
               string,
               string

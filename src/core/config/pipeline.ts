@@ -64,7 +64,11 @@ const batch = z
       .max(1_000_000)
       .default(10_000)
       .describe('Records per batch at most.'),
-    max_bytes: byteSize('Bytes of record values per batch at most.').default(16 * 1024 * 1024),
+    // A pipeline holds about two batches (one committing, the next read ahead), and DuckDB stages one:
+    // this bounds its memory (docs/operations.md), whatever the backlog.
+    max_bytes: byteSize(
+      'Bytes of record values per batch at most. With `interval`, it bounds memory: a pipeline holds about two batches.',
+    ).default(8 * 1024 * 1024),
     interval: duration('How long to wait for a batch to fill before processing what arrived.').default(1000),
   })
   .prefault({})

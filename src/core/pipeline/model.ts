@@ -28,6 +28,11 @@ export interface PipelineRecord {
    * instead of serializing `value` again. Whoever builds a record with another value leaves it out.
    */
   readonly raw?: Uint8Array;
+  /**
+   * The value's top-level field names, in order: present on records whose `value` is built from `raw` only
+   * when read (see `Sink.usesRaw`), so that a sink can check the fields without building it.
+   */
+  readonly fields?: readonly string[];
 }
 
 /** A record that failed, for the dead-letter queue. */
@@ -55,7 +60,10 @@ export interface Transform {
   readonly name: string;
   /**
    * True when `process` passes on the very records it was given, values untouched (validate, filter,
-   * dedupe): the runtime then keeps each record's original bytes (`raw`) for the sinks.
+   * dedupe): the runtime then keeps each record's original bytes (`raw`) for the sinks. When every
+   * transform of a pipeline preserves values, the runtime may also hand a batch to them in consecutive
+   * slices, each through every transform before the next is decoded (so the decoded values of a whole
+   * batch are never held at once); the slices come in order, and a transform treats them as the batch.
    */
   readonly preservesValues?: boolean;
   process(records: readonly PipelineRecord[]): Promise<TransformResult>;
@@ -84,6 +92,13 @@ export interface SinkResult {
  */
 export interface Sink {
   readonly name: string;
+  /**
+   * True when `write` takes a record's `raw` bytes where present and reads `value` only for a few records
+   * (Iceberg). When every sink says so and the transforms preserve values, the runtime hands the sinks
+   * records whose `value` is decoded again from `raw` on first read, with their `fields` listed: the
+   * decoded batch then need not stay in memory until the sinks are done.
+   */
+  readonly usesRaw?: boolean;
   open(): Promise<Positions>;
   write(batch: SinkBatch): Promise<SinkResult>;
   /**

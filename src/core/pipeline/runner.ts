@@ -18,12 +18,40 @@ import type { Log, StoredRecord } from '../../log/log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineMetrics } from '../metrics.ts';
+import { LazyRecord } from './lazy-record.ts';
 import type { PipelineRecord, Positions, Rejection, Sink, Transform } from './model.ts';
 
 interface PreparedBatch {
   readonly stored: readonly StoredRecord[];
   readonly records: readonly PipelineRecord[];
   readonly rejected: readonly Rejection[];
+}
+
+/** Records decoded and transformed at a time when every sink writes raw bytes (see #transform). */
+const SLICE = 1024;
+
+const decoder = new TextDecoder();
+
+/**
+ * The keys of `value`: `previous` when they are the same (events of a stream mostly share their fields, so
+ * records share one array), else a new array.
+ */
+function sameFields(previous: readonly string[], value: Record<string, unknown>): readonly string[] {
+  let i = 0;
+  for (const key in value) if (key !== previous[i++]) return Object.keys(value);
+  return i === previous.length ? previous : Object.keys(value);
+}
+
+/** A record read from the log with its decoded value (and its bytes, `raw`, when sinks may use them). */
+function pipelineRecord(
+  stored: StoredRecord,
+  value: Record<string, unknown>,
+  raw?: Uint8Array,
+): PipelineRecord {
+  const { key, partition, offset, timestamp, headers } = stored;
+  return raw
+    ? { key, partition, offset, timestamp, headers, value, raw }
+    : { key, partition, offset, timestamp, headers, value };
 }
 
 export type PipelineStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -298,54 +326,79 @@ export class PipelineRunner {
   async #transform(
     stored: readonly StoredRecord[],
   ): Promise<{ records: PipelineRecord[]; rejected: Rejection[] }> {
-    const decoder = new TextDecoder();
-    const rejected: Rejection[] = [];
-    let records: PipelineRecord[] = [];
+    const { transforms, sinks } = this.#options;
     // Sinks may write the bytes read from the log instead of serializing the values again, when nothing
     // between here and them can change a value.
-    const keepRaw = this.#options.transforms.every((t) => t.preservesValues === true);
-    for (const record of stored) {
-      const base = {
-        key: record.key,
-        partition: record.partition,
-        offset: record.offset,
-        timestamp: record.timestamp,
-        headers: record.headers,
-      };
+    const keepRaw = transforms.every((t) => t.preservesValues === true);
+    const rejected: Rejection[] = [];
+    if (!(keepRaw && sinks.every((s) => s.usesRaw === true))) {
+      let records = this.#decode(stored, 0, stored.length, keepRaw, rejected);
+      for (const transform of transforms) {
+        const result = await this.#retrying(transform.name, () => transform.process(records));
+        records = [...result.records];
+        rejected.push(...result.rejected);
+      }
+      return { records, rejected };
+    }
+    // Every sink writes the raw bytes: decode and transform a slice at a time and pass on records that
+    // decode their value again only if a sink reads it. A slice's objects then die young (cheap to
+    // collect), and a batch in memory is its bytes, not its bytes and its objects.
+    const records: PipelineRecord[] = [];
+    let fields: readonly string[] = [];
+    for (let from = 0; from < stored.length; from += SLICE) {
+      let slice: readonly PipelineRecord[] = this.#decode(
+        stored,
+        from,
+        Math.min(stored.length, from + SLICE),
+        true,
+        rejected,
+      );
+      for (const transform of transforms) {
+        const result = await this.#retrying(transform.name, () => transform.process(slice));
+        slice = result.records;
+        rejected.push(...result.rejected);
+      }
+      for (const record of slice) {
+        if (!record.raw) {
+          records.push(record);
+          continue;
+        }
+        fields = sameFields(fields, record.value);
+        records.push(new LazyRecord(record, record.raw, fields));
+      }
+    }
+    return { records, rejected };
+  }
+
+  /** The records stored[from, to) with their values decoded; those that are not JSON objects go to `rejected`. */
+  #decode(
+    stored: readonly StoredRecord[],
+    from: number,
+    to: number,
+    keepRaw: boolean,
+    rejected: Rejection[],
+  ): PipelineRecord[] {
+    const records: PipelineRecord[] = [];
+    for (let i = from; i < to; i++) {
+      const record = stored[i]!;
       const text = decoder.decode(record.value);
       let value: unknown;
+      let error: string | undefined;
       try {
         value = JSON.parse(text);
-      } catch (error) {
-        rejected.push({
-          record: { ...base, value: {} },
-          stage: 'decode',
-          error: `not valid JSON: ${(error as Error).message}`,
-          raw: text,
-        });
-        continue;
+        if (value === null || typeof value !== 'object' || Array.isArray(value)) error = 'not a JSON object';
+      } catch (cause) {
+        error = `not valid JSON: ${(cause as Error).message}`;
       }
-      if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-        rejected.push({
-          record: { ...base, value: {} },
-          stage: 'decode',
-          error: 'not a JSON object',
-          raw: text,
-        });
+      if (error !== undefined) {
+        rejected.push({ record: pipelineRecord(record, {}), stage: 'decode', error, raw: text });
         continue;
       }
       records.push(
-        keepRaw
-          ? { ...base, value: value as Record<string, unknown>, raw: record.value }
-          : { ...base, value: value as Record<string, unknown> },
+        pipelineRecord(record, value as Record<string, unknown>, keepRaw ? record.value : undefined),
       );
     }
-    for (const transform of this.#options.transforms) {
-      const result = await this.#retrying(transform.name, () => transform.process(records));
-      records = [...result.records];
-      rejected.push(...result.rejected);
-    }
-    return { records, rejected };
+    return records;
   }
 
   /** Writes the records the sink has not committed yet; returns what the sink rejected. */

@@ -129,11 +129,15 @@ export interface IcebergSinkOptions {
 
 export class IcebergSink implements Sink {
   readonly name: string;
+  // Staging takes `raw`; values are read only for records with columns the table lacks.
+  readonly usesRaw = true;
   readonly #options: IcebergSinkOptions;
   readonly #identifier: TableIdentifier;
   #table: Table | undefined;
   #lastCommit = 0;
   readonly #workDir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-'));
+  /** Where the NDJSON of a chunk is built; kept across chunks and batches. */
+  readonly #scratch = { buffer: Buffer.alloc(0) };
 
   constructor(options: IcebergSinkOptions) {
     this.name = options.name;
@@ -173,7 +177,7 @@ export class IcebergSink implements Sink {
       }
       if (policy === 'freeze') {
         accepted = accepted.filter((record) => {
-          const extra = Object.keys(record.value).filter((k) => unknown.has(k));
+          const extra = fieldsOf(record).filter((k) => unknown.has(k));
           if (extra.length)
             rejected.push({
               record,
@@ -183,8 +187,11 @@ export class IcebergSink implements Sink {
           return extra.length === 0;
         });
       } else {
+        // Only the records that have a new column are decoded (when they came as raw bytes).
         const incoming = inferStruct(
-          accepted.map((r) => Object.fromEntries(Object.entries(r.value).filter(([k]) => unknown.has(k)))),
+          accepted
+            .filter((r) => fieldsOf(r).some((k) => unknown.has(k)))
+            .map((r) => Object.fromEntries(Object.entries(r.value).filter(([k]) => unknown.has(k)))),
         );
         await updateSchema(table, unionByName(table.schema, incoming));
       }
@@ -249,7 +256,7 @@ export class IcebergSink implements Sink {
     if (this.#options.config.schema_policy === 'freeze') {
       const unknown = this.#unknownColumns(table.schema, accepted);
       accepted = accepted.filter((record) => {
-        const extra = Object.keys(record.value).filter((k) => unknown.has(k));
+        const extra = fieldsOf(record).filter((k) => unknown.has(k));
         if (extra.length)
           rejected.push({
             record,
@@ -326,17 +333,23 @@ export class IcebergSink implements Sink {
   #unknownColumns(schema: Schema, records: readonly PipelineRecord[]): Set<string> {
     const known = new Set(schema.fields.map((f) => f.name));
     const unknown = new Set<string>();
-    for (const record of records)
-      for (const key of Object.keys(record.value))
-        if (!known.has(key) && record.value[key] !== undefined) unknown.add(key);
+    let checked: readonly string[] | undefined;
+    for (const record of records) {
+      // Records mostly share one array of fields (LazyRecord): each array is checked once.
+      if (record.fields) {
+        if (record.fields === checked) continue;
+        checked = record.fields;
+      }
+      for (const key of fieldsOf(record)) if (!known.has(key)) unknown.add(key);
+    }
     return unknown;
   }
 
   /**
    * Loads the records into a temp table with the table's columns, each value cast to its column's type;
    * `_bad` names the columns whose value could not be read (those rows go to the DLQ, the rest are written).
-   * The records go to DuckDB as one NDJSON file, read once: a record's original bytes (`raw`) are written
-   * as they are, with the row number spliced in; other values are serialized.
+   * The records go to DuckDB as NDJSON files of a few megabytes, each read once: a record's original bytes
+   * (`raw`) are written as they are, with the row number spliced in; other values are serialized.
    */
   async #stage(
     engine: Engine,
@@ -362,25 +375,35 @@ export class IcebergSink implements Sink {
       const missing = f.required ? `r${i} is null` : 'false';
       return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
     });
-    const load = async (useRaw: boolean) => {
-      writeFileSync(file, ndjson(records, new Set(schema.fields.map((f) => f.name)), useRaw));
+    const known = new Set(schema.fields.map((f) => f.name));
+    const load = async (lines: Buffer, into: 'create' | 'insert') => {
+      writeFileSync(file, lines);
       try {
-        await engine.connection.run(
-          `create temp table ${stage} as select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
+        const select = `select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
              from (select _row${inner.map((c) => `, ${c}`).join('')}
-             from read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}}))`,
+             from read_json(${quoteLiteral(file)}, format = 'newline_delimited', columns = {${columns.join(', ')}}))`;
+        await engine.connection.run(
+          into === 'create' ? `create temp table ${stage} as ${select}` : `insert into ${stage} ${select}`,
         );
       } finally {
         rmSync(file, { force: true });
       }
     };
-    try {
-      await load(true);
-    } catch (error) {
-      // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
-      if (!/duplicate key/i.test((error as Error).message)) throw error;
-      await load(false);
-    }
+    // A few megabytes at a time: DuckDB's JSON reader holds buffers in proportion to the file it reads, and
+    // so does the NDJSON here; the batch as a whole then stays in the stage table alone.
+    let from = 0;
+    do {
+      const to = chunkEnd(records, from, STAGE_CHUNK_BYTES);
+      const into = from === 0 ? 'create' : 'insert';
+      try {
+        await load(ndjson(records, from, to, known, true, this.#scratch), into);
+      } catch (error) {
+        // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
+        if (!/duplicate key/i.test((error as Error).message)) throw error;
+        await load(ndjson(records, from, to, known, false, this.#scratch), into);
+      }
+      from = to;
+    } while (from < records.length);
     const bad = await engine.connection.runAndReadAll(
       `select _row, _bad from ${stage} where _bad is not null`,
     );
@@ -391,10 +414,19 @@ export class IcebergSink implements Sink {
   }
 }
 
+/** The value's top-level fields that hold something (JSON has no undefined, but values built in code may). */
+function fieldsOf(record: PipelineRecord): readonly string[] {
+  if (record.fields) return record.fields;
+  const value = record.value;
+  return Object.keys(value).filter((k) => value[k] !== undefined);
+}
+
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const NEWLINE = 0x0a;
 const CARRIAGE_RETURN = 0x0d;
+const COMMA = 0x2c;
+const ROW_PREFIX = '{"_row":';
 
 /** Where a record's raw JSON object starts (`{`) and whether it is empty; undefined when it cannot be one NDJSON line. */
 function rawObject(raw: Uint8Array): { brace: number; empty: boolean } | undefined {
@@ -408,42 +440,63 @@ function rawObject(raw: Uint8Array): { brace: number; empty: boolean } | undefin
   return { brace, empty: raw[next] === CLOSE_BRACE };
 }
 
-/**
- * One NDJSON line per record, `{"_row": <index>, …the value's columns}`: the raw bytes with `_row` spliced
- * in after the opening brace when `useRaw` and the record has them (DuckDB ignores keys it was not asked
- * for), else the value's known columns serialized.
- */
-function ndjson(records: readonly PipelineRecord[], known: ReadonlySet<string>, useRaw: boolean): Buffer {
-  const parts: Array<{ prefix: string; raw?: Uint8Array; text?: string }> = [];
+/** Bytes of NDJSON DuckDB reads at a time when staging a batch (see IcebergSink.#stage). */
+const STAGE_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Where the chunk of records starting at `from` ends: after about `bytes` of values (raw bytes, or an estimate). */
+function chunkEnd(records: readonly PipelineRecord[], from: number, bytes: number): number {
   let size = 0;
-  records.forEach((record, row) => {
+  let to = from;
+  while (to < records.length && (to === from || size < bytes)) {
+    size += records[to]!.raw?.length ?? 1024;
+    to++;
+  }
+  return to;
+}
+
+/**
+ * One NDJSON line per record of records[from, to), `{"_row": <index>, …the value's columns}`: the raw bytes
+ * with `_row` spliced in after the opening brace when `useRaw` and the record has them (DuckDB ignores
+ * keys it was not asked for), else the value's known columns serialized. Written into `scratch.buffer`
+ * (grown when too small, and kept for the next chunk: one buffer rather than one per chunk).
+ */
+function ndjson(
+  records: readonly PipelineRecord[],
+  from: number,
+  to: number,
+  known: ReadonlySet<string>,
+  useRaw: boolean,
+  scratch: { buffer: Buffer },
+): Buffer {
+  let buffer = scratch.buffer;
+  let at = 0;
+  const reserve = (bytes: number) => {
+    if (at + bytes <= buffer.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(at + bytes, buffer.length * 2));
+    buffer.copy(grown, 0, 0, at);
+    buffer = scratch.buffer = grown;
+  };
+  for (let row = from; row < to; row++) {
+    const record = records[row]!;
     const raw = useRaw && record.raw ? rawObject(record.raw) : undefined;
     if (raw) {
-      const prefix = `{"_row":${row}${raw.empty ? '' : ','}`;
       const rest = record.raw!.subarray(raw.brace + 1);
-      parts.push({ prefix, raw: rest });
-      size += prefix.length + rest.length + 1;
+      reserve(ROW_PREFIX.length + 24 + rest.length);
+      at += buffer.write(ROW_PREFIX, at, 'latin1');
+      at += buffer.write(String(row), at, 'latin1');
+      if (!raw.empty) buffer[at++] = COMMA;
+      buffer.set(rest, at);
+      at += rest.length;
     } else {
       const value: Record<string, unknown> = { _row: row };
       for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
       const text = JSON.stringify(value);
-      parts.push({ prefix: '', text });
-      size += Buffer.byteLength(text) + 1;
-    }
-  });
-  const buffer = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const part of parts) {
-    if (part.raw) {
-      at += buffer.write(part.prefix, at, 'latin1');
-      buffer.set(part.raw, at);
-      at += part.raw.length;
-    } else {
-      at += buffer.write(part.text!, at, 'utf8');
+      reserve(Buffer.byteLength(text) + 1);
+      at += buffer.write(text, at, 'utf8');
     }
     buffer[at++] = NEWLINE;
   }
-  return buffer;
+  return buffer.subarray(0, at);
 }
 
 /** Reads a staged text (VARCHAR) or JSON value as the Iceberg type; NULL when it is not one. */

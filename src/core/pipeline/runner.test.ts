@@ -1,0 +1,135 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, describe, it } from 'node:test';
+import { pino } from 'pino';
+import { EmbeddedLog } from '../../log/embedded-log.ts';
+import type { PipelineConfig } from '../config/pipeline.ts';
+import { LazyRecord } from './lazy-record.ts';
+import type { PipelineRecord, Positions, Rejection, Sink, SinkBatch, Transform } from './model.ts';
+import { PipelineRunner } from './runner.ts';
+
+const directory = mkdtempSync(path.join(tmpdir(), 'tributary-runner-'));
+after(() => rmSync(directory, { recursive: true, force: true }));
+
+/** A sink that keeps what it was given. */
+class MemorySink implements Sink {
+  readonly name: string;
+  readonly usesRaw: boolean;
+  readonly batches: PipelineRecord[][] = [];
+  constructor(name: string, usesRaw: boolean) {
+    this.name = name;
+    this.usesRaw = usesRaw;
+  }
+  async open(): Promise<Positions> {
+    return new Map();
+  }
+  async write(batch: SinkBatch) {
+    if (batch.records.length) this.batches.push([...batch.records]);
+    return {};
+  }
+  async close() {}
+}
+
+/** Rejects records without a numeric `n`, and counts the records of each call. */
+function checkN(calls: number[]): Transform {
+  return {
+    name: 'check',
+    preservesValues: true,
+    async process(records) {
+      calls.push(records.length);
+      const rejected: Rejection[] = [];
+      const passed = records.filter((record) => {
+        const ok = typeof record.value.n === 'number';
+        if (!ok) rejected.push({ record, stage: 'check', error: 'n is not a number' });
+        return ok;
+      });
+      return { records: passed, rejected };
+    },
+  };
+}
+
+async function run(count: number, sink: MemorySink, transform: Transform) {
+  const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+  const encoder = new TextEncoder();
+  await log.ensureTopic('events', { partitions: 1 });
+  await log.append(
+    'events',
+    Array.from({ length: count }, (_, i) => ({
+      value: encoder.encode(
+        i % 500 === 7 ? '{"n": ' : i % 500 === 9 ? `{"n": "x${i}"}` : `{"n": ${i}, "s": "é${i}"}`,
+      ),
+    })),
+  );
+  const dlq = new MemorySink('dlq', false);
+  const config = {
+    source: { type: 'topic', topic: 'events', start: 'earliest' },
+    transforms: [],
+    sinks: [],
+    dlq: { max: 0 },
+    batch: { max_records: 5000, max_bytes: 1 << 24, interval: 10 },
+    shutdown_timeout: 1000,
+  } satisfies PipelineConfig;
+  const runner = new PipelineRunner({
+    name: 'test',
+    config,
+    log,
+    transforms: [transform],
+    sinks: [sink],
+    dlq,
+    logger: pino({ level: 'silent' }),
+    defaultPartitions: 1,
+    exitWhenIdle: true,
+  });
+  await runner.run();
+  await log.close();
+  return { written: sink.batches.flat(), rejected: dlq.batches.flat() };
+}
+
+describe('PipelineRunner', () => {
+  it('hands sinks that use raw bytes records decoded again on demand, a slice at a time', async () => {
+    const calls: number[] = [];
+    const { written, rejected } = await run(3000, new MemorySink('lake', true), checkN(calls));
+    // Transforms see slices of a batch, in order, and see every record once.
+    assert.ok(
+      calls.every((n) => n <= 1024),
+      `calls of ${calls.join(', ')}`,
+    );
+    assert.equal(
+      calls.reduce((a, b) => a + b, 0),
+      3000 - 6,
+      'every decoded record once',
+    );
+    assert.equal(written.length, 3000 - 12);
+    assert.deepEqual(
+      written.map((r) => r.offset),
+      Array.from({ length: 3000 }, (_, i) => i).filter((i) => i % 500 !== 7 && i % 500 !== 9),
+      'in offset order, none lost',
+    );
+    for (const record of written) {
+      assert.ok(record instanceof LazyRecord);
+      assert.deepEqual(record.fields, ['n', 's']);
+      assert.deepEqual(record.value, { n: record.offset, s: `é${record.offset}` });
+      assert.equal(new TextDecoder().decode(record.raw), `{"n": ${record.offset}, "s": "é${record.offset}"}`);
+    }
+    assert.equal(written[0]!.fields, written[1]!.fields, 'records of one shape share their fields');
+    assert.deepEqual(
+      rejected.map((r) => [r.offset, r.value.stage]).sort((a, b) => Number(a[0]) - Number(b[0])),
+      [7, 9, 507, 509, 1007, 1009, 1507, 1509, 2007, 2009, 2507, 2509].map((o) => [
+        o,
+        o % 500 === 7 ? 'decode' : 'check',
+      ]),
+      'bad records go to the DLQ with their stage',
+    );
+  });
+
+  it('passes decoded values to sinks that do not use raw bytes, in one call per batch', async () => {
+    const calls: number[] = [];
+    const { written } = await run(3000, new MemorySink('db', false), checkN(calls));
+    assert.deepEqual(calls, [2994], 'one call for the batch');
+    assert.equal(written.length, 3000 - 12);
+    assert.ok(written.every((r) => !(r instanceof LazyRecord) && r.fields === undefined));
+    assert.deepEqual(written[0]!.value, { n: 0, s: 'é0' });
+  });
+});
