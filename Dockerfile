@@ -9,6 +9,9 @@ RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# V8's young generation capped at 16 MiB per semi-space: ~100 MB less RSS per process, same throughput
+# (docs/operations.md, Memory).
+ENV NODE_OPTIONS=--max-semi-space-size=16
 WORKDIR /app
 COPY --from=dependencies /app/node_modules ./node_modules
 COPY package.json ./
