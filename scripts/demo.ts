@@ -399,7 +399,7 @@ acknowledge: { interval: 500ms }
   );
   write(
     'pipelines/shop_orders_silver.yaml',
-    `description: The orders table of PostgreSQL, mirrored (silver); a delete leaves a row with _deleted = true.
+    `description: The orders table of PostgreSQL, mirrored (silver); a delete deletes the row.
 source:
   type: topic
   topic: cdc.${SOURCE}
@@ -411,6 +411,7 @@ sinks:
     table: silver.shop_orders
     mode: upsert
     key: [id]
+    delete_column: _deleted
     schema: schemas/public.orders.json
 batch:
   interval: 1s
@@ -508,9 +509,8 @@ const PG_TOTALS = `select count(*)::int as orders, coalesce(sum(amount), 0)::tex
   from orders`;
 const MIRROR_TOTALS = `select count(*)::int as orders, coalesce(sum(amount), 0)::varchar as amount,
   md5(coalesce(string_agg(id || ':' || status || ':' || amount, ',' order by id), '')) as checksum
-  from silver.shop_orders where _deleted is not true`;
-const MIRROR_QUERY =
-  'select count(*) as orders, sum(amount) as amount from silver.shop_orders where _deleted is not true';
+  from silver.shop_orders`;
+const MIRROR_QUERY = 'select count(*) as orders, sum(amount) as amount from silver.shop_orders';
 
 async function mirrorTotals(base: string, queryKey: string): Promise<Totals | undefined> {
   try {

@@ -385,11 +385,11 @@ const ICEBERG_ROWS: Record<string, string> = {
       ratio := ratio::double, active := active, note := md5(note), created := epoch_us(created)::varchar, day := day::varchar,
       at := "at"::varchar, local := epoch_us("local")::varchar, uid := uid::varchar, payload := payload, doc := doc, tags := tags,
       nums := nums, feeling := feeling, dur := dur, blob := blob, big := big::varchar, price := price, region := region))::varchar as r
-      from silver.orders where _deleted is not true`,
+      from silver.orders`,
   items: `select to_json(struct_pack(order_id := order_id, line := line, sku := sku::varchar, qty := qty, descr := md5(descr)))::varchar as r
-      from silver.items where _deleted is not true`,
+      from silver.items`,
   accounts: `select to_json(struct_pack(code := code, balance := balance::varchar, doc := doc, history := md5(history)))::varchar as r
-      from silver.accounts where _deleted is not true`,
+      from silver.accounts`,
 };
 
 function canonical(rows: Array<Record<string, unknown>>): string[] {
@@ -450,7 +450,7 @@ describe('postgres CDC into Iceberg, exactly once', { skip }, () => {
             'transforms:',
             `  - {type: cdc, tables: [public.${name}]}`,
             'sinks:',
-            `  - {type: iceberg, table: silver.${name}, mode: upsert, key: ${keys[name]}, schema: schemas/public.${name}.json}`,
+            `  - {type: iceberg, table: silver.${name}, mode: upsert, key: ${keys[name]}, delete_column: _deleted, schema: schemas/public.${name}.json}`,
             'dlq: {max: 1}',
             'batch: {max_records: 2000, interval: 100ms}',
             '',

@@ -125,3 +125,61 @@ describe('iceberg sink staging', () => {
     );
   });
 });
+
+describe('upsert with delete_column', () => {
+  it('deletes rows whose last record is marked, keeps the marker out of the table, raw or not', async () => {
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({
+          type: 'iceberg',
+          table,
+          mode: 'upsert',
+          key: ['id'],
+          delete_column: '_deleted',
+        }),
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const first = [
+        '{"id":1,"v":"a","_deleted":false}',
+        '{"id":2,"v":"b","_deleted":false}',
+        '{"id":3,"v":"c"}',
+      ];
+      await sink.write({ records: records(first, raw), positions: new Map([[0, 3]]) });
+      const second = [
+        '{"id":2,"v":"b","_deleted":true}',
+        '{"id":3,"v":"x","_deleted":true}',
+        '{"id":3,"v":"C","_deleted":false}',
+        '{"id":4,"_deleted":true}',
+      ];
+      await sink.write({ records: records(second, raw), positions: new Map([[0, 7]]) });
+      await sink.close();
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      assert.deepEqual(
+        loaded.schema.fields.map((f) => f.name),
+        ['id', 'v'],
+        'the marker is not a column',
+      );
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select id, v from ${scanSql(plan, loaded.storage)} order by id`,
+        )
+      ).getRowObjectsJson();
+      assert.deepEqual(
+        rows,
+        [
+          { id: '1', v: 'a' },
+          { id: '3', v: 'C' },
+        ],
+        `raw: ${raw}`,
+      );
+    }
+  });
+});

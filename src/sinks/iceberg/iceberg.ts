@@ -59,6 +59,14 @@ export const icebergSinkSchema = z
       .array(z.string().min(1))
       .optional()
       .describe("Key columns for upsert (default: the table's identifier fields)."),
+    delete_column: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "With mode upsert: a boolean field of the records marking deletions (the cdc transform's _deleted): " +
+          'a record marked true deletes the row with its key. The field is not a column of the table.',
+      ),
     schema: z
       .string()
       .optional()
@@ -209,6 +217,7 @@ export class IcebergSink implements Sink {
       if (this.#options.config.mode === 'upsert')
         await upsert(table, engine, relation, {
           keyColumns: this.#options.config.key,
+          ...(this.#options.config.delete_column ? { deleteColumn: this.#options.config.delete_column } : {}),
           summary,
           precondition: this.#unmoved(table.name, current),
         });
@@ -300,6 +309,9 @@ export class IcebergSink implements Sink {
       }
       struct = parseSchemaJson(json);
     } else struct = inferStruct(records.map((r) => r.value));
+    // The deletion marker decides what is written; it is not data.
+    if (config.delete_column)
+      struct = { ...struct, fields: struct.fields.filter((f) => f.name !== config.delete_column) };
     const keyIds = (schema: Schema) =>
       (config.key ?? [])
         .map((k) => schema.fields.find((f) => f.name === k)?.id)
@@ -332,6 +344,7 @@ export class IcebergSink implements Sink {
 
   #unknownColumns(schema: Schema, records: readonly PipelineRecord[]): Set<string> {
     const known = new Set(schema.fields.map((f) => f.name));
+    if (this.#options.config.delete_column) known.add(this.#options.config.delete_column);
     const unknown = new Set<string>();
     let checked: readonly string[] | undefined;
     for (const record of records) {
@@ -359,11 +372,15 @@ export class IcebergSink implements Sink {
   ): Promise<string> {
     const file = path.join(this.#workDir, `${randomUUID()}.ndjson`);
     const stage = `__tributary_sink_${randomUUID().replace(/-/g, '')}`;
+    // The deletion marker is staged beside the table's columns (upsert reads it, never writes it).
+    const marker = this.#options.config.delete_column;
+    const extra = marker !== undefined && !schema.fields.some((f) => f.name === marker) ? marker : undefined;
     const columns = [
       `_row: 'BIGINT'`,
       ...schema.fields.map(
         (f) => `${quoteLiteral(f.name)}: ${quoteLiteral(typeof f.type === 'string' ? 'VARCHAR' : 'JSON')}`,
       ),
+      ...(extra === undefined ? [] : [`${quoteLiteral(extra)}: 'VARCHAR'`]),
     ];
     // Each value is cast once (c<i>), next to its text (r<i>), and the reasons are built from both.
     const inner = schema.fields.map((f, i) => {
@@ -371,11 +388,16 @@ export class IcebergSink implements Sink {
       return `${column} as r${i}, ${castExpression(column, f.type)} as c${i}`;
     });
     const casts = schema.fields.map((f, i) => `c${i} as ${quoteIdentifier(f.name)}`);
+    if (extra !== undefined) {
+      inner.push(`try_cast(${quoteIdentifier(extra)} as BOOLEAN) as d`);
+      casts.push(`d as ${quoteIdentifier(extra)}`);
+    }
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
       return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
     });
     const known = new Set(schema.fields.map((f) => f.name));
+    if (extra !== undefined) known.add(extra);
     const load = async (lines: Buffer, into: 'create' | 'insert') => {
       writeFileSync(file, lines);
       try {
@@ -533,6 +555,7 @@ async function checkIcebergSink(
       JSON.parse(readFileSync(path.resolve(context.projectRoot, config.schema), 'utf8')),
     );
     for (const field of declared.fields) {
+      if (field.name === config.delete_column) continue; // a marker, not a column
       const existing = table.schema.fields.find((f) => f.name === field.name);
       if (!existing) problems.push(`column ${field.name} is declared but not in the table`);
       else if (
@@ -573,6 +596,12 @@ export const icebergSinkDefinition: SinkDefinition = {
   check: (config, context) => checkIcebergSink(config as IcebergSinkConfig, context),
   async create(config, context: ComponentContext) {
     const parsed = config as IcebergSinkConfig;
+    if (parsed.delete_column !== undefined && parsed.mode !== 'upsert')
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `sink iceberg:${parsed.table}: delete_column needs mode: upsert (an append keeps every record)`,
+        { hint: 'set mode: upsert with a key, or remove delete_column' },
+      );
     return new IcebergSink({
       name: `iceberg:${parsed.table}`,
       config: parsed,
