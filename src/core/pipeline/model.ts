@@ -107,5 +107,11 @@ export interface Sink {
    * the DLQ's, the runtime asks it again so that the DLQ still gets those records exactly once.
    */
   screen?(records: readonly PipelineRecord[]): Promise<readonly Rejection[]>;
+  /**
+   * Commits positions that `write` accepted without committing (a sink may skip committing batches with
+   * no records for a while). The runtime calls it when the pipeline stops cleanly, so that a restart does
+   * not replay what this sink already passed.
+   */
+  flush?(): Promise<void>;
   close(): Promise<void>;
 }

@@ -18,6 +18,7 @@ class MemorySink implements Sink {
   readonly name: string;
   readonly usesRaw: boolean;
   readonly batches: PipelineRecord[][] = [];
+  flushes = 0;
   constructor(name: string, usesRaw: boolean) {
     this.name = name;
     this.usesRaw = usesRaw;
@@ -28,6 +29,9 @@ class MemorySink implements Sink {
   async write(batch: SinkBatch) {
     if (batch.records.length) this.batches.push([...batch.records]);
     return {};
+  }
+  async flush() {
+    this.flushes++;
   }
   async close() {}
 }
@@ -84,7 +88,7 @@ async function run(count: number, sink: MemorySink, transform: Transform) {
   });
   await runner.run();
   await log.close();
-  return { written: sink.batches.flat(), rejected: dlq.batches.flat() };
+  return { written: sink.batches.flat(), rejected: dlq.batches.flat(), flushes: [sink.flushes, dlq.flushes] };
 }
 
 describe('PipelineRunner', () => {
@@ -126,7 +130,8 @@ describe('PipelineRunner', () => {
 
   it('passes decoded values to sinks that do not use raw bytes, in one call per batch', async () => {
     const calls: number[] = [];
-    const { written } = await run(3000, new MemorySink('db', false), checkN(calls));
+    const { written, flushes } = await run(3000, new MemorySink('db', false), checkN(calls));
+    assert.deepEqual(flushes, [1, 1], 'a clean stop flushes every sink once');
     assert.deepEqual(calls, [2994], 'one call for the batch');
     assert.equal(written.length, 3000 - 12);
     assert.ok(written.every((r) => !(r instanceof LazyRecord) && r.fields === undefined));

@@ -158,6 +158,8 @@ export class PipelineRunner {
         const processed = await this.#step(info.partitions, start);
         if (processed === 0 && this.#options.exitWhenIdle) break;
       }
+      // Sinks that skipped committing empty batches store where they are, so a restart starts there.
+      for (const sink of this.#allSinks) if (sink.flush) await this.#retrying(sink.name, () => sink.flush!());
       this.#status = 'stopped';
       logger.info(`pipeline ${name} stopped`);
     } catch (error) {

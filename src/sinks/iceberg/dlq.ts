@@ -101,6 +101,10 @@ export class DlqSink implements Sink {
     return this.#table.write(batch);
   }
 
+  async flush(): Promise<void> {
+    await this.#table.flush();
+  }
+
   async close(): Promise<void> {
     await this.#table.close();
   }

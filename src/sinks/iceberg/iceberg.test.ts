@@ -14,7 +14,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
-import { IcebergSink, icebergSinkSchema } from './iceberg.ts';
+import { committedPositions, IcebergSink, icebergSinkSchema } from './iceberg.ts';
 
 let dir: string;
 let catalog: Catalog;
@@ -181,5 +181,35 @@ describe('upsert with delete_column', () => {
         `raw: ${raw}`,
       );
     }
+  });
+});
+
+describe('empty batches', () => {
+  it('skips committing an empty batch for a while, and commits its positions on flush', async () => {
+    const table = `test.t${tables++}`;
+    const sink = new IcebergSink({
+      name: 'iceberg',
+      config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+      pipeline: 'p',
+      topic: 'events',
+      projectRoot: dir,
+      catalog: async () => catalog,
+      engine: async () => engine,
+    });
+    await sink.open();
+    await sink.write({ records: records(['{"id":1}'], true), positions: new Map([[0, 1]]) });
+    await sink.write({ records: [], positions: new Map([[0, 50]]) }); // all filtered out
+    const stored = async () =>
+      committedPositions(await catalog.loadTable(parseTableIdentifier(table)), 'p', 'events');
+    assert.deepEqual(
+      await stored(),
+      new Map([[0, 1]]),
+      'an empty batch right after a commit is not committed',
+    );
+    await sink.flush();
+    assert.deepEqual(await stored(), new Map([[0, 50]]));
+    await sink.flush(); // nothing left: no new snapshot
+    assert.equal((await catalog.loadTable(parseTableIdentifier(table))).metadata.snapshots.length, 2);
+    await sink.close();
   });
 });

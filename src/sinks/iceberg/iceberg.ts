@@ -143,6 +143,8 @@ export class IcebergSink implements Sink {
   readonly #identifier: TableIdentifier;
   #table: Table | undefined;
   #lastCommit = 0;
+  /** Positions of batches with no records accepted since the last commit, not committed yet. */
+  #unsaved: Positions | undefined;
   readonly #workDir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-'));
   /** Where the NDJSON of a chunk is built; kept across chunks and batches. */
   readonly #scratch = { buffer: Buffer.alloc(0) };
@@ -162,7 +164,11 @@ export class IcebergSink implements Sink {
 
   async write(batch: SinkBatch): Promise<SinkResult> {
     const { records, positions } = batch;
-    if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) return {};
+    if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) {
+      this.#unsaved = positions; // committed by the next write, or by flush() when the pipeline stops
+      return {};
+    }
+    this.#unsaved = undefined;
     const table = await this.#ensureTable(records);
     await table.refresh();
     // Another worker may have committed this batch already: the table's positions are the truth.
@@ -254,6 +260,13 @@ export class IcebergSink implements Sink {
           },
         );
     };
+  }
+
+  async flush(): Promise<void> {
+    const positions = this.#unsaved;
+    if (!positions) return;
+    this.#lastCommit = 0; // past the interval: this write commits
+    await this.write({ records: [], positions });
   }
 
   async screen(records: readonly PipelineRecord[]): Promise<readonly Rejection[]> {
