@@ -29,9 +29,38 @@ function recordAt(i: number): { line: string; valid: boolean } {
   };
 }
 
+/** Runs `run <pipeline> --once`, killing it with -9 at random moments, then once more to the end. */
+async function runWithKills(project: string, pipeline: string, maxKills: number): Promise<number> {
+  let kills = 0;
+  for (let attempt = 0; kills < maxKills && attempt < maxKills * 3; attempt++) {
+    const child = spawn(process.execPath, [CLI, 'run', pipeline, '--once'], {
+      cwd: project,
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    // Kill at a random moment after start-up (DuckDB and the catalog take ~0.5 s to open).
+    const outcome = await Promise.race([
+      exited.then(() => 'exited' as const),
+      sleep(400 + Math.random() * 1500).then(() => 'timer' as const),
+    ]);
+    if (outcome === 'exited') {
+      assert.equal(await exited, 0, `run exited on its own with an error:\n${stderr}`);
+      break; // all records processed before the kill came
+    }
+    child.kill('SIGKILL');
+    await exited;
+    kills++;
+  }
+  const final = await tributary(['run', pipeline, '--once'], { cwd: project });
+  assert.equal(final.code, 0, final.stderr);
+  return kills;
+}
+
 describe('exactly once', { skip: postgres.skip }, () => {
   it(
-    'delivers every record exactly once into Iceberg and PostgreSQL across 20 kills with -9',
+    'delivers every record exactly once into Iceberg and PostgreSQL across 20 kills with -9, and through validate into Iceberg alone',
     { timeout: 15 * 60_000 },
     async () => {
       const pgTable = `crash_orders_${process.pid}_${Date.now()}`;
@@ -76,6 +105,25 @@ describe('exactly once', { skip: postgres.skip }, () => {
           '',
         ].join('\n'),
       );
+      // The same records through validate into Iceberg alone: the path where sinks get records decoded on
+      // demand from their log bytes (every transform preserves values, every sink takes raw bytes).
+      writeFileSync(
+        path.join(project, 'order.schema.json'),
+        JSON.stringify({ type: 'object', properties: { amount: { type: 'number' } }, required: ['id'] }),
+      );
+      writeFileSync(
+        path.join(pipelines, 'lake.yaml'),
+        [
+          'source: {type: topic, topic: orders}',
+          'transforms:',
+          '  - {type: validate, schema: order.schema.json}',
+          'sinks:',
+          '  - {type: iceberg, table: lake.orders, schema: schema.json, partition: day(ts)}',
+          'dlq: {max: 0}',
+          'batch: {max_records: 2000, interval: 50ms}',
+          '',
+        ].join('\n'),
+      );
       let expectedValid = 0;
       let expectedSum = 0n;
       const lines: string[] = [];
@@ -93,30 +141,7 @@ describe('exactly once', { skip: postgres.skip }, () => {
       });
       assert.equal(produced.code, 0, produced.stderr);
 
-      let kills = 0;
-      for (let attempt = 0; kills < KILLS && attempt < KILLS * 3; attempt++) {
-        const child = spawn(process.execPath, [CLI, 'run', 'orders', '--once'], {
-          cwd: project,
-          stdio: ['ignore', 'ignore', 'pipe'],
-        });
-        let stderr = '';
-        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-        const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-        // Kill at a random moment after start-up (DuckDB and the catalog take ~0.5 s to open).
-        const outcome = await Promise.race([
-          exited.then(() => 'exited' as const),
-          sleep(400 + Math.random() * 1500).then(() => 'timer' as const),
-        ]);
-        if (outcome === 'exited') {
-          assert.equal(await exited, 0, `run exited on its own with an error:\n${stderr}`);
-          break; // all records processed before the kill came
-        }
-        child.kill('SIGKILL');
-        await exited;
-        kills++;
-      }
-      const final = await tributary(['run', 'orders', '--once'], { cwd: project });
-      assert.equal(final.code, 0, final.stderr);
+      const kills = await runWithKills(project, 'orders', KILLS);
 
       const query = async (sql: string) => {
         const result = await tributary(['query', sql, '--format', 'json'], { cwd: project });
@@ -154,7 +179,24 @@ describe('exactly once', { skip: postgres.skip }, () => {
         await client.end();
       }
       assert.ok(kills >= Math.min(KILLS, 5), `the pipeline was killed ${kills} times`);
-      console.log(`exactly-once: ${kills} kills, ${expectedValid} rows, ${RECORDS - expectedValid} DLQ rows`);
+
+      const lakeKills = await runWithKills(project, 'lake', Math.ceil(KILLS / 2));
+      const lake = await query(
+        'select count(*)::bigint as n, count(distinct id)::bigint as d, sum(id)::hugeint as s from lake.orders',
+      );
+      assert.equal(Number(lake.n), expectedValid, `rows in lake.orders after ${lakeKills} kills`);
+      assert.equal(Number(lake.d), expectedValid, 'no duplicates in lake.orders');
+      assert.equal(BigInt(lake.s!), expectedSum, 'lake.orders checksum');
+      const lakeDlq = await query(
+        `select count(*)::bigint as n, count(distinct ("partition", "offset"))::bigint as records,
+                count(distinct stage) as stages from lake._dlq where pipeline = 'lake'`,
+      );
+      assert.equal(Number(lakeDlq.records), RECORDS - expectedValid, 'every invalid record in lake._dlq');
+      assert.equal(Number(lakeDlq.n), RECORDS - expectedValid, 'each rejected once (decode or validate)');
+      assert.equal(Number(lakeDlq.stages), 2);
+      console.log(
+        `exactly-once: ${kills} + ${lakeKills} kills, ${expectedValid} rows, ${RECORDS - expectedValid} DLQ rows`,
+      );
     },
   );
 });
