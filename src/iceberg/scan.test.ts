@@ -7,16 +7,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TributaryError } from '../errors.ts';
-import { fileLocationOf, LocalStorage } from '../storage/index.ts';
+import { LocalStorage } from '../storage/index.ts';
 import type { DataFile } from './manifest.ts';
-import { newTableMetadata } from './metadata.ts';
-import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { planScan, type Predicate } from './scan.ts';
-import { assignFreshIds, parseSchemaJson } from './schema.ts';
 import { toBinary } from './single-value.ts';
 import { SnapshotProducer } from './snapshot-producer.ts';
-import { readMetadataFile, Table, writeMetadataFile } from './table.ts';
+import type { Table } from './table.ts';
+import { createTestTable } from './test-support.ts';
 
 const storage = new LocalStorage({ fsync: false });
 const DAY_US = 86_400_000_000n;
@@ -68,41 +65,16 @@ function dataFile(g: number): DataFile {
 
 before(async () => {
   root = mkdtempSync(path.join(tmpdir(), 'tributary-scan-'));
-  const schema = assignFreshIds(
-    parseSchemaJson({
-      fields: [
-        { name: 'id', type: 'long', required: true },
-        { name: 'ts', type: 'timestamptz' },
-      ],
-    }),
-  );
-  const { spec } = buildSpec(parsePartitionExpression('day(ts)', schema), 0, 999);
-  const metadata = newTableMetadata({
-    location: fileLocationOf(path.join(root, 't')),
-    schema,
-    spec,
-    sortOrder: { 'order-id': 0, fields: [] },
-  });
-  const state = await writeMetadataFile(storage, metadata);
-  const pointer = { location: state.metadataLocation };
-  table = new Table(
-    { namespace: ['test'], name: 't' },
-    {
-      storage,
-      async load() {
-        return {
-          metadataLocation: pointer.location,
-          metadata: await readMetadataFile(storage, pointer.location),
-        };
-      },
-      async swap(base, newLocation) {
-        if (pointer.location !== base.metadataLocation)
-          throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'the table changed', { retryable: true });
-        pointer.location = newLocation;
-      },
-    },
-    state,
-  );
+  ({ table } = await createTestTable({
+    storage,
+    directory: path.join(root, 't'),
+    identifier: { namespace: ['test'], name: 't' },
+    fields: [
+      { name: 'id', type: 'long', required: true },
+      { name: 'ts', type: 'timestamptz' },
+    ],
+    partition: 'day(ts)',
+  }));
   // Three commits of 8 files (3 manifests), then one removing file 0 (a manifest with a deleted entry).
   for (let c = 0; c < 3; c++) {
     const files = Array.from({ length: 8 }, (_, j) => dataFile(c * 8 + j));

@@ -12,17 +12,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TributaryError } from '../errors.ts';
-import { fileLocationOf, LocalStorage } from '../storage/index.ts';
+import { LocalStorage } from '../storage/index.ts';
 import { openEngine, type Engine } from './duckdb.ts';
-import { ancestorsOf, newTableMetadata } from './metadata.ts';
+import { ancestorsOf } from './metadata.ts';
 import { updatePartitionSpec, updateSchema } from './operations/evolve.ts';
 import { compact, expireSnapshots, rewriteManifests, rollbackTo } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
-import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { planScan, scanSql } from './scan.ts';
-import { assignFreshIds, parseSchemaJson } from './schema.ts';
-import { readMetadataFile, Table, writeMetadataFile, type TableOperations } from './table.ts';
+import type { Table } from './table.ts';
+import { createTestTable } from './test-support.ts';
 
 const storage = new LocalStorage({ fsync: false });
 const SEEDS = process.env.SEEDS ? process.env.SEEDS.split(',').map(Number) : [1, 2, 3, 4, 5];
@@ -118,40 +116,18 @@ let root: string;
 let engine: Engine;
 
 async function createTable(name: string): Promise<Table> {
-  const schema = assignFreshIds(
-    parseSchemaJson({
-      fields: [
-        { name: 'id', type: 'long', required: true },
-        { name: 'k', type: 'int' },
-        { name: 's', type: 'string' },
-      ],
-    }),
-  );
-  const { spec } = buildSpec(parsePartitionExpression('k', schema), 0, 999);
-  const metadata = newTableMetadata({
-    location: fileLocationOf(path.join(root, name)),
-    schema,
-    spec,
-    sortOrder: { 'order-id': 0, fields: [] },
-    properties: { 'commit.retry.min-wait-ms': '1' },
-  });
-  const state = await writeMetadataFile(storage, metadata);
-  const pointer = { location: state.metadataLocation };
-  const operations: TableOperations = {
+  const { table } = await createTestTable({
     storage,
-    async load() {
-      return {
-        metadataLocation: pointer.location,
-        metadata: await readMetadataFile(storage, pointer.location),
-      };
-    },
-    async swap(base, newLocation) {
-      if (pointer.location !== base.metadataLocation)
-        throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'the table changed', { retryable: true });
-      pointer.location = newLocation;
-    },
-  };
-  return new Table({ namespace: ['prop'], name }, operations, state);
+    directory: path.join(root, name),
+    identifier: { namespace: ['prop'], name },
+    fields: [
+      { name: 'id', type: 'long', required: true },
+      { name: 'k', type: 'int' },
+      { name: 's', type: 'string' },
+    ],
+    partition: 'k',
+  });
+  return table;
 }
 
 /** The table's rows at a snapshot (current by default), with the columns of that snapshot's schema. */

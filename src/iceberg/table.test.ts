@@ -2,8 +2,7 @@
  * Tables end to end on local storage: optimistic concurrency, snapshot summaries, the metadata and
  * snapshot logs, bad input that must change nothing, and scan pruning.
  *
- * The catalog here is the smallest one the commit protocol needs: the table's current metadata location,
- * swapped by compare-and-swap (the SQL catalog does the same in a database; src/iceberg may not import it).
+ * The catalog is test-support.ts's one-table compare-and-swap.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
@@ -12,72 +11,37 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTributaryError, TributaryError } from '../errors.ts';
-import { fileLocationOf, LocalStorage } from '../storage/index.ts';
+import { LocalStorage } from '../storage/index.ts';
 import { openEngine, type Engine } from './duckdb.ts';
 import { decodeManifestList } from './manifest.ts';
-import { newTableMetadata, parseTableMetadata } from './metadata.ts';
+import { parseTableMetadata } from './metadata.ts';
 import { replaceSortOrder, updatePartitionSpec, updateSchema } from './operations/evolve.ts';
 import { compact, expireSnapshots, removeOrphanFiles, rollbackTo } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
-import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { planScan, scanSql, type Predicate, type ScanOptions } from './scan.ts';
-import { assignFreshIds, parseSchemaJson } from './schema.ts';
-import { readMetadataFile, Table, writeMetadataFile, type TableOperations } from './table.ts';
+import type { Table } from './table.ts';
+import { createTestTable, type TestTable } from './test-support.ts';
 
 const storage = new LocalStorage({ fsync: false });
-
-/** A one-table catalog: `pointer.location` is the current metadata file, swapped only from the expected one. */
-function operations(pointer: { location: string }): TableOperations {
-  return {
-    storage,
-    async load() {
-      const metadataLocation = pointer.location;
-      return { metadataLocation, metadata: await readMetadataFile(storage, metadataLocation) };
-    },
-    async swap(base, newLocation) {
-      if (pointer.location !== base.metadataLocation) {
-        throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'the table changed', { retryable: true });
-      }
-      pointer.location = newLocation;
-    },
-  };
-}
-
-interface TestTable {
-  readonly table: Table;
-  /** Another Table object on the same catalog entry, as a second writer would load it. */
-  readonly load: () => Promise<Table>;
-}
 
 let root: string;
 let engine: Engine;
 let counter = 0;
 
-async function createTable(
+function createTable(
   fields: readonly unknown[],
   partition = '',
   properties: Record<string, string> = {},
 ): Promise<TestTable> {
-  const schema = assignFreshIds(parseSchemaJson({ fields }));
-  const { spec } = buildSpec(parsePartitionExpression(partition, schema), 0, 999);
-  const location = fileLocationOf(path.join(root, `t${counter++}`));
-  const metadata = newTableMetadata({
-    location,
-    schema,
-    spec,
-    sortOrder: { 'order-id': 0, fields: [] },
-    properties: { 'commit.retry.min-wait-ms': '1', ...properties },
+  counter++;
+  return createTestTable({
+    storage,
+    directory: path.join(root, `t${counter}`),
+    identifier: { namespace: ['test'], name: `t${counter}` },
+    fields,
+    partition,
+    properties,
   });
-  const state = await writeMetadataFile(storage, metadata);
-  const pointer = { location: state.metadataLocation };
-  const identifier = { namespace: ['test'], name: `t${counter}` };
-  return {
-    table: new Table(identifier, operations(pointer), state),
-    load: async () => {
-      const ops = operations(pointer);
-      return new Table(identifier, ops, await ops.load());
-    },
-  };
 }
 
 /** The table's rows (of the given columns), sorted, as JSON-compatible objects. */

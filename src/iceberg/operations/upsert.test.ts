@@ -9,14 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TributaryError } from '../../errors.ts';
-import { fileLocationOf, LocalStorage } from '../../storage/index.ts';
+import { LocalStorage } from '../../storage/index.ts';
 import { openEngine, type Engine } from '../duckdb.ts';
-import { newTableMetadata } from '../metadata.ts';
-import { buildSpec, parsePartitionExpression } from '../partition-spec.ts';
 import { planScan, scanSql } from '../scan.ts';
-import { assignFreshIds, parseSchemaJson } from '../schema.ts';
-import { readMetadataFile, Table, writeMetadataFile, type TableOperations } from '../table.ts';
+import type { Table } from '../table.ts';
+import { createTestTable } from '../test-support.ts';
 import { updateSchema } from './evolve.ts';
 import { append, deleteWhere, upsert } from './write.ts';
 
@@ -26,31 +23,15 @@ let engine: Engine;
 let counter = 0;
 
 async function createTable(fields: readonly unknown[], identifierFields: string[] = []): Promise<Table> {
-  const schema = assignFreshIds(parseSchemaJson({ fields, 'identifier-fields': identifierFields }));
-  const { spec } = buildSpec(parsePartitionExpression('', schema), 0, 999);
-  const metadata = newTableMetadata({
-    location: fileLocationOf(path.join(root, `t${counter++}`)),
-    schema,
-    spec,
-    sortOrder: { 'order-id': 0, fields: [] },
-    properties: {},
-  });
-  const pointer = { location: (await writeMetadataFile(storage, metadata)).metadataLocation };
-  const operations: TableOperations = {
+  counter++;
+  const { table } = await createTestTable({
     storage,
-    async load() {
-      return {
-        metadataLocation: pointer.location,
-        metadata: await readMetadataFile(storage, pointer.location),
-      };
-    },
-    async swap(base, location) {
-      if (pointer.location !== base.metadataLocation)
-        throw new TributaryError('ICEBERG_COMMIT_CONFLICT', 'the table changed', { retryable: true });
-      pointer.location = location;
-    },
-  };
-  return new Table({ namespace: ['test'], name: `t${counter}` }, operations, await operations.load());
+    directory: path.join(root, `t${counter}`),
+    identifier: { namespace: ['test'], name: `t${counter}` },
+    fields,
+    identifierFields,
+  });
+  return table;
 }
 
 async function rows(table: Table, columns: string): Promise<unknown[]> {
