@@ -127,6 +127,7 @@ const benchmark: Benchmark = {
           'required-column check',
           'partition split: distinct groups',
           'parquet write (COPY per partition)',
+          'read + cast + partition + parquet write (one COPY)',
           'metrics (parquet_metadata per file)',
           'drop stage',
           'other SQL',

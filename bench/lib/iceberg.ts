@@ -193,14 +193,18 @@ export class Stages {
   }
 }
 
+/** A COPY from a staged temp table writes Parquet only; a COPY from the input also reads, casts and partitions it. */
+export const COPY_STAGED = 'parquet write (COPY per partition)';
+export const COPY_ONE_PASS = 'read + cast + partition + parquet write (one COPY)';
+
 function sqlStage(sql: string): string {
   const text = sql.trimStart().toLowerCase();
-  if (text.startsWith('describe')) return 'describe input (schema inference)';
+  if (text.startsWith('describe') || text.includes('json_keys(')) return 'describe input (schema inference)';
   if (text.startsWith('create temp table __tributary_stage')) return 'stage: read input + cast + partition';
   if (text.startsWith('select count(*) filter')) return 'required-column check';
   if (text.startsWith('select distinct') || text.includes('group by __g'))
     return 'partition split: distinct groups';
-  if (text.startsWith('copy')) return 'parquet write (COPY per partition)';
+  if (text.startsWith('copy')) return text.includes('__tributary_stage') ? COPY_STAGED : COPY_ONE_PASS;
   if (text.includes('parquet_file_metadata') || text.includes('parquet_metadata('))
     return 'metrics (parquet_metadata per file)';
   if (text.startsWith('drop')) return 'drop stage';

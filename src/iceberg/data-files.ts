@@ -22,7 +22,7 @@ import type { PartitionSpec } from './metadata.ts';
 import { partitionPath, partitionType } from './partition-spec.ts';
 import { metricsFromCopy } from './parquet-metrics.ts';
 import { findFieldById } from './schema.ts';
-import type { IcebergType, IcebergValue, PrimitiveType, Schema, StructType } from './types.ts';
+import type { IcebergType, IcebergValue, NestedField, PrimitiveType, Schema, StructType } from './types.ts';
 
 export const DEFAULT_TARGET_FILE_SIZE = 128 * 1024 * 1024;
 
@@ -39,9 +39,11 @@ export interface WriteDataFilesOptions {
   /** Parquet compression; default zstd at level 1 (see `parquetCompression`). */
   readonly compression?: ParquetCompression;
   /**
-   * Copy the input into a temp table first (default). Turn it off when `relation` is cheap to scan more
-   * than once — a table, or a filter over one: each pass then casts and partitions the rows itself,
-   * which saves copying the whole batch.
+   * When the partition values are strings, binary or floating point (which take two passes over the
+   * input: one for the partitions, one to write), copy the input into a temp table first (default). Turn
+   * it off when `relation` is cheap to scan more than once — a table, or a filter over one: each pass then
+   * casts and partitions the rows itself, which saves copying the whole batch. Other inputs are read once,
+   * straight into the Parquet writer, either way.
    */
   readonly materialize?: boolean;
 }
@@ -149,6 +151,7 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
       ? `CAST(${quoteIdentifier(f.name)} AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`
       : `CAST(NULL AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`,
   );
+  const types = partitionType(spec, schema);
   const partitionColumns = spec.fields.map((field, i) => {
     const source = findFieldById(schema, field['source-id']);
     if (!source || typeof source.type !== 'string') {
@@ -159,27 +162,51 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
     }
     return {
       name: `__p${i}`,
+      type: types.fields[i]!.type as PrimitiveType,
       sql: partitionExpression(field.transform, source.type, sourceExpression(schema, field['source-id'])),
     };
   });
-  // Partition values are computed from the values cast to the table's types, not the input's. Each row
-  // also gets its partition's group number (__g), so groups are selected without literals: a hash of the
-  // partition values, which needs no sort (a collision is detected below and falls back to a rank).
+  // Partition values are computed from the values cast to the table's types, not the input's.
   const rows = (group: string) =>
-    `select *${partitionColumns.length ? `, ${group} as __g` : ''}
+    `select *${group ? `, ${group} as __g` : ''}
        from (select *${partitionColumns.map((p) => `, ${p.sql} as ${p.name}`).join('')}
        from (select ${select.join(', ')} from (select * from ${options.relation})))`;
   const names = partitionColumns.map((p) => p.name).join(', ');
-  const hashed = rows(partitionColumns.length ? `hash(${names})` : '');
-  const materialize = options.materialize ?? true;
-  const stage = `__tributary_stage_${randomUUID().replace(/-/g, '')}`;
-  const ranked = `${stage}_ranked`;
-  let source = materialize ? stage : `(${hashed})`;
   const toInputError = (cause: unknown) =>
     new TributaryError('INVALID_INPUT', `the input does not match the table schema: ${firstLine(cause)}`, {
       cause,
       hint: 'fix the values, or change the column type in the table schema',
     });
+  // Required columns that are not primitive are checked by a count before writing; primitive ones in the
+  // statistics of the written files, which costs nothing.
+  const nestedRequired = schema.fields.filter((f) => f.required && typeof f.type !== 'string');
+
+  if (partitionColumns.every((p) => KEY_TYPES.test(p.type))) {
+    // One pass straight from the input: DuckDB splits the rows by the partition values themselves, and
+    // each file's values come back as text (the short, exact rendering of these types).
+    const source = `(${rows('')})`;
+    try {
+      await checkRequired(engine, source, nestedRequired);
+      return await copyStage({
+        ...options,
+        stage: source,
+        partitionBy: partitionColumns.map((p) => p.name),
+        partitionsOf: (keys) => castPartitionKeys(engine, partitionColumns, keys),
+      });
+    } catch (cause) {
+      if (!(cause instanceof TributaryError) && CAST_ERROR.test(firstLine(cause))) throw toInputError(cause);
+      throw cause;
+    }
+  }
+
+  // Strings, binary and floating-point values do not make safe directory names (length, rendering): the
+  // rows are split by a group number instead (__g), a hash of the partition values, which needs no sort
+  // (a collision is detected below and falls back to a rank).
+  const hashed = rows(`hash(${names})`);
+  const materialize = options.materialize ?? true;
+  const stage = `__tributary_stage_${randomUUID().replace(/-/g, '')}`;
+  const ranked = `${stage}_ranked`;
+  let source = materialize ? stage : `(${hashed})`;
   try {
     if (materialize) {
       try {
@@ -188,31 +215,26 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
         throw toInputError(cause);
       }
     }
-    await checkRequired(engine, source, schema);
-    const types = partitionType(spec, schema);
+    await checkRequired(engine, source, nestedRequired);
+    let groups = await readGroups(engine, source, partitionColumns.length);
+    if (!groups) {
+      // Two partitions hashed alike: number them by rank instead (a sort, once in a blue moon).
+      await connection.run(
+        `create temp table ${ranked} as select * exclude (__g), dense_rank() over (order by ${names}) as __g from ${source}`,
+      );
+      source = ranked;
+      groups = (await readGroups(engine, source, partitionColumns.length))!;
+    }
     const partitions = new Map<string, readonly IcebergValue[]>();
-    if (partitionColumns.length) {
-      let groups = await readGroups(engine, source, partitionColumns.length);
-      if (!groups) {
-        // Two partitions hashed alike: number them by rank instead (a sort, once in a blue moon).
-        await connection.run(
-          `create temp table ${ranked} as select * exclude (__g), dense_rank() over (order by ${names}) as __g from ${source}`,
-        );
-        source = ranked;
-        groups = (await readGroups(engine, source, partitionColumns.length))!;
-      }
-      for (const group of groups) {
-        const values = partitionColumns.map((_, i) =>
-          fromDuckDBValue(types.fields[i]!.type as PrimitiveType, group[i] ?? null),
-        );
-        partitions.set(String(group[partitionColumns.length] ?? ''), values);
-      }
+    for (const group of groups) {
+      const values = partitionColumns.map((p, i) => fromDuckDBValue(p.type, group[i] ?? null));
+      partitions.set(String(group[partitionColumns.length] ?? ''), values);
     }
     return await copyStage({
       ...options,
       stage: source,
-      partitioned: partitionColumns.length > 0,
-      partitions,
+      partitionBy: ['__g'],
+      partitionsOf: (keys) => Promise.resolve(keys.map(([group]) => partitions.get(String(group)))),
     });
   } catch (cause) {
     // Unstaged, the casts run in every pass: a value that does not fit its column fails whichever reads it first.
@@ -223,6 +245,29 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
     await connection.run(`drop table if exists ${stage}`);
     await connection.run(`drop table if exists ${ranked}`);
   }
+}
+
+/**
+ * Partition value types DuckDB can split files by directly: rendered short (a directory name) and read
+ * back exactly by a cast.
+ */
+const KEY_TYPES = /^(boolean|int|long|date|time|timestamp|timestamptz|uuid|decimal\(.*\))$/;
+
+/** Partition tuples from their text as COPY reports them (null for a null value). */
+async function castPartitionKeys(
+  engine: Engine,
+  columns: ReadonlyArray<{ readonly type: PrimitiveType }>,
+  keys: ReadonlyArray<ReadonlyArray<string | null>>,
+): Promise<Array<readonly IcebergValue[]>> {
+  if (keys.length === 0) return [];
+  const text = (value: string | null) => (value === null ? 'NULL' : quoteLiteral(value));
+  const values = keys.map((key, i) => `(${i}, ${key.map(text).join(', ')})`).join(', ');
+  const names = columns.map((_, i) => `k${i}`).join(', ');
+  const casts = columns.map((c, i) => `CAST(k${i} AS ${duckdbType(c.type)})`).join(', ');
+  const reader = await engine.connection.runAndReadAll(
+    `select ${casts} from (values ${values}) v(i, ${names}) order by i`,
+  );
+  return reader.getRows().map((row) => columns.map((c, i) => fromDuckDBValue(c.type, row[i] ?? null)));
 }
 
 const CAST_ERROR = /^(Conversion|Invalid Input|Out of Range) Error/;
@@ -243,9 +288,12 @@ async function readGroups(
 
 interface CopyStage extends WriteDataFilesOptions {
   readonly stage: string;
-  readonly partitioned: boolean;
-  /** Partition values by group number (`__g`). */
-  readonly partitions: ReadonlyMap<string, readonly IcebergValue[]>;
+  /** The columns files are split by (not written to them): the partition values, or their group number. */
+  readonly partitionBy: readonly string[];
+  /** The partition tuple of each file, from its `partitionBy` values as COPY reports them (text, or null). */
+  readonly partitionsOf: (
+    keys: ReadonlyArray<ReadonlyArray<string | null>>,
+  ) => Promise<ReadonlyArray<readonly IcebergValue[] | undefined>>;
 }
 
 interface CopyStatsRow {
@@ -255,13 +303,13 @@ interface CopyStatsRow {
   column_statistics: {
     entries: Array<{ key: string; value: { entries: Array<{ key: string; value: string }> } }>;
   };
-  partition_keys: { entries: Array<{ key: string; value: string }> } | null;
+  partition_keys: { entries: Array<{ key: string; value: string | null }> } | null;
 }
 
 /**
- * Writes the staged rows in one pass: DuckDB splits them by partition group (or rolls files over at the
- * target size when unpartitioned) and returns each file's statistics, so nothing is read back. Files of a
- * partition are then moved under its Iceberg path (`ts_day=2026-11-23/…`).
+ * Writes the rows in one pass: DuckDB splits them by partition (or rolls files over at the target size
+ * when unpartitioned) and returns each file's statistics, so nothing is read back. Files of a partition
+ * are then moved under its Iceberg path (`ts_day=2026-11-23/…`).
  */
 async function copyStage(copy: CopyStage): Promise<DataFile[]> {
   const dataDirectory = copy.storage.localPath(copy.dataLocation);
@@ -277,42 +325,65 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
   const prefix = randomUUID();
   const scratch = path.join(dataDirectory, `.tributary-${prefix}`);
   mkdirSync(scratch, { recursive: true });
-  const projection = copy.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
+  const partitioned = copy.partitionBy.length > 0;
+  const projection = [
+    ...copy.schema.fields.map((f) => quoteIdentifier(f.name)),
+    ...copy.partitionBy.map(quoteIdentifier),
+  ].join(', ');
   const target = copy.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
   try {
-    // DuckDB refuses FILE_SIZE_BYTES with PARTITION_BY: a partition's rows go to one file per thread.
-    const layout = copy.partitioned ? `partition_by (__g)` : `file_size_bytes ${target}`;
+    // DuckDB refuses FILE_SIZE_BYTES with PARTITION_BY: a partition's rows go to one file (a second one
+    // only past partitioned_write_max_open_files partitions).
+    const layout = partitioned
+      ? `partition_by (${copy.partitionBy.map(quoteIdentifier).join(', ')})${await partitionedRowGroups(copy.engine)}`
+      : `file_size_bytes ${target}`;
     const reader = await copy.engine.connection.runAndReadAll(
-      `copy (select ${projection}${copy.partitioned ? ', __g' : ''} from ${copy.stage}) to ${quoteLiteral(scratch)}
+      `copy (select ${projection} from ${copy.stage}) to ${quoteLiteral(scratch)}
          (format parquet, ${compressionOption(copy.compression)}, field_ids ${fieldIdsOption(copy.schema)}, ${layout},
           filename_pattern ${quoteLiteral(`${prefix}-{i}`)}, return_stats true)`,
     );
+    const written = (reader.getRowObjects() as unknown as CopyStatsRow[]).filter(
+      (row) => Number(row.count) > 0,
+    );
+    const statistics = written.map(
+      (row) =>
+        new Map(
+          row.column_statistics.entries.map((c) => [
+            c.key,
+            new Map(c.value.entries.map((e) => [e.key, e.value])),
+          ]),
+        ),
+    );
+    await checkRequiredWritten(copy, statistics);
+    const partitions = partitioned
+      ? await copy.partitionsOf(
+          written.map((row) => {
+            const keys = new Map(row.partition_keys?.entries.map((e) => [e.key, e.value]));
+            return copy.partitionBy.map((name) => keys.get(name) ?? null);
+          }),
+        )
+      : [];
     const files: DataFile[] = [];
-    for (const row of reader.getRowObjects() as unknown as CopyStatsRow[]) {
-      const count = Number(row.count);
-      if (count === 0) continue;
-      const group = row.partition_keys?.entries.find((e) => e.key === '__g')?.value ?? '';
-      const partition = copy.partitioned ? copy.partitions.get(group) : [];
-      if (!partition)
-        throw new TributaryError('INTERNAL', `COPY wrote a file for an unknown partition group ${group}`);
-      const relative = copy.partitioned ? partitionPath(copy.spec, copy.schema, partition) : '';
+    written.forEach((row, i) => {
+      const partition = partitioned ? partitions[i] : [];
+      if (!partition) {
+        throw new TributaryError(
+          'INTERNAL',
+          `COPY wrote a file for an unknown partition ${JSON.stringify(row.partition_keys?.entries ?? [])}`,
+        );
+      }
+      const relative = partitioned ? partitionPath(copy.spec, copy.schema, partition) : '';
       const directory = relative ? `${copy.dataLocation}/${relative}` : copy.dataLocation;
       const name = path.basename(row.filename);
       const finalPath = path.join(dataDirectory, relative, name);
       mkdirSync(path.dirname(finalPath), { recursive: true });
       renameSync(row.filename, finalPath);
-      const columnStatistics = new Map(
-        row.column_statistics.entries.map((c) => [
-          c.key,
-          new Map(c.value.entries.map((e) => [e.key, e.value])),
-        ]),
-      );
       const metrics = metricsFromCopy(
         {
           filename: finalPath,
-          count,
+          count: Number(row.count),
           fileSizeBytes: Number(row.file_size_bytes),
-          columnStatistics,
+          columnStatistics: statistics[i]!,
           partitionKeys: new Map(),
         },
         copy.schema,
@@ -325,36 +396,85 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
         fileSizeInBytes: Number(row.file_size_bytes),
         ...metrics,
       });
-    }
+    });
     return files;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
 }
 
+/** Rows per row group of a partitioned write on more than one thread (DuckDB's default is 122,880). */
+const PARTITIONED_ROW_GROUP_ROWS = 16384;
+
+/**
+ * The row group option of a partitioned COPY. Each thread hands its rows of a partition to the file's
+ * writer, which encodes them at once only when they fill half a row group; smaller shares wait in a buffer
+ * that is encoded when the file is closed, and DuckDB closes the files one after the other, on one thread.
+ * A bulk append spread over many partitions (a day per partition, a month of data) then encodes all its
+ * Parquet on one core. Smaller row groups let each thread encode its own share. A single thread has no one
+ * to share with: the default stays.
+ */
+async function partitionedRowGroups(engine: Engine): Promise<string> {
+  const threads = Number(
+    (await engine.connection.runAndReadAll(`select current_setting('threads')`)).getRows()[0]?.[0] ?? 1,
+  );
+  return threads > 1 ? `, row_group_size ${PARTITIONED_ROW_GROUP_ROWS}` : '';
+}
+
+/**
+ * Refuses nulls in the required primitive columns, counted from the written files' statistics; a file
+ * without a null count for one of them has the column counted in the rows instead.
+ */
+async function checkRequiredWritten(
+  copy: CopyStage,
+  statistics: ReadonlyArray<ReadonlyMap<string, ReadonlyMap<string, string>>>,
+): Promise<void> {
+  const required = copy.schema.fields.filter((f) => f.required && typeof f.type === 'string');
+  const uncounted: NestedField[] = [];
+  for (const field of required) {
+    let nulls = 0;
+    for (const file of statistics) {
+      const count = file.get(quoteIdentifier(field.name))?.get('null_count');
+      if (count === undefined) {
+        uncounted.push(field);
+        break;
+      }
+      nulls += Number(count);
+    }
+    if (nulls > 0) throw requiredError(field.name, nulls);
+  }
+  await checkRequired(copy.engine, copy.stage, uncounted);
+}
+
 function compressionOption(compression: ParquetCompression = { codec: 'zstd', level: 1 }): string {
   return `compression ${compression.codec}${compression.level === undefined ? '' : `, compression_level ${compression.level}`}`;
 }
 
-async function checkRequired(engine: Engine, stage: string, schema: Schema): Promise<void> {
-  const required = schema.fields.filter((f) => f.required);
+/** Refuses nulls in the given (required) columns of `relation`, counting them in one scan. */
+async function checkRequired(
+  engine: Engine,
+  relation: string,
+  required: readonly NestedField[],
+): Promise<void> {
   if (required.length === 0) return;
   const counts = await engine.connection.runAndReadAll(
-    `select ${required.map((f) => `count(*) filter (where ${quoteIdentifier(f.name)} is null)`).join(', ')} from ${stage}`,
+    `select ${required.map((f) => `count(*) filter (where ${quoteIdentifier(f.name)} is null)`).join(', ')} from ${relation}`,
   );
   const row = counts.getRows()[0] ?? [];
   required.forEach((field, i) => {
     const nulls = Number(row[i] ?? 0);
-    if (nulls > 0) {
-      throw new TributaryError(
-        'INVALID_INPUT',
-        `column ${field.name} is required, but ${nulls} row${nulls > 1 ? 's have' : ' has'} no value`,
-        {
-          hint: `provide ${field.name} in every row, or make the column optional`,
-        },
-      );
-    }
+    if (nulls > 0) throw requiredError(field.name, nulls);
   });
+}
+
+function requiredError(name: string, nulls: number): TributaryError {
+  return new TributaryError(
+    'INVALID_INPUT',
+    `column ${name} is required, but ${nulls} row${nulls > 1 ? 's have' : ' has'} no value`,
+    {
+      hint: `provide ${name} in every row, or make the column optional`,
+    },
+  );
 }
 
 /** SQL reaching the (possibly nested) column with the given field id, e.g. "address"."city". */

@@ -6,6 +6,9 @@ import type { Schema } from './types.ts';
 
 export type InputFormat = 'ndjson' | 'csv' | 'parquet';
 
+/** How many records of an NDJSON file are looked at for keys the table lacks (DuckDB's sample size). */
+const SAMPLE_ROWS = 20480;
+
 /**
  * A DuckDB relation reading the file, columns matched to the table's by name and read straight as the
  * table's types (no full-file type inference). Keys the table lacks are looked for in a sample of the
@@ -25,11 +28,13 @@ export async function fileRelation(
   let sample: string;
   switch (format) {
     case 'ndjson':
-      sample = `read_json(${literal}, format = 'newline_delimited')`;
+      // The keys of the first records, without inferring their types (which costs twice as much).
+      sample = `(select distinct unnest(json_keys(json)) as key
+        from (select json from read_json_objects(${literal}, format = 'newline_delimited') limit ${SAMPLE_ROWS}))`;
       relation = `read_json(${literal}, format = 'newline_delimited', columns = {${types}})`;
       break;
     case 'csv':
-      sample = `read_csv(${literal}, header = true)`;
+      sample = `(describe select * from read_csv(${literal}, header = true))`;
       relation = `read_csv(${literal}, header = true, types = {${types}})`;
       break;
     case 'parquet':
@@ -41,7 +46,7 @@ export async function fileRelation(
   }
   let columns: string[];
   try {
-    columns = (await engine.connection.runAndReadAll(`describe select * from ${sample}`))
+    columns = (await engine.connection.runAndReadAll(`select * from ${sample}`))
       .getRows()
       .map((r) => String(r[0]));
   } catch (cause) {

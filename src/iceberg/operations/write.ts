@@ -58,8 +58,9 @@ async function writeRows(
 
 export interface AppendOptions extends WriteOptions {
   /**
-   * Whether the input is copied into a temp table before it is written (default true). Pass false when
-   * the relation is cheap to scan several times (a table, or a filter over one), to save that copy.
+   * Whether the input is copied into a temp table before it is written, when the table's partition values
+   * need two passes over it (see `WriteDataFilesOptions.materialize`; default true). Pass false when the
+   * relation is cheap to scan several times (a table, or a filter over one), to save that copy.
    */
   readonly materialize?: boolean;
 }
