@@ -3,7 +3,8 @@
  * dedupe on event ids) under autocannon on loopback, side by side with Bento's `http_server` input and
  * `drop` output (nothing persisted) on the same payload and the same client settings.
  *
- * Phases, per system: single-event requests at peak (200 connections), then at 80% of that peak rate
+ * Phases, the two systems taking turns in each (so that on a shared machine both meet about the same
+ * load): single-event requests at peak (200 connections), then at 80% of that peak rate
  * (autocannon's overallRate, latency corrected for coordinated omission); 100-event batches (a JSON array;
  * Bento splits it with `unarchive: json_array`) at peak (50 connections), then at 80%. After the Tributary
  * phases the log is opened and every acknowledged event is looked for. On Linux, the CPU time each server
@@ -187,18 +188,23 @@ async function startBento(
   return { child, target };
 }
 
+const PHASES = [
+  ['single', 1, SINGLE_CONNECTIONS],
+  ['batch', BATCH, BATCH_CONNECTIONS],
+] as const;
+
+/** One phase (single events or batches) of one system: at peak, then at 80% of it. */
 async function measure(
   name: string,
   start: (split: boolean) => Promise<{ child: ChildProcess; target: Target }>,
   seconds: number,
-): Promise<{ figures: Record<string, number>; acknowledged: number }> {
+  phase: (typeof PHASES)[number],
+  figures: Record<string, number>,
+): Promise<number> {
   const run = `${name}-${Date.now().toString(36)}`;
   let acknowledged = 0;
-  const figures: Record<string, number> = {};
-  for (const [label, events, connections] of [
-    ['single', 1, SINGLE_CONNECTIONS],
-    ['batch', BATCH, BATCH_CONNECTIONS],
-  ] as const) {
+  {
+    const [label, events, connections] = phase;
     const { child, target } = await start(label === 'batch');
     try {
       await load(target, { events, connections, seconds: 2, run: `${run}-warm-${label}` }).then(
@@ -233,7 +239,7 @@ async function measure(
       await stop(child);
     }
   }
-  return { figures, acknowledged };
+  return acknowledged;
 }
 
 const benchmark: Benchmark = {
@@ -282,7 +288,15 @@ const benchmark: Benchmark = {
         target: { url: `${url}/v1/streams/bench/events`, headers: { authorization: `Bearer ${secret}` } },
       };
     };
-    const ours = await measure('tributary', startTributary, seconds);
+    // The systems take turns, phase by phase, so that on a shared machine both meet about the same load.
+    const installed = bento();
+    const ours = { figures: {} as Record<string, number>, acknowledged: 0 };
+    const theirs: Record<string, number> = {};
+    for (const phase of PHASES) {
+      ours.acknowledged += await measure('tributary', startTributary, seconds, phase, ours.figures);
+      if ('binary' in installed)
+        await measure('bento', (split) => startBento(installed.binary, dir, split), seconds, phase, theirs);
+    }
 
     // Every acknowledged event must be in the log.
     const log = await EmbeddedLog.open({
@@ -296,15 +310,10 @@ const benchmark: Benchmark = {
       `tributary: ${ours.acknowledged.toLocaleString('en-US')} events acknowledged, ${stored.toLocaleString('en-US')} in the log`,
     );
 
-    const installed = bento();
     let peer: { name: string; figures: Record<string, number> } | undefined;
     let note = '';
     if ('binary' in installed) {
-      const theirs = await measure('bento', (split) => startBento(installed.binary, dir, split), seconds);
-      peer = {
-        name: `Bento ${BENTO_VERSION} (http_server → drop, persists nothing)`,
-        figures: theirs.figures,
-      };
+      peer = { name: `Bento ${BENTO_VERSION} (http_server → drop, persists nothing)`, figures: theirs };
     } else {
       note = `; ${installed.error}`;
       console.log(installed.error);

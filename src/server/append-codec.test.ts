@@ -21,7 +21,7 @@ describe('append codec', () => {
       stream: 'b',
       batch: { key: 'k', bodyHash: null, response: '{"accepted":1}' },
     });
-    writer.write(3, 'events.c', [{ value: value('{}') }], { stream: 'c' });
+    writer.write(3, 'events.c', [{ value: value('{}') }], { stream: 'c' }, false);
     assert.equal(writer.appends, 3);
     assert.equal(writer.records, 5);
     assert.throws(() =>
@@ -58,7 +58,10 @@ describe('append codec', () => {
       topic: 'events.b',
       records: [{ key: null, value: value('{}'), headers: {} }],
       dedupe: { stream: 'b', batch: { key: 'k', bodyHash: null, response: '{"accepted":1}' } },
+      positions: true,
     });
     assert.deepEqual(c!.dedupe, { stream: 'c' });
+    assert.equal(a!.positions, true);
+    assert.equal(c!.positions, false, 'an append whose answer needs no positions');
   });
 });

@@ -6,7 +6,8 @@
  *
  * Layout (little-endian), per append: id u32, topic str, record count u32, then per record: timestamp f64
  * (NaN: none), key (i32 length, -1 for null, UTF-8), header count u16 and (name str, value str) pairs, value
- * (u32 length, bytes); then flags u8 (1: record the dedupe ids, 2: an Idempotency-Key's answer) and, with
+ * (u32 length, bytes); then flags u8 (1: record the dedupe ids, 2: an Idempotency-Key's answer, 4: answer
+without the records' positions) and, with
  * 1, the stream str; with 2, key str, body hash (i32 length, -1 for null) and response str. A str is a u32
  * byte length and UTF-8.
  */
@@ -29,6 +30,8 @@ export interface DecodedAppend {
   readonly topic: string;
   readonly records: LogRecord[];
   readonly dedupe?: AppendDedupe;
+  /** False when the sender does not need the records' positions. */
+  readonly positions: boolean;
 }
 
 /** A buffer of its own (transferable, unlike a pooled one), not zero-filled: every byte sent is written. */
@@ -38,6 +41,8 @@ function fresh(size: number): Uint8Array {
 
 const FLAG_DEDUPE = 1;
 const FLAG_BATCH = 2;
+const FLAG_NO_POSITIONS = 4;
+const MAX_START = 4 * 1024 * 1024;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -65,11 +70,20 @@ export class AppendWriter {
     return this.#records;
   }
 
-  /** Encodes one append; on an error (a record it cannot encode) nothing of it is kept. */
-  write(id: number, topic: string, records: readonly LogRecord[], dedupe?: AppendDedupe): void {
+  /**
+   * Encodes one append (`positions` false: its answer need not carry the records' positions); on an error
+   * (a record it cannot encode) nothing of it is kept.
+   */
+  write(
+    id: number,
+    topic: string,
+    records: readonly LogRecord[],
+    dedupe?: AppendDedupe,
+    positions = true,
+  ): void {
     const start = this.#at;
     try {
-      this.#write(id, topic, records, dedupe);
+      this.#write(id, topic, records, dedupe, positions);
     } catch (error) {
       this.#at = start;
       throw error;
@@ -78,7 +92,13 @@ export class AppendWriter {
     this.#records += records.length;
   }
 
-  #write(id: number, topic: string, records: readonly LogRecord[], dedupe?: AppendDedupe): void {
+  #write(
+    id: number,
+    topic: string,
+    records: readonly LogRecord[],
+    dedupe: AppendDedupe | undefined,
+    positions: boolean,
+  ): void {
     this.#u32(id);
     this.#str(topic);
     this.#u32(records.length);
@@ -107,7 +127,8 @@ export class AppendWriter {
       this.#at += value.length;
     }
     this.#reserve(1);
-    this.#bytes[this.#at++] = (dedupe ? FLAG_DEDUPE : 0) | (dedupe?.batch ? FLAG_BATCH : 0);
+    this.#bytes[this.#at++] =
+      (dedupe ? FLAG_DEDUPE : 0) | (dedupe?.batch ? FLAG_BATCH : 0) | (positions ? 0 : FLAG_NO_POSITIONS);
     if (dedupe) {
       this.#str(dedupe.stream);
       if (dedupe.batch) {
@@ -121,7 +142,8 @@ export class AppendWriter {
   /** The encoded appends (a buffer to transfer) and their length; the writer starts afresh. */
   take(): { buffer: ArrayBuffer; length: number } {
     const taken = { buffer: this.#bytes.buffer as ArrayBuffer, length: this.#at };
-    this.#bytes = fresh(this.#initial);
+    // The next one as large as this one needed (up to 4 MiB), so that a steady load never grows one.
+    this.#bytes = fresh(Math.min(Math.max(this.#initial, this.#at), MAX_START));
     this.#view = new DataView(this.#bytes.buffer);
     this.#at = 0;
     this.#appends = 0;
@@ -171,6 +193,9 @@ export class AppendWriter {
   }
 }
 
+/** Header names decoded before (see `decodeAppends`). */
+const names: string[] = [];
+
 /** The appends `AppendWriter` encoded into `bytes`; record values are views into it. */
 export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -186,20 +211,35 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
     at += 4;
     return length < 0 ? null : text(length);
   };
+  const latin1 = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const text = (length: number): string => {
     const start = at;
     at += length;
     if (length <= 64) {
-      // Short and ASCII (nearly always): no call into the decoder.
-      let ascii = '';
-      for (let i = start; i < at; i++) {
-        const c = bytes[i]!;
-        if (c >= 0x80) return decoder.decode(bytes.subarray(start, at));
-        ascii += String.fromCharCode(c);
-      }
-      return ascii;
+      // Short and ASCII (nearly always): copied as Latin-1, the same text for ASCII, without the decoder.
+      for (let i = start; i < at; i++)
+        if (bytes[i]! >= 0x80) return decoder.decode(bytes.subarray(start, at));
+      return latin1.toString('latin1', start, at);
     }
     return decoder.decode(bytes.subarray(start, at));
+  };
+  /** A header name: the same few names on every record, so the string made for one is used again. */
+  const name = (): string => {
+    const length = view.getUint32(at, true);
+    at += 4;
+    for (const known of names) {
+      if (known.length !== length) continue;
+      let same = true;
+      for (let i = 0; i < length && same; i++) same = bytes[at + i] === known.charCodeAt(i);
+      if (same) {
+        at += length;
+        return known;
+      }
+    }
+    const made = text(length);
+    // Only ASCII names are kept (their byte length is their length); a few, against many distinct ones.
+    if (names.length < 8 && made.length === length) names.push(made);
+    return made;
   };
   while (at < bytes.length) {
     const id = view.getUint32(at, true);
@@ -216,17 +256,17 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
       at += 2;
       const headers: Record<string, string> = {};
       for (let h = 0; h < headerCount; h++) {
-        const name = str();
+        const header = name();
         const value = str();
         // A header named __proto__ stays a header, as structured cloning kept it.
-        if (name === '__proto__')
-          Object.defineProperty(headers, name, {
+        if (header === '__proto__')
+          Object.defineProperty(headers, header, {
             value,
             enumerable: true,
             writable: true,
             configurable: true,
           });
-        else headers[name] = value;
+        else headers[header] = value;
       }
       const length = view.getUint32(at, true);
       at += 4;
@@ -245,7 +285,8 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
         dedupe = { stream, batch: { key, bodyHash, response } };
       } else dedupe = { stream };
     }
-    appends.push(dedupe ? { id, topic, records, dedupe } : { id, topic, records });
+    const positions = (flags & FLAG_NO_POSITIONS) === 0;
+    appends.push(dedupe ? { id, topic, records, dedupe, positions } : { id, topic, records, positions });
   }
   return appends;
 }

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
-import { decodeBody, decodeUtf8, encodingOf, formatOf, nestedDeeperThan, parseEvents } from './body.ts';
+import {
+  decodeBody,
+  decodeUtf8,
+  encodingOf,
+  formatOf,
+  nestedDeeperThan,
+  parseEvents,
+  scanEvents,
+} from './body.ts';
 import { HttpError } from './http-error.ts';
 
 function status(fn: () => unknown): number | undefined {
@@ -107,5 +115,134 @@ describe('request bodies', () => {
       decodeBody(Buffer.from('not gzip'), 'gzip', 100),
       (e: HttpError) => e.status === 400,
     );
+  });
+});
+
+describe('scanEvents', () => {
+  const scan = (text: string, maxDepth = 64, maxEvents = 1000) =>
+    scanEvents(Buffer.from(text), maxEvents, maxDepth, 'id');
+
+  it('takes objects and arrays of objects as they are, with their ids', () => {
+    const body =
+      ' [ {"id":"a-1","n":1.5e3,"t":true,"x":null,"nested":{"l":[1,{"m":"\\u00e9\\n"}]}} ,\n{"b":"ü"},{"id":null}]\n';
+    const items = scan(body)!;
+    assert.equal(items.length, 3);
+    assert.deepEqual(
+      items.map((i) => [i.index, i.id, Buffer.from(i.source!).toString()]),
+      [
+        [0, 'a-1', '{"id":"a-1","n":1.5e3,"t":true,"x":null,"nested":{"l":[1,{"m":"\\u00e9\\n"}]}}'],
+        [1, undefined, '{"b":"ü"}'],
+        [2, undefined, '{"id":null}'],
+      ],
+    );
+    assert.equal(scan('{"id":"x","id":"y"}')![0]!.id, 'y', 'the last id counts');
+    assert.equal(scan('{"a":1}')!.length, 1);
+  });
+
+  it('leaves to parseEvents every body it does not take as it is', () => {
+    for (const body of [
+      '',
+      '[]',
+      '{}',
+      '[{}]',
+      '[1]',
+      '"x"',
+      '[{"a":1},2]',
+      '{"id":1}',
+      '{"id":""}',
+      `{"id":"${'x'.repeat(257)}"}`,
+      '{"id":"é"}',
+      '{"id":"a\\"b"}',
+      '{"i\\u0064":"x"}',
+      '{"_received_at":"x"}',
+      '{"_client_ip":"x"}',
+      '{"a":{"b":{"c":1}}}',
+      '{"a":1}x',
+      '{"a":01}',
+      '{"a":1.}',
+      '{"a":-}',
+      '{"a":+1}',
+      '{"a":.5}',
+      '{"a":1e}',
+      '{"a":"\\x"}',
+      '{"a":"\\u12g4"}',
+      '{"a":"\t"}',
+      '{"a":tru}',
+      '{"a":NaN}',
+      '{"a":[1,]}',
+      '{"a":1,}',
+      '{a:1}',
+      "{'a':1}",
+      '[{"a":1}',
+      '{"a":1',
+      '\ufeff{"a":1}',
+    ]) {
+      assert.equal(scan(body, 2), undefined, body);
+    }
+    assert.equal(scan('[{"a":1},{"a":2}]', 64, 1), undefined, 'more than maxEvents');
+    assert.equal(scanEvents(Buffer.from('{"ïd":"x"}'), 10, 64, 'ïd'), undefined, 'an id field outside ASCII');
+    assert.equal(scanEvents(Buffer.from('{"event_id":"x"}'), 10, 64, 'event_id')![0]!.id, 'x');
+    assert.ok(scan('{"a":{"b":1}}', 2), 'within the depth');
+  });
+
+  it('never takes a body JSON.parse refuses, nor an event deeper than the limit (random bodies)', () => {
+    let seed = 42;
+    const random = (n: number) => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed % n;
+    };
+    const atoms = [
+      '1',
+      '-0',
+      '0.5',
+      '1e5',
+      '-2.5E-3',
+      'true',
+      'false',
+      'null',
+      '"s"',
+      '"\\n"',
+      '"\\u0041"',
+      '"é"',
+    ];
+    const value = (depth: number): string => {
+      const kind = random(depth > 3 ? 1 : 4);
+      if (kind === 0) return atoms[random(atoms.length)]!;
+      if (kind === 1) return `[${Array.from({ length: random(3) }, () => value(depth + 1)).join(',')}]`;
+      return `{${Array.from({ length: random(3) }, (_, i) => `"${random(4) ? `k${i}` : 'id'}":${value(depth + 1)}`).join(',')}}`;
+    };
+    const junk = ' \t\n\r{}[]:,"\\0123456789.eE+-tfnulx\u0001';
+    let taken = 0;
+    for (let n = 0; n < 20_000; n++) {
+      let body = random(2)
+        ? `[${Array.from({ length: 1 + random(3) }, () => `{"id":"e${n}","v":${value(2)}}`).join(',')}]`
+        : `{"v":${value(2)}}`;
+      // Mutations: a character replaced, inserted or removed.
+      for (let m = random(3); m > 0; m--) {
+        const i = random(body.length);
+        const op = random(3);
+        const c = junk[random(junk.length)]!;
+        body =
+          op === 0
+            ? body.slice(0, i) + c + body.slice(i + 1)
+            : op === 1
+              ? body.slice(0, i) + c + body.slice(i)
+              : body.slice(0, i) + body.slice(i + 1);
+      }
+      const maxDepth = 1 + random(5);
+      const items = scan(body, maxDepth);
+      if (!items) continue;
+      taken++;
+      const parsed = parseEvents(body, 'json', 1000, Buffer.from(body));
+      assert.equal(items.length, parsed.length, body);
+      for (let i = 0; i < items.length; i++) {
+        const value = parsed[i]!.value as Record<string, unknown>;
+        assert.ok(value !== null && typeof value === 'object' && !Array.isArray(value), body);
+        assert.ok(!nestedDeeperThan(value, maxDepth), body);
+        assert.equal(items[i]!.id, (value.id ?? undefined) as string | undefined, body);
+        assert.deepEqual(JSON.parse(Buffer.from(items[i]!.source!).toString()), value, body);
+      }
+    }
+    assert.ok(taken > 5000, `${taken} bodies taken`);
   });
 });

@@ -108,6 +108,12 @@ export interface BodyItem {
   /** 1-based line number (NDJSON). */
   readonly line?: number;
   readonly parseError?: string;
+  /**
+   * Set by `scanEvents`: the event is a valid JSON object within the depth limit, without any of the
+   * fields the server adds, and `value` was not built; `id` is its id field when it is a string.
+   */
+  readonly scanned?: true;
+  readonly id?: string;
 }
 
 function emptyBody(): HttpError {
@@ -242,4 +248,229 @@ export function nestedDeeperThan(value: unknown, max: number): boolean {
     if (nestedDeeperThan((value as Record<string, unknown>)[key], max - 1)) return true;
   }
   return false;
+}
+
+/** The fields enrichment may add (ingest.ts): an event holding one is not taken by `scanEvents`. */
+const ADDED_FIELDS = ['_received_at', '_client_ip', '_user_agent'];
+const MAX_SCANNED_ID = 256;
+const PRINTABLE_ASCII = /^[\x20-\x7e]+$/;
+
+// The scanner below reads bytes at an index it passes along: -1 is "not valid JSON", -2 "valid maybe,
+// but not for `scanEvents`". Locals and arguments only, so that the loops stay tight.
+const INVALID = -1;
+const NOT_PLAIN = -2;
+
+function skipWhitespace(b: Uint8Array, i: number): number {
+  const n = b.length;
+  while (i < n) {
+    const c = b[i]!;
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) i++;
+    else break;
+  }
+  return i;
+}
+
+function isHex(c: number): boolean {
+  return (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+}
+
+/** 1 for the bytes a JSON string cannot hold as they are: the quote, the backslash, controls; and non-ASCII. */
+const STRING_SPECIAL = new Uint8Array(256);
+for (let c = 0; c < 256; c++) STRING_SPECIAL[c] = c < 0x20 || c === 0x22 || c === 0x5c || c >= 0x80 ? 1 : 0;
+
+/**
+ * Past the JSON string whose opening quote is at `i`. `plain`: NOT_PLAIN for one with an escape or a byte
+ * outside ASCII (a key or an id that would have to be decoded to be compared).
+ */
+function endOfString(b: Uint8Array, i: number, plain: boolean): number {
+  const n = b.length;
+  for (i++; i < n;) {
+    // Ordinary characters first, one table lookup each.
+    while (i < n && STRING_SPECIAL[b[i]!] === 0) i++;
+    if (i >= n) break;
+    const c = b[i]!;
+    if (c === 0x22) return i + 1;
+    if (c === 0x5c) {
+      if (plain) return NOT_PLAIN;
+      const e = i + 1 < n ? b[i + 1]! : 0;
+      if (
+        e === 0x22 ||
+        e === 0x5c ||
+        e === 0x2f ||
+        e === 0x62 ||
+        e === 0x66 ||
+        e === 0x6e ||
+        e === 0x72 ||
+        e === 0x74
+      )
+        i += 2;
+      else if (
+        e === 0x75 &&
+        i + 5 < n &&
+        isHex(b[i + 2]!) &&
+        isHex(b[i + 3]!) &&
+        isHex(b[i + 4]!) &&
+        isHex(b[i + 5]!)
+      )
+        i += 6;
+      else return INVALID;
+    } else if (c < 0x20) return INVALID;
+    else if (c >= 0x80 && plain) return NOT_PLAIN;
+    else i++;
+  }
+  return INVALID;
+}
+
+function endOfDigits(b: Uint8Array, i: number): number {
+  const n = b.length;
+  const start = i;
+  while (i < n && b[i]! >= 0x30 && b[i]! <= 0x39) i++;
+  return i > start ? i : INVALID;
+}
+
+/** Past the JSON number at `i`, by the grammar of RFC 8259. */
+function endOfNumber(b: Uint8Array, i: number): number {
+  const n = b.length;
+  if (b[i] === 0x2d) i++;
+  if (i < n && b[i] === 0x30) i++;
+  else if ((i = endOfDigits(b, i)) < 0) return INVALID;
+  if (i < n && b[i] === 0x2e && (i = endOfDigits(b, i + 1)) < 0) return INVALID;
+  if (i < n && (b[i] === 0x65 || b[i] === 0x45)) {
+    i++;
+    if (i < n && (b[i] === 0x2b || b[i] === 0x2d)) i++;
+    return endOfDigits(b, i);
+  }
+  return i;
+}
+
+function endOfLiteral(b: Uint8Array, i: number, word: string): number {
+  if (i + word.length > b.length) return INVALID;
+  for (let k = 0; k < word.length; k++) if (b[i + k] !== word.charCodeAt(k)) return INVALID;
+  return i + word.length;
+}
+
+/** Past any JSON value at `i` inside containers nested `depth` deep, within `limit` levels. */
+function endOfValue(b: Uint8Array, i: number, depth: number, limit: number): number {
+  const c = i < b.length ? b[i]! : 0;
+  if (c === 0x22) return endOfString(b, i, false);
+  if (c === 0x7b || c === 0x5b) {
+    if (depth + 1 > limit) return NOT_PLAIN;
+    const close = c === 0x7b ? 0x7d : 0x5d;
+    i = skipWhitespace(b, i + 1);
+    if (b[i] === close) return i + 1;
+    for (;;) {
+      if (close === 0x7d) {
+        if (b[i] !== 0x22 || (i = endOfString(b, i, false)) < 0) return INVALID;
+        i = skipWhitespace(b, i);
+        if (b[i] !== 0x3a) return INVALID;
+        i = skipWhitespace(b, i + 1);
+      }
+      if ((i = endOfValue(b, i, depth + 1, limit)) < 0) return i;
+      i = skipWhitespace(b, i);
+      const next = b[i];
+      if (next === close) return i + 1;
+      if (next !== 0x2c) return INVALID;
+      i = skipWhitespace(b, i + 1);
+    }
+  }
+  if (c === 0x74) return endOfLiteral(b, i, 'true');
+  if (c === 0x66) return endOfLiteral(b, i, 'false');
+  if (c === 0x6e) return endOfLiteral(b, i, 'null');
+  return c === 0x2d || (c >= 0x30 && c <= 0x39) ? endOfNumber(b, i) : INVALID;
+}
+
+/** True when bytes [start, end) are the ASCII text `name`. */
+function bytesAre(b: Uint8Array, start: number, end: number, name: string): boolean {
+  if (end - start !== name.length) return false;
+  for (let k = 0; k < name.length; k++) if (b[start + k] !== name.charCodeAt(k)) return false;
+  return true;
+}
+
+/** Where `scanEvent` leaves the id it found: [start, end) in the body, or start -1 for none. */
+let idStart = -1;
+let idEnd = -1;
+
+/**
+ * Past the event at `i`: a non-empty object whose `idField` is absent, null, or a string of 1 to 256
+ * ASCII characters without escapes, and that holds none of the fields enrichment adds (its id in
+ * `idStart`/`idEnd`). A negative number when it is not such an event, or not valid JSON.
+ */
+function endOfEvent(b: Buffer, i: number, limit: number, idField: string): number {
+  if (b[i] !== 0x7b || limit < 1) return NOT_PLAIN;
+  i = skipWhitespace(b, i + 1);
+  if (b[i] === 0x7d) return NOT_PLAIN;
+  idStart = -1;
+  for (;;) {
+    if (b[i] !== 0x22) return INVALID;
+    const keyStart = i + 1;
+    if ((i = endOfString(b, i, true)) < 0) return i;
+    const keyEnd = i - 1;
+    i = skipWhitespace(b, i);
+    if (b[i] !== 0x3a) return INVALID;
+    i = skipWhitespace(b, i + 1);
+    if (bytesAre(b, keyStart, keyEnd, idField)) {
+      // The last one counts when the field repeats, as for JSON.parse.
+      if (b[i] === 0x22) {
+        const start = i + 1;
+        if ((i = endOfString(b, i, true)) < 0) return i;
+        if (i - 1 - start < 1 || i - 1 - start > MAX_SCANNED_ID) return NOT_PLAIN;
+        idStart = start;
+        idEnd = i - 1;
+      } else if ((i = endOfLiteral(b, i, 'null')) >= 0) idStart = -1;
+      else return NOT_PLAIN;
+    } else {
+      for (const name of ADDED_FIELDS) if (bytesAre(b, keyStart, keyEnd, name)) return NOT_PLAIN;
+      if ((i = endOfValue(b, i, 1, limit)) < 0) return i;
+    }
+    i = skipWhitespace(b, i);
+    const next = b[i];
+    if (next === 0x7d) return i + 1;
+    if (next !== 0x2c) return INVALID;
+    i = skipWhitespace(b, i + 1);
+  }
+}
+
+/**
+ * The events of a JSON body (an object or an array of objects) read without building their values, for
+ * the common case: every event is an object the server takes as it is (see `scanEvent`), at most
+ * `maxEvents` of them, nested at most `maxDepth` deep. Undefined in every other case — invalid JSON
+ * included — and then `parseEvents` reads the body and answers for it (so the errors are the same).
+ * The body must be valid UTF-8 (checked before).
+ */
+export function scanEvents(
+  bytes: Buffer,
+  maxEvents: number,
+  maxDepth: number,
+  idField: string,
+): BodyItem[] | undefined {
+  // An id field outside printable ASCII would be missed by the byte comparison: such streams parse.
+  if (!PRINTABLE_ASCII.test(idField)) return undefined;
+  try {
+    const items: BodyItem[] = [];
+    const array = bytes[skipWhitespace(bytes, 0)] === 0x5b;
+    let i = skipWhitespace(bytes, array ? skipWhitespace(bytes, 0) + 1 : 0);
+    for (;;) {
+      const start = i;
+      if ((i = endOfEvent(bytes, i, maxDepth, idField)) < 0 || items.length >= maxEvents) return undefined;
+      const source = bytes.subarray(start, i);
+      items.push(
+        idStart < 0
+          ? { index: items.length, source, scanned: true }
+          : { index: items.length, source, scanned: true, id: bytes.toString('latin1', idStart, idEnd) },
+      );
+      i = skipWhitespace(bytes, i);
+      if (!array) break;
+      const next = bytes[i];
+      if (next === 0x5d) {
+        i = skipWhitespace(bytes, i + 1);
+        break;
+      }
+      if (next !== 0x2c) return undefined;
+      i = skipWhitespace(bytes, i + 1);
+    }
+    return i === bytes.length ? items : undefined;
+  } catch {
+    // Nesting deeper than the stack (a very high max_depth): the body is read the usual way.
+    return undefined;
+  }
 }

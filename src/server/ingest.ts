@@ -24,6 +24,7 @@ import {
 } from './dedupe.ts';
 import type { AppendDedupe } from './append-codec.ts';
 import { HttpError } from './http-error.ts';
+import { InflightIds } from './inflight.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { schemaErrors, type EventError, type Stream } from './streams.ts';
 
@@ -87,14 +88,17 @@ interface CheckedEvent {
 }
 
 /**
- * A log that can record dedupe ids itself once an append is durable (threaded-log.ts). It copies the
- * records before `appendRecording` returns, so their values may be reused right after the call.
+ * A log that can record dedupe ids itself once an append is durable (threaded-log.ts), calling
+ * `onRecorded` once they are written (possibly after the append resolved). It copies the records before
+ * `appendRecording` returns, so their values may be reused right after the call.
  */
 interface RecordingLog extends Log {
   appendRecording(
     topic: string,
     records: readonly LogRecord[],
     dedupe: AppendDedupe,
+    positions: boolean,
+    onRecorded: () => void,
   ): Promise<RecordPosition[]>;
 }
 
@@ -102,14 +106,10 @@ function isRecordingLog(log: Log): log is RecordingLog {
   return typeof (log as Partial<RecordingLog>).appendRecording === 'function';
 }
 
-interface Held {
-  readonly ids: Map<string, Promise<void>>;
-  readonly keys: Map<string, Promise<void>>;
-}
-
 const MAX_ID_LENGTH = 256;
 const MAX_USER_AGENT = 512;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
@@ -161,8 +161,8 @@ export class Ingestor {
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #limits: IngestLimits;
-  /** Per stream, the client ids and Idempotency-Keys of requests in flight (see `#claim`). */
-  readonly #inflight = new Map<string, Held>();
+  /** The client ids and Idempotency-Keys of requests in flight (inflight.ts). */
+  readonly #inflight = new InflightIds();
   #pendingAppends = 0;
   #pendingBytes = 0;
   /** Where events are spliced with their added fields, for a log that copies them (`RecordingLog`). */
@@ -246,12 +246,15 @@ export class Ingestor {
     // The client ids of the valid events: only those are deduplicated.
     const clientIds: string[] = [];
     if (dedupeOn) for (const event of checked) if (event.clientId && !event.errors) clientIds.push(event.id);
-    const release =
+    const claim =
       idempotencyKey !== undefined || clientIds.length
-        ? (this.#tryClaim(stream.name, clientIds, idempotencyKey) ??
-          (await this.#claim(stream.name, clientIds, idempotencyKey)))
+        ? this.#inflight.claim(stream.name, clientIds, idempotencyKey)
         : undefined;
+    // A log that records the ids itself releases them once they are written, which may be just after
+    // it answered (see RecordingLog); until then a retry of these ids waits.
+    let releasedByLog = false;
     try {
+      if (claim?.wait) await claim.wait;
       if (idempotencyKey !== undefined) {
         const stored = this.#dedupe.batch(stream.name, idempotencyKey);
         if (stored) {
@@ -340,7 +343,9 @@ export class Ingestor {
         dlqRecords,
         bytes,
         delegated ? remember : undefined,
+        claim?.release,
       );
+      releasedByLog = delegated && claim !== undefined;
       // Recorded at once (no await since the append resolved), in the order the log acknowledged.
       if (!delegated) {
         const events: RecordedEvent[] = [];
@@ -356,65 +361,8 @@ export class Ingestor {
       if (invalid.length) this.#metrics.eventsDlq.inc({ stream: stream.name }, invalid.length);
       return { result, replayed: false };
     } finally {
-      release?.();
+      if (!releasedByLog) claim?.release();
     }
-  }
-
-  /** Waits until no other request holds any of the ids or the key, then holds them; returns the release. */
-  async #claim(
-    stream: string,
-    ids: readonly string[],
-    idempotencyKey: string | undefined,
-  ): Promise<() => void> {
-    const held = this.#held(stream);
-    for (;;) {
-      const waits: Array<Promise<void>> = [];
-      for (const id of ids) {
-        const wait = held.ids.get(id);
-        if (wait) waits.push(wait);
-      }
-      if (idempotencyKey !== undefined) {
-        const wait = held.keys.get(idempotencyKey);
-        if (wait) waits.push(wait);
-      }
-      if (waits.length === 0) break;
-      await Promise.all(waits);
-    }
-    return this.#hold(held, ids, idempotencyKey);
-  }
-
-  /** Holds the ids and the key now when no other request holds any of them (the common case). */
-  #tryClaim(
-    stream: string,
-    ids: readonly string[],
-    idempotencyKey: string | undefined,
-  ): (() => void) | undefined {
-    const held = this.#held(stream);
-    if (held.ids.size > 0) for (const id of ids) if (held.ids.has(id)) return undefined;
-    if (idempotencyKey !== undefined && held.keys.has(idempotencyKey)) return undefined;
-    return this.#hold(held, ids, idempotencyKey);
-  }
-
-  #held(stream: string): Held {
-    let held = this.#inflight.get(stream);
-    if (!held) {
-      held = { ids: new Map(), keys: new Map() };
-      this.#inflight.set(stream, held);
-    }
-    return held;
-  }
-
-  #hold(held: Held, ids: readonly string[], idempotencyKey: string | undefined): () => void {
-    let done!: () => void;
-    const promise = new Promise<void>((resolve) => (done = resolve));
-    for (const id of ids) held.ids.set(id, promise);
-    if (idempotencyKey !== undefined) held.keys.set(idempotencyKey, promise);
-    return () => {
-      for (const id of ids) if (held.ids.get(id) === promise) held.ids.delete(id);
-      if (idempotencyKey !== undefined && held.keys.get(idempotencyKey) === promise)
-        held.keys.delete(idempotencyKey);
-      done();
-    };
   }
 
   async #append(
@@ -423,6 +371,7 @@ export class Ingestor {
     dlqRecords: readonly LogRecord[],
     bytes: number,
     remember: AppendDedupe | undefined,
+    onRecorded: (() => void) | undefined,
   ): Promise<Acknowledged[]> {
     if (records.length === 0 && dlqRecords.length === 0) return [];
     this.#pendingAppends++;
@@ -433,7 +382,13 @@ export class Ingestor {
       records.length === 0
         ? Promise.resolve<RecordPosition[]>([])
         : remember
-          ? (this.#log as RecordingLog).appendRecording(stream.topic, records, remember)
+          ? (this.#log as RecordingLog).appendRecording(
+              stream.topic,
+              records,
+              remember,
+              false,
+              onRecorded ?? (() => undefined),
+            )
           : this.#log.append(stream.topic, records),
       dlqRecords.length
         ? this.#log.append(stream.dlqTopic, dlqRecords)
@@ -443,6 +398,8 @@ export class Ingestor {
     this.#pendingAppends--;
     this.#pendingBytes -= bytes;
     if (main.status === 'fulfilled' && dlq.status === 'fulfilled') {
+      // A log that recorded the ids itself: nothing here reads the positions.
+      if (remember) return [];
       return [
         ...main.value.map((p) => ({ topic: stream.topic, ...p })),
         ...dlq.value.map((p) => ({ topic: stream.dlqTopic, ...p })),
@@ -482,6 +439,27 @@ export class Ingestor {
       original: item.value,
       errors,
     });
+    if (item.scanned) {
+      // body.ts read it without building its value: a valid object, within the depth, with a valid id,
+      // none of the added fields. What reads the value gets it built.
+      if (input.prepare || input.stream.validate || input.stream.partitionKey)
+        return this.#check(input, {
+          index: item.index,
+          value: JSON.parse(decoder.decode(item.source)) as unknown,
+          source: item.source,
+        });
+      return {
+        index: item.index,
+        line: item.line,
+        id: item.id ?? randomUUID(),
+        clientId: item.id !== undefined,
+        value: undefined,
+        raw: undefined,
+        source: item.source,
+        original: undefined,
+        errors: undefined,
+      };
+    }
     if (item.parseError !== undefined) return invalid([{ path: '', message: item.parseError }]);
     const value = item.value;
     if (!isPlainObject(value)) return invalid([{ path: '', message: 'must be a JSON object' }]);
@@ -563,7 +541,8 @@ export class Ingestor {
       const ok =
         spliceable &&
         source !== undefined &&
-        (added.length === 0 || (!hasAny(value!, added) && !emptyObject(source)));
+        // A scanned event (no value) holds no added field and is not empty (body.ts).
+        (added.length === 0 || value === undefined || (!hasAny(value, added) && !emptyObject(source)));
       spliced[i] = ok;
       if (ok && added.length > 0) size += source.length - 1 + suffix.length;
     }

@@ -3,7 +3,9 @@
  * the main thread posts. Appends that arrive together are issued in the same turn of this thread's event
  * loop, so the embedded log group-commits them; answers are posted back in batches. An append may carry
  * the event ids to remember for deduplication (dedupe.ts): they are written here, after the log's commit
- * and before the answer, so the server thread never writes to the dedupe store on the hot path.
+ * and just after the answer (then the worker says `recorded`; the server holds the ids as in flight until
+ * then), so the server thread never writes to the dedupe store on the hot path and no answer waits for
+ * that write.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
@@ -25,7 +27,10 @@ export interface WorkerOptions {
 }
 
 export type Request =
-  /** Appends encoded by append-codec.ts; each is answered with its positions as [partition, offset, …]. */
+  /**
+   * Appends encoded by append-codec.ts; each is answered with its positions as [partition, offset, …], or
+   * null when its sender said it does not need them.
+   */
   | { readonly op: 'append'; readonly buffer: ArrayBuffer; readonly length: number }
   | { readonly op: 'abort'; readonly id: number }
   | { readonly op: 'call'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
@@ -45,7 +50,9 @@ export type Reply =
 export type Message =
   | { readonly ready: true }
   | { readonly ready: false; readonly error: SerializedError }
-  | { readonly replies: Reply[] };
+  | { readonly replies: Reply[] }
+  /** The ids these appends carried are written to the dedupe store (they were answered before). */
+  | { readonly recorded: number[] };
 
 export function serializeError(error: unknown): SerializedError {
   if (isTributaryError(error)) {
@@ -129,6 +136,8 @@ async function main(): Promise<void> {
   }
   const aborts = new Map<number, AbortController>();
   let replies: Reply[] = [];
+  /** The appends answered in `replies` that carried ids to record. */
+  let recorded: number[] = [];
   let scheduled = false;
   const reply = (answer: Reply) => {
     replies.push(answer);
@@ -136,11 +145,17 @@ async function main(): Promise<void> {
     scheduled = true;
     setImmediate(() => {
       scheduled = false;
-      // Ids recorded by the appends answered here are written before the answers leave.
-      dedupe?.flush();
       const batch = replies;
+      const ids = recorded;
       replies = [];
+      recorded = [];
+      // The answers leave first: their events are durable. The server holds their ids as in flight until
+      // the ids are written (`recorded`), so a retry waits for that rather than every answer for the write
+      // (and a checkpoint of ingest.db it may do).
       port.postMessage({ replies: batch } satisfies Message);
+      if (ids.length === 0) return;
+      dedupe?.flush();
+      port.postMessage({ recorded: ids } satisfies Message);
     });
   };
   const settle = (id: number, work: Promise<unknown>) =>
@@ -156,8 +171,11 @@ async function main(): Promise<void> {
         void settle(
           item.id,
           appended.then((positions) => {
-            if (item.dedupe && dedupe) remember(dedupe, item.topic, item.records, positions, item.dedupe);
-            return pairsOf(positions);
+            if (item.dedupe) {
+              if (dedupe) remember(dedupe, item.topic, item.records, positions, item.dedupe);
+              recorded.push(item.id);
+            }
+            return item.positions ? pairsOf(positions) : null;
           }),
         );
       }

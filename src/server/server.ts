@@ -9,6 +9,7 @@
  * the limit (413), decoded, its signature checked for HMAC streams (401), parsed and validated (400), and
  * the events are acknowledged (202) only once the log made them durable.
  */
+import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -32,6 +33,7 @@ import {
   encodingOf,
   formatOf,
   parseEvents,
+  scanEvents,
   type BodyFormat,
   type ContentEncoding,
 } from './body.ts';
@@ -733,8 +735,12 @@ export class IngestServer {
     const stream = state.stream!;
     const body = await this.#readBody(request);
     const idempotencyKey = this.#idempotencyKey(request);
-    const text = decodeUtf8(body);
-    const items = parseEvents(text, state.format ?? 'json', this.#settings.max_events, body);
+    const format = state.format ?? 'json';
+    // Events taken as they are need no values built (body.ts), unless a schema or a partition key reads them.
+    const items =
+      (format === 'json' && !stream.validate && !stream.partitionKey && isUtf8(body)
+        ? scanEvents(body, this.#settings.max_events, this.#settings.max_depth, stream.config.id_field)
+        : undefined) ?? parseEvents(decodeUtf8(body), format, this.#settings.max_events, body);
     const outcome = await this.#ingestor.ingest({
       stream,
       items,

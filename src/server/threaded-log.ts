@@ -32,8 +32,10 @@ const SEND_AFTER_RECORDS = 2000;
 interface Waiter {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
-  /** An append: the worker answers with its positions as [partition, offset, …] pairs. */
+  /** An append: the worker answers with its positions as [partition, offset, …] pairs (or null). */
   readonly append?: boolean;
+  /** An append whose ids the worker records after answering (it then says `recorded`). */
+  readonly recordsIds?: boolean;
 }
 
 function positionsOf(pairs: Float64Array): RecordPosition[] {
@@ -54,6 +56,8 @@ function toError(error: SerializedError): TributaryError {
 export class ThreadedLog implements Log {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, Waiter>();
+  /** Per append that carries ids to record, what to call once they are (`appendRecording`). */
+  readonly #recording = new Map<number, () => void>();
   #next = 1;
   /** Appends not yet sent, encoded (append-codec.ts). */
   readonly #outbox = new AppendWriter();
@@ -66,6 +70,10 @@ export class ThreadedLog implements Log {
   private constructor(worker: Worker) {
     this.#worker = worker;
     worker.on('message', (message: Message) => {
+      if ('recorded' in message) {
+        for (const id of message.recorded) this.#recorded(id);
+        return;
+      }
       if (!('replies' in message)) return;
       // The worker answers after each commit: it is free now, so it gets what waited meanwhile.
       this.#flush();
@@ -78,6 +86,7 @@ export class ThreadedLog implements Log {
       });
       for (const waiter of this.#waiting.values()) waiter.reject(this.#failure);
       this.#waiting.clear();
+      for (const id of [...this.#recording.keys()]) this.#recorded(id);
     };
     worker.on('error', (error: Error) => fail(`failed: ${error.message}`));
     worker.on('exit', (code) => {
@@ -125,9 +134,19 @@ export class ThreadedLog implements Log {
     if (!waiter) return;
     this.#waiting.delete(reply.id);
     if (waiter.append) this.#unanswered--;
+    // A failed append records nothing; one without ids has nothing to record.
+    if (!reply.ok || !waiter.recordsIds) this.#recorded(reply.id);
     if (!reply.ok) waiter.reject(toError(reply.error));
-    else if (waiter.append) waiter.resolve(positionsOf(reply.value as Float64Array));
+    else if (waiter.append)
+      waiter.resolve(reply.value === null ? [] : positionsOf(reply.value as Float64Array));
     else waiter.resolve(reply.value);
+  }
+
+  #recorded(id: number): void {
+    const onRecorded = this.#recording.get(id);
+    if (!onRecorded) return;
+    this.#recording.delete(id);
+    onRecorded();
   }
 
   #check(): void {
@@ -155,19 +174,32 @@ export class ThreadedLog implements Log {
   /**
    * `append`, and once the records are durable, the worker records in the dedupe store the ids the
    * records carry (the headers tributary-event-id and tributary-dedupe, as recovery reads them) and the
-   * Idempotency-Key's answer, before resolving (see log-worker.ts).
+   * Idempotency-Key's answer — just after resolving: `onRecorded` is called once they are written (or
+   * the append failed, or the worker did). With `positions` false, it resolves with no positions (an
+   * empty array): a caller that does not read them spares both threads the work.
    */
   async appendRecording(
     topic: string,
     records: readonly LogRecord[],
     dedupe?: AppendDedupe,
+    positions = true,
+    onRecorded?: () => void,
   ): Promise<RecordPosition[]> {
     this.#check();
-    if (records.length === 0) return [];
+    if (records.length === 0) {
+      onRecorded?.();
+      return [];
+    }
     const id = this.#next++;
-    this.#outbox.write(id, topic, records, dedupe);
+    this.#outbox.write(id, topic, records, dedupe, positions);
+    if (onRecorded) this.#recording.set(id, onRecorded);
     const result = new Promise<RecordPosition[]>((resolve, reject) => {
-      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject, append: true });
+      this.#waiting.set(id, {
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        append: true,
+        recordsIds: dedupe !== undefined,
+      });
     });
     // While the worker commits, what it would receive waits in its queue anyway: appends are held here
     // until it answers (one message per commit, not one per turn of this thread's event loop), or until
