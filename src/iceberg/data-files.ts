@@ -397,6 +397,11 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
         ...metrics,
       });
     });
+    // DuckDB does not flush what it writes: the files must be on disk before a commit names them.
+    await copy.storage.persist(
+      files.map((f) => f.filePath),
+      copy.dataLocation,
+    );
     return files;
   } finally {
     rmSync(scratch, { recursive: true, force: true });

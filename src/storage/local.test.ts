@@ -169,3 +169,26 @@ describe('storageFor', () => {
     }
   });
 });
+
+describe('LocalStorage.persist', () => {
+  it('flushes files written outside the storage, in new directories, and says which one is missing', async () => {
+    const dir = await tempDir();
+    try {
+      const root = fileLocationOf(path.join(dir, 'data'));
+      const file = path.join(dir, 'data', 'ts_day=2026-11-23', 'a.parquet');
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, 'PAR1');
+      await new LocalStorage().persist([fileLocationOf(file)], root);
+      const missing = fileLocationOf(path.join(dir, 'data', 'gone.parquet'));
+      await assert.rejects(new LocalStorage().persist([missing], root), (error) => {
+        assert.ok(isTributaryError(error, 'STORAGE_IO'));
+        assert.match(error.message, /gone\.parquet/);
+        return true;
+      });
+      // Without durability there is nothing to flush, and nothing is looked at.
+      await new LocalStorage({ fsync: false }).persist([missing], root);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -157,6 +157,27 @@ export class LocalStorage implements Storage {
     yield* walk(root, base, prefix);
   }
 
+  async persist(locations: readonly string[], root: string): Promise<void> {
+    if (!this.#fsync || locations.length === 0) return;
+    const top = path.dirname(localPathOf(root));
+    const directories = new Set<string>();
+    const files = locations.map((location) => {
+      const file = localPathOf(location);
+      for (
+        let dir = path.dirname(file);
+        dir.startsWith(top) && !directories.has(dir);
+        dir = path.dirname(dir)
+      ) {
+        directories.add(dir);
+        if (dir === top) break;
+      }
+      return { file, location };
+    });
+    // In parallel: each flush waits on the disk, not the CPU (libuv's threads overlap them).
+    await Promise.all(files.map(({ file, location }) => this.#syncPath(file, location)));
+    await Promise.all([...directories].map((dir) => this.#syncDir(dir, root)));
+  }
+
   localPath(location: string): string {
     return localPathOf(location);
   }
@@ -195,6 +216,19 @@ export class LocalStorage implements Storage {
       toFlush.push(path.dirname(current));
     }
     for (const directory of new Set(toFlush)) await this.#syncDir(directory, location);
+  }
+
+  async #syncPath(file: string, location: string): Promise<void> {
+    try {
+      const handle = await open(file, 'r');
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (error) {
+      throw fsError(error, 'write', location);
+    }
   }
 
   async #syncDir(dir: string, location: string): Promise<void> {

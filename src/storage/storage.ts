@@ -72,6 +72,14 @@ export interface Storage {
   list(prefix: string): AsyncIterable<StorageEntry>;
 
   /**
+   * Makes durable the files a native writer (DuckDB's COPY) put at these locations' local paths, outside
+   * `write`: flushes each file, and each directory up to `root` (a directory location above them all)
+   * that may have gained an entry. Called before the files are committed to a table; a no-op when
+   * durability is off.
+   */
+  persist(locations: readonly string[], root: string): Promise<void>;
+
+  /**
    * The local filesystem path of `location` when this storage keeps files on local disk (DuckDB and other
    * native readers open it directly), otherwise undefined.
    */

@@ -86,6 +86,8 @@ async function writeGroup(
     `copy (select _file as file_path, _pos::BIGINT as pos from ${relation} where _file in (${inList}) order by file_path, pos)
        to ${quoteLiteral(local)} (format parquet, compression zstd, field_ids ${fieldIdsOption(positionDeleteSchema)})`,
   );
+  // DuckDB does not flush what it writes: the file must be on disk before a commit names it.
+  await table.storage.persist([location], `${table.location}/data`);
   const metrics = await readFileMetrics(engine.connection, local, positionDeleteSchema);
   return {
     content: 'position-deletes',
