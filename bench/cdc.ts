@@ -10,8 +10,9 @@
  *  3. capacity, apart from what PostgreSQL and pgbench take: pgbench runs with the source and pipeline
  *     stopped, then the source drains the slot's backlog into the log, then the pipeline into Iceberg.
  * Goals: ≥ 50k changes/s with lag p99 < 2 s; ≥ 200k snapshot rows/s.
- * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8]`; CDC_BENCH_NODE_ARGS (e.g. "--cpu-prof
- * --cpu-prof-dir=/tmp/prof") is passed to the `cdc run` and `run` processes, to profile them;
+ * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8]` (seconds 0: only the snapshot, step 1);
+ * CDC_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the `cdc run` and `run`
+ * processes, to profile them;
  * CDC_BENCH_LOGS=<dir> keeps their output there (JSON log lines: commits, snapshot progress).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -22,7 +23,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EmbeddedLog } from '../src/log/embedded-log.ts';
 import { postgres } from '../test/services/postgres.ts';
-import type { Benchmark } from './harness.ts';
+import type { Benchmark, BenchResult } from './harness.ts';
 
 const CLI = path.resolve(import.meta.dirname, '..', 'bin', 'tributary.js');
 const NODE_ARGS = (process.env.CDC_BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
@@ -99,7 +100,7 @@ const benchmark: Benchmark = {
   name: 'cdc',
   description:
     'PostgreSQL CDC: snapshot rows/s, then pgbench TPC-B changes/s into an Iceberg upsert table with lag p50/p99',
-  async run(args) {
+  async run(args): Promise<BenchResult> {
     const scale = Number(args[0] ?? 10);
     const seconds = Number(args[1] ?? 30);
     const clients = Number(args[2] ?? 8);
@@ -226,6 +227,17 @@ const benchmark: Benchmark = {
         100,
       );
       const snapshotIcebergRowsPerSecond = rows / ((Date.now() - pipelineStart) / 1000);
+      if (seconds === 0) {
+        db.close();
+        return {
+          figures: {
+            'snapshot rows': rows,
+            'snapshot rows/s (to log)': Math.round(snapshotRowsPerSecond),
+            'snapshot rows/s (to Iceberg upsert)': Math.round(snapshotIcebergRowsPerSecond),
+          },
+          notes: `pgbench -s ${scale}, snapshot only; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
+        };
+      }
 
       // 2. pgbench while the source and the pipeline run; lag sampled at each pipeline commit.
       const log = await EmbeddedLog.open({

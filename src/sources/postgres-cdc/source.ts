@@ -27,7 +27,14 @@ import { partitionForKey, type Log, type LogRecord, type RecordPosition } from '
 import type { RunningSource, SourceContext, SourceState, SourceStatus, TableProgress } from '../source.ts';
 import { resolvedNames, type PostgresCdcConfig } from './config.ts';
 import { connect, quoteIdent, quoteTable, splitTable } from './connection.ts';
-import { encodeTexts, envelopeJson, RowEncoder, type EnvelopeParts } from './encode.ts';
+import {
+  ByteWriter,
+  encodeTexts,
+  envelopeJson,
+  RowEncoder,
+  SnapshotEncoder,
+  type EnvelopeParts,
+} from './encode.ts';
 import { formatLsn, lsnKey, maxLsn, minLsn, parseLsn, type Lsn } from './lsn.ts';
 import { cdcMetrics, type CdcMetrics } from './metrics.ts';
 import { decodePgOutput, type PgOutputMessage, type RelationColumn, type TupleValues } from './pgoutput.ts';
@@ -106,6 +113,8 @@ interface PendingRecord {
   readonly table: string;
   readonly op: ChangeOp;
   value: string | undefined;
+  /** The value as UTF-8 already (snapshot rows, written as bytes); then `value` is not set. */
+  readonly encoded?: Uint8Array;
   /** About how many bytes it will take (for memory bounds). */
   readonly size: number;
   /** An update whose unchanged TOASTed values have to be read back before it is written. */
@@ -1094,7 +1103,7 @@ export class PostgresCdcSource implements RunningSource {
       await this.#fillToast(units);
       const records: LogRecord[] = [];
       const touched = new Map<number, Position>();
-      const counts = new Map<string, number>();
+      const counts = new Map<string, Partial<Record<ChangeOp, number>>>();
       // Past the newest position written, nothing can be in the log yet: only below it (after a
       // reconnect or restart, when PostgreSQL sends again what was not confirmed) is each record checked.
       let written: Position | undefined;
@@ -1110,17 +1119,21 @@ export class PostgresCdcSource implements RunningSource {
           kept.push(record);
         }
       }
-      const values = encodeTexts(kept.map((record) => record.value ?? ''));
-      kept.forEach((record, i) => {
+      const texts: string[] = [];
+      for (const record of kept) if (!record.encoded) texts.push(record.value ?? '');
+      const values = encodeTexts(texts);
+      let text = 0;
+      kept.forEach((record) => {
         records.push({
           key: record.key,
-          value: values[i]!,
+          value: record.encoded ?? values[text++]!,
           headers: record.headers
             ? { [POSITION_HEADER]: record.positionText, ...record.headers }
             : { [POSITION_HEADER]: record.positionText },
         });
-        const label = `${record.table}\u0000${record.op}`;
-        counts.set(label, (counts.get(label) ?? 0) + 1);
+        let byOp = counts.get(record.table);
+        if (!byOp) counts.set(record.table, (byOp = {}));
+        byOp[record.op] = (byOp[record.op] ?? 0) + 1;
       });
       if (records.length) {
         const positions = await this.#appendWithRetry(records);
@@ -1138,9 +1151,9 @@ export class PostgresCdcSource implements RunningSource {
         }
       }
       for (const [partition, position] of touched) this.#written.set(partition, position);
-      for (const [label, n] of counts) {
-        const [table, op] = label.split('\u0000');
-        this.#metrics?.changes.inc({ source: this.name, table: table!, op: op! }, n);
+      for (const [table, byOp] of counts) {
+        for (const [op, n] of Object.entries(byOp))
+          this.#metrics?.changes.inc({ source: this.name, table, op }, n);
       }
       for (const unit of units) {
         if (unit.endLsn !== undefined) this.#appendedThrough = maxLsn(this.#appendedThrough, unit.endLsn);
@@ -1428,7 +1441,7 @@ export class PostgresCdcSource implements RunningSource {
       keyIndexes: info.primaryKey.map((k) => names.indexOf(k)),
     };
     chunk.rows = result.rows;
-    await query.query('select pg_logical_emit_message(false, $1, $2)', [prefix, `${chunk.id}:high`]);
+    await emitFlushed(query, prefix, `${chunk.id}:high`);
   }
 
   /** The high watermark arrived: the chunk's rows whose keys did not change in the window join the stream here. */
@@ -1437,46 +1450,32 @@ export class PostgresCdcSource implements RunningSource {
     const { task } = chunk;
     const rows = chunk.rows ?? [];
     const fields = chunk.fields!;
-    const encoder = new RowEncoder(fields.names, fields.types);
-    const keyEncoder = new RowEncoder(
-      fields.keyIndexes.map((i) => fields.names[i]!),
-      fields.keyIndexes.map((i) => fields.types[i]!),
-    );
+    const encoder = new SnapshotEncoder(task.table, fields.names, fields.types, fields.keyIndexes);
+    encoder.begin(formatLsn(lsn), new Date(chunk.readAt).toISOString());
+    // The chunk's values are written into one buffer, each record's a view of it.
+    const out = new ByteWriter(rows.length * 256);
     const records: PendingRecord[] = [];
-    const readAt = new Date(chunk.readAt).toISOString();
-    const lsnText = formatLsn(lsn);
     const prefix = lsnKey(lsn);
-    const table = JSON.stringify(task.table);
+    const { keyIndexes } = fields;
+    const keyTexts: Array<string | null> = keyIndexes.map(() => null);
     let seq = 0;
     let bytes = 0;
     for (const row of rows) {
-      const keyTexts = fields.keyIndexes.map((i) => row[i] ?? null);
+      for (let k = 0; k < keyIndexes.length; k++) keyTexts[k] = row[keyIndexes[k]!] ?? null;
       const key = recordKey(task.table, keyTexts);
-      if (chunk.changed.has(key)) continue;
-      const value = envelopeJson(
-        {
-          op: 'snapshot',
-          table,
-          key: keyEncoder.json(keyTexts),
-          before: 'null',
-          lsn: lsnText,
-          commitLsn: lsnText,
-          commitTime: readAt,
-          xid: null,
-          seq,
-        },
-        encoder.json(row),
-      );
+      if (chunk.changed.size && chunk.changed.has(key)) continue;
+      const encoded = encoder.write(out, row, seq);
       records.push({
         key,
         position: { lsn, seq },
         positionText: `${prefix}.${seq}`,
         table: task.table,
         op: 'snapshot',
-        value,
-        size: value.length,
+        value: undefined,
+        encoded,
+        size: encoded.length,
       });
-      bytes += value.length;
+      bytes += encoded.length;
       seq++;
     }
     const last = rows[rows.length - 1];
@@ -1595,6 +1594,24 @@ export class PostgresCdcSource implements RunningSource {
       this.#detail = 'snapshotting';
     }
     this.#maybeStartChunk();
+  }
+}
+
+/**
+ * Writes a logical message into the WAL and flushes the WAL past it, so that the stream delivers it at
+ * once: a non-transactional message alone waits for the WAL writer (up to wal_writer_delay, 200 ms by
+ * default), which is what each snapshot chunk waits for its high watermark. A transaction with an xid
+ * flushes at commit (the `flush` argument of pg_logical_emit_message needs PostgreSQL 17).
+ */
+async function emitFlushed(client: pg.Client, prefix: string, content: string): Promise<void> {
+  await client.query('begin');
+  try {
+    await client.query('set local synchronous_commit = on');
+    await client.query('select pg_logical_emit_message(false, $1, $2), txid_current()', [prefix, content]);
+    await client.query('commit');
+  } catch (error) {
+    await client.query('rollback').catch(() => undefined);
+    throw error;
   }
 }
 

@@ -133,6 +133,82 @@ describe('RowEncoder', () => {
   });
 });
 
+describe('SnapshotEncoder', () => {
+  it('writes the bytes of envelopeJson with RowEncoder, for every mapped type, NULL and escapes', async () => {
+    const { ByteWriter, envelopeJson, RowEncoder, SnapshotEncoder } = await import('./encode.ts');
+    const oids = [23, 16, 21, 20, 20, 20, 1700, 701, 701, 700, 700, 25, 25, 1043, 1042, 18, 19, 2950, 17];
+    oids.push(1082, 1083, 1114, 1114, 1184, 1184, 1184, 1186, 114, 3802, 1009, 1007, 1016, 1115, 1185, 26);
+    const texts = [
+      '7',
+      'f',
+      '-32768',
+      '9007199254740991',
+      '-9223372036854775808',
+      '123456789012345',
+      'NaN',
+      '1e+300',
+      '-0.1',
+      'Infinity',
+      '3.40282347e+38',
+      'a "quoted"\n\\ text ✓ \u0001 \u007f 😀',
+      '',
+      'tab\there \u2028',
+      'padded    ',
+      'x',
+      'pg_class',
+      'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+      '\\xdeadbeef',
+      '-infinity',
+      '24:00:00',
+      '2026-11-23 10:11:12.123456',
+      '0044-03-15 00:00:00 BC',
+      '2026-11-23 10:11:12.5+00',
+      '2026-11-23 10:11:12-08',
+      'infinity',
+      'P-1Y2M3DT4H5M6.5S',
+      '{"a": [1, "b\\"c"]}',
+      '{"é": null}',
+      '{x,"y \\"z\\"",NULL}',
+      '{{1,2},{3,NULL}}',
+      '{9223372036854775807,1}',
+      '{"2026-11-23 10:11:12"}',
+      '{"2026-11-23 10:11:12+00"}',
+      '4294967295',
+    ];
+    const names = oids.map((_, i) => (i === 3 ? 'a "name" ✓' : `c${i}`));
+    const types = oids.map((oid) => builtinType(oid)!);
+    const keyIndexes = [0, 3];
+    const rowEncoder = new RowEncoder(names, types);
+    const keyEncoder = new RowEncoder(
+      keyIndexes.map((i) => names[i]!),
+      keyIndexes.map((i) => types[i]!),
+    );
+    const encoder = new SnapshotEncoder('public.my "table"', names, types, keyIndexes);
+    encoder.begin('1/2A3B4C5D', '2026-11-23T10:11:12.000Z');
+    const out = new ByteWriter(16); // small: the writer grows, and earlier views stay valid
+    const rows = [texts, texts.map((t, i) => (i % 4 === 1 ? null : t)), texts.map(() => null)];
+    const views = rows.map((row, seq) => encoder.write(out, row, seq * 7));
+    rows.forEach((row, seq) => {
+      const expected = envelopeJson(
+        {
+          op: 'snapshot',
+          table: JSON.stringify('public.my "table"'),
+          key: keyEncoder.json(keyIndexes.map((i) => row[i] ?? null)),
+          before: 'null',
+          lsn: '1/2A3B4C5D',
+          commitLsn: '1/2A3B4C5D',
+          commitTime: '2026-11-23T10:11:12.000Z',
+          xid: null,
+          seq: seq * 7,
+        },
+        rowEncoder.json(row),
+      );
+      assert.equal(Buffer.from(views[seq]!).toString('utf8'), expected);
+      JSON.parse(expected);
+    });
+  });
+});
+
 describe('encodeTexts', () => {
   it('gives the UTF-8 of each text, ASCII or not, and for halves of a surrogate pair split across texts', async () => {
     const { encodeTexts } = await import('./encode.ts');
