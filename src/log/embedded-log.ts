@@ -66,6 +66,12 @@ export class EmbeddedLog implements Log {
   readonly #advance: StatementSync;
   readonly #nextOffsets: StatementSync;
   readonly #select: StatementSync;
+  /**
+   * Per partition, the last record batch a read stopped in, while anything still holds its payload: the
+   * next read usually starts inside it (a pipeline's next batch) and takes it from here instead of copying
+   * it out of SQLite again (a batch row can be megabytes). Weak: a payload nothing uses is not kept.
+   */
+  readonly #recent = new Map<string, { readonly base: number; readonly payload: WeakRef<Uint8Array> }>();
 
   private constructor(db: DatabaseSync, options: EmbeddedLogOptions) {
     this.#db = db;
@@ -75,8 +81,9 @@ export class EmbeddedLog implements Log {
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
+    // The payload of the batch at the first parameter's offset is not read (the caller has it).
     this.#select = db.prepare(
-      'select base_offset, payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
+      'select base_offset, case when base_offset = ? then null else payload end as payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
     );
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
@@ -362,11 +369,22 @@ export class EmbeddedLog implements Log {
     const maxRecords = options.maxRecords ?? 1000;
     const records: StoredRecord[] = [];
     let bytes = 0;
+    const key = `${state.id}:${partition}`;
+    const recent = this.#recent.get(key);
+    const cached = recent?.payload.deref();
+    let last: { base: number; payload: Uint8Array } | undefined;
     // Batches hold many records: step through them one row at a time (a row can be megabytes) and stop
     // as soon as enough records are gathered, so a read never copies batches it does not return.
-    for (const row of this.#select.iterate(state.id, partition, from) as Iterable<BatchRow>) {
+    rows: for (const row of this.#select.iterate(
+      cached ? recent!.base : -1,
+      state.id,
+      partition,
+      from,
+    ) as Iterable<BatchRow>) {
+      const payload = row.payload ?? cached!;
+      last = { base: row.base_offset, payload };
       const decoded = decodeBatch(
-        row.payload,
+        payload,
         topic,
         partition,
         row.base_offset,
@@ -379,13 +397,14 @@ export class EmbeddedLog implements Log {
           records.length > 0 &&
           bytes + record.value.length > options.maxBytes
         ) {
-          return records;
+          break rows;
         }
         bytes += record.value.length;
         records.push(record);
       }
       if (records.length >= maxRecords) break;
     }
+    if (last) this.#recent.set(key, { base: last.base, payload: new WeakRef(last.payload) });
     return records;
   }
 
@@ -529,5 +548,6 @@ interface NextOffsetRow {
 
 interface BatchRow {
   base_offset: number;
-  payload: Uint8Array;
+  /** Null for the batch whose payload the read already holds. */
+  payload: Uint8Array | null;
 }

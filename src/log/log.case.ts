@@ -56,6 +56,42 @@ export function logCases(name: string, open: (directory: string) => Promise<Log>
       }
     });
 
+    it('reads a run of appends in pieces, each piece where the last stopped, every record once', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('events', { partitions: 1 });
+        for (let from = 0; from < 300; from += 100) await log.append('events', records(from, from + 100));
+        const pieces: string[][] = [];
+        let next = 0;
+        for (const [maxRecords, maxBytes] of [
+          [30, undefined],
+          [100, undefined],
+          [1000, 40],
+          [45, undefined],
+          [1000, undefined],
+        ] as const) {
+          const read = await log.read('events', 0, next, { maxRecords, maxBytes });
+          pieces.push(read.map((r) => decode(r.value)));
+          assert.deepEqual(
+            read.map((r) => r.offset),
+            Array.from({ length: read.length }, (_, i) => next + i),
+          );
+          next += read.length;
+        }
+        assert.deepEqual(
+          pieces.flat(),
+          Array.from({ length: 300 }, (_, i) => String(i)),
+        );
+        assert.deepEqual(
+          pieces.map((p) => p.length),
+          [30, 100, 13, 45, 112],
+          'maxBytes stops after about that many bytes of values',
+        );
+      } finally {
+        await log.close();
+      }
+    });
+
     it('spreads unkeyed records over partitions and offsets stay monotonic under concurrent appends', async () => {
       const log = await open(fresh());
       try {

@@ -106,7 +106,8 @@ describe('exactly once', { skip: postgres.skip }, () => {
         ].join('\n'),
       );
       // The same records through validate into Iceberg alone: the path where sinks get records decoded on
-      // demand from their log bytes (every transform preserves values, every sink takes raw bytes).
+      // demand from their log bytes (every transform preserves values, every sink takes raw bytes), in two
+      // lanes (concurrency 2) whose data files are written side by side and committed in turn.
       writeFileSync(
         path.join(project, 'order.schema.json'),
         JSON.stringify({ type: 'object', properties: { amount: { type: 'number' } }, required: ['id'] }),
@@ -121,6 +122,7 @@ describe('exactly once', { skip: postgres.skip }, () => {
           '  - {type: iceberg, table: lake.orders, schema: schema.json, partition: day(ts)}',
           'dlq: {max: 0}',
           'batch: {max_records: 2000, interval: 50ms}',
+          'concurrency: 2',
           '',
         ].join('\n'),
       );

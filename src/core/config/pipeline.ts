@@ -96,6 +96,17 @@ export function pipelineSchemaFor(components: PipelineComponents) {
         .describe('Where the records go; each commits exactly once.'),
       dlq,
       batch,
+      concurrency: z
+        .number()
+        .int()
+        .min(1)
+        .max(64)
+        .default(1)
+        .describe(
+          'Lanes of one worker: the source partitions are split among them (partition p goes to lane p mod ' +
+            'concurrency), and each lane reads, transforms and writes its own batches, in order per partition. ' +
+            "Sinks commit one lane's batch at a time; more lanes than partitions leave some idle.",
+        ),
       shutdown_timeout: duration(
         'On SIGTERM/SIGINT: how long to finish and commit the batch in flight.',
       ).default(30_000),
@@ -113,5 +124,6 @@ export interface PipelineConfig {
   readonly sinks: ReadonlyArray<{ readonly type: string } & Record<string, unknown>>;
   readonly dlq: z.output<typeof dlq>;
   readonly batch: z.output<typeof batch>;
+  readonly concurrency: number;
   readonly shutdown_timeout: number;
 }

@@ -75,6 +75,8 @@ export interface SinkBatch {
   readonly records: readonly PipelineRecord[];
   /** Positions after this batch: commit them atomically with the records. */
   readonly positions: Positions;
+  /** What `prepare` returned for these records, when the sink has it. */
+  readonly prepared?: unknown;
 }
 
 /** Outcome of a sink write: the records it could not take (schema policy `freeze`) go to the DLQ. */
@@ -100,6 +102,16 @@ export interface Sink {
    */
   readonly usesRaw?: boolean;
   open(): Promise<Positions>;
+  /**
+   * Optional first half of `write`: work on the records that commits nothing and changes nothing `open`
+   * would return (the Iceberg sink stages them and writes their data files). The runtime may run it for
+   * several lanes at once (`concurrency`), and for a lane's next batch while the current one commits;
+   * then it calls `write` with its result, one batch at a time. Whatever it leaves behind when no `write`
+   * follows must be harmless (unreferenced files) even after a crash.
+   */
+  prepare?(records: readonly PipelineRecord[]): Promise<unknown>;
+  /** Releases what `prepare` returned when no `write` will take it (the runtime dropped the batch). */
+  discard?(prepared: unknown): Promise<void>;
   write(batch: SinkBatch): Promise<SinkResult>;
   /**
    * The records `write` would reject, without writing anything. A sink that rejects records (schema

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
@@ -73,6 +74,7 @@ async function run(count: number, sink: MemorySink, transform: Transform) {
     sinks: [],
     dlq: { max: 0 },
     batch: { max_records: 5000, max_bytes: 1 << 24, interval: 10 },
+    concurrency: 1,
     shutdown_timeout: 1000,
   } satisfies PipelineConfig;
   const runner = new PipelineRunner({
@@ -89,6 +91,25 @@ async function run(count: number, sink: MemorySink, transform: Transform) {
   await runner.run();
   await log.close();
   return { written: sink.batches.flat(), rejected: dlq.batches.flat(), flushes: [sink.flushes, dlq.flushes] };
+}
+
+/** A sink whose first write waits until `release()`; it keeps the size of each batch. */
+class GatedSink extends MemorySink {
+  readonly sizes: number[] = [];
+  #open!: () => void;
+  readonly #gate = new Promise<void>((resolve) => (this.#open = resolve));
+  release(): void {
+    this.#open();
+  }
+  override async write(batch: SinkBatch) {
+    if (batch.records.length) this.sizes.push(batch.records.length);
+    if (this.sizes.length === 1) await this.#gate;
+    return super.write(batch);
+  }
+}
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await sleep(5);
 }
 
 describe('PipelineRunner', () => {
@@ -136,5 +157,49 @@ describe('PipelineRunner', () => {
     assert.equal(written.length, 3000 - 12);
     assert.ok(written.every((r) => !(r instanceof LazyRecord) && r.fields === undefined));
     assert.deepEqual(written[0]!.value, { n: 0, s: 'é0' });
+  });
+
+  it('keeps the batch read ahead open past its interval while the one before it commits', async () => {
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    const encoder = new TextEncoder();
+    const produce = (from: number, count: number) =>
+      log.append(
+        'events',
+        Array.from({ length: count }, (_, i) => ({ value: encoder.encode(`{"n": ${from + i}}`) })),
+      );
+    await log.ensureTopic('events', { partitions: 1 });
+    await produce(0, 10);
+    const sink = new GatedSink('lake', true);
+    const runner = new PipelineRunner({
+      name: 'test',
+      config: {
+        source: { type: 'topic', topic: 'events', start: 'earliest' },
+        transforms: [],
+        sinks: [],
+        dlq: { max: 0 },
+        batch: { max_records: 5000, max_bytes: 1 << 24, interval: 20 },
+        concurrency: 1,
+        shutdown_timeout: 1000,
+      },
+      log,
+      transforms: [],
+      sinks: [sink],
+      dlq: new MemorySink('dlq', false),
+      logger: pino({ level: 'silent' }),
+      defaultPartitions: 1,
+    });
+    const running = runner.run();
+    await until(() => sink.sizes.length === 1);
+    // The first commit takes longer than several intervals; records keep arriving meanwhile.
+    await produce(10, 5);
+    await sleep(60);
+    await produce(15, 5);
+    await sleep(60);
+    sink.release();
+    await until(() => sink.sizes.length === 2);
+    runner.stop();
+    await running;
+    await log.close();
+    assert.deepEqual(sink.sizes, [10, 10], 'the second batch holds what arrived during the first commit');
   });
 });

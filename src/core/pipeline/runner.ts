@@ -2,7 +2,12 @@
  * Runs one pipeline: reads batches from the source topic, applies the transforms, and has every sink
  * commit each batch with its positions (docs/exactly-once.md states the protocol and its invariants).
  *
- * The loop, per batch:
+ * With `concurrency: N` the source partitions are split among N lanes (partition p to lane p mod N); each
+ * lane runs this loop over its own partitions, so their batches are read, transformed and written side by
+ * side. A sink commits one batch at a time (the lanes take turns), each with its positions for every
+ * partition, and a transform processes one call at a time, so neither needs to be safe for concurrent use.
+ *
+ * The loop of a lane, per batch:
  *  1. base = the lowest position any sink has committed, per partition; ahead = the highest.
  *  2. When sinks disagree (a crash fell between two sinks' commits), the batch is exactly [base, ahead):
  *     the batch the lagging sinks missed, replayed for them alone. Otherwise it is the next records from
@@ -10,9 +15,10 @@
  *  3. Records are decoded and transformed; rejected ones go to the DLQ sink with their reason.
  *  4. Each sink that lacks the batch writes it with the positions after it; a sink that has it is skipped.
  *  5. Once every sink committed, the pipeline's consumer-group offsets in the log move (for lag and tools).
+ * The positions of a lane's batch cover its partitions alone; positions are per partition throughout.
  * Retryable sink errors are retried with exponential backoff and jitter; anything else stops the pipeline.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { isTributaryError, TributaryError } from '../../errors.ts';
 import type { Log, StoredRecord } from '../../log/log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
@@ -25,6 +31,8 @@ interface PreparedBatch {
   readonly stored: readonly StoredRecord[];
   readonly records: readonly PipelineRecord[];
   readonly rejected: readonly Rejection[];
+  /** Per sink that has `prepare`: its preparation of `records`, started when the batch was read ahead. */
+  readonly staged?: ReadonlyMap<Sink, Promise<unknown>>;
 }
 
 /** Records decoded and transformed at a time when every sink writes raw bytes (see #transform). */
@@ -52,6 +60,13 @@ function pipelineRecord(
   return raw
     ? { key, partition, offset, timestamp, headers, value, raw }
     : { key, partition, offset, timestamp, headers, value };
+}
+
+/** The partitions one loop of the pipeline reads, and the batch it read ahead, with where that starts. */
+interface Lane {
+  readonly index: number;
+  readonly partitions: readonly number[];
+  next: { readonly from: Positions; readonly batch: Promise<PreparedBatch> } | undefined;
 }
 
 export type PipelineStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -108,8 +123,11 @@ export class PipelineRunner {
   #lastCommitAt = 0;
   #rejectedTotal = 0;
   #positions = new Map<Sink, Map<number, number>>();
-  /** The next batch, read and transformed while the current one commits, and where it starts. */
-  #next: { readonly from: readonly number[]; readonly batch: Promise<PreparedBatch> } | undefined;
+  /** Per partition, where every sink stands (for lag). */
+  #committed: number[] = [];
+  /** Per sink and transform, the call in progress: lanes take turns (see #exclusive). */
+  readonly #turns = new Map<object, Promise<unknown>>();
+  #lanes: Lane[] = [];
 
   constructor(options: RunnerOptions) {
     this.name = options.name;
@@ -152,12 +170,20 @@ export class PipelineRunner {
         this.#positions.set(sink, new Map(await this.#retrying(sink.name, () => sink.open())));
       }
       const start = await this.#startPositions(info.partitions);
+      this.#committed = start.map((_, p) =>
+        Math.min(...this.#allSinks.map((s) => this.#position(s, p, start))),
+      );
+      const lanes = Math.min(config.concurrency, info.partitions);
+      this.#lanes = Array.from({ length: lanes }, (_, index) => ({
+        index,
+        partitions: Array.from({ length: info.partitions }, (_, p) => p).filter((p) => p % lanes === index),
+        next: undefined,
+      }));
       if (this.#status === 'starting') this.#status = 'running';
-      logger.info({ topic, sinks: this.#allSinks.map((s) => s.name) }, `pipeline ${name} started`);
-      while (!this.#controller.signal.aborted) {
-        const processed = await this.#step(info.partitions, start);
-        if (processed === 0 && this.#options.exitWhenIdle) break;
-      }
+      logger.info({ topic, sinks: this.#allSinks.map((s) => s.name), lanes }, `pipeline ${name} started`);
+      const results = await Promise.allSettled(this.#lanes.map((lane) => this.#runLane(lane, start)));
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
       // Sinks that skipped committing empty batches store where they are, so a restart starts there.
       for (const sink of this.#allSinks) if (sink.flush) await this.#retrying(sink.name, () => sink.flush!());
       this.#status = 'stopped';
@@ -171,13 +197,49 @@ export class PipelineRunner {
       );
       throw error;
     } finally {
-      // A batch read ahead is dropped (nothing committed it), but its transforms finish before they close.
-      await this.#next?.batch.catch(() => undefined);
-      this.#next = undefined;
+      // A batch read ahead is dropped (nothing committed it), but its transforms and the sinks' preparation
+      // of it finish first, and what the sinks prepared is released.
+      for (const lane of this.#lanes) {
+        const dropped = await lane.next?.batch.catch(() => undefined);
+        lane.next = undefined;
+        for (const [sink, staged] of dropped?.staged ?? []) {
+          const prepared = await staged.catch(() => undefined);
+          if (prepared !== undefined) await sink.discard?.(prepared).catch(() => undefined);
+        }
+      }
       metrics?.up.set({ pipeline: name }, 0);
       for (const sink of this.#allSinks) await sink.close().catch(() => undefined);
       for (const transform of this.#options.transforms) await transform.close?.().catch(() => undefined);
     }
+  }
+
+  /** One lane's loop, until the pipeline stops (or, with `exitWhenIdle`, its partitions are drained). */
+  async #runLane(lane: Lane, start: readonly number[]): Promise<void> {
+    try {
+      while (!this.#controller.signal.aborted) {
+        const processed = await this.#step(lane, start);
+        if (processed === 0 && this.#options.exitWhenIdle) break;
+      }
+    } catch (error) {
+      // The other lanes finish and commit the batch they are writing, then stop.
+      this.#controller.abort();
+      throw error;
+    }
+  }
+
+  /**
+   * Runs `work` once every earlier call for the same owner has settled. Per sink: lanes take turns, so that
+   * a sink commits one batch at a time with its positions for every partition. Per transform: one call at
+   * a time. Per lane: sinks prepare one of its batches at a time.
+   */
+  async #exclusive<T>(owner: object, work: () => Promise<T>): Promise<T> {
+    const previous = this.#turns.get(owner) ?? Promise.resolve();
+    const result = previous.then(work);
+    this.#turns.set(
+      owner,
+      result.catch(() => undefined),
+    );
+    return result;
   }
 
   /** Where a partition starts for a sink that has committed nothing there: per the source's `start`. */
@@ -193,30 +255,30 @@ export class PipelineRunner {
     return this.#positions.get(sink)?.get(partition) ?? start[partition] ?? 0;
   }
 
-  /** One batch through the pipeline; returns how many records it read. */
-  async #step(partitions: number, start: readonly number[]): Promise<number> {
+  /** One batch of a lane through the pipeline; returns how many records it read. */
+  async #step(lane: Lane, start: readonly number[]): Promise<number> {
     const { config, log, name, metrics } = this.#options;
     const topic = config.source.topic;
     const sinks = this.#allSinks;
-    const base: number[] = [];
-    const ahead: number[] = [];
-    for (let p = 0; p < partitions; p++) {
+    const base = new Map<number, number>();
+    const ahead = new Map<number, number>();
+    for (const p of lane.partitions) {
       const positions = sinks.map((s) => this.#position(s, p, start));
-      base.push(Math.min(...positions));
-      ahead.push(Math.max(...positions));
+      base.set(p, Math.min(...positions));
+      ahead.set(p, Math.max(...positions));
     }
-    const catchUp = ahead.some((a, p) => a > base[p]!);
-    const prefetched = this.#next;
-    this.#next = undefined;
+    const catchUp = lane.partitions.some((p) => ahead.get(p)! > base.get(p)!);
+    const prefetched = lane.next;
+    lane.next = undefined;
     let batch: PreparedBatch;
     if (prefetched) {
       batch = await prefetched.batch;
       // After a step every sink stands at its end, where the prefetch started. Were it otherwise, its
       // records would have gone through stateful transforms (dedupe) already: stop rather than skip them.
-      if (catchUp || prefetched.from.some((offset, p) => offset !== base[p])) {
+      if (catchUp || lane.partitions.some((p) => prefetched.from.get(p) !== base.get(p))) {
         throw new TributaryError(
           'INTERNAL',
-          `pipeline ${name}: the next batch was read from ${prefetched.from.join(',')}, but the sinks stand at ${base.join(',')}`,
+          `pipeline ${name}: the next batch was read from ${[...prefetched.from.values()].join(',')}, but the sinks stand at ${[...base.values()].join(',')}`,
           { hint: 'restart the pipeline; it resumes from what its sinks committed' },
         );
       }
@@ -226,24 +288,28 @@ export class PipelineRunner {
     const { stored, records, rejected } = batch;
     if (stored.length === 0) return 0;
 
-    const end = [...base];
-    for (const record of stored) end[record.partition] = Math.max(end[record.partition]!, record.offset + 1);
-    if (catchUp) for (let p = 0; p < partitions; p++) end[p] = Math.max(end[p]!, ahead[p]!);
+    const end = new Map(base);
+    for (const record of stored)
+      end.set(record.partition, Math.max(end.get(record.partition)!, record.offset + 1));
+    if (catchUp) for (const [p, offset] of ahead) end.set(p, Math.max(end.get(p)!, offset));
     metrics?.recordsIn.inc({ pipeline: name }, stored.length);
     metrics?.batchRecords.observe({ pipeline: name }, stored.length);
 
     // Read and transform the next batch while the sinks commit this one (DuckDB and the databases work
     // off the event loop). No sink sees it before this batch is committed everywhere (invariant 5).
+    const committing = { done: false };
     if (!this.#controller.signal.aborted) {
-      const from = [...end];
-      const next = this.#prepare(() => this.#readBatch(from));
+      const from: Positions = new Map(end);
+      const next = this.#prepare(() => this.#readBatch(from, committing), true).then((b) =>
+        this.#stageAhead(lane, b),
+      );
       next.catch(() => undefined); // its error surfaces when the next step awaits it
-      this.#next = { from, batch: next };
+      lane.next = { from, batch: next };
     }
-    const endPositions: Positions = new Map(end.map((offset, partition) => [partition, offset]));
+    const endPositions: Positions = end;
     const sinkRejected: Rejection[] = [];
     for (const sink of this.#options.sinks) {
-      const result = await this.#deliver(sink, records, endPositions, start);
+      const result = await this.#deliver(sink, lane, records, endPositions, start, batch.staged?.get(sink));
       sinkRejected.push(...(result ?? []));
     }
     const allRejected = [...rejected, ...sinkRejected];
@@ -256,57 +322,95 @@ export class PipelineRunner {
       headers: record.headers,
       value: dlqRow(name, topic, allRejected[i]!, now),
     }));
-    await this.#deliver(this.#options.dlq, dlqRecords, endPositions, start);
+    await this.#deliver(this.#options.dlq, lane, dlqRecords, endPositions, start);
     for (const rejection of allRejected)
       metrics?.recordsRejected.inc({ pipeline: name, stage: rejection.stage });
     await log.commitOffsets(pipelineGroup(name), topic, endPositions);
+    committing.done = true;
+    for (const [p, offset] of end) this.#committed[p] = offset;
     this.#lastCommitAt = Date.now();
     metrics?.lastCommitTimestamp.set({ pipeline: name }, this.#lastCommitAt / 1000);
-    await this.#updateLag(end);
+    await this.#updateLag(this.#committed);
     this.#options.logger.info(
-      { records: stored.length, written: records.length, rejected: allRejected.length, catchUp },
+      {
+        records: stored.length,
+        written: records.length,
+        rejected: allRejected.length,
+        catchUp,
+        ...(this.#lanes.length > 1 ? { lane: lane.index } : {}),
+      },
       `pipeline ${name} committed ${stored.length} record(s)${allRejected.length ? `, ${allRejected.length} to the DLQ` : ''}`,
     );
     this.#checkDlqLimits(stored.length, allRejected.length);
     return stored.length;
   }
 
-  /** Reads a batch and passes it through the transforms. */
-  async #prepare(read: () => Promise<StoredRecord[]>): Promise<PreparedBatch> {
+  /**
+   * Reads a batch and passes it through the transforms. A batch read ahead lets the event loop turn first
+   * and between its slices: reading and validating run in promise continuations alone, which would
+   * otherwise hold off the I/O callbacks of the commit in flight (DuckDB, storage) until the whole batch
+   * is done, and the sinks would wait for it instead of working beside it.
+   */
+  async #prepare(read: () => Promise<StoredRecord[]>, ahead = false): Promise<PreparedBatch> {
+    if (ahead) await yieldToEventLoop();
     const stored = await read();
     if (stored.length === 0) return { stored, records: [], rejected: [] };
     return { stored, ...(await this.#transform(stored)) };
   }
 
-  /** Exactly the records in [from, to) of every partition. */
-  async #readRange(from: readonly number[], to: readonly number[]): Promise<StoredRecord[]> {
+  /**
+   * Starts each sink's `prepare` of a batch read ahead (the Iceberg sink writes its data files meanwhile):
+   * once the lane's current batch is committed, every sink lacks all of it. A lane prepares one batch at a
+   * time, so this waits for the current batch's preparation, and a pipeline prepares as many at once as it
+   * has lanes.
+   */
+  #stageAhead(lane: Lane, batch: PreparedBatch): PreparedBatch {
+    if (batch.records.length === 0 || this.#controller.signal.aborted) return batch;
+    const staged = new Map<Sink, Promise<unknown>>();
+    for (const sink of this.#options.sinks) {
+      if (!sink.prepare) continue;
+      const work = this.#exclusive(lane, () => this.#retrying(sink.name, () => sink.prepare!(batch.records)));
+      work.catch(() => undefined); // its error surfaces when the batch is delivered
+      staged.set(sink, work);
+    }
+    return { ...batch, staged };
+  }
+
+  /** Exactly the records in [from, to) of each partition of `from`. */
+  async #readRange(from: Positions, to: Positions): Promise<StoredRecord[]> {
     const topic = this.#options.config.source.topic;
     const records: StoredRecord[] = [];
-    for (let p = 0; p < from.length; p++) {
-      let next = from[p]!;
-      while (next < to[p]!) {
+    for (const [p, first] of from) {
+      const last = to.get(p)!;
+      let next = first;
+      while (next < last) {
         const read = await this.#options.log.read(topic, p, next, {
-          maxRecords: Math.min(10_000, to[p]! - next),
+          maxRecords: Math.min(10_000, last - next),
         });
         if (read.length === 0) break;
-        records.push(...read.filter((r) => r.offset < to[p]!));
+        records.push(...read.filter((r) => r.offset < last));
         next = read[read.length - 1]!.offset + 1;
       }
     }
     return records;
   }
 
-  /** Records from `from`, across partitions, until the batch is full or its interval has passed. */
-  async #readBatch(from: readonly number[]): Promise<StoredRecord[]> {
+  /**
+   * Records from `from`, across its partitions, until the batch is full or its interval has passed. A batch
+   * read ahead (`committing` given) stays open past its interval until the batch before it is committed:
+   * otherwise a commit longer than the interval would leave it small, and the next commit with it.
+   */
+  async #readBatch(from: Positions, committing?: { readonly done: boolean }): Promise<StoredRecord[]> {
     const { config, log } = this.#options;
     const { max_records: maxRecords, max_bytes: maxBytes, interval } = config.batch;
     const deadline = Date.now() + interval;
-    const next = [...from];
+    const next = new Map(from);
     const records: StoredRecord[] = [];
     let bytes = 0;
     for (;;) {
-      for (let p = 0; p < next.length && records.length < maxRecords && bytes < maxBytes; p++) {
-        const read = await log.read(config.source.topic, p, next[p]!, {
+      for (const [p, offset] of next) {
+        if (records.length >= maxRecords || bytes >= maxBytes) break;
+        const read = await log.read(config.source.topic, p, offset, {
           maxRecords: maxRecords - records.length,
           maxBytes: maxBytes - bytes,
         });
@@ -314,12 +418,14 @@ export class PipelineRunner {
           records.push(record);
           bytes += record.value.length;
         }
-        if (read.length) next[p] = read[read.length - 1]!.offset + 1;
+        if (read.length) next.set(p, read[read.length - 1]!.offset + 1);
+        await yieldToEventLoop();
       }
       const full = records.length >= maxRecords || bytes >= maxBytes;
-      if (full || Date.now() >= deadline || this.#controller.signal.aborted || this.#options.exitWhenIdle)
-        return records;
-      await sleep(Math.min(50, Math.max(1, deadline - Date.now())), undefined, {
+      const due = Date.now() >= deadline && (committing?.done ?? true);
+      if (full || due || this.#controller.signal.aborted || this.#options.exitWhenIdle) return records;
+      // Past the interval (waiting for a commit), every 10 ms: records that arrived join the batch.
+      await sleep(Date.now() < deadline ? Math.min(50, Math.max(1, deadline - Date.now())) : 10, undefined, {
         signal: this.#controller.signal,
       }).catch(() => undefined);
     }
@@ -336,7 +442,9 @@ export class PipelineRunner {
     if (!(keepRaw && sinks.every((s) => s.usesRaw === true))) {
       let records = this.#decode(stored, 0, stored.length, keepRaw, rejected);
       for (const transform of transforms) {
-        const result = await this.#retrying(transform.name, () => transform.process(records));
+        const result = await this.#exclusive(transform, () =>
+          this.#retrying(transform.name, () => transform.process(records)),
+        );
         records = [...result.records];
         rejected.push(...result.rejected);
       }
@@ -348,6 +456,7 @@ export class PipelineRunner {
     const records: PipelineRecord[] = [];
     let fields: readonly string[] = [];
     for (let from = 0; from < stored.length; from += SLICE) {
+      if (from > 0) await yieldToEventLoop();
       let slice: readonly PipelineRecord[] = this.#decode(
         stored,
         from,
@@ -356,7 +465,10 @@ export class PipelineRunner {
         rejected,
       );
       for (const transform of transforms) {
-        const result = await this.#retrying(transform.name, () => transform.process(slice));
+        const input = slice;
+        const result = await this.#exclusive(transform, () =>
+          this.#retrying(transform.name, () => transform.process(input)),
+        );
         slice = result.records;
         rejected.push(...result.rejected);
       }
@@ -403,29 +515,59 @@ export class PipelineRunner {
     return records;
   }
 
-  /** Writes the records the sink has not committed yet; returns what the sink rejected. */
+  /**
+   * Writes the records the sink has not committed yet; returns what the sink rejected. `end` holds the
+   * positions of the lane's partitions; the sink commits them with its positions of the other partitions.
+   */
   async #deliver(
     sink: Sink,
+    lane: Lane,
     records: readonly PipelineRecord[],
     end: Positions,
     start: readonly number[],
+    staged?: Promise<unknown>,
+  ): Promise<readonly Rejection[] | undefined> {
+    // Only this lane moves the positions of its partitions: what the sink lacks is known before its turn.
+    const lacking = records.filter((r) => r.offset >= this.#position(sink, r.partition, start));
+    const missing = lacking.length === records.length ? records : lacking;
+    let prepared: unknown;
+    if (staged && missing === records) prepared = await staged;
+    else {
+      // Prepared for records the sink no longer lacks all of: released, and prepared again below.
+      if (staged) await staged.then((p) => (p === undefined ? undefined : sink.discard?.(p)));
+      if (sink.prepare && !this.#has(sink, end, start))
+        prepared = await this.#exclusive(lane, () => this.#retrying(sink.name, () => sink.prepare!(missing)));
+    }
+    return this.#exclusive(sink, () => this.#write(sink, records, missing, end, start, prepared));
+  }
+
+  #has(sink: Sink, end: Positions, start: readonly number[]): boolean {
+    return [...end].every(([partition, offset]) => this.#position(sink, partition, start) >= offset);
+  }
+
+  async #write(
+    sink: Sink,
+    records: readonly PipelineRecord[],
+    missing: readonly PipelineRecord[],
+    end: Positions,
+    start: readonly number[],
+    prepared: unknown,
   ): Promise<readonly Rejection[] | undefined> {
     const current = this.#positions.get(sink)!;
-    const has = [...end].every(([partition, offset]) => this.#position(sink, partition, start) >= offset);
-    if (has) {
+    if (this.#has(sink, end, start)) {
       // Replaying a batch this sink committed but the DLQ did not: the DLQ still needs what it rejected.
       const dlq = this.#options.dlq;
-      const dlqHas = [...end].every(([partition, offset]) => this.#position(dlq, partition, start) >= offset);
-      return sink === dlq || dlqHas
+      return sink === dlq || this.#has(dlq, end, start)
         ? undefined
         : await this.#retrying(sink.name, async () => (await sink.screen?.(records)) ?? []);
     }
-    const missing = records.filter((r) => r.offset >= this.#position(sink, r.partition, start));
     const positions = new Map(current);
     for (const [partition, offset] of end)
       positions.set(partition, Math.max(offset, current.get(partition) ?? 0));
     const timer = this.#options.metrics?.commitSeconds.startTimer({ pipeline: this.name, sink: sink.name });
-    const result = await this.#retrying(sink.name, () => sink.write({ records: missing, positions }));
+    const batch =
+      prepared === undefined ? { records: missing, positions } : { records: missing, positions, prepared };
+    const result = await this.#retrying(sink.name, () => sink.write(batch));
     timer?.();
     this.#positions.set(sink, positions);
     if (sink !== this.#options.dlq)

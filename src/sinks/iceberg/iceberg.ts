@@ -6,11 +6,16 @@
  * them back from the newest snapshot that has them, so after a crash at any point the pipeline resumes
  * exactly where the table says, and a batch is never committed twice (docs/exactly-once.md).
  *
+ * Appends are written in two halves: `prepare` stages a batch and writes its Parquet data files on a
+ * DuckDB connection of its own (lanes of a pipeline with `concurrency` do so side by side), and `write`
+ * commits those files with the positions, one batch at a time.
+ *
  * Bad records never block good ones: a value that cannot be read as its column's type, a missing
  * required column, or (schema policy `freeze`) a column the table lacks sends that record to the DLQ.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -28,19 +33,23 @@ import type {
   SinkResult,
 } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
+import { parquetCompression, writeDataFiles } from '../../iceberg/data-files.ts';
 import {
   decimalParts,
   duckdbType,
+  openEngine,
   quoteIdentifier,
   quoteLiteral,
   type Engine,
 } from '../../iceberg/duckdb.ts';
+import type { DataFile } from '../../iceberg/manifest.ts';
 import { ancestorsOf, type TableMetadata } from '../../iceberg/metadata.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
 import { append, upsert } from '../../iceberg/operations/write.ts';
 import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
 import { unionByName } from '../../iceberg/schema-update.ts';
+import { SnapshotProducer } from '../../iceberg/snapshot-producer.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
 import { inferStruct } from './infer-schema.ts';
@@ -123,6 +132,15 @@ function positionsIn(metadata: TableMetadata, pipeline: string, topic: string): 
 /** An idle sink still commits its positions this often, so a restart does not replay far. */
 const EMPTY_COMMIT_INTERVAL_MS = 60_000;
 
+/** An append's data files, written by `prepare` against a schema and spec, awaiting their commit. */
+interface PreparedAppend {
+  readonly records: readonly PipelineRecord[];
+  readonly schemaId: number;
+  readonly specId: number;
+  readonly files: readonly DataFile[];
+  readonly rejected: readonly Rejection[];
+}
+
 export interface IcebergSinkOptions {
   readonly name: string;
   readonly config: IcebergSinkConfig;
@@ -146,8 +164,14 @@ export class IcebergSink implements Sink {
   /** Positions of batches with no records accepted since the last commit, not committed yet. */
   #unsaved: Positions | undefined;
   readonly #workDir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-'));
-  /** Where the NDJSON of a chunk is built; kept across chunks and batches. */
-  readonly #scratch = { buffer: Buffer.alloc(0) };
+  /**
+   * Per engine, where the NDJSON of a chunk is built; kept across chunks and batches. An engine stages
+   * one batch at a time (the shared one in `write`'s turn, this sink's own in `prepare`).
+   */
+  readonly #scratch = new Map<Engine, { buffer: Buffer }>();
+  /** DuckDB engines of this sink's own, for `prepare`, and those not in use. */
+  readonly #engines: Engine[] = [];
+  readonly #idleEngines: Engine[] = [];
 
   constructor(options: IcebergSinkOptions) {
     this.name = options.name;
@@ -162,8 +186,66 @@ export class IcebergSink implements Sink {
     return committedPositions(this.#table, this.#options.pipeline, this.#options.topic);
   }
 
+  /**
+   * Stages an append's records and writes their data files, committing nothing: `write` commits them.
+   * Records with columns the table lacks, and upserts (which read the table), are left to `write`.
+   */
+  async prepare(records: readonly PipelineRecord[]): Promise<PreparedAppend | undefined> {
+    if (this.#options.config.mode !== 'append' || records.length === 0) return undefined;
+    const table = await this.#ensureTable(records);
+    const { metadata, schema, spec } = table;
+    if (this.#unknownColumns(schema, records).size > 0) return undefined;
+    const engine = this.#idleEngines.pop() ?? (await this.#openEngine());
+    try {
+      const rejected: Rejection[] = [];
+      const stage = await this.#stage(engine, schema, records, rejected);
+      try {
+        const files = await writeDataFiles({
+          engine,
+          relation: `(select * exclude (_row, _bad) from ${stage} where _bad is null)`,
+          schema,
+          spec,
+          storage: table.storage,
+          dataLocation: `${table.location}/data`,
+          targetFileSizeBytes: Number(
+            table.property('write.target-file-size-bytes', String(this.#options.config.target_file_size)),
+          ),
+          compression: parquetCompression((name, fallback) => table.property(name, fallback)),
+          // The stage is a table: rescanning it is cheaper than copying it once more.
+          materialize: false,
+        });
+        return {
+          records,
+          schemaId: metadata['current-schema-id'],
+          specId: metadata['default-spec-id'],
+          files,
+          rejected,
+        };
+      } finally {
+        await engine.connection.run(`drop table if exists ${stage}`);
+      }
+    } finally {
+      this.#idleEngines.push(engine);
+    }
+  }
+
+  async discard(prepared: unknown): Promise<void> {
+    if (this.#table && prepared) await this.#discard(this.#table, prepared as PreparedAppend);
+  }
+
+  async #openEngine(): Promise<Engine> {
+    // One thread: the pipeline's other lanes and its JavaScript thread use the other cores.
+    const engine = await openEngine({ threads: 1 });
+    this.#engines.push(engine);
+    // DuckDB keeps up to 128 MiB freed by its threads before returning it; a staging needs a few
+    // megabytes at a time.
+    await engine.connection.run(`set allocator_flush_threshold = '8MiB'`);
+    return engine;
+  }
+
   async write(batch: SinkBatch): Promise<SinkResult> {
     const { records, positions } = batch;
+    const prepared = batch.prepared as PreparedAppend | undefined;
     if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) {
       this.#unsaved = positions; // committed by the next write, or by flush() when the pipeline stops
       return {};
@@ -173,7 +255,28 @@ export class IcebergSink implements Sink {
     await table.refresh();
     // Another worker may have committed this batch already: the table's positions are the truth.
     const current = committedPositions(table, this.#options.pipeline, this.#options.topic);
+    // Prepared files are left alone here: an earlier attempt of this very write may have committed them
+    // (and failed after the commit point); otherwise they are orphans, which maintenance removes.
     if ([...positions].every(([p, o]) => (current.get(p) ?? -1) >= o)) return {};
+    if (prepared) {
+      // Files written against the table's current schema and spec are committed as they are; otherwise
+      // (the schema evolved meanwhile) the batch is written again below.
+      if (
+        prepared.records === records &&
+        prepared.schemaId === table.metadata['current-schema-id'] &&
+        prepared.specId === table.metadata['default-spec-id']
+      ) {
+        await new SnapshotProducer(table, {
+          operation: 'append',
+          addedDataFiles: prepared.files,
+          summary: this.#summary(positions),
+          precondition: this.#unmoved(table.name, current),
+        }).commit();
+        this.#lastCommit = Date.now();
+        return { rejected: prepared.rejected };
+      }
+      await this.#discard(table, prepared);
+    }
 
     const rejected: Rejection[] = [];
     let accepted = [...records];
@@ -213,12 +316,7 @@ export class IcebergSink implements Sink {
     const engine = await this.#options.engine();
     const stage = await this.#stage(engine, table.schema, accepted, rejected);
     try {
-      const summary = {
-        [positionsKey(this.#options.pipeline)]: JSON.stringify({
-          topic: this.#options.topic,
-          positions: Object.fromEntries(positions),
-        }),
-      };
+      const summary = this.#summary(positions);
       const relation = `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
       if (this.#options.config.mode === 'upsert')
         await upsert(table, engine, relation, {
@@ -239,6 +337,21 @@ export class IcebergSink implements Sink {
     } finally {
       await engine.connection.run(`drop table if exists ${stage}`);
     }
+  }
+
+  /** The snapshot summary that records the positions a commit covers. */
+  #summary(positions: Positions): Record<string, string> {
+    return {
+      [positionsKey(this.#options.pipeline)]: JSON.stringify({
+        topic: this.#options.topic,
+        positions: Object.fromEntries(positions),
+      }),
+    };
+  }
+
+  /** Deletes the data files of a prepared append that will not be committed (best effort: unreferenced anyway). */
+  async #discard(table: Table, prepared: PreparedAppend): Promise<void> {
+    for (const file of prepared.files) await table.storage.delete(file.filePath).catch(() => undefined);
   }
 
   /**
@@ -295,6 +408,10 @@ export class IcebergSink implements Sink {
   }
 
   async close(): Promise<void> {
+    for (const engine of this.#engines) engine.close();
+    this.#engines.length = 0;
+    this.#scratch.clear();
+    this.#idleEngines.length = 0;
     rmSync(this.#workDir, { recursive: true, force: true });
   }
 
@@ -321,7 +438,7 @@ export class IcebergSink implements Sink {
         );
       }
       struct = parseSchemaJson(json);
-    } else struct = inferStruct(records.map((r) => r.value));
+    } else struct = inferStruct(valuesOf(records));
     // The deletion marker decides what is written; it is not data.
     if (config.delete_column)
       struct = { ...struct, fields: struct.fields.filter((f) => f.name !== config.delete_column) };
@@ -411,8 +528,11 @@ export class IcebergSink implements Sink {
     });
     const known = new Set(schema.fields.map((f) => f.name));
     if (extra !== undefined) known.add(extra);
+    let scratch = this.#scratch.get(engine);
+    if (!scratch) this.#scratch.set(engine, (scratch = { buffer: Buffer.alloc(0) }));
     const load = async (lines: Buffer, into: 'create' | 'insert') => {
-      writeFileSync(file, lines);
+      // Written and removed off the event loop: the pipeline decodes and validates meanwhile.
+      await writeFile(file, lines);
       try {
         const select = `select _row, ${[...casts, `nullif(concat_ws('; ', ${problems.join(', ')}), '') as _bad`].join(', ')}
              from (select _row${inner.map((c) => `, ${c}`).join('')}
@@ -421,7 +541,7 @@ export class IcebergSink implements Sink {
           into === 'create' ? `create temp table ${stage} as ${select}` : `insert into ${stage} ${select}`,
         );
       } finally {
-        rmSync(file, { force: true });
+        await rm(file, { force: true });
       }
     };
     // A few megabytes at a time: DuckDB's JSON reader holds buffers in proportion to the file it reads, and
@@ -431,11 +551,11 @@ export class IcebergSink implements Sink {
       const to = chunkEnd(records, from, STAGE_CHUNK_BYTES);
       const into = from === 0 ? 'create' : 'insert';
       try {
-        await load(ndjson(records, from, to, known, true, this.#scratch), into);
+        await load(ndjson(records, from, to, known, true, scratch), into);
       } catch (error) {
         // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
         if (!/duplicate key/i.test((error as Error).message)) throw error;
-        await load(ndjson(records, from, to, known, false, this.#scratch), into);
+        await load(ndjson(records, from, to, known, false, scratch), into);
       }
       from = to;
     } while (from < records.length);
@@ -447,6 +567,20 @@ export class IcebergSink implements Sink {
     }
     return stage;
   }
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * The records' values, one at a time. A value read from the log's bytes on demand (`fields` present) is
+ * decoded afresh and let go: reading `value` would keep every record's decoded value until the batch is
+ * committed (tens of megabytes for the first batch, whose values a new table's columns are inferred from).
+ */
+function* valuesOf(records: readonly PipelineRecord[]): Generator<Record<string, unknown>> {
+  for (const record of records)
+    yield record.fields && record.raw
+      ? (JSON.parse(decoder.decode(record.raw)) as Record<string, unknown>)
+      : record.value;
 }
 
 /** The value's top-level fields that hold something (JSON has no undefined, but values built in code may). */
