@@ -22,3 +22,20 @@ it('partitions keys as Kafka does (murmur2)', () => {
     assert.equal(partitionForKey(key, 12), (hash & 0x7fffffff) % 12);
   }
 });
+
+it('partitions ASCII and other keys by the murmur2 of their UTF-8', () => {
+  for (const key of [
+    '',
+    'a',
+    'ab',
+    'abc',
+    'public.pgbench_accounts:["42"]',
+    'ключ',
+    'é1',
+    '🦫🦫',
+    'lone \ud800',
+  ]) {
+    const hash = murmur2(new TextEncoder().encode(key));
+    assert.equal(partitionForKey(key, 7), (hash & 0x7fffffff) % 7, key);
+  }
+});

@@ -41,6 +41,14 @@ interface PendingAppend {
   readonly reject: (error: unknown) => void;
 }
 
+/** The records one flush appends to one partition: one record batch. */
+interface PartitionGroup {
+  readonly topic: TopicState;
+  readonly partition: number;
+  readonly base: number;
+  readonly records: LogRecord[];
+}
+
 interface TopicState {
   readonly id: number;
   readonly info: TopicInfo;
@@ -286,39 +294,39 @@ export class EmbeddedLog implements Log {
       // Positions are assigned under the write lock from the stored next offsets, so another process
       // appending to the same topic can never be given the same offsets.
       this.#db.exec('begin immediate');
-      const perPartition = new Map<
-        string,
-        { topic: TopicState; partition: number; base: number; records: LogRecord[] }
-      >();
+      // Per topic, the records going to each partition (indexed by partition).
+      const perPartition = new Map<TopicState, Array<PartitionGroup | undefined>>();
       for (const append of batch) {
         const topic = append.topic;
         let next = advanced.get(topic);
-        if (!next) {
+        let groups = perPartition.get(topic);
+        if (!next || !groups) {
           next = [...topic.next];
           for (const row of this.#nextOffsets.all(topic.id) as unknown as NextOffsetRow[])
             next[row.partition] = row.next_offset;
           advanced.set(topic, next);
           stored.set(topic, [...next]);
+          groups = [];
+          perPartition.set(topic, groups);
         }
-        const positions: RecordPosition[] = [];
-        const batchPartition = topic.roundRobin++ % topic.info.partitions;
-        for (const record of append.records) {
-          const partition =
-            record.key == null ? batchPartition : partitionForKey(record.key, topic.info.partitions);
+        const records = append.records;
+        const positions = new Array<RecordPosition>(records.length);
+        const partitions = topic.info.partitions;
+        const batchPartition = topic.roundRobin++ % partitions;
+        for (let i = 0; i < records.length; i++) {
+          const record = records[i]!;
+          const partition = record.key == null ? batchPartition : partitionForKey(record.key, partitions);
           const offset = next[partition]!;
           next[partition] = offset + 1;
-          const key = `${topic.id}:${partition}`;
-          let group = perPartition.get(key);
-          if (!group) {
-            group = { topic, partition, base: offset, records: [] };
-            perPartition.set(key, group);
-          }
+          let group = groups[partition];
+          if (!group) groups[partition] = group = { topic, partition, base: offset, records: [] };
           group.records.push(record);
-          positions.push({ partition, offset });
+          positions[i] = { partition, offset };
         }
         results.push(positions);
       }
-      for (const group of perPartition.values()) {
+      for (const group of [...perPartition.values()].flat()) {
+        if (!group) continue;
         const { payload, maxTimestamp } = encodeBatch(group.records, now);
         const end = group.base + group.records.length;
         const valueBytes = group.records.reduce((n, r) => n + r.value.length, 0);

@@ -93,23 +93,38 @@ export interface Log {
   close(): Promise<void>;
 }
 
-/** Kafka's default partitioner for keyed records (murmur2 of the UTF-8 key), so keys keep their partition on Kafka. */
+const utf8 = new TextEncoder();
+
+/**
+ * Kafka's default partitioner for keyed records (murmur2 of the UTF-8 key), so keys keep their partition
+ * on Kafka. An ASCII key (nearly always) is its own UTF-8: it is hashed as it is, without encoding it.
+ */
 export function partitionForKey(key: string, partitions: number): number {
-  return (murmur2(new TextEncoder().encode(key)) & 0x7fffffff) % partitions;
+  let ascii = true;
+  for (let i = 0; i < key.length && ascii; i++) ascii = key.charCodeAt(i) < 0x80;
+  const hash = ascii ? murmur2Of(key, key.length, asciiByte) : murmur2(utf8.encode(key));
+  return (hash & 0x7fffffff) % partitions;
 }
+
+const asciiByte = (text: string, i: number) => text.charCodeAt(i);
+const arrayByte = (data: Uint8Array, i: number) => data[i]!;
 
 /** Kafka's murmur2 (org.apache.kafka.common.utils.Utils.murmur2). */
 export function murmur2(data: Uint8Array): number {
+  return murmur2Of(data, data.length, arrayByte);
+}
+
+/** murmur2 of `length` bytes, each read by `byte` (from an array or from an ASCII string). */
+function murmur2Of<T>(data: T, length: number, byte: (data: T, i: number) => number): number {
   const m = 0x5bd1e995;
-  const length = data.length;
   let h = (0x9747b28c ^ length) | 0;
   let i = 0;
   for (; i + 4 <= length; i += 4) {
     let k =
-      (data[i]! & 0xff) |
-      ((data[i + 1]! & 0xff) << 8) |
-      ((data[i + 2]! & 0xff) << 16) |
-      ((data[i + 3]! & 0xff) << 24);
+      (byte(data, i) & 0xff) |
+      ((byte(data, i + 1) & 0xff) << 8) |
+      ((byte(data, i + 2) & 0xff) << 16) |
+      ((byte(data, i + 3) & 0xff) << 24);
     k = Math.imul(k, m);
     k ^= k >>> 24;
     k = Math.imul(k, m);
@@ -118,10 +133,10 @@ export function murmur2(data: Uint8Array): number {
   }
   // The tail: up to three bytes, as Kafka's switch with fall-through.
   const tail = length - i;
-  if (tail >= 3) h ^= (data[i + 2]! & 0xff) << 16;
-  if (tail >= 2) h ^= (data[i + 1]! & 0xff) << 8;
+  if (tail >= 3) h ^= (byte(data, i + 2) & 0xff) << 16;
+  if (tail >= 2) h ^= (byte(data, i + 1) & 0xff) << 8;
   if (tail >= 1) {
-    h ^= data[i]! & 0xff;
+    h ^= byte(data, i) & 0xff;
     h = Math.imul(h, m);
   }
   h ^= h >>> 13;

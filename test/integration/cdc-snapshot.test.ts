@@ -57,7 +57,8 @@ describe('postgres CDC snapshots', { skip }, () => {
     { timeout: 5 * 60_000 },
     async () => {
       const client = await server.client();
-      const rows = 60_000;
+      // Enough small chunks that the snapshot lasts a few seconds: the kill must land half-way.
+      const rows = 120_000;
       await client.query(
         `create table public.big (id int primary key, v text, n numeric(10, 2));
        insert into public.big select g, md5(g::text), g / 100.0 from generate_series(1, ${rows}) g;`,
@@ -68,7 +69,7 @@ describe('postgres CDC snapshots', { skip }, () => {
         sourceYaml(
           server.proxy.port,
           ['public.big'],
-          'snapshot_mode: initial_only\nsnapshot: {chunk_size: 2000}\nslot_name: snap_bulk\n',
+          'snapshot_mode: initial_only\nsnapshot: {chunk_size: 500}\nslot_name: snap_bulk\n',
         ),
       );
       const first = new Background(project.root, ['cdc', 'run', 'bulk']);
