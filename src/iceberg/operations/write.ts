@@ -1,6 +1,6 @@
 /**
  * Row-level write operations on a table, each committed as one snapshot:
- *  - append: add rows;
+ *  - append: add rows (or its halves: writeFiles, then commitFiles);
  *  - deleteWhere: remove rows matching a SQL predicate, by rewriting the files that hold them
  *    (copy-on-write) or by writing position delete files (merge-on-read);
  *  - overwriteWhere: deleteWhere (copy-on-write) and append, atomically;
@@ -12,6 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
 import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
+import type { DataFile } from '../manifest.ts';
 import type { TableMetadata } from '../metadata.ts';
 import { planScan, scanSql, type Predicate } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
@@ -33,16 +34,12 @@ export interface WriteResult {
   readonly deletedRecords: number;
 }
 
-function targetFileSize(table: Table): number {
-  return Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024)));
+/** The table's target data file size: its property write.target-file-size-bytes, else `fallback`. */
+function targetFileSize(table: Table, fallback = 512 * 1024 * 1024): number {
+  return Number(table.property('write.target-file-size-bytes', String(fallback)));
 }
 
-async function writeRows(
-  table: Table,
-  engine: Engine,
-  relation: string,
-  options: { materialize?: boolean } = {},
-) {
+async function writeRows(table: Table, engine: Engine, relation: string, options: WriteFilesOptions = {}) {
   return writeDataFiles({
     engine,
     relation,
@@ -50,31 +47,68 @@ async function writeRows(
     spec: table.spec,
     storage: table.storage,
     dataLocation: `${table.location}/data`,
-    targetFileSizeBytes: targetFileSize(table),
+    targetFileSizeBytes: targetFileSize(table, options.targetFileSizeBytes),
     compression: parquetCompression((name, fallback) => table.property(name, fallback)),
-    ...options,
+    materialize: options.materialize,
   });
 }
 
-export interface AppendOptions extends WriteOptions {
+export interface WriteFilesOptions {
   /**
    * Whether the input is copied into a temp table before it is written, when the table's partition values
    * need two passes over it (see `WriteDataFilesOptions.materialize`; default true). Pass false when the
    * relation is cheap to scan several times (a table, or a filter over one), to save that copy.
    */
   readonly materialize?: boolean;
+  /** Target size of a data file when the table has no write.target-file-size-bytes property (default 512 MiB). */
+  readonly targetFileSizeBytes?: number;
 }
 
-export async function append(
+export type AppendOptions = WriteOptions & WriteFilesOptions;
+
+/** Data files written for a table by `writeFiles` and not committed yet, with the schema and spec they follow. */
+export interface WrittenFiles {
+  readonly files: readonly DataFile[];
+  readonly schemaId: number;
+  readonly specId: number;
+}
+
+/**
+ * The first half of an append: writes the rows of `relation` as data files of the table's current schema
+ * and default spec, and commits nothing. `commitFiles` commits them (a pipeline writes a batch's files
+ * while the batch before it commits).
+ */
+export async function writeFiles(
   table: Table,
   engine: Engine,
   relation: string,
-  options: AppendOptions = {},
+  options: WriteFilesOptions = {},
+): Promise<WrittenFiles> {
+  // Taken in the same turn as writeRows takes the schema and spec: the table may be refreshed (and evolve)
+  // while its files are written.
+  const schemaId = table.metadata['current-schema-id'];
+  const specId = table.metadata['default-spec-id'];
+  return { files: await writeRows(table, engine, relation, options), schemaId, specId };
+}
+
+/** Whether files from `writeFiles` follow the table's current schema and default spec. */
+export function writtenForCurrent(table: Table, written: WrittenFiles): boolean {
+  return (
+    written.schemaId === table.metadata['current-schema-id'] &&
+    written.specId === table.metadata['default-spec-id']
+  );
+}
+
+/** The second half of an append: commits files from `writeFiles` as one append snapshot. */
+export async function commitFiles(
+  table: Table,
+  written: WrittenFiles,
+  options: WriteOptions = {},
 ): Promise<WriteResult> {
-  const files = await writeRows(table, engine, relation, { materialize: options.materialize });
   const producer = new SnapshotProducer(table, {
     operation: 'append',
-    addedDataFiles: files,
+    addedDataFiles: written.files,
+    specId: written.specId,
     summary: options.summary,
     precondition: options.precondition,
   });
@@ -82,9 +116,19 @@ export async function append(
   return {
     state,
     snapshotId: producer.snapshotId,
-    addedRecords: files.reduce((n, f) => n + f.recordCount, 0),
+    addedRecords: written.files.reduce((n, f) => n + f.recordCount, 0),
     deletedRecords: 0,
   };
+}
+
+/** Appends the rows of `relation` in one snapshot: `writeFiles`, then `commitFiles`. */
+export async function append(
+  table: Table,
+  engine: Engine,
+  relation: string,
+  options: AppendOptions = {},
+): Promise<WriteResult> {
+  return commitFiles(table, await writeFiles(table, engine, relation, options), options);
 }
 
 export type DeleteMode = 'copy-on-write' | 'merge-on-read';

@@ -33,7 +33,6 @@ import type {
   SinkResult,
 } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
-import { parquetCompression, writeDataFiles } from '../../iceberg/data-files.ts';
 import {
   decimalParts,
   duckdbType,
@@ -42,14 +41,20 @@ import {
   quoteLiteral,
   type Engine,
 } from '../../iceberg/duckdb.ts';
-import type { DataFile } from '../../iceberg/manifest.ts';
 import { ancestorsOf, type TableMetadata } from '../../iceberg/metadata.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
-import { append, upsert } from '../../iceberg/operations/write.ts';
+import {
+  append,
+  commitFiles,
+  upsert,
+  writeFiles,
+  writtenForCurrent,
+  type WriteFilesOptions,
+  type WrittenFiles,
+} from '../../iceberg/operations/write.ts';
 import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
 import { unionByName } from '../../iceberg/schema-update.ts';
-import { SnapshotProducer } from '../../iceberg/snapshot-producer.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
 import { inferStruct } from './infer-schema.ts';
@@ -132,12 +137,10 @@ function positionsIn(metadata: TableMetadata, pipeline: string, topic: string): 
 /** An idle sink still commits its positions this often, so a restart does not replay far. */
 const EMPTY_COMMIT_INTERVAL_MS = 60_000;
 
-/** An append's data files, written by `prepare` against a schema and spec, awaiting their commit. */
+/** An append's data files, written by `prepare`, awaiting their commit. */
 interface PreparedAppend {
   readonly records: readonly PipelineRecord[];
-  readonly schemaId: number;
-  readonly specId: number;
-  readonly files: readonly DataFile[];
+  readonly written: WrittenFiles;
   readonly rejected: readonly Rejection[];
 }
 
@@ -193,34 +196,15 @@ export class IcebergSink implements Sink {
   async prepare(records: readonly PipelineRecord[]): Promise<PreparedAppend | undefined> {
     if (this.#options.config.mode !== 'append' || records.length === 0) return undefined;
     const table = await this.#ensureTable(records);
-    const { metadata, schema, spec } = table;
+    const schema = table.schema;
     if (this.#unknownColumns(schema, records).size > 0) return undefined;
     const engine = this.#idleEngines.pop() ?? (await this.#openEngine());
     try {
       const rejected: Rejection[] = [];
       const stage = await this.#stage(engine, schema, records, rejected);
       try {
-        const files = await writeDataFiles({
-          engine,
-          relation: `(select * exclude (_row, _bad) from ${stage} where _bad is null)`,
-          schema,
-          spec,
-          storage: table.storage,
-          dataLocation: `${table.location}/data`,
-          targetFileSizeBytes: Number(
-            table.property('write.target-file-size-bytes', String(this.#options.config.target_file_size)),
-          ),
-          compression: parquetCompression((name, fallback) => table.property(name, fallback)),
-          // The stage is a table: rescanning it is cheaper than copying it once more.
-          materialize: false,
-        });
-        return {
-          records,
-          schemaId: metadata['current-schema-id'],
-          specId: metadata['default-spec-id'],
-          files,
-          rejected,
-        };
+        const written = await writeFiles(table, engine, acceptedRows(stage), this.#writeOptions);
+        return { records, written, rejected };
       } finally {
         await engine.connection.run(`drop table if exists ${stage}`);
       }
@@ -261,17 +245,11 @@ export class IcebergSink implements Sink {
     if (prepared) {
       // Files written against the table's current schema and spec are committed as they are; otherwise
       // (the schema evolved meanwhile) the batch is written again below.
-      if (
-        prepared.records === records &&
-        prepared.schemaId === table.metadata['current-schema-id'] &&
-        prepared.specId === table.metadata['default-spec-id']
-      ) {
-        await new SnapshotProducer(table, {
-          operation: 'append',
-          addedDataFiles: prepared.files,
+      if (prepared.records === records && writtenForCurrent(table, prepared.written)) {
+        await commitFiles(table, prepared.written, {
           summary: this.#summary(positions),
           precondition: this.#unmoved(table.name, current),
-        }).commit();
+        });
         this.#lastCommit = Date.now();
         return { rejected: prepared.rejected };
       }
@@ -317,7 +295,7 @@ export class IcebergSink implements Sink {
     const stage = await this.#stage(engine, table.schema, accepted, rejected);
     try {
       const summary = this.#summary(positions);
-      const relation = `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
+      const relation = acceptedRows(stage);
       if (this.#options.config.mode === 'upsert')
         await upsert(table, engine, relation, {
           keyColumns: this.#options.config.key,
@@ -325,11 +303,10 @@ export class IcebergSink implements Sink {
           summary,
           precondition: this.#unmoved(table.name, current),
         });
-      // The stage is a table: rescanning it is cheaper than copying it once more.
       else
         await append(table, engine, relation, {
+          ...this.#writeOptions,
           summary,
-          materialize: false,
           precondition: this.#unmoved(table.name, current),
         });
       this.#lastCommit = Date.now();
@@ -337,6 +314,15 @@ export class IcebergSink implements Sink {
     } finally {
       await engine.connection.run(`drop table if exists ${stage}`);
     }
+  }
+
+  /** How appends write data files (`prepare`'s and `write`'s alike). */
+  get #writeOptions(): WriteFilesOptions {
+    return {
+      targetFileSizeBytes: this.#options.config.target_file_size,
+      // The stage is a table: rescanning it is cheaper than copying it once more.
+      materialize: false,
+    };
   }
 
   /** The snapshot summary that records the positions a commit covers. */
@@ -351,7 +337,8 @@ export class IcebergSink implements Sink {
 
   /** Deletes the data files of a prepared append that will not be committed (best effort: unreferenced anyway). */
   async #discard(table: Table, prepared: PreparedAppend): Promise<void> {
-    for (const file of prepared.files) await table.storage.delete(file.filePath).catch(() => undefined);
+    for (const file of prepared.written.files)
+      await table.storage.delete(file.filePath).catch(() => undefined);
   }
 
   /**
@@ -570,6 +557,11 @@ export class IcebergSink implements Sink {
 }
 
 const decoder = new TextDecoder();
+
+/** The rows of a stage (see IcebergSink.#stage) that go into the table: those with nothing bad. */
+function acceptedRows(stage: string): string {
+  return `(select * exclude (_row, _bad) from ${stage} where _bad is null)`;
+}
 
 /**
  * The records' values, one at a time. A value read from the log's bytes on demand (`fields` present) is
