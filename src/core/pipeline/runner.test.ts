@@ -203,3 +203,82 @@ describe('PipelineRunner', () => {
     assert.deepEqual(sink.sizes, [10, 10], 'the second batch holds what arrived during the first commit');
   });
 });
+
+/** Rejects records whose `bad` is true (when `rejects`), on write and on screen; opens at the given positions. */
+class FreezingSink extends MemorySink {
+  readonly #positions: Positions;
+  readonly #rejects: boolean;
+  constructor(name: string, positions: Positions, rejects = true) {
+    super(name, false);
+    this.#positions = positions;
+    this.#rejects = rejects;
+  }
+  override async open(): Promise<Positions> {
+    return new Map(this.#positions);
+  }
+  override async write(batch: SinkBatch) {
+    await super.write(batch);
+    return { rejected: await this.screen(batch.records) };
+  }
+  async screen(records: readonly PipelineRecord[]): Promise<Rejection[]> {
+    return records
+      .filter((record) => this.#rejects && record.value.bad === true)
+      .map((record) => ({ record, stage: `sink ${this.name}`, error: 'bad' }));
+  }
+}
+
+describe('PipelineRunner catch-up', () => {
+  it('sends to the DLQ what a sink rejected of the part of a batch it had already (another concurrency before)', async () => {
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    const encoder = new TextEncoder();
+    await log.ensureTopic('events', { partitions: 2 });
+    const stored = await log.append(
+      'events',
+      Array.from({ length: 40 }, (_, i) => ({
+        key: `k${i}`,
+        value: encoder.encode(JSON.stringify({ i, bad: i % 4 === 0 })),
+      })),
+    );
+    const inPartition1 = stored.filter((s) => s.partition === 1).length;
+    assert.ok(inPartition1 > 0 && inPartition1 < 40);
+    // An earlier run with two lanes: lane 0 committed partition 0 to `bronze` only, lane 1 partition 1 to
+    // `bronze` and `silver`; then the process died, before either reached the DLQ.
+    const bronze = new FreezingSink(
+      'bronze',
+      new Map([
+        [0, 40 - inPartition1],
+        [1, inPartition1],
+      ]),
+      false,
+    );
+    const silver = new FreezingSink('silver', new Map([[1, inPartition1]]));
+    const dlq = new MemorySink('dlq', false);
+    const config = {
+      source: { type: 'topic', topic: 'events', start: 'earliest' },
+      transforms: [],
+      sinks: [],
+      dlq: { max: 100 },
+      batch: { max_records: 5000, max_bytes: 1 << 24, interval: 10 },
+      concurrency: 1,
+      shutdown_timeout: 1000,
+    } satisfies PipelineConfig;
+    const runner = new PipelineRunner({
+      name: 'test',
+      config,
+      log,
+      transforms: [],
+      sinks: [bronze, silver],
+      dlq,
+      logger: pino({ level: 'silent' }),
+      defaultPartitions: 2,
+      exitWhenIdle: true,
+    });
+    await runner.run();
+    await log.close();
+    // silver wrote only partition 0; the DLQ holds every bad record of both partitions.
+    assert.deepEqual(new Set(silver.batches.flat().map((r) => r.partition)), new Set([0]));
+    const inDlq = dlq.batches.flat().map((r) => `${r.partition}:${r.offset}`);
+    const bad = stored.filter((_, i) => i % 4 === 0).map((s) => `${s.partition}:${s.offset}`);
+    assert.deepEqual(inDlq.sort(), bad.sort());
+  });
+});

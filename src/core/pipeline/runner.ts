@@ -534,7 +534,9 @@ export class PipelineRunner {
     if (staged && missing === records) prepared = await staged;
     else {
       // Prepared for records the sink no longer lacks all of: released, and prepared again below.
-      if (staged) await staged.then((p) => (p === undefined ? undefined : sink.discard?.(p)));
+      // (A failed prepare of work thrown away is no failure of the pipeline.)
+      if (staged)
+        await staged.then((p) => (p === undefined ? undefined : sink.discard?.(p))).catch(() => undefined);
       if (sink.prepare && !this.#has(sink, end, start))
         prepared = await this.#exclusive(lane, () => this.#retrying(sink.name, () => sink.prepare!(missing)));
     }
@@ -572,6 +574,16 @@ export class PipelineRunner {
     this.#positions.set(sink, positions);
     if (sink !== this.#options.dlq)
       this.#options.metrics?.recordsOut.inc({ pipeline: this.name, sink: sink.name }, missing.length);
+    // The sink had part of the batch already (committed by a lane of an earlier run with another
+    // `concurrency`): what it rejected of that part is owed to the DLQ too, unless the DLQ has it.
+    const dlq = this.#options.dlq;
+    if (missing !== records && sink !== dlq && !this.#has(dlq, end, start) && sink.screen) {
+      const had = new Set(missing);
+      const screened = await this.#retrying(sink.name, () =>
+        sink.screen!(records.filter((r) => !had.has(r))),
+      );
+      return [...(result.rejected ?? []), ...screened];
+    }
     return result.rejected;
   }
 

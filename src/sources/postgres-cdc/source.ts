@@ -1606,7 +1606,7 @@ export class PostgresCdcSource implements RunningSource {
 async function emitFlushed(client: pg.Client, prefix: string, content: string): Promise<void> {
   await client.query('begin');
   try {
-    await client.query('set local synchronous_commit = on');
+    await client.query('set local synchronous_commit = local');
     await client.query('select pg_logical_emit_message(false, $1, $2), txid_current()', [prefix, content]);
     await client.query('commit');
   } catch (error) {
