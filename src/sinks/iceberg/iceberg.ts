@@ -175,6 +175,9 @@ export class IcebergSink implements Sink {
   /** DuckDB engines of this sink's own, for `prepare`, and those not in use. */
   readonly #engines: Engine[] = [];
   readonly #idleEngines: Engine[] = [];
+  #tableLoading: Promise<Table> | undefined;
+  /** Prepares under way. */
+  readonly #preparing = new Set<Promise<PreparedAppend | undefined>>();
 
   constructor(options: IcebergSinkOptions) {
     this.name = options.name;
@@ -194,6 +197,17 @@ export class IcebergSink implements Sink {
    * Records with columns the table lacks, and upserts (which read the table), are left to `write`.
    */
   async prepare(records: readonly PipelineRecord[]): Promise<PreparedAppend | undefined> {
+    // Tracked so that `close` waits for it: a lane that failed may leave a prepare of its batch running.
+    const work = this.#prepare(records);
+    this.#preparing.add(work);
+    try {
+      return await work;
+    } finally {
+      this.#preparing.delete(work);
+    }
+  }
+
+  async #prepare(records: readonly PipelineRecord[]): Promise<PreparedAppend | undefined> {
     if (this.#options.config.mode !== 'append' || records.length === 0) return undefined;
     const table = await this.#ensureTable(records);
     const schema = table.schema;
@@ -395,6 +409,8 @@ export class IcebergSink implements Sink {
   }
 
   async close(): Promise<void> {
+    // Never close an engine under a running COPY (the files it writes are orphans, which maintenance removes).
+    await Promise.allSettled([...this.#preparing]);
     for (const engine of this.#engines) engine.close();
     this.#engines.length = 0;
     this.#scratch.clear();
@@ -402,8 +418,14 @@ export class IcebergSink implements Sink {
     rmSync(this.#workDir, { recursive: true, force: true });
   }
 
+  /** The table, loaded or created once: a lane's read-ahead prepare and a write may ask at once. */
   async #ensureTable(records: readonly PipelineRecord[]): Promise<Table> {
     if (this.#table) return this.#table;
+    this.#tableLoading ??= this.#loadOrCreateTable(records).finally(() => (this.#tableLoading = undefined));
+    return this.#tableLoading;
+  }
+
+  async #loadOrCreateTable(records: readonly PipelineRecord[]): Promise<Table> {
     const catalog = await this.#options.catalog();
     if (await catalog.tableExists(this.#identifier)) {
       this.#table = await catalog.loadTable(this.#identifier);
