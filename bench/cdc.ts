@@ -10,7 +10,10 @@
  *  3. capacity, apart from what PostgreSQL and pgbench take: pgbench runs with the source and pipeline
  *     stopped, then the source drains the slot's backlog into the log, then the pipeline into Iceberg.
  * Goals: ≥ 50k changes/s with lag p99 < 2 s; ≥ 200k snapshot rows/s.
- * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8]` (seconds 0: only the snapshot, step 1);
+ * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8] [rows per transaction]` (seconds 0: only the
+ * snapshot, step 1). With rows per transaction N, steps 2 and 3 run a pgbench script instead of TPC-B: each
+ * transaction updates N consecutive pgbench_accounts rows (N changes) — pgbench on 2 shared cores offers
+ * about 16k TPC-B changes/s, too few to load the pipeline at the goal's 50k/s;
  * CDC_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the `cdc run` and `run`
  * processes, to profile them;
  * CDC_BENCH_LOGS=<dir> keeps their output there (JSON log lines: commits, snapshot progress).
@@ -104,6 +107,7 @@ const benchmark: Benchmark = {
     const scale = Number(args[0] ?? 10);
     const seconds = Number(args[1] ?? 30);
     const clients = Number(args[2] ?? 8);
+    const rowsPerTransaction = args[3] === undefined ? undefined : Number(args[3]);
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-cdc-'));
     chmodSync(dir, 0o755);
     mkdirSync(path.join(dir, 'pg'));
@@ -129,6 +133,18 @@ const benchmark: Benchmark = {
         env,
       );
       const rows = scale * 100_000;
+      // The workload of steps 2 and 3: TPC-B (4 changes per transaction), or N-row updates.
+      const workload: string[] = [];
+      const changesPerTransaction = rowsPerTransaction ?? 4;
+      if (rowsPerTransaction !== undefined) {
+        const script = path.join(dir, 'updates.sql');
+        writeFileSync(
+          script,
+          `\\set aid random(1, ${rows - rowsPerTransaction + 1})\n` +
+            `update pgbench_accounts set abalance = abalance + 1 where aid between :aid and :aid + ${rowsPerTransaction - 1};\n`,
+        );
+        workload.push('-f', script);
+      }
       const root = path.join(dir, 'project');
       mkdirSync(path.join(root, 'sources'), { recursive: true });
       mkdirSync(path.join(root, 'pipelines'));
@@ -289,13 +305,13 @@ const benchmark: Benchmark = {
       const started = Date.now();
       const out = await exec(
         path.join(pg.binDir, 'pgbench'),
-        [...pgArgs, '-n', '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
+        [...pgArgs, '-n', ...workload, '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
         env,
       );
       const pgbenchSeconds = (Date.now() - started) / 1000;
       const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? NaN);
       const txns = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? NaN);
-      const changes = txns * 4;
+      const changes = txns * changesPerTransaction;
       await until('the source to catch up', () => sum(ends()) - before >= changes, 10 * 60_000, 100);
       const sourceSeconds = (Date.now() - started) / 1000;
       await until('the pipeline to catch up', () => sum(committed()) >= sum(ends()), 10 * 60_000, 100);
@@ -309,11 +325,12 @@ const benchmark: Benchmark = {
       await pipeline.stop();
       const backlogOut = await exec(
         path.join(pg.binDir, 'pgbench'),
-        [...pgArgs, '-n', '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
+        [...pgArgs, '-n', ...workload, '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
         env,
       );
       const backlog =
-        4 * Number(/number of transactions actually processed: (\d+)/.exec(backlogOut)?.[1] ?? NaN);
+        changesPerTransaction *
+        Number(/number of transactions actually processed: (\d+)/.exec(backlogOut)?.[1] ?? NaN);
       const logBefore = sum(ends());
       const drainStart = Date.now();
       const drainer = new Child(root, ['cdc', 'run', 'bank']);
@@ -364,7 +381,7 @@ const benchmark: Benchmark = {
           ),
           'source lag p99 s': percentile(sourceLags, 99),
         },
-        notes: `pgbench -s ${scale}, ${clients} clients, ${seconds} s, 4 changes per transaction; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
+        notes: `pgbench -s ${scale}, ${clients} clients, ${seconds} s, ${rowsPerTransaction === undefined ? 'TPC-B, 4 changes per transaction' : `${rowsPerTransaction}-row updates of pgbench_accounts per transaction`}; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
       };
     } finally {
       for (const child of children) await child.stop().catch(() => undefined);
