@@ -37,6 +37,39 @@ class MemorySink implements Sink {
   async close() {}
 }
 
+/** A runner of topic `events` with the given parts, batches of at most 5,000 records. */
+function testRunner(options: {
+  log: EmbeddedLog;
+  transforms?: Transform[];
+  sinks: Sink[];
+  dlq: Sink;
+  dlqMax?: number;
+  interval?: number;
+  partitions?: number;
+  exitWhenIdle?: boolean;
+}): PipelineRunner {
+  const config = {
+    source: { type: 'topic', topic: 'events', start: 'earliest' },
+    transforms: [],
+    sinks: [],
+    dlq: { max: options.dlqMax ?? 0 },
+    batch: { max_records: 5000, max_bytes: 1 << 24, interval: options.interval ?? 10 },
+    concurrency: 1,
+    shutdown_timeout: 1000,
+  } satisfies PipelineConfig;
+  return new PipelineRunner({
+    name: 'test',
+    config,
+    log: options.log,
+    transforms: options.transforms ?? [],
+    sinks: options.sinks,
+    dlq: options.dlq,
+    logger: pino({ level: 'silent' }),
+    defaultPartitions: options.partitions ?? 1,
+    exitWhenIdle: options.exitWhenIdle ?? false,
+  });
+}
+
 /** Rejects records without a numeric `n`, and counts the records of each call. */
 function checkN(calls: number[]): Transform {
   return {
@@ -68,26 +101,7 @@ async function run(count: number, sink: MemorySink, transform: Transform) {
     })),
   );
   const dlq = new MemorySink('dlq', false);
-  const config = {
-    source: { type: 'topic', topic: 'events', start: 'earliest' },
-    transforms: [],
-    sinks: [],
-    dlq: { max: 0 },
-    batch: { max_records: 5000, max_bytes: 1 << 24, interval: 10 },
-    concurrency: 1,
-    shutdown_timeout: 1000,
-  } satisfies PipelineConfig;
-  const runner = new PipelineRunner({
-    name: 'test',
-    config,
-    log,
-    transforms: [transform],
-    sinks: [sink],
-    dlq,
-    logger: pino({ level: 'silent' }),
-    defaultPartitions: 1,
-    exitWhenIdle: true,
-  });
+  const runner = testRunner({ log, transforms: [transform], sinks: [sink], dlq, exitWhenIdle: true });
   await runner.run();
   await log.close();
   return { written: sink.batches.flat(), rejected: dlq.batches.flat(), flushes: [sink.flushes, dlq.flushes] };
@@ -170,24 +184,7 @@ describe('PipelineRunner', () => {
     await log.ensureTopic('events', { partitions: 1 });
     await produce(0, 10);
     const sink = new GatedSink('lake', true);
-    const runner = new PipelineRunner({
-      name: 'test',
-      config: {
-        source: { type: 'topic', topic: 'events', start: 'earliest' },
-        transforms: [],
-        sinks: [],
-        dlq: { max: 0 },
-        batch: { max_records: 5000, max_bytes: 1 << 24, interval: 20 },
-        concurrency: 1,
-        shutdown_timeout: 1000,
-      },
-      log,
-      transforms: [],
-      sinks: [sink],
-      dlq: new MemorySink('dlq', false),
-      logger: pino({ level: 'silent' }),
-      defaultPartitions: 1,
-    });
+    const runner = testRunner({ log, sinks: [sink], dlq: new MemorySink('dlq', false), interval: 20 });
     const running = runner.run();
     await until(() => sink.sizes.length === 1);
     // The first commit takes longer than several intervals; records keep arriving meanwhile.
@@ -253,24 +250,12 @@ describe('PipelineRunner catch-up', () => {
     );
     const silver = new FreezingSink('silver', new Map([[1, inPartition1]]));
     const dlq = new MemorySink('dlq', false);
-    const config = {
-      source: { type: 'topic', topic: 'events', start: 'earliest' },
-      transforms: [],
-      sinks: [],
-      dlq: { max: 100 },
-      batch: { max_records: 5000, max_bytes: 1 << 24, interval: 10 },
-      concurrency: 1,
-      shutdown_timeout: 1000,
-    } satisfies PipelineConfig;
-    const runner = new PipelineRunner({
-      name: 'test',
-      config,
+    const runner = testRunner({
       log,
-      transforms: [],
       sinks: [bronze, silver],
       dlq,
-      logger: pino({ level: 'silent' }),
-      defaultPartitions: 2,
+      dlqMax: 100,
+      partitions: 2,
       exitWhenIdle: true,
     });
     await runner.run();
