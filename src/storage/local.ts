@@ -174,7 +174,7 @@ export class LocalStorage implements Storage {
       return { file, location };
     });
     // In parallel: each flush waits on the disk, not the CPU (libuv's threads overlap them).
-    await Promise.all(files.map(({ file, location }) => this.#syncPath(file, location)));
+    await Promise.all(files.map(({ file, location }) => syncPath(file, location, { directory: false })));
     await Promise.all([...directories].map((dir) => this.#syncDir(dir, root)));
   }
 
@@ -218,33 +218,24 @@ export class LocalStorage implements Storage {
     for (const directory of new Set(toFlush)) await this.#syncDir(directory, location);
   }
 
-  async #syncPath(file: string, location: string): Promise<void> {
-    try {
-      const handle = await open(file, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    } catch (error) {
-      throw fsError(error, 'write', location);
-    }
-  }
-
   async #syncDir(dir: string, location: string): Promise<void> {
-    if (!this.#fsync) return;
+    if (this.#fsync) await syncPath(dir, location, { directory: true });
+  }
+}
+
+/** Flushes a file or directory to disk. */
+async function syncPath(target: string, location: string, options: { directory: boolean }): Promise<void> {
+  try {
+    const handle = await open(target, 'r');
     try {
-      const handle = await open(dir, 'r');
-      try {
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-    } catch (error) {
-      // Some platforms (Windows) cannot open or flush a directory; the rename is still atomic there.
-      if (['EISDIR', 'EINVAL', 'EPERM', 'EBADF'].includes(errorCode(error))) return;
-      throw fsError(error, 'write', location);
+      await handle.sync();
+    } finally {
+      await handle.close();
     }
+  } catch (error) {
+    // Some platforms (Windows) cannot open or flush a directory; the rename is still atomic there.
+    if (options.directory && ['EISDIR', 'EINVAL', 'EPERM', 'EBADF'].includes(errorCode(error))) return;
+    throw fsError(error, 'write', location);
   }
 }
 
