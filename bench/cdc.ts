@@ -243,14 +243,15 @@ const benchmark: Benchmark = {
         100,
       );
       const snapshotIcebergRowsPerSecond = rows / ((Date.now() - pipelineStart) / 1000);
+      const snapshotFigures = {
+        'snapshot rows': rows,
+        'snapshot rows/s (to log)': Math.round(snapshotRowsPerSecond),
+        'snapshot rows/s (to Iceberg upsert)': Math.round(snapshotIcebergRowsPerSecond),
+      };
       if (seconds === 0) {
         db.close();
         return {
-          figures: {
-            'snapshot rows': rows,
-            'snapshot rows/s (to log)': Math.round(snapshotRowsPerSecond),
-            'snapshot rows/s (to Iceberg upsert)': Math.round(snapshotIcebergRowsPerSecond),
-          },
+          figures: snapshotFigures,
           notes: `pgbench -s ${scale}, snapshot only; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
         };
       }
@@ -361,9 +362,7 @@ const benchmark: Benchmark = {
       db.close();
       return {
         figures: {
-          'snapshot rows': rows,
-          'snapshot rows/s (to log)': Math.round(snapshotRowsPerSecond),
-          'snapshot rows/s (to Iceberg upsert)': Math.round(snapshotIcebergRowsPerSecond),
+          ...snapshotFigures,
           'pgbench tps': Math.round(tps),
           changes,
           'changes/s offered': Math.round(changes / pgbenchSeconds),
