@@ -3,7 +3,7 @@
  * is staged first or scanned in place (`materialize: false`), partition values (nulls included) alike.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -109,6 +109,30 @@ describe('writeDataFiles', () => {
     }
     const snappy = await describeFiles(await write({ compression: { codec: 'snappy' } }));
     assert.deepEqual(snappy.codecs, ['SNAPPY']);
+  });
+
+  it('removes the files it wrote when it fails after moving them into place', async () => {
+    class FailingStorage extends LocalStorage {
+      override async persist(): Promise<void> {
+        throw new Error('disk full');
+      }
+    }
+    const directory = path.join(root, `t${counter++}`);
+    for (const partitioned of [true, false]) {
+      await assert.rejects(
+        write({
+          storage: new FailingStorage({ fsync: false }),
+          dataLocation: fileLocationOf(path.join(directory, 'data')),
+          ...(partitioned ? {} : { spec: { 'spec-id': 0, fields: [] } }),
+        }),
+        /disk full/,
+      );
+      const left = readdirSync(directory, { recursive: true, withFileTypes: true }).filter((e) => e.isFile());
+      assert.deepEqual(
+        left.map((e) => path.join(e.parentPath, e.name)),
+        [],
+      );
+    }
   });
 
   it('refuses values that do not fit, staged or not', async () => {

@@ -309,7 +309,8 @@ interface CopyStatsRow {
 /**
  * Writes the rows in one pass: DuckDB splits them by partition (or rolls files over at the target size
  * when unpartitioned) and returns each file's statistics, so nothing is read back. Files of a partition
- * are then moved under its Iceberg path (`ts_day=2026-11-23/…`).
+ * are then moved under its Iceberg path (`ts_day=2026-11-23/…`). When it fails, the files it moved there
+ * are removed (best effort): no commit will name them.
  */
 async function copyStage(copy: CopyStage): Promise<DataFile[]> {
   const dataDirectory = copy.storage.localPath(copy.dataLocation);
@@ -331,6 +332,7 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
     ...copy.partitionBy.map(quoteIdentifier),
   ].join(', ');
   const target = copy.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
+  const moved: string[] = [];
   try {
     // DuckDB refuses FILE_SIZE_BYTES with PARTITION_BY: a partition's rows go to one file (a second one
     // only past partitioned_write_max_open_files partitions).
@@ -378,6 +380,7 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
       const finalPath = path.join(dataDirectory, relative, name);
       mkdirSync(path.dirname(finalPath), { recursive: true });
       renameSync(row.filename, finalPath);
+      moved.push(finalPath);
       const metrics = metricsFromCopy(
         {
           filename: finalPath,
@@ -403,6 +406,15 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
       copy.dataLocation,
     );
     return files;
+  } catch (error) {
+    for (const file of moved) {
+      try {
+        rmSync(file, { force: true });
+      } catch {
+        // Left unreferenced, as after a crash: table maintenance removes orphan files.
+      }
+    }
+    throw error;
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }

@@ -19,6 +19,8 @@ class MemorySink implements Sink {
   readonly name: string;
   readonly usesRaw: boolean;
   readonly batches: PipelineRecord[][] = [];
+  /** The positions of the last write. */
+  positions: Positions = new Map();
   flushes = 0;
   constructor(name: string, usesRaw: boolean) {
     this.name = name;
@@ -29,6 +31,7 @@ class MemorySink implements Sink {
   }
   async write(batch: SinkBatch) {
     if (batch.records.length) this.batches.push([...batch.records]);
+    this.positions = batch.positions;
     return {};
   }
   async flush() {
@@ -37,7 +40,7 @@ class MemorySink implements Sink {
   async close() {}
 }
 
-/** A runner of topic `events` with the given parts, batches of at most 5,000 records. */
+/** A runner of topic `events` with the given parts, batches of at most 5,000 records unless told. */
 function testRunner(options: {
   log: EmbeddedLog;
   transforms?: Transform[];
@@ -45,6 +48,8 @@ function testRunner(options: {
   dlq: Sink;
   dlqMax?: number;
   interval?: number;
+  maxRecords?: number;
+  maxBytes?: number;
   partitions?: number;
   exitWhenIdle?: boolean;
 }): PipelineRunner {
@@ -53,7 +58,11 @@ function testRunner(options: {
     transforms: [],
     sinks: [],
     dlq: { max: options.dlqMax ?? 0 },
-    batch: { max_records: 5000, max_bytes: 1 << 24, interval: options.interval ?? 10 },
+    batch: {
+      max_records: options.maxRecords ?? 5000,
+      max_bytes: options.maxBytes ?? 1 << 24,
+      interval: options.interval ?? 10,
+    },
     concurrency: 1,
     shutdown_timeout: 1000,
   } satisfies PipelineConfig;
@@ -124,6 +133,20 @@ class GatedSink extends MemorySink {
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await sleep(5);
+}
+
+/** Whether `condition` holds within `ms`. */
+async function within(ms: number, condition: () => boolean): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!condition() && Date.now() < deadline) await sleep(5);
+  return condition();
+}
+
+/** A promise and the function that resolves it. */
+function gate(): { readonly opened: Promise<void>; readonly open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
 }
 
 describe('PipelineRunner', () => {
@@ -201,8 +224,12 @@ describe('PipelineRunner', () => {
   });
 });
 
-/** Rejects records whose `bad` is true (when `rejects`), on write and on screen; opens at the given positions. */
+/**
+ * Rejects records whose `bad` is true (when `rejects`), on write and on screen; opens at the given
+ * positions. Keeps the records of each call to `screen`.
+ */
 class FreezingSink extends MemorySink {
+  readonly screened: PipelineRecord[][] = [];
   readonly #positions: Positions;
   readonly #rejects: boolean;
   constructor(name: string, positions: Positions, rejects = true) {
@@ -215,9 +242,13 @@ class FreezingSink extends MemorySink {
   }
   override async write(batch: SinkBatch) {
     await super.write(batch);
-    return { rejected: await this.screen(batch.records) };
+    return { rejected: this.#reject(batch.records) };
   }
   async screen(records: readonly PipelineRecord[]): Promise<Rejection[]> {
+    this.screened.push([...records]);
+    return this.#reject(records);
+  }
+  #reject(records: readonly PipelineRecord[]): Rejection[] {
     return records
       .filter((record) => this.#rejects && record.value.bad === true)
       .map((record) => ({ record, stage: `sink ${this.name}`, error: 'bad' }));
@@ -265,5 +296,142 @@ describe('PipelineRunner catch-up', () => {
     const inDlq = dlq.batches.flat().map((r) => `${r.partition}:${r.offset}`);
     const bad = stored.filter((_, i) => i % 4 === 0).map((s) => `${s.partition}:${s.offset}`);
     assert.deepEqual(inDlq.sort(), bad.sort());
+  });
+
+  for (const limit of [{ maxRecords: 7 }, { maxBytes: 100 }]) {
+    it(`replays what the DLQ lacks in batches within the batch limits (${JSON.stringify(limit)})`, async () => {
+      const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+      const encoder = new TextEncoder();
+      await log.ensureTopic('events', { partitions: 2 });
+      const stored = await log.append(
+        'events',
+        Array.from({ length: 60 }, (_, i) => ({
+          key: `k${i}`,
+          value: encoder.encode(JSON.stringify({ i, bad: i % 5 === 0 })),
+        })),
+      );
+      const ends = new Map([0, 1].map((p) => [p, stored.filter((s) => s.partition === p).length]));
+      assert.ok(ends.get(0)! > 10 && ends.get(1)! > 10);
+      // `lake` committed everything; `silver` part of partition 0; the DLQ, which saves the positions of
+      // batches without rejections only now and then, nothing: the whole topic is to be caught up.
+      const lake = new FreezingSink('lake', ends);
+      const silver = new FreezingSink('silver', new Map([[0, 5]]), false);
+      const dlq = new MemorySink('dlq', false);
+      const runner = testRunner({
+        log,
+        sinks: [lake, silver],
+        dlq,
+        dlqMax: 100,
+        partitions: 2,
+        exitWhenIdle: true,
+        ...limit,
+      });
+      await runner.run();
+      await log.close();
+      const size = (records: readonly PipelineRecord[]) =>
+        records.reduce((sum, r) => sum + JSON.stringify(r.value).length, 0);
+      for (const batch of [...lake.screened, ...silver.batches]) {
+        if (limit.maxRecords) assert.ok(batch.length <= limit.maxRecords, `a batch of ${batch.length}`);
+        // A batch closes after the record that reaches max_bytes.
+        else assert.ok(size(batch.slice(0, -1)) < limit.maxBytes!, `a batch of ${size(batch)} bytes`);
+      }
+      assert.ok(lake.screened.length > 2, `${lake.screened.length} batch(es)`);
+      assert.deepEqual(lake.batches, [], 'lake had everything');
+      const key = (r: { partition: number; offset: number }) => `${r.partition}:${r.offset}`;
+      assert.deepEqual(
+        silver.batches.flat().map(key).sort(),
+        stored
+          .filter((s) => s.partition === 1 || s.offset >= 5)
+          .map(key)
+          .sort(),
+        'silver wrote what it lacked, once',
+      );
+      assert.deepEqual(
+        lake.screened.flat().map(key).sort(),
+        stored.map(key).sort(),
+        'every record screened once for the DLQ',
+      );
+      assert.deepEqual(
+        dlq.batches.flat().map(key).sort(),
+        stored
+          .filter((_, i) => i % 5 === 0)
+          .map(key)
+          .sort(),
+        'the DLQ holds every bad record once',
+      );
+      assert.deepEqual(dlq.positions, ends);
+      assert.deepEqual(silver.positions, ends);
+    });
+  }
+});
+
+/** A sink with `prepare`, which keeps the first offset of each batch it prepares; `hold` can make one wait. */
+class PreparingSink extends MemorySink {
+  readonly prepared: number[] = [];
+  readonly written: number[] = [];
+  /** Per first offset, what a prepare or write of the batch from there waits for. */
+  readonly holds = new Map<string, Promise<void>>();
+  async prepare(records: readonly PipelineRecord[]): Promise<number> {
+    const first = records[0]!.offset;
+    this.prepared.push(first);
+    await this.holds.get(`prepare ${first}`);
+    return first;
+  }
+  override async write(batch: SinkBatch) {
+    const first = batch.records[0]?.offset;
+    if (first !== undefined) {
+      this.written.push(first);
+      assert.equal(batch.prepared, first, 'written with its preparation');
+      await this.holds.get(`write ${first}`);
+    }
+    return super.write(batch);
+  }
+}
+
+describe('PipelineRunner preparations', () => {
+  it('prepares the batch in flight without waiting for a batch read ahead', async () => {
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    const encoder = new TextEncoder();
+    await log.ensureTopic('events', { partitions: 1 });
+    await log.append(
+      'events',
+      Array.from({ length: 20 }, (_, i) => ({ value: encoder.encode(`{"n": ${i}}`) })),
+    );
+    // The first batch has no preparation read ahead: each sink prepares it in its turn. While `a`
+    // commits it, `a` starts preparing the second batch, which takes long.
+    const a = new PreparingSink('a', false);
+    const b = new PreparingSink('b', false);
+    const aheadOfA = gate();
+    const writeOfA = gate();
+    a.holds.set('prepare 10', aheadOfA.opened);
+    a.holds.set('write 0', writeOfA.opened);
+    const runner = testRunner({
+      log,
+      sinks: [a, b],
+      dlq: new MemorySink('dlq', false),
+      maxRecords: 10,
+      exitWhenIdle: true,
+    });
+    const running = runner.run();
+    try {
+      await until(() => a.prepared.includes(10) && a.written.includes(0));
+      writeOfA.open();
+      assert.ok(
+        await within(2000, () => b.prepared.includes(0)),
+        `b prepared ${JSON.stringify(b.prepared)} while a prepares the next batch`,
+      );
+    } finally {
+      writeOfA.open();
+      aheadOfA.open();
+      await running;
+      await log.close();
+    }
+    for (const sink of [a, b]) {
+      assert.deepEqual(sink.written, [0, 10]);
+      assert.deepEqual(
+        sink.batches.flat().map((r) => r.offset),
+        Array.from({ length: 20 }, (_, i) => i),
+      );
+    }
   });
 });

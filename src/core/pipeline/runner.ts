@@ -9,9 +9,10 @@
  *
  * The loop of a lane, per batch:
  *  1. base = the lowest position any sink has committed, per partition; ahead = the highest.
- *  2. When sinks disagree (a crash fell between two sinks' commits), the batch is exactly [base, ahead):
- *     the batch the lagging sinks missed, replayed for them alone. Otherwise it is the next records from
- *     base, up to the batch limits.
+ *  2. When sinks disagree (a crash fell between two sinks' commits, or a sink had not saved the positions
+ *     of empty batches), the batch is the records of [base, ahead) up to the batch limits: what the lagging
+ *     sinks missed, replayed for them alone, in as many batches as the limits take. Otherwise it is the
+ *     next records from base, up to the batch limits.
  *  3. Records are decoded and transformed; rejected ones go to the DLQ sink with their reason.
  *  4. Each sink that lacks the batch writes it with the positions after it; a sink that has it is skipped.
  *  5. Once every sink committed, the pipeline's consumer-group offsets in the log move (for lag and tools).
@@ -62,11 +63,58 @@ function pipelineRecord(
     : { key, partition, offset, timestamp, headers, value };
 }
 
+/**
+ * A lane's sink preparations. Those of the batch read ahead run one at a time, in order, and start only
+ * while none of the current batch is under way; those of the current batch start at once (beside a
+ * preparation read ahead already running, never behind one), so the commit in flight waits for no batch
+ * after it.
+ */
+class Preparations {
+  #current = 0;
+  #aheadRunning = false;
+  readonly #ahead: Array<() => void> = [];
+
+  /** Runs a preparation of the lane's current batch now. */
+  async current<T>(work: () => Promise<T>): Promise<T> {
+    this.#current++;
+    try {
+      return await work();
+    } finally {
+      this.#current--;
+      this.#startAhead();
+    }
+  }
+
+  /** Runs a preparation of a batch read ahead after those queued before it, while the current batch has none. */
+  ahead<T>(work: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#ahead.push(() => {
+        void work()
+          .then(resolve, reject)
+          .finally(() => {
+            this.#aheadRunning = false;
+            this.#startAhead();
+          });
+      });
+      this.#startAhead();
+    });
+  }
+
+  #startAhead(): void {
+    if (this.#aheadRunning || this.#current > 0) return;
+    const next = this.#ahead.shift();
+    if (!next) return;
+    this.#aheadRunning = true;
+    next();
+  }
+}
+
 /** The partitions one loop of the pipeline reads, and the batch it read ahead, with where that starts. */
 interface Lane {
   readonly index: number;
   readonly partitions: readonly number[];
   next: { readonly from: Positions; readonly batch: Promise<PreparedBatch> } | undefined;
+  readonly preparations: Preparations;
 }
 
 export type PipelineStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
@@ -178,6 +226,7 @@ export class PipelineRunner {
         index,
         partitions: Array.from({ length: info.partitions }, (_, p) => p).filter((p) => p % lanes === index),
         next: undefined,
+        preparations: new Preparations(),
       }));
       if (this.#status === 'starting') this.#status = 'running';
       logger.info({ topic, sinks: this.#allSinks.map((s) => s.name), lanes }, `pipeline ${name} started`);
@@ -230,7 +279,7 @@ export class PipelineRunner {
   /**
    * Runs `work` once every earlier call for the same owner has settled. Per sink: lanes take turns, so that
    * a sink commits one batch at a time with its positions for every partition. Per transform: one call at
-   * a time. Per lane: sinks prepare one of its batches at a time.
+   * a time.
    */
   async #exclusive<T>(owner: object, work: () => Promise<T>): Promise<T> {
     const previous = this.#turns.get(owner) ?? Promise.resolve();
@@ -271,6 +320,8 @@ export class PipelineRunner {
     const prefetched = lane.next;
     lane.next = undefined;
     let batch: PreparedBatch;
+    // The positions after the batch: where it ends in each partition it read, base in the others.
+    const end = new Map(base);
     if (prefetched) {
       batch = await prefetched.batch;
       // After a step every sink stands at its end, where the prefetch started. Were it otherwise, its
@@ -283,22 +334,25 @@ export class PipelineRunner {
         );
       }
     } else {
-      batch = await this.#prepare(() => (catchUp ? this.#readRange(base, ahead) : this.#readBatch(base)));
+      batch = await this.#prepare(() =>
+        catchUp ? this.#readRange(base, ahead, end) : this.#readBatch(base),
+      );
     }
     const { stored, records, rejected } = batch;
     if (stored.length === 0) return 0;
 
-    const end = new Map(base);
     for (const record of stored)
       end.set(record.partition, Math.max(end.get(record.partition)!, record.offset + 1));
-    if (catchUp) for (const [p, offset] of ahead) end.set(p, Math.max(end.get(p)!, offset));
+    // A catch-up longer than the batch limits goes on in the next step, from end: nothing is read ahead
+    // until it is over (the sinks would not all stand where that batch starts).
+    const caughtUp = lane.partitions.every((p) => end.get(p)! >= ahead.get(p)!);
     metrics?.recordsIn.inc({ pipeline: name }, stored.length);
     metrics?.batchRecords.observe({ pipeline: name }, stored.length);
 
     // Read and transform the next batch while the sinks commit this one (DuckDB and the databases work
     // off the event loop). No sink sees it before this batch is committed everywhere (invariant 5).
     const committing = { done: false };
-    if (!this.#controller.signal.aborted) {
+    if (!this.#controller.signal.aborted && caughtUp) {
       const from: Positions = new Map(end);
       const next = this.#prepare(() => this.#readBatch(from, committing), true).then((b) =>
         this.#stageAhead(lane, b),
@@ -360,37 +414,50 @@ export class PipelineRunner {
 
   /**
    * Starts each sink's `prepare` of a batch read ahead (the Iceberg sink writes its data files meanwhile):
-   * once the lane's current batch is committed, every sink lacks all of it. A lane prepares one batch at a
-   * time, so this waits for the current batch's preparation, and a pipeline prepares as many at once as it
-   * has lanes.
+   * once the lane's current batch is committed, every sink lacks all of it. A lane prepares one batch read
+   * ahead at a time, after the current batch's preparations (see Preparations).
    */
   #stageAhead(lane: Lane, batch: PreparedBatch): PreparedBatch {
     if (batch.records.length === 0 || this.#controller.signal.aborted) return batch;
     const staged = new Map<Sink, Promise<unknown>>();
     for (const sink of this.#options.sinks) {
       if (!sink.prepare) continue;
-      const work = this.#exclusive(lane, () => this.#retrying(sink.name, () => sink.prepare!(batch.records)));
+      const work = lane.preparations.ahead(() =>
+        this.#retrying(sink.name, () => sink.prepare!(batch.records)),
+      );
       work.catch(() => undefined); // its error surfaces when the batch is delivered
       staged.set(sink, work);
     }
     return { ...batch, staged };
   }
 
-  /** Exactly the records in [from, to) of each partition of `from`. */
-  async #readRange(from: Positions, to: Positions): Promise<StoredRecord[]> {
-    const topic = this.#options.config.source.topic;
+  /**
+   * The records in [from, to) of each partition of `from`, partition after partition, until the batch is
+   * full: the first records of a catch-up. `reached` gets `to` of each partition read to its end.
+   */
+  async #readRange(from: Positions, to: Positions, reached: Map<number, number>): Promise<StoredRecord[]> {
+    const { config, log } = this.#options;
+    const { max_records: maxRecords, max_bytes: maxBytes } = config.batch;
     const records: StoredRecord[] = [];
+    let bytes = 0;
     for (const [p, first] of from) {
       const last = to.get(p)!;
       let next = first;
       while (next < last) {
-        const read = await this.#options.log.read(topic, p, next, {
-          maxRecords: Math.min(10_000, last - next),
+        if (records.length >= maxRecords || bytes >= maxBytes) return records;
+        const read = await log.read(config.source.topic, p, next, {
+          maxRecords: Math.min(maxRecords - records.length, last - next),
+          maxBytes: maxBytes - bytes,
         });
         if (read.length === 0) break;
-        records.push(...read.filter((r) => r.offset < last));
+        for (const record of read) {
+          if (record.offset >= last) break;
+          records.push(record);
+          bytes += record.value.length;
+        }
         next = read[read.length - 1]!.offset + 1;
       }
+      reached.set(p, last);
     }
     return records;
   }
@@ -538,7 +605,9 @@ export class PipelineRunner {
       if (staged)
         await staged.then((p) => (p === undefined ? undefined : sink.discard?.(p))).catch(() => undefined);
       if (sink.prepare && !this.#has(sink, end, start))
-        prepared = await this.#exclusive(lane, () => this.#retrying(sink.name, () => sink.prepare!(missing)));
+        prepared = await lane.preparations.current(() =>
+          this.#retrying(sink.name, () => sink.prepare!(missing)),
+        );
     }
     return this.#exclusive(sink, () => this.#write(sink, records, missing, end, start, prepared));
   }
