@@ -10,10 +10,11 @@
  *  3. capacity, apart from what PostgreSQL and pgbench take: pgbench runs with the source and pipeline
  *     stopped, then the source drains the slot's backlog into the log, then the pipeline into Iceberg.
  * Goals: ≥ 50k changes/s with lag p99 < 2 s; ≥ 200k snapshot rows/s.
- * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8] [rows per transaction]` (seconds 0: only the
+ * `npm run bench -- cdc [scale=10] [seconds=30] [clients=8] [rows per transaction] [changes/s]` (seconds 0: only the
  * snapshot, step 1). With rows per transaction N, steps 2 and 3 run a pgbench script instead of TPC-B: each
  * transaction updates N consecutive pgbench_accounts rows (N changes) — pgbench on 2 shared cores offers
- * about 16k TPC-B changes/s, too few to load the pipeline at the goal's 50k/s;
+ * about 16k TPC-B changes/s, too few to load the pipeline at the goal's 50k/s; a 5th argument R throttles
+ * step 2 to R changes/s (`cdc 10 30 8 50 50000`: the goal's load, and its lag);
  * CDC_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") is passed to the `cdc run` and `run`
  * processes, to profile them;
  * CDC_BENCH_LOGS=<dir> keeps their output there (JSON log lines: commits, snapshot progress).
@@ -108,6 +109,8 @@ const benchmark: Benchmark = {
     const seconds = Number(args[1] ?? 30);
     const clients = Number(args[2] ?? 8);
     const rowsPerTransaction = args[3] === undefined ? undefined : Number(args[3]);
+    // Step 2 offers this many changes/s (pgbench --rate), when given; step 3 is never throttled.
+    const offered = args[4] === undefined ? undefined : Number(args[4]);
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-cdc-'));
     chmodSync(dir, 0o755);
     mkdirSync(path.join(dir, 'pg'));
@@ -304,9 +307,22 @@ const benchmark: Benchmark = {
       })();
       const before = sum(ends());
       const started = Date.now();
+      const rate = offered === undefined ? [] : ['-R', String(offered / changesPerTransaction)];
       const out = await exec(
         path.join(pg.binDir, 'pgbench'),
-        [...pgArgs, '-n', ...workload, '-c', String(clients), '-j', '2', '-T', String(seconds), pg.database],
+        [
+          ...pgArgs,
+          '-n',
+          ...workload,
+          ...rate,
+          '-c',
+          String(clients),
+          '-j',
+          '2',
+          '-T',
+          String(seconds),
+          pg.database,
+        ],
         env,
       );
       const pgbenchSeconds = (Date.now() - started) / 1000;
@@ -380,7 +396,7 @@ const benchmark: Benchmark = {
           ),
           'source lag p99 s': percentile(sourceLags, 99),
         },
-        notes: `pgbench -s ${scale}, ${clients} clients, ${seconds} s, ${rowsPerTransaction === undefined ? 'TPC-B, 4 changes per transaction' : `${rowsPerTransaction}-row updates of pgbench_accounts per transaction`}; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
+        notes: `pgbench -s ${scale}, ${clients} clients, ${seconds} s, ${rowsPerTransaction === undefined ? 'TPC-B, 4 changes per transaction' : `${rowsPerTransaction}-row updates of pgbench_accounts per transaction`}${offered === undefined ? '' : `, ${offered} changes/s offered (pgbench --rate)`}; cdc run and run as separate processes, PostgreSQL on the same 2 cores (fsync off); log fsync on`,
       };
     } finally {
       for (const child of children) await child.stop().catch(() => undefined);

@@ -15,6 +15,8 @@ import { planScan, scanSql } from '../scan.ts';
 import type { Table } from '../table.ts';
 import { createTestTable } from '../test-support.ts';
 import { updateSchema } from './evolve.ts';
+import { KeyIndex } from './key-index.ts';
+import { compact } from './maintenance.ts';
 import { append, deleteWhere, upsert } from './write.ts';
 
 const storage = new LocalStorage({ fsync: false });
@@ -200,5 +202,102 @@ describe('upsert with a delete column', () => {
       upsert(table, engine, `(select 9::BIGINT as id)`, { deleteColumn: '_deleted' }),
       /lacks the delete column _deleted/,
     );
+  });
+});
+
+describe('upsert with a key index', () => {
+  /** The table's rows as id → v, read by the general scan (position deletes applied). */
+  async function contents(table: Table): Promise<Map<number, string>> {
+    const all = (await rows(table, 'id, v')) as Array<{ id: string; v: string }>;
+    const map = new Map(all.map((r) => [Number(r.id), r.v]));
+    assert.equal(map.size, all.length, 'a key is in the table once');
+    return map;
+  }
+
+  it('keeps to what the table holds across upserts, deletes, other writers, compaction and failed commits', async () => {
+    const table = await createTable(
+      [
+        { name: 'id', type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+      ['id'],
+    );
+    await append(table, engine, `(select i::BIGINT as id, 'init' as v from range(200) r(i))`);
+    const model = new Map<number, string>(Array.from({ length: 200 }, (_, i) => [i, 'init']));
+    const index = new KeyIndex();
+    // A deterministic generator: the same sequence every run.
+    let seed = 7;
+    const random = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    for (let round = 0; round < 30; round++) {
+      // A batch with repeated keys (the last wins), deletes, and keys new to the table.
+      const values: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        const id = random(260);
+        const deleted = random(5) === 0;
+        values.push(`(${id}::BIGINT, 'r${round}-${i}', ${deleted})`);
+        if (deleted) model.delete(id);
+        else model.set(id, `r${round}-${i}`);
+      }
+      const result = await upsert(
+        table,
+        engine,
+        `(select * from (values ${values.join(', ')}) t(id, v, _deleted))`,
+        { deleteColumn: '_deleted', keyIndex: index },
+      );
+      assert.ok(result.deletedRecords <= 40);
+      assert.deepEqual(await contents(table), model, `round ${round}`);
+      // Now and then the table moves without the index: the next upsert must not trust it.
+      if (round % 7 === 3) {
+        await deleteWhere(table, engine, 'id < 20', { mode: 'merge-on-read' });
+        for (const id of [...model.keys()]) if (id < 20) model.delete(id);
+      } else if (round % 7 === 5) {
+        await upsert(table, engine, `(select 5::BIGINT as id, 'other' as v)`); // another writer
+        model.set(5, 'other');
+      } else if (round % 7 === 6) {
+        await compact(table, engine, { targetFileSizeBytes: 1024 * 1024 });
+      } else if (round % 7 === 1) {
+        // A commit refused by its precondition changes nothing, the index included.
+        await assert.rejects(
+          upsert(table, engine, `(select 7::BIGINT as id, 'refused' as v)`, {
+            keyIndex: index,
+            precondition: () => {
+              throw new Error('refused');
+            },
+          }),
+          /refused/,
+        );
+      }
+      assert.deepEqual(await contents(table), model, `round ${round}, after the other writer`);
+    }
+    // Built first, then again after each of the 12 moves of the table by others (rounds 3, 5, 6 of each 7;
+    // a refused commit moves nothing): every other upsert used the index as it was.
+    assert.equal(index.builds, 1 + 12);
+    await index.drop();
+  });
+
+  it('leaves tables over its size to the file lookup', async () => {
+    const table = await createTable(
+      [
+        { name: 'id', type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+      ['id'],
+    );
+    await append(table, engine, `(select i::BIGINT as id, 'a' as v from range(50) r(i))`);
+    const index = new KeyIndex({ maxRows: 10 });
+    const result = await upsert(
+      table,
+      engine,
+      `(select * from (values (3::BIGINT, 'b'), (60, 'b')) t(id, v))`,
+      {
+        keyIndex: index,
+      },
+    );
+    assert.equal(result.deletedRecords, 1);
+    const all = await rows(table, 'id, v');
+    assert.equal(all.length, 51);
   });
 });

@@ -11,13 +11,14 @@
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
 import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
-import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
+import { quoteIdentifier, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
 import type { TableMetadata } from '../metadata.ts';
 import { planScan, scanSql, type Predicate } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
 import type { Table, TableState } from '../table.ts';
-import type { IcebergValue } from '../types.ts';
+import type { IcebergValue, NestedField } from '../types.ts';
+import { liveKeysSql, type KeyIndex } from './key-index.ts';
 import { writePositionDeletes } from './position-deletes.ts';
 
 export interface WriteOptions {
@@ -257,6 +258,16 @@ export interface UpsertOptions extends WriteOptions {
    * the row with its key and is not written. The column is written only when the table has it.
    */
   readonly deleteColumn?: string;
+  /**
+   * Where the current rows' keys are, kept between the upserts of one writer (see key-index.ts); without
+   * it, each upsert reads the key columns of the files that may hold its keys.
+   */
+  readonly keyIndex?: KeyIndex;
+}
+
+/** The table's fields of the key columns. */
+function keyFields(table: Table, keys: readonly string[]): NestedField[] {
+  return keys.map((k) => table.schema.fields.find((f) => f.name === k)!);
 }
 
 /**
@@ -308,7 +319,15 @@ export async function upsert(
     const match = keys
       .map((k) => `s.${quoteIdentifier(k)} is not distinct from i.${quoteIdentifier(k)}`)
       .join(' and ');
-    const { plan, name } = await stageKeyMatches(table, engine, incoming, keys, columns, match);
+    const fields = keyFields(table, keys);
+    const indexed = await options.keyIndex?.match(table, engine, incoming, fields, match);
+    const { name, dataFiles, readSnapshotId } = indexed
+      ? { ...indexed, readSnapshotId: indexed.snapshotId }
+      : await stageKeyMatches(table, engine, incoming, keys, columns, match).then(({ plan, name }) => ({
+          name,
+          dataFiles: plan.dataFiles,
+          readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
+        }));
     try {
       const replaced = Number(
         (await engine.connection.runAndReadAll(`select count(*) from ${name}`)).getRows()[0]?.[0] ?? 0,
@@ -320,16 +339,23 @@ export async function upsert(
         rows = `(select ${kept} from ${incoming} where ${flag} is not true)`;
       }
       const added = await writeRows(table, engine, rows);
-      const deletes = replaced ? await writePositionDeletes(table, engine, name, plan.dataFiles) : [];
+      const deletes = replaced ? await writePositionDeletes(table, engine, name, dataFiles) : [];
       const producer = new SnapshotProducer(table, {
         operation: deletes.length ? (added.length ? 'overwrite' : 'delete') : 'append',
         addedDataFiles: added,
         addedDeleteFiles: deletes,
-        readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
+        readSnapshotId,
         summary: options.summary,
         precondition: options.precondition,
       });
       const state = await producer.commit();
+      if (indexed)
+        await options.keyIndex!.committed(table, engine, {
+          matches: name,
+          snapshotId: producer.snapshotId,
+          added,
+          fields,
+        });
       return {
         state,
         snapshotId: producer.snapshotId,
@@ -371,44 +397,19 @@ async function stageKeyMatches(
     return stageMatches(table, engine, `exists (select 1 from ${incoming} i where ${match})`);
   }
   const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
-  const fields = keys.map((k) => table.schema.fields.find((f) => f.name === k)!);
-  const localPath = (location: string) => {
-    const local = table.storage.localPath(location);
-    if (!local)
-      throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
-        hint: 'use a local warehouse',
-      });
-    return local;
-  };
   if (plan.dataFiles.length === 0) {
     await engine.connection.run(
       `create temp table ${name} as select CAST(NULL AS VARCHAR) as _file, CAST(NULL AS BIGINT) as _pos where false`,
     );
     return { plan, name };
   }
-  // Key columns by field id, as scanSql reads them (renamed columns, files without the column).
-  const schemaMap = `map {${fields
-    .map(
-      (f) =>
-        `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
-    )
-    .join(', ')}}`;
-  const files = plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath)));
-  const locations = plan.dataFiles.map(
-    (p) => `(${quoteLiteral(localPath(p.file.filePath))}, ${quoteLiteral(p.file.filePath)})`,
+  const sql = liveKeysSql(
+    table,
+    plan,
+    keyFields(table, keys),
+    'f.location as _file, s.file_row_number as _pos',
+    `semi join ${incoming} i on ${match}`,
   );
-  let sql = `with candidates as (
-      select s.filename, s.file_row_number
-      from read_parquet([${files.join(', ')}], schema = ${schemaMap}, filename = true, file_row_number = true) s
-      semi join ${incoming} i on ${match})
-    select f.location as _file, c.file_row_number as _pos
-    from candidates c join (values ${locations.join(', ')}) f(path, location) on c.filename = f.path`;
-  if (plan.positionDeletes.length) {
-    const deletes = plan.positionDeletes.map((p) => quoteLiteral(localPath(p.file.filePath)));
-    sql += `
-    anti join (select file_path, pos from read_parquet([${deletes.join(', ')}])) pd
-      on pd.file_path = f.location and pd.pos = c.file_row_number`;
-  }
   await engine.connection.run(`create temp table ${name} as ${sql}`);
   return { plan, name };
 }

@@ -43,6 +43,7 @@ import {
 } from '../../iceberg/duckdb.ts';
 import { ancestorsOf, type TableMetadata } from '../../iceberg/metadata.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
+import { KeyIndex } from '../../iceberg/operations/key-index.ts';
 import {
   append,
   commitFiles,
@@ -176,6 +177,8 @@ export class IcebergSink implements Sink {
   readonly #engines: Engine[] = [];
   readonly #idleEngines: Engine[] = [];
   #tableLoading: Promise<Table> | undefined;
+  /** Upserts: where the table's rows are by key, kept across batches (the engine holds it). */
+  readonly #keyIndex = new KeyIndex();
   /** Prepares under way. */
   readonly #preparing = new Set<Promise<PreparedAppend | undefined>>();
 
@@ -314,6 +317,7 @@ export class IcebergSink implements Sink {
         await upsert(table, engine, relation, {
           keyColumns: this.#options.config.key,
           ...(this.#options.config.delete_column ? { deleteColumn: this.#options.config.delete_column } : {}),
+          keyIndex: this.#keyIndex,
           summary,
           precondition: this.#unmoved(table.name, current),
         });
@@ -411,6 +415,7 @@ export class IcebergSink implements Sink {
   async close(): Promise<void> {
     // Never close an engine under a running COPY (the files it writes are orphans, which maintenance removes).
     await Promise.allSettled([...this.#preparing]);
+    await this.#keyIndex.drop().catch(() => undefined);
     for (const engine of this.#engines) engine.close();
     this.#engines.length = 0;
     this.#scratch.clear();
