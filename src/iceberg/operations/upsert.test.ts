@@ -234,8 +234,9 @@ describe('upsert with a key index', () => {
     for (let round = 0; round < 30; round++) {
       // A batch with repeated keys (the last wins), deletes, and keys new to the table.
       const values: string[] = [];
+      const unique = round % 4 === 0; // every key once
       for (let i = 0; i < 40; i++) {
-        const id = random(260);
+        const id = unique ? round * 1000 + i : random(260);
         const deleted = random(5) === 0;
         values.push(`(${id}::BIGINT, 'r${round}-${i}', ${deleted})`);
         if (deleted) model.delete(id);
@@ -245,7 +246,8 @@ describe('upsert with a key index', () => {
         table,
         engine,
         `(select * from (values ${values.join(', ')}) t(id, v, _deleted))`,
-        { deleteColumn: '_deleted', keyIndex: index },
+        // Not materialized: batches with repeated keys are deduplicated, the others used as they are.
+        { deleteColumn: '_deleted', keyIndex: index, materialize: false },
       );
       assert.ok(result.deletedRecords <= 40);
       assert.deepEqual(await contents(table), model, `round ${round}`);

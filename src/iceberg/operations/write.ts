@@ -263,6 +263,11 @@ export interface UpsertOptions extends WriteOptions {
    * it, each upsert reads the key columns of the files that may hold its keys.
    */
   readonly keyIndex?: KeyIndex;
+  /**
+   * Whether the input is copied into a temp table first (default true). Pass false when it is cheap to scan
+   * several times (a table, or a filter over one): it is then copied only to drop repeated keys.
+   */
+  readonly materialize?: boolean;
 }
 
 /** The table's fields of the key columns. */
@@ -310,11 +315,16 @@ export async function upsert(
     });
   }
   const keyList = keys.map(quoteIdentifier).join(', ');
-  const incoming = `__tributary_upsert_${randomUUID().replace(/-/g, '')}`;
-  await engine.connection.run(
-    `create temp table ${incoming} as select * exclude (__ord) from (select *, row_number() over () as __ord from ${relation})
-       qualify row_number() over (partition by ${keyList} order by __ord desc) = 1`,
-  );
+  // The input with one row per key, its last. A rescannable input whose keys are distinct is used as it is.
+  let incoming = relation;
+  let deduplicated: string | undefined;
+  if (options.materialize !== false || !(await distinctKeys(engine, relation, keys))) {
+    incoming = deduplicated = `__tributary_upsert_${randomUUID().replace(/-/g, '')}`;
+    await engine.connection.run(
+      `create temp table ${incoming} as select * exclude (__ord) from (select *, row_number() over () as __ord from ${relation})
+         qualify row_number() over (partition by ${keyList} order by __ord desc) = 1`,
+    );
+  }
   try {
     const match = keys
       .map((k) => `s.${quoteIdentifier(k)} is not distinct from i.${quoteIdentifier(k)}`)
@@ -366,8 +376,17 @@ export async function upsert(
       await engine.connection.run(`drop table if exists ${name}`);
     }
   } finally {
-    await engine.connection.run(`drop table if exists ${incoming}`);
+    if (deduplicated) await engine.connection.run(`drop table if exists ${deduplicated}`);
   }
+}
+
+/** Whether no key is in `relation` twice (a null key counts as a repeat: it takes the general path). */
+async function distinctKeys(engine: Engine, relation: string, keys: readonly string[]): Promise<boolean> {
+  const key = keys.length === 1 ? quoteIdentifier(keys[0]!) : `row(${keys.map(quoteIdentifier).join(', ')})`;
+  const [row] = (
+    await engine.connection.runAndReadAll(`select count(*) = count(distinct ${key}) from ${relation}`)
+  ).getRows();
+  return row?.[0] === true;
 }
 
 /** Key column types whose bounds (min/max of a batch) prune the files an upsert looks into. */

@@ -318,6 +318,7 @@ export class IcebergSink implements Sink {
           keyColumns: this.#options.config.key,
           ...(this.#options.config.delete_column ? { deleteColumn: this.#options.config.delete_column } : {}),
           keyIndex: this.#keyIndex,
+          materialize: false, // the stage is a table
           summary,
           precondition: this.#unmoved(table.name, current),
         });
