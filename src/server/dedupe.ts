@@ -327,10 +327,14 @@ export class DedupeStore {
     return current!.slot;
   }
 
-  /** Writes what `record` queued, in one transaction (done on the next turn of the event loop by default). */
-  flush(): void {
+  /**
+   * Writes what `record` queued, in one transaction (done on the next turn of the event loop by default).
+   * Returns the error when the write failed: what was queued stays queued, and is written by the next
+   * flush — a store with `autoFlush` schedules one in a second; otherwise the caller decides when.
+   */
+  flush(): Error | undefined {
     this.#flushScheduled = false;
-    if (this.#closed || this.#queue.length === 0) return;
+    if (this.#closed || this.#queue.length === 0) return undefined;
     const queue = this.#queue;
     const marks = [...this.#pendingMarks];
     this.#queue = [];
@@ -371,7 +375,7 @@ export class DedupeStore {
         this.#mark.run(topic, Number(partition), next);
       }
       this.#db.exec('commit');
-    } catch {
+    } catch (error) {
       try {
         this.#db.exec('rollback');
       } catch {
@@ -381,13 +385,13 @@ export class DedupeStore {
       this.#queue = [...queue, ...this.#queue];
       for (const [mark, next] of marks)
         this.#pendingMarks.set(mark, Math.max(this.#pendingMarks.get(mark) ?? 0, next));
-      if (!this.#flushScheduled) {
+      if (this.#autoFlush && !this.#flushScheduled) {
         this.#flushScheduled = true;
         setTimeout(() => this.flush(), 1000).unref();
       }
-      return;
+      return error instanceof Error ? error : new Error(String(error));
     }
-    if (!this.#lookups) return;
+    if (!this.#lookups) return undefined;
     for (const entry of queue) {
       for (const event of entry.events) {
         const key = `${event.stream}\0${event.id}`;
@@ -398,6 +402,7 @@ export class DedupeStore {
         if (this.#pendingBatches.get(key)?.at === entry.at) this.#pendingBatches.delete(key);
       }
     }
+    return undefined;
   }
 
   /**

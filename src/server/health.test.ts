@@ -52,4 +52,15 @@ describe('/readyz', () => {
     const result = await readiness({ log, sources: () => [broken], stallAfterMs: 60_000, startedAt: 0 });
     assert.deepEqual(result.components['source shop'], { status: 'failed', detail: 'connection lost' });
   });
+
+  it('is not ready while the dedupe store cannot be written, and says why', async () => {
+    let failure: string | undefined = 'database or disk is full';
+    const options = { log, dedupeFailure: () => failure, stallAfterMs: 60_000, startedAt: 0 };
+    const failing = await readiness(options);
+    assert.equal(failing.ready, false);
+    assert.deepEqual(failing.unhealthy, ['dedupe store']);
+    assert.match(failing.components['dedupe store']?.detail ?? '', /disk is full/);
+    failure = undefined;
+    assert.equal((await readiness(options)).ready, true);
+  });
 });

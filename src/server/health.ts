@@ -1,8 +1,8 @@
 /**
  * GET /readyz: ready only when the log and the catalog database answer, no pipeline has failed or
  * stalled (records waiting in its topic and no commit for `stallAfterMs`), and every source in the process
- * says it is healthy (a CDC source: streaming, not stalled past its `stall_threshold`, not failed). The body
- * names each component and what is wrong with it.
+ * says it is healthy (a CDC source: streaming, not stalled past its `stall_threshold`, not failed), and the
+ * ingest dedupe store can be written. The body names each component and what is wrong with it.
  */
 import type { SqlDriver } from '../catalog/sql-driver.ts';
 import { pipelineGroup, type PipelineRunner } from '../core/pipeline/runner.ts';
@@ -24,6 +24,8 @@ export interface ReadinessOptions {
   readonly catalog?: SqlDriver;
   readonly pipelines?: () => readonly PipelineHandle[];
   readonly sources?: () => readonly SourceHandleForHealth[];
+  /** Why the ingest dedupe store cannot be written right now (threaded-log.ts), if it cannot. */
+  readonly dedupeFailure?: () => string | undefined;
   readonly stallAfterMs: number;
   /** A topic the server writes to: reading its end proves the log is open. */
   readonly probeTopic?: string;
@@ -143,6 +145,16 @@ export async function readiness(options: ReadinessOptions): Promise<Readiness> {
     } catch (error) {
       components[`source ${source.name}`] = { status: 'failed', detail: message(error) };
     }
+  }
+  if (options.dedupeFailure) {
+    const failure = options.dedupeFailure();
+    components['dedupe store'] =
+      failure === undefined
+        ? { status: 'ok' }
+        : {
+            status: 'failed',
+            detail: `cannot record event ids (retrying; retries of the events waiting hold): ${failure}`,
+          };
   }
   await Promise.all(checks);
   const unhealthy = Object.entries(components)

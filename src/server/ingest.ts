@@ -20,6 +20,7 @@ import {
   HEADER_IDEMPOTENCY_KEY,
   type Acknowledged,
   type DedupeStore,
+  type RecordedBatch,
   type RecordedEvent,
 } from './dedupe.ts';
 import type { AppendDedupe } from './append-codec.ts';
@@ -106,6 +107,17 @@ function isRecordingLog(log: Log): log is RecordingLog {
   return typeof (log as Partial<RecordingLog>).appendRecording === 'function';
 }
 
+/** What `#enrichment` adds to a request's events, and for which request. */
+interface Enrichment {
+  readonly enrich: Stream['config']['enrich'];
+  readonly receivedAt: number;
+  readonly ip: string;
+  readonly userAgent: string | undefined;
+  /** Never changed by its users: it may serve the next request. */
+  readonly added: ReadonlyArray<readonly [string, string]>;
+  readonly suffix: Buffer;
+}
+
 const MAX_ID_LENGTH = 256;
 const MAX_USER_AGENT = 512;
 const encoder = new TextEncoder();
@@ -135,7 +147,7 @@ function keyOf(value: unknown): string | null {
   }
 }
 
-function hasAny(value: Record<string, unknown>, fields: ReadonlyArray<[string, string]>): boolean {
+function hasAny(value: Record<string, unknown>, fields: ReadonlyArray<readonly [string, string]>): boolean {
   for (const [name] of fields) if (Object.hasOwn(value, name)) return true;
   return false;
 }
@@ -169,6 +181,7 @@ export class Ingestor {
   #scratch = Buffer.alloc(0);
   #failures = 0;
   #lastFailureLog = 0;
+  #lastEnrichment: Enrichment | undefined;
 
   constructor(options: {
     log: Log;
@@ -322,40 +335,30 @@ export class Ingestor {
             }
           : {}),
       };
-      const remember: AppendDedupe = {
-        stream: stream.name,
-        ...(idempotencyKey === undefined
-          ? {}
+      const batch: RecordedBatch | undefined =
+        idempotencyKey === undefined
+          ? undefined
           : {
-              batch: {
-                key: idempotencyKey,
-                bodyHash: input.bodyHash ?? null,
-                response: JSON.stringify(result),
-              },
-            }),
-      };
+              stream: stream.name,
+              key: idempotencyKey,
+              bodyHash: input.bodyHash ?? null,
+              response: JSON.stringify(result),
+            };
       // A log on a worker thread records the ids there, after its commit (threaded-log.ts), from the
       // records' headers; otherwise they are recorded here.
       const delegated = records.length > 0 && isRecordingLog(this.#log);
-      const positions = await this.#append(
-        stream,
-        records,
-        dlqRecords,
-        bytes,
-        delegated ? remember : undefined,
-        claim?.release,
-      );
+      const events: RecordedEvent[] = [];
+      if (!delegated && dedupeOn)
+        for (const e of fresh) if (e.clientId) events.push({ stream: stream.name, id: e.id });
+      // From the call on, the log releases the hold once the ids are written — also when the request
+      // fails after the topic's append was durable (the DLQ's failed): a retry must still find them.
       releasedByLog = delegated && claim !== undefined;
-      // Recorded at once (no await since the append resolved), in the order the log acknowledged.
-      if (!delegated) {
-        const events: RecordedEvent[] = [];
-        if (dedupeOn) for (const e of fresh) if (e.clientId) events.push({ stream: stream.name, id: e.id });
-        this.#dedupe.record(
-          events,
-          positions,
-          remember.batch ? { stream: stream.name, ...remember.batch } : undefined,
-        );
-      }
+      await this.#append(stream, records, dlqRecords, bytes, {
+        delegated,
+        events,
+        batch,
+        onRecorded: claim?.release ?? (() => undefined),
+      });
       this.#metrics.eventsAccepted.inc({ stream: stream.name }, fresh.length);
       if (duplicates) this.#metrics.eventsDuplicate.inc({ stream: stream.name }, duplicates);
       if (invalid.length) this.#metrics.eventsDlq.inc({ stream: stream.name }, invalid.length);
@@ -365,29 +368,52 @@ export class Ingestor {
     }
   }
 
+  /**
+   * Appends the valid events to the stream's topic and the invalid ones to its DLQ, and has what became
+   * durable deduplicated: the ids of the topic's records whenever that append succeeded (by the log
+   * itself when `delegated`, which then calls `onRecorded` once they are written; else here), and the
+   * Idempotency-Key's answer only when both appends did. Throws the HTTP error to answer when one failed.
+   */
   async #append(
     stream: Stream,
     records: readonly LogRecord[],
     dlqRecords: readonly LogRecord[],
     bytes: number,
-    remember: AppendDedupe | undefined,
-    onRecorded: (() => void) | undefined,
-  ): Promise<Acknowledged[]> {
-    if (records.length === 0 && dlqRecords.length === 0) return [];
+    dedupe: {
+      readonly delegated: boolean;
+      readonly events: readonly RecordedEvent[];
+      readonly batch: RecordedBatch | undefined;
+      readonly onRecorded: () => void;
+    },
+  ): Promise<void> {
+    const { delegated, events, batch } = dedupe;
+    if (records.length === 0 && dlqRecords.length === 0) {
+      // Every event was a duplicate: the answer is still the one to replay.
+      if (batch) this.#dedupe.record([], [], batch);
+      return;
+    }
     this.#pendingAppends++;
     this.#pendingBytes += bytes;
     const started = performance.now();
+    // The worker stores the Idempotency-Key's answer once the topic's append is durable, which says
+    // nothing of the DLQ's: with DLQ records, the answer is stored here once both appends are.
+    const remember: AppendDedupe = {
+      stream: stream.name,
+      ...(batch && dlqRecords.length === 0
+        ? { batch: { key: batch.key, bodyHash: batch.bodyHash, response: batch.response } }
+        : {}),
+    };
     // Issued in the same turn of the event loop, so the embedded log commits both in one transaction.
     const [main, dlq] = await Promise.allSettled([
       records.length === 0
         ? Promise.resolve<RecordPosition[]>([])
-        : remember
+        : delegated
           ? (this.#log as RecordingLog).appendRecording(
               stream.topic,
               records,
               remember,
               false,
-              onRecorded ?? (() => undefined),
+              dedupe.onRecorded,
             )
           : this.#log.append(stream.topic, records),
       dlqRecords.length
@@ -397,22 +423,26 @@ export class Ingestor {
     this.#metrics.appendSeconds.observe({ stream: stream.name }, (performance.now() - started) / 1000);
     this.#pendingAppends--;
     this.#pendingBytes -= bytes;
-    if (main.status === 'fulfilled' && dlq.status === 'fulfilled') {
-      // A log that recorded the ids itself: nothing here reads the positions.
-      if (remember) return [];
-      return [
-        ...main.value.map((p) => ({ topic: stream.topic, ...p })),
-        ...dlq.value.map((p) => ({ topic: stream.dlqTopic, ...p })),
-      ];
+    const whole = main.status === 'fulfilled' && dlq.status === 'fulfilled';
+    // Recorded at once (no await since the appends settled), in the order the log acknowledged.
+    if (!delegated && main.status === 'fulfilled') {
+      const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));
+      if (dlq.status === 'fulfilled')
+        for (const p of dlq.value) positions.push({ topic: stream.dlqTopic, ...p });
+      this.#dedupe.record(events, positions, whole ? batch : undefined);
+    } else if (whole && batch && remember.batch === undefined) {
+      this.#dedupe.record([], [], batch);
     }
+    if (whole) return;
     const error: unknown = main.status === 'rejected' ? main.reason : (dlq as PromiseRejectedResult).reason;
+    const topic = main.status === 'rejected' ? stream.topic : stream.dlqTopic;
     // At most one line a second, however many requests fail.
     this.#failures++;
     const now = Date.now();
     if (now - this.#lastFailureLog >= 1000) {
       this.#logger.warn(
         { stream: stream.name, err: error, failures: this.#failures },
-        `appending to topic ${stream.topic} failed (${this.#failures} failed request(s) since the last report); answering 503`,
+        `appending to topic ${topic} failed (${this.#failures} failed request(s) since the last report); answering 503`,
       );
       this.#failures = 0;
       this.#lastFailureLog = now;
@@ -516,24 +546,12 @@ export class Ingestor {
     idempotencyKey: string | undefined,
   ): LogRecord[] {
     const { stream, client } = input;
-    const enrich = stream.config.enrich;
-    const added: Array<[string, string]> = [];
-    if (enrich.received_at) added.push(['_received_at', new Date(client.receivedAt).toISOString()]);
-    if (enrich.client_ip !== 'off')
-      added.push([
-        '_client_ip',
-        enrich.client_ip === 'truncated' ? (truncateIp(client.ip) ?? client.ip) : client.ip,
-      ]);
-    if (enrich.user_agent && client.userAgent !== undefined)
-      added.push(['_user_agent', client.userAgent.slice(0, MAX_USER_AGENT)]);
+    const { added, suffix } = this.#enrichment(stream, client);
     const partitionKey = stream.partitionKey;
     // Events are stored as the client sent them, with the added fields spliced in before the closing
     // brace — unless a field is there already (it is replaced), the object is empty, or the partition key
     // is an added field: those are serialized again from their value.
     const spliceable = !partitionKey || !added.some(([name]) => name === partitionKey[0]);
-    const suffix = Buffer.from(
-      `${added.map(([name, value]) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`).join('')}}`,
-    );
     const spliced = new Array<boolean>(events.length);
     let size = 0;
     for (let i = 0; i < events.length; i++) {
@@ -586,6 +604,45 @@ export class Ingestor {
       };
     }
     return records;
+  }
+
+  /**
+   * The fields edge enrichment adds to a request's events, and the bytes spliced in before an event's
+   * closing brace. The last answer is kept: the requests of one client within one millisecond (a busy
+   * sender on keep-alive) share it, sparing each a Date, its ISO string and the suffix's encoding.
+   */
+  #enrichment(stream: Stream, client: ClientInfo): Enrichment {
+    const last = this.#lastEnrichment;
+    const enrich = stream.config.enrich;
+    if (
+      last !== undefined &&
+      last.enrich === enrich &&
+      last.receivedAt === client.receivedAt &&
+      last.ip === client.ip &&
+      last.userAgent === client.userAgent
+    )
+      return last;
+    const added: Array<[string, string]> = [];
+    if (enrich.received_at) added.push(['_received_at', new Date(client.receivedAt).toISOString()]);
+    if (enrich.client_ip !== 'off')
+      added.push([
+        '_client_ip',
+        enrich.client_ip === 'truncated' ? (truncateIp(client.ip) ?? client.ip) : client.ip,
+      ]);
+    if (enrich.user_agent && client.userAgent !== undefined)
+      added.push(['_user_agent', client.userAgent.slice(0, MAX_USER_AGENT)]);
+    const suffix = Buffer.from(
+      `${added.map(([name, value]) => `,${JSON.stringify(name)}:${JSON.stringify(value)}`).join('')}}`,
+    );
+    this.#lastEnrichment = {
+      enrich,
+      receivedAt: client.receivedAt,
+      ip: client.ip,
+      userAgent: client.userAgent,
+      added,
+      suffix,
+    };
+    return this.#lastEnrichment;
   }
 
   #dlqRecord(input: IngestInput, event: CheckedEvent): LogRecord {

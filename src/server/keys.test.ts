@@ -42,6 +42,29 @@ describe('API keys', () => {
     await driver.close();
   });
 
+  it('admits the key a connection presented before without hashing it again, until revoked or stale', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    let now = 1_800_000_000_000;
+    const store = await KeyStore.open(driver, { cacheTtlMs: 1000, now: () => now });
+    const { key, secret } = await store.create({ name: 'web', role: 'ingest', streams: ['clicks'] });
+    const connection = {};
+    assert.equal(store.verifyCached(secret, connection), 'miss', 'the row is read first');
+    await store.verify(secret);
+    assert.equal((store.verifyCached(secret, connection) as { id: string }).id, key.id);
+    assert.equal((store.verifyCached(secret, connection) as { id: string }).id, key.id, 'again');
+    const wrong = secret.slice(0, -1) + (secret.endsWith('A') ? 'B' : 'A');
+    assert.equal(store.verifyCached(wrong, connection), undefined, 'another secret on it is checked');
+    now += 1001;
+    assert.equal(store.verifyCached(secret, connection), 'miss', 'a stale row is read again');
+    await store.verify(secret);
+    assert.equal((store.verifyCached(secret, connection) as { id: string }).id, key.id);
+    await store.revoke('web');
+    assert.equal(store.verifyCached(secret, connection), 'miss');
+    assert.equal(await store.verify(secret), undefined);
+    assert.equal(store.verifyCached(secret, connection), undefined, 'revoked');
+    await driver.close();
+  });
+
   it('refuses a query key for ingest', async () => {
     const driver = await openSqlDriver('sqlite::memory:');
     const store = await KeyStore.open(driver);

@@ -5,7 +5,9 @@
  * the event ids to remember for deduplication (dedupe.ts): they are written here, after the log's commit
  * and just after the answer (then the worker says `recorded`; the server holds the ids as in flight until
  * then), so the server thread never writes to the dedupe store on the hot path and no answer waits for
- * that write.
+ * that write. A write that fails is retried with a growing delay, and `recorded` is said only once it
+ * succeeded: meanwhile the server keeps holding the ids (a retry of them waits rather than being appended
+ * again) and /readyz reports the dedupe store failed (`dedupeFailure`).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
@@ -52,7 +54,13 @@ export type Message =
   | { readonly ready: false; readonly error: SerializedError }
   | { readonly replies: Reply[] }
   /** The ids these appends carried are written to the dedupe store (they were answered before). */
-  | { readonly recorded: number[] };
+  | { readonly recorded: number[] }
+  /** Writes to the dedupe store fail (the error) or, with null, succeed again. */
+  | { readonly dedupeFailure: string | null };
+
+/** The delays between attempts to write ids to the dedupe store after a failed write. */
+const RETRY_FIRST_MS = 50;
+const RETRY_LAST_MS = 5_000;
 
 export function serializeError(error: unknown): SerializedError {
   if (isTributaryError(error)) {
@@ -138,6 +146,30 @@ async function main(): Promise<void> {
   let replies: Reply[] = [];
   /** The appends answered in `replies` that carried ids to record. */
   let recorded: number[] = [];
+  /** Appends answered whose ids are queued in the store and not written yet. */
+  let unwritten: number[] = [];
+  let retry: NodeJS.Timeout | undefined;
+  let retryMs = RETRY_FIRST_MS;
+  let failing = false;
+  // Says `recorded` only for ids the store has written: a failed write keeps them queued in the store
+  // and held by the server, and is tried again later (with what was queued meanwhile).
+  const write = () => {
+    retry = undefined;
+    const error = dedupe?.flush();
+    if (error) {
+      if (!failing) port.postMessage({ dedupeFailure: error.message } satisfies Message);
+      failing = true;
+      retry = setTimeout(write, retryMs);
+      retryMs = Math.min(2 * retryMs, RETRY_LAST_MS);
+      return;
+    }
+    if (failing) port.postMessage({ dedupeFailure: null } satisfies Message);
+    failing = false;
+    retryMs = RETRY_FIRST_MS;
+    const ids = unwritten;
+    unwritten = [];
+    port.postMessage({ recorded: ids } satisfies Message);
+  };
   let scheduled = false;
   const reply = (answer: Reply) => {
     replies.push(answer);
@@ -154,8 +186,9 @@ async function main(): Promise<void> {
       // (and a checkpoint of ingest.db it may do).
       port.postMessage({ replies: batch } satisfies Message);
       if (ids.length === 0) return;
-      dedupe?.flush();
-      port.postMessage({ recorded: ids } satisfies Message);
+      for (const id of ids) unwritten.push(id);
+      // While a retry is due, these wait for it rather than meet the failure again now.
+      if (retry === undefined) write();
     });
   };
   const settle = (id: number, work: Promise<unknown>) =>
@@ -199,7 +232,10 @@ async function main(): Promise<void> {
       // The log first: appends still pending complete and record their ids, then the store writes them.
       void settle(
         request.id,
-        log.close().then(() => dedupe?.close()),
+        log.close().then(() => {
+          clearTimeout(retry);
+          dedupe?.close();
+        }),
       );
       return;
     }

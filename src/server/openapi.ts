@@ -166,7 +166,7 @@ export function openApiDocument(options: { streams: readonly string[]; segment: 
       },
       '/readyz': {
         get: {
-          summary: 'Ready: log and catalog reachable, no pipeline failed or stalled',
+          summary: 'Ready: log and catalog reachable, dedupe store writable, no pipeline failed or stalled',
           security: [],
           responses: {
             '200': {

@@ -49,6 +49,7 @@ import { openApiDocument } from './openapi.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import { prepareSegmentEvent, SEGMENT_BATCH, SEGMENT_CALLS, segmentEvents } from './segment.ts';
 import { resolveStreams, type Stream } from './streams.ts';
+import { ThreadedLog } from './threaded-log.ts';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -392,11 +393,13 @@ export class IngestServer {
     app.get('/healthz', async () => ({ status: 'ok' }));
     app.get('/readyz', async (_request, reply) => {
       const probe = this.streams.values().next().value?.topic;
+      const log = this.#options.log;
       const result = await readiness({
         log: this.#options.log,
         catalog: this.#options.catalog ?? this.#options.keys?.driver,
         pipelines: this.#options.pipelines,
         sources: this.#options.sources,
+        ...(log instanceof ThreadedLog ? { dedupeFailure: () => log.dedupeFailure } : {}),
         stallAfterMs: this.#settings.stall_after,
         startedAt: this.#startedAt,
         ...(probe ? { probeTopic: probe } : {}),
@@ -473,7 +476,9 @@ export class IngestServer {
       );
     }
 
-    this.#limit(`ip\0${stream.name}\0${request.ip}`, stream.perIp, 'this client IP');
+    // Without a limit, no bucket name is built (nor the client IP looked up) for nothing.
+    if (stream.perIp.rate > 0)
+      this.#limit(`ip\0${stream.name}\0${request.ip}`, stream.perIp, 'this client IP');
 
     const auth = stream.config.auth;
     if (auth === 'key' || (segment && auth !== 'none')) {
@@ -485,7 +490,7 @@ export class IngestServer {
             hint: 'send it as Authorization: Bearer <key> or X-API-Key: <key> (create one with `tributary keys create`)',
           });
       } else {
-        const known = this.#options.keys!.verifyCached(presented);
+        const known = this.#options.keys!.verifyCached(presented, request.raw.socket);
         if (known === 'miss') {
           return this.#authorize(presented, stream, state).then(() =>
             this.#ingestor.checkCapacity(Number.isFinite(length) ? length : 0),
@@ -630,7 +635,7 @@ export class IngestServer {
       );
     }
     state.key = key;
-    this.#limit(`key\0${stream.name}\0${key.id}`, stream.perKey, `key ${key.id}`);
+    if (stream.perKey.rate > 0) this.#limit(`key\0${stream.name}\0${key.id}`, stream.perKey, `key ${key.id}`);
   }
 
   #limit(bucket: string, limit: { rate: number; burst: number }, who: string): void {

@@ -2,10 +2,13 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createLogger } from '../core/logger.ts';
 import { loadProject } from '../core/project.ts';
+import { EmbeddedLog } from '../log/embedded-log.ts';
+import type { Log } from '../log/log.ts';
 import { logCases } from '../log/log.case.ts';
 import { scanEvents } from './body.ts';
 import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID } from './dedupe.ts';
@@ -109,6 +112,135 @@ it('deduplicates a retry sent as soon as the first request is answered, or at th
     }
     const stored = (await log.offsets(stream.topic)).reduce((n, o) => n + o.end - o.start, 0);
     assert.equal(stored, 20 * 5, 'each id stored once');
+  } finally {
+    await log.close();
+    dedupe.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Waits until `done` says true, for up to 10 s. */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (const started = Date.now(); !done(); await sleep(20))
+    if (Date.now() - started > 10_000) assert.fail(`timed out waiting until ${what}`);
+}
+
+/**
+ * Makes every write of the dedupe store in `directory` fail (another connection renames a table it writes
+ * to) until the returned function is called.
+ */
+function breakDedupeWrites(directory: string): () => void {
+  const db = new DatabaseSync(path.join(directory, 'ingest.db'), { timeout: 5_000 });
+  db.exec('alter table watermarks rename to watermarks_away');
+  return () => {
+    db.exec('alter table watermarks_away rename to watermarks');
+    db.close();
+  };
+}
+
+it('holds the ids of an append until the dedupe store wrote them, retrying a failed write', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+  const store = DedupeStore.open(directory, new Map([['s', 60_000]]));
+  try {
+    await log.ensureTopic('events.s', { partitions: 1 });
+    const repair = breakDedupeWrites(directory);
+    let written = false;
+    const value = new TextEncoder().encode('{}');
+    await log.appendRecording(
+      'events.s',
+      [{ value, headers: { [HEADER_EVENT_ID]: 'a', [HEADER_DEDUPE]: '1' } }],
+      { stream: 's' },
+      false,
+      () => (written = true),
+    );
+    await sleep(200);
+    assert.equal(written, false, 'the ids are not released while they are not written');
+    assert.match(log.dedupeFailure ?? '', /watermarks/, '/readyz says why');
+    repair();
+    await until(() => written, 'the retried write succeeds');
+    assert.equal(log.dedupeFailure, undefined);
+    store.expect([{ stream: 's', id: 'a' }]);
+    assert.deepEqual([...store.seen('s', ['a'])], ['a']);
+  } finally {
+    store.close();
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+/** An Ingestor on `log` for the stream `s` with on_invalid: dlq, whose DLQ topic is not created yet. */
+async function dlqIngest(root: string, log: Log, directory: string) {
+  writeFileSync(path.join(root, 'tributary.yaml'), 'project: t\nstreams:\n  s: { on_invalid: dlq }\n');
+  const logger = createLogger({ level: 'silent' });
+  const stream = resolveStreams(loadProject(root), logger).get('s')!;
+  await log.ensureTopic(stream.topic, { partitions: 1 });
+  const dedupe = DedupeStore.open(directory, new Map([['s', stream.config.dedupe_window]]));
+  const ingestor = new Ingestor({
+    log,
+    dedupe,
+    metrics: createServerMetrics(new Registry()),
+    logger,
+    limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10 },
+  });
+  /** Sends events with these ids, and an invalid one (not an object) with `invalid`. */
+  const send = (ids: string[], invalid: boolean, idempotencyKey?: string) =>
+    ingestor.ingest({
+      stream,
+      items: [
+        ...ids.map((id, index) => ({ index, value: { id }, source: Buffer.from(JSON.stringify({ id })) })),
+        ...(invalid ? [{ index: ids.length, value: 5 }] : []),
+      ],
+      idField: 'id',
+      client: { ip: '127.0.0.1', userAgent: undefined, receivedAt: Date.now() },
+      ...(idempotencyKey ? { idempotencyKey } : {}),
+    });
+  const stored = async () => (await log.offsets(stream.topic)).reduce((n, o) => n + o.end - o.start, 0);
+  return { stream, dedupe, send, stored };
+}
+
+it('keeps deduplicating the events appended when the DLQ append of their request failed', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'threaded-ingest-'));
+  const directory = path.join(root, 'log');
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+  const { stream, dedupe, send, stored } = await dlqIngest(root, log, directory);
+  try {
+    // The dedupe write is held up too, so that a hold released early shows as a duplicate.
+    const repair = breakDedupeWrites(directory);
+    await assert.rejects(send(['x'], true), /does not exist/);
+    const retry = send(['x'], false);
+    await sleep(200);
+    repair();
+    assert.equal((await retry).result.duplicates, 1, 'the retry waited for the id to be written');
+    assert.equal(await stored(), 1);
+
+    // With an Idempotency-Key, the failed request's answer is not stored: its retry is not a replay.
+    await assert.rejects(send(['y'], true, 'k'), /does not exist/);
+    await log.ensureTopic(stream.dlqTopic, { partitions: 1 });
+    const keyed = await send(['y'], true, 'k');
+    assert.equal(keyed.replayed, false);
+    assert.equal(keyed.result.duplicates, 1);
+    assert.equal(keyed.result.dlq?.count, 1);
+    assert.equal((await send(['y'], true, 'k')).replayed, true);
+    assert.equal(await stored(), 2);
+  } finally {
+    await log.close();
+    dedupe.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+it('records the ids of the events appended when the DLQ append failed, with a log that does not record them', async () => {
+  const root = mkdtempSync(path.join(tmpdir(), 'embedded-ingest-'));
+  const directory = path.join(root, 'log');
+  const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+  const { dedupe, send, stored } = await dlqIngest(root, log, directory);
+  try {
+    await assert.rejects(send(['x'], true), /does not exist/);
+    assert.equal((await send(['x'], false)).result.duplicates, 1);
+    assert.equal(await stored(), 1);
   } finally {
     await log.close();
     dedupe.close();

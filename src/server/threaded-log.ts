@@ -65,6 +65,7 @@ export class ThreadedLog implements Log {
   #unanswered = 0;
   #scheduled = false;
   #failure: TributaryError | undefined;
+  #dedupeFailure: string | undefined;
   #closed = false;
 
   private constructor(worker: Worker) {
@@ -72,6 +73,10 @@ export class ThreadedLog implements Log {
     worker.on('message', (message: Message) => {
       if ('recorded' in message) {
         for (const id of message.recorded) this.#recorded(id);
+        return;
+      }
+      if ('dedupeFailure' in message) {
+        this.#dedupeFailure = message.dedupeFailure ?? undefined;
         return;
       }
       if (!('replies' in message)) return;
@@ -149,6 +154,14 @@ export class ThreadedLog implements Log {
     onRecorded();
   }
 
+  /**
+   * Why the worker cannot write dedupe ids right now (it retries; the ids of the appends waiting for that
+   * are held until it succeeds), or undefined when it can.
+   */
+  get dedupeFailure(): string | undefined {
+    return this.#dedupeFailure;
+  }
+
   #check(): void {
     if (this.#failure) throw this.#failure;
     if (this.#closed) throw new TributaryError('STORAGE_IO', 'the embedded log is closed');
@@ -175,8 +188,9 @@ export class ThreadedLog implements Log {
    * `append`, and once the records are durable, the worker records in the dedupe store the ids the
    * records carry (the headers tributary-event-id and tributary-dedupe, as recovery reads them) and the
    * Idempotency-Key's answer — just after resolving: `onRecorded` is called once they are written (or
-   * the append failed, or the worker did). With `positions` false, it resolves with no positions (an
-   * empty array): a caller that does not read them spares both threads the work.
+   * the append failed, or the worker did), always exactly once, so a caller may hold the ids until then.
+   * With `positions` false, it resolves with no positions (an empty array): a caller that does not read
+   * them spares both threads the work.
    */
   async appendRecording(
     topic: string,
@@ -185,7 +199,12 @@ export class ThreadedLog implements Log {
     positions = true,
     onRecorded?: () => void,
   ): Promise<RecordPosition[]> {
-    this.#check();
+    try {
+      this.#check();
+    } catch (error) {
+      onRecorded?.();
+      throw error;
+    }
     if (records.length === 0) {
       onRecorded?.();
       return [];
@@ -272,5 +291,7 @@ export class ThreadedLog implements Log {
     if (!this.#failure) await this.#call('close', []).catch(() => undefined);
     this.#closed = true;
     await this.#worker.terminate();
+    // Nothing can be appended any more: what still held ids waiting for the worker lets them go.
+    for (const id of [...this.#recording.keys()]) this.#recorded(id);
   }
 }
