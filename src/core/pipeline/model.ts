@@ -23,9 +23,9 @@ export interface PipelineRecord {
   readonly timestamp: number;
   readonly headers: Readonly<Record<string, string>>;
   /**
-   * The value's JSON exactly as read from the log, present only while no transform can have changed the
-   * value (every transform of the pipeline declares `preservesValues`): a sink may write these bytes
-   * instead of serializing `value` again. Whoever builds a record with another value leaves it out.
+   * The value's JSON exactly as read from the log, or as written by a transform that `writesRaw`, present
+   * only while no later transform can have changed the value: a sink may write these bytes instead of
+   * serializing `value` again. Whoever builds a record with another value leaves it out (or writes it).
    */
   readonly raw?: Uint8Array;
   /**
@@ -66,6 +66,12 @@ export interface Transform {
    * batch are never held at once); the slices come in order, and a transform treats them as the batch.
    */
   readonly preservesValues?: boolean;
+  /**
+   * True when every record `process` passes on carries `raw`, the UTF-8 JSON of its new value (the cdc
+   * transform): transforms after it that preserve values keep those bytes for the sinks, and the runtime
+   * may hand it slices as above — a batch then waits for its sinks as bytes, not as objects.
+   */
+  readonly writesRaw?: boolean;
   process(records: readonly PipelineRecord[]): Promise<TransformResult>;
   close?(): Promise<void>;
 }

@@ -97,7 +97,7 @@ function checkN(calls: number[]): Transform {
   };
 }
 
-async function run(count: number, sink: MemorySink, transform: Transform) {
+async function run(count: number, sink: MemorySink, transform: Transform | Transform[]) {
   const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
   const encoder = new TextEncoder();
   await log.ensureTopic('events', { partitions: 1 });
@@ -110,7 +110,8 @@ async function run(count: number, sink: MemorySink, transform: Transform) {
     })),
   );
   const dlq = new MemorySink('dlq', false);
-  const runner = testRunner({ log, transforms: [transform], sinks: [sink], dlq, exitWhenIdle: true });
+  const transforms = Array.isArray(transform) ? transform : [transform];
+  const runner = testRunner({ log, transforms, sinks: [sink], dlq, exitWhenIdle: true });
   await runner.run();
   await log.close();
   return { written: sink.batches.flat(), rejected: dlq.batches.flat(), flushes: [sink.flushes, dlq.flushes] };
@@ -184,6 +185,47 @@ describe('PipelineRunner', () => {
       ]),
       'bad records go to the DLQ with their stage',
     );
+  });
+
+  it('hands sinks the bytes a transform wrote for its new values, until a later transform changes them', async () => {
+    // Doubles n, as the cdc transform rewrites a change: its records carry the new value's JSON.
+    const double = (writesRaw: boolean): Transform => ({
+      name: 'double',
+      writesRaw,
+      async process(records) {
+        return {
+          records: records.map((r) => {
+            const value = { n: 2 * (r.value.n as number) };
+            return { ...r, value, raw: writesRaw ? Buffer.from(JSON.stringify(value)) : undefined };
+          }),
+          rejected: [],
+        };
+      },
+    });
+    const plusOne: Transform = {
+      name: 'plus-one',
+      async process(records) {
+        return {
+          records: records.map((r) => ({ ...r, value: { n: (r.value.n as number) + 1 } })),
+          rejected: [],
+        };
+      },
+    };
+    const calls: number[] = [];
+    let { written } = await run(3000, new MemorySink('lake', true), [checkN(calls), double(true)]);
+    assert.ok(calls.length > 1 && calls.every((n) => n <= 1024), 'in slices');
+    assert.equal(written.length, 3000 - 12);
+    for (const record of written) {
+      assert.ok(record instanceof LazyRecord);
+      assert.equal(new TextDecoder().decode(record.raw), `{"n":${2 * record.offset}}`);
+      assert.deepEqual(record.value, { n: 2 * record.offset });
+    }
+    // A transform after it changes values without writing them: no bytes reach the sink, only values.
+    ({ written } = await run(3000, new MemorySink('lake', true), [checkN([]), double(true), plusOne]));
+    assert.ok(written.every((r) => r.raw === undefined && r.value.n === 2 * r.offset + 1));
+    // The bytes of the input are never mistaken for the new values.
+    ({ written } = await run(3000, new MemorySink('lake', true), [checkN([]), double(false)]));
+    assert.ok(written.every((r) => r.raw === undefined && r.value.n === 2 * r.offset));
   });
 
   it('passes decoded values to sinks that do not use raw bytes, in one call per batch', async () => {

@@ -503,10 +503,16 @@ export class PipelineRunner {
   ): Promise<{ records: PipelineRecord[]; rejected: Rejection[] }> {
     const { transforms, sinks } = this.#options;
     // Sinks may write the bytes read from the log instead of serializing the values again, when nothing
-    // between here and them can change a value.
-    const keepRaw = transforms.every((t) => t.preservesValues === true);
+    // between here and them can change a value — or the bytes of the last transform that changes values,
+    // when it writes them.
+    const lastChanging = transforms.findLast((t) => t.preservesValues !== true);
+    const keepRaw = lastChanging === undefined || lastChanging.writesRaw === true;
     const rejected: Rejection[] = [];
-    if (!(keepRaw && sinks.every((s) => s.usesRaw === true))) {
+    const sliced =
+      keepRaw &&
+      sinks.every((s) => s.usesRaw === true) &&
+      transforms.every((t) => t.preservesValues === true || t.writesRaw === true);
+    if (!sliced) {
       let records = this.#decode(stored, 0, stored.length, keepRaw, rejected);
       for (const transform of transforms) {
         const result = await this.#exclusive(transform, () =>
@@ -515,6 +521,9 @@ export class PipelineRunner {
         records = [...result.records];
         rejected.push(...result.rejected);
       }
+      // Bytes a transform wrote that a later one may have made stale (it kept them in a copy of a record).
+      if (!keepRaw && transforms.some((t) => t.writesRaw === true))
+        records = records.map((r) => (r.raw ? { ...r, raw: undefined } : r));
       return { records, rejected };
     }
     // Every sink writes the raw bytes: decode and transform a slice at a time and pass on records that

@@ -111,6 +111,8 @@ export const cdcTransform: ComponentDefinition<'transform', typeof schema> = {
     const tables = config.tables ? new Set(config.tables) : undefined;
     const transform: Transform = {
       name: 'cdc',
+      // Each row goes on as its JSON too: sinks write those bytes, and a batch waits for them as bytes.
+      writesRaw: true,
       async process(records: readonly PipelineRecord[]) {
         const out: PipelineRecord[] = [];
         const rejected: Rejection[] = [];
@@ -121,10 +123,9 @@ export const cdcTransform: ComponentDefinition<'transform', typeof schema> = {
             continue;
           }
           if (tables && !tables.has(change.table)) continue;
-          out.push({
-            ...record,
-            value: config.format === 'row' ? changeToRow(change, config) : changeToHistory(change),
-          });
+          const value = config.format === 'row' ? changeToRow(change, config) : changeToHistory(change);
+          // Buffer.from: small strings share pooled slabs rather than one allocation each.
+          out.push({ ...record, value, raw: Buffer.from(JSON.stringify(value)) });
         }
         return { records: out, rejected };
       },
