@@ -101,7 +101,9 @@ export class KeyIndex {
   /** The temp tables: keys with file id and position; file ids with their locations. */
   readonly #rows = `__tributary_key_index_${this.#id}`;
   readonly #files = `__tributary_key_files_${this.#id}`;
-  /** What the index holds, when it holds anything. */
+  /** The engine the temp tables may exist in (also while they are being built). */
+  #engine: Engine | undefined;
+  /** What the index holds, once it is consistent with a snapshot. */
   #state:
     | {
         engine: Engine;
@@ -123,15 +125,14 @@ export class KeyIndex {
 
   /**
    * Stages, as a temp table the caller drops, the positions (`_file`, `_pos`, and the index's `_rowid`) of
-   * the current rows whose key is in `incoming`; undefined when this table is not indexed (too large, or
-   * with equality deletes), and the caller looks the keys up in the files.
+   * the current rows whose key (the columns `fields`) is in `incoming`; undefined when this table is not
+   * indexed (too large, or with equality deletes), and the caller looks the keys up in the files.
    */
   async match(
     table: Table,
     engine: Engine,
     incoming: string,
     fields: readonly NestedField[],
-    match: string,
   ): Promise<IndexedMatches | undefined> {
     const current = table.metadata['current-snapshot-id'] ?? null;
     const keys = indexedColumns(fields);
@@ -147,11 +148,14 @@ export class KeyIndex {
       if (!(await this.#build(table, engine, fields))) return undefined;
     }
     const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
+    const match = fields
+      .map((f, k) => `s.__k${k} is not distinct from i.${quoteIdentifier(f.name)}`)
+      .join(' and ');
     await engine.connection.run(
       `create temp table ${name} as
-         select f.location as _file, s._pos as _pos, s.rowid as _rowid
+         select f.location as _file, s.__pos as _pos, s.rowid as _rowid
          from ${this.#rows} s semi join ${incoming} i on ${match}
-         join ${this.#files} f on f.id = s._file_id`,
+         join ${this.#files} f on f.id = s.__file`,
     );
     return { name, dataFiles: this.#state!.files, snapshotId: current };
   }
@@ -167,6 +171,8 @@ export class KeyIndex {
       readonly matches: string;
       readonly snapshotId: bigint;
       readonly added: readonly DataFile[];
+      /** The partition spec the added files were written with. */
+      readonly specId: number;
       readonly fields: readonly NestedField[];
     },
   ): Promise<void> {
@@ -190,20 +196,17 @@ export class KeyIndex {
           )
         ).getRows()[0]?.[0] ?? 0,
       );
-      const added = await this.#add(
-        table,
-        engine,
-        state.files,
-        change.added,
-        change.fields,
-        snapshot['sequence-number'],
-      );
+      const added = await this.#add(table, engine, state.files, change, snapshot['sequence-number']);
       const next = {
         ...state,
         snapshotId: change.snapshotId,
         live: state.live - removed + added,
         dead: state.dead + removed,
       };
+      if (next.live > this.maxRows) {
+        await this.drop(); // the table outgrew the index
+        return;
+      }
       // DuckDB keeps deleted rows until the table is rewritten, and scans them.
       if (next.dead > next.live && next.dead > 100_000) {
         await engine.connection.run(
@@ -214,7 +217,7 @@ export class KeyIndex {
       this.#state = next;
     } catch {
       // The commit stands; the next upsert builds the index again.
-      await this.drop();
+      await this.drop().catch(() => undefined);
     }
   }
 
@@ -222,49 +225,60 @@ export class KeyIndex {
     return this.#builds;
   }
 
-  /** Frees the index's memory. */
+  /** Frees the index's memory: its tables are dropped, whatever state they were left in. */
   async drop(): Promise<void> {
-    const state = this.#state;
+    const engine = this.#engine;
     this.#state = undefined;
-    if (!state) return;
-    await state.engine.connection.run(`drop table if exists ${this.#rows}`);
-    await state.engine.connection.run(`drop table if exists ${this.#files}`);
+    this.#engine = undefined;
+    if (!engine) return;
+    await engine.connection.run(`drop table if exists ${this.#rows}`);
+    await engine.connection.run(`drop table if exists ${this.#files}`);
   }
 
-  /** Builds the index from the table's current snapshot; false when the table is not to be indexed. */
+  /**
+   * Builds the index from the table's current snapshot; false when the table is not to be indexed. The
+   * index is trusted only once every statement succeeded: a failure leaves no index.
+   */
   async #build(table: Table, engine: Engine, fields: readonly NestedField[]): Promise<boolean> {
     const summary: Readonly<Record<string, string>> = table.currentSnapshot?.summary ?? {};
     if (Number(summary['total-records'] ?? 0) > this.maxRows) return false;
     const plan = await planScan(table.metadata, table.storage);
     if (plan.equalityDeletes.length) return false;
     this.#builds++;
-    const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
-    const columns = fields.map((f) => `${quoteIdentifier(f.name)} ${duckdbType(f.type)}`).join(', ');
-    await engine.connection.run(`create temp table ${this.#files} (id INTEGER, location VARCHAR)`);
-    await engine.connection.run(
-      `create temp table ${this.#rows} (${columns}, _file_id INTEGER, _pos BIGINT)`,
-    );
-    this.#state = {
-      engine,
-      tableUuid: table.metadata['table-uuid'],
-      keys: indexedColumns(fields),
-      snapshotId: plan.snapshot?.['snapshot-id'] ?? null,
-      files: [],
-      live: 0,
-      dead: 0,
-    };
-    if (plan.dataFiles.length) {
-      await this.#insertFiles(engine, 0, plan.dataFiles);
-      this.#state.files.push(...plan.dataFiles);
+    // Key columns have names of the index's own (__k0, …): a key column may be called anything.
+    const columns = fields.map((f, k) => `__k${k} ${duckdbType(f.type)}`).join(', ');
+    this.#engine = engine;
+    try {
+      await engine.connection.run(`create temp table ${this.#files} (id INTEGER, location VARCHAR)`);
       await engine.connection.run(
-        `insert into ${this.#rows} ${liveKeysSql(table, plan, fields, `${keyColumns}, f.id, s.file_row_number`)}`,
+        `create temp table ${this.#rows} (${columns}, __file INTEGER, __pos BIGINT)`,
       );
-      const rows = Number(
-        (await engine.connection.runAndReadAll(`select count(*) from ${this.#rows}`)).getRows()[0]?.[0] ?? 0,
-      );
-      this.#state.live = rows;
+      let live = 0;
+      if (plan.dataFiles.length) {
+        await this.#insertFiles(engine, 0, plan.dataFiles);
+        const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
+        await engine.connection.run(
+          `insert into ${this.#rows} ${liveKeysSql(table, plan, fields, `${keyColumns}, f.id, s.file_row_number`)}`,
+        );
+        live = Number(
+          (await engine.connection.runAndReadAll(`select count(*) from ${this.#rows}`)).getRows()[0]?.[0] ??
+            0,
+        );
+      }
+      this.#state = {
+        engine,
+        tableUuid: table.metadata['table-uuid'],
+        keys: indexedColumns(fields),
+        snapshotId: plan.snapshot?.['snapshot-id'] ?? null,
+        files: [...plan.dataFiles],
+        live,
+        dead: 0,
+      };
+      return true;
+    } catch (error) {
+      await this.drop().catch(() => undefined);
+      throw error;
     }
-    return true;
   }
 
   async #insertFiles(engine: Engine, first: number, files: readonly PlannedFile[]): Promise<void> {
@@ -274,22 +288,22 @@ export class KeyIndex {
     );
   }
 
-  /** Indexes the rows of data files just committed; returns how many. */
+  /** Indexes the rows of the data files a commit added; returns how many. */
   async #add(
     table: Table,
     engine: Engine,
     known: PlannedFile[],
-    added: readonly DataFile[],
-    fields: readonly NestedField[],
+    change: {
+      readonly added: readonly DataFile[];
+      readonly specId: number;
+      readonly fields: readonly NestedField[];
+    },
     sequenceNumber: number,
   ): Promise<number> {
+    const { added, specId, fields } = change;
     if (added.length === 0) return 0;
     const first = known.length;
-    const planned = added.map((file) => ({
-      file,
-      sequenceNumber,
-      specId: table.metadata['default-spec-id'],
-    }));
+    const planned = added.map((file) => ({ file, sequenceNumber, specId }));
     await this.#insertFiles(engine, first, planned);
     known.push(...planned);
     const ids = added.map((f, i) => `(${quoteLiteral(localPathOf(table, f.filePath))}, ${first + i})`);

@@ -303,3 +303,86 @@ describe('upsert with a key index', () => {
     assert.equal(all.length, 51);
   });
 });
+
+describe('upsert with a key index, when a statement fails', () => {
+  /** `engine` whose connection fails the next statement matching `pattern`, once; `armed` false: not yet. */
+  function failingOnce(pattern: RegExp, state = { armed: true }): Engine {
+    const connection = engine.connection;
+    const wrap =
+      (method: 'run' | 'runAndReadAll') =>
+      async (sql: string, ...rest: unknown[]): Promise<unknown> => {
+        if (state.armed && pattern.test(sql)) {
+          state.armed = false;
+          throw new Error('injected failure');
+        }
+        return (connection[method] as (...a: unknown[]) => Promise<unknown>).call(connection, sql, ...rest);
+      };
+    const proxy = new Proxy(connection, {
+      get: (target, property) =>
+        property === 'run' || property === 'runAndReadAll'
+          ? wrap(property)
+          : (Reflect.get(target, property, target) as unknown),
+    });
+    return { instance: engine.instance, connection: proxy, close: () => undefined };
+  }
+
+  async function keyedTable(key: string): Promise<Table> {
+    const table = await createTable(
+      [
+        { name: key, type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+      [key],
+    );
+    await append(table, engine, `(select i::BIGINT as ${key}, 'init' as v from range(100) r(i))`);
+    return table;
+  }
+
+  async function repeatedKeys(table: Table, key: string): Promise<number> {
+    const [row] = (await rows(table, `count(*) - count(distinct ${key}) as n`)) as Array<{ n: string }>;
+    return Number(row!.n);
+  }
+
+  it('trusts no index whose build failed half-way', async () => {
+    const table = await keyedTable('id');
+    const index = new KeyIndex();
+    const failing = failingOnce(/^insert into __tributary_key_index_/);
+    await assert.rejects(
+      upsert(table, failing, `(select 5::BIGINT as id, 'a' as v)`, { keyIndex: index }),
+      /injected/,
+    );
+    await upsert(table, failing, `(select 5::BIGINT as id, 'b' as v)`, { keyIndex: index });
+    assert.equal(await repeatedKeys(table, 'id'), 0, 'key 5 is in the table once');
+  });
+
+  it('builds the index again after a failure once the commit stood', async () => {
+    const table = await keyedTable('id');
+    const index = new KeyIndex();
+    const trigger = { armed: false };
+    const failing = failingOnce(/^insert into __tributary_key_index_/, trigger);
+    await upsert(table, failing, `(select 1::BIGINT as id, 'a' as v)`, { keyIndex: index });
+    trigger.armed = true; // the next statement indexing rows: those of the file the next upsert added
+    await upsert(table, failing, `(select 2::BIGINT as id, 'a' as v)`, { keyIndex: index });
+    await upsert(table, failing, `(select 2::BIGINT as id, 'b' as v)`, { keyIndex: index });
+    assert.equal(index.builds, 2);
+    assert.equal(await repeatedKeys(table, 'id'), 0);
+  });
+
+  it('takes key columns named like its own columns or DuckDB rowid', async () => {
+    for (const key of ['__pos', 'rowid', '__k0']) {
+      const table = await keyedTable(key);
+      const index = new KeyIndex();
+      for (const v of ['a', 'b'])
+        await upsert(
+          table,
+          engine,
+          `(select * from (values (3::BIGINT, '${v}'), (7, '${v}')) t(${key}, v))`,
+          {
+            keyIndex: index,
+          },
+        );
+      assert.equal(await repeatedKeys(table, key), 0, key);
+      assert.equal(index.builds, 1);
+    }
+  });
+});

@@ -330,7 +330,7 @@ export async function upsert(
       .map((k) => `s.${quoteIdentifier(k)} is not distinct from i.${quoteIdentifier(k)}`)
       .join(' and ');
     const fields = keyFields(table, keys);
-    const indexed = await options.keyIndex?.match(table, engine, incoming, fields, match);
+    const indexed = await options.keyIndex?.match(table, engine, incoming, fields);
     const { name, dataFiles, readSnapshotId } = indexed
       ? { ...indexed, readSnapshotId: indexed.snapshotId }
       : await stageKeyMatches(table, engine, incoming, keys, columns, match).then(({ plan, name }) => ({
@@ -348,6 +348,7 @@ export async function upsert(
         const kept = table.schema.fields.some((f) => f.name === deleteColumn) ? '*' : `* exclude (${flag})`;
         rows = `(select ${kept} from ${incoming} where ${flag} is not true)`;
       }
+      const specId = table.spec['spec-id']; // the spec writeRows writes with
       const added = await writeRows(table, engine, rows);
       const deletes = replaced ? await writePositionDeletes(table, engine, name, dataFiles) : [];
       const producer = new SnapshotProducer(table, {
@@ -364,6 +365,7 @@ export async function upsert(
           matches: name,
           snapshotId: producer.snapshotId,
           added,
+          specId,
           fields,
         });
       return {
