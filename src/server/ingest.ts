@@ -39,6 +39,8 @@ export interface IngestLimits {
   readonly maxPendingAppends: number;
   readonly maxPendingBytes: number;
   readonly maxDepth: number;
+  /** How long a request waits for an earlier one holding the same ids (default 5 s), then answers 503. */
+  readonly maxHeldWaitMs?: number;
 }
 
 export interface IngestInput {
@@ -267,7 +269,7 @@ export class Ingestor {
     // it answered (see RecordingLog); until then a retry of these ids waits.
     let releasedByLog = false;
     try {
-      if (claim?.wait) await claim.wait;
+      if (claim?.wait) await heldAtMost(claim.wait, this.#limits.maxHeldWaitMs ?? HELD_WAIT_MS);
       if (idempotencyKey !== undefined) {
         const stored = this.#dedupe.batch(stream.name, idempotencyKey);
         if (stored) {
@@ -664,5 +666,31 @@ export class Ingestor {
       headers: { [HEADER_EVENT_ID]: event.id },
       timestamp: input.client.receivedAt,
     };
+  }
+}
+
+/**
+ * How long a request waits for an earlier one holding the same ids. An earlier request holds them until
+ * its ids are written to the dedupe store (milliseconds); while that store cannot be written, holds
+ * pile up, and requests are told to come back rather than wait without end.
+ */
+const HELD_WAIT_MS = 5_000;
+
+async function heldAtMost(wait: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(resolve, ms, 'timeout')));
+  try {
+    if ((await Promise.race([wait, timedOut])) === 'timeout')
+      throw new HttpError(
+        503,
+        'OVERLOADED',
+        'events with these ids are still being recorded (is the dedupe store failing? see /readyz); nothing was stored',
+        {
+          hint: 'retry after the Retry-After delay, with the same event ids so that nothing is duplicated',
+          headers: { 'retry-after': '5' },
+        },
+      );
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -12,6 +12,7 @@ import type { Log } from '../log/log.ts';
 import { logCases } from '../log/log.case.ts';
 import { scanEvents } from './body.ts';
 import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID } from './dedupe.ts';
+import type { HttpError } from './http-error.ts';
 import { Ingestor } from './ingest.ts';
 import { createServerMetrics } from './metrics.ts';
 import { resolveStreams } from './streams.ts';
@@ -171,8 +172,31 @@ it('holds the ids of an append until the dedupe store wrote them, retrying a fai
   }
 });
 
+it(
+  'tells a retry to come back later while the ids it waits for cannot be written',
+  { timeout: 30_000 },
+  async () => {
+    const root = mkdtempSync(path.join(tmpdir(), 'threaded-ingest-'));
+    const directory = path.join(root, 'log');
+    const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+    const { send, stored, dedupe } = await dlqIngest(root, log, directory, 300);
+    try {
+      const repair = breakDedupeWrites(directory);
+      assert.equal((await send(['z'], false)).result.accepted, 1);
+      await assert.rejects(send(['z'], false), (error: HttpError) => error.status === 503);
+      repair();
+      assert.equal((await send(['z'], false)).result.duplicates, 1, 'once written, the retry is a duplicate');
+      assert.equal(await stored(), 1);
+    } finally {
+      await log.close();
+      dedupe.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  },
+);
+
 /** An Ingestor on `log` for the stream `s` with on_invalid: dlq, whose DLQ topic is not created yet. */
-async function dlqIngest(root: string, log: Log, directory: string) {
+async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitMs?: number) {
   writeFileSync(path.join(root, 'tributary.yaml'), 'project: t\nstreams:\n  s: { on_invalid: dlq }\n');
   const logger = createLogger({ level: 'silent' });
   const stream = resolveStreams(loadProject(root), logger).get('s')!;
@@ -183,7 +207,7 @@ async function dlqIngest(root: string, log: Log, directory: string) {
     dedupe,
     metrics: createServerMetrics(new Registry()),
     logger,
-    limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10 },
+    limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10, maxHeldWaitMs },
   });
   /** Sends events with these ids, and an invalid one (not an object) with `invalid`. */
   const send = (ids: string[], invalid: boolean, idempotencyKey?: string) =>
