@@ -12,7 +12,8 @@
  * machine, where events/s vary with the neighbours' load, it is the steadier figure.
  *
  * Goals (issue 5): at least Bento's events/s; p99 under 50 ms at 80% of the peak rate.
- * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`); when that fails, the error is
+ * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`, or `go build` in a scratch module
+ * where the proxy refuses what `go install` asks); when that fails, the error is
  * reported and only Tributary is measured. `npm run bench -- ingest [seconds per phase, default 10]`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -141,23 +142,41 @@ async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode === null) child.kill('SIGKILL');
 }
 
-/** The Bento binary, installed with `go install` when absent; or why it cannot be. */
+/**
+ * The Bento binary, installed with `go install` when absent; or why it cannot be. Where the module proxy
+ * refuses the version list `go install m@v` reads, it is built in a scratch module requiring that version.
+ */
 function bento(): { binary: string } | { error: string } {
   const binary = path.join(BENTO_DIR, 'bento');
   if (existsSync(binary)) return { binary };
   mkdirSync(BENTO_DIR, { recursive: true });
-  const install = spawnSync('go', ['install', `github.com/warpstreamlabs/bento/cmd/bento@${BENTO_VERSION}`], {
-    env: { ...process.env, GOBIN: BENTO_DIR },
-    encoding: 'utf8',
-    timeout: 30 * 60_000,
-  });
-  if (install.status === 0 && existsSync(binary)) return { binary };
-  const output = `${install.error?.message ?? ''}${install.stderr ?? ''}`
-    .trim()
-    .split('\n')
-    .slice(-3)
-    .join(' ');
-  return { error: `go install github.com/warpstreamlabs/bento/cmd/bento@${BENTO_VERSION} failed: ${output}` };
+  const go = (args: string[], cwd?: string) =>
+    spawnSync('go', args, {
+      cwd,
+      env: { ...process.env, GOBIN: BENTO_DIR },
+      encoding: 'utf8',
+      timeout: 30 * 60_000,
+    });
+  const module = `github.com/warpstreamlabs/bento`;
+  let step = go(['install', `${module}/cmd/bento@${BENTO_VERSION}`]);
+  if (step.status !== 0) {
+    const scratch = mkdtempSync(path.join(tmpdir(), 'bento-build-'));
+    try {
+      for (const args of [
+        ['mod', 'init', 'bento-build'],
+        ['mod', 'edit', `-require=${module}@${BENTO_VERSION}`],
+        ['build', '-mod=mod', '-o', binary, `${module}/cmd/bento`],
+      ]) {
+        step = go(args, scratch);
+        if (step.status !== 0) break;
+      }
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
+  }
+  if (step.status === 0 && existsSync(binary)) return { binary };
+  const output = `${step.error?.message ?? ''}${step.stderr ?? ''}`.trim().split('\n').slice(-3).join(' ');
+  return { error: `installing Bento ${BENTO_VERSION} with go failed: ${output}` };
 }
 
 async function startBento(
