@@ -314,6 +314,16 @@ export interface ScanSqlOptions {
   readonly withRowPositions?: boolean;
 }
 
+/** The local path DuckDB reads a table file at; remote storage is not read by DuckDB here yet. */
+export function readablePath(storage: Storage, location: string): string {
+  const local = storage.localPath(location);
+  if (!local)
+    throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
+      hint: 'use a local warehouse',
+    });
+  return local;
+}
+
 /** DuckDB SQL reading the plan: the rows of the snapshot, with deletes applied, one column per schema field. */
 export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOptions = {}): string {
   const schema = plan.schema;
@@ -328,14 +338,7 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
       : [];
     return `(select ${[...empty, ...positions].join(', ')} where false)`;
   }
-  const localPath = (location: string) => {
-    const local = storage.localPath(location);
-    if (!local)
-      throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
-        hint: 'use a local warehouse',
-      });
-    return local;
-  };
+  const localPath = (location: string) => readablePath(storage, location);
   const schemaMap = `map {${schema.fields
     .map(
       (f) =>

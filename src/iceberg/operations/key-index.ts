@@ -12,22 +12,11 @@
  * writer, compaction, a rollback, a failed or retried commit), it is built again from the table.
  */
 import { randomUUID } from 'node:crypto';
-import { TributaryError } from '../../errors.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
-import { planScan, type PlannedFile, type ScanPlan } from '../scan.ts';
+import { planScan, readablePath, type PlannedFile, type ScanPlan } from '../scan.ts';
 import type { Table } from '../table.ts';
 import type { NestedField } from '../types.ts';
-
-/** The local path of a table file DuckDB reads; remote storage is not read by DuckDB here yet. */
-function localPathOf(table: Table, location: string): string {
-  const local = table.storage.localPath(location);
-  if (!local)
-    throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
-      hint: 'use a local warehouse',
-    });
-  return local;
-}
 
 /**
  * SQL reading the key columns of `files`, with `filename` (the local path) and `file_row_number`. Columns
@@ -44,7 +33,7 @@ export function keyColumnsSql(
         `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
     )
     .join(', ')}}`;
-  const paths = files.map((f) => quoteLiteral(localPathOf(table, f.filePath)));
+  const paths = files.map((f) => quoteLiteral(readablePath(table.storage, f.filePath)));
   return `read_parquet([${paths.join(', ')}], schema = ${schemaMap}, filename = true, file_row_number = true)`;
 }
 
@@ -63,7 +52,7 @@ export function liveKeysSql(
 ): string {
   const files = plan.dataFiles.map(
     (p, id) =>
-      `(${quoteLiteral(localPathOf(table, p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${id})`,
+      `(${quoteLiteral(readablePath(table.storage, p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${id})`,
   );
   let sql = `select ${select}
     from ${keyColumnsSql(
@@ -73,7 +62,9 @@ export function liveKeysSql(
     )} s ${semiJoin}
     join (values ${files.join(', ')}) f(path, location, id) on s.filename = f.path`;
   if (plan.positionDeletes.length) {
-    const deletes = plan.positionDeletes.map((p) => quoteLiteral(localPathOf(table, p.file.filePath)));
+    const deletes = plan.positionDeletes.map((p) =>
+      quoteLiteral(readablePath(table.storage, p.file.filePath)),
+    );
     sql += `
     anti join (select file_path, pos from read_parquet([${deletes.join(', ')}])) pd
       on pd.file_path = f.location and pd.pos = s.file_row_number`;
@@ -306,7 +297,9 @@ export class KeyIndex {
     const planned = added.map((file) => ({ file, sequenceNumber, specId }));
     await this.#insertFiles(engine, first, planned);
     known.push(...planned);
-    const ids = added.map((f, i) => `(${quoteLiteral(localPathOf(table, f.filePath))}, ${first + i})`);
+    const ids = added.map(
+      (f, i) => `(${quoteLiteral(readablePath(table.storage, f.filePath))}, ${first + i})`,
+    );
     const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
     await engine.connection.run(
       `insert into ${this.#rows}
