@@ -8,7 +8,7 @@
  * topic and its DLQ are issued together (the embedded log commits them in one transaction); when the log
  * fails or is saturated nothing is acknowledged and the client is told to retry (503 + Retry-After).
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { isTributaryError } from '../errors.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
@@ -75,11 +75,40 @@ export interface IngestOutcome {
   readonly replayed: boolean;
 }
 
+/** How a request's events sent without an id get one. */
+interface NewId {
+  /** The id of the event at `index`. */
+  id(index: number): string;
+  /** The same request sent again gets the same ids. */
+  readonly stable: boolean;
+}
+
+const randomIds: NewId = { id: () => randomUUID(), stable: false };
+
+/**
+ * Ids for a request's events sent without one: random; or, in a request with an Idempotency-Key, derived
+ * from the stream, the key, the body's hash and the event's place in the body, so that a retry of the very
+ * same request — whose answer was not stored, say because its DLQ append failed after its topic's
+ * succeeded — finds its events by their ids and does not store them twice. A UUID (version 8: custom).
+ */
+function eventIds(input: IngestInput): NewId {
+  if (input.idempotencyKey === undefined || input.bodyHash === undefined) return randomIds;
+  const hash = createHash('sha256')
+    .update(`${input.stream.name}\0${input.idempotencyKey}\0${input.bodyHash}`)
+    .digest('hex');
+  const variant = (8 | (parseInt(hash[16]!, 16) & 3)).toString(16);
+  const prefix = `${hash.slice(0, 8)}-${hash.slice(8, 12)}-8${hash.slice(13, 16)}-${variant}${hash.slice(17, 20)}-`;
+  return { id: (index) => prefix + index.toString(16).padStart(12, '0'), stable: true };
+}
+
 interface CheckedEvent {
   readonly index: number;
   readonly id: string;
-  /** The id came from the client, so it is deduplicated. */
-  readonly clientId: boolean;
+  /**
+   * The id is the same when the request is sent again — the client's, or derived from the request's
+   * Idempotency-Key (see eventIds) — so the event is deduplicated by it.
+   */
+  readonly stableId: boolean;
   readonly line?: number;
   readonly value?: Record<string, unknown>;
   readonly raw?: string;
@@ -230,9 +259,10 @@ export class Ingestor {
     const { stream } = input;
     const items = input.items;
     const checked = new Array<CheckedEvent>(items.length);
+    const newId = eventIds(input);
     let invalidCount = 0;
     for (let i = 0; i < items.length; i++) {
-      const event = this.#check(input, items[i]!);
+      const event = this.#check(input, items[i]!, newId);
       checked[i] = event;
       if (event.errors) invalidCount++;
     }
@@ -259,11 +289,11 @@ export class Ingestor {
     const dedupeOn = this.#dedupe.windowOf(stream.name) > 0;
     const idempotencyKey = dedupeOn ? input.idempotencyKey : undefined;
     // The client ids of the valid events: only those are deduplicated.
-    const clientIds: string[] = [];
-    if (dedupeOn) for (const event of checked) if (event.clientId && !event.errors) clientIds.push(event.id);
+    const stableIds: string[] = [];
+    if (dedupeOn) for (const event of checked) if (event.stableId && !event.errors) stableIds.push(event.id);
     const claim =
-      idempotencyKey !== undefined || clientIds.length
-        ? this.#inflight.claim(stream.name, clientIds, idempotencyKey)
+      idempotencyKey !== undefined || stableIds.length
+        ? this.#inflight.claim(stream.name, stableIds, idempotencyKey)
         : undefined;
     // A log that records the ids itself releases them once they are written, which may be just after
     // it answered (see RecordingLog); until then a retry of these ids waits.
@@ -292,8 +322,8 @@ export class Ingestor {
       }
       // Ids not seen are noted in the dedupe filter at once: they are about to be recorded (a failed
       // append leaves them there, which costs a database lookup later, never a wrong answer).
-      const seen = clientIds.length ? this.#dedupe.seen(stream.name, clientIds, true) : undefined;
-      const inRequest = clientIds.length > 1 ? new Set<string>() : undefined;
+      const seen = stableIds.length ? this.#dedupe.seen(stream.name, stableIds, true) : undefined;
+      const inRequest = stableIds.length > 1 ? new Set<string>() : undefined;
       const fresh: CheckedEvent[] = [];
       const ids = new Array<string>(checked.length);
       let duplicates = 0;
@@ -301,7 +331,7 @@ export class Ingestor {
         const event = checked[i]!;
         ids[i] = event.id;
         if (event.errors) continue;
-        if (event.clientId && dedupeOn) {
+        if (event.stableId && dedupeOn) {
           if (seen!.has(event.id) || inRequest?.has(event.id)) {
             duplicates++;
             continue;
@@ -351,7 +381,7 @@ export class Ingestor {
       const delegated = records.length > 0 && isRecordingLog(this.#log);
       const events: RecordedEvent[] = [];
       if (!delegated && dedupeOn)
-        for (const e of fresh) if (e.clientId) events.push({ stream: stream.name, id: e.id });
+        for (const e of fresh) if (e.stableId) events.push({ stream: stream.name, id: e.id });
       // From the call on, the log releases the hold once the ids are written — also when the request
       // fails after the topic's append was durable (the DLQ's failed): a retry must still find them.
       releasedByLog = delegated && claim !== undefined;
@@ -460,12 +490,12 @@ export class Ingestor {
     });
   }
 
-  #check(input: IngestInput, item: BodyItem): CheckedEvent {
+  #check(input: IngestInput, item: BodyItem, newId: NewId): CheckedEvent {
     const invalid = (errors: EventError[], value?: Record<string, unknown>, id?: string): CheckedEvent => ({
       index: item.index,
       ...(item.line === undefined ? {} : { line: item.line }),
-      id: id ?? randomUUID(),
-      clientId: false,
+      id: id ?? newId.id(item.index),
+      stableId: false,
       raw: item.raw,
       value,
       original: item.value,
@@ -475,16 +505,20 @@ export class Ingestor {
       // body.ts read it without building its value: a valid object, within the depth, with a valid id,
       // none of the added fields. What reads the value gets it built.
       if (input.prepare || input.stream.validate || input.stream.partitionKey)
-        return this.#check(input, {
-          index: item.index,
-          value: JSON.parse(decoder.decode(item.source)) as unknown,
-          source: item.source,
-        });
+        return this.#check(
+          input,
+          {
+            index: item.index,
+            value: JSON.parse(decoder.decode(item.source)) as unknown,
+            source: item.source,
+          },
+          newId,
+        );
       return {
         index: item.index,
         line: item.line,
-        id: item.id ?? randomUUID(),
-        clientId: item.id !== undefined,
+        id: item.id ?? newId.id(item.index),
+        stableId: item.id !== undefined || newId.stable,
         value: undefined,
         raw: undefined,
         source: item.source,
@@ -529,8 +563,8 @@ export class Ingestor {
     return {
       index: item.index,
       line: item.line,
-      id: id ?? randomUUID(),
-      clientId: id !== undefined && idValue !== undefined && idValue !== null,
+      id: id ?? newId.id(item.index),
+      stableId: id === undefined ? newId.stable : idValue !== undefined && idValue !== null,
       value,
       raw: undefined,
       // prepare changes the value: its original bytes are then not the event.
@@ -594,7 +628,7 @@ export class Ingestor {
         bytes = out!.subarray(start, at);
       }
       const headers: Record<string, string> =
-        event.clientId && dedupeOn
+        event.stableId && dedupeOn
           ? { [HEADER_EVENT_ID]: event.id, [HEADER_DEDUPE]: '1' }
           : { [HEADER_EVENT_ID]: event.id };
       if (idempotencyKey !== undefined) headers[HEADER_IDEMPOTENCY_KEY] = idempotencyKey;

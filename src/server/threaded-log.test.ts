@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -209,18 +210,30 @@ async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitM
     logger,
     limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10, maxHeldWaitMs },
   });
-  /** Sends events with these ids, and an invalid one (not an object) with `invalid`. */
-  const send = (ids: string[], invalid: boolean, idempotencyKey?: string) =>
-    ingestor.ingest({
+  /**
+   * Sends events with these ids (null: an event without one), and an invalid one (not an object) with
+   * `invalid`; with an Idempotency-Key, the body's hash as the server computes it.
+   */
+  const send = (ids: (string | null)[], invalid: boolean, idempotencyKey?: string) => {
+    const values = ids.map((id, index) => (id === null ? { n: index } : { id }));
+    return ingestor.ingest({
       stream,
       items: [
-        ...ids.map((id, index) => ({ index, value: { id }, source: Buffer.from(JSON.stringify({ id })) })),
+        ...values.map((value, index) => ({ index, value, source: Buffer.from(JSON.stringify(value)) })),
         ...(invalid ? [{ index: ids.length, value: 5 }] : []),
       ],
       idField: 'id',
       client: { ip: '127.0.0.1', userAgent: undefined, receivedAt: Date.now() },
-      ...(idempotencyKey ? { idempotencyKey } : {}),
+      ...(idempotencyKey
+        ? {
+            idempotencyKey,
+            bodyHash: createHash('sha256')
+              .update(JSON.stringify([...values, ...(invalid ? [5] : [])]))
+              .digest('hex'),
+          }
+        : {}),
     });
+  };
   const stored = async () => (await log.offsets(stream.topic)).reduce((n, o) => n + o.end - o.start, 0);
   return { stream, dedupe, send, stored };
 }
@@ -241,14 +254,24 @@ it('keeps deduplicating the events appended when the DLQ append of their request
     assert.equal(await stored(), 1);
 
     // With an Idempotency-Key, the failed request's answer is not stored: its retry is not a replay.
-    await assert.rejects(send(['y'], true, 'k'), /does not exist/);
+    // Its events without an id got ids derived from the key and the body: the retry finds them too.
+    const first = send(['y', null, null], true, 'k');
+    await assert.rejects(first, /does not exist/);
     await log.ensureTopic(stream.dlqTopic, { partitions: 1 });
-    const keyed = await send(['y'], true, 'k');
+    const keyed = await send(['y', null, null], true, 'k');
     assert.equal(keyed.replayed, false);
-    assert.equal(keyed.result.duplicates, 1);
+    assert.equal(keyed.result.duplicates, 3);
     assert.equal(keyed.result.dlq?.count, 1);
-    assert.equal((await send(['y'], true, 'k')).replayed, true);
-    assert.equal(await stored(), 2);
+    assert.equal((await send(['y', null, null], true, 'k')).replayed, true);
+    assert.equal(await stored(), 4);
+    // Another body under the same key (its answer never stored): other ids, stored.
+    const other = await send([null], false, 'k2');
+    assert.equal(other.result.duplicates, 0);
+    assert.match(
+      other.result.ids[0]!,
+      /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
+    );
+    assert.equal(await stored(), 5);
   } finally {
     await log.close();
     dedupe.close();
