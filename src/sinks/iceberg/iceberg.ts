@@ -32,7 +32,7 @@ import type {
   SinkBatch,
   SinkResult,
 } from '../../core/pipeline/model.ts';
-import { TributaryError } from '../../errors.ts';
+import { isTributaryError, TributaryError } from '../../errors.ts';
 import {
   decimalParts,
   duckdbType,
@@ -330,6 +330,18 @@ export class IcebergSink implements Sink {
         });
       this.#lastCommit = Date.now();
       return { rejected };
+    } catch (error) {
+      // An operation that cannot re-apply itself on the table's newer state (an upsert that lost a race to
+      // a compaction or another writer) is not retryable for the table library, but this write is: it
+      // re-reads the table, and what it committed, on the next attempt.
+      if (isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT') && !error.retryable)
+        throw new TributaryError(error.code, error.message, {
+          retryable: true,
+          hint: 'the batch is written again on the table as it is now',
+          context: error.context,
+          cause: error,
+        });
+      throw error;
     } finally {
       await engine.connection.run(`drop table if exists ${stage}`);
     }

@@ -1,0 +1,147 @@
+/**
+ * An upsert pipeline whose batch loses the race to a compaction (the scheduler's `compact` job, committing
+ * between the batch's key lookup and its commit) writes the batch again on the compacted table instead of
+ * failing: the table ends with one row per key, the last value of each.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, it } from 'node:test';
+import { pino } from 'pino';
+import type { Catalog } from '../../catalog/catalog.ts';
+import { parseTableIdentifier } from '../../catalog/identifier.ts';
+import { openCatalog } from '../../catalog/open.ts';
+import type { PipelineConfig } from '../../core/config/pipeline.ts';
+import { PipelineRunner } from '../../core/pipeline/runner.ts';
+import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
+import { compact } from '../../iceberg/operations/maintenance.ts';
+import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { EmbeddedLog } from '../../log/embedded-log.ts';
+import { DlqSink } from './dlq.ts';
+import { IcebergSink, icebergSinkSchema } from './iceberg.ts';
+
+let dir: string;
+let catalog: Catalog;
+let engine: Engine;
+let maintenance: Engine;
+let log: EmbeddedLog;
+
+before(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), 'tributary-upsert-race-test-'));
+  catalog = await openCatalog({
+    name: 'test',
+    uri: `sqlite:${dir}/catalog.db`,
+    warehouse: `${dir}/warehouse`,
+    baseDir: dir,
+    fsync: false,
+  });
+  engine = await openEngine({ threads: 1 });
+  maintenance = await openEngine({ threads: 1 });
+  log = await EmbeddedLog.open({ directory: path.join(dir, 'log'), durability: 'os' });
+  await log.ensureTopic('changes', { partitions: 1 });
+});
+
+after(async () => {
+  await log.close();
+  engine.close();
+  maintenance.close();
+  catalog.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The sink's engine, running `before` once ahead of the first statement matching `pattern` while armed. */
+function interceptedEngine(pattern: RegExp, hook: { armed: boolean; before: () => Promise<void> }): Engine {
+  const { connection } = engine;
+  const intercept =
+    (method: 'run' | 'runAndReadAll') =>
+    async (sql: string, ...rest: unknown[]) => {
+      if (hook.armed && pattern.test(sql)) {
+        hook.armed = false;
+        await hook.before();
+      }
+      return (connection[method] as (...args: unknown[]) => Promise<unknown>).call(connection, sql, ...rest);
+    };
+  const proxy = new Proxy(connection, {
+    get: (target, property) =>
+      property === 'run' || property === 'runAndReadAll'
+        ? intercept(property)
+        : Reflect.get(target, property, target),
+  });
+  return { instance: engine.instance, connection: proxy, close: () => undefined };
+}
+
+const encoder = new TextEncoder();
+
+/** Changes from..to-1: change i sets key i % 50 to `v<i>`. */
+async function appendChanges(from: number, to: number): Promise<void> {
+  await log.append(
+    'changes',
+    Array.from({ length: to - from }, (_, i) => ({
+      value: encoder.encode(JSON.stringify({ id: (from + i) % 50, v: `v${from + i}` })),
+    })),
+  );
+}
+
+async function runPipeline(sinkEngine: Engine): Promise<void> {
+  const config = {
+    source: { type: 'topic', topic: 'changes', start: 'earliest' },
+    transforms: [],
+    sinks: [],
+    dlq: { max: 0 },
+    batch: { max_records: 100, max_bytes: 1 << 24, interval: 10 },
+    concurrency: 1,
+    shutdown_timeout: 1000,
+  } satisfies PipelineConfig;
+  const common = { pipeline: 'p', topic: 'changes', projectRoot: dir, catalog: async () => catalog };
+  const sink = new IcebergSink({
+    ...common,
+    name: 'iceberg:silver.t',
+    config: icebergSinkSchema.parse({ type: 'iceberg', table: 'silver.t', mode: 'upsert', key: ['id'] }),
+    engine: async () => sinkEngine,
+  });
+  const dlq = new DlqSink({ ...common, table: 'silver._dlq', log, engine: async () => sinkEngine });
+  const runner = new PipelineRunner({
+    name: 'p',
+    config,
+    log,
+    transforms: [],
+    sinks: [sink],
+    dlq,
+    logger: pino({ level: 'silent' }),
+    defaultPartitions: 1,
+    exitWhenIdle: true,
+  });
+  await runner.run();
+  await sink.close?.();
+}
+
+it('writes an upsert batch again when a compaction committed during it', async () => {
+  let compactions = 0;
+  const hook = {
+    armed: false,
+    before: async () => {
+      const table = await catalog.loadTable(parseTableIdentifier('silver.t'));
+      const result = await compact(table, maintenance, { targetFileSizeBytes: 64 * 1024 * 1024 });
+      if (result.rewrittenFiles > 0) compactions++;
+    },
+  };
+  const sinkEngine = interceptedEngine(/^\s*create temp table __tributary_matches_/, hook);
+  await appendChanges(0, 300);
+  await runPipeline(sinkEngine); // three upsert commits: several small files to compact
+  await appendChanges(300, 400);
+  hook.armed = true; // the compaction commits between the next batch's key lookup and its commit
+  await runPipeline(sinkEngine);
+  assert.equal(compactions, 1, 'the compaction committed during the batch');
+
+  const table = await catalog.loadTable(parseTableIdentifier('silver.t'));
+  const plan = await planScan(table.metadata, table.storage);
+  const rows = (
+    await engine.connection.runAndReadAll(`select id, v from ${scanSql(plan, table.storage)} order by id`)
+  ).getRowObjectsJson();
+  // Each key's last change: 350..399 (keys 0..49 in that order).
+  assert.deepEqual(
+    rows,
+    Array.from({ length: 50 }, (_, id) => ({ id: String(id), v: `v${350 + id}` })),
+  );
+});
