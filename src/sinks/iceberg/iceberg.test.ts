@@ -184,6 +184,55 @@ describe('upsert with delete_column', () => {
   });
 });
 
+describe('upsert deletions carrying the key alone', () => {
+  it('deletes the row when a non-key column is required (a CDC delete without REPLICA IDENTITY FULL)', async () => {
+    for (const marker of ['_deleted', 'deleted']) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({
+          type: 'iceberg',
+          table,
+          mode: 'upsert',
+          key: ['id'],
+          delete_column: marker,
+        }),
+        // With `deleted`, the marker is a column of the table too.
+        fixedSchema: {
+          type: 'struct',
+          fields: [
+            { id: 1, name: 'id', type: 'long', required: true },
+            { id: 2, name: 'email', type: 'string', required: true },
+            ...(marker === 'deleted' ? [{ id: 3, name: 'deleted', type: 'boolean', required: false }] : []),
+          ],
+        },
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const first = [`{"id":1,"email":"a@x","${marker}":false}`, `{"id":2,"email":"b@x"}`];
+      await sink.write({ records: records(first, true), positions: new Map([[0, 2]]) });
+      const second = [`{"id":1,"${marker}":true}`, `{"id":2,"${marker}":false}`, `{"${marker}":true}`];
+      const result = await sink.write({ records: records(second, true), positions: new Map([[0, 5]]) });
+      await sink.close();
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => r.error),
+        ['email is required but missing', 'id is required but missing'],
+        `${marker}: an update still needs its required columns, a deletion its key`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(`select id, email from ${scanSql(plan, loaded.storage)}`)
+      ).getRowObjectsJson();
+      assert.deepEqual(rows, [{ id: '2', email: 'b@x' }], marker);
+    }
+  });
+});
+
 describe('empty batches', () => {
   it('skips committing an empty batch for a while, and commits its positions on flush', async () => {
     const table = `test.t${tables++}`;

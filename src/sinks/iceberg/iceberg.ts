@@ -549,9 +549,27 @@ export class IcebergSink implements Sink {
       inner.push(`try_cast(${quoteIdentifier(extra)} as BOOLEAN) as d`);
       casts.push(`d as ${quoteIdentifier(extra)}`);
     }
+    // A deletion needs its key alone (a CDC delete often carries nothing else): its other columns are
+    // neither required nor read, as upsert does not write the row.
+    const upserts = this.#options.config.mode === 'upsert';
+    const markerIndex = marker === undefined ? -1 : schema.fields.findIndex((f) => f.name === marker);
+    const deleted = !upserts
+      ? undefined
+      : extra !== undefined
+        ? 'd'
+        : markerIndex >= 0
+          ? `try_cast(c${markerIndex} as BOOLEAN)`
+          : undefined;
+    const identifiers = new Set(schema['identifier-field-ids'] ?? []);
+    const keys = new Set(
+      this.#options.config.key ?? schema.fields.filter((f) => identifiers.has(f.id)).map((f) => f.name),
+    );
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
-      return `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+      return deleted !== undefined && !keys.has(f.name)
+        ? `case when ${deleted} is true then null else ${problem} end`
+        : problem;
     });
     const known = new Set(schema.fields.map((f) => f.name));
     if (extra !== undefined) known.add(extra);
