@@ -201,9 +201,11 @@ describe('upsert deletions carrying the key alone', () => {
         fixedSchema: {
           type: 'struct',
           fields: [
-            { id: 1, name: 'id', type: 'long', required: true },
-            { id: 2, name: 'email', type: 'string', required: true },
-            ...(marker === 'deleted' ? [{ id: 3, name: 'deleted', type: 'boolean', required: false }] : []),
+            { id: 1, name: 'id', type: 'long' as const, required: true },
+            { id: 2, name: 'email', type: 'string' as const, required: true },
+            ...(marker === 'deleted'
+              ? [{ id: 3, name: 'deleted', type: 'boolean' as const, required: false }]
+              : []),
           ],
         },
         pipeline: 'p',

@@ -66,7 +66,7 @@ function interceptedEngine(pattern: RegExp, hook: { armed: boolean; before: () =
     get: (target, property) =>
       property === 'run' || property === 'runAndReadAll'
         ? intercept(property)
-        : Reflect.get(target, property, target),
+        : (Reflect.get(target, property, target) as unknown),
   });
   return { instance: engine.instance, connection: proxy, close: () => undefined };
 }
