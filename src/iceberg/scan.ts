@@ -314,6 +314,12 @@ export interface ScanSqlOptions {
   readonly withRowPositions?: boolean;
 }
 
+/**
+ * The column read_parquet adds with each row's local file path, named so that no table column (a
+ * `filename` column is common) collides with it.
+ */
+export const FILE_COLUMN = '__tributary_file';
+
 /** The local path DuckDB reads a table file at; remote storage is not read by DuckDB here yet. */
 export function readablePath(storage: Storage, location: string): string {
   const local = storage.localPath(location);
@@ -348,7 +354,7 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
   const files = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
   const source = plan.dataFiles.some((p) => p.columns)
     ? readByFileColumns(plan, localPath)
-    : `read_parquet(${files}, schema = ${schemaMap}, filename = true, file_row_number = true)`;
+    : `read_parquet(${files}, schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`;
   // The location each local path stands for, to match position deletes (which name files by location).
   const locations = plan.dataFiles.map(
     (p) =>
@@ -356,7 +362,7 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
   );
   let sql = `select ${columns.map((c) => `d.${c}`).join(', ')}${extra.length ? ', f.location as _file, d.file_row_number as _pos' : ''}
     from ${source} d
-    join (values ${locations.join(', ')}) f(path, location, seq) on d.filename = f.path`;
+    join (values ${locations.join(', ')}) f(path, location, seq) on d.${FILE_COLUMN} = f.path`;
   if (plan.positionDeletes.length) {
     const deleteFiles = `[${plan.positionDeletes.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
     sql += `
@@ -398,7 +404,7 @@ function readByFileColumns(plan: ScanPlan, localPath: (location: string) => stri
   }
   const reads = [...groups.values()].map(
     ({ map, projection, files }) =>
-      `select ${projection}, filename, file_row_number from read_parquet([${files.join(', ')}], schema = ${map}, filename = true, file_row_number = true)`,
+      `select ${projection}, ${FILE_COLUMN}, file_row_number from read_parquet([${files.join(', ')}], schema = ${map}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`,
   );
   return `(${reads.join('\n    union all ')})`;
 }

@@ -14,12 +14,12 @@
 import { randomUUID } from 'node:crypto';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
-import { planScan, readablePath, type PlannedFile, type ScanPlan } from '../scan.ts';
+import { FILE_COLUMN, planScan, readablePath, type PlannedFile, type ScanPlan } from '../scan.ts';
 import type { Table } from '../table.ts';
 import type { NestedField } from '../types.ts';
 
 /**
- * SQL reading the key columns of `files`, with `filename` (the local path) and `file_row_number`. Columns
+ * SQL reading the key columns of `files`, with FILE_COLUMN (the local path) and `file_row_number`. Columns
  * are matched by field id, as scanSql reads them (renamed columns, files written before the column).
  */
 export function keyColumnsSql(
@@ -34,11 +34,11 @@ export function keyColumnsSql(
     )
     .join(', ')}}`;
   const paths = files.map((f) => quoteLiteral(readablePath(table.storage, f.filePath)));
-  return `read_parquet([${paths.join(', ')}], schema = ${schemaMap}, filename = true, file_row_number = true)`;
+  return `read_parquet([${paths.join(', ')}], schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`;
 }
 
 /**
- * SQL of the live rows of a plan's data files, `s` (key columns, `filename`, `file_row_number`) beside the
+ * SQL of the live rows of a plan's data files, `s` (key columns, FILE_COLUMN, `file_row_number`) beside the
  * file they are in, `f` (`path`, `location` and `id`, its position in plan.dataFiles): position deletes
  * applied. `semiJoin` (e.g. `semi join batch i on …`) narrows the rows before the deletes are looked at.
  * The plan must have data files and no equality deletes.
@@ -60,7 +60,7 @@ export function liveKeysSql(
       plan.dataFiles.map((p) => p.file),
       fields,
     )} s ${semiJoin}
-    join (values ${files.join(', ')}) f(path, location, id) on s.filename = f.path`;
+    join (values ${files.join(', ')}) f(path, location, id) on s.${FILE_COLUMN} = f.path`;
   if (plan.positionDeletes.length) {
     const deletes = plan.positionDeletes.map((p) =>
       quoteLiteral(readablePath(table.storage, p.file.filePath)),
@@ -304,7 +304,7 @@ export class KeyIndex {
     await engine.connection.run(
       `insert into ${this.#rows}
          select ${keyColumns}, f.id, s.file_row_number
-         from ${keyColumnsSql(table, added, fields)} s join (values ${ids.join(', ')}) f(path, id) on s.filename = f.path`,
+         from ${keyColumnsSql(table, added, fields)} s join (values ${ids.join(', ')}) f(path, id) on s.${FILE_COLUMN} = f.path`,
     );
     return added.reduce((n, f) => n + f.recordCount, 0);
   }

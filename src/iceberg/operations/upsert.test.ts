@@ -368,21 +368,21 @@ describe('upsert with a key index, when a statement fails', () => {
     assert.equal(await repeatedKeys(table, 'id'), 0);
   });
 
-  it('takes key columns named like its own columns or DuckDB rowid', async () => {
-    for (const key of ['__pos', 'rowid', '__k0']) {
-      const table = await keyedTable(key);
-      const index = new KeyIndex();
-      for (const v of ['a', 'b'])
-        await upsert(
-          table,
-          engine,
-          `(select * from (values (3::BIGINT, '${v}'), (7, '${v}')) t(${key}, v))`,
-          {
-            keyIndex: index,
-          },
-        );
-      assert.equal(await repeatedKeys(table, key), 0, key);
-      assert.equal(index.builds, 1);
+  it("takes key columns named like its own columns, DuckDB's rowid or read_parquet's filename", async () => {
+    for (const key of ['__pos', 'rowid', '__k0', 'filename']) {
+      for (const indexed of [true, false]) {
+        const table = await keyedTable(key);
+        const index = new KeyIndex();
+        for (const v of ['a', 'b'])
+          await upsert(
+            table,
+            engine,
+            `(select * from (values (3::BIGINT, '${v}'), (7, '${v}')) t(${key}, v))`,
+            indexed ? { keyIndex: index } : {},
+          );
+        assert.equal(await repeatedKeys(table, key), 0, key);
+        assert.equal(index.builds, indexed ? 1 : 0);
+      }
     }
   });
 });
