@@ -333,8 +333,13 @@ export class IcebergSink implements Sink {
     } catch (error) {
       // An operation that cannot re-apply itself on the table's newer state (an upsert that lost a race to
       // a compaction or another writer) is not retryable for the table library, but this write is: it
-      // re-reads the table, and what it committed, on the next attempt.
-      if (isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT') && !error.retryable)
+      // re-reads the table, and what it committed, on the next attempt. Not when another worker of this
+      // pipeline committed positions meanwhile (#unmoved): that stops the pipeline (invariant 7).
+      if (
+        isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT') &&
+        !error.retryable &&
+        error.context.positionsMoved !== true
+      )
         throw new TributaryError(error.code, error.message, {
           retryable: true,
           hint: 'the batch is written again on the table as it is now',
@@ -387,7 +392,8 @@ export class IcebergSink implements Sink {
           `${table}: another process committed positions of pipeline ${this.#options.pipeline} while this one wrote a batch`,
           {
             hint: 'run one worker per pipeline (Kubernetes: replicas 1, strategy Recreate); restarting resumes from the table',
-            context: { table },
+            // Not to be retried (see write): the batch would be written over what the other one wrote.
+            context: { table, positionsMoved: true },
           },
         );
     };

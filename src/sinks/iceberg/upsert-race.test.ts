@@ -1,7 +1,8 @@
 /**
  * An upsert pipeline whose batch loses the race to a compaction (the scheduler's `compact` job, committing
  * between the batch's key lookup and its commit) writes the batch again on the compacted table instead of
- * failing: the table ends with one row per key, the last value of each.
+ * failing: the table ends with one row per key, the last value of each. A batch that loses the race to
+ * another worker of the same pipeline is not written again: that stops the pipeline.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
 import { compact } from '../../iceberg/operations/maintenance.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
+import type { TributaryError } from '../../errors.ts';
 import { DlqSink } from './dlq.ts';
 import { IcebergSink, icebergSinkSchema } from './iceberg.ts';
 
@@ -50,9 +52,13 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The sink's engine, running `before` once ahead of the first statement matching `pattern` while armed. */
-function interceptedEngine(pattern: RegExp, hook: { armed: boolean; before: () => Promise<void> }): Engine {
-  const { connection } = engine;
+/** `target`, running `before` once ahead of the first statement matching `pattern` while armed. */
+function interceptedEngine(
+  pattern: RegExp,
+  hook: { armed: boolean; before: () => Promise<void> },
+  target = engine,
+): Engine {
+  const { connection } = target;
   const intercept =
     (method: 'run' | 'runAndReadAll') =>
     async (sql: string, ...rest: unknown[]) => {
@@ -68,7 +74,7 @@ function interceptedEngine(pattern: RegExp, hook: { armed: boolean; before: () =
         ? intercept(property)
         : (Reflect.get(target, property, target) as unknown),
   });
-  return { instance: engine.instance, connection: proxy, close: () => undefined };
+  return { instance: target.instance, connection: proxy, close: () => undefined };
 }
 
 const encoder = new TextEncoder();
@@ -144,4 +150,44 @@ it('writes an upsert batch again when a compaction committed during it', async (
     rows,
     Array.from({ length: 50 }, (_, id) => ({ id: String(id), v: `v${350 + id}` })),
   );
+});
+
+it('does not write a batch again when another worker of the pipeline committed during it', async () => {
+  const sinkFor = (sinkEngine: Engine) =>
+    new IcebergSink({
+      name: 'iceberg',
+      config: icebergSinkSchema.parse({ type: 'iceberg', table: 'test.two' }),
+      pipeline: 'p',
+      topic: 'events',
+      projectRoot: dir,
+      catalog: async () => catalog,
+      engine: async () => sinkEngine,
+    });
+  const ids = (from: number, to: number) =>
+    Array.from({ length: to - from }, (_, i) => ({
+      value: { id: from + i },
+      key: null,
+      partition: 0,
+      offset: from + i,
+      timestamp: 0,
+      headers: {},
+    }));
+  const other = sinkFor(maintenance);
+  await other.open();
+  await other.write({ records: ids(0, 10), positions: new Map([[0, 10]]) });
+  const hook = {
+    armed: true,
+    before: async () => {
+      await other.write({ records: ids(10, 20), positions: new Map([[0, 20]]) });
+    },
+  };
+  const sink = sinkFor(interceptedEngine(/create temp table __tributary_sink_/, hook));
+  await sink.open();
+  await assert.rejects(
+    sink.write({ records: ids(10, 30), positions: new Map([[0, 30]]) }),
+    (error: TributaryError) =>
+      error.code === 'ICEBERG_COMMIT_CONFLICT' && !error.retryable && /another process/.test(error.message),
+  );
+  await sink.close?.();
+  await other.close?.();
 });
