@@ -26,7 +26,7 @@ import { writeDataFiles } from '../iceberg/data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
 import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
 import { expireSnapshots } from '../iceberg/operations/maintenance.ts';
-import { planScan, scanSql } from '../iceberg/scan.ts';
+import { FILE_COLUMN, planScan, scanSql } from '../iceberg/scan.ts';
 import { SnapshotProducer } from '../iceberg/snapshot-producer.ts';
 import type { Table } from '../iceberg/table.ts';
 import type { Schema } from '../iceberg/types.ts';
@@ -116,7 +116,7 @@ async function filesWithMatches(
   const byLocal = new Map([...files].map(([location, local]) => [local, location]));
   const list = [...files.values()].map(quoteLiteral).join(', ');
   const reader = await engine.connection.runAndReadAll(
-    `select distinct filename from read_parquet([${list}], schema = ${schemaMap(schema)}, filename = true) t where (${where})`,
+    `select distinct ${FILE_COLUMN} from read_parquet([${list}], schema = ${schemaMap(schema)}, filename = ${quoteLiteral(FILE_COLUMN)}) t where (${where})`,
   );
   return new Set(reader.getRows().map((r) => byLocal.get(String(r[0])) ?? String(r[0])));
 }
