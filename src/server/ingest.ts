@@ -90,6 +90,8 @@ const randomIds: NewId = { id: () => randomUUID(), stable: false };
  * from the stream, the key, the body's hash and the event's place in the body, so that a retry of the very
  * same request — whose answer was not stored, say because its DLQ append failed after its topic's
  * succeeded — finds its events by their ids and does not store them twice. A UUID (version 8: custom).
+ * Only on a stream that deduplicates (where the key means something); the same request sent again after
+ * the window is stored again, with the same ids (it is the same request).
  */
 function eventIds(input: IngestInput): NewId {
   if (input.idempotencyKey === undefined || input.bodyHash === undefined) return randomIds;
@@ -259,7 +261,8 @@ export class Ingestor {
     const { stream } = input;
     const items = input.items;
     const checked = new Array<CheckedEvent>(items.length);
-    const newId = eventIds(input);
+    const dedupeOn = this.#dedupe.windowOf(stream.name) > 0;
+    const newId = dedupeOn ? eventIds(input) : randomIds;
     let invalidCount = 0;
     for (let i = 0; i < items.length; i++) {
       const event = this.#check(input, items[i]!, newId);
@@ -286,7 +289,6 @@ export class Ingestor {
       );
     }
 
-    const dedupeOn = this.#dedupe.windowOf(stream.name) > 0;
     const idempotencyKey = dedupeOn ? input.idempotencyKey : undefined;
     // The client ids of the valid events: only those are deduplicated.
     const stableIds: string[] = [];
