@@ -52,8 +52,11 @@ export interface IngestInput {
   /** SHA-256 of the decoded body, to refuse an Idempotency-Key reused for another body. */
   readonly bodyHash?: string;
   readonly client: ClientInfo;
-  /** Endpoint-specific checks and normalization of an event (Segment); returns its errors. */
-  readonly prepare?: (event: Record<string, unknown>) => EventError[];
+  /**
+   * Endpoint-specific checks and normalization of an event (Segment); returns its errors. An event without
+   * an id that needs one in its value takes `newId()`, the id the server gives it (see eventIds).
+   */
+  readonly prepare?: (event: Record<string, unknown>, newId: () => string) => EventError[];
 }
 
 export interface IngestResult {
@@ -552,9 +555,12 @@ export class Ingestor {
       );
     }
     let errors: EventError[] | undefined;
+    let given = false; // prepare gave the event the server's id (Segment's messageId)
     if (input.prepare) {
-      errors = input.prepare(value);
-      // prepare may have assigned an id (Segment's messageId)
+      errors = input.prepare(value, () => {
+        given = true;
+        return newId.id(item.index);
+      });
       const assigned = value[input.idField];
       if (id === undefined && typeof assigned === 'string') id = assigned;
     }
@@ -566,7 +572,7 @@ export class Ingestor {
       index: item.index,
       line: item.line,
       id: id ?? newId.id(item.index),
-      stableId: id === undefined ? newId.stable : idValue !== undefined && idValue !== null,
+      stableId: id === undefined || given ? newId.stable : idValue !== undefined && idValue !== null,
       value,
       raw: undefined,
       // prepare changes the value: its original bytes are then not the event.

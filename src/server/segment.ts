@@ -8,7 +8,6 @@
  * and `timestamp` is corrected for the client's clock (`receivedAt - (sentAt - timestamp)`, the original
  * kept as `originalTimestamp`).
  */
-import { randomUUID } from 'node:crypto';
 import type { BodyItem } from './body.ts';
 import { HttpError } from './http-error.ts';
 import type { EventError } from './streams.ts';
@@ -97,7 +96,11 @@ function parseTime(value: unknown): number | undefined {
 }
 
 /** Checks and completes one Segment event as Segment's API does; returns its errors. */
-export function prepareSegmentEvent(event: Record<string, unknown>, receivedAt: number): EventError[] {
+export function prepareSegmentEvent(
+  event: Record<string, unknown>,
+  receivedAt: number,
+  newId: () => string,
+): EventError[] {
   const errors: EventError[] = [];
   const type = event.type;
   if (typeof type !== 'string' || !TYPES.has(type)) {
@@ -112,8 +115,7 @@ export function prepareSegmentEvent(event: Record<string, unknown>, receivedAt: 
   if (type === 'alias' && !hasId(event.previousId))
     errors.push({ path: '/previousId', message: 'is required' });
   if (errors.length) return errors;
-  if (event.messageId === undefined || event.messageId === null)
-    event.messageId = `tributary-${randomUUID()}`;
+  if (event.messageId === undefined || event.messageId === null) event.messageId = newId();
   const received = new Date(receivedAt).toISOString();
   event.receivedAt = received;
   const timestamp = parseTime(event.timestamp);

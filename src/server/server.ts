@@ -780,7 +780,7 @@ export class IngestServer {
       items,
       idField: 'messageId',
       client,
-      prepare: (event) => prepareSegmentEvent(event, client.receivedAt),
+      prepare: (event, newId) => prepareSegmentEvent(event, client.receivedAt, newId),
       ...(idempotencyKey === undefined
         ? {}
         : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),

@@ -214,7 +214,12 @@ async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitM
    * Sends events with these ids (null: an event without one), and an invalid one (not an object) with
    * `invalid`; with an Idempotency-Key, the body's hash as the server computes it.
    */
-  const send = (ids: (string | null)[], invalid: boolean, idempotencyKey?: string) => {
+  const send = (
+    ids: (string | null)[],
+    invalid: boolean,
+    idempotencyKey?: string,
+    prepare?: (event: Record<string, unknown>, newId: () => string) => [],
+  ) => {
     const values = ids.map((id, index) => (id === null ? { n: index } : { id }));
     return ingestor.ingest({
       stream,
@@ -224,6 +229,7 @@ async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitM
       ],
       idField: 'id',
       client: { ip: '127.0.0.1', userAgent: undefined, receivedAt: Date.now() },
+      ...(prepare ? { prepare } : {}),
       ...(idempotencyKey
         ? {
             idempotencyKey,
@@ -272,6 +278,21 @@ it('keeps deduplicating the events appended when the DLQ append of their request
       /^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/,
     );
     assert.equal(await stored(), 5);
+    // An endpoint that writes the id into the event (Segment's messageId) gives it the derived one, and a
+    // failed request's retry finds it.
+    const prepare = (event: Record<string, unknown>, newId: () => string): [] => {
+      event.id ??= newId();
+      return [];
+    };
+    const writable = stream as { dlqTopic: string };
+    const dlq = writable.dlqTopic;
+    writable.dlqTopic = 'missing.dlq'; // the DLQ append fails again
+    await assert.rejects(send([null], true, 'k3', prepare), /does not exist/);
+    writable.dlqTopic = dlq;
+    const prepared = await send([null], true, 'k3', prepare);
+    assert.equal(prepared.result.duplicates, 1);
+    assert.match(prepared.result.ids[0]!, /^[0-9a-f]{8}-[0-9a-f]{4}-8/);
+    assert.equal(await stored(), 6);
   } finally {
     await log.close();
     dedupe.close();
