@@ -188,35 +188,39 @@ describe('upsert deletions carrying the key alone', () => {
   it('deletes the row when a non-key column is required (a CDC delete without REPLICA IDENTITY FULL)', async () => {
     for (const marker of ['_deleted', 'deleted']) {
       const table = `test.t${tables++}`;
-      const sink = new IcebergSink({
-        name: 'iceberg',
-        config: icebergSinkSchema.parse({
-          type: 'iceberg',
-          table,
-          mode: 'upsert',
-          key: ['id'],
-          delete_column: marker,
-        }),
-        // With `deleted`, the marker is a column of the table too.
-        fixedSchema: {
-          type: 'struct',
-          fields: [
-            { id: 1, name: 'id', type: 'long' as const, required: true },
-            { id: 2, name: 'email', type: 'string' as const, required: true },
-            ...(marker === 'deleted'
-              ? [{ id: 3, name: 'deleted', type: 'boolean' as const, required: false }]
-              : []),
-          ],
-        },
-        pipeline: 'p',
-        topic: 'events',
-        projectRoot: dir,
-        catalog: async () => catalog,
-        engine: async () => engine,
-      });
-      await sink.open();
+      const sinkFor = (deleteColumn: string | undefined) =>
+        new IcebergSink({
+          name: 'iceberg',
+          config: icebergSinkSchema.parse({
+            type: 'iceberg',
+            table,
+            mode: 'upsert',
+            key: ['id'],
+            ...(deleteColumn ? { delete_column: deleteColumn } : {}),
+          }),
+          fixedSchema: {
+            type: 'struct',
+            fields: [
+              { id: 1, name: 'id', type: 'long' as const, required: true },
+              { id: 2, name: 'email', type: 'string' as const, required: true },
+              { id: 3, name: marker, type: 'boolean' as const, required: false },
+            ],
+          },
+          pipeline: 'p',
+          topic: 'events',
+          projectRoot: dir,
+          catalog: async () => catalog,
+          engine: async () => engine,
+        });
+      // With `deleted`, the marker is a column of the table: created by a sink without delete_column (one
+      // with it keeps the marker out of a table it creates, as with `_deleted`).
+      const creator = sinkFor(marker === 'deleted' ? undefined : marker);
+      await creator.open();
       const first = [`{"id":1,"email":"a@x","${marker}":false}`, `{"id":2,"email":"b@x"}`];
-      await sink.write({ records: records(first, true), positions: new Map([[0, 2]]) });
+      await creator.write({ records: records(first, true), positions: new Map([[0, 2]]) });
+      await creator.close();
+      const sink = sinkFor(marker);
+      await sink.open();
       const second = [`{"id":1,"${marker}":true}`, `{"id":2,"${marker}":false}`, `{"${marker}":true}`];
       const result = await sink.write({ records: records(second, true), positions: new Map([[0, 5]]) });
       await sink.close();
@@ -226,6 +230,11 @@ describe('upsert deletions carrying the key alone', () => {
         `${marker}: an update still needs its required columns, a deletion its key`,
       );
       const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      assert.equal(
+        loaded.schema.fields.some((f) => f.name === marker),
+        marker === 'deleted',
+        `${marker} is a column of the table`,
+      );
       const plan = await planScan(loaded.metadata, loaded.storage);
       const rows = (
         await engine.connection.runAndReadAll(`select id, email from ${scanSql(plan, loaded.storage)}`)
