@@ -185,8 +185,11 @@ export class Background {
       env: { ...process.env, ...ENV, NO_COLOR: '1' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    this.child.stdout!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-    this.child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
+    // Decoded as a stream: a character split between two chunks of the pipe is not two U+FFFD.
+    this.child.stdout!.setEncoding('utf8');
+    this.child.stderr!.setEncoding('utf8');
+    this.child.stdout!.on('data', (chunk: string) => (this.output += chunk));
+    this.child.stderr!.on('data', (chunk: string) => (this.output += chunk));
     this.exited = new Promise((resolve) =>
       this.child.once('exit', (code) => {
         Background.running.delete(this);
