@@ -605,7 +605,19 @@ describe('postgres CDC into Iceberg, exactly once', { skip }, () => {
       for (const table of pipelines) {
         const expected = canonical((await client.query<{ r: string }>(PG_ROWS[table]!)).rows);
         const actual = canonical(await query(project.root, ICEBERG_ROWS[table]!));
-        assert.equal(actual.length, expected.length, `silver.${table}: row count`);
+        const inIceberg = new Set(actual);
+        const inPostgres = new Set(expected);
+        const keyOf = (row: string) => {
+          const { id, order_id, line, code } = JSON.parse(row) as Record<string, unknown>;
+          return JSON.stringify(id ?? code ?? [order_id, line]);
+        };
+        const missing = expected.filter((row) => !inIceberg.has(row)).map(keyOf);
+        const extra = actual.filter((row) => !inPostgres.has(row)).map(keyOf);
+        assert.equal(
+          actual.length,
+          expected.length,
+          `silver.${table}: row count; keys missing or different: ${missing.slice(0, 20).join(' ')}; extra or different: ${extra.slice(0, 20).join(' ')}`,
+        );
         const diff = actual.findIndex((row, i) => row !== expected[i]);
         assert.equal(
           diff,

@@ -1,10 +1,11 @@
 /**
  * CDC slot safety and faults (docs/cdc.md): a second source on a slot in use fails naming the pid that
  * holds it; heartbeats keep the slot advancing while the captured tables are idle; `tributary doctor`
- * checks what replication needs; the status API (`startSources`, for /readyz) reports healthy, then
+ * checks what replication needs; a change it failed to append is not lost to the ones after it; the status API (`startSources`, for /readyz) reports healthy, then
  * stalled when its pipelines do not commit.
  */
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
@@ -12,6 +13,7 @@ import { openProjectLog, pipelineSchema, sourceSchema, startSources } from '../.
 import { loadProject } from '../../src/core/project.ts';
 import {
   Background,
+  cdcStatus,
   cli,
   ENV,
   lsn,
@@ -200,6 +202,72 @@ describe('postgres CDC slots', { skip }, () => {
         await log.close();
       }
       assert.equal(handle!.status().state, 'stopped');
+    },
+  );
+
+  it(
+    'appends no change after one it failed to append, so that one is not taken for written and lost',
+    { timeout: 120_000 },
+    async () => {
+      // One partition, and one transaction per append: the second change lands after the first in the log.
+      const project = makeProject('tributary-cdc-order-');
+      project.write(
+        'tributary.yaml',
+        'project: cdc\nlog:\n  backend: embedded\n  durability: os\n  partitions: 1\nlogging:\n  level: info\n  format: json\n',
+      );
+      project.write(
+        'sources/toast.yaml',
+        sourceYaml(server.proxy.port, ['public.toasty'], 'slot_name: toast_slot\nmax_batch_records: 1\n'),
+      );
+      const client = await server.client();
+      await client.query('create table public.toasty (id int primary key, note text, n int)');
+      // Incompressible, so stored out of line: an update leaving it unchanged does not carry it.
+      const note = randomBytes(12_000).toString('base64');
+      await client.query('insert into public.toasty values (1, $1, 0)', [note]);
+      let source = new Background(project.root, ['cdc', 'run', 'toast']);
+      await waitFor('the snapshot', async () => (await cdcStatus(project.root, 'toast')).records === 1);
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-2000));
+
+      // The update needs its TOASTed note read back from the table, which a lock holds up; the insert after
+      // it needs nothing. The lookup then fails (its connection is terminated) while the insert waits.
+      await client.query('update public.toasty set n = 1 where id = 1');
+      await client.query(`insert into public.toasty values (2, 'small', 2)`);
+      const locker = await server.client();
+      await locker.query('begin');
+      await locker.query('lock table public.toasty in access exclusive mode');
+      source = new Background(project.root, ['cdc', 'run', 'toast']);
+      const blocked = await waitFor('the lookup to wait for the lock', async () => {
+        const { rows } = await client.query<{ pid: number }>(
+          `select pid from pg_stat_activity where application_name = 'tributary-cdc-toast'
+             and backend_type = 'client backend' and wait_event_type = 'Lock'`,
+        );
+        return rows[0]?.pid;
+      });
+      await sleep(1000);
+      await client.query('select pg_terminate_backend($1)', [blocked]);
+      await sleep(2000);
+      await locker.query('rollback');
+      await locker.end();
+
+      const changes = await waitFor('both changes in the topic', async () => {
+        const read = await cli(project.root, ['topics', 'read', 'cdc.toast']);
+        const values = read.stdout
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+          .map((line) => JSON.parse((JSON.parse(line) as { value: string }).value) as Record<string, unknown>)
+          .filter((change) => change.op !== 'snapshot');
+        return values.length >= 2 ? values : undefined;
+      });
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
+      await client.end();
+      assert.deepEqual(
+        changes.map((c) => `${String(c.op)} ${JSON.stringify(c.key)}`),
+        ['update {"id":1}', 'insert {"id":2}'],
+      );
+      const after = changes[0]!.after as { note: string; n: number };
+      assert.equal(after.n, 1);
+      assert.equal(after.note, note, 'the unchanged TOASTed value is read back');
     },
   );
 });

@@ -1073,12 +1073,22 @@ export class PostgresCdcSource implements RunningSource {
   // Into the log.
 
   #scheduleFlush(): void {
-    if (this.#flushing || this.#queue.length === 0) return;
-    this.#flushing = this.#flushLoop().finally(() => {
-      this.#flushing = undefined;
-      if (this.#queue.length && this.#sessionError) this.#scheduleFlush();
-    });
-    this.#flushing.catch((error: unknown) => this.#sessionError?.(error));
+    if (this.#flushing || this.#queue.length === 0 || !this.#sessionError) return;
+    this.#flushing = this.#flushLoop().then(
+      () => {
+        this.#flushing = undefined;
+        if (this.#queue.length && this.#sessionError) this.#scheduleFlush();
+      },
+      (error: unknown) => {
+        this.#flushing = undefined;
+        // The session ends, and nothing more is appended in it: a later change written now would make
+        // the failed ones look written (changes at or before a partition's last position are skipped
+        // when PostgreSQL sends them again), and they would be lost.
+        const fail = this.#sessionError;
+        this.#sessionError = undefined;
+        fail?.(error);
+      },
+    );
   }
 
   async #flushLoop(): Promise<void> {
