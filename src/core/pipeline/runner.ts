@@ -25,6 +25,7 @@ import type { Log, StoredRecord } from '../../log/log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineMetrics } from '../metrics.ts';
+import { batchCommitted } from './heap.ts';
 import { LazyRecord } from './lazy-record.ts';
 import type { PipelineRecord, Positions, Rejection, Sink, Transform } from './model.ts';
 
@@ -381,6 +382,9 @@ export class PipelineRunner {
       metrics?.recordsRejected.inc({ pipeline: name, stage: rejection.stage });
     await log.commitOffsets(pipelineGroup(name), topic, endPositions);
     committing.done = true;
+    let bytes = 0;
+    for (const record of stored) bytes += record.value.length;
+    batchCommitted(bytes);
     for (const [p, offset] of end) this.#committed[p] = offset;
     this.#lastCommitAt = Date.now();
     metrics?.lastCommitTimestamp.set({ pipeline: name }, this.#lastCommitAt / 1000);
