@@ -3,6 +3,7 @@
  * body limit, UTF-8 checked strictly, then a JSON object, a JSON array of objects, or NDJSON (one object a
  * line). Everything here is untrusted: every failure is an HttpError, never an exception that escapes.
  */
+import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
 import { HttpError } from './http-error.ts';
@@ -65,6 +66,49 @@ const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
 
 /** The body with its Content-Encoding removed; 413 when it decodes to more than `limit` bytes. */
+/**
+ * The bytes of a request's body, refused with 413 as soon as they pass `limit` (a chunked body has no
+ * length to check beforehand). Rejects when the client goes away before the end.
+ */
+export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = () => {
+      request.off('data', onData);
+      request.off('end', onEnd);
+      request.off('error', onError);
+      request.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      done();
+      reject(
+        new HttpError(413, 'PAYLOAD_TOO_LARGE', `the body is larger than the limit of ${limit} bytes`, {
+          hint: 'send smaller batches (server.body_limit)',
+        }),
+      );
+    };
+    const onEnd = () => {
+      done();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error) => {
+      done();
+      reject(error);
+    };
+    const onClose = () => onError(new Error('the client closed the connection before the end of the body'));
+    request.on('data', onData);
+    request.on('end', onEnd);
+    request.on('error', onError);
+    request.on('close', onClose);
+  });
+}
+
 export async function decodeBody(body: Buffer, encoding: ContentEncoding, limit: number): Promise<Buffer> {
   if (encoding === 'identity') return body;
   try {

@@ -1,6 +1,7 @@
 /**
- * The HTTP server (Fastify): event ingest (`POST /v1/streams/{stream}/events`), Segment-compatible
- * endpoints, `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
+ * The HTTP server: event ingest (`POST /v1/streams/{stream}/events`, the hot path, answered on node:http
+ * directly), and through Fastify the Segment-compatible endpoints, the query API, CORS preflights,
+ * `/healthz`, `/readyz`, `/metrics` and `/openapi.json`.
  *
  * A request to a stream passes, in order, before its body is read: the stream exists (404), the browser
  * origin is allowed (403), the content type and encoding are readable (415), the declared length fits
@@ -12,8 +13,15 @@
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import {
+  createServer as createHttpServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type ServerResponse,
+} from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import { createRequire } from 'node:module';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyInstance,
@@ -33,15 +41,17 @@ import {
   encodingOf,
   formatOf,
   parseEvents,
+  readBody,
   scanEvents,
   type BodyFormat,
   type ContentEncoding,
 } from './body.ts';
+import { ClientIp } from './client-ip.ts';
 import { DedupeStore } from './dedupe.ts';
 import { readiness, type PipelineHandle, type SourceHandleForHealth } from './health.ts';
 import { verifySignature } from './hmac.ts';
 import { errorBody, HttpError } from './http-error.ts';
-import { Ingestor, type ClientInfo, type IngestResult } from './ingest.ts';
+import { Ingestor, type ClientInfo, type IngestOutcome, type IngestResult } from './ingest.ts';
 import type { ApiRequest, QueryApi } from '../query/http-api.ts';
 import { keyAllowsIngest, keyAllowsQuery, type ApiKey, type KeyStore } from './keys.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
@@ -67,6 +77,20 @@ interface RequestState {
   key: ApiKey | undefined;
   /** Segment: the write key may come in the body (analytics.js); checked after parsing. */
   keyDeferred: boolean;
+}
+
+/**
+ * A request to a stream as its checks see it, whether Fastify serves it (Segment) or the server itself
+ * (events, see #serveEvents).
+ */
+interface Exchange {
+  readonly headers: IncomingHttpHeaders;
+  /** The client IP (see client-ip.ts). */
+  readonly ip: string;
+  readonly socket: Socket;
+  readonly state: RequestState;
+  /** Sets a header of the response. */
+  header(name: string, value: string): void;
 }
 
 export interface ServerOptions {
@@ -119,6 +143,7 @@ export class IngestServer {
   readonly #ingestor: Ingestor;
   readonly #dedupe: DedupeStore;
   readonly #buckets = new TokenBuckets();
+  readonly #clientIp: ClientIp;
   readonly #startedAt = Date.now();
   readonly #tls: boolean;
   #closed = false;
@@ -146,7 +171,7 @@ export class IngestServer {
         maxDepth: this.#settings.max_depth,
       },
     });
-    const trusted = this.#settings.trusted_proxies;
+    this.#clientIp = new ClientIp(this.#settings.trusted_proxies);
     this.app = Fastify({
       loggerInstance: options.logger.child({ component: 'server' }),
       // No log line per request: requests are counted in /metrics.
@@ -156,11 +181,21 @@ export class IngestServer {
       bodyLimit: this.#settings.body_limit,
       requestTimeout: this.#settings.request_timeout,
       keepAliveTimeout: this.#settings.keep_alive_timeout,
-      trustProxy: trusted.length ? trusted : false,
       return503OnClosing: true,
       forceCloseConnections: 'idle',
       routerOptions: { maxParamLength: 200 },
-      ...(tls ? { https: { cert: tls.cert, key: tls.key } } : {}),
+      // Events go to #serveEvents first; every other request to Fastify.
+      serverFactory: (handler) => {
+        const listener = (request: IncomingMessage, response: ServerResponse) => {
+          if (!this.#serveEvents(request, response)) handler(request, response);
+        };
+        const server = tls
+          ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener)
+          : createHttpServer(listener);
+        server.keepAliveTimeout = this.#settings.keep_alive_timeout;
+        server.requestTimeout = this.#settings.request_timeout;
+        return server;
+      },
     }) as unknown as FastifyInstance;
     this.#routes();
   }
@@ -315,24 +350,7 @@ export class IngestServer {
         );
     });
 
-    app.route({
-      method: 'POST',
-      url: ROUTE_EVENTS,
-      onRequest: (request, reply, done) => {
-        const name = (request.params as { stream: string }).stream;
-        const stream = this.streams.get(name);
-        if (!stream) {
-          done(
-            new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`, {
-              hint: 'streams are configured under streams: in tributary.yaml',
-            }),
-          );
-          return;
-        }
-        settle(() => this.#gate(request, reply, stream, false), done);
-      },
-      handler: async (request, reply) => this.#handleEvents(request, reply),
-    });
+    // POST to ROUTE_EVENTS is served by #serveEvents.
     app.route({
       method: 'OPTIONS',
       url: ROUTE_EVENTS,
@@ -360,7 +378,7 @@ export class IngestServer {
             );
             return;
           }
-          settle(() => this.#gate(request, reply, segmentStream, true), done);
+          settle(() => this.#gate(this.#exchange(request, reply), segmentStream, true), done);
         },
         handler: async (request, reply) => this.#handleSegment(request, reply, endpoint),
       });
@@ -422,17 +440,12 @@ export class IngestServer {
   }
 
   /** The checks before the body is read (see the module comment). */
-  #gate(
-    request: FastifyRequest,
-    reply: FastifyReply,
-    stream: Stream,
-    segment: boolean,
-  ): Promise<void> | undefined {
-    const state = request.tributary!;
+  #gate(exchange: Exchange, stream: Stream, segment: boolean): Promise<void> | undefined {
+    const state = exchange.state;
     state.stream = stream;
-    this.#cors(request, reply, stream);
+    this.#cors(exchange, stream);
 
-    const headers = request.headers;
+    const headers = exchange.headers;
     const length = Number(headers['content-length'] ?? 0);
     const hasBody = length > 0 || headers['transfer-encoding'] !== undefined;
     if (hasBody) {
@@ -478,11 +491,11 @@ export class IngestServer {
 
     // Without a limit, no bucket name is built (nor the client IP looked up) for nothing.
     if (stream.perIp.rate > 0)
-      this.#limit(`ip\0${stream.name}\0${request.ip}`, stream.perIp, 'this client IP');
+      this.#limit(`ip\0${stream.name}\0${exchange.ip}`, stream.perIp, 'this client IP');
 
     const auth = stream.config.auth;
     if (auth === 'key' || (segment && auth !== 'none')) {
-      const presented = presentedKey(request);
+      const presented = presentedKey(exchange);
       if (presented === undefined) {
         if (segment) state.keyDeferred = true;
         else
@@ -490,7 +503,7 @@ export class IngestServer {
             hint: 'send it as Authorization: Bearer <key> or X-API-Key: <key> (create one with `tributary keys create`)',
           });
       } else {
-        const known = this.#options.keys!.verifyCached(presented, request.raw.socket);
+        const known = this.#options.keys!.verifyCached(presented, exchange.socket);
         if (known === 'miss') {
           return this.#authorize(presented, stream, state).then(() =>
             this.#ingestor.checkCapacity(Number.isFinite(length) ? length : 0),
@@ -511,7 +524,11 @@ export class IngestServer {
         hint: 'run `tributary serve` or `tributary up`',
       });
     }
-    this.#limit(`ip\0query\0${request.ip}`, bucketOf(this.#settings.rate_limit.per_ip), 'this client IP');
+    this.#limit(
+      `ip\0query\0${this.#ipOf(request.raw)}`,
+      bucketOf(this.#settings.rate_limit.per_ip),
+      'this client IP',
+    );
     const presented = presentedKey(request);
     if (presented === undefined) {
       throw new HttpError(401, 'AUTH_REQUIRED', 'the query API needs an API key with the query role', {
@@ -653,8 +670,8 @@ export class IngestServer {
     }
   }
 
-  #cors(request: FastifyRequest, reply: FastifyReply, stream: Stream): boolean {
-    const origin = request.headers.origin;
+  #cors(exchange: Exchange, stream: Stream): boolean {
+    const origin = exchange.headers.origin;
     if (origin === undefined) return false;
     const allowed = stream.corsAny || stream.corsOrigins.has(origin.replace(/\/+$/, '').toLowerCase());
     if (!allowed) {
@@ -667,9 +684,9 @@ export class IngestServer {
         },
       );
     }
-    reply.header('access-control-allow-origin', origin);
-    reply.header('vary', 'Origin');
-    reply.header('access-control-expose-headers', 'retry-after, idempotent-replayed');
+    exchange.header('access-control-allow-origin', origin);
+    exchange.header('vary', 'Origin');
+    exchange.header('access-control-expose-headers', 'retry-after, idempotent-replayed');
     return true;
   }
 
@@ -678,7 +695,7 @@ export class IngestServer {
       throw new HttpError(400, 'INVALID_INPUT', 'a CORS preflight needs an Origin header');
     }
     request.tributary!.stream = stream;
-    this.#cors(request, reply, stream);
+    this.#cors(this.#exchange(request, reply), stream);
     void reply
       .header('access-control-allow-methods', 'POST, OPTIONS')
       .header('access-control-allow-headers', CORS_ALLOW_HEADERS)
@@ -687,9 +704,96 @@ export class IngestServer {
       .send();
   }
 
-  async #readBody(request: FastifyRequest): Promise<Buffer> {
-    const state = request.tributary!;
-    const raw = request.body;
+  /** A Fastify request as its checks see it. */
+  #exchange(request: FastifyRequest, reply: FastifyReply): Exchange {
+    return {
+      headers: request.headers,
+      ip: this.#ipOf(request.raw),
+      socket: request.raw.socket,
+      state: request.tributary!,
+      header: (name, value) => void reply.header(name, value),
+    };
+  }
+
+  #ipOf(request: IncomingMessage): string {
+    return this.#clientIp.of(request.socket.remoteAddress, request.headers['x-forwarded-for']);
+  }
+
+  /**
+   * POST /v1/streams/{stream}/events, served here on node:http rather than by Fastify: this is the hot
+   * path of ingest, where Fastify's routing, hooks and replies cost about a fifth of the server's CPU per
+   * single-event request. False for any other request (Fastify serves it).
+   */
+  #serveEvents(request: IncomingMessage, response: ServerResponse): boolean {
+    if (request.method !== 'POST') return false;
+    const name = eventsStreamOf(request.url ?? '');
+    if (name === undefined) return false;
+    void this.#events(request, response, name);
+    return true;
+  }
+
+  async #events(request: IncomingMessage, response: ServerResponse, name: string): Promise<void> {
+    const state: RequestState = {
+      startedAt: performance.now(),
+      stream: undefined,
+      format: undefined,
+      encoding: 'identity',
+      key: undefined,
+      keyDeferred: false,
+    };
+    const headers: Record<string, string> = { ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS) };
+    const exchange: Exchange = {
+      headers: request.headers,
+      ip: this.#ipOf(request),
+      socket: request.socket,
+      state,
+      header: (header, value) => (headers[header] = value),
+    };
+    let status = 202;
+    let body: string;
+    try {
+      if (this.#closed) {
+        headers.connection = 'close';
+        throw new HttpError(503, 'OVERLOADED', 'the server is shutting down', {
+          hint: 'retry after the Retry-After delay',
+          headers: { 'retry-after': '1' },
+        });
+      }
+      const stream = this.streams.get(name);
+      if (!stream) {
+        throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`, {
+          hint: 'streams are configured under streams: in tributary.yaml',
+        });
+      }
+      const checking = this.#gate(exchange, stream, false);
+      if (checking) await checking;
+      const outcome = await this.#ingestEvents(exchange, await readBody(request, this.#settings.body_limit));
+      if (outcome.replayed) headers['idempotent-replayed'] = 'true';
+      body = JSON.stringify(outcome.result);
+    } catch (error) {
+      if (response.destroyed) return; // the client went away
+      const answer = this.#errorAnswer(error, request.url ?? '');
+      status = answer.status;
+      Object.assign(headers, answer.headers);
+      // A body too large is not read to its end: the connection cannot carry another request.
+      if (status === 413) headers.connection = 'close';
+      body = JSON.stringify(answer.body);
+    }
+    headers['content-type'] = 'application/json; charset=utf-8';
+    headers['content-length'] = String(Buffer.byteLength(body));
+    response.writeHead(status, headers);
+    response.end(body);
+    const stream = state.stream?.name ?? '-';
+    this.#metrics.requests.inc({ route: ROUTE_EVENTS, stream, status: String(status) });
+    this.#metrics.requestSeconds.observe(
+      { route: ROUTE_EVENTS, stream },
+      (performance.now() - state.startedAt) / 1000,
+    );
+  }
+
+  /** The decoded body (refused when empty) with its signature checked for HMAC streams. */
+  async #decodedBody(exchange: Exchange, raw: unknown): Promise<Buffer> {
+    const state = exchange.state;
     if (!Buffer.isBuffer(raw) || raw.length === 0) {
       throw new HttpError(400, 'INVALID_INPUT', 'the request has no body', {
         hint: 'send a JSON object, a JSON array of objects, or NDJSON (one object a line)',
@@ -698,7 +802,7 @@ export class IngestServer {
     const body = await decodeBody(raw, state.encoding, this.#settings.body_limit);
     const stream = state.stream!;
     if (stream.config.auth === 'hmac' && stream.hmac) {
-      const header = request.headers[stream.hmac.header];
+      const header = exchange.headers[stream.hmac.header];
       const problem = verifySignature(stream.hmac, Array.isArray(header) ? header[0] : header, body);
       if (problem) {
         throw new HttpError(401, 'AUTH_REQUIRED', `the webhook signature is not valid: ${problem}`, {
@@ -709,17 +813,17 @@ export class IngestServer {
     return body;
   }
 
-  #client(request: FastifyRequest): ClientInfo {
-    const agent = request.headers['user-agent'];
+  #client(exchange: Exchange): ClientInfo {
+    const agent = exchange.headers['user-agent'];
     return {
-      ip: request.ip,
+      ip: exchange.ip,
       userAgent: typeof agent === 'string' ? agent : undefined,
       receivedAt: Date.now(),
     };
   }
 
-  #idempotencyKey(request: FastifyRequest): string | undefined {
-    const header = request.headers['idempotency-key'];
+  #idempotencyKey(headers: IncomingHttpHeaders): string | undefined {
+    const header = headers['idempotency-key'];
     if (header === undefined) return undefined;
     const value = Array.isArray(header) ? header[0] : header;
     if (value === undefined || !IDEMPOTENCY_KEY.test(value)) {
@@ -735,35 +839,34 @@ export class IngestServer {
     return value;
   }
 
-  async #handleEvents(request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const state = request.tributary!;
+  async #ingestEvents(exchange: Exchange, raw: Buffer): Promise<IngestOutcome> {
+    const state = exchange.state;
     const stream = state.stream!;
-    const body = await this.#readBody(request);
-    const idempotencyKey = this.#idempotencyKey(request);
+    const body = await this.#decodedBody(exchange, raw);
+    const idempotencyKey = this.#idempotencyKey(exchange.headers);
     const format = state.format ?? 'json';
     // Events taken as they are need no values built (body.ts), unless a schema or a partition key reads them.
     const items =
       (format === 'json' && !stream.validate && !stream.partitionKey && isUtf8(body)
         ? scanEvents(body, this.#settings.max_events, this.#settings.max_depth, stream.config.id_field)
         : undefined) ?? parseEvents(decodeUtf8(body), format, this.#settings.max_events, body);
-    const outcome = await this.#ingestor.ingest({
+    return this.#ingestor.ingest({
       stream,
       items,
       idField: stream.config.id_field,
-      client: this.#client(request),
+      client: this.#client(exchange),
       ...(idempotencyKey === undefined
         ? {}
         : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),
     });
-    if (outcome.replayed) reply.header('idempotent-replayed', 'true');
-    await reply.code(202).send(outcome.result);
   }
 
   async #handleSegment(request: FastifyRequest, reply: FastifyReply, endpoint: string): Promise<void> {
-    const state = request.tributary!;
+    const exchange = this.#exchange(request, reply);
+    const state = exchange.state;
     const stream = state.stream!;
-    const body = await this.#readBody(request);
-    const idempotencyKey = this.#idempotencyKey(request);
+    const body = await this.#decodedBody(exchange, request.body);
+    const idempotencyKey = this.#idempotencyKey(request.headers);
     const [item] = parseEvents(decodeUtf8(body), 'json', 1);
     const { items, writeKey } = segmentEvents(item?.value, endpoint, this.#settings.max_events);
     if (state.keyDeferred) {
@@ -774,7 +877,7 @@ export class IngestServer {
       }
       await this.#authorize(writeKey, stream, state);
     }
-    const client = this.#client(request);
+    const client = this.#client(exchange);
     const outcome = await this.#ingestor.ingest({
       stream,
       items,
@@ -791,10 +894,6 @@ export class IngestServer {
   }
 
   #sendError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
-    if (error instanceof HttpError) {
-      void reply.headers(error.headers).code(error.status).send(error.body());
-      return;
-    }
     const fastifyError = error as { code?: string; statusCode?: number; message?: string };
     if (fastifyError.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       void reply
@@ -813,6 +912,7 @@ export class IngestServer {
       return;
     }
     if (
+      !(error instanceof HttpError) &&
       typeof fastifyError.statusCode === 'number' &&
       fastifyError.statusCode >= 400 &&
       fastifyError.statusCode < 500
@@ -827,23 +927,56 @@ export class IngestServer {
         );
       return;
     }
+    const answer = this.#errorAnswer(error, request.url);
+    void reply.headers(answer.headers).code(answer.status).send(answer.body);
+  }
+
+  /** The answer to a request that failed with `error`: an HttpError's own, 503 when retryable, else 500. */
+  #errorAnswer(
+    error: unknown,
+    url: string,
+  ): { status: number; headers: Readonly<Record<string, string>>; body: unknown } {
+    if (error instanceof HttpError)
+      return { status: error.status, headers: error.headers, body: error.body() };
     if (isTributaryError(error) && error.retryable) {
-      void reply
-        .header('retry-after', '1')
-        .code(503)
-        .send(errorBody('OVERLOADED', error.message, error.hint));
-      return;
+      return {
+        status: 503,
+        headers: { 'retry-after': '1' },
+        body: errorBody('OVERLOADED', error.message, error.hint),
+      };
     }
-    request.log.error({ err: error, url: request.url.split('?')[0] }, 'unexpected error answering a request');
-    void reply
-      .code(500)
-      .send(
-        errorBody(
-          'INTERNAL',
-          'the server failed to handle the request',
-          'see the server log; please report it',
-        ),
-      );
+    this.#options.logger.error(
+      { err: error, url: url.split('?')[0] },
+      'unexpected error answering a request',
+    );
+    return {
+      status: 500,
+      headers: {},
+      body: errorBody(
+        'INTERNAL',
+        'the server failed to handle the request',
+        'see the server log; please report it',
+      ),
+    };
+  }
+}
+
+const EVENTS_PREFIX = '/v1/streams/';
+const EVENTS_SUFFIX = '/events';
+
+/** The stream of an events URL (`/v1/streams/{stream}/events`, query aside), or undefined for another URL. */
+function eventsStreamOf(url: string): string | undefined {
+  if (!url.startsWith(EVENTS_PREFIX)) return undefined;
+  const query = url.indexOf('?');
+  const path = query < 0 ? url : url.slice(0, query);
+  if (!path.endsWith(EVENTS_SUFFIX) || path.length <= EVENTS_PREFIX.length + EVENTS_SUFFIX.length)
+    return undefined;
+  const name = path.slice(EVENTS_PREFIX.length, -EVENTS_SUFFIX.length);
+  if (name.includes('/') || name.length > 200) return undefined;
+  try {
+    return decodeURIComponent(name);
+  } catch {
+    return undefined;
   }
 }
 
@@ -869,7 +1002,7 @@ function settle(check: () => Promise<void> | undefined, done: (error?: Error) =>
 }
 
 /** The API key a request carries: Authorization: Bearer, Authorization: Basic (username), or X-API-Key. */
-export function presentedKey(request: Pick<FastifyRequest, 'headers'>): string | undefined {
+export function presentedKey(request: { readonly headers: IncomingHttpHeaders }): string | undefined {
   const authorization = request.headers.authorization;
   if (typeof authorization === 'string') {
     const space = authorization.indexOf(' ');

@@ -1,0 +1,25 @@
+import assert from 'node:assert/strict';
+import { it } from 'node:test';
+import { ClientIp } from './client-ip.ts';
+
+it('believes X-Forwarded-For only through trusted proxies, read from the right', () => {
+  const none = new ClientIp([]);
+  assert.equal(none.of('10.0.0.2', '203.0.113.9'), '10.0.0.2', 'no trusted proxies: the peer');
+  assert.equal(none.of('::ffff:127.0.0.1', undefined), '127.0.0.1', 'IPv4-mapped peers as IPv4');
+
+  const proxies = new ClientIp(['10.0.0.0/8', '192.0.2.1', 'fd00::/8']);
+  assert.equal(proxies.of('198.51.100.7', '203.0.113.9'), '198.51.100.7', 'an untrusted peer is the client');
+  assert.equal(proxies.of('10.1.2.3', undefined), '10.1.2.3', 'a proxy without the header');
+  assert.equal(proxies.of('10.1.2.3', '203.0.113.9'), '203.0.113.9');
+  assert.equal(proxies.of('::ffff:10.1.2.3', '203.0.113.9'), '203.0.113.9', 'a mapped proxy address');
+  // The client wrote 1.1.1.1 itself; the proxies appended what they saw.
+  assert.equal(proxies.of('10.0.0.1', '1.1.1.1, 203.0.113.9, 192.0.2.1'), '203.0.113.9');
+  assert.equal(
+    proxies.of('10.0.0.1', ['1.1.1.1, 203.0.113.9', '10.9.9.9']),
+    '203.0.113.9',
+    'several headers',
+  );
+  assert.equal(proxies.of('fd00::1', '2001:db8::5'), '2001:db8::5', 'IPv6');
+  assert.equal(proxies.of('10.0.0.1', '10.0.0.5, 10.0.0.6'), '10.0.0.5', 'all trusted: the farthest');
+  assert.equal(proxies.of('10.0.0.1', 'garbage, 10.0.0.6'), '10.0.0.6', 'not past what is not an address');
+});

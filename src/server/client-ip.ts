@@ -1,0 +1,49 @@
+/**
+ * The client IP of a request: the socket's peer, or — when that peer is a trusted reverse proxy
+ * (`server.trusted_proxies`) — the address it says it forwarded for. X-Forwarded-For is read from the
+ * right, past every trusted proxy, to the first address that is not one: a client can put anything at the
+ * left of the header, but not past the proxies that appended to it.
+ */
+import { BlockList, isIP } from 'node:net';
+
+export class ClientIp {
+  readonly #trusted: BlockList | undefined;
+
+  /** `trusted`: IP addresses and CIDR blocks (validated by the configuration). */
+  constructor(trusted: readonly string[]) {
+    if (trusted.length === 0) return;
+    const list = new BlockList();
+    for (const entry of trusted) {
+      const [address = '', bits] = entry.split('/');
+      const type = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) list.addAddress(address, type);
+      else list.addSubnet(address, Number(bits), type);
+    }
+    this.#trusted = list;
+  }
+
+  /** The client's address, from the socket's peer address and the X-Forwarded-For header. */
+  of(peer: string | undefined, forwardedFor: string | string[] | undefined): string {
+    const address = unmapped(peer ?? '');
+    if (!this.#trusted || forwardedFor === undefined || !this.#isTrusted(address)) return address;
+    const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
+    let client = address;
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = unmapped(hops[i]!.trim());
+      if (isIP(hop) === 0) return client; // not an address: the chain is not believed past it
+      client = hop;
+      if (!this.#isTrusted(hop)) return hop;
+    }
+    return client;
+  }
+
+  #isTrusted(address: string): boolean {
+    const family = isIP(address);
+    return family !== 0 && this.#trusted!.check(address, family === 6 ? 'ipv6' : 'ipv4');
+  }
+}
+
+/** An IPv4 address as such when it comes IPv4-mapped (::ffff:127.0.0.1, from a dual-stack socket). */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}
