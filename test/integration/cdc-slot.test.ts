@@ -268,6 +268,50 @@ describe('postgres CDC slots', { skip }, () => {
       const after = changes[0]!.after as { note: string; n: number };
       assert.equal(after.n, 1);
       assert.equal(after.note, note, 'the unchanged TOASTed value is read back');
+      assert.match(source.output, /terminating connection[^\n]*reconnecting in/, 'the read-back failed once');
+    },
+  );
+
+  it(
+    'passes an update whose TOASTed column was dropped before it could be read back',
+    { timeout: 120_000 },
+    async () => {
+      const project = makeProject('tributary-cdc-dropped-');
+      project.write(
+        'sources/dropped.yaml',
+        sourceYaml(server.proxy.port, ['public.dropped'], 'slot_name: dropped_slot\n'),
+      );
+      const client = await server.client();
+      await client.query('create table public.dropped (id int primary key, note text, n int)');
+      await client.query('insert into public.dropped values (1, $1, 0)', [
+        randomBytes(12_000).toString('base64'),
+      ]);
+      let source = new Background(project.root, ['cdc', 'run', 'dropped']);
+      await waitFor('the snapshot', async () => (await cdcStatus(project.root, 'dropped')).records === 1);
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-2000));
+      // The update leaves the note unchanged (not in the WAL); the column is gone before the source reads it.
+      await client.query('update public.dropped set n = 1 where id = 1');
+      await client.query('alter table public.dropped drop column note');
+      source = new Background(project.root, ['cdc', 'run', 'dropped']);
+      const update = await waitFor(
+        () => `the update in the topic; the source said:\n${source.output.slice(-3000)}`,
+        async () => {
+          const read = await cli(project.root, ['topics', 'read', 'cdc.dropped']);
+          return read.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map(
+              (line) => JSON.parse((JSON.parse(line) as { value: string }).value) as Record<string, unknown>,
+            )
+            .find((change) => change.op === 'update');
+        },
+        30_000,
+      );
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
+      await client.end();
+      assert.deepEqual(update.after, { id: 1, n: 1 }, 'the dropped value left out');
+      assert.match(source.output, /could not be read back \(column \\"note\\" does not exist now\)/);
     },
   );
 });

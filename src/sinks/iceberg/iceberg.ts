@@ -239,10 +239,8 @@ export class IcebergSink implements Sink {
     const engine = await openEngine({ threads: 1 });
     this.#engines.push(engine);
     // DuckDB keeps up to 128 MiB freed by its threads before returning it; a staging needs a few
-    // megabytes at a time. Its allocator's background thread returns the pages freed between batches
-    // meanwhile, rather than at the next allocation (draining a backlog: 40–80 MB less at the peak).
+    // megabytes at a time.
     await engine.connection.run(`set allocator_flush_threshold = '8MiB'`);
-    await engine.connection.run(`set allocator_background_threads = true`);
     return engine;
   }
 
@@ -535,6 +533,10 @@ export class IcebergSink implements Sink {
     records: readonly PipelineRecord[],
     rejected: Rejection[],
   ): Promise<string> {
+    // The allocator's background thread returns the pages freed between batches meanwhile, rather than at
+    // the next allocation (docs/operations.md, Memory). It is process-wide, and opening or closing any
+    // DuckDB instance (a SQL transform, a scheduled model, a query) turns it off: set again each batch.
+    await engine.connection.run(`set allocator_background_threads = true`);
     const file = path.join(this.#workDir, `${randomUUID()}.ndjson`);
     const stage = `__tributary_sink_${randomUUID().replace(/-/g, '')}`;
     // The deletion marker is staged beside the table's columns (upsert reads it, never writes it).

@@ -1165,13 +1165,16 @@ export class PostgresCdcSource implements RunningSource {
         for (const [op, n] of Object.entries(byOp))
           this.#metrics?.changes.inc({ source: this.name, table, op }, n);
       }
+      // What follows an append (a chunk's progress, a backfill request taken) is done before the units
+      // count as appended: until then the confirmed LSN stays before them, and a crash meanwhile has
+      // PostgreSQL send them again.
+      for (const unit of units) await unit.afterAppend?.();
       for (const unit of units) {
         if (unit.endLsn !== undefined) this.#appendedThrough = maxLsn(this.#appendedThrough, unit.endLsn);
       }
       const newest = units[units.length - 1]!;
       this.#setLagSeconds(Math.max(0, (Date.now() - newest.commitTime) / 1000));
       this.#appending = [];
-      for (const unit of units) await unit.afterAppend?.();
     }
   }
 
@@ -1198,19 +1201,28 @@ export class PostgresCdcSource implements RunningSource {
         const { relation, after } = fix;
         const missing = relation.columns.filter((_, i) => after[i] === undefined).map((c) => c.name);
         const keyColumns = relation.keyIndexes.map((i) => relation.columns[i]!.name);
-        const { rows } = await this.#control!.query<Record<string, string | null>>(
-          `select ${missing.map(quoteIdent).join(', ')} from ${quoteTable(relation.table)} where ${keyColumns
-            .map((k, i) => `${quoteIdent(k)} = $${i + 1}`)
-            .join(' and ')}`,
-          relation.keyIndexes.map((i) => after[i]),
-        );
-        const current = rows[0];
+        let current: Record<string, string | null> | undefined;
+        let gone = 'the row was deleted';
+        try {
+          const { rows } = await this.#control!.query<Record<string, string | null>>(
+            `select ${missing.map(quoteIdent).join(', ')} from ${quoteTable(relation.table)} where ${keyColumns
+              .map((k, i) => `${quoteIdent(k)} = $${i + 1}`)
+              .join(' and ')}`,
+            relation.keyIndexes.map((i) => after[i]),
+          );
+          current = rows[0];
+        } catch (error) {
+          // A column or the table dropped since the change: the values are gone for good, and waiting
+          // for them would stop the source at this change forever.
+          if (pgCode(error) !== '42703' && pgCode(error) !== '42P01') throw error;
+          gone = `${(error as Error).message} now`;
+        }
         const filled = after.map((v, i) => (v === undefined ? current?.[relation.columns[i]!.name] : v));
         this.#metrics?.toastLookups.inc({ source: this.name, table: relation.table });
         if (!current)
           this.#logger.warn(
             { table: relation.table },
-            `source ${this.name}: a row of ${relation.table} was deleted before its unchanged TOASTed values could be read; they are left out of the update (set REPLICA IDENTITY FULL)`,
+            `source ${this.name}: the unchanged TOASTed values of a row of ${relation.table} could not be read back (${gone}); they are left out of the update (set REPLICA IDENTITY FULL)`,
           );
         record.value = envelopeJson(fix.envelope, relation.rows.json(filled));
         delete record.toast;
