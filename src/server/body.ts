@@ -65,12 +65,15 @@ export function encodingOf(header: string | undefined): ContentEncoding | undefi
 const gunzipAsync = promisify(gunzip);
 const inflateAsync = promisify(inflate);
 
-/** The body with its Content-Encoding removed; 413 when it decodes to more than `limit` bytes. */
 /**
  * The bytes of a request's body, refused with 413 as soon as they pass `limit` (a chunked body has no
  * length to check beforehand). Rejects when the client goes away before the end.
  */
 export function readBody(request: IncomingMessage, limit: number): Promise<Buffer> {
+  if (request.destroyed) {
+    // Gone while its checks ran (a key looked up in the database): no event will come any more.
+    return Promise.reject(new Error('the client closed the connection before its body was read'));
+  }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -109,6 +112,7 @@ export function readBody(request: IncomingMessage, limit: number): Promise<Buffe
   });
 }
 
+/** The body with its Content-Encoding removed; 413 when it decodes to more than `limit` bytes. */
 export async function decodeBody(body: Buffer, encoding: ContentEncoding, limit: number): Promise<Buffer> {
   if (encoding === 'identity') return body;
   try {

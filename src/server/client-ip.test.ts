@@ -22,4 +22,7 @@ it('believes X-Forwarded-For only through trusted proxies, read from the right',
   assert.equal(proxies.of('fd00::1', '2001:db8::5'), '2001:db8::5', 'IPv6');
   assert.equal(proxies.of('10.0.0.1', '10.0.0.5, 10.0.0.6'), '10.0.0.5', 'all trusted: the farthest');
   assert.equal(proxies.of('10.0.0.1', 'garbage, 10.0.0.6'), '10.0.0.6', 'not past what is not an address');
+  assert.equal(proxies.of('10.0.0.1', '203.0.113.9:4711'), '203.0.113.9', 'a port written by the proxy');
+  assert.equal(proxies.of('10.0.0.1', '[2001:db8::1]:443'), '2001:db8::1', 'an IPv6 address with a port');
+  assert.equal(proxies.of('10.0.0.1', '203.0.113.9,,10.0.0.7'), '203.0.113.9', 'empty entries skipped');
 });

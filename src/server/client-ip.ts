@@ -2,7 +2,8 @@
  * The client IP of a request: the socket's peer, or — when that peer is a trusted reverse proxy
  * (`server.trusted_proxies`) — the address it says it forwarded for. X-Forwarded-For is read from the
  * right, past every trusted proxy, to the first address that is not one: a client can put anything at the
- * left of the header, but not past the proxies that appended to it.
+ * left of the header, but not past the proxies that appended to it. Ports (`1.2.3.4:5678`, `[::1]:443`)
+ * and empty entries are skipped over; IPv4-mapped IPv6 addresses count as the IPv4 address.
  */
 import { BlockList, isIP } from 'node:net';
 
@@ -29,7 +30,9 @@ export class ClientIp {
     const hops = (Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor).split(',');
     let client = address;
     for (let i = hops.length - 1; i >= 0; i--) {
-      const hop = unmapped(hops[i]!.trim());
+      const entry = hops[i]!.trim();
+      if (entry === '') continue;
+      const hop = unmapped(withoutPort(entry));
       if (isIP(hop) === 0) return client; // not an address: the chain is not believed past it
       client = hop;
       if (!this.#isTrusted(hop)) return hop;
@@ -41,6 +44,16 @@ export class ClientIp {
     const family = isIP(address);
     return family !== 0 && this.#trusted!.check(address, family === 6 ? 'ipv6' : 'ipv4');
   }
+}
+
+/** The address of `1.2.3.4:port` or `[v6]:port` (some proxies write ports into X-Forwarded-For). */
+function withoutPort(entry: string): string {
+  if (entry.startsWith('[')) {
+    const end = entry.indexOf(']');
+    return end > 0 ? entry.slice(1, end) : entry;
+  }
+  const colon = entry.indexOf(':');
+  return colon > 0 && colon === entry.lastIndexOf(':') ? entry.slice(0, colon) : entry;
 }
 
 /** An IPv4 address as such when it comes IPv4-mapped (::ffff:127.0.0.1, from a dual-stack socket). */

@@ -181,13 +181,15 @@ export class IngestServer {
       bodyLimit: this.#settings.body_limit,
       requestTimeout: this.#settings.request_timeout,
       keepAliveTimeout: this.#settings.keep_alive_timeout,
-      return503OnClosing: true,
+      // While closing, every request gets 503 (#refuseWhileClosing) rather than Fastify's bare one.
+      return503OnClosing: false,
       forceCloseConnections: 'idle',
       routerOptions: { maxParamLength: 200 },
       // Events go to #serveEvents first; every other request to Fastify.
       serverFactory: (handler) => {
         const listener = (request: IncomingMessage, response: ServerResponse) => {
-          if (!this.#serveEvents(request, response)) handler(request, response);
+          if (this.#closed) this.#refuseWhileClosing(response);
+          else if (!this.#serveEvents(request, response)) handler(request, response);
         };
         const server = tls
           ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener)
@@ -728,8 +730,26 @@ export class IngestServer {
     if (request.method !== 'POST') return false;
     const name = eventsStreamOf(request.url ?? '');
     if (name === undefined) return false;
-    void this.#events(request, response, name);
+    this.#events(request, response, name).catch((error: unknown) => {
+      this.#options.logger.error({ err: error }, 'unexpected error answering a request');
+      response.destroy();
+    });
     return true;
+  }
+
+  /** 503 to any request once the server is closing: it answers those it took, and takes no more. */
+  #refuseWhileClosing(response: ServerResponse): void {
+    const body = JSON.stringify(
+      errorBody('OVERLOADED', 'the server is shutting down', 'retry after the Retry-After delay'),
+    );
+    response.writeHead(503, {
+      ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS),
+      'retry-after': '1',
+      connection: 'close',
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': String(Buffer.byteLength(body)),
+    });
+    response.end(body);
   }
 
   async #events(request: IncomingMessage, response: ServerResponse, name: string): Promise<void> {
@@ -752,18 +772,16 @@ export class IngestServer {
     let status = 202;
     let body: string;
     try {
-      if (this.#closed) {
-        headers.connection = 'close';
-        throw new HttpError(503, 'OVERLOADED', 'the server is shutting down', {
-          hint: 'retry after the Retry-After delay',
-          headers: { 'retry-after': '1' },
-        });
-      }
       const stream = this.streams.get(name);
       if (!stream) {
-        throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`, {
-          hint: 'streams are configured under streams: in tributary.yaml',
-        });
+        throw new HttpError(
+          404,
+          'STREAM_NOT_FOUND',
+          `no stream named ${JSON.stringify(name.slice(0, 100))}`,
+          {
+            hint: 'streams are configured under streams: in tributary.yaml',
+          },
+        );
       }
       const checking = this.#gate(exchange, stream, false);
       if (checking) await checking;
@@ -964,15 +982,25 @@ export class IngestServer {
 const EVENTS_PREFIX = '/v1/streams/';
 const EVENTS_SUFFIX = '/events';
 
-/** The stream of an events URL (`/v1/streams/{stream}/events`, query aside), or undefined for another URL. */
+/**
+ * The stream of an events URL (`/v1/streams/{stream}/events`, query and fragment aside; the absolute form
+ * `http://host/v1/…` too), or undefined for another URL.
+ */
 function eventsStreamOf(url: string): string | undefined {
+  if (!url.startsWith('/')) {
+    try {
+      url = new URL(url).pathname;
+    } catch {
+      return undefined;
+    }
+  }
   if (!url.startsWith(EVENTS_PREFIX)) return undefined;
-  const query = url.indexOf('?');
-  const path = query < 0 ? url : url.slice(0, query);
+  const end = url.search(/[?#]/);
+  const path = end < 0 ? url : url.slice(0, end);
   if (!path.endsWith(EVENTS_SUFFIX) || path.length <= EVENTS_PREFIX.length + EVENTS_SUFFIX.length)
     return undefined;
   const name = path.slice(EVENTS_PREFIX.length, -EVENTS_SUFFIX.length);
-  if (name.includes('/') || name.length > 200) return undefined;
+  if (name.includes('/')) return undefined;
   try {
     return decodeURIComponent(name);
   } catch {
