@@ -191,9 +191,11 @@ export class IngestServer {
           if (this.#closed) this.#refuseWhileClosing(response);
           else if (!this.#serveEvents(request, response)) handler(request, response);
         };
+        // request_timeout checked every second rather than Node's 30 s, so a slow client gets 408 on time.
+        const options = { connectionsCheckingInterval: 1000 };
         const server = tls
-          ? createHttpsServer({ cert: tls.cert, key: tls.key }, listener)
-          : createHttpServer(listener);
+          ? createHttpsServer({ ...options, cert: tls.cert, key: tls.key }, listener)
+          : createHttpServer(options, listener);
         server.keepAliveTimeout = this.#settings.keep_alive_timeout;
         server.requestTimeout = this.#settings.request_timeout;
         return server;
@@ -306,7 +308,14 @@ export class IngestServer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.app.close();
+    // A request still being sent when its time is up does not hold the shutdown: its connection is closed
+    // then (once the server stops listening, Node no longer enforces request_timeout itself).
+    const deadline = setTimeout(() => this.app.server.closeAllConnections(), this.#settings.request_timeout);
+    try {
+      await this.app.close();
+    } finally {
+      clearTimeout(deadline);
+    }
     this.#dedupe.close();
   }
 

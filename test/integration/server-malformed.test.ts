@@ -222,4 +222,32 @@ streams:
     assert.equal((await fetch(`${t.url}/healthz`)).status, 200);
     assert.equal((await t.count('events.strict')) + (await t.count('events.loose')), total);
   });
+
+  it('answers a client stalled mid-body with 408 on time, and does not wait for it to shut down', async () => {
+    const slow = await startTestServer({
+      yaml: 'server:\n  request_timeout: 1s\nstreams:\n  s:\n    auth: none\n',
+    });
+    const url = new URL(slow.url);
+    const stall = () => {
+      const socket = connect(Number(url.port), url.hostname);
+      let out = '';
+      socket.on('data', (chunk: Buffer) => (out += chunk.toString()));
+      const closed = new Promise<string>((resolve) => socket.on('close', () => resolve(out)));
+      socket.on('error', () => undefined);
+      socket.write(
+        'POST /v1/streams/s/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"a":',
+      );
+      return closed;
+    };
+    const started = Date.now();
+    assert.match(await stall(), /^HTTP\/1.1 408/);
+    assert.ok(Date.now() - started < 4000, `408 after ${Date.now() - started} ms`);
+    const stalled = stall();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const closing = Date.now();
+    await slow.server.close();
+    assert.ok(Date.now() - closing < 4000, `closed after ${Date.now() - closing} ms`);
+    await stalled;
+    await slow.close();
+  });
 });
