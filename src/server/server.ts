@@ -142,6 +142,8 @@ export class IngestServer {
   readonly #metrics: ServerMetrics;
   readonly #ingestor: Ingestor;
   readonly #dedupe: DedupeStore;
+  /** Ingests under way, which close() waits for, answered or not (their client may have left). */
+  readonly #ingesting = new Set<Promise<unknown>>();
   readonly #buckets = new TokenBuckets();
   readonly #clientIp: ClientIp;
   readonly #startedAt = Date.now();
@@ -304,7 +306,10 @@ export class IngestServer {
     return (this.app.server.address() as AddressInfo | null)?.port ?? 0;
   }
 
-  /** Stops accepting requests, answers those in flight (their appends complete), then closes the store. */
+  /**
+   * Stops accepting requests, answers those in flight (their appends complete, even those whose client
+   * left), then closes the store.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -316,6 +321,7 @@ export class IngestServer {
     } finally {
       clearTimeout(deadline);
     }
+    await Promise.allSettled(this.#ingesting);
     this.#dedupe.close();
   }
 
@@ -818,6 +824,16 @@ export class IngestServer {
     );
   }
 
+  #ingest(input: Parameters<Ingestor['ingest']>[0]): Promise<IngestOutcome> {
+    const work = this.#ingestor.ingest(input);
+    this.#ingesting.add(work);
+    void work.then(
+      () => this.#ingesting.delete(work),
+      () => this.#ingesting.delete(work),
+    );
+    return work;
+  }
+
   /** The decoded body (refused when empty) with its signature checked for HMAC streams. */
   async #decodedBody(exchange: Exchange, raw: unknown): Promise<Buffer> {
     const state = exchange.state;
@@ -877,7 +893,7 @@ export class IngestServer {
       (format === 'json' && !stream.validate && !stream.partitionKey && isUtf8(body)
         ? scanEvents(body, this.#settings.max_events, this.#settings.max_depth, stream.config.id_field)
         : undefined) ?? parseEvents(decodeUtf8(body), format, this.#settings.max_events, body);
-    return this.#ingestor.ingest({
+    return this.#ingest({
       stream,
       items,
       idField: stream.config.id_field,
@@ -905,7 +921,7 @@ export class IngestServer {
       await this.#authorize(writeKey, stream, state);
     }
     const client = this.#client(exchange);
-    const outcome = await this.#ingestor.ingest({
+    const outcome = await this.#ingest({
       stream,
       items,
       idField: 'messageId',

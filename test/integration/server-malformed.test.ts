@@ -250,4 +250,38 @@ streams:
     await stalled;
     await slow.close();
   });
+
+  it('finishes the append of a request whose client left before it shuts down', async () => {
+    const appended: string[] = [];
+    const slow = await startTestServer({
+      yaml: 'streams:\n  s:\n    auth: none\n',
+      wrapLog: (log) =>
+        new Proxy(log, {
+          get(target, property, receiver) {
+            if (property === 'append')
+              return async (...args: Parameters<typeof log.append>) => {
+                await new Promise((resolve) => setTimeout(resolve, 300));
+                appended.push(args[0]);
+                return target.append(...args);
+              };
+            const value = Reflect.get(target, property, receiver) as unknown;
+            return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+          },
+        }),
+    });
+    const url = new URL(slow.url);
+    const socket = connect(Number(url.port), url.hostname, () =>
+      socket.write(
+        'POST /v1/streams/s/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{"a":1}',
+      ),
+    );
+    socket.on('error', () => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.destroy(); // the client leaves while its append waits
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await slow.server.close();
+    assert.deepEqual(appended, ['events.s'], 'the append ran before close() resolved');
+    assert.equal(await slow.count('events.s'), 1);
+    await slow.close();
+  });
 });
