@@ -79,6 +79,17 @@ interface RequestState {
   keyDeferred: boolean;
 }
 
+function newRequestState(): RequestState {
+  return {
+    startedAt: performance.now(),
+    stream: undefined,
+    format: undefined,
+    encoding: 'identity',
+    key: undefined,
+    keyDeferred: false,
+  };
+}
+
 /**
  * A request to a stream as its checks see it, whether Fastify serves it (Segment) or the server itself
  * (events, see #serveEvents).
@@ -333,14 +344,7 @@ export class IngestServer {
     app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
     app.addHook('onRequest', (request, reply, done) => {
-      request.tributary = {
-        startedAt: performance.now(),
-        stream: undefined,
-        format: undefined,
-        encoding: 'identity',
-        key: undefined,
-        keyDeferred: false,
-      };
+      request.tributary = newRequestState();
       reply.headers(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS);
       done();
     });
@@ -768,14 +772,7 @@ export class IngestServer {
   }
 
   async #events(request: IncomingMessage, response: ServerResponse, name: string): Promise<void> {
-    const state: RequestState = {
-      startedAt: performance.now(),
-      stream: undefined,
-      format: undefined,
-      encoding: 'identity',
-      key: undefined,
-      keyDeferred: false,
-    };
+    const state = newRequestState();
     const headers: Record<string, string> = { ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS) };
     const exchange: Exchange = {
       headers: request.headers,
