@@ -14,6 +14,7 @@ import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
+  STATUS_CODES,
   createServer as createHttpServer,
   type IncomingHttpHeaders,
   type IncomingMessage,
@@ -22,6 +23,7 @@ import {
 import { createServer as createHttpsServer } from 'node:https';
 import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import Fastify, {
   LogController,
   type FastifyInstance,
@@ -33,7 +35,7 @@ import type { SqlDriver } from '../catalog/sql-driver.ts';
 import type { PlatformConfig } from '../core/config/platform.ts';
 import type { Logger } from '../core/logger.ts';
 import { projectPath, type Project } from '../core/project.ts';
-import { isTributaryError, TributaryError } from '../errors.ts';
+import { isTributaryError, TributaryError, type ErrorCode } from '../errors.ts';
 import type { Log } from '../log/log.ts';
 import {
   decodeBody,
@@ -198,6 +200,7 @@ export class IngestServer {
       return503OnClosing: false,
       forceCloseConnections: 'idle',
       routerOptions: { maxParamLength: 200 },
+      clientErrorHandler: (error, socket) => clientError(error, socket),
       // Events go to #serveEvents first; every other request to Fastify.
       serverFactory: (handler) => {
         const listener = (request: IncomingMessage, response: ServerResponse) => {
@@ -999,6 +1002,33 @@ export class IngestServer {
       ),
     };
   }
+}
+
+/**
+ * The answer to a request Node's HTTP parser refused or timed out (the `clientError` event): the status,
+ * in the API's error shape, then the connection is closed.
+ */
+function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message, hint]: [number, ErrorCode, string, string] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [
+          408,
+          'INVALID_INPUT',
+          'the request was not sent in time',
+          'send the whole request within server.request_timeout',
+        ]
+      : error.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'INVALID_INPUT', 'the request headers are too large', 'send smaller headers']
+        : [400, 'INVALID_INPUT', 'the request is not valid HTTP', 'check the client'];
+  const body = JSON.stringify(errorBody(code, message, hint));
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Content-Type: application/json; charset=utf-8\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy(error);
 }
 
 const EVENTS_PREFIX = '/v1/streams/';
