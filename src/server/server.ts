@@ -79,6 +79,8 @@ interface RequestState {
   key: ApiKey | undefined;
   /** Segment: the write key may come in the body (analytics.js); checked after parsing. */
   keyDeferred: boolean;
+  /** The client IP, once something asked for it (see Exchange.ip). */
+  ip: string | undefined;
 }
 
 function newRequestState(): RequestState {
@@ -89,6 +91,7 @@ function newRequestState(): RequestState {
     encoding: 'identity',
     key: undefined,
     keyDeferred: false,
+    ip: undefined,
   };
 }
 
@@ -98,7 +101,7 @@ function newRequestState(): RequestState {
  */
 interface Exchange {
   readonly headers: IncomingHttpHeaders;
-  /** The client IP (see client-ip.ts). */
+  /** The client IP (see client-ip.ts), worked out on first use. */
   readonly ip: string;
   readonly socket: Socket;
   readonly state: RequestState;
@@ -730,12 +733,23 @@ export class IngestServer {
 
   /** A Fastify request as its checks see it. */
   #exchange(request: FastifyRequest, reply: FastifyReply): Exchange {
+    return this.#exchangeOf(request.raw, request.tributary!, (name, value) => void reply.header(name, value));
+  }
+
+  #exchangeOf(
+    request: IncomingMessage,
+    state: RequestState,
+    header: (name: string, value: string) => void,
+  ): Exchange {
+    const ipOf = () => this.#ipOf(request);
     return {
       headers: request.headers,
-      ip: this.#ipOf(request.raw),
-      socket: request.raw.socket,
-      state: request.tributary!,
-      header: (name, value) => void reply.header(name, value),
+      get ip() {
+        return (state.ip ??= ipOf());
+      },
+      socket: request.socket,
+      state,
+      header,
     };
   }
 
@@ -761,29 +775,19 @@ export class IngestServer {
 
   /** 503 to any request once the server is closing: it answers those it took, and takes no more. */
   #refuseWhileClosing(response: ServerResponse): void {
-    const body = JSON.stringify(
-      errorBody('OVERLOADED', 'the server is shutting down', 'retry after the Retry-After delay'),
-    );
-    response.writeHead(503, {
+    const headers: Record<string, string> = {
       ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS),
       'retry-after': '1',
       connection: 'close',
-      'content-type': 'application/json; charset=utf-8',
-      'content-length': String(Buffer.byteLength(body)),
-    });
-    response.end(body);
+    };
+    const body = errorBody('OVERLOADED', 'the server is shutting down', 'retry after the Retry-After delay');
+    sendJson(response, 503, headers, JSON.stringify(body));
   }
 
   async #events(request: IncomingMessage, response: ServerResponse, name: string): Promise<void> {
     const state = newRequestState();
     const headers: Record<string, string> = { ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS) };
-    const exchange: Exchange = {
-      headers: request.headers,
-      ip: this.#ipOf(request),
-      socket: request.socket,
-      state,
-      header: (header, value) => (headers[header] = value),
-    };
+    const exchange = this.#exchangeOf(request, state, (header, value) => (headers[header] = value));
     let status = 202;
     let body: string;
     try {
@@ -812,10 +816,7 @@ export class IngestServer {
       if (status === 413) headers.connection = 'close';
       body = JSON.stringify(answer.body);
     }
-    headers['content-type'] = 'application/json; charset=utf-8';
-    headers['content-length'] = String(Buffer.byteLength(body));
-    response.writeHead(status, headers);
-    response.end(body);
+    sendJson(response, status, headers, body);
     const stream = state.stream?.name ?? '-';
     this.#metrics.requests.inc({ route: ROUTE_EVENTS, stream, status: String(status) });
     this.#metrics.requestSeconds.observe(
@@ -1002,6 +1003,19 @@ export class IngestServer {
       ),
     };
   }
+}
+
+/** Writes a JSON answer, its type and length added to `headers`. */
+function sendJson(
+  response: ServerResponse,
+  status: number,
+  headers: Record<string, string>,
+  body: string,
+): void {
+  headers['content-type'] = 'application/json; charset=utf-8';
+  headers['content-length'] = String(Buffer.byteLength(body));
+  response.writeHead(status, headers);
+  response.end(body);
 }
 
 /**
