@@ -6,6 +6,7 @@
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { fileLocationOf, type Storage } from '../storage/index.ts';
+import type { Engine } from './duckdb.ts';
 import { newTableMetadata } from './metadata.ts';
 import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from './schema.ts';
@@ -66,4 +67,33 @@ export async function createTestTable(options: TestTableOptions): Promise<TestTa
       return new Table(identifier, ops, await ops.load());
     },
   };
+}
+
+/**
+ * `engine` whose connection runs `before` ahead of the next statement matching `pattern` while
+ * `trigger.armed` — once: it disarms itself. A `before` that throws fails that statement.
+ */
+export function interceptedEngine(
+  engine: Engine,
+  pattern: RegExp,
+  trigger: { armed: boolean },
+  before: () => Promise<void> | void,
+): Engine {
+  const { connection } = engine;
+  const intercept =
+    (method: 'run' | 'runAndReadAll') =>
+    async (sql: string, ...rest: unknown[]): Promise<unknown> => {
+      if (trigger.armed && pattern.test(sql)) {
+        trigger.armed = false;
+        await before();
+      }
+      return (connection[method] as (...args: unknown[]) => Promise<unknown>).call(connection, sql, ...rest);
+    };
+  const proxy = new Proxy(connection, {
+    get: (target, property) =>
+      property === 'run' || property === 'runAndReadAll'
+        ? intercept(property)
+        : (Reflect.get(target, property, target) as unknown),
+  });
+  return { instance: engine.instance, connection: proxy, close: () => undefined };
 }

@@ -1,42 +1,24 @@
 /** Test support for query/: a catalog in a temporary directory and tables made from SQL. Not used in production. */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import type { Catalog } from '../catalog/catalog.ts';
 import { parseTableIdentifier } from '../catalog/identifier.ts';
-import { openCatalog } from '../catalog/open.ts';
-import { openEngine, type Engine } from '../iceberg/duckdb.ts';
+import { openTestCatalog, type TestCatalog } from '../catalog/test-support.ts';
 import { describeRelation } from '../iceberg/data-files.ts';
 import { append } from '../iceberg/operations/write.ts';
 import { assignFreshIds } from '../iceberg/schema.ts';
 import type { Table } from '../iceberg/table.ts';
 import { structOfColumns } from './duckdb-types.ts';
 
-export interface TestLakehouse {
-  readonly dir: string;
-  readonly catalog: Catalog;
-  readonly engine: Engine;
+export interface TestLakehouse extends TestCatalog {
   /** Creates `name` with the columns of `select` (and its rows, unless `empty`). */
   createFromSql(name: string, select: string, options?: { empty?: boolean }): Promise<Table>;
   /** Appends the rows of `select` to `name`. */
   appendSql(name: string, select: string): Promise<void>;
-  close(): void;
 }
 
 export async function openTestLakehouse(prefix = 'tributary-query-'): Promise<TestLakehouse> {
-  const dir = mkdtempSync(path.join(tmpdir(), prefix));
-  const catalog = await openCatalog({
-    name: 'tributary',
-    uri: `sqlite:${dir}/catalog.db`,
-    warehouse: `${dir}/warehouse`,
-    baseDir: dir,
-    fsync: false,
-  });
-  const engine = await openEngine();
+  const base = await openTestCatalog({ prefix, name: 'tributary' });
+  const { catalog, engine } = base;
   return {
-    dir,
-    catalog,
-    engine,
+    ...base,
     async createFromSql(name, select, options = {}) {
       const identifier = parseTableIdentifier(name);
       const columns = await describeRelation(engine, `(${select})`);
@@ -50,11 +32,6 @@ export async function openTestLakehouse(prefix = 'tributary-query-'): Promise<Te
     async appendSql(name, select) {
       const table = await catalog.loadTable(parseTableIdentifier(name));
       await append(table, engine, `(${select})`);
-    },
-    close() {
-      engine.close();
-      catalog.close();
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -13,7 +13,7 @@ import { LocalStorage } from '../../storage/index.ts';
 import { openEngine, type Engine } from '../duckdb.ts';
 import { planScan, scanSql } from '../scan.ts';
 import type { Table } from '../table.ts';
-import { createTestTable } from '../test-support.ts';
+import { createTestTable, interceptedEngine } from '../test-support.ts';
 import { updateSchema } from './evolve.ts';
 import { KeyIndex } from './key-index.ts';
 import { compact } from './maintenance.ts';
@@ -307,23 +307,9 @@ describe('upsert with a key index', () => {
 describe('upsert with a key index, when a statement fails', () => {
   /** `engine` whose connection fails the next statement matching `pattern`, once; `armed` false: not yet. */
   function failingOnce(pattern: RegExp, state = { armed: true }): Engine {
-    const connection = engine.connection;
-    const wrap =
-      (method: 'run' | 'runAndReadAll') =>
-      async (sql: string, ...rest: unknown[]): Promise<unknown> => {
-        if (state.armed && pattern.test(sql)) {
-          state.armed = false;
-          throw new Error('injected failure');
-        }
-        return (connection[method] as (...a: unknown[]) => Promise<unknown>).call(connection, sql, ...rest);
-      };
-    const proxy = new Proxy(connection, {
-      get: (target, property) =>
-        property === 'run' || property === 'runAndReadAll'
-          ? wrap(property)
-          : (Reflect.get(target, property, target) as unknown),
+    return interceptedEngine(engine, pattern, state, () => {
+      throw new Error('injected failure');
     });
-    return { instance: engine.instance, connection: proxy, close: () => undefined };
   }
 
   async function keyedTable(key: string): Promise<Table> {

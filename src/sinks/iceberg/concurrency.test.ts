@@ -5,48 +5,38 @@
  * table's positions at the end of every partition, across a restart.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import type { Catalog } from '../../catalog/catalog.ts';
+import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
-import { openCatalog } from '../../catalog/open.ts';
 import type { PipelineConfig } from '../../core/config/pipeline.ts';
 import type { Rejection, Transform } from '../../core/pipeline/model.ts';
 import { pipelineGroup, PipelineRunner } from '../../core/pipeline/runner.ts';
-import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
+import type { Engine } from '../../iceberg/duckdb.ts';
 import { ancestorsOf } from '../../iceberg/metadata.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import { DlqSink } from './dlq.ts';
 import { committedPositions, IcebergSink, icebergSinkSchema, positionsKey } from './iceberg.ts';
 
+let testbed: TestCatalog;
 let dir: string;
 let catalog: Catalog;
 let engine: Engine;
 let log: EmbeddedLog;
 
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'tributary-concurrency-test-'));
-  catalog = await openCatalog({
-    name: 'test',
-    uri: `sqlite:${dir}/catalog.db`,
-    warehouse: `${dir}/warehouse`,
-    baseDir: dir,
-    fsync: false,
-  });
-  engine = await openEngine({ threads: 1 });
+  testbed = await openTestCatalog({ prefix: 'tributary-concurrency-test-', engine: { threads: 1 } });
+  ({ dir, catalog, engine } = testbed);
   log = await EmbeddedLog.open({ directory: path.join(dir, 'log'), durability: 'os' });
   await log.ensureTopic('events', { partitions: 4 });
 });
 
 after(async () => {
   await log.close();
-  engine.close();
-  catalog.close();
-  rmSync(dir, { recursive: true, force: true });
+  testbed.close();
 });
 
 const encoder = new TextEncoder();

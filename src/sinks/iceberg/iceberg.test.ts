@@ -4,40 +4,27 @@
  * values, bad values going to the DLQ with the same reasons.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
-import { openCatalog } from '../../catalog/open.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
+import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
-import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
+import type { Engine } from '../../iceberg/duckdb.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
 import { committedPositions, IcebergSink, icebergSinkSchema } from './iceberg.ts';
 
+let testbed: TestCatalog;
 let dir: string;
 let catalog: Catalog;
 let engine: Engine;
 let tables = 0;
 
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'tributary-iceberg-sink-test-'));
-  catalog = await openCatalog({
-    name: 'test',
-    uri: `sqlite:${dir}/catalog.db`,
-    warehouse: `${dir}/warehouse`,
-    baseDir: dir,
-    fsync: false,
-  });
-  engine = await openEngine();
+  testbed = await openTestCatalog({ prefix: 'tributary-iceberg-sink-test-' });
+  ({ dir, catalog, engine } = testbed);
 });
 
-after(() => {
-  engine.close();
-  catalog.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+after(() => testbed.close());
 
 const encoder = new TextEncoder();
 

@@ -5,24 +5,24 @@
  * another worker of the same pipeline is not written again: that stops the pipeline.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, it } from 'node:test';
 import { pino } from 'pino';
 import type { Catalog } from '../../catalog/catalog.ts';
+import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
-import { openCatalog } from '../../catalog/open.ts';
 import type { PipelineConfig } from '../../core/config/pipeline.ts';
 import { PipelineRunner } from '../../core/pipeline/runner.ts';
 import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
 import { compact } from '../../iceberg/operations/maintenance.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { interceptedEngine } from '../../iceberg/test-support.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import type { TributaryError } from '../../errors.ts';
 import { DlqSink } from './dlq.ts';
 import { IcebergSink, icebergSinkSchema } from './iceberg.ts';
 
+let testbed: TestCatalog;
 let dir: string;
 let catalog: Catalog;
 let engine: Engine;
@@ -30,15 +30,8 @@ let maintenance: Engine;
 let log: EmbeddedLog;
 
 before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'tributary-upsert-race-test-'));
-  catalog = await openCatalog({
-    name: 'test',
-    uri: `sqlite:${dir}/catalog.db`,
-    warehouse: `${dir}/warehouse`,
-    baseDir: dir,
-    fsync: false,
-  });
-  engine = await openEngine({ threads: 1 });
+  testbed = await openTestCatalog({ prefix: 'tributary-upsert-race-test-', engine: { threads: 1 } });
+  ({ dir, catalog, engine } = testbed);
   maintenance = await openEngine({ threads: 1 });
   log = await EmbeddedLog.open({ directory: path.join(dir, 'log'), durability: 'os' });
   await log.ensureTopic('changes', { partitions: 1 });
@@ -46,36 +39,9 @@ before(async () => {
 
 after(async () => {
   await log.close();
-  engine.close();
   maintenance.close();
-  catalog.close();
-  rmSync(dir, { recursive: true, force: true });
+  testbed.close();
 });
-
-/** `target`, running `before` once ahead of the first statement matching `pattern` while armed. */
-function interceptedEngine(
-  pattern: RegExp,
-  hook: { armed: boolean; before: () => Promise<void> },
-  target = engine,
-): Engine {
-  const { connection } = target;
-  const intercept =
-    (method: 'run' | 'runAndReadAll') =>
-    async (sql: string, ...rest: unknown[]) => {
-      if (hook.armed && pattern.test(sql)) {
-        hook.armed = false;
-        await hook.before();
-      }
-      return (connection[method] as (...args: unknown[]) => Promise<unknown>).call(connection, sql, ...rest);
-    };
-  const proxy = new Proxy(connection, {
-    get: (target, property) =>
-      property === 'run' || property === 'runAndReadAll'
-        ? intercept(property)
-        : (Reflect.get(target, property, target) as unknown),
-  });
-  return { instance: target.instance, connection: proxy, close: () => undefined };
-}
 
 const encoder = new TextEncoder();
 
@@ -124,15 +90,17 @@ async function runPipeline(sinkEngine: Engine): Promise<void> {
 
 it('writes an upsert batch again when a compaction committed during it', async () => {
   let compactions = 0;
-  const hook = {
-    armed: false,
-    before: async () => {
+  const hook = { armed: false };
+  const sinkEngine = interceptedEngine(
+    engine,
+    /^\s*create temp table __tributary_matches_/,
+    hook,
+    async () => {
       const table = await catalog.loadTable(parseTableIdentifier('silver.t'));
       const result = await compact(table, maintenance, { targetFileSizeBytes: 64 * 1024 * 1024 });
       if (result.rewrittenFiles > 0) compactions++;
     },
-  };
-  const sinkEngine = interceptedEngine(/^\s*create temp table __tributary_matches_/, hook);
+  );
   await appendChanges(0, 300);
   await runPipeline(sinkEngine); // three upsert commits: several small files to compact
   await appendChanges(300, 400);
@@ -175,13 +143,11 @@ it('does not write a batch again when another worker of the pipeline committed d
   const other = sinkFor(maintenance);
   await other.open();
   await other.write({ records: ids(0, 10), positions: new Map([[0, 10]]) });
-  const hook = {
-    armed: true,
-    before: async () => {
+  const sink = sinkFor(
+    interceptedEngine(engine, /create temp table __tributary_sink_/, { armed: true }, async () => {
       await other.write({ records: ids(10, 20), positions: new Map([[0, 20]]) });
-    },
-  };
-  const sink = sinkFor(interceptedEngine(/create temp table __tributary_sink_/, hook));
+    }),
+  );
   await sink.open();
   await assert.rejects(
     sink.write({ records: ids(10, 30), positions: new Map([[0, 30]]) }),
