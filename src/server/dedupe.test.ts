@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -57,51 +57,84 @@ describe('dedupe store', () => {
     const reopened = DedupeStore.open(dir, windows, { now: () => now });
     assert.deepEqual(reopened.seen('s', [...ids('a', 50), ...ids('b', 10), 'c0']).size, 60);
     assert.deepEqual([...reopened.seen('t', ['a1', 'a2'])], ['a1']);
-    // Expected ids are not seen ones: they are only looked up in the database from now on.
-    assert.equal(reopened.seen('s', ['new-1', 'new-2'], true).size, 0);
     assert.equal(reopened.seen('s', ['new-1', 'new-2']).size, 0);
     reopened.close();
   });
 
-  it('forgets ids a generation at a time, keeping every id within its window', () => {
+  it('forgets ids past their window, in memory and on disk, a journal file at a time', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const start = 1_800_000_000_000;
     let now = start;
     const windows = new Map([
-      ['s', 60_000],
+      ['s', 80_000],
       ['short', 1_000],
     ]);
-    const store = DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    const open = () => DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    let store = open();
     const write = (stream: string, id: string) => {
       store.record([{ stream, id }], []);
-      store.flush();
+      assert.equal(store.flush(), undefined);
     };
-    const rows = () => {
-      const db = new DatabaseSync(path.join(dir, 'ingest.db'));
-      const ids = (slot: number) =>
-        (db.prepare(`select id from seen_ids_${slot} order by id`).all() as Array<{ id: string }>)
-          .map((r) => r.id)
-          .join(',');
-      const both = [ids(0), ids(1)].sort();
-      db.close();
-      return both;
-    };
+    const files = () => readdirSync(path.join(dir, 'dedupe-ids')).sort();
     write('s', 'a');
     write('short', 'x');
     now = start + 30_000;
     assert.deepEqual([...store.seen('s', ['a'])], ['a']);
     assert.deepEqual([...store.seen('short', ['x'])], [], 'past its shorter window');
-    now = start + 60_001; // a generation (the longest window) later: the next write starts a new one
+    now = start + 60_000; // a journal file covers an eighth of the longest window: a new one
     write('s', 'b');
-    assert.deepEqual(rows(), ['a,x', 'b']);
-    assert.deepEqual([...store.seen('s', ['a', 'b'])], ['b']);
-    now = start + 90_000;
+    assert.equal(files().length, 2);
+    now = start + 80_001;
+    assert.deepEqual([...store.seen('s', ['a', 'b'])], ['b'], 'a is past the window');
+    now = start + 150_000;
     write('s', 'c');
-    assert.deepEqual(rows(), ['a,x', 'b,c']);
-    now = start + 120_002; // the generation of a and x is emptied
-    write('s', 'd');
-    assert.deepEqual(rows(), ['b,c', 'd']);
-    assert.deepEqual([...store.seen('s', ['a', 'b', 'c', 'd'])].sort(), ['c', 'd']);
+    store.purge();
+    assert.equal(files().length, 2, 'the file of a and x is deleted: b is in the next one');
+    store.close();
+    store = open();
+    assert.deepEqual([...store.seen('s', ['a', 'b', 'c'])], ['c'], 'after a restart');
+    assert.equal(store.stats.ids, 1, 'b was past its window when read back');
+    store.close();
+  });
+
+  it('reads the journal up to a torn write, and goes on writing after it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const now = 1_800_000_000_000;
+    const windows = new Map([['s', 60_000]]);
+    let store = DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    store.record([{ stream: 's', id: 'a' }], []);
+    store.flush();
+    store.record([{ stream: 's', id: 'b' }], []);
+    store.flush();
+    store.close();
+    const [file] = readdirSync(path.join(dir, 'dedupe-ids'));
+    const journal = path.join(dir, 'dedupe-ids', file!);
+    truncateSync(journal, statSync(journal).size - 3); // the crash cut the last write short
+    store = DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    assert.deepEqual([...store.seen('s', ['a', 'b'])], ['a']);
+    store.record([{ stream: 's', id: 'c' }], []);
+    store.flush();
+    store.close();
+    store = DedupeStore.open(dir, windows, { now: () => now });
+    assert.deepEqual([...store.seen('s', ['a', 'b', 'c'])].sort(), ['a', 'c']);
+    store.close();
+  });
+
+  it('forgets the oldest ids early past its memory limit, and says so', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    let now = 1_800_000_000_000;
+    const store = DedupeStore.open(dir, new Map([['s', 3_600_000]]), {
+      now: () => now,
+      autoFlush: false,
+      maxIds: 300_000,
+    });
+    const ids = Array.from({ length: 400_000 }, (_, i) => ({ stream: 's', id: `e-${i}` }));
+    store.record(ids.slice(0, 200_000), []);
+    now += 1000;
+    store.record(ids.slice(200_000), []);
+    assert.ok(store.stats.ids <= 300_000, `${store.stats.ids} ids held`);
+    assert.equal(store.stats.forgotEarly, 400_000 - store.stats.ids);
+    assert.deepEqual([...store.seen('s', ['e-0', 'e-399999'])], ['e-399999']);
     store.close();
   });
 

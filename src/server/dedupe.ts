@@ -2,29 +2,26 @@
  * Idempotency: the event ids (and Idempotency-Keys) each stream has accepted within its dedupe window, so a
  * client that retries after a timeout does not create duplicates.
  *
- * Ids are recorded only after the log made their events durable, in a SQLite database next to the log
- * (`ingest.db`). Recording is batched: what the log acknowledged in one turn of the event loop is written
- * in one transaction, together with a watermark per topic partition — the offset up to which every
- * acknowledged event's id is recorded. Until then the ids live in memory, so a retry that arrives at once
- * is still caught.
+ * Ids are remembered only once the log made their events durable. The store that serves lookups (the
+ * server's) holds every id of the window in memory, exactly (id-index.ts: a 96-bit fingerprint an id,
+ * behind a Bloom filter); on disk they are a journal of those fingerprints (id-journal.ts), appended once a
+ * turn of the event loop by whichever store records them — the log worker's, after its commit
+ * (threaded-log.ts), or this one — and read back on start. Idempotency-Keys and the answers to replay for
+ * them stay in a SQLite database next to the log (`ingest.db`), with a watermark per topic partition: the
+ * offset up to which every acknowledged event's id is in the journal (written after the journal).
  *
  * The crash window: a crash after the log acknowledged an append and before its ids were written would
  * forget them. On start, `recover` closes that window: it reads each stream topic from its watermark to the
- * end and records the ids the records carry in their headers. Only a lost ingest.db (deleted, or its last
- * transactions lost with the machine's power, since it is written with synchronous=NORMAL) forgets ids —
- * then the watermark is lost with them and recovery starts from the oldest one still stored.
- *
- * Ids are kept in two generation tables (`seen_ids_0`, `seen_ids_1`), each holding what was recorded
- * while it was the current one; the current one changes once it is a generation old (the longest dedupe
- * window, in `dedupe_settings`), emptying the other, whose ids are then all past every window. Forgetting
- * needs no index by time, which would cost every insert a second b-tree; a lookup reads both tables.
+ * end and records the ids the records carry in their headers. Only lost files (deleted, or their last
+ * writes lost with the machine's power: neither is synced) forget ids.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Log } from '../log/log.ts';
 import { TributaryError } from '../errors.ts';
-import { IdFilter } from './id-filter.ts';
+import { fingerprint, IdIndex, print, seedOf, setPrint } from './id-index.ts';
+import { ENTRY_WORDS, IdJournal } from './id-journal.ts';
 
 /** Record headers the server writes. */
 export const HEADER_EVENT_ID = 'tributary-event-id';
@@ -58,106 +55,84 @@ export interface StoredBatch {
 }
 
 const RECOVERY_READ = 5000;
+/** Words of a fingerprint from `check`: the three of id-index.ts, then 1 when the filter knew it. */
+const PRINT_WORDS = 4;
+const KNOWN = { maybe: false };
+/** A journal file (and an in-memory generation) covers at most this share of the longest window. */
+const PERIODS_PER_WINDOW = 8;
 
 export class DedupeStore {
   readonly #db: DatabaseSync;
   readonly #windows: ReadonlyMap<string, number>;
   readonly #now: () => number;
-  /** Ids acknowledged but not yet written: "stream\0id" → when seen. */
-  readonly #pendingIds = new Map<string, number>();
+  readonly #journal: IdJournal;
   readonly #pendingBatches = new Map<string, { batch: RecordedBatch; at: number }>();
   readonly #pendingMarks = new Map<string, number>();
-  #queue: Array<{ events: readonly RecordedEvent[]; batch?: RecordedBatch; at: number }> = [];
+  /** Journal entries not written yet (ENTRY_WORDS words each). */
+  #entries = new Uint32Array(ENTRY_WORDS * 1024);
+  #entryCount = 0;
+  #batches: Array<{ batch: RecordedBatch; at: number }> = [];
   #flushScheduled = false;
   readonly #autoFlush: boolean;
-  /** Ids the store may hold (lookups only when it says maybe); absent in a store that only writes. */
-  readonly #filter: IdFilter | undefined;
-  readonly #lookups: boolean;
+  /** Every id within the window; absent in a store that only writes (the log worker's). */
+  readonly #index: IdIndex | undefined;
   #closed = false;
   readonly #purgeTimer: NodeJS.Timeout | undefined;
-  readonly #lookup: StatementSync;
-  readonly #lookupMany: StatementSync;
   readonly #lookupBatch: StatementSync;
-  /** By generation slot (0, 1). */
-  readonly #insert: StatementSync[];
-  readonly #insertMany: StatementSync[];
-  readonly #generations: StatementSync;
-  readonly #clear: StatementSync[];
-  readonly #startGeneration: StatementSync;
-  readonly #generationMs: StatementSync;
   readonly #insertBatch: StatementSync;
   readonly #mark: StatementSync;
+  readonly #periodMs: StatementSync;
 
   private constructor(
     db: DatabaseSync,
+    directory: string,
     windows: ReadonlyMap<string, number>,
-    now: () => number,
-    autoFlush: boolean,
-    lookups: boolean,
+    options: { now: () => number; autoFlush: boolean; lookups: boolean; maxIds: number },
   ) {
     this.#db = db;
-    this.#autoFlush = autoFlush;
-    this.#lookups = lookups;
+    this.#autoFlush = options.autoFlush;
     this.#windows = windows;
-    this.#now = now;
-    this.#lookup = db.prepare(
-      'select seen_at from seen_ids_0 where stream = ?1 and id = ?2 union all select seen_at from seen_ids_1 where stream = ?1 and id = ?2',
-    );
-    this.#lookupMany = db.prepare(
-      'select id, seen_at from seen_ids_0 where stream = ?1 and id in (select value from json_each(?2)) union all ' +
-        'select id, seen_at from seen_ids_1 where stream = ?1 and id in (select value from json_each(?2))',
-    );
+    this.#now = options.now;
+    this.#journal = new IdJournal(path.join(directory, 'dedupe-ids'));
     this.#lookupBatch = db.prepare(
       'select body_hash, response, seen_at from seen_batches where stream = ? and key = ?',
     );
-    this.#insert = [0, 1].map((slot) =>
-      db.prepare(
-        `insert into seen_ids_${slot} (stream, id, seen_at) values (?, ?, ?) on conflict do update set seen_at = excluded.seen_at`,
-      ),
-    );
-    this.#insertMany = [0, 1].map((slot) =>
-      db.prepare(
-        `insert into seen_ids_${slot} (stream, id, seen_at) select ?, value, ? from json_each(?) where true on conflict do update set seen_at = excluded.seen_at`,
-      ),
-    );
-    this.#generations = db.prepare('select slot, started_at from seen_generations order by started_at desc');
-    this.#clear = [0, 1].map((slot) => db.prepare(`delete from seen_ids_${slot}`));
-    this.#startGeneration = db.prepare('update seen_generations set started_at = ? where slot = ?');
-    this.#generationMs = db.prepare("select value from dedupe_settings where name = 'generation_ms'");
     this.#insertBatch = db.prepare(
       'insert into seen_batches (stream, key, body_hash, response, seen_at) values (?, ?, ?, ?, ?) on conflict do update set body_hash = excluded.body_hash, response = excluded.response, seen_at = excluded.seen_at',
     );
     this.#mark = db.prepare(
       'insert into watermarks (topic, partition, next_offset) values (?, ?, ?) on conflict do update set next_offset = max(next_offset, excluded.next_offset)',
     );
-    this.#purgeTimer = lookups ? setInterval(() => this.purge(), 10 * 60_000) : undefined;
-    this.#purgeTimer?.unref();
+    this.#periodMs = db.prepare("select value from dedupe_settings where name = 'journal_period_ms'");
+    if (!options.lookups) return;
     const longest = Math.max(0, ...windows.values());
-    // The store that serves lookups knows the streams: a generation lasts their longest window (a store
-    // that only writes, the log worker's, reads it when it writes).
-    if (lookups)
-      db.prepare(
-        "insert into dedupe_settings (name, value) values ('generation_ms', ?) on conflict do update set value = excluded.value",
-      ).run(longest);
-    this.#filter = lookups && longest > 0 ? new IdFilter(longest, now) : undefined;
-    if (this.#filter) {
-      // Every id still within its window, so that "not in the filter" means "not seen".
-      const since = now() - longest;
-      for (const row of db
-        .prepare(
-          'select stream, id from seen_ids_0 where seen_at >= ?1 union all select stream, id from seen_ids_1 where seen_at >= ?1',
-        )
-        .iterate(since) as Iterable<{
-        stream: string;
-        id: string;
-      }>)
-        this.#filter.add(row.stream, row.id);
-    }
+    const period = Math.max(1000, Math.ceil(longest / PERIODS_PER_WINDOW));
+    // The store that serves lookups knows the streams: it sets the journal's period, which a store that
+    // only writes (the log worker's) reads when it writes.
+    db.prepare(
+      "insert into dedupe_settings (name, value) values ('journal_period_ms', ?) on conflict do update set value = excluded.value",
+    ).run(period);
+    this.#purgeTimer = setInterval(() => this.purge(), 10 * 60_000);
+    this.#purgeTimer.unref();
+    if (longest <= 0) return;
+    const index = new IdIndex({
+      windowMs: longest,
+      periodMs: period,
+      maxIds: options.maxIds,
+      now: this.#now,
+    });
+    this.#index = index;
+    const since = this.#now() - longest;
+    this.#journal.read(since, (words, at, seenAt) => {
+      setPrint(words[at]!, words[at + 1]!, words[at + 2]!);
+      index.addPrint(seenAt);
+    });
+    this.#migrate(since);
   }
 
   /**
-   * Opens (creating) `<directory>/ingest.db`. `windows` is each stream's dedupe window in ms; a stream
-   * absent or with 0 is not deduplicated.
+   * Opens (creating) the store in `directory`: `ingest.db` and the journal in `dedupe-ids/`. `windows` is
+   * each stream's dedupe window in ms; a stream absent or with 0 is not deduplicated.
    */
   static open(
     directory: string,
@@ -167,10 +142,13 @@ export class DedupeStore {
       /** Write what `record` queued on the next turn of the event loop (default); else `flush` does. */
       autoFlush?: boolean;
       /**
-       * A store that serves lookups (default): forgets ids past their window every 10 minutes and keeps an
-       * in-memory filter of the ids it holds. A store that only writes (the log worker's) says false.
+       * A store that serves lookups (default): holds the ids of the window in memory, and forgets
+       * Idempotency-Keys past their window every 10 minutes. A store that only writes (the log worker's)
+       * says false.
        */
       lookups?: boolean;
+      /** Ids held in memory at most (server.dedupe_max_ids): past it, the oldest go early. */
+      maxIds?: number;
     } = {},
   ): DedupeStore {
     let db: DatabaseSync;
@@ -179,35 +157,19 @@ export class DedupeStore {
       // Two connections may share it: the server's (lookups) and the log worker's (writes, threaded-log.ts).
       // The busy timeout is set when opening, so it already covers the switch to WAL.
       db = new DatabaseSync(path.join(directory, 'ingest.db'), { timeout: 5_000 });
-      db.exec('pragma journal_mode = wal; pragma synchronous = normal; pragma cache_size = -32768;');
-      db.exec('begin immediate');
-      try {
-        db.exec(`
-          create table if not exists seen_ids_0 (stream text not null, id text not null, seen_at integer not null,
-            primary key (stream, id)) without rowid;
-          create table if not exists seen_ids_1 (stream text not null, id text not null, seen_at integer not null,
-            primary key (stream, id)) without rowid;
-          create table if not exists seen_generations (slot integer primary key, started_at integer not null);
-          create table if not exists dedupe_settings (name text primary key, value integer not null);
-          create table if not exists seen_batches (stream text not null, key text not null, body_hash text,
-            response text not null, seen_at integer not null, primary key (stream, key)) without rowid;
-          create table if not exists watermarks (topic text not null, partition integer not null,
-            next_offset integer not null, primary key (topic, partition)) without rowid;`);
-        db.prepare('insert or ignore into seen_generations (slot, started_at) values (0, ?), (1, 0)').run(
-          (options.now ?? Date.now)(),
-        );
-        // The one table of earlier versions, with an index by time: its ids go into the current generation.
-        if (db.prepare("select 1 from sqlite_master where type = 'table' and name = 'seen_ids'").get()) {
-          db.exec(`
-            insert into seen_ids_0 (stream, id, seen_at) select stream, id, seen_at from seen_ids where true
-              on conflict do update set seen_at = max(seen_at, excluded.seen_at);
-            drop table seen_ids;`);
-        }
-        db.exec('commit');
-      } catch (error) {
-        db.exec('rollback');
-        throw error;
-      }
+      db.exec('pragma journal_mode = wal; pragma synchronous = normal;');
+      db.exec(`
+        create table if not exists dedupe_settings (name text primary key, value integer not null);
+        create table if not exists seen_batches (stream text not null, key text not null, body_hash text,
+          response text not null, seen_at integer not null, primary key (stream, key)) without rowid;
+        create table if not exists watermarks (topic text not null, partition integer not null,
+          next_offset integer not null, primary key (topic, partition)) without rowid;`);
+      return new DedupeStore(db, directory, windows, {
+        now: options.now ?? Date.now,
+        autoFlush: options.autoFlush ?? true,
+        lookups: options.lookups ?? true,
+        maxIds: options.maxIds ?? 20_000_000,
+      });
     } catch (cause) {
       throw new TributaryError(
         'STORAGE_IO',
@@ -215,12 +177,30 @@ export class DedupeStore {
         { cause, hint: 'check that the log directory is writable' },
       );
     }
-    return new DedupeStore(
-      db,
-      windows,
-      options.now ?? Date.now,
-      options.autoFlush ?? true,
-      options.lookups ?? true,
+  }
+
+  /**
+   * Ids of earlier versions, kept in SQLite tables (`seen_ids`, then `seen_ids_0` and `seen_ids_1`):
+   * those within the window go into the journal, and the tables are dropped.
+   */
+  #migrate(since: number): void {
+    const tables = (
+      this.#db
+        .prepare(
+          "select name from sqlite_master where type = 'table' and name in ('seen_ids', 'seen_ids_0', 'seen_ids_1')",
+        )
+        .all() as Array<{ name: string }>
+    ).map((row) => row.name);
+    if (tables.length === 0) return;
+    for (const table of tables)
+      for (const row of this.#db
+        .prepare(`select stream, id, seen_at from ${table} where seen_at >= ?`)
+        .iterate(since) as Iterable<{ stream: string; id: string; seen_at: number }>)
+        this.#remember(row.stream, row.id, row.seen_at);
+    const error = this.flush();
+    if (error) throw error;
+    this.#db.exec(
+      `begin immediate; ${tables.map((t) => `drop table ${t};`).join(' ')} drop table if exists seen_generations; commit;`,
     );
   }
 
@@ -228,41 +208,44 @@ export class DedupeStore {
     return this.#windows.get(stream) ?? 0;
   }
 
+  /** Ids held in memory, the bytes they take, and those forgotten early (see IdIndex). */
+  get stats(): { ids: number; bytes: number; forgotEarly: number } {
+    return {
+      ids: this.#index?.size ?? 0,
+      bytes: this.#index?.bytes ?? 0,
+      forgotEarly: this.#index?.forgotEarly ?? 0,
+    };
+  }
+
+  /** Which of `ids` the stream has accepted within its window. */
+  seen(stream: string, ids: readonly string[]): Set<string> {
+    return this.check(stream, ids).seen;
+  }
+
   /**
-   * Which of `ids` the stream has accepted within its window. With `expect`, the others are noted as
-   * about to be recorded (see `expect`), each id hashed once for both.
+   * `seen`, and the fingerprints of `ids` (PRINT_WORDS words each, in their order) for `note` once their
+   * events are durable. The ids not seen go into the index's filter at once.
    */
-  seen(stream: string, ids: Iterable<string>, expect = false): Set<string> {
-    const found = new Set<string>();
+  check(stream: string, ids: readonly string[]): { seen: Set<string>; prints: Uint32Array } {
+    const seen = new Set<string>();
+    const prints = new Uint32Array(PRINT_WORDS * ids.length);
     const window = this.windowOf(stream);
-    if (window <= 0) return found;
-    const since = this.#now() - window;
-    const stored: string[] = [];
-    const filter = this.#filter;
-    const pendingIds = this.#pendingIds.size > 0 ? this.#pendingIds : undefined;
-    for (const id of ids) {
-      const pending = pendingIds?.get(`${stream}\0${id}`);
-      if (pending !== undefined) {
-        if (pending >= since) found.add(id);
-      } else if (!filter || (expect ? filter.mayHaveThenAdd(stream, id) : filter.mayHave(stream, id))) {
-        stored.push(id);
-      }
+    const index = this.#index;
+    if (window <= 0 || !index) return { seen, prints };
+    const now = this.#now();
+    const since = now - window;
+    const seed = seedOf(stream);
+    index.rotate(now);
+    for (let i = 0; i < ids.length; i++) {
+      fingerprint(seed, ids[i]!);
+      const at = PRINT_WORDS * i;
+      prints[at] = print[0]!;
+      prints[at + 1] = print[1]!;
+      prints[at + 2] = print[2]!;
+      if (index.hasPrintThenFilter(since, KNOWN)) seen.add(ids[i]!);
+      prints[at + 3] = KNOWN.maybe ? 1 : 0;
     }
-    if (stored.length === 0) return found;
-    if (stored.length < 8) {
-      for (const id of stored) {
-        const row = this.#lookup.get(stream, id) as { seen_at: number } | undefined;
-        if (row && row.seen_at >= since) found.add(id);
-      }
-    } else {
-      // One statement for a batch: most ids are new, and each call into SQLite has a fixed cost.
-      for (const row of this.#lookupMany.all(stream, JSON.stringify(stored)) as Array<{
-        id: string;
-        seen_at: number;
-      }>)
-        if (row.seen_at >= since) found.add(row.id);
-    }
-    return found;
+    return { seen, prints };
   }
 
   /** The response a request with this Idempotency-Key got within the window. */
@@ -279,24 +262,22 @@ export class DedupeStore {
   }
 
   /**
-   * Remembers ids whose events the log has acknowledged at `positions`. Call it synchronously when the
-   * append resolves, so that the order of recording is the order of the log (the watermark relies on it).
+   * Remembers ids whose events the log has acknowledged at `positions`, and writes them (on the next turn
+   * of the event loop, or at `flush`). Call it synchronously when the append resolves, so that the order
+   * of recording is the order of the log (the watermark relies on it).
    */
   record(events: readonly RecordedEvent[], positions: readonly Acknowledged[], batch?: RecordedBatch): void {
     if (this.#closed) return;
     const at = this.#now();
-    // A store that only writes (the log worker's) answers no lookups: it needs no ids in memory.
-    if (this.#lookups)
-      for (const event of events) {
-        this.#pendingIds.set(`${event.stream}\0${event.id}`, at);
-        this.#filter?.add(event.stream, event.id);
-      }
-    if (batch && this.#lookups) this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
+    for (const event of events) this.#remember(event.stream, event.id, at);
+    if (batch) {
+      this.#batches.push({ batch, at });
+      if (this.#index) this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
+    }
     for (const position of positions) {
       const mark = `${position.topic}\0${position.partition}`;
       this.#pendingMarks.set(mark, Math.max(this.#pendingMarks.get(mark) ?? 0, position.offset + 1));
     }
-    this.#queue.push({ events, batch, at });
     if (this.#autoFlush && !this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(() => this.flush());
@@ -304,105 +285,87 @@ export class DedupeStore {
   }
 
   /**
-   * Notes ids that another connection (the log worker's) is about to record, so that the filter answers
-   * "maybe" for them from now on.
+   * Remembers ids (fingerprints from `check`, just before) that another store — the log worker's — records: their
+   * events are durable, and that store writes them. Lookups find them from now on.
    */
-  expect(events: readonly RecordedEvent[]): void {
-    if (this.#filter) for (const event of events) this.#filter.add(event.stream, event.id);
-  }
-
-  /**
-   * The generation table to write ids into, inside a write transaction: the current one; or, once that is
-   * a generation old, the other one, emptied first (all its ids were recorded before the current one
-   * started, so are older than a generation, past every window).
-   */
-  #writeSlot(now: number): number {
-    const [current, other] = this.#generations.all() as Array<{ slot: number; started_at: number }>;
-    const generation = (this.#generationMs.get() as { value: number } | undefined)?.value ?? 0;
-    if (generation > 0 && now - current!.started_at >= generation) {
-      this.#clear[other!.slot]!.run();
-      this.#startGeneration.run(now, other!.slot);
-      return other!.slot;
+  note(prints: Uint32Array): void {
+    const index = this.#index;
+    if (!index) return;
+    const at = this.#now();
+    index.rotate(at);
+    for (let i = 0; i < prints.length; i += PRINT_WORDS) {
+      setPrint(prints[i]!, prints[i + 1]!, prints[i + 2]!);
+      // An id the filter did not know when checked: no other request added it since (they wait for this
+      // one, inflight.ts), so it goes into the table without a search.
+      index.addPrint(at, prints[i + 3] === 0);
     }
-    return current!.slot;
+  }
+
+  /** Into the index (a store that serves lookups) and the journal's queue. */
+  #remember(stream: string, id: string, at: number): void {
+    fingerprint(seedOf(stream), id);
+    this.#index?.rotate();
+    this.#index?.addPrint(at);
+    if (ENTRY_WORDS * (this.#entryCount + 1) > this.#entries.length) {
+      const grown = new Uint32Array(2 * this.#entries.length);
+      grown.set(this.#entries);
+      this.#entries = grown;
+    }
+    const base = ENTRY_WORDS * this.#entryCount++;
+    this.#entries[base] = print[0]!;
+    this.#entries[base + 1] = print[1]!;
+    this.#entries[base + 2] = print[2]!;
+    this.#entries[base + 3] = Math.ceil(at / 1000);
   }
 
   /**
-   * Writes what `record` queued, in one transaction (done on the next turn of the event loop by default).
-   * Returns the error when the write failed: what was queued stays queued, and is written by the next
-   * flush — a store with `autoFlush` schedules one in a second; otherwise the caller decides when.
+   * Writes what `record` queued: the ids to the journal, then the Idempotency-Keys' answers and the
+   * watermarks in one transaction (done on the next turn of the event loop by default). Returns the error
+   * when a write failed: what was not written stays queued, and is written by the next flush — a store
+   * with `autoFlush` schedules one in a second; otherwise the caller decides when.
    */
   flush(): Error | undefined {
     this.#flushScheduled = false;
-    if (this.#closed || this.#queue.length === 0) return undefined;
-    const queue = this.#queue;
-    const marks = [...this.#pendingMarks];
-    this.#queue = [];
-    this.#pendingMarks.clear();
+    if (this.#closed) return undefined;
     try {
+      if (this.#entryCount > 0) {
+        const now = this.#now();
+        const period = (this.#periodMs.get() as { value: number } | undefined)?.value ?? 3_600_000;
+        this.#journal.append(this.#entries, this.#entryCount, now, period);
+        this.#entryCount = 0;
+      }
+      if (this.#batches.length === 0 && this.#pendingMarks.size === 0) return undefined;
+      const batches = this.#batches;
+      const marks = [...this.#pendingMarks];
       this.#db.exec('begin immediate');
-      const slot = this.#writeSlot(this.#now());
-      // Ids of the same stream and time go in one statement: each call into SQLite has a fixed cost.
-      let ids: string[] = [];
-      let stream = '';
-      let at = 0;
-      const insertIds = () => {
-        if (ids.length < 4) for (const id of ids) this.#insert[slot]!.run(stream, id, at);
-        else this.#insertMany[slot]!.run(stream, at, JSON.stringify(ids));
-        ids = [];
-      };
-      for (const entry of queue) {
-        for (const event of entry.events) {
-          if (event.stream !== stream || entry.at !== at) {
-            insertIds();
-            stream = event.stream;
-            at = entry.at;
-          }
-          ids.push(event.id);
-        }
-        if (entry.batch)
-          this.#insertBatch.run(
-            entry.batch.stream,
-            entry.batch.key,
-            entry.batch.bodyHash,
-            entry.batch.response,
-            entry.at,
-          );
-      }
-      insertIds();
-      for (const [mark, next] of marks) {
-        const [topic = '', partition = '0'] = mark.split('\0');
-        this.#mark.run(topic, Number(partition), next);
-      }
-      this.#db.exec('commit');
-    } catch (error) {
       try {
+        for (const { batch, at } of batches)
+          this.#insertBatch.run(batch.stream, batch.key, batch.bodyHash, batch.response, at);
+        for (const [mark, next] of marks) {
+          const [topic = '', partition = '0'] = mark.split('\0');
+          this.#mark.run(topic, Number(partition), next);
+        }
+        this.#db.exec('commit');
+      } catch (error) {
         this.#db.exec('rollback');
-      } catch {
-        // not in a transaction
+        throw error;
       }
-      // Keep them in memory and try again shortly; recovery from the log covers a crash meanwhile.
-      this.#queue = [...queue, ...this.#queue];
+      this.#batches = [];
       for (const [mark, next] of marks)
-        this.#pendingMarks.set(mark, Math.max(this.#pendingMarks.get(mark) ?? 0, next));
+        if (this.#pendingMarks.get(mark) === next) this.#pendingMarks.delete(mark);
+      for (const { batch, at } of batches) {
+        const key = `${batch.stream}\0${batch.key}`;
+        if (this.#pendingBatches.get(key)?.at === at) this.#pendingBatches.delete(key);
+      }
+      return undefined;
+    } catch (error) {
+      // Kept and tried again shortly; recovery from the log covers a crash meanwhile.
       if (this.#autoFlush && !this.#flushScheduled) {
         this.#flushScheduled = true;
         setTimeout(() => this.flush(), 1000).unref();
       }
       return error instanceof Error ? error : new Error(String(error));
     }
-    if (!this.#lookups) return undefined;
-    for (const entry of queue) {
-      for (const event of entry.events) {
-        const key = `${event.stream}\0${event.id}`;
-        if (this.#pendingIds.get(key) === entry.at) this.#pendingIds.delete(key);
-      }
-      if (entry.batch) {
-        const key = `${entry.batch.stream}\0${entry.batch.key}`;
-        if (this.#pendingBatches.get(key)?.at === entry.at) this.#pendingBatches.delete(key);
-      }
-    }
-    return undefined;
   }
 
   /**
@@ -426,34 +389,27 @@ export class DedupeStore {
           const records = await log.read(topic, partition, next, { maxRecords: RECOVERY_READ });
           if (records.length === 0) break;
           const batches = new Map<string, string[]>();
-          this.#db.exec('begin immediate');
-          try {
-            const slot = this.#writeSlot(this.#now());
-            for (const record of records) {
-              const id = record.headers[HEADER_EVENT_ID];
-              if (window > 0 && record.timestamp >= since && id !== undefined) {
-                if (record.headers[HEADER_DEDUPE] === '1') {
-                  this.#insert[slot]!.run(stream, id, record.timestamp);
-                  this.#filter?.add(stream, id);
-                  recovered++;
-                }
-                const key = record.headers[HEADER_IDEMPOTENCY_KEY];
-                if (key !== undefined) batches.set(key, [...(batches.get(key) ?? []), id]);
+          for (const record of records) {
+            const id = record.headers[HEADER_EVENT_ID];
+            if (window > 0 && record.timestamp >= since && id !== undefined) {
+              if (record.headers[HEADER_DEDUPE] === '1') {
+                this.#remember(stream, id, record.timestamp);
+                recovered++;
               }
+              const key = record.headers[HEADER_IDEMPOTENCY_KEY];
+              if (key !== undefined) batches.set(key, [...(batches.get(key) ?? []), id]);
             }
-            for (const [key, ids] of batches) {
-              const response = JSON.stringify({ accepted: ids.length, ids, recovered: true });
-              // Only when the request was not recorded whole: its own record is the better answer.
-              const existing = this.#lookupBatch.get(stream, key);
-              if (!existing) this.#insertBatch.run(stream, key, null, response, this.#now());
-            }
-            next = records[records.length - 1]!.offset + 1;
-            this.#mark.run(topic, partition, next);
-            this.#db.exec('commit');
-          } catch (error) {
-            this.#db.exec('rollback');
-            throw error;
           }
+          for (const [key, ids] of batches) {
+            // Only when the request was not recorded whole: its own record is the better answer.
+            if (this.#lookupBatch.get(stream, key)) continue;
+            const response = JSON.stringify({ accepted: ids.length, ids, recovered: true });
+            this.#batches.push({ batch: { stream, key, bodyHash: null, response }, at: this.#now() });
+          }
+          next = records[records.length - 1]!.offset + 1;
+          this.#pendingMarks.set(`${topic}\0${partition}`, next);
+          const error = this.flush();
+          if (error) throw error;
         }
       }
     }
@@ -461,14 +417,15 @@ export class DedupeStore {
   }
 
   /**
-   * Forgets Idempotency-Keys older than their stream's window, and those of streams no longer configured.
-   * (Ids go with their generation, see `#writeSlot`.)
+   * Forgets Idempotency-Keys older than their stream's window, and those of streams no longer configured;
+   * deletes the journal files past every window.
    */
   purge(): void {
     if (this.#closed) return;
     const now = this.#now();
     const streams = [...this.#windows.keys()];
     try {
+      this.#journal.deleteBefore(now - Math.max(0, ...this.#windows.values()));
       for (const [stream, window] of this.#windows) {
         this.#db
           .prepare('delete from seen_batches where stream = ? and seen_at < ?')
@@ -488,6 +445,7 @@ export class DedupeStore {
     this.flush();
     this.#closed = true;
     if (this.#purgeTimer) clearInterval(this.#purgeTimer);
+    this.#journal.close();
     this.#db.close();
   }
 }

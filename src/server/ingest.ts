@@ -325,9 +325,8 @@ export class Ingestor {
           return { result: JSON.parse(stored.response) as IngestResult, replayed: true };
         }
       }
-      // Ids not seen are noted in the dedupe filter at once: they are about to be recorded (a failed
-      // append leaves them there, which costs a database lookup later, never a wrong answer).
-      const seen = stableIds.length ? this.#dedupe.seen(stream.name, stableIds, true) : undefined;
+      const lookup = stableIds.length ? this.#dedupe.check(stream.name, stableIds) : undefined;
+      const seen = lookup?.seen;
       const inRequest = stableIds.length > 1 ? new Set<string>() : undefined;
       const fresh: CheckedEvent[] = [];
       const ids = new Array<string>(checked.length);
@@ -393,6 +392,7 @@ export class Ingestor {
       await this.#append(stream, records, dlqRecords, bytes, {
         delegated,
         events,
+        prints: lookup?.prints,
         batch,
         onRecorded: claim?.release ?? (() => undefined),
       });
@@ -419,6 +419,8 @@ export class Ingestor {
     dedupe: {
       readonly delegated: boolean;
       readonly events: readonly RecordedEvent[];
+      /** The fingerprints of the request's ids, noted for lookups once a delegated append is durable. */
+      readonly prints: Uint32Array | undefined;
       readonly batch: RecordedBatch | undefined;
       readonly onRecorded: () => void;
     },
@@ -461,6 +463,9 @@ export class Ingestor {
     this.#pendingAppends--;
     this.#pendingBytes -= bytes;
     const whole = main.status === 'fulfilled' && dlq.status === 'fulfilled';
+    // The log writes the ids of a delegated append; lookups here know them from now on (the duplicates
+    // among them are known already).
+    if (delegated && main.status === 'fulfilled' && dedupe.prints) this.#dedupe.note(dedupe.prints);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
     if (!delegated && main.status === 'fulfilled') {
       const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));

@@ -20,6 +20,9 @@ export interface ServerMetrics {
    * (each update of a prom-client metric hashes its labels).
    */
   pending: () => { readonly appends: number; readonly bytes: number };
+  readonly dedupeIds: Gauge<'state'>;
+  /** What the dedupe gauge reports, read when metrics are scraped (dedupe.ts `stats`). */
+  dedupe: () => { readonly ids: number; readonly bytes: number; readonly forgotEarly: number };
 }
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -27,6 +30,7 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export function createServerMetrics(registry: Registry): ServerMetrics {
   const metrics: ServerMetrics = {
     pending: () => ({ appends: 0, bytes: 0 }),
+    dedupe: () => ({ ids: 0, bytes: 0, forgotEarly: 0 }),
     requests: new Counter({
       name: 'tributary_http_requests_total',
       help: 'HTTP requests answered, by route, stream and status code.',
@@ -85,6 +89,19 @@ export function createServerMetrics(registry: Registry): ServerMetrics {
       registers: [registry],
       collect() {
         this.set(metrics.pending().bytes);
+      },
+    }),
+    dedupeIds: new Gauge({
+      name: 'tributary_ingest_dedupe_ids',
+      help:
+        'Event ids remembered for deduplication (state="held", in memory) and those forgotten before their ' +
+        'window was over because server.dedupe_max_ids was reached (state="forgotten_early", since the start).',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const stats = metrics.dedupe();
+        this.set({ state: 'held' }, stats.ids);
+        this.set({ state: 'forgotten_early' }, stats.forgotEarly);
       },
     }),
   };

@@ -178,6 +178,7 @@ export class IngestServer {
     this.#dedupe = dedupe;
     this.#tls = tls !== undefined;
     this.#metrics = createServerMetrics(options.registry);
+    this.#metrics.dedupe = () => dedupe.stats;
     this.#ingestor = new Ingestor({
       log: options.log,
       dedupe,
@@ -268,6 +269,7 @@ export class IngestServer {
     const dedupe = DedupeStore.open(
       options.dedupeDirectory ?? projectPath(project, project.platform.log.path),
       windows,
+      { maxIds: project.platform.server.dedupe_max_ids },
     );
     try {
       const recovered = await dedupe.recover(

@@ -27,7 +27,7 @@ logCases('embedded on a worker thread', (directory) =>
 it('records dedupe ids in the worker after the commit, and says when they are written', async () => {
   const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
   const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
-  const store = DedupeStore.open(directory, new Map([['s', 60_000]]));
+  let store: DedupeStore | undefined;
   try {
     await log.ensureTopic('events.s', { partitions: 2 });
     const value = new TextEncoder().encode('{}');
@@ -56,17 +56,13 @@ it('records dedupe ids in the worker after the commit, and says when they are wr
       log.appendRecording('missing-topic', [marked('e')], { stream: 's' }, true, () => (failed = true)),
     );
     assert.ok(failed, 'a failed append says so too (nothing to wait for)');
-    store.expect([
-      { stream: 's', id: 'a' },
-      { stream: 's', id: 'b' },
-      { stream: 's', id: 'd' },
-      { stream: 's', id: 'generated' },
-    ]);
+    // What the worker wrote, read back by the server's store: the ids marked for dedupe only.
+    store = DedupeStore.open(directory, new Map([['s', 60_000]]));
     assert.deepEqual([...store.seen('s', ['a', 'b', 'c', 'd', 'generated'])].sort(), ['a', 'b', 'd']);
     assert.equal(store.batch('s', 'k1')?.response, '{"accepted":3}');
     await assert.rejects(log.append('missing-topic', [{ value }]), /does not exist/);
   } finally {
-    store.close();
+    store?.close();
     await log.close();
   }
   await assert.rejects(log.append('events.s', [{ value: new Uint8Array(1) }]), /closed/);
@@ -164,7 +160,7 @@ it('holds the ids of an append until the dedupe store wrote them, retrying a fai
     repair();
     await until(() => written, 'the retried write succeeds');
     assert.equal(log.dedupeFailure, undefined);
-    store.expect([{ stream: 's', id: 'a' }]);
+    store.note(store.check('s', ['a']).prints);
     assert.deepEqual([...store.seen('s', ['a'])], ['a']);
   } finally {
     store.close();

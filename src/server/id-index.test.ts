@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { fingerprint, IdIndex, print, seedOf } from './id-index.ts';
+
+describe('id index', () => {
+  it('holds every id added within the window, exactly, and no other', () => {
+    let now = 0;
+    const index = new IdIndex({ windowMs: 1000, periodMs: 100, maxIds: 10_000_000, now: () => now });
+    for (let i = 0; i < 300_000; i++) index.add('s', `id-${i}`);
+    for (let i = 0; i < 300_000; i++) assert.ok(index.has('s', `id-${i}`, 0));
+    for (let i = 0; i < 300_000; i++) {
+      assert.ok(!index.has('s', `other-${i}`, 0));
+      assert.ok(!index.has('t', `id-${i}`, 0), 'another stream');
+    }
+    assert.equal(index.size, 300_000);
+    index.add('s', 'id-7');
+    assert.equal(index.size, 300_000, 'an id added again is held once');
+    now = 500;
+    index.add('s', 'late');
+    assert.ok(!index.has('s', 'id-5', 400), 'older than asked for');
+    assert.ok(index.has('s', 'late', 400));
+    now = 1400;
+    index.add('s', 'later'); // a new generation: those past the window go
+    assert.ok(!index.has('s', 'id-5', 0));
+    assert.ok(index.has('s', 'late', 0));
+    assert.equal(index.size, 2);
+  });
+
+  it('fingerprints ids of any length and text, distinctly', () => {
+    const seen = new Set<string>();
+    const ids = ['', 'a', 'ab', 'abcdefg', 'abcdefgh', 'abcdefghi', 'é', '😀', 'x'.repeat(256)];
+    for (const stream of ['s', 'st', 'stream-with-a-longer-name'])
+      for (const id of ids) {
+        fingerprint(seedOf(stream), id);
+        seen.add([...print.slice(0, 3)].join(','));
+        assert.notEqual(print[2], 0);
+      }
+    assert.equal(seen.size, 27);
+    fingerprint(seedOf('s'), 'a');
+    const first = [...print];
+    fingerprint(seedOf('s'), 'a');
+    assert.deepEqual([...print], first, 'the same every time (the journal keeps them)');
+    fingerprint(seedOf('sa'), '');
+    assert.notDeepEqual([...print], first, 'the stream and the id stay apart');
+    fingerprint(seedOf('t'), 'a');
+    assert.notDeepEqual([...print], first, 'the same id in another stream');
+  });
+});
