@@ -97,6 +97,53 @@ describe('dedupe store', () => {
     store.close();
   });
 
+  it('remembers an id accepted again once its window was over, also after a restart', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const start = 1_800_000_000_000;
+    let now = start;
+    const windows = new Map([
+      ['a', 1_000],
+      ['b', 80_000],
+    ]);
+    let store = DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    store.record([{ stream: 'a', id: 'x' }], []);
+    now = start + 20_000;
+    assert.deepEqual([...store.seen('a', ['x'])], [], 'past its window');
+    store.record([{ stream: 'a', id: 'x' }], []); // accepted anew
+    now = start + 20_500;
+    assert.deepEqual([...store.seen('a', ['x'])], ['x'], 'its retry is a duplicate');
+    store.close();
+    store = DedupeStore.open(dir, windows, { now: () => now, autoFlush: false });
+    assert.deepEqual([...store.seen('a', ['x'])], ['x'], 'after a restart');
+    store.close();
+  });
+
+  it('recovers from the lower watermark when the journal lost its last write and ingest.db did not', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const log = await EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });
+    await log.ensureTopic('events.s', { partitions: 1 });
+    const topics = new Map([['events.s', 's']]);
+    const store = DedupeStore.open(dir, new Map([['s', 60_000]]), { autoFlush: false });
+    await store.recover(log, topics);
+    const encoder = new TextEncoder();
+    for (const id of ['x1', 'x2']) {
+      const [position] = await log.append('events.s', [
+        { value: encoder.encode('{}'), headers: { [HEADER_EVENT_ID]: id, [HEADER_DEDUPE]: '1' } },
+      ]);
+      store.record([{ stream: 's', id }], [{ topic: 'events.s', ...position! }]);
+      assert.equal(store.flush(), undefined);
+    }
+    store.close();
+    const [file] = readdirSync(path.join(dir, 'dedupe-ids'));
+    const journal = path.join(dir, 'dedupe-ids', file!);
+    truncateSync(journal, statSync(journal).size - 3); // x2 and its watermark lost with the power
+    const after = DedupeStore.open(dir, new Map([['s', 60_000]]));
+    assert.equal(await after.recover(log, topics), 1, 'x2 read again from the log');
+    assert.deepEqual([...after.seen('s', ['x1', 'x2'])].sort(), ['x1', 'x2']);
+    after.close();
+    await log.close();
+  });
+
   it('reads the journal up to a torn write, and goes on writing after it', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const now = 1_800_000_000_000;

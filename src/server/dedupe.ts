@@ -82,6 +82,8 @@ export class DedupeStore {
   readonly #insertBatch: StatementSync;
   readonly #mark: StatementSync;
   readonly #periodMs: StatementSync;
+  /** The watermarks the journal holds, read on open (recovery starts from them or ingest.db's). */
+  #journalMarks: Map<string, number> | undefined;
 
   private constructor(
     db: DatabaseSync,
@@ -123,7 +125,7 @@ export class DedupeStore {
     });
     this.#index = index;
     const since = this.#now() - longest;
-    this.#journal.read(since, (words, at, seenAt) => {
+    this.#journalMarks = this.#journal.read(since, (words, at, seenAt) => {
       setPrint(words[at]!, words[at + 1]!, words[at + 2]!);
       index.addPrint(seenAt);
     });
@@ -328,10 +330,13 @@ export class DedupeStore {
     this.#flushScheduled = false;
     if (this.#closed) return undefined;
     try {
-      if (this.#entryCount > 0) {
+      if (this.#entryCount > 0 || this.#pendingMarks.size > 0) {
         const now = this.#now();
         const period = (this.#periodMs.get() as { value: number } | undefined)?.value ?? 3_600_000;
-        this.#journal.append(this.#entries, this.#entryCount, now, period);
+        // The ids with the watermarks they complete, in one chunk: after a crash, the journal never holds
+        // a watermark without the ids below it (ingest.db's, written next, may be lost alone: recovery
+        // starts from the lower of the two).
+        this.#journal.append(this.#entries, this.#entryCount, this.#pendingMarks, now, period);
         this.#entryCount = 0;
       }
       if (this.#batches.length === 0 && this.#pendingMarks.size === 0) return undefined;
@@ -379,11 +384,14 @@ export class DedupeStore {
       const window = this.windowOf(stream);
       for (const { partition, start, end } of await log.offsets(topic)) {
         const row = getMark.get(topic, partition) as { next_offset: number } | undefined;
-        if (!row) {
+        const journaled = this.#journalMarks?.get(`${topic}\0${partition}`);
+        if (!row && journaled === undefined) {
           this.#mark.run(topic, partition, end);
           continue;
         }
-        let next = Math.max(row.next_offset, start);
+        // Both are written after the ids they cover: the lower one is safe whichever write a crash lost.
+        const mark = Math.min(row?.next_offset ?? Infinity, journaled ?? Infinity);
+        let next = Math.max(mark, start);
         const since = this.#now() - window;
         while (next < end) {
           const records = await log.read(topic, partition, next, { maxRecords: RECOVERY_READ });
@@ -413,6 +421,8 @@ export class DedupeStore {
         }
       }
     }
+    // The log worker's store writes from now on: this one's file is closed (and synced).
+    this.#journal.close();
     return recovered;
   }
 

@@ -319,21 +319,23 @@ export class IdIndex {
   }
 
   /**
-   * `add` for the fingerprint in `print` (call `rotate` first, once for many). `unknown`: the filter said
-   * "certainly not" for it (`hasPrintThenFilter`) and nothing added it since, so it is in no table and is
-   * in the filter already — one memory access spared of two.
+   * `add` for the fingerprint in `print` (call `rotate` first, once for many). An id is held once per
+   * generation: added again later — accepted anew once its window was over, or read back twice — it goes
+   * into the current generation, and is remembered from then on. `unknown`: the filter said "certainly
+   * not" for it (`hasPrintThenFilter`) and nothing added it since, so the current table is not searched.
    */
   addPrint(at: number, unknown = false): void {
-    if (!unknown) {
-      const known = this.#bloom.has() || (this.#previousBloom?.has() ?? false);
-      this.#bloom.add();
-      if (known) for (const generation of this.#generations) if (generation.has()) return;
-    }
+    const known = !unknown && (this.#bloom.has() || (this.#previousBloom?.has() ?? false));
+    // Into the current filter even after `hasPrintThenFilter` put it in one: that one may have rotated.
+    this.#bloom.add();
     let current = this.#generations.at(-1);
     if (!current || current.count >= GENERATION_IDS || at - current.since >= this.#periodMs) {
       current = new Generation(at);
       this.#generations.push(current);
       this.forget(this.#now() - this.#bloomMs);
+    } else if (known && current.has()) {
+      if (at > current.last) current.last = at;
+      return;
     }
     current.add(at);
     this.#count++;

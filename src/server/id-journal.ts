@@ -1,17 +1,23 @@
 /**
  * The fingerprints of the ids the dedupe store remembers (id-index.ts), on disk: append-only files, one
- * per period (`ids-<period start ms>.bin`), so that forgetting is deleting a file, and writing an id is 16
- * bytes at the end of one. Two threads may write (the server's store while it recovers, the log worker's
- * afterwards): every chunk is one write() to a file opened for appending, which the kernel never
- * interleaves.
+ * per period (`ids-<start ms>-<end ms>.bin`, written only between those times, so that no entry in one is
+ * newer than its end), so that forgetting is deleting a file, and writing an id is 16 bytes at the end of
+ * one. Two threads may write (the server's store while it recovers, the log worker's
+ * afterwards), never at the same time: every chunk is one write() to a file opened for appending.
  *
- * A chunk: magic "TRI1", payload length u32, CRC-32 of the payload u32, then the payload — entries of 16
- * bytes: fingerprint words 0–2 and when the id was seen (seconds, rounded up), all u32 little-endian.
- * Reading stops at the first chunk that is torn or damaged (a crash in the middle of a write), and the
- * file is cut there so that later chunks are not written after it.
+ * A chunk: magic "TRI1", entries length u32, watermarks length u32, CRC-32 of what follows u32; then the
+ * entries — 16 bytes each: fingerprint words 0–2 and when the id was seen (seconds, rounded up), all u32
+ * little-endian — and the watermarks the chunk completes, as JSON `[[topic, partition, next offset], …]`:
+ * every id acknowledged below those offsets is in this chunk or before it. Nothing is synced on each write
+ * (the log is the truth; recovery reads it from the watermark), but the order is kept where a crash could
+ * break it: reading stops at the first torn or damaged chunk — so a watermark is never read without the
+ * ids before it — and cuts the file there; a file is synced before the next one is started; a write that
+ * fails part-way is cut off at once.
  */
 import {
   closeSync,
+  fstatSync,
+  fsyncSync,
   ftruncateSync,
   mkdirSync,
   openSync,
@@ -24,14 +30,17 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 
 const MAGIC = 0x31495254; // "TRI1" little-endian
-const HEADER = 12;
+const HEADER = 16;
 export const ENTRY_WORDS = 4;
-const FILE = /^ids-(\d+)\.bin$/;
+const FILE = /^ids-(\d+)-(\d+)\.bin$/;
+
+/** Watermarks: "topic NUL partition" → the next offset. */
+export type Marks = Map<string, number>;
 
 export class IdJournal {
   readonly #directory: string;
   #fd: number | undefined;
-  #period: number | undefined;
+  #file: string | undefined;
 
   constructor(directory: string) {
     this.#directory = directory;
@@ -39,40 +48,67 @@ export class IdJournal {
   }
 
   /**
-   * Appends `count` entries (ENTRY_WORDS words each) of `entries` to the file of the period `now` is in.
-   * Throws when the write fails.
+   * Appends `count` entries (ENTRY_WORDS words each) of `entries` and the watermarks `marks` to the file
+   * of the period `now` is in. Throws when the write fails (having cut off what it wrote).
    */
-  append(entries: Uint32Array, count: number, now: number, periodMs: number): void {
-    if (count === 0) return;
-    const period = Math.floor(now / periodMs) * periodMs;
-    if (period !== this.#period || this.#fd === undefined) {
+  append(entries: Uint32Array, count: number, marks: Marks, now: number, periodMs: number): void {
+    if (count === 0 && marks.size === 0) return;
+    const start = Math.floor(now / periodMs) * periodMs;
+    const file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
+    if (file !== this.#file || this.#fd === undefined) {
+      // The file ending is synced first: a later file never survives a crash that an earlier one did not.
       this.close();
-      this.#fd = openSync(path.join(this.#directory, `ids-${period}.bin`), 'a');
-      this.#period = period;
+      this.#fd = openSync(file, 'a');
+      this.#file = file;
     }
     const payload = Buffer.from(entries.buffer, entries.byteOffset, count * ENTRY_WORDS * 4);
-    const chunk = Buffer.allocUnsafe(HEADER + payload.length);
+    const watermarks = Buffer.from(
+      marks.size === 0
+        ? ''
+        : JSON.stringify(
+            [...marks].map(([mark, next]) => {
+              const nul = mark.lastIndexOf('\0');
+              return [mark.slice(0, nul), Number(mark.slice(nul + 1)), next];
+            }),
+          ),
+    );
+    const chunk = Buffer.allocUnsafe(HEADER + payload.length + watermarks.length);
     chunk.writeUInt32LE(MAGIC, 0);
     chunk.writeUInt32LE(payload.length, 4);
-    chunk.writeUInt32LE(crc32(payload), 8);
+    chunk.writeUInt32LE(watermarks.length, 8);
     payload.copy(chunk, HEADER);
-    let written = 0;
-    while (written < chunk.length) written += writeSync(this.#fd, chunk, written);
+    watermarks.copy(chunk, HEADER + payload.length);
+    chunk.writeUInt32LE(crc32(chunk.subarray(HEADER)), 12);
+    const fd = this.#fd;
+    const size = fstatSync(fd).size;
+    try {
+      let written = 0;
+      while (written < chunk.length) written += writeSync(fd, chunk, written);
+    } catch (error) {
+      // A part of a chunk would end the file for every reader: what follows it would never be read.
+      try {
+        ftruncateSync(fd, size);
+      } catch {
+        // Cannot cut it: that file is not written again (the next write opens it anew, or fails).
+        closeSync(fd);
+        this.#fd = undefined;
+        this.#file = undefined;
+      }
+      throw error;
+    }
   }
 
   /**
-   * Calls `onEntry` for every entry seen at or after `since` (ms), oldest file first; files past every
-   * entry's use (older than `since` by a whole period) are deleted, damaged tails cut.
+   * Calls `onEntry` for every entry seen at or after `since` (ms), oldest file first, and returns the
+   * newest watermarks read. Files whose last write is older than `since` are deleted, damaged tails cut.
    */
-  read(since: number, onEntry: (entries: Uint32Array, at: number, seenAt: number) => void): number {
-    let read = 0;
-    const files = this.#files();
-    for (let f = 0; f < files.length; f++) {
-      const { name } = files[f]!;
+  read(since: number, onEntry: (entries: Uint32Array, at: number, seenAt: number) => void): Marks {
+    const marks: Marks = new Map();
+    for (const { name, end } of this.#files()) {
       const file = path.join(this.#directory, name);
-      const next = files[f + 1]?.start;
-      // Everything in it was written before the next file started.
-      if (next !== undefined && next < since) {
+      // Every entry in it is older than `since` (times seen are rounded up to the second); the marks it
+      // holds are older than those of the files after it, or of ingest.db.
+      if (end + 1000 < since) {
         rmSync(file, { force: true });
         continue;
       }
@@ -80,24 +116,31 @@ export class IdJournal {
       let at = 0;
       while (at + HEADER <= bytes.length) {
         const length = bytes.readUInt32LE(at + 4);
+        const end = at + HEADER + length + bytes.readUInt32LE(at + 8);
         if (
           bytes.readUInt32LE(at) !== MAGIC ||
           length % (ENTRY_WORDS * 4) !== 0 ||
-          at + HEADER + length > bytes.length ||
-          crc32(bytes.subarray(at + HEADER, at + HEADER + length)) !== bytes.readUInt32LE(at + 8)
+          end > bytes.length ||
+          crc32(bytes.subarray(at + HEADER, end)) !== bytes.readUInt32LE(at + 12)
         )
           break;
         // A copy, aligned for the word view (a Buffer from readFileSync may start anywhere in its pool).
-        const words = new Uint32Array(
-          bytes.buffer.slice(bytes.byteOffset + at + HEADER, bytes.byteOffset + at + HEADER + length),
-        );
+        const start = bytes.byteOffset + at + HEADER;
+        const words = new Uint32Array(bytes.buffer.slice(start, start + length));
         for (let e = 0; e < words.length; e += ENTRY_WORDS) {
           const seenAt = words[e + 3]! * 1000;
-          if (seenAt < since) continue;
-          onEntry(words, e, seenAt);
-          read++;
+          if (seenAt >= since) onEntry(words, e, seenAt);
         }
-        at += HEADER + length;
+        if (end > at + HEADER + length) {
+          const list = JSON.parse(bytes.toString('utf8', at + HEADER + length, end)) as Array<
+            [string, number, number]
+          >;
+          for (const [topic, partition, next] of list) {
+            const mark = `${topic}\0${partition}`;
+            marks.set(mark, Math.max(marks.get(mark) ?? 0, next));
+          }
+        }
+        at = end;
       }
       if (at < bytes.length) {
         // A torn or damaged chunk: what follows it would never be read.
@@ -109,28 +152,36 @@ export class IdJournal {
         }
       }
     }
-    return read;
+    return marks;
   }
 
-  /** Deletes the files whose every entry is older than `before` (ms): those a later file followed by then. */
+  /** Deletes the files whose every entry is older than `before` (ms). */
   deleteBefore(before: number): void {
-    const files = this.#files();
-    for (let f = 0; f + 1 < files.length; f++)
-      if (files[f + 1]!.start < before && files[f]!.start !== this.#period)
-        rmSync(path.join(this.#directory, files[f]!.name), { force: true });
+    for (const { name, end } of this.#files()) {
+      const file = path.join(this.#directory, name);
+      if (end + 1000 < before && file !== this.#file) rmSync(file, { force: true });
+    }
   }
 
+  /** Closes the file being written, synced (whatever is written after, in another file, comes later). */
   close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd);
+    if (this.#fd !== undefined) {
+      try {
+        fsyncSync(this.#fd);
+      } finally {
+        closeSync(this.#fd);
+      }
+    }
     this.#fd = undefined;
-    this.#period = undefined;
+    this.#file = undefined;
   }
 
-  #files(): Array<{ name: string; start: number }> {
+  /** The journal files, oldest period first. */
+  #files(): Array<{ name: string; end: number }> {
     return readdirSync(this.#directory)
       .map((name) => ({ name, match: FILE.exec(name) }))
       .filter((f) => f.match !== null)
-      .map((f) => ({ name: f.name, start: Number(f.match![1]) }))
+      .map((f) => ({ name: f.name, start: Number(f.match![1]), end: Number(f.match![2]) }))
       .sort((a, b) => a.start - b.start);
   }
 }
