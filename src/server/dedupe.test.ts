@@ -118,6 +118,23 @@ describe('dedupe store', () => {
     store.close();
   });
 
+  it('keeps an id noted just after its filter rotated for its whole window', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const start = 1_800_000_000_000;
+    let now = start;
+    const store = DedupeStore.open(dir, new Map([['a', 8_000]]), { now: () => now, autoFlush: false });
+    now = start + 7_900;
+    const x = store.check('a', ['x']); // a request checks x
+    now = start + 8_000;
+    const other = store.check('a', ['other']); // the filter rotates meanwhile
+    now = start + 8_100;
+    store.note(x); // x's append is acknowledged
+    store.note(other);
+    now = start + 8_100 + 7_950;
+    assert.deepEqual([...store.seen('a', ['x'])], ['x']);
+    store.close();
+  });
+
   it('recovers from the lower watermark when the journal lost its last write and ingest.db did not', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const log = await EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });

@@ -55,6 +55,16 @@ export interface StoredBatch {
 }
 
 const RECOVERY_READ = 5000;
+/** Ids looked up by `check`, for `note`. */
+export interface CheckedIds {
+  /** The ids the stream accepted within its window. */
+  readonly seen: Set<string>;
+  /** Every id's fingerprint, PRINT_WORDS words each, in their order. */
+  readonly prints: Uint32Array;
+  /** The index's filter epoch when checked. */
+  readonly filterEpoch: number;
+}
+
 /** Words of a fingerprint from `check`: the three of id-index.ts, then 1 when the filter knew it. */
 const PRINT_WORDS = 4;
 const KNOWN = { maybe: false };
@@ -228,12 +238,12 @@ export class DedupeStore {
    * `seen`, and the fingerprints of `ids` (PRINT_WORDS words each, in their order) for `note` once their
    * events are durable. The ids not seen go into the index's filter at once.
    */
-  check(stream: string, ids: readonly string[]): { seen: Set<string>; prints: Uint32Array } {
+  check(stream: string, ids: readonly string[]): CheckedIds {
     const seen = new Set<string>();
     const prints = new Uint32Array(PRINT_WORDS * ids.length);
     const window = this.windowOf(stream);
     const index = this.#index;
-    if (window <= 0 || !index) return { seen, prints };
+    if (window <= 0 || !index) return { seen, prints, filterEpoch: -1 };
     const now = this.#now();
     const since = now - window;
     const seed = seedOf(stream);
@@ -247,7 +257,7 @@ export class DedupeStore {
       if (index.hasPrintThenFilter(since, KNOWN)) seen.add(ids[i]!);
       prints[at + 3] = KNOWN.maybe ? 1 : 0;
     }
-    return { seen, prints };
+    return { seen, prints, filterEpoch: index.filterEpoch };
   }
 
   /** The response a request with this Idempotency-Key got within the window. */
@@ -287,19 +297,22 @@ export class DedupeStore {
   }
 
   /**
-   * Remembers ids (fingerprints from `check`, just before) that another store — the log worker's — records: their
+   * Remembers ids (`check` looked them up just before) that another store — the log worker's — records: their
    * events are durable, and that store writes them. Lookups find them from now on.
    */
-  note(prints: Uint32Array): void {
+  note(checked: CheckedIds): void {
     const index = this.#index;
     if (!index) return;
     const at = this.#now();
     index.rotate(at);
+    const prints = checked.prints;
+    // Still the filter `check` put the new ids in: they need not be put in again.
+    const filtered = checked.filterEpoch === index.filterEpoch;
     for (let i = 0; i < prints.length; i += PRINT_WORDS) {
       setPrint(prints[i]!, prints[i + 1]!, prints[i + 2]!);
       // An id the filter did not know when checked: no other request added it since (they wait for this
       // one, inflight.ts), so it goes into the table without a search.
-      index.addPrint(at, prints[i + 3] === 0);
+      index.addPrint(at, prints[i + 3] === 0, filtered);
     }
   }
 

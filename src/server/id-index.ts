@@ -237,6 +237,8 @@ export class IdIndex {
   /** Two Bloom generations, each `#bloomMs` long: an id stays in the filter at least that long. */
   readonly #bloomMs: number;
   #bloom = new Bloom();
+  /** Counts the filter's rotations: an id added to the filter in the same epoch is still in the current one. */
+  #bloomEpoch = 0;
   #previousBloom: Bloom | undefined;
   #bloomSince: number;
   #forgotEarly = 0;
@@ -322,12 +324,12 @@ export class IdIndex {
    * `add` for the fingerprint in `print` (call `rotate` first, once for many). An id is held once per
    * generation: added again later — accepted anew once its window was over, or read back twice — it goes
    * into the current generation, and is remembered from then on. `unknown`: the filter said "certainly
-   * not" for it (`hasPrintThenFilter`) and nothing added it since, so the current table is not searched.
+   * not" for it (`hasPrintThenFilter`) and nothing added it since, so the current table is not searched;
+   * `filtered`: that was in the current filter's epoch (`filterEpoch`), which has it then.
    */
-  addPrint(at: number, unknown = false): void {
+  addPrint(at: number, unknown = false, filtered = false): void {
     const known = !unknown && (this.#bloom.has() || (this.#previousBloom?.has() ?? false));
-    // Into the current filter even after `hasPrintThenFilter` put it in one: that one may have rotated.
-    this.#bloom.add();
+    if (!(unknown && filtered)) this.#bloom.add();
     let current = this.#generations.at(-1);
     if (!current || current.count >= GENERATION_IDS || at - current.since >= this.#periodMs) {
       current = new Generation(at);
@@ -352,12 +354,18 @@ export class IdIndex {
       this.#count -= this.#generations.shift()!.count;
   }
 
+  /** The Bloom filter's epoch (see `addPrint`). */
+  get filterEpoch(): number {
+    return this.#bloomEpoch;
+  }
+
   /** Starts a new Bloom generation when the current one is a window old. */
   rotate(now = this.#now()): void {
     if (now - this.#bloomSince < this.#bloomMs) return;
     // Skipped generations (an idle server) hold nothing recent: both go.
     this.#previousBloom = now - this.#bloomSince < 2 * this.#bloomMs ? this.#bloom : undefined;
     this.#bloom = new Bloom();
+    this.#bloomEpoch++;
     this.#bloomSince = now;
   }
 }

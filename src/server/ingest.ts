@@ -19,6 +19,7 @@ import {
   HEADER_EVENT_ID,
   HEADER_IDEMPOTENCY_KEY,
   type Acknowledged,
+  type CheckedIds,
   type DedupeStore,
   type RecordedBatch,
   type RecordedEvent,
@@ -392,7 +393,7 @@ export class Ingestor {
       await this.#append(stream, records, dlqRecords, bytes, {
         delegated,
         events,
-        prints: lookup?.prints,
+        checked: lookup,
         batch,
         onRecorded: claim?.release ?? (() => undefined),
       });
@@ -419,8 +420,8 @@ export class Ingestor {
     dedupe: {
       readonly delegated: boolean;
       readonly events: readonly RecordedEvent[];
-      /** The fingerprints of the request's ids, noted for lookups once a delegated append is durable. */
-      readonly prints: Uint32Array | undefined;
+      /** The request's ids as looked up, noted once a delegated append is durable. */
+      readonly checked: CheckedIds | undefined;
       readonly batch: RecordedBatch | undefined;
       readonly onRecorded: () => void;
     },
@@ -465,7 +466,7 @@ export class Ingestor {
     const whole = main.status === 'fulfilled' && dlq.status === 'fulfilled';
     // The log writes the ids of a delegated append; lookups here know them from now on (the duplicates
     // among them are known already).
-    if (delegated && main.status === 'fulfilled' && dedupe.prints) this.#dedupe.note(dedupe.prints);
+    if (delegated && main.status === 'fulfilled' && dedupe.checked) this.#dedupe.note(dedupe.checked);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
     if (!delegated && main.status === 'fulfilled') {
       const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));
