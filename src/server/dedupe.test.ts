@@ -118,6 +118,22 @@ describe('dedupe store', () => {
     store.close();
   });
 
+  it('keeps the window of a duplicate as it was: only what was appended is noted', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const start = 1_800_000_000_000;
+    let now = start;
+    const store = DedupeStore.open(dir, new Map([['s', 80_000]]), { now: () => now, autoFlush: false });
+    store.record([{ stream: 's', id: 'old' }], []);
+    now = start + 11_000; // a later generation (an eighth of the window each)
+    const checked = store.check('s', ['old', 'new']);
+    assert.deepEqual([...checked.seen], ['old']);
+    store.note(checked);
+    assert.equal(store.stats.ids, 2, 'old is not held a second time');
+    now = start + 80_001;
+    assert.deepEqual([...store.seen('s', ['old', 'new'])], ['new'], 'old: its window is over');
+    store.close();
+  });
+
   it('keeps an id noted just after its filter rotated for its whole window', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const start = 1_800_000_000_000;
@@ -135,7 +151,7 @@ describe('dedupe store', () => {
     store.close();
   });
 
-  it('recovers from the lower watermark when the journal lost its last write and ingest.db did not', async () => {
+  it('recovers the ids of a journal write a power failure lost: ingest.db holds only synced watermarks', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const log = await EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });
     await log.ensureTopic('events.s', { partitions: 1 });
@@ -150,14 +166,16 @@ describe('dedupe store', () => {
       store.record([{ stream: 's', id }], [{ topic: 'events.s', ...position! }]);
       assert.equal(store.flush(), undefined);
     }
-    store.close();
+    // The machine stops here (the store is not closed): x2's journal write and watermark never reached
+    // the disk; ingest.db's watermark, written after the journal was last synced, is x1's.
     const [file] = readdirSync(path.join(dir, 'dedupe-ids'));
     const journal = path.join(dir, 'dedupe-ids', file!);
-    truncateSync(journal, statSync(journal).size - 3); // x2 and its watermark lost with the power
+    truncateSync(journal, statSync(journal).size - 3);
     const after = DedupeStore.open(dir, new Map([['s', 60_000]]));
     assert.equal(await after.recover(log, topics), 1, 'x2 read again from the log');
     assert.deepEqual([...after.seen('s', ['x1', 'x2'])].sort(), ['x1', 'x2']);
     after.close();
+    store.close();
     await log.close();
   });
 

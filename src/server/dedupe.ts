@@ -65,9 +65,14 @@ export interface CheckedIds {
   readonly filterEpoch: number;
 }
 
-/** Words of a fingerprint from `check`: the three of id-index.ts, then 1 when the filter knew it. */
+/** Words of a fingerprint from `check`: the three of id-index.ts, then what the lookup found. */
 const PRINT_WORDS = 4;
+/** The filter said maybe; the id is held (a duplicate). 0: the filter said certainly not. */
+const MAYBE = 1;
+const SEEN = 2;
 const KNOWN = { maybe: false };
+/** How often the journal is synced and its watermarks written to ingest.db. */
+const MARKS_SYNC_MS = 1000;
 /** A journal file (and an in-memory generation) covers at most this share of the longest window. */
 const PERIODS_PER_WINDOW = 8;
 
@@ -78,6 +83,12 @@ export class DedupeStore {
   readonly #journal: IdJournal;
   readonly #pendingBatches = new Map<string, { batch: RecordedBatch; at: number }>();
   readonly #pendingMarks = new Map<string, number>();
+  /**
+   * Watermarks in the journal, not yet in ingest.db: those are written there only once the journal is
+   * synced (every MARKS_SYNC_MS), so that ingest.db never holds a watermark above ids a power failure lost.
+   */
+  readonly #journaledMarks = new Map<string, number>();
+  #marksSyncedAt = 0;
   /** Journal entries not written yet (ENTRY_WORDS words each). */
   #entries = new Uint32Array(ENTRY_WORDS * 1024);
   #entryCount = 0;
@@ -254,8 +265,9 @@ export class DedupeStore {
       prints[at] = print[0]!;
       prints[at + 1] = print[1]!;
       prints[at + 2] = print[2]!;
-      if (index.hasPrintThenFilter(since, KNOWN)) seen.add(ids[i]!);
-      prints[at + 3] = KNOWN.maybe ? 1 : 0;
+      const held = index.hasPrintThenFilter(since, KNOWN);
+      if (held) seen.add(ids[i]!);
+      prints[at + 3] = held ? SEEN : KNOWN.maybe ? MAYBE : 0;
     }
     return { seen, prints, filterEpoch: index.filterEpoch };
   }
@@ -309,6 +321,8 @@ export class DedupeStore {
     // Still the filter `check` put the new ids in: they need not be put in again.
     const filtered = checked.filterEpoch === index.filterEpoch;
     for (let i = 0; i < prints.length; i += PRINT_WORDS) {
+      // A duplicate was not appended: it keeps the window it has.
+      if (prints[i + 3] === SEEN) continue;
       setPrint(prints[i]!, prints[i + 1]!, prints[i + 2]!);
       // An id the filter did not know when checked: no other request added it since (they wait for this
       // one, inflight.ts), so it goes into the table without a search.
@@ -334,34 +348,41 @@ export class DedupeStore {
   }
 
   /**
-   * Writes what `record` queued: the ids to the journal, then the Idempotency-Keys' answers and the
-   * watermarks in one transaction (done on the next turn of the event loop by default). Returns the error
-   * when a write failed: what was not written stays queued, and is written by the next flush — a store
-   * with `autoFlush` schedules one in a second; otherwise the caller decides when.
+   * Writes what `record` queued: the ids to the journal with the watermarks, then the Idempotency-Keys'
+   * answers — and, once a second, the journal synced, the watermarks — to ingest.db in one transaction
+   * (done on the next turn of the event loop by default). Returns the error when a write failed: what was
+   * not written stays queued, and is written by the next flush — a store with `autoFlush` schedules one
+   * in a second; otherwise the caller decides when.
    */
-  flush(): Error | undefined {
+  flush(syncMarks = false): Error | undefined {
     this.#flushScheduled = false;
     if (this.#closed) return undefined;
     try {
+      const now = this.#now();
       if (this.#entryCount > 0 || this.#pendingMarks.size > 0) {
-        const now = this.#now();
         const period = (this.#periodMs.get() as { value: number } | undefined)?.value ?? 3_600_000;
-        // The ids with the watermarks they complete, in one chunk: after a crash, the journal never holds
-        // a watermark without the ids below it (ingest.db's, written next, may be lost alone: recovery
-        // starts from the lower of the two).
+        // The ids with the watermarks they complete, in one chunk: the journal never holds a watermark
+        // without the ids below it.
         this.#journal.append(this.#entries, this.#entryCount, this.#pendingMarks, now, period);
         this.#entryCount = 0;
+        for (const [mark, next] of this.#pendingMarks)
+          this.#journaledMarks.set(mark, Math.max(this.#journaledMarks.get(mark) ?? 0, next));
+        this.#pendingMarks.clear();
       }
-      if (this.#batches.length === 0 && this.#pendingMarks.size === 0) return undefined;
+      const marks =
+        this.#journaledMarks.size > 0 && (syncMarks || Math.abs(now - this.#marksSyncedAt) >= MARKS_SYNC_MS)
+          ? [...this.#journaledMarks]
+          : [];
+      if (this.#batches.length === 0 && marks.length === 0) return undefined;
+      if (marks.length > 0) this.#journal.sync();
       const batches = this.#batches;
-      const marks = [...this.#pendingMarks];
       this.#db.exec('begin immediate');
       try {
         for (const { batch, at } of batches)
           this.#insertBatch.run(batch.stream, batch.key, batch.bodyHash, batch.response, at);
         for (const [mark, next] of marks) {
-          const [topic = '', partition = '0'] = mark.split('\0');
-          this.#mark.run(topic, Number(partition), next);
+          const nul = mark.lastIndexOf('\0');
+          this.#mark.run(mark.slice(0, nul), Number(mark.slice(nul + 1)), next);
         }
         this.#db.exec('commit');
       } catch (error) {
@@ -369,8 +390,9 @@ export class DedupeStore {
         throw error;
       }
       this.#batches = [];
+      if (marks.length > 0) this.#marksSyncedAt = now;
       for (const [mark, next] of marks)
-        if (this.#pendingMarks.get(mark) === next) this.#pendingMarks.delete(mark);
+        if (this.#journaledMarks.get(mark) === next) this.#journaledMarks.delete(mark);
       for (const { batch, at } of batches) {
         const key = `${batch.stream}\0${batch.key}`;
         if (this.#pendingBatches.get(key)?.at === at) this.#pendingBatches.delete(key);
@@ -402,8 +424,9 @@ export class DedupeStore {
           this.#mark.run(topic, partition, end);
           continue;
         }
-        // Both are written after the ids they cover: the lower one is safe whichever write a crash lost.
-        const mark = Math.min(row?.next_offset ?? Infinity, journaled ?? Infinity);
+        // Both cover ids that are in the journal, whatever a crash lost (see #journaledMarks): the higher
+        // one is safe.
+        const mark = Math.max(row?.next_offset ?? 0, journaled ?? 0);
         let next = Math.max(mark, start);
         const since = this.#now() - window;
         while (next < end) {
@@ -465,7 +488,7 @@ export class DedupeStore {
 
   close(): void {
     if (this.#closed) return;
-    this.flush();
+    this.flush(true);
     this.#closed = true;
     if (this.#purgeTimer) clearInterval(this.#purgeTimer);
     this.#journal.close();

@@ -12,7 +12,7 @@
  * (the log is the truth; recovery reads it from the watermark), but the order is kept where a crash could
  * break it: reading stops at the first torn or damaged chunk — so a watermark is never read without the
  * ids before it — and cuts the file there; a file is synced before the next one is started; a write that
- * fails part-way is cut off at once.
+ * fails part-way is cut off at once (or, when even that fails, its file is not written again).
  */
 import {
   closeSync,
@@ -32,7 +32,7 @@ import { crc32 } from 'node:zlib';
 const MAGIC = 0x31495254; // "TRI1" little-endian
 const HEADER = 16;
 export const ENTRY_WORDS = 4;
-const FILE = /^ids-(\d+)-(\d+)\.bin$/;
+const FILE = /^ids-(\d+)-(\d+)(?:-\d+)?\.bin$/;
 
 /** Watermarks: "topic NUL partition" → the next offset. */
 export type Marks = Map<string, number>;
@@ -41,6 +41,8 @@ export class IdJournal {
   readonly #directory: string;
   #fd: number | undefined;
   #file: string | undefined;
+  /** Files a failed write could not be cut back in: never written again (a sequel goes to `…-<n>.bin`). */
+  readonly #retired = new Set<string>();
 
   constructor(directory: string) {
     this.#directory = directory;
@@ -54,7 +56,9 @@ export class IdJournal {
   append(entries: Uint32Array, count: number, marks: Marks, now: number, periodMs: number): void {
     if (count === 0 && marks.size === 0) return;
     const start = Math.floor(now / periodMs) * periodMs;
-    const file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
+    let file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
+    for (let n = 1; this.#retired.has(file); n++)
+      file = path.join(this.#directory, `ids-${start}-${start + periodMs}-${n}.bin`);
     if (file !== this.#file || this.#fd === undefined) {
       // The file ending is synced first: a later file never survives a crash that an earlier one did not.
       this.close();
@@ -89,10 +93,11 @@ export class IdJournal {
       try {
         ftruncateSync(fd, size);
       } catch {
-        // Cannot cut it: that file is not written again (the next write opens it anew, or fails).
-        closeSync(fd);
+        // Cannot cut it: readers stop at that chunk, so the file is not written again.
+        this.#retired.add(this.#file);
         this.#fd = undefined;
         this.#file = undefined;
+        closeSync(fd);
       }
       throw error;
     }
@@ -163,17 +168,22 @@ export class IdJournal {
     }
   }
 
+  /** Makes what was appended durable. */
+  sync(): void {
+    if (this.#fd !== undefined) fsyncSync(this.#fd);
+  }
+
   /** Closes the file being written, synced (whatever is written after, in another file, comes later). */
   close(): void {
-    if (this.#fd !== undefined) {
-      try {
-        fsyncSync(this.#fd);
-      } finally {
-        closeSync(this.#fd);
-      }
-    }
+    const fd = this.#fd;
     this.#fd = undefined;
     this.#file = undefined;
+    if (fd === undefined) return;
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /** The journal files, oldest period first. */

@@ -383,7 +383,8 @@ export class Ingestor {
             };
       // A log on a worker thread records the ids there, after its commit (threaded-log.ts), from the
       // records' headers; otherwise they are recorded here.
-      const delegated = records.length > 0 && isRecordingLog(this.#log);
+      // (A stream without dedupe has nothing to record.)
+      const delegated = records.length > 0 && dedupeOn && isRecordingLog(this.#log);
       const events: RecordedEvent[] = [];
       if (!delegated && dedupeOn)
         for (const e of fresh) if (e.stableId) events.push({ stream: stream.name, id: e.id });
@@ -391,6 +392,7 @@ export class Ingestor {
       // fails after the topic's append was durable (the DLQ's failed): a retry must still find them.
       releasedByLog = delegated && claim !== undefined;
       await this.#append(stream, records, dlqRecords, bytes, {
+        on: dedupeOn,
         delegated,
         events,
         checked: lookup,
@@ -418,6 +420,8 @@ export class Ingestor {
     dlqRecords: readonly LogRecord[],
     bytes: number,
     dedupe: {
+      /** The stream deduplicates (else nothing is recorded). */
+      readonly on: boolean;
       readonly delegated: boolean;
       readonly events: readonly RecordedEvent[];
       /** The request's ids as looked up, noted once a delegated append is durable. */
@@ -468,7 +472,7 @@ export class Ingestor {
     // among them are known already).
     if (delegated && main.status === 'fulfilled' && dedupe.checked) this.#dedupe.note(dedupe.checked);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
-    if (!delegated && main.status === 'fulfilled') {
+    if (!delegated && dedupe.on && main.status === 'fulfilled') {
       const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));
       if (dlq.status === 'fulfilled')
         for (const p of dlq.value) positions.push({ topic: stream.dlqTopic, ...p });
