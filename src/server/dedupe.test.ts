@@ -179,6 +179,44 @@ describe('dedupe store', () => {
     await log.close();
   });
 
+  it('moves the watermark of a stream without dedupe to its end, so a restart reads nothing of it', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const log = await EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });
+    await log.ensureTopic('events.nd', { partitions: 1 });
+    const topics = new Map([['events.nd', 'nd']]);
+    const windows = new Map([['nd', 0]]);
+    const first = DedupeStore.open(dir, windows);
+    await first.recover(log, topics);
+    first.close();
+    const value = new TextEncoder().encode('{}');
+    await log.append(
+      'events.nd',
+      Array.from({ length: 50 }, () => ({ value })),
+    );
+    const second = DedupeStore.open(dir, windows);
+    await second.recover(log, topics);
+    second.close();
+    const db = new DatabaseSync(path.join(dir, 'ingest.db'));
+    assert.deepEqual(
+      { ...(db.prepare('select next_offset from watermarks where topic = ?').get('events.nd') ?? {}) },
+      { next_offset: 50 },
+    );
+    db.close();
+    await log.close();
+  });
+
+  it('notes no copy of an id repeated in a request when one copy is a duplicate', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const store = DedupeStore.open(dir, new Map([['s', 60_000]]), { autoFlush: false });
+    store.record([{ stream: 's', id: 'x' }], []);
+    const checked = store.check('s', ['x', 'x', 'y']);
+    assert.deepEqual([...checked.seen], ['x']);
+    const before = store.stats.ids;
+    store.note(checked);
+    assert.equal(store.stats.ids, before + 1, 'only y');
+    store.close();
+  });
+
   it('reads the journal up to a torn write, and goes on writing after it', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const now = 1_800_000_000_000;

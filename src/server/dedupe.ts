@@ -222,6 +222,7 @@ export class DedupeStore {
         this.#remember(row.stream, row.id, row.seen_at);
     const error = this.flush();
     if (error) throw error;
+    this.#journal.sync();
     this.#db.exec(
       `begin immediate; ${tables.map((t) => `drop table ${t};`).join(' ')} drop table if exists seen_generations; commit;`,
     );
@@ -269,6 +270,10 @@ export class DedupeStore {
       if (held) seen.add(ids[i]!);
       prints[at + 3] = held ? SEEN : KNOWN.maybe ? MAYBE : 0;
     }
+    // An id repeated in the request is seen for every copy (the first one's filter answer may have been
+    // "certainly not" while the tables held it): none of them is noted.
+    if (seen.size > 0)
+      for (let i = 0; i < ids.length; i++) if (seen.has(ids[i]!)) prints[PRINT_WORDS * i + 3] = SEEN;
     return { seen, prints, filterEpoch: index.filterEpoch };
   }
 
@@ -420,8 +425,10 @@ export class DedupeStore {
       for (const { partition, start, end } of await log.offsets(topic)) {
         const row = getMark.get(topic, partition) as { next_offset: number } | undefined;
         const journaled = this.#journalMarks?.get(`${topic}\0${partition}`);
-        if (!row && journaled === undefined) {
-          this.#mark.run(topic, partition, end);
+        // A stream without dedupe has no id to recover; a partition never seen before, nothing of ours
+        // (made durable below, before anything is appended, so that a crash does not lose it).
+        if (window <= 0 || (!row && journaled === undefined)) {
+          if ((row?.next_offset ?? -1) < end) this.#pendingMarks.set(`${topic}\0${partition}`, end);
           continue;
         }
         // Both cover ids that are in the journal, whatever a crash lost (see #journaledMarks): the higher
@@ -457,7 +464,9 @@ export class DedupeStore {
         }
       }
     }
-    // The log worker's store writes from now on: this one's file is closed (and synced).
+    const error = this.flush(true);
+    if (error) throw error;
+    // The log worker's store writes from now on (or this one, reopening it): the file is closed, synced.
     this.#journal.close();
     return recovered;
   }

@@ -43,6 +43,11 @@ export class IdJournal {
   #file: string | undefined;
   /** Files a failed write could not be cut back in: never written again (a sequel goes to `…-<n>.bin`). */
   readonly #retired = new Set<string>();
+  /**
+   * A sync that failed: what it covered may be lost (Linux reports that once, and a second sync says
+   * nothing), so no write is trusted after it — every call fails with it, until the process restarts.
+   */
+  #failed: Error | undefined;
 
   constructor(directory: string) {
     this.#directory = directory;
@@ -54,6 +59,7 @@ export class IdJournal {
    * of the period `now` is in. Throws when the write fails (having cut off what it wrote).
    */
   append(entries: Uint32Array, count: number, marks: Marks, now: number, periodMs: number): void {
+    if (this.#failed) throw this.#failed;
     if (count === 0 && marks.size === 0) return;
     const start = Math.floor(now / periodMs) * periodMs;
     let file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
@@ -93,11 +99,10 @@ export class IdJournal {
       try {
         ftruncateSync(fd, size);
       } catch {
-        // Cannot cut it: readers stop at that chunk, so the file is not written again.
+        // Cannot cut it: readers stop at that chunk, so the file is not written again (closed synced,
+        // as any file before the next one).
         this.#retired.add(this.#file);
-        this.#fd = undefined;
-        this.#file = undefined;
-        closeSync(fd);
+        this.close();
       }
       throw error;
     }
@@ -147,14 +152,15 @@ export class IdJournal {
         }
         at = end;
       }
-      if (at < bytes.length) {
-        // A torn or damaged chunk: what follows it would never be read.
-        const fd = openSync(file, 'r+');
-        try {
-          ftruncateSync(fd, at);
-        } finally {
-          closeSync(fd);
-        }
+      // Synced before its watermarks are trusted (a crash may have left it in the page cache only, and
+      // what follows is written in another file); a torn or damaged chunk is cut off, or what follows it
+      // would never be read.
+      const fd = openSync(file, 'r+');
+      try {
+        if (at < bytes.length) ftruncateSync(fd, at);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
       }
     }
     return marks;
@@ -170,7 +176,8 @@ export class IdJournal {
 
   /** Makes what was appended durable. */
   sync(): void {
-    if (this.#fd !== undefined) fsyncSync(this.#fd);
+    if (this.#failed) throw this.#failed;
+    if (this.#fd !== undefined) this.#fsync(this.#fd);
   }
 
   /** Closes the file being written, synced (whatever is written after, in another file, comes later). */
@@ -180,9 +187,21 @@ export class IdJournal {
     this.#file = undefined;
     if (fd === undefined) return;
     try {
-      fsyncSync(fd);
+      if (!this.#failed) this.#fsync(fd);
     } finally {
       closeSync(fd);
+    }
+  }
+
+  #fsync(fd: number): void {
+    try {
+      fsyncSync(fd);
+    } catch (error) {
+      this.#failed = new Error(
+        `the dedupe journal cannot be synced (${(error as Error).message}); restart once the disk is fixed`,
+        { cause: error },
+      );
+      throw this.#failed;
     }
   }
 

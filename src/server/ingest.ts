@@ -473,9 +473,8 @@ export class Ingestor {
     if (delegated && main.status === 'fulfilled' && dedupe.checked) this.#dedupe.note(dedupe.checked);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
     if (!delegated && dedupe.on && main.status === 'fulfilled') {
+      // (Only the stream topic's positions: recovery reads no DLQ.)
       const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));
-      if (dlq.status === 'fulfilled')
-        for (const p of dlq.value) positions.push({ topic: stream.dlqTopic, ...p });
       this.#dedupe.record(events, positions, whole ? batch : undefined);
     } else if (whole && batch && remember.batch === undefined) {
       this.#dedupe.record([], [], batch);
