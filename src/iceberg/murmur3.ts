@@ -36,11 +36,13 @@ function mixK(k: number): number {
   return Math.imul(rotl(Math.imul(k, C1), 15), C2);
 }
 
-function rotl(x: number, r: number): number {
+/** Rotates a 32-bit word left (MurmurHash3's ROTL32; the dedupe fingerprints use it too). */
+export function rotl(x: number, r: number): number {
   return (x << r) | (x >>> (32 - r));
 }
 
-function finalMix(h: number): number {
+/** MurmurHash3's fmix32 finalizer. */
+export function finalMix(h: number): number {
   h ^= h >>> 16;
   h = Math.imul(h, 0x85ebca6b);
   h ^= h >>> 13;

@@ -17,6 +17,8 @@
  * is past the window, and the oldest ones early when the index holds more than `maxIds` (see `forgotEarly`).
  */
 
+import { finalMix, rotl } from '../iceberg/murmur3.ts';
+
 const C1 = 0x239b961b;
 const C2 = 0xab0e9789;
 const C3 = 0x38b34ae5;
@@ -25,18 +27,6 @@ const SEED = 0x5f3759df;
 
 /** The fingerprint `fingerprint` computed last: words 0–2 are kept, word 3 feeds the Bloom filter. */
 export const print = new Uint32Array(4);
-
-function rotl(x: number, r: number): number {
-  return (x << r) | (x >>> (32 - r));
-}
-
-function fmix(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return h ^ (h >>> 16);
-}
 
 /** The code units of `text` at `i` and `i + 1` (when there is one) as a little-endian word. */
 function tailWord(text: string, i: number): number {
@@ -84,10 +74,10 @@ function hashText(text: string, seed: ArrayLike<number>): void {
   h2 = (h2 + h1) | 0;
   h3 = (h3 + h1) | 0;
   h4 = (h4 + h1) | 0;
-  h1 = fmix(h1);
-  h2 = fmix(h2);
-  h3 = fmix(h3);
-  h4 = fmix(h4);
+  h1 = finalMix(h1);
+  h2 = finalMix(h2);
+  h3 = finalMix(h3);
+  h4 = finalMix(h4);
   h1 = (h1 + h2 + h3 + h4) | 0;
   print[0] = h1;
   print[1] = (h2 + h1) | 0;
@@ -101,7 +91,9 @@ const SEEDS = new Map<string, Uint32Array>();
 export function seedOf(stream: string): Uint32Array {
   let seed = SEEDS.get(stream);
   if (seed === undefined) {
-    hashText(stream, [SEED, SEED, SEED, SEED]);
+    // Four different lanes: with one seed in all four (MurmurHash3's own), a name or an id shorter than a
+    // block would leave three lanes equal, and words 1 and 2 of short ids' fingerprints the same.
+    hashText(stream, [SEED, SEED ^ 0x9e3779b9, SEED ^ 0x85ebca6b, SEED ^ 0xc2b2ae35]);
     seed = print.slice();
     // Stream names are configured, so few; a bound all the same.
     if (SEEDS.size < 10_000) SEEDS.set(stream, seed);
