@@ -256,6 +256,16 @@ describe('dedupe store', () => {
     assert.equal(store.stats.forgotEarly, 400_000 - store.stats.ids);
     assert.deepEqual([...store.seen('s', ['e-0', 'e-399999'])], ['e-399999']);
     store.close();
+    // A small limit holds too: generations are an eighth of it then.
+    const small = DedupeStore.open(mkdtempSync(path.join(tmpdir(), 'dedupe-')), new Map([['s', 3_600_000]]), {
+      now: () => now,
+      autoFlush: false,
+      maxIds: 10_000,
+    });
+    small.record(ids.slice(0, 50_000), []);
+    assert.ok(small.stats.ids <= 10_000 + 1250, `${small.stats.ids} ids held`);
+    assert.deepEqual([...small.seen('s', ['e-49999'])], ['e-49999']);
+    small.close();
   });
 
   it('takes over the ids of the single table earlier versions kept', () => {

@@ -191,7 +191,7 @@ export class DedupeStore {
         now: options.now ?? Date.now,
         autoFlush: options.autoFlush ?? true,
         lookups: options.lookups ?? true,
-        maxIds: options.maxIds ?? 20_000_000,
+        maxIds: options.maxIds ?? 10_000_000,
       });
     } catch (cause) {
       throw new TributaryError(
@@ -230,6 +230,15 @@ export class DedupeStore {
 
   windowOf(stream: string): number {
     return this.#windows.get(stream) ?? 0;
+  }
+
+  /**
+   * Why the journal stopped — a sync failed, so what it covered may be lost — or undefined. Writes go on
+   * without it (ids are remembered in memory, Idempotency-Keys in ingest.db) until a restart, which
+   * recovers the ids from the log from the last watermark synced.
+   */
+  get journalFailure(): Error | undefined {
+    return this.#journal.failure;
   }
 
   /** Ids held in memory, the bytes they take, and those forgotten early (see IdIndex). */
@@ -364,6 +373,13 @@ export class DedupeStore {
     if (this.#closed) return undefined;
     try {
       const now = this.#now();
+      if (this.#journal.failure) {
+        // The journal stopped (see journalFailure): the ids stay in memory only, and ingest.db's watermarks
+        // stay where they are, so that a restart reads them again from the log.
+        this.#entryCount = 0;
+        this.#pendingMarks.clear();
+        this.#journaledMarks.clear();
+      }
       if (this.#entryCount > 0 || this.#pendingMarks.size > 0) {
         const period = (this.#periodMs.get() as { value: number } | undefined)?.value ?? 3_600_000;
         // The ids with the watermarks they complete, in one chunk: the journal never holds a watermark

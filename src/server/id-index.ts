@@ -122,22 +122,30 @@ export function setPrint(a: number, b: number, c: number): void {
   print[3] = Math.imul(a ^ c, 0x9e3779b1);
 }
 
-const BLOOM_BITS = 2 ** 26;
 const BLOOM_HASHES = 7;
 /** Bits of a block: 512, one 64-byte cache line, so that a lookup touches one line instead of seven. */
 const BLOCK_WORDS = 16;
-const BLOCKS = BLOOM_BITS / 32 / BLOCK_WORDS;
 
 /**
- * A blocked Bloom filter of 8 MiB (about 7 million ids at a 1–2% false-positive rate; past that more
- * lookups reach the tables, and answers stay exact): word 3 of the fingerprint picks a block, word 1 the
- * bits in it.
+ * A blocked Bloom filter of `bits` bits (sized for the ids the index holds at most: about 13 bits an id,
+ * a 1% false-positive rate; past that more lookups reach the tables, and answers stay exact): word 3 of
+ * the fingerprint picks a block, word 1 the bits in it.
  */
 class Bloom {
-  readonly #words = new Uint32Array(BLOOM_BITS / 32);
+  readonly #words: Uint32Array;
+  readonly #blocks: number;
+
+  constructor(bits: number) {
+    this.#words = new Uint32Array(bits / 32);
+    this.#blocks = bits / 32 / BLOCK_WORDS;
+  }
+
+  get bytes(): number {
+    return this.#words.byteLength;
+  }
 
   add(): void {
-    const base = ((print[3]! >>> 0) % BLOCKS) * BLOCK_WORDS;
+    const base = ((print[3]! >>> 0) % this.#blocks) * BLOCK_WORDS;
     const step = (print[3]! >>> 17) | 1;
     for (let i = 0; i < BLOOM_HASHES; i++) {
       const bit = (print[1]! + Math.imul(i, step)) & 511;
@@ -146,7 +154,7 @@ class Bloom {
   }
 
   has(): boolean {
-    const base = ((print[3]! >>> 0) % BLOCKS) * BLOCK_WORDS;
+    const base = ((print[3]! >>> 0) % this.#blocks) * BLOCK_WORDS;
     const step = (print[3]! >>> 17) | 1;
     for (let i = 0; i < BLOOM_HASHES; i++) {
       const bit = (print[1]! + Math.imul(i, step)) & 511;
@@ -156,7 +164,17 @@ class Bloom {
   }
 }
 
-/** Ids a generation holds at most: its table then has 512 Ki slots (6 MiB), and grows in milliseconds. */
+/** The filter's size for `maxIds` ids: a power of two from 1 MiB to 32 MiB. */
+function bloomBits(maxIds: number): number {
+  let bits = 2 ** 23;
+  while (bits < 13 * maxIds && bits < 2 ** 28) bits *= 2;
+  return bits;
+}
+
+/**
+ * Ids a generation holds at most: its table then has 512 Ki slots (6 MiB), and grows in milliseconds; an
+ * eighth of `maxIds` when that is less, so that forgetting the oldest keeps the index near its bound.
+ */
 export const GENERATION_IDS = 256 * 1024;
 const FIRST_SLOTS = 1024;
 
@@ -228,7 +246,10 @@ export class IdIndex {
   #count = 0;
   /** Two Bloom generations, each `#bloomMs` long: an id stays in the filter at least that long. */
   readonly #bloomMs: number;
-  #bloom = new Bloom();
+  readonly #bloomBits: number;
+  /** Ids a generation holds at most (GENERATION_IDS, or less for a small `maxIds`). */
+  readonly #generationIds: number;
+  #bloom: Bloom;
   /** Counts the filter's rotations: an id added to the filter in the same epoch is still in the current one. */
   #bloomEpoch = 0;
   #previousBloom: Bloom | undefined;
@@ -245,6 +266,9 @@ export class IdIndex {
     this.#bloomMs = Math.max(1, options.windowMs);
     this.#maxIds = options.maxIds;
     this.#bloomSince = this.#now();
+    this.#bloomBits = bloomBits(options.maxIds);
+    this.#bloom = new Bloom(this.#bloomBits);
+    this.#generationIds = Math.max(1024, Math.min(GENERATION_IDS, Math.floor(options.maxIds / 8)));
   }
 
   /** Ids held. */
@@ -254,7 +278,7 @@ export class IdIndex {
 
   /** Bytes of memory the tables and filters take. */
   get bytes(): number {
-    let bytes = (this.#previousBloom ? 2 : 1) * (BLOOM_BITS / 8);
+    let bytes = this.#bloom.bytes + (this.#previousBloom?.bytes ?? 0);
     for (const generation of this.#generations) bytes += generation.bytes;
     return bytes;
   }
@@ -323,7 +347,7 @@ export class IdIndex {
     const known = !unknown && (this.#bloom.has() || (this.#previousBloom?.has() ?? false));
     if (!(unknown && filtered)) this.#bloom.add();
     let current = this.#generations.at(-1);
-    if (!current || current.count >= GENERATION_IDS || at - current.since >= this.#periodMs) {
+    if (!current || current.count >= this.#generationIds || at - current.since >= this.#periodMs) {
       current = new Generation(at);
       this.#generations.push(current);
       this.forget(this.#now() - this.#bloomMs);
@@ -356,7 +380,7 @@ export class IdIndex {
     if (now - this.#bloomSince < this.#bloomMs) return;
     // Skipped generations (an idle server) hold nothing recent: both go.
     this.#previousBloom = now - this.#bloomSince < 2 * this.#bloomMs ? this.#bloom : undefined;
-    this.#bloom = new Bloom();
+    this.#bloom = new Bloom(this.#bloomBits);
     this.#bloomEpoch++;
     this.#bloomSince = now;
   }

@@ -33,6 +33,8 @@ const MAGIC = 0x31495254; // "TRI1" little-endian
 const HEADER = 16;
 export const ENTRY_WORDS = 4;
 const FILE = /^ids-(\d+)-(\d+)(?:-\d+)?\.bin$/;
+/** A file's size at most, about (256 MiB, 16 million ids): files are read whole on start. */
+const MAX_FILE_BYTES = 256 * 1024 * 1024;
 
 /** Watermarks: "topic NUL partition" → the next offset. */
 export type Marks = Map<string, number>;
@@ -41,13 +43,18 @@ export class IdJournal {
   readonly #directory: string;
   #fd: number | undefined;
   #file: string | undefined;
-  /** Files a failed write could not be cut back in: never written again (a sequel goes to `…-<n>.bin`). */
+  /**
+   * Files not written again — one a failed write could not be cut back in, or a full one — whose period
+   * goes on in a sequel (`…-<n>.bin`).
+   */
   readonly #retired = new Set<string>();
   /**
    * A sync that failed: what it covered may be lost (Linux reports that once, and a second sync says
    * nothing), so no write is trusted after it — every call fails with it, until the process restarts.
    */
   #failed: Error | undefined;
+  /** The size of the file being written, after the last append. */
+  #size = 0;
 
   constructor(directory: string) {
     this.#directory = directory;
@@ -65,6 +72,11 @@ export class IdJournal {
     let file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
     for (let n = 1; this.#retired.has(file); n++)
       file = path.join(this.#directory, `ids-${start}-${start + periodMs}-${n}.bin`);
+    // A file is read whole on start: past MAX_FILE_BYTES the period goes on in a sequel.
+    if (file === this.#file && this.#size >= MAX_FILE_BYTES) {
+      this.#retired.add(file);
+      return this.append(entries, count, marks, now, periodMs);
+    }
     if (file !== this.#file || this.#fd === undefined) {
       // The file ending is synced first: a later file never survives a crash that an earlier one did not.
       this.close();
@@ -91,6 +103,7 @@ export class IdJournal {
     chunk.writeUInt32LE(crc32(chunk.subarray(HEADER)), 12);
     const fd = this.#fd;
     const size = fstatSync(fd).size;
+    this.#size = size + chunk.length;
     try {
       let written = 0;
       while (written < chunk.length) written += writeSync(fd, chunk, written);
@@ -172,6 +185,11 @@ export class IdJournal {
       const file = path.join(this.#directory, name);
       if (end + 1000 < before && file !== this.#file) rmSync(file, { force: true });
     }
+  }
+
+  /** Why the journal stopped (a failed sync), or undefined while it works. */
+  get failure(): Error | undefined {
+    return this.#failed;
   }
 
   /** Makes what was appended durable. */

@@ -163,9 +163,13 @@ async function main(): Promise<void> {
       retryMs = Math.min(2 * retryMs, RETRY_LAST_MS);
       return;
     }
-    if (failing) port.postMessage({ dedupeFailure: null } satisfies Message);
-    failing = false;
     retryMs = RETRY_FIRST_MS;
+    // A journal that stopped (a failed sync) keeps /readyz failed, but holds nothing: the ids are in the
+    // server's memory, and a restart reads them again from the log.
+    const stopped = dedupe?.journalFailure;
+    if (stopped && !failing) port.postMessage({ dedupeFailure: stopped.message } satisfies Message);
+    else if (!stopped && failing) port.postMessage({ dedupeFailure: null } satisfies Message);
+    failing = stopped !== undefined;
     const ids = unwritten;
     unwritten = [];
     port.postMessage({ recorded: ids } satisfies Message);

@@ -147,10 +147,11 @@ const serverSchema = z
       .number()
       .int()
       .min(1000)
-      .default(20_000_000)
+      .default(10_000_000)
       .describe(
-        'Event ids remembered for deduplication at most (about 24 bytes of memory each); past it the oldest ' +
-          'are forgotten before their dedupe_window is over (metric tributary_ingest_dedupe_ids).',
+        'Event ids remembered for deduplication at most (about 24 bytes of memory each, and a Bloom filter ' +
+          'sized for them); past it the oldest are forgotten before their dedupe_window is over (metric ' +
+          'tributary_ingest_dedupe_ids).',
       ),
     max_pending_bytes: byteSize(
       'Bytes of events waiting for the log, at most; beyond it requests get 503 with Retry-After.',
