@@ -6,14 +6,15 @@
  * server's) holds every id of the window in memory, exactly (id-index.ts: a 96-bit fingerprint an id,
  * behind a Bloom filter); on disk they are a journal of those fingerprints (id-journal.ts), appended once a
  * turn of the event loop by whichever store records them — the log worker's, after its commit
- * (threaded-log.ts), or this one — and read back on start. Idempotency-Keys and the answers to replay for
- * them stay in a SQLite database next to the log (`ingest.db`), with a watermark per topic partition: the
- * offset up to which every acknowledged event's id is in the journal (written after the journal).
+ * (threaded-log.ts), or this one — and read back on start. Each journal chunk carries the watermark per
+ * topic partition it completes: the offset up to which every acknowledged event's id is in the journal.
+ * Idempotency-Keys and the answers to replay for them stay in a SQLite database next to the log
+ * (`ingest.db`), which also takes the watermarks, once the journal holding them is synced.
  *
  * The crash window: a crash after the log acknowledged an append and before its ids were written would
- * forget them. On start, `recover` closes that window: it reads each stream topic from its watermark to the
- * end and records the ids the records carry in their headers. Only lost files (deleted, or their last
- * writes lost with the machine's power: neither is synced) forget ids.
+ * forget them. On start, `recover` closes that window: it reads each stream topic from the higher of the
+ * two watermarks to the end and records the ids the records carry in their headers. Neither watermark can
+ * be ahead of the ids on disk, whatever a crash or a power failure lost; only deleted files forget ids.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
