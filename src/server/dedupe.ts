@@ -216,6 +216,7 @@ export class DedupeStore {
         .all() as Array<{ name: string }>
     ).map((row) => row.name);
     if (tables.length === 0) return;
+    this.#index?.rotate();
     for (const table of tables)
       for (const row of this.#db
         .prepare(`select stream, id, seen_at from ${table} where seen_at >= ?`)
@@ -308,6 +309,7 @@ export class DedupeStore {
   record(events: readonly RecordedEvent[], positions: readonly Acknowledged[], batch?: RecordedBatch): void {
     if (this.#closed) return;
     const at = this.#now();
+    this.#index?.rotate(at);
     for (const event of events) this.#remember(event.stream, event.id, at);
     if (batch) {
       this.#batches.push({ batch, at });
@@ -345,10 +347,9 @@ export class DedupeStore {
     }
   }
 
-  /** Into the index (a store that serves lookups) and the journal's queue. */
+  /** Into the index (a store that serves lookups; its callers rotate it first) and the journal's queue. */
   #remember(stream: string, id: string, at: number): void {
     fingerprint(seedOf(stream), id);
-    this.#index?.rotate();
     this.#index?.addPrint(at);
     if (ENTRY_WORDS * (this.#entryCount + 1) > this.#entries.length) {
       const grown = new Uint32Array(2 * this.#entries.length);
@@ -457,6 +458,7 @@ export class DedupeStore {
           const records = await log.read(topic, partition, next, { maxRecords: RECOVERY_READ });
           if (records.length === 0) break;
           const batches = new Map<string, string[]>();
+          this.#index?.rotate();
           for (const record of records) {
             const id = record.headers[HEADER_EVENT_ID];
             if (window > 0 && record.timestamp >= since && id !== undefined) {

@@ -291,11 +291,6 @@ export class IdIndex {
     return this.#forgotEarly;
   }
 
-  /** The time of the oldest id still held, or undefined when none is. */
-  get oldest(): number | undefined {
-    return this.#generations[0]?.since;
-  }
-
   /** Whether `stream` accepted `id` at or after `since` (or, at most a generation earlier). */
   has(stream: string, id: string, since: number): boolean {
     this.rotate();
@@ -353,7 +348,7 @@ export class IdIndex {
     if (!current || current.count >= this.#generationIds || at - current.since >= this.#periodMs) {
       current = new Generation(at);
       this.#generations.push(current);
-      this.forget(this.#now() - this.#bloomMs);
+      this.#forget(this.#now() - this.#bloomMs);
     } else if (known && current.has()) {
       if (at > current.last) current.last = at;
       return;
@@ -368,7 +363,7 @@ export class IdIndex {
   }
 
   /** Drops the generations whose newest id is older than `before`. */
-  forget(before: number): void {
+  #forget(before: number): void {
     while (this.#generations.length > 1 && this.#generations[0]!.last < before)
       this.#count -= this.#generations.shift()!.count;
   }
