@@ -37,6 +37,8 @@ export interface EmbeddedLogOptions {
 interface PendingAppend {
   readonly topic: TopicState;
   readonly records: readonly LogRecord[];
+  /** Goes into the transaction of the append before it, whatever the size (`appendTogether`). */
+  readonly withPrevious?: boolean;
   readonly resolve: (positions: RecordPosition[]) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -59,7 +61,8 @@ interface TopicState {
 }
 
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
-const MAX_RECORDS_PER_TRANSACTION = 50_000;
+/** Records one transaction takes (more when one append, or a group of `appendTogether`, is larger). */
+export const MAX_RECORDS_PER_TRANSACTION = 50_000;
 const PAGE_SIZE = 32 * 1024;
 
 export class EmbeddedLog implements Log {
@@ -263,6 +266,33 @@ export class EmbeddedLog implements Log {
     });
   }
 
+  /**
+   * Appends each item, all in one transaction: they are durable together or fail together (a group larger
+   * than a transaction usually takes is still one). An item whose topic does not exist fails alone,
+   * at once. Returns a promise per item, in their order.
+   */
+  appendTogether(
+    items: ReadonlyArray<{ readonly topic: string; readonly records: readonly LogRecord[] }>,
+  ): Array<Promise<RecordPosition[]>> {
+    let first = true;
+    return items.map(({ topic, records }) => {
+      let state: TopicState;
+      try {
+        this.#checkOpen();
+        state = this.#topic(topic);
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+      if (records.length === 0) return Promise.resolve([]);
+      const withPrevious = !first;
+      first = false;
+      return new Promise<RecordPosition[]>((resolve, reject) => {
+        this.#pending.push({ topic: state, records, resolve, reject, withPrevious });
+        this.#scheduleFlush();
+      });
+    });
+  }
+
   #scheduleFlush(): void {
     if (this.#flushScheduled) return;
     this.#flushScheduled = true;
@@ -280,7 +310,9 @@ export class EmbeddedLog implements Log {
     let count = 0;
     while (
       this.#pending.length &&
-      (batch.length === 0 || count + this.#pending[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
+      (batch.length === 0 ||
+        this.#pending[0]!.withPrevious === true ||
+        count + this.#pending[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
     ) {
       const next = this.#pending.shift()!;
       batch.push(next);

@@ -6,30 +6,20 @@
  *
  * Layout (little-endian), per append: id u32, topic str, record count u32, then per record: timestamp f64
  * (NaN: none), key (i32 length, -1 for null, UTF-8), header count u16 and (name str, value str) pairs, value
- * (u32 length, bytes); then flags u8 (1: record the dedupe ids, 2: an Idempotency-Key's answer, 4: answer
-without the records' positions) and, with
- * 1, the stream str; with 2, key str, body hash (i32 length, -1 for null) and response str. A str is a u32
- * byte length and UTF-8.
+ * (u32 length, bytes); then flags u8 (1: drop the duplicates of ids the stream accepted, 4: answer without
+ * the records' positions) and, with 1, the stream str. A str is a u32 byte length and UTF-8.
  */
 import type { LogRecord } from '../log/log.ts';
-
-/** What the worker records in the dedupe store once an append is durable (see log-worker.ts). */
-export interface AppendDedupe {
-  /** The stream whose ids the records carry (headers tributary-event-id + tributary-dedupe). */
-  readonly stream: string;
-  /** An Idempotency-Key and the answer to replay for it. */
-  readonly batch?: {
-    readonly key: string;
-    readonly bodyHash: string | null;
-    readonly response: string;
-  };
-}
 
 export interface DecodedAppend {
   readonly id: number;
   readonly topic: string;
   readonly records: LogRecord[];
-  readonly dedupe?: AppendDedupe;
+  /**
+   * The stream whose event ids the records carry (headers tributary-event-id + tributary-dedupe): the worker
+   * drops the duplicates among them (log-worker.ts).
+   */
+  readonly dedupe?: string;
   /** False when the sender does not need the records' positions. */
   readonly positions: boolean;
 }
@@ -40,7 +30,6 @@ function fresh(size: number): Uint8Array {
 }
 
 const FLAG_DEDUPE = 1;
-const FLAG_BATCH = 2;
 const FLAG_NO_POSITIONS = 4;
 const MAX_START = 4 * 1024 * 1024;
 const encoder = new TextEncoder();
@@ -74,13 +63,7 @@ export class AppendWriter {
    * Encodes one append (`positions` false: its answer need not carry the records' positions); on an error
    * (a record it cannot encode) nothing of it is kept.
    */
-  write(
-    id: number,
-    topic: string,
-    records: readonly LogRecord[],
-    dedupe?: AppendDedupe,
-    positions = true,
-  ): void {
+  write(id: number, topic: string, records: readonly LogRecord[], dedupe?: string, positions = true): void {
     const start = this.#at;
     try {
       this.#write(id, topic, records, dedupe, positions);
@@ -96,7 +79,7 @@ export class AppendWriter {
     id: number,
     topic: string,
     records: readonly LogRecord[],
-    dedupe: AppendDedupe | undefined,
+    dedupe: string | undefined,
     positions: boolean,
   ): void {
     this.#u32(id);
@@ -127,16 +110,8 @@ export class AppendWriter {
       this.#at += value.length;
     }
     this.#reserve(1);
-    this.#bytes[this.#at++] =
-      (dedupe ? FLAG_DEDUPE : 0) | (dedupe?.batch ? FLAG_BATCH : 0) | (positions ? 0 : FLAG_NO_POSITIONS);
-    if (dedupe) {
-      this.#str(dedupe.stream);
-      if (dedupe.batch) {
-        this.#str(dedupe.batch.key);
-        this.#nullableStr(dedupe.batch.bodyHash);
-        this.#str(dedupe.batch.response);
-      }
-    }
+    this.#bytes[this.#at++] = (dedupe === undefined ? 0 : FLAG_DEDUPE) | (positions ? 0 : FLAG_NO_POSITIONS);
+    if (dedupe !== undefined) this.#str(dedupe);
   }
 
   /** The encoded appends (a buffer to transfer) and their length; the writer starts afresh. */
@@ -275,18 +250,11 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
       records[r] = Number.isNaN(timestamp) ? { key, value, headers } : { key, value, headers, timestamp };
     }
     const flags = bytes[at++]!;
-    let dedupe: AppendDedupe | undefined;
-    if (flags & FLAG_DEDUPE) {
-      const stream = str();
-      if (flags & FLAG_BATCH) {
-        const key = str();
-        const bodyHash = nullableStr();
-        const response = str();
-        dedupe = { stream, batch: { key, bodyHash, response } };
-      } else dedupe = { stream };
-    }
+    const dedupe = flags & FLAG_DEDUPE ? str() : undefined;
     const positions = (flags & FLAG_NO_POSITIONS) === 0;
-    appends.push(dedupe ? { id, topic, records, dedupe, positions } : { id, topic, records, positions });
+    appends.push(
+      dedupe === undefined ? { id, topic, records, positions } : { id, topic, records, dedupe, positions },
+    );
   }
   return appends;
 }

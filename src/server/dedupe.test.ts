@@ -118,36 +118,70 @@ describe('dedupe store', () => {
     store.close();
   });
 
-  it('keeps the window of a duplicate as it was: only what was appended is noted', () => {
+  it('keeps the window of a duplicate as it was: only what was appended is kept', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const start = 1_800_000_000_000;
     let now = start;
     const store = DedupeStore.open(dir, new Map([['s', 80_000]]), { now: () => now, autoFlush: false });
     store.record([{ stream: 's', id: 'old' }], []);
     now = start + 11_000; // a later generation (an eighth of the window each)
-    const checked = store.check('s', ['old', 'new']);
-    assert.deepEqual([...checked.seen], ['old']);
-    store.note(checked);
+    store.beginRound();
+    assert.equal(store.admit('s', 'old'), false, 'a duplicate');
+    assert.equal(store.admit('s', 'new'), true);
+    store.keep(0, store.admitted, []);
     assert.equal(store.stats.ids, 2, 'old is not held a second time');
     now = start + 80_001;
     assert.deepEqual([...store.seen('s', ['old', 'new'])], ['new'], 'old: its window is over');
     store.close();
   });
 
-  it('keeps an id noted just after its filter rotated for its whole window', () => {
+  it('keeps an id kept just after its filter rotated for its whole window', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const start = 1_800_000_000_000;
     let now = start;
     const store = DedupeStore.open(dir, new Map([['a', 8_000]]), { now: () => now, autoFlush: false });
     now = start + 7_900;
-    const x = store.check('a', ['x']); // a request checks x
-    now = start + 8_000;
-    const other = store.check('a', ['other']); // the filter rotates meanwhile
-    now = start + 8_100;
-    store.note(x); // x's append is acknowledged
-    store.note(other);
+    store.beginRound();
+    assert.equal(store.admit('a', 'x'), true); // a round admits x
+    now = start + 8_100; // the filter rotates before its append is durable
+    store.keep(0, 1, []);
     now = start + 8_100 + 7_950;
     assert.deepEqual([...store.seen('a', ['x'])], ['x']);
+    store.beginRound();
+    assert.equal(store.admit('a', 'x'), false, 'a round finds it too');
+    store.close();
+  });
+
+  it('decides a round: a second copy of an id is a duplicate, and what is not kept is not held', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const store = DedupeStore.open(
+      dir,
+      new Map([
+        ['s', 60_000],
+        ['t', 60_000],
+      ]),
+      { autoFlush: false },
+    );
+    store.beginRound();
+    assert.equal(store.admit('s', 'x'), true);
+    assert.equal(store.admit('s', 'x'), false, 'the same id, later in the round');
+    assert.equal(store.admit('t', 'x'), true, 'another stream');
+    const first = store.admitted;
+    assert.equal(first, 2);
+    assert.equal(store.admit('s', 'y'), true);
+    // The transaction carrying x (both streams) is durable; the one carrying y is not.
+    store.keep(0, first, []);
+    assert.deepEqual([...store.seen('s', ['x', 'y'])], ['x']);
+    assert.deepEqual([...store.seen('t', ['x'])], ['x']);
+    store.beginRound();
+    assert.equal(store.admit('s', 'y'), true, 'y failed: its retry is admitted again');
+    assert.equal(store.admit('s', 'x'), false);
+    // Many ids in one round, and the set of the round emptied after it.
+    store.beginRound();
+    for (let i = 0; i < 20_000; i++) assert.equal(store.admit('s', `id-${i}`), true);
+    assert.equal(store.admit('s', 'id-19999'), false);
+    store.beginRound();
+    assert.equal(store.admit('s', 'id-19999'), true, 'not kept: not held');
     store.close();
   });
 
@@ -205,14 +239,17 @@ describe('dedupe store', () => {
     await log.close();
   });
 
-  it('notes no copy of an id repeated in a request when one copy is a duplicate', () => {
+  it('admits no copy of an id repeated in a round when one copy is a duplicate', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const store = DedupeStore.open(dir, new Map([['s', 60_000]]), { autoFlush: false });
     store.record([{ stream: 's', id: 'x' }], []);
-    const checked = store.check('s', ['x', 'x', 'y']);
-    assert.deepEqual([...checked.seen], ['x']);
     const before = store.stats.ids;
-    store.note(checked);
+    store.beginRound();
+    assert.deepEqual(
+      ['x', 'x', 'y', 'y'].map((id) => store.admit('s', id)),
+      [false, false, true, false],
+    );
+    store.keep(0, store.admitted, []);
     assert.equal(store.stats.ids, before + 1, 'only y');
     store.close();
   });

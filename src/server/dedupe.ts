@@ -2,14 +2,16 @@
  * Idempotency: the event ids (and Idempotency-Keys) each stream has accepted within its dedupe window, so a
  * client that retries after a timeout does not create duplicates.
  *
- * Ids are remembered only once the log made their events durable. The store that serves lookups (the
- * server's) holds every id of the window in memory, exactly (id-index.ts: a 96-bit fingerprint an id,
- * behind a Bloom filter); on disk they are a journal of those fingerprints (id-journal.ts), appended once a
- * turn of the event loop by whichever store records them — the log worker's, after its commit
- * (threaded-log.ts), or this one — and read back on start. Each journal chunk carries the watermark per
- * topic partition it completes: the offset up to which every acknowledged event's id is in the journal.
- * Idempotency-Keys and the answers to replay for them stay in a SQLite database next to the log
- * (`ingest.db`), which also takes the watermarks, once the journal holding them is synced.
+ * Ids are remembered only once the log made their events durable. The store of the ids holds every id of
+ * the window in memory, exactly (id-index.ts: a 96-bit fingerprint an id, behind a Bloom filter); on disk
+ * they are a journal of those fingerprints (id-journal.ts), appended once a turn of the event loop and
+ * read back on start. With the embedded log, that store is the log worker's, which decides duplicates as
+ * it appends, a round of appends at a time (`beginRound`, `admit`, `keep`; log-worker.ts); with another log
+ * it is the server's, which looks ids up (`seen`) before appending and `record`s them after. Each journal
+ * chunk carries the watermark per topic partition it completes: the offset up to which every acknowledged
+ * event's id is in the journal. Idempotency-Keys and the answers to replay for them stay in a SQLite
+ * database next to the log (`ingest.db`, written by the server's store), which also takes the watermarks,
+ * once the journal holding them is synced.
  *
  * The crash window: a crash after the log acknowledged an append and before its ids were written would
  * forget them. On start, `recover` closes that window: it reads each stream topic from the higher of the
@@ -21,7 +23,7 @@ import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { Log } from '../log/log.ts';
 import { TributaryError } from '../errors.ts';
-import { fingerprint, IdIndex, print, seedOf, setPrint } from './id-index.ts';
+import { fingerprint, IdIndex, print, PrintSet, seedOf, setPrint } from './id-index.ts';
 import { ENTRY_WORDS, IdJournal } from './id-journal.ts';
 
 /** Record headers the server writes. */
@@ -56,21 +58,8 @@ export interface StoredBatch {
 }
 
 const RECOVERY_READ = 5000;
-/** Ids looked up by `check`, for `note`. */
-export interface CheckedIds {
-  /** The ids the stream accepted within its window. */
-  readonly seen: Set<string>;
-  /** Every id's fingerprint, PRINT_WORDS words each, in their order. */
-  readonly prints: Uint32Array;
-  /** The index's filter epoch when checked. */
-  readonly filterEpoch: number;
-}
-
-/** Words of a fingerprint from `check`: the three of id-index.ts, then what the lookup found. */
-const PRINT_WORDS = 4;
-/** The filter said maybe; the id is held (a duplicate). 0: the filter said certainly not. */
-const MAYBE = 1;
-const SEEN = 2;
+/** Words of an id a round admitted: the fingerprint's three, then 1 when the filter did not know it. */
+const ADMITTED_WORDS = 4;
 const KNOWN = { maybe: false };
 /** How often the journal is synced and its watermarks written to ingest.db. */
 const MARKS_SYNC_MS = 1000;
@@ -96,8 +85,14 @@ export class DedupeStore {
   #batches: Array<{ batch: RecordedBatch; at: number }> = [];
   #flushScheduled = false;
   readonly #autoFlush: boolean;
-  /** Every id within the window; absent in a store that only writes (the log worker's). */
+  /** Every id within the window; absent in a store that keeps only Idempotency-Keys (`ids: false`). */
   readonly #index: IdIndex | undefined;
+  /** The ids the current round admitted (ADMITTED_WORDS words each), and the set of them. */
+  #admitted = new Uint32Array(ADMITTED_WORDS * 1024);
+  #admittedCount = 0;
+  readonly #round = new PrintSet();
+  #roundEpoch = -1;
+  #roundNow = 0;
   #closed = false;
   readonly #purgeTimer: NodeJS.Timeout | undefined;
   readonly #lookupBatch: StatementSync;
@@ -111,7 +106,7 @@ export class DedupeStore {
     db: DatabaseSync,
     directory: string,
     windows: ReadonlyMap<string, number>,
-    options: { now: () => number; autoFlush: boolean; lookups: boolean; maxIds: number },
+    options: { now: () => number; autoFlush: boolean; ids: boolean; maxIds: number },
   ) {
     this.#db = db;
     this.#autoFlush = options.autoFlush;
@@ -128,16 +123,15 @@ export class DedupeStore {
       'insert into watermarks (topic, partition, next_offset) values (?, ?, ?) on conflict do update set next_offset = max(next_offset, excluded.next_offset)',
     );
     this.#periodMs = db.prepare("select value from dedupe_settings where name = 'journal_period_ms'");
-    if (!options.lookups) return;
+    this.#purgeTimer = setInterval(() => this.purge(), 10 * 60_000);
+    this.#purgeTimer.unref();
+    if (!options.ids) return;
     const longest = Math.max(0, ...windows.values());
     const period = Math.max(1000, Math.ceil(longest / PERIODS_PER_WINDOW));
-    // The store that serves lookups knows the streams: it sets the journal's period, which a store that
-    // only writes (the log worker's) reads when it writes.
+    // Kept in ingest.db: a store opened without the streams (an older log worker's) read it there.
     db.prepare(
       "insert into dedupe_settings (name, value) values ('journal_period_ms', ?) on conflict do update set value = excluded.value",
     ).run(period);
-    this.#purgeTimer = setInterval(() => this.purge(), 10 * 60_000);
-    this.#purgeTimer.unref();
     if (longest <= 0) return;
     const index = new IdIndex({
       windowMs: longest,
@@ -166,11 +160,12 @@ export class DedupeStore {
       /** Write what `record` queued on the next turn of the event loop (default); else `flush` does. */
       autoFlush?: boolean;
       /**
-       * A store that serves lookups (default): holds the ids of the window in memory, and forgets
-       * Idempotency-Keys past their window every 10 minutes. A store that only writes (the log worker's)
-       * says false.
+       * The store of the event ids (default): holds those of the window in memory and in the journal,
+       * recovers them from the log. False for one that keeps only Idempotency-Keys and their answers — the
+       * server's, when the log worker keeps the ids (threaded-log.ts). Both forget Idempotency-Keys past
+       * their window every 10 minutes.
        */
-      lookups?: boolean;
+      ids?: boolean;
       /** Ids held in memory at most (server.dedupe_max_ids): past it, the oldest go early. */
       maxIds?: number;
     } = {},
@@ -178,7 +173,7 @@ export class DedupeStore {
     let db: DatabaseSync;
     try {
       mkdirSync(directory, { recursive: true });
-      // Two connections may share it: the server's (lookups) and the log worker's (writes, threaded-log.ts).
+      // Two connections may share it: the server's (Idempotency-Keys) and the log worker's (ids, watermarks).
       // The busy timeout is set when opening, so it already covers the switch to WAL.
       db = new DatabaseSync(path.join(directory, 'ingest.db'), { timeout: 5_000 });
       db.exec('pragma journal_mode = wal; pragma synchronous = normal;');
@@ -191,7 +186,7 @@ export class DedupeStore {
       return new DedupeStore(db, directory, windows, {
         now: options.now ?? Date.now,
         autoFlush: options.autoFlush ?? true,
-        lookups: options.lookups ?? true,
+        ids: options.ids ?? true,
         maxIds: options.maxIds ?? 10_000_000,
       });
     } catch (cause) {
@@ -254,38 +249,86 @@ export class DedupeStore {
 
   /** Which of `ids` the stream has accepted within its window. */
   seen(stream: string, ids: readonly string[]): Set<string> {
-    return this.check(stream, ids).seen;
+    const seen = new Set<string>();
+    const window = this.windowOf(stream);
+    const index = this.#index;
+    if (window <= 0 || !index || ids.length === 0) return seen;
+    const since = this.#now() - window;
+    const seed = seedOf(stream);
+    index.rotate();
+    for (const id of ids) {
+      fingerprint(seed, id);
+      if (index.hasPrint(since)) seen.add(id);
+    }
+    return seen;
   }
 
   /**
-   * `seen`, and the fingerprints of `ids` (PRINT_WORDS words each, in their order) for `note` once their
-   * events are durable. The ids not seen go into the index's filter at once.
+   * Starts a round: the log worker decides which events of the appends it is about to commit in one
+   * transaction are duplicates (`admit`), then keeps the ids of those that became durable (`keep`). A round
+   * ends with the next one; one at a time, so the ids one admits are decided against every earlier round's.
    */
-  check(stream: string, ids: readonly string[]): CheckedIds {
-    const seen = new Set<string>();
-    const prints = new Uint32Array(PRINT_WORDS * ids.length);
+  beginRound(): void {
+    this.#admittedCount = 0;
+    this.#round.clear();
+    this.#roundNow = this.#now();
+    this.#index?.rotate(this.#roundNow);
+    this.#roundEpoch = this.#index?.filterEpoch ?? -1;
+  }
+
+  /**
+   * False when the stream accepted `id` within its window, or the round admitted it already: its event is
+   * a duplicate, to drop. True otherwise: the round admits it, as the `admitted`-th id.
+   */
+  admit(stream: string, id: string): boolean {
     const window = this.windowOf(stream);
     const index = this.#index;
-    if (window <= 0 || !index) return { seen, prints, filterEpoch: -1 };
-    const now = this.#now();
-    const since = now - window;
-    const seed = seedOf(stream);
-    index.rotate(now);
-    for (let i = 0; i < ids.length; i++) {
-      fingerprint(seed, ids[i]!);
-      const at = PRINT_WORDS * i;
-      prints[at] = print[0]!;
-      prints[at + 1] = print[1]!;
-      prints[at + 2] = print[2]!;
-      const held = index.hasPrintThenFilter(since, KNOWN);
-      if (held) seen.add(ids[i]!);
-      prints[at + 3] = held ? SEEN : KNOWN.maybe ? MAYBE : 0;
+    if (window <= 0 || !index) return true;
+    fingerprint(seedOf(stream), id);
+    if (index.hasPrintThenFilter(this.#roundNow - window, KNOWN)) return false;
+    // The filter had it (a false positive, or an id earlier in the round): only then is the round searched.
+    if (KNOWN.maybe && this.#round.has()) return false;
+    this.#round.add();
+    if (ADMITTED_WORDS * (this.#admittedCount + 1) > this.#admitted.length) {
+      const grown = new Uint32Array(2 * this.#admitted.length);
+      grown.set(this.#admitted);
+      this.#admitted = grown;
     }
-    // An id repeated in the request is seen for every copy (the first one's filter answer may have been
-    // "certainly not" while the tables held it): none of them is noted.
-    if (seen.size > 0)
-      for (let i = 0; i < ids.length; i++) if (seen.has(ids[i]!)) prints[PRINT_WORDS * i + 3] = SEEN;
-    return { seen, prints, filterEpoch: index.filterEpoch };
+    const at = ADMITTED_WORDS * this.#admittedCount++;
+    this.#admitted[at] = print[0]!;
+    this.#admitted[at + 1] = print[1]!;
+    this.#admitted[at + 2] = print[2]!;
+    this.#admitted[at + 3] = KNOWN.maybe ? 0 : 1;
+    return true;
+  }
+
+  /** How many ids the round has admitted so far. */
+  get admitted(): number {
+    return this.#admittedCount;
+  }
+
+  /**
+   * Remembers the round's admitted ids from `from` to `to` (`admitted` before and after the append that
+   * carries them), whose events are durable at `positions`, and queues them for the journal (see `record`).
+   */
+  keep(from: number, to: number, positions: readonly Acknowledged[]): void {
+    if (this.#closed) return;
+    const index = this.#index;
+    if (index && to > from) {
+      const at = this.#now();
+      index.rotate(at);
+      // Still the filter the round put the new ids in: they need not be put in again.
+      const filtered = this.#roundEpoch === index.filterEpoch;
+      const admitted = this.#admitted;
+      for (let i = ADMITTED_WORDS * from; i < ADMITTED_WORDS * to; i += ADMITTED_WORDS) {
+        setPrint(admitted[i]!, admitted[i + 1]!, admitted[i + 2]!);
+        // An id the filter did not know when admitted: nothing added it since (the round admitted it
+        // once), so it goes into the table without a search.
+        index.addPrint(at, admitted[i + 3] === 1, filtered);
+        this.#queue(at);
+      }
+    }
+    this.#queueMarks(positions);
   }
 
   /** The response a request with this Idempotency-Key got within the window. */
@@ -313,8 +356,13 @@ export class DedupeStore {
     for (const event of events) this.#remember(event.stream, event.id, at);
     if (batch) {
       this.#batches.push({ batch, at });
-      if (this.#index) this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
+      this.#pendingBatches.set(`${batch.stream}\0${batch.key}`, { batch, at });
     }
+    this.#queueMarks(positions);
+  }
+
+  /** Queues the watermarks `positions` complete, and schedules the write (with `autoFlush`). */
+  #queueMarks(positions: readonly Acknowledged[]): void {
     for (const position of positions) {
       const mark = `${position.topic}\0${position.partition}`;
       this.#pendingMarks.set(mark, Math.max(this.#pendingMarks.get(mark) ?? 0, position.offset + 1));
@@ -325,32 +373,15 @@ export class DedupeStore {
     }
   }
 
-  /**
-   * Remembers ids (`check` looked them up just before) that another store — the log worker's — records: their
-   * events are durable, and that store writes them. Lookups find them from now on.
-   */
-  note(checked: CheckedIds): void {
-    const index = this.#index;
-    if (!index) return;
-    const at = this.#now();
-    index.rotate(at);
-    const prints = checked.prints;
-    // Still the filter `check` put the new ids in: they need not be put in again.
-    const filtered = checked.filterEpoch === index.filterEpoch;
-    for (let i = 0; i < prints.length; i += PRINT_WORDS) {
-      // A duplicate was not appended: it keeps the window it has.
-      if (prints[i + 3] === SEEN) continue;
-      setPrint(prints[i]!, prints[i + 1]!, prints[i + 2]!);
-      // An id the filter did not know when checked: no other request added it since (they wait for this
-      // one, inflight.ts), so it goes into the table without a search.
-      index.addPrint(at, prints[i + 3] === 0, filtered);
-    }
-  }
-
-  /** Into the index (a store that serves lookups; its callers rotate it first) and the journal's queue. */
+  /** Into the index (its callers rotate it first) and the journal's queue. */
   #remember(stream: string, id: string, at: number): void {
     fingerprint(seedOf(stream), id);
     this.#index?.addPrint(at);
+    this.#queue(at);
+  }
+
+  /** The fingerprint in `print`, seen at `at`, into the journal's queue. */
+  #queue(at: number): void {
     if (ENTRY_WORDS * (this.#entryCount + 1) > this.#entries.length) {
       const grown = new Uint32Array(2 * this.#entries.length);
       grown.set(this.#entries);

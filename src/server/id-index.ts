@@ -240,6 +240,60 @@ class Generation {
   }
 }
 
+/**
+ * A plain set of fingerprints (words 0–2 of `print`), emptied for reuse: the ids one round of appends
+ * admitted (dedupe.ts), so that a second copy in the same round is a duplicate before the first is held.
+ */
+export class PrintSet {
+  #slots = new Uint32Array(3 * FIRST_SLOTS);
+  #mask = FIRST_SLOTS - 1;
+  #count = 0;
+
+  has(): boolean {
+    const slots = this.#slots;
+    for (let s = print[0]! & this.#mask; ; s = (s + 1) & this.#mask) {
+      const stored = slots[3 * s + 2]!;
+      if (stored === 0) return false;
+      if (stored === print[2] && slots[3 * s] === print[0] && slots[3 * s + 1] === print[1]) return true;
+    }
+  }
+
+  /** Adds the fingerprint in `print` (not there yet: the caller checked). */
+  add(): void {
+    if (2 * (this.#count + 1) > this.#mask + 1) {
+      const old = this.#slots;
+      this.#alloc(2 * (this.#mask + 1));
+      for (let at = 0; at < old.length; at += 3)
+        if (old[at + 2] !== 0) this.#put(old[at]!, old[at + 1]!, old[at + 2]!);
+    }
+    this.#put(print[0]!, print[1]!, print[2]!);
+    this.#count++;
+  }
+
+  /** Empties it; a table much larger than its last contents needed is made smaller, so emptying stays cheap. */
+  clear(): void {
+    if (this.#count === 0) return;
+    const needed = Math.max(FIRST_SLOTS, 2 ** Math.ceil(Math.log2(2 * this.#count)));
+    if (this.#mask + 1 > 4 * needed) this.#alloc(needed);
+    else this.#slots.fill(0);
+    this.#count = 0;
+  }
+
+  #alloc(size: number): void {
+    this.#slots = new Uint32Array(3 * size);
+    this.#mask = size - 1;
+  }
+
+  #put(a: number, b: number, c: number): void {
+    const slots = this.#slots;
+    let s = a & this.#mask;
+    while (slots[3 * s + 2] !== 0) s = (s + 1) & this.#mask;
+    slots[3 * s] = a;
+    slots[3 * s + 1] = b;
+    slots[3 * s + 2] = c;
+  }
+}
+
 export class IdIndex {
   readonly #periodMs: number;
   readonly #maxIds: number;

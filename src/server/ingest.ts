@@ -19,12 +19,9 @@ import {
   HEADER_EVENT_ID,
   HEADER_IDEMPOTENCY_KEY,
   type Acknowledged,
-  type CheckedIds,
   type DedupeStore,
-  type RecordedBatch,
   type RecordedEvent,
 } from './dedupe.ts';
-import type { AppendDedupe } from './append-codec.ts';
 import { HttpError } from './http-error.ts';
 import { InflightIds } from './inflight.ts';
 import type { ServerMetrics } from './metrics.ts';
@@ -126,22 +123,16 @@ interface CheckedEvent {
 }
 
 /**
- * A log that can record dedupe ids itself once an append is durable (threaded-log.ts), calling
- * `onRecorded` once they are written (possibly after the append resolved). It copies the records before
- * `appendRecording` returns, so their values may be reused right after the call.
+ * A log that drops a stream's duplicate events itself as it appends them, and says how many it dropped
+ * (threaded-log.ts: the log worker decides, in the order of the log). It copies the records before
+ * `append` or `appendDeduplicating` returns, so their values may be reused right after the call.
  */
-interface RecordingLog extends Log {
-  appendRecording(
-    topic: string,
-    records: readonly LogRecord[],
-    dedupe: AppendDedupe,
-    positions: boolean,
-    onRecorded: () => void,
-  ): Promise<RecordPosition[]>;
+interface DeduplicatingLog extends Log {
+  appendDeduplicating(topic: string, records: readonly LogRecord[], stream: string): Promise<number>;
 }
 
-function isRecordingLog(log: Log): log is RecordingLog {
-  return typeof (log as Partial<RecordingLog>).appendRecording === 'function';
+function isDeduplicatingLog(log: Log): log is DeduplicatingLog {
+  return typeof (log as Partial<DeduplicatingLog>).appendDeduplicating === 'function';
 }
 
 /** What `#enrichment` adds to a request's events, and for which request. */
@@ -210,11 +201,14 @@ export class Ingestor {
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #limits: IngestLimits;
-  /** The client ids and Idempotency-Keys of requests in flight (inflight.ts). */
+  /**
+   * The client ids and Idempotency-Keys of requests in flight (inflight.ts); only the keys when the log
+   * deduplicates the ids itself.
+   */
   readonly #inflight = new InflightIds();
   #pendingAppends = 0;
   #pendingBytes = 0;
-  /** Where events are spliced with their added fields, for a log that copies them (`RecordingLog`). */
+  /** Where events are spliced with their added fields, for a log that copies them (`DeduplicatingLog`). */
   #scratch = Buffer.alloc(0);
   #failures = 0;
   #lastFailureLog = 0;
@@ -294,16 +288,17 @@ export class Ingestor {
     }
 
     const idempotencyKey = dedupeOn ? input.idempotencyKey : undefined;
+    // A log that deduplicates (the embedded one, on its worker thread) decides which events are
+    // duplicates as it appends them, in its order: this thread neither looks the ids up nor holds them.
+    const byLog = dedupeOn && isDeduplicatingLog(this.#log);
     // The client ids of the valid events: only those are deduplicated.
     const stableIds: string[] = [];
-    if (dedupeOn) for (const event of checked) if (event.stableId && !event.errors) stableIds.push(event.id);
+    if (dedupeOn && !byLog)
+      for (const event of checked) if (event.stableId && !event.errors) stableIds.push(event.id);
     const claim =
       idempotencyKey !== undefined || stableIds.length
         ? this.#inflight.claim(stream.name, stableIds, idempotencyKey)
         : undefined;
-    // A log that records the ids itself releases them once they are written, which may be just after
-    // it answered (see RecordingLog); until then a retry of these ids waits.
-    let releasedByLog = false;
     try {
       if (claim?.wait) await heldAtMost(claim.wait, this.#limits.maxHeldWaitMs ?? HELD_WAIT_MS);
       if (idempotencyKey !== undefined) {
@@ -326,8 +321,7 @@ export class Ingestor {
           return { result: JSON.parse(stored.response) as IngestResult, replayed: true };
         }
       }
-      const lookup = stableIds.length ? this.#dedupe.check(stream.name, stableIds) : undefined;
-      const seen = lookup?.seen;
+      const seen = stableIds.length ? this.#dedupe.seen(stream.name, stableIds) : undefined;
       const inRequest = stableIds.length > 1 ? new Set<string>() : undefined;
       const fresh: CheckedEvent[] = [];
       const ids = new Array<string>(checked.length);
@@ -336,8 +330,8 @@ export class Ingestor {
         const event = checked[i]!;
         ids[i] = event.id;
         if (event.errors) continue;
-        if (event.stableId && dedupeOn) {
-          if (seen!.has(event.id) || inRequest?.has(event.id)) {
+        if (seen && event.stableId) {
+          if (seen.has(event.id) || inRequest?.has(event.id)) {
             duplicates++;
             continue;
           }
@@ -353,9 +347,14 @@ export class Ingestor {
       for (const record of dlqRecords) bytes += record.value.length;
       if (records.length + dlqRecords.length > 0) this.checkCapacity(bytes);
 
+      const events: RecordedEvent[] = [];
+      if (dedupeOn && !byLog)
+        for (const e of fresh) if (e.stableId) events.push({ stream: stream.name, id: e.id });
+      // Of `fresh`, those the log found to be duplicates (when `byLog`).
+      const dropped = await this.#append(stream, records, dlqRecords, bytes, { on: dedupeOn, byLog, events });
       const result: IngestResult = {
         accepted: fresh.length + duplicates,
-        duplicates,
+        duplicates: duplicates + dropped,
         ids,
         ...(invalid.length
           ? {
@@ -372,47 +371,29 @@ export class Ingestor {
             }
           : {}),
       };
-      const batch: RecordedBatch | undefined =
-        idempotencyKey === undefined
-          ? undefined
-          : {
-              stream: stream.name,
-              key: idempotencyKey,
-              bodyHash: input.bodyHash ?? null,
-              response: JSON.stringify(result),
-            };
-      // A log on a worker thread records the ids there, after its commit (threaded-log.ts), from the
-      // records' headers; otherwise they are recorded here.
-      // (A stream without dedupe has nothing to record.)
-      const delegated = records.length > 0 && dedupeOn && isRecordingLog(this.#log);
-      const events: RecordedEvent[] = [];
-      if (!delegated && dedupeOn)
-        for (const e of fresh) if (e.stableId) events.push({ stream: stream.name, id: e.id });
-      // From the call on, the log releases the hold once the ids are written — also when the request
-      // fails after the topic's append was durable (the DLQ's failed): a retry must still find them.
-      releasedByLog = delegated && claim !== undefined;
-      await this.#append(stream, records, dlqRecords, bytes, {
-        on: dedupeOn,
-        delegated,
-        events,
-        checked: lookup,
-        batch,
-        onRecorded: claim?.release ?? (() => undefined),
-      });
-      this.#metrics.eventsAccepted.inc({ stream: stream.name }, fresh.length);
-      if (duplicates) this.#metrics.eventsDuplicate.inc({ stream: stream.name }, duplicates);
+      // The answer to replay, once everything is durable (a failed append threw above): a retry with the
+      // same key finds it before this request's hold goes (finally).
+      if (idempotencyKey !== undefined)
+        this.#dedupe.record([], [], {
+          stream: stream.name,
+          key: idempotencyKey,
+          bodyHash: input.bodyHash ?? null,
+          response: JSON.stringify(result),
+        });
+      this.#metrics.eventsAccepted.inc({ stream: stream.name }, fresh.length - dropped);
+      if (result.duplicates) this.#metrics.eventsDuplicate.inc({ stream: stream.name }, result.duplicates);
       if (invalid.length) this.#metrics.eventsDlq.inc({ stream: stream.name }, invalid.length);
       return { result, replayed: false };
     } finally {
-      if (!releasedByLog) claim?.release();
+      claim?.release();
     }
   }
 
   /**
    * Appends the valid events to the stream's topic and the invalid ones to its DLQ, and has what became
-   * durable deduplicated: the ids of the topic's records whenever that append succeeded (by the log
-   * itself when `delegated`, which then calls `onRecorded` once they are written; else here), and the
-   * Idempotency-Key's answer only when both appends did. Throws the HTTP error to answer when one failed.
+   * durable deduplicated: the ids of the topic's records whenever that append succeeded — by the log
+   * itself when `byLog`, which drops the duplicates among them; else recorded here. Returns how many
+   * duplicates the log dropped. Throws the HTTP error to answer when an append failed.
    */
   async #append(
     stream: Stream,
@@ -422,43 +403,22 @@ export class Ingestor {
     dedupe: {
       /** The stream deduplicates (else nothing is recorded). */
       readonly on: boolean;
-      readonly delegated: boolean;
+      /** The log deduplicates the records' ids (`DeduplicatingLog`). */
+      readonly byLog: boolean;
+      /** The ids to record here once the topic's append is durable (when not `byLog`). */
       readonly events: readonly RecordedEvent[];
-      /** The request's ids as looked up, noted once a delegated append is durable. */
-      readonly checked: CheckedIds | undefined;
-      readonly batch: RecordedBatch | undefined;
-      readonly onRecorded: () => void;
     },
-  ): Promise<void> {
-    const { delegated, events, batch } = dedupe;
-    if (records.length === 0 && dlqRecords.length === 0) {
-      // Every event was a duplicate: the answer is still the one to replay.
-      if (batch) this.#dedupe.record([], [], batch);
-      return;
-    }
+  ): Promise<number> {
+    if (records.length === 0 && dlqRecords.length === 0) return 0;
     this.#pendingAppends++;
     this.#pendingBytes += bytes;
     const started = performance.now();
-    // The worker stores the Idempotency-Key's answer once the topic's append is durable, which says
-    // nothing of the DLQ's: with DLQ records, the answer is stored here once both appends are.
-    const remember: AppendDedupe = {
-      stream: stream.name,
-      ...(batch && dlqRecords.length === 0
-        ? { batch: { key: batch.key, bodyHash: batch.bodyHash, response: batch.response } }
-        : {}),
-    };
     // Issued in the same turn of the event loop, so the embedded log commits both in one transaction.
     const [main, dlq] = await Promise.allSettled([
       records.length === 0
-        ? Promise.resolve<RecordPosition[]>([])
-        : delegated
-          ? (this.#log as RecordingLog).appendRecording(
-              stream.topic,
-              records,
-              remember,
-              false,
-              dedupe.onRecorded,
-            )
+        ? Promise.resolve<RecordPosition[] | number>([])
+        : dedupe.byLog
+          ? (this.#log as DeduplicatingLog).appendDeduplicating(stream.topic, records, stream.name)
           : this.#log.append(stream.topic, records),
       dlqRecords.length
         ? this.#log.append(stream.dlqTopic, dlqRecords)
@@ -467,19 +427,17 @@ export class Ingestor {
     this.#metrics.appendSeconds.observe({ stream: stream.name }, (performance.now() - started) / 1000);
     this.#pendingAppends--;
     this.#pendingBytes -= bytes;
-    const whole = main.status === 'fulfilled' && dlq.status === 'fulfilled';
-    // The log writes the ids of a delegated append; lookups here know them from now on (the duplicates
-    // among them are known already).
-    if (delegated && main.status === 'fulfilled' && dedupe.checked) this.#dedupe.note(dedupe.checked);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
-    if (!delegated && dedupe.on && main.status === 'fulfilled') {
+    if (!dedupe.byLog && dedupe.on && main.status === 'fulfilled') {
       // (Only the stream topic's positions: recovery reads no DLQ.)
-      const positions: Acknowledged[] = main.value.map((p) => ({ topic: stream.topic, ...p }));
-      this.#dedupe.record(events, positions, whole ? batch : undefined);
-    } else if (whole && batch && remember.batch === undefined) {
-      this.#dedupe.record([], [], batch);
+      const positions: Acknowledged[] = (main.value as RecordPosition[]).map((p) => ({
+        topic: stream.topic,
+        ...p,
+      }));
+      this.#dedupe.record(dedupe.events, positions);
     }
-    if (whole) return;
+    if (main.status === 'fulfilled' && dlq.status === 'fulfilled')
+      return typeof main.value === 'number' ? main.value : 0;
     const error: unknown = main.status === 'rejected' ? main.reason : (dlq as PromiseRejectedResult).reason;
     const topic = main.status === 'rejected' ? stream.topic : stream.dlqTopic;
     // At most one line a second, however many requests fail.
@@ -620,7 +578,7 @@ export class Ingestor {
     // One buffer for the request's events, each a view into it: the same one for every request when the
     // log copies the records as it takes them (they are appended in this turn, see `#append`).
     let out: Buffer | undefined;
-    if (size > 0 && isRecordingLog(this.#log)) {
+    if (size > 0 && isDeduplicatingLog(this.#log)) {
       if (this.#scratch.length < size) this.#scratch = Buffer.allocUnsafeSlow(Math.max(size, 64 * 1024));
       out = this.#scratch;
     } else if (size > 0) out = Buffer.allocUnsafe(size);

@@ -1,39 +1,56 @@
 /**
  * The worker-thread side of `ThreadedLog` (threaded-log.ts): owns the embedded log and answers the calls
- * the main thread posts. Appends that arrive together are issued in the same turn of this thread's event
- * loop, so the embedded log group-commits them; answers are posted back in batches. An append may carry
- * the event ids to remember for deduplication (dedupe.ts): they are written here, after the log's commit
- * and just after the answer (then the worker says `recorded`; the server holds the ids as in flight until
- * then), so the server thread never writes to the dedupe store on the hot path and no answer waits for
- * that write. A write that fails is retried with a growing delay, and `recorded` is said only once it
- * succeeded: meanwhile the server keeps holding the ids (a retry of them waits rather than being appended
- * again) and /readyz reports the dedupe store failed (`dedupeFailure`).
+ * the main thread posts. Appends are taken in rounds: every append that arrived while the previous round
+ * was being committed is issued together (`appendTogether`: one transaction, one fsync), and answers are
+ * posted back in batches.
+ *
+ * Deduplication happens here, for appends that carry a stream's event ids (dedupe.ts): the round decides
+ * which of its events are duplicates of ids the stream accepted within its window — or of an earlier
+ * event of the same round — drops them, and once the transaction is durable keeps the ids of the others.
+ * Rounds never overlap, so each decision sees every earlier one's outcome, and no id is held "in flight":
+ * a failed transaction keeps nothing, and a retry of its events is decided afresh. The ids are written to
+ * the journal just after the answers leave; a write that fails is retried with a growing delay, and
+ * /readyz reports the dedupe store failed (`dedupeFailure`) meanwhile.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
-import { EmbeddedLog, type EmbeddedLogOptions } from '../log/embedded-log.ts';
+import { EmbeddedLog, MAX_RECORDS_PER_TRANSACTION, type EmbeddedLogOptions } from '../log/embedded-log.ts';
 import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
-import { decodeAppends, type AppendDedupe } from './append-codec.ts';
-import {
-  DedupeStore,
-  HEADER_DEDUPE,
-  HEADER_EVENT_ID,
-  type Acknowledged,
-  type RecordedEvent,
-} from './dedupe.ts';
+import { decodeAppends, type DecodedAppend } from './append-codec.ts';
+import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID, type Acknowledged } from './dedupe.ts';
 
 export interface WorkerOptions {
   readonly log: EmbeddedLogOptions;
-  /** Where the dedupe store lives, for appends that carry ids to remember. */
-  readonly dedupeDirectory?: string;
+}
+
+/** What the worker needs to deduplicate appends (the `dedupe` request). */
+export interface DedupeOptions {
+  /** Where the dedupe store lives. */
+  readonly directory: string;
+  /** Each stream's dedupe window (ms). */
+  readonly windows: ReadonlyArray<readonly [string, number]>;
+  /** Ids held in memory at most (server.dedupe_max_ids). */
+  readonly maxIds: number;
+  /** The streams' topics (topic, stream), whose ids are recovered from the log on opening. */
+  readonly topics: ReadonlyArray<readonly [string, string]>;
+}
+
+/** The dedupe store's figures, posted once a second (for the metrics). */
+export interface DedupeStats {
+  readonly ids: number;
+  readonly bytes: number;
+  readonly forgotEarly: number;
 }
 
 export type Request =
   /**
    * Appends encoded by append-codec.ts; each is answered with its positions as [partition, offset, …], or
-   * null when its sender said it does not need them.
+   * null when its sender said it does not need them — one that deduplicates with how many of its records
+   * were duplicates, dropped.
    */
   | { readonly op: 'append'; readonly buffer: ArrayBuffer; readonly length: number }
+  /** Opens the dedupe store and recovers the ids of the crash window; answered with how many. */
+  | { readonly op: 'dedupe'; readonly id: number; readonly options: DedupeOptions }
   | { readonly op: 'abort'; readonly id: number }
   | { readonly op: 'call'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
 
@@ -53,14 +70,14 @@ export type Message =
   | { readonly ready: true }
   | { readonly ready: false; readonly error: SerializedError }
   | { readonly replies: Reply[] }
-  /** The ids these appends carried are written to the dedupe store (they were answered before). */
-  | { readonly recorded: number[] }
   /** Writes to the dedupe store fail (the error) or, with null, succeed again. */
-  | { readonly dedupeFailure: string | null };
+  | { readonly dedupeFailure: string | null }
+  | { readonly dedupeStats: DedupeStats };
 
 /** The delays between attempts to write ids to the dedupe store after a failed write. */
 const RETRY_FIRST_MS = 50;
 const RETRY_LAST_MS = 5_000;
+const TICK_MS = 1000;
 
 export function serializeError(error: unknown): SerializedError {
   if (isTributaryError(error)) {
@@ -103,59 +120,65 @@ function pairsOf(positions: readonly RecordPosition[]): Float64Array {
   return pairs;
 }
 
-/**
- * Records in the dedupe store the ids of durable records: those whose headers mark them for dedupe, the
- * very rule recovery applies to the log (dedupe.ts), and the watermark of each partition written.
- */
-function remember(
-  store: DedupeStore,
-  topic: string,
-  records: readonly LogRecord[],
-  positions: readonly RecordPosition[],
-  dedupe: AppendDedupe,
-): void {
-  const events: RecordedEvent[] = [];
-  for (const record of records) {
-    const headers = record.headers;
-    if (headers?.[HEADER_DEDUPE] === '1' && headers[HEADER_EVENT_ID] !== undefined)
-      events.push({ stream: dedupe.stream, id: headers[HEADER_EVENT_ID] });
-  }
-  // The highest offset per partition is all the watermark needs.
+/** The highest position per partition of `positions`: the watermarks an append completes. */
+function marksOf(topic: string, positions: readonly RecordPosition[]): Acknowledged[] {
   const highest = new Map<number, number>();
   for (const { partition, offset } of positions)
     if (!((highest.get(partition) ?? -1) >= offset)) highest.set(partition, offset);
   const marks: Acknowledged[] = [];
   for (const [partition, offset] of highest) marks.push({ topic, partition, offset });
-  store.record(events, marks, dedupe.batch ? { stream: dedupe.stream, ...dedupe.batch } : undefined);
+  return marks;
+}
+
+/** An append of a round, with the records kept (its duplicates dropped) and the ids it admitted. */
+interface RoundItem {
+  readonly append: DecodedAppend;
+  readonly records: readonly LogRecord[];
+  /** The round's admitted ids from `from` to `to` are this append's (dedupe.ts `keep`). */
+  readonly from: number;
+  readonly to: number;
+  readonly duplicates: number;
+}
+
+/** Drops the records of `append` that are duplicates (`DedupeStore.admit`). */
+function deduplicate(store: DedupeStore, append: DecodedAppend, stream: string): RoundItem {
+  const from = store.admitted;
+  const records: LogRecord[] = [];
+  let duplicates = 0;
+  for (const record of append.records) {
+    const headers = record.headers;
+    // The very rule recovery applies to the log (dedupe.ts).
+    const id = headers?.[HEADER_DEDUPE] === '1' ? headers[HEADER_EVENT_ID] : undefined;
+    if (id !== undefined && !store.admit(stream, id)) duplicates++;
+    else records.push(record);
+  }
+  return { append, records, from, to: store.admitted, duplicates };
 }
 
 async function main(): Promise<void> {
   const port = parentPort!;
   const options = workerData as WorkerOptions;
   let log: EmbeddedLog;
-  let dedupe: DedupeStore | undefined;
   try {
     log = await EmbeddedLog.open(options.log);
-    if (options.dedupeDirectory !== undefined)
-      dedupe = DedupeStore.open(options.dedupeDirectory, new Map(), { autoFlush: false, lookups: false });
   } catch (error) {
     port.postMessage({ ready: false, error: serializeError(error) } satisfies Message);
     return;
   }
+  let dedupe: DedupeStore | undefined;
   const aborts = new Map<number, AbortController>();
   let replies: Reply[] = [];
-  /** The appends answered in `replies` that carried ids to record. */
-  let recorded: number[] = [];
-  /** Appends answered whose ids are queued in the store and not written yet. */
-  let unwritten: number[] = [];
+  /** Rounds answered kept ids that the store has not written yet. */
+  let unwritten = false;
   let retry: NodeJS.Timeout | undefined;
   let retryMs = RETRY_FIRST_MS;
   let failing = false;
-  // Says `recorded` only for ids the store has written: a failed write keeps them queued in the store
-  // and held by the server, and is tried again later (with what was queued meanwhile).
+  // A failed write keeps the ids queued in the store (they are in its memory already), and is tried again
+  // later with what was queued meanwhile.
   const write = () => {
     retry = undefined;
-    const error = dedupe?.flush();
+    if (!dedupe) return;
+    const error = dedupe.flush();
     if (error) {
       if (!failing) port.postMessage({ dedupeFailure: error.message } satisfies Message);
       failing = true;
@@ -164,16 +187,22 @@ async function main(): Promise<void> {
       return;
     }
     retryMs = RETRY_FIRST_MS;
-    // A journal that stopped (a failed sync) keeps /readyz failed, but holds nothing: the ids are in the
-    // server's memory, and a restart reads them again from the log.
-    const stopped = dedupe?.journalFailure;
+    unwritten = false;
+    // A journal that stopped (a failed sync) keeps /readyz failed, but holds nothing: the ids are in
+    // memory, and a restart reads them again from the log.
+    const stopped = dedupe.journalFailure;
     if (stopped && !failing) port.postMessage({ dedupeFailure: stopped.message } satisfies Message);
     else if (!stopped && failing) port.postMessage({ dedupeFailure: null } satisfies Message);
     failing = stopped !== undefined;
-    const ids = unwritten;
-    unwritten = [];
-    port.postMessage({ recorded: ids } satisfies Message);
   };
+  // Once a second: the figures, and a write of what waits for time rather than for more ids (the
+  // watermarks, synced to ingest.db at most once a second), so that it is not left until the next append.
+  const tick = setInterval(() => {
+    if (!dedupe) return;
+    port.postMessage({ dedupeStats: dedupe.stats } satisfies Message);
+    if (retry === undefined) write();
+  }, TICK_MS);
+  tick.unref();
   let scheduled = false;
   const reply = (answer: Reply) => {
     replies.push(answer);
@@ -182,17 +211,11 @@ async function main(): Promise<void> {
     setImmediate(() => {
       scheduled = false;
       const batch = replies;
-      const ids = recorded;
       replies = [];
-      recorded = [];
-      // The answers leave first: their events are durable. The server holds their ids as in flight until
-      // the ids are written (`recorded`), so a retry waits for that rather than every answer for the write
-      // (and a checkpoint of ingest.db it may do).
+      // The answers leave first: their events are durable, and their ids already in the store's memory.
       port.postMessage({ replies: batch } satisfies Message);
-      if (ids.length === 0) return;
-      for (const id of ids) unwritten.push(id);
       // While a retry is due, these wait for it rather than meet the failure again now.
-      if (retry === undefined) write();
+      if (unwritten && retry === undefined) write();
     });
   };
   const settle = (id: number, work: Promise<unknown>) =>
@@ -201,25 +224,106 @@ async function main(): Promise<void> {
       (error: unknown) => reply({ id, ok: false, error: serializeError(error) }),
     );
 
+  /** Appends received, not yet in a round. */
+  const queue: DecodedAppend[] = [];
+  let roundActive = false;
+  let roundScheduled = false;
+  /** Called once no round is active and nothing waits (`close`). */
+  let onIdle: (() => void) | undefined;
+  const scheduleRound = () => {
+    if (roundActive || roundScheduled) return;
+    if (queue.length === 0) {
+      onIdle?.();
+      return;
+    }
+    roundScheduled = true;
+    // After this turn: what else arrives in it joins the round.
+    setImmediate(round);
+  };
+  const round = () => {
+    roundScheduled = false;
+    const appends: DecodedAppend[] = [];
+    let records = 0;
+    while (
+      queue.length > 0 &&
+      (appends.length === 0 || records + queue[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
+    ) {
+      const append = queue.shift()!;
+      appends.push(append);
+      records += append.records.length;
+    }
+    roundActive = true;
+    dedupe?.beginRound();
+    const items = appends.map((append): RoundItem | Error => {
+      if (append.dedupe === undefined)
+        return { append, records: append.records, from: 0, to: 0, duplicates: 0 };
+      if (!dedupe) return new Error('the log worker has no dedupe store (the server did not open it)');
+      return deduplicate(dedupe, append, append.dedupe);
+    });
+    const issued = items.filter((item): item is RoundItem => !(item instanceof Error));
+    // One transaction: the ids a round admitted are durable together or not at all. (An append whose
+    // topic does not exist fails alone; an id's duplicates are in its stream, so its topic, which fails
+    // them all.)
+    const results = log.appendTogether(
+      issued.map((item) => ({ topic: item.append.topic, records: item.records })),
+    );
+    let left = items.length;
+    const done = () => {
+      if (--left > 0) return;
+      roundActive = false;
+      scheduleRound();
+    };
+    let next = 0;
+    items.forEach((item, i) => {
+      const id = appends[i]!.id;
+      if (item instanceof Error) {
+        void settle(id, Promise.reject(item)).finally(done);
+        return;
+      }
+      // Settled in the order of the log (one transaction resolves its appends in order), so the
+      // watermarks the store keeps follow it.
+      const kept = results[next++]!.then((positions) => {
+        if (item.append.dedupe !== undefined) {
+          dedupe!.keep(item.from, item.to, marksOf(item.append.topic, positions));
+          unwritten = true;
+          return item.duplicates;
+        }
+        return item.append.positions ? pairsOf(positions) : null;
+      });
+      void settle(id, kept).finally(done);
+    });
+  };
+
   port.on('message', (request: Request) => {
     if (request.op === 'append') {
-      for (const item of decodeAppends(new Uint8Array(request.buffer, 0, request.length))) {
-        const appended = log.append(item.topic, item.records);
-        void settle(
-          item.id,
-          appended.then((positions) => {
-            if (item.dedupe) {
-              if (dedupe) remember(dedupe, item.topic, item.records, positions, item.dedupe);
-              recorded.push(item.id);
-            }
-            return item.positions ? pairsOf(positions) : null;
-          }),
-        );
-      }
+      for (const append of decodeAppends(new Uint8Array(request.buffer, 0, request.length)))
+        queue.push(append);
+      scheduleRound();
       return;
     }
     if (request.op === 'abort') {
       aborts.get(request.id)?.abort();
+      return;
+    }
+    if (request.op === 'dedupe') {
+      const { directory, windows, maxIds, topics } = request.options;
+      void settle(
+        request.id,
+        (async () => {
+          dedupe?.close();
+          dedupe = undefined;
+          const store = DedupeStore.open(directory, new Map(windows), { autoFlush: false, maxIds });
+          try {
+            const recovered = await store.recover(log, new Map(topics));
+            dedupe = store;
+            port.postMessage({ dedupeStats: store.stats } satisfies Message);
+            return recovered;
+          } catch (error) {
+            store.close();
+            throw error;
+          }
+        })(),
+      );
       return;
     }
     if (!METHODS.has(request.method)) {
@@ -233,13 +337,20 @@ async function main(): Promise<void> {
       args[3] = { ...(args[3] ?? {}), signal: controller.signal };
     }
     if (request.method === 'close') {
-      // The log first: appends still pending complete and record their ids, then the store writes them.
+      // The rounds first: what was received is appended, its ids kept; then the log, then the store.
+      const idle = new Promise<void>((resolve) => {
+        onIdle = resolve;
+      });
+      scheduleRound();
       void settle(
         request.id,
-        log.close().then(() => {
-          clearTimeout(retry);
-          dedupe?.close();
-        }),
+        idle
+          .then(() => log.close())
+          .then(() => {
+            clearTimeout(retry);
+            clearInterval(tick);
+            dedupe?.close();
+          }),
       );
       return;
     }

@@ -150,6 +150,36 @@ const CORS_ALLOW_HEADERS = 'content-type, content-encoding, authorization, x-api
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,256}$/;
 const ROUTE_EVENTS = '/v1/streams/:stream/events';
 
+/**
+ * Opens the ingest dedupe store in `directory` and recovers the event ids of the crash window from the
+ * log. With the log on its worker thread, the worker keeps the ids (it deduplicates as it appends, see
+ * log-worker.ts) and the store returned keeps the Idempotency-Keys' answers only.
+ */
+export async function openDedupe(
+  log: Log,
+  options: {
+    readonly directory: string;
+    /** Each stream's dedupe window (ms). */
+    readonly windows: ReadonlyMap<string, number>;
+    readonly maxIds: number;
+    /** The streams' topics: topic → stream. */
+    readonly topics: ReadonlyMap<string, string>;
+  },
+): Promise<{ store: DedupeStore; recovered: number }> {
+  const { directory, windows, maxIds, topics } = options;
+  const threaded = log instanceof ThreadedLog;
+  const store = DedupeStore.open(directory, windows, { maxIds, ids: !threaded });
+  try {
+    const recovered = threaded
+      ? await log.openDedupe({ directory, windows: [...windows], maxIds, topics: [...topics] })
+      : await store.recover(log, topics);
+    return { store, recovered };
+  } catch (error) {
+    store.close();
+    throw error;
+  }
+}
+
 export class IngestServer {
   readonly app: FastifyInstance;
   readonly streams: ReadonlyMap<string, Stream>;
@@ -178,7 +208,8 @@ export class IngestServer {
     this.#dedupe = dedupe;
     this.#tls = tls !== undefined;
     this.#metrics = createServerMetrics(options.registry);
-    this.#metrics.dedupe = () => dedupe.stats;
+    const log = options.log;
+    this.#metrics.dedupe = () => (log instanceof ThreadedLog ? log.dedupeStats : dedupe.stats);
     this.#ingestor = new Ingestor({
       log: options.log,
       dedupe,
@@ -265,17 +296,13 @@ export class IngestServer {
         });
       }
     }
-    const windows = new Map([...streams.values()].map((s) => [s.name, s.config.dedupe_window]));
-    const dedupe = DedupeStore.open(
-      options.dedupeDirectory ?? projectPath(project, project.platform.log.path),
-      windows,
-      { maxIds: project.platform.server.dedupe_max_ids },
-    );
+    const { store: dedupe, recovered } = await openDedupe(log, {
+      directory: options.dedupeDirectory ?? projectPath(project, project.platform.log.path),
+      windows: new Map([...streams.values()].map((s) => [s.name, s.config.dedupe_window])),
+      maxIds: project.platform.server.dedupe_max_ids,
+      topics: new Map([...streams.values()].map((s) => [s.topic, s.name])),
+    });
     try {
-      const recovered = await dedupe.recover(
-        log,
-        new Map([...streams.values()].map((s) => [s.topic, s.name])),
-      );
       if (recovered)
         logger.info({ recovered }, `recovered ${recovered} event id(s) from the log for deduplication`);
       return new IngestServer(options, streams, dedupe, tls);

@@ -21,7 +21,7 @@ import { ThreadedLog } from './threaded-log.ts';
 export function openThreadedLog(project: Project): Promise<ThreadedLog> {
   const config = project.platform.log;
   const directory = projectPath(project, config.path);
-  return ThreadedLog.open({ directory, durability: config.durability }, { dedupeDirectory: directory });
+  return ThreadedLog.open({ directory, durability: config.durability });
 }
 
 /** The API keys of a project, in its catalog database. */

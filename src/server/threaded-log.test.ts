@@ -13,10 +13,10 @@ import type { Log } from '../log/log.ts';
 import { logCases } from '../log/log.case.ts';
 import { scanEvents } from './body.ts';
 import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID } from './dedupe.ts';
-import type { HttpError } from './http-error.ts';
 import { Ingestor } from './ingest.ts';
 import { createServerMetrics } from './metrics.ts';
-import { resolveStreams } from './streams.ts';
+import { openDedupe } from './server.ts';
+import { resolveStreams, type Stream } from './streams.ts';
 import { ThreadedLog } from './threaded-log.ts';
 
 // The log on a worker thread keeps every promise of the Log contract.
@@ -24,43 +24,50 @@ logCases('embedded on a worker thread', (directory) =>
   ThreadedLog.open({ directory, retentionIntervalMs: 0 }),
 );
 
-it('records dedupe ids in the worker after the commit, and says when they are written', async () => {
+it('deduplicates in the worker as it appends, and keeps the ids of what became durable', async () => {
   const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
-  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
   let store: DedupeStore | undefined;
   try {
     await log.ensureTopic('events.s', { partitions: 2 });
+    const windows = new Map([['s', 60_000]]);
+    const topics = new Map([['events.s', 's']]);
+    const options = { directory, windows: [...windows], maxIds: 1000, topics: [...topics] };
     const value = new TextEncoder().encode('{}');
     const marked = (id: string) => ({ value, headers: { [HEADER_EVENT_ID]: id, [HEADER_DEDUPE]: '1' } });
-    let written!: () => void;
-    const recorded = new Promise<void>((resolve) => (written = resolve));
-    const positions = await log.appendRecording(
-      'events.s',
-      [marked('a'), marked('b'), { value, headers: { [HEADER_EVENT_ID]: 'generated' } }],
-      { stream: 's', batch: { key: 'k1', bodyHash: null, response: '{"accepted":3}' } },
-      true,
-      written,
-    );
-    assert.equal(positions.length, 3);
-    await recorded;
-    let dWritten!: () => void;
-    const dRecorded = new Promise<void>((resolve) => (dWritten = resolve));
-    assert.deepEqual(
-      await log.appendRecording('events.s', [marked('d')], { stream: 's' }, false, dWritten),
-      [],
-      'no positions asked for',
-    );
-    await dRecorded;
-    let failed = false;
     await assert.rejects(
-      log.appendRecording('missing-topic', [marked('e')], { stream: 's' }, true, () => (failed = true)),
+      log.appendDeduplicating('events.s', [marked('a')], 's'),
+      /no dedupe store/,
+      'not before the store is opened',
     );
-    assert.ok(failed, 'a failed append says so too (nothing to wait for)');
-    // What the worker wrote, read back by the server's store: the ids marked for dedupe only.
-    store = DedupeStore.open(directory, new Map([['s', 60_000]]));
-    assert.deepEqual([...store.seen('s', ['a', 'b', 'c', 'd', 'generated'])].sort(), ['a', 'b', 'd']);
-    assert.equal(store.batch('s', 'k1')?.response, '{"accepted":3}');
-    await assert.rejects(log.append('missing-topic', [{ value }]), /does not exist/);
+    assert.equal(await log.openDedupe(options), 0);
+    const generated = { value, headers: { [HEADER_EVENT_ID]: 'generated' } };
+    assert.equal(
+      await log.appendDeduplicating('events.s', [marked('a'), marked('b'), marked('a'), generated], 's'),
+      1,
+      'the second a',
+    );
+    // Sent together: decided in one round, in order.
+    const [first, second, third] = await Promise.all([
+      log.appendDeduplicating('events.s', [marked('c'), marked('b')], 's'),
+      log.appendDeduplicating('events.s', [marked('c'), generated], 's'),
+      log.append('events.s', [marked('c')]),
+    ]);
+    assert.deepEqual([first, second, third.length], [1, 1, 1], 'a plain append is not deduplicated');
+    await assert.rejects(log.appendDeduplicating('missing-topic', [marked('e')], 's'), /does not exist/);
+    assert.equal(await log.appendDeduplicating('events.s', [marked('e')], 's'), 0, 'e failed: not kept');
+    const stored = (await log.offsets('events.s')).reduce((n, o) => n + o.end - o.start, 0);
+    assert.equal(stored, 3 + 1 + 1 + 1 + 1);
+    await until(() => log.dedupeStats.ids === 4, 'the figures are posted');
+    await log.close();
+    // What the worker wrote, read back by a store of the ids: those marked for dedupe only.
+    store = DedupeStore.open(directory, windows);
+    assert.deepEqual([...store.seen('s', ['a', 'b', 'c', 'd', 'e', 'generated'])].sort(), [
+      'a',
+      'b',
+      'c',
+      'e',
+    ]);
   } finally {
     store?.close();
     await log.close();
@@ -68,18 +75,29 @@ it('records dedupe ids in the worker after the commit, and says when they are wr
   await assert.rejects(log.append('events.s', [{ value: new Uint8Array(1) }]), /closed/);
 });
 
+/** The ingest dedupe store as the server opens it on `log` (the worker keeps the ids of a ThreadedLog). */
+async function openStore(log: Log, directory: string, stream: Stream) {
+  const { store } = await openDedupe(log, {
+    directory,
+    windows: new Map([[stream.name, stream.config.dedupe_window]]),
+    maxIds: 100_000,
+    topics: new Map([[stream.topic, stream.name]]),
+  });
+  return store;
+}
+
 it('deduplicates a retry sent as soon as the first request is answered, or at the same time', async () => {
   const root = mkdtempSync(path.join(tmpdir(), 'threaded-ingest-'));
   writeFileSync(path.join(root, 'tributary.yaml'), 'project: t\nstreams:\n  s: {}\n');
   const project = loadProject(root);
   const logger = createLogger({ level: 'silent' });
   const directory = path.join(root, 'log');
-  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
   const streams = resolveStreams(project, logger);
   const stream = streams.get('s')!;
   await log.ensureTopic(stream.topic, { partitions: 1 });
   await log.ensureTopic(stream.dlqTopic, { partitions: 1 });
-  const dedupe = DedupeStore.open(directory, new Map([['s', stream.config.dedupe_window]]));
+  const dedupe = await openStore(log, directory, stream);
   const ingestor = new Ingestor({
     log,
     dedupe,
@@ -138,52 +156,27 @@ function breakDedupeWrites(directory: string): () => void {
   };
 }
 
-it('holds the ids of an append until the dedupe store wrote them, retrying a failed write', async () => {
-  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
-  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
-  const store = DedupeStore.open(directory, new Map([['s', 60_000]]));
-  try {
-    await log.ensureTopic('events.s', { partitions: 1 });
-    const repair = breakDedupeWrites(directory);
-    let written = false;
-    const value = new TextEncoder().encode('{}');
-    await log.appendRecording(
-      'events.s',
-      [{ value, headers: { [HEADER_EVENT_ID]: 'a', [HEADER_DEDUPE]: '1' } }],
-      { stream: 's' },
-      false,
-      () => (written = true),
-    );
-    await sleep(200);
-    assert.equal(written, false, 'the ids are not released while they are not written');
-    assert.match(log.dedupeFailure ?? '', /watermarks/, '/readyz says why');
-    repair();
-    await until(() => written, 'the retried write succeeds');
-    assert.equal(log.dedupeFailure, undefined);
-    store.note(store.check('s', ['a']));
-    assert.deepEqual([...store.seen('s', ['a'])], ['a']);
-  } finally {
-    store.close();
-    await log.close();
-    rmSync(directory, { recursive: true, force: true });
-  }
-});
-
 it(
-  'tells a retry to come back later while the ids it waits for cannot be written',
+  'retries a failed write of the dedupe ids, says why meanwhile, and still finds the duplicates',
   { timeout: 30_000 },
   async () => {
     const root = mkdtempSync(path.join(tmpdir(), 'threaded-ingest-'));
     const directory = path.join(root, 'log');
-    const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
-    const { send, stored, dedupe } = await dlqIngest(root, log, directory, 300);
+    const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+    const { send, stored, dedupe } = await dlqIngest(root, log, directory);
     try {
       const repair = breakDedupeWrites(directory);
       assert.equal((await send(['z'], false)).result.accepted, 1);
-      await assert.rejects(send(['z'], false), (error: HttpError) => error.status === 503);
+      await until(() => /watermarks/.test(log.dedupeFailure ?? ''), '/readyz says why');
+      assert.equal((await send(['z'], false)).result.duplicates, 1, 'the ids are in memory');
       repair();
-      assert.equal((await send(['z'], false)).result.duplicates, 1, 'once written, the retry is a duplicate');
+      await until(() => log.dedupeFailure === undefined, 'the retried write succeeds');
       assert.equal(await stored(), 1);
+      await log.close();
+      // Written: a store of the ids reads it back.
+      const store = DedupeStore.open(directory, new Map([['s', 60_000]]));
+      assert.deepEqual([...store.seen('s', ['z'])], ['z']);
+      store.close();
     } finally {
       await log.close();
       dedupe.close();
@@ -193,18 +186,18 @@ it(
 );
 
 /** An Ingestor on `log` for the stream `s` with on_invalid: dlq, whose DLQ topic is not created yet. */
-async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitMs?: number) {
+async function dlqIngest(root: string, log: Log, directory: string) {
   writeFileSync(path.join(root, 'tributary.yaml'), 'project: t\nstreams:\n  s: { on_invalid: dlq }\n');
   const logger = createLogger({ level: 'silent' });
   const stream = resolveStreams(loadProject(root), logger).get('s')!;
   await log.ensureTopic(stream.topic, { partitions: 1 });
-  const dedupe = DedupeStore.open(directory, new Map([['s', stream.config.dedupe_window]]));
+  const dedupe = await openStore(log, directory, stream);
   const ingestor = new Ingestor({
     log,
     dedupe,
     metrics: createServerMetrics(new Registry()),
     logger,
-    limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10, maxHeldWaitMs },
+    limits: { maxPendingAppends: 1000, maxPendingBytes: 1e9, maxDepth: 10 },
   });
   /**
    * Sends events with these ids (null: an event without one), and an invalid one (not an object) with
@@ -243,16 +236,11 @@ async function dlqIngest(root: string, log: Log, directory: string, maxHeldWaitM
 it('keeps deduplicating the events appended when the DLQ append of their request failed', async () => {
   const root = mkdtempSync(path.join(tmpdir(), 'threaded-ingest-'));
   const directory = path.join(root, 'log');
-  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 }, { dedupeDirectory: directory });
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
   const { stream, dedupe, send, stored } = await dlqIngest(root, log, directory);
   try {
-    // The dedupe write is held up too, so that a hold released early shows as a duplicate.
-    const repair = breakDedupeWrites(directory);
     await assert.rejects(send(['x'], true), /does not exist/);
-    const retry = send(['x'], false);
-    await sleep(200);
-    repair();
-    assert.equal((await retry).result.duplicates, 1, 'the retry waited for the id to be written');
+    assert.equal((await send(['x'], false)).result.duplicates, 1, 'x was appended: the retry finds it');
     assert.equal(await stored(), 1);
 
     // With an Idempotency-Key, the failed request's answer is not stored: its retry is not a replay.

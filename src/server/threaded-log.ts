@@ -4,7 +4,8 @@
  * the disk returns. Here the main thread only posts appends — encoded into one transferred buffer
  * (append-codec.ts), one message per turn of its event loop, or per commit of the worker while it is busy —
  * and goes on serving while the worker commits; an append resolves when the worker's commit did, so the
- * guarantee of `Log.append` (resolves only when durable) is unchanged.
+ * guarantee of `Log.append` (resolves only when durable) is unchanged. The worker also deduplicates a
+ * stream's events as it appends them (`appendDeduplicating`, log-worker.ts).
  *
  * `tributary up` and `tributary serve` use it for the server and the pipelines together (one log
  * instance per process: the embedded log keeps its offsets in memory).
@@ -22,8 +23,15 @@ import type {
   TopicConfig,
   TopicInfo,
 } from '../log/log.ts';
-import { AppendWriter, type AppendDedupe } from './append-codec.ts';
-import type { Message, Reply, SerializedError, WorkerOptions } from './log-worker.ts';
+import { AppendWriter } from './append-codec.ts';
+import type {
+  DedupeOptions,
+  DedupeStats,
+  Message,
+  Reply,
+  SerializedError,
+  WorkerOptions,
+} from './log-worker.ts';
 
 /** Appends (or records) that are sent to the worker at once rather than at the end of the turn. */
 const SEND_AFTER_APPENDS = 16;
@@ -32,10 +40,11 @@ const SEND_AFTER_RECORDS = 2000;
 interface Waiter {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: unknown) => void;
-  /** An append: the worker answers with its positions as [partition, offset, …] pairs (or null). */
-  readonly append?: boolean;
-  /** An append whose ids the worker records after answering (it then says `recorded`). */
-  readonly recordsIds?: boolean;
+  /**
+   * An append: the worker answers with its positions as [partition, offset, …] pairs (or null), or, for
+   * one that deduplicates, with how many records were duplicates.
+   */
+  readonly append?: 'positions' | 'duplicates';
 }
 
 function positionsOf(pairs: Float64Array): RecordPosition[] {
@@ -56,8 +65,6 @@ function toError(error: SerializedError): TributaryError {
 export class ThreadedLog implements Log {
   readonly #worker: Worker;
   readonly #waiting = new Map<number, Waiter>();
-  /** Per append that carries ids to record, what to call once they are (`appendRecording`). */
-  readonly #recording = new Map<number, () => void>();
   #next = 1;
   /** Appends not yet sent, encoded (append-codec.ts). */
   readonly #outbox = new AppendWriter();
@@ -66,13 +73,14 @@ export class ThreadedLog implements Log {
   #scheduled = false;
   #failure: TributaryError | undefined;
   #dedupeFailure: string | undefined;
+  #dedupeStats: DedupeStats = { ids: 0, bytes: 0, forgotEarly: 0 };
   #closed = false;
 
   private constructor(worker: Worker) {
     this.#worker = worker;
     worker.on('message', (message: Message) => {
-      if ('recorded' in message) {
-        for (const id of message.recorded) this.#recorded(id);
+      if ('dedupeStats' in message) {
+        this.#dedupeStats = message.dedupeStats;
         return;
       }
       if ('dedupeFailure' in message) {
@@ -91,7 +99,6 @@ export class ThreadedLog implements Log {
       });
       for (const waiter of this.#waiting.values()) waiter.reject(this.#failure);
       this.#waiting.clear();
-      for (const id of [...this.#recording.keys()]) this.#recorded(id);
     };
     worker.on('error', (error: Error) => fail(`failed: ${error.message}`));
     worker.on('exit', (code) => {
@@ -99,15 +106,9 @@ export class ThreadedLog implements Log {
     });
   }
 
-  /**
-   * Starts the worker on the embedded log `options` describes; with `dedupeDirectory`, appends may carry
-   * ids for the dedupe store there (`appendRecording`).
-   */
-  static async open(
-    options: EmbeddedLogOptions,
-    extra: { dedupeDirectory?: string } = {},
-  ): Promise<ThreadedLog> {
-    const workerData: WorkerOptions = { log: options, ...extra };
+  /** Starts the worker on the embedded log `options` describes. */
+  static async open(options: EmbeddedLogOptions): Promise<ThreadedLog> {
+    const workerData: WorkerOptions = { log: options };
     const worker = new Worker(new URL('./log-worker.ts', import.meta.url), { workerData });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: Message) => {
@@ -139,27 +140,37 @@ export class ThreadedLog implements Log {
     if (!waiter) return;
     this.#waiting.delete(reply.id);
     if (waiter.append) this.#unanswered--;
-    // A failed append records nothing; one without ids has nothing to record.
-    if (!reply.ok || !waiter.recordsIds) this.#recorded(reply.id);
     if (!reply.ok) waiter.reject(toError(reply.error));
-    else if (waiter.append)
+    else if (waiter.append === 'positions')
       waiter.resolve(reply.value === null ? [] : positionsOf(reply.value as Float64Array));
     else waiter.resolve(reply.value);
   }
 
-  #recorded(id: number): void {
-    const onRecorded = this.#recording.get(id);
-    if (!onRecorded) return;
-    this.#recording.delete(id);
-    onRecorded();
-  }
-
   /**
-   * Why the worker cannot write dedupe ids right now (it retries; the ids of the appends waiting for that
-   * are held until it succeeds), or undefined when it can.
+   * Why the worker cannot write dedupe ids to disk right now (it retries; meanwhile they are in its
+   * memory, and a restart would read them again from the log), or undefined when it can.
    */
   get dedupeFailure(): string | undefined {
     return this.#dedupeFailure;
+  }
+
+  /** The worker's dedupe store's figures (dedupe.ts `stats`), as of at most a second ago. */
+  get dedupeStats(): DedupeStats {
+    return this.#dedupeStats;
+  }
+
+  /**
+   * Opens the dedupe store in the worker, which then deduplicates the appends that ask for it
+   * (`appendDeduplicating`), and recovers the ids of the crash window from the log; resolves with how
+   * many it recovered.
+   */
+  openDedupe(options: DedupeOptions): Promise<number> {
+    this.#check();
+    const id = this.#next++;
+    return new Promise<number>((resolve, reject) => {
+      this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.#worker.postMessage({ op: 'dedupe', id, options });
+    });
   }
 
   #check(): void {
@@ -181,43 +192,38 @@ export class ThreadedLog implements Log {
   }
 
   append(topic: string, records: readonly LogRecord[]): Promise<RecordPosition[]> {
-    return this.appendRecording(topic, records);
+    return this.#append(topic, records, undefined, true) as Promise<RecordPosition[]>;
   }
 
   /**
-   * `append`, and once the records are durable, the worker records in the dedupe store the ids the
-   * records carry (the headers tributary-event-id and tributary-dedupe, as recovery reads them) and the
-   * Idempotency-Key's answer — just after resolving: `onRecorded` is called once they are written (or
-   * the append failed, or the worker did), always exactly once, so a caller may hold the ids until then.
-   * With `positions` false, it resolves with no positions (an empty array): a caller that does not read
-   * them spares both threads the work.
+   * Appends the records of `stream` but those that are duplicates — their id (header tributary-event-id,
+   * with tributary-dedupe) accepted within the stream's window, or carried by an earlier record — and
+   * resolves, once the others are durable, with how many were dropped (see log-worker.ts). Needs
+   * `openDedupe` first. The records are copied before it returns: their values may be reused at once.
    */
-  async appendRecording(
+  appendDeduplicating(topic: string, records: readonly LogRecord[], stream: string): Promise<number> {
+    return this.#append(topic, records, stream, false) as Promise<number>;
+  }
+
+  #append(
     topic: string,
     records: readonly LogRecord[],
-    dedupe?: AppendDedupe,
-    positions = true,
-    onRecorded?: () => void,
-  ): Promise<RecordPosition[]> {
+    dedupe: string | undefined,
+    positions: boolean,
+  ): Promise<RecordPosition[] | number> {
     try {
       this.#check();
     } catch (error) {
-      onRecorded?.();
-      throw error;
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    if (records.length === 0) {
-      onRecorded?.();
-      return [];
-    }
+    if (records.length === 0) return Promise.resolve(dedupe === undefined ? [] : 0);
     const id = this.#next++;
     this.#outbox.write(id, topic, records, dedupe, positions);
-    if (onRecorded) this.#recording.set(id, onRecorded);
-    const result = new Promise<RecordPosition[]>((resolve, reject) => {
+    const result = new Promise<RecordPosition[] | number>((resolve, reject) => {
       this.#waiting.set(id, {
         resolve: resolve as (value: unknown) => void,
         reject,
-        append: true,
-        recordsIds: dedupe !== undefined,
+        append: dedupe === undefined ? 'positions' : 'duplicates',
       });
     });
     // While the worker commits, what it would receive waits in its queue anyway: appends are held here
@@ -291,7 +297,5 @@ export class ThreadedLog implements Log {
     if (!this.#failure) await this.#call('close', []).catch(() => undefined);
     this.#closed = true;
     await this.#worker.terminate();
-    // Nothing can be appended any more: what still held ids waiting for the worker lets them go.
-    for (const id of [...this.#recording.keys()]) this.#recorded(id);
   }
 }
