@@ -268,14 +268,15 @@ export class EmbeddedLog implements Log {
 
   /**
    * Appends each item, all in one transaction: they are durable together or fail together (a group larger
-   * than a transaction usually takes is still one). An item whose topic does not exist fails alone,
-   * at once. Returns a promise per item, in their order.
+   * than a transaction usually takes is still one). An item without records settles with the others — it
+   * fails if their transaction does — and one whose topic does not exist fails alone, at once. Returns a
+   * promise per item, in their order.
    */
   appendTogether(
     items: ReadonlyArray<{ readonly topic: string; readonly records: readonly LogRecord[] }>,
   ): Array<Promise<RecordPosition[]>> {
-    let first = true;
-    return items.map(({ topic, records }) => {
+    let transaction: Promise<RecordPosition[]> | undefined;
+    const results = items.map(({ topic, records }): Promise<RecordPosition[]> | undefined => {
       let state: TopicState;
       try {
         this.#checkOpen();
@@ -283,14 +284,18 @@ export class EmbeddedLog implements Log {
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      if (records.length === 0) return Promise.resolve([]);
-      const withPrevious = !first;
-      first = false;
-      return new Promise<RecordPosition[]>((resolve, reject) => {
+      if (records.length === 0) return undefined;
+      const withPrevious = transaction !== undefined;
+      const appended = new Promise<RecordPosition[]>((resolve, reject) => {
         this.#pending.push({ topic: state, records, resolve, reject, withPrevious });
         this.#scheduleFlush();
       });
+      transaction ??= appended;
+      return appended;
     });
+    return results.map(
+      (result) => result ?? (transaction ? transaction.then(() => []) : Promise.resolve([])),
+    );
   }
 
   #scheduleFlush(): void {

@@ -239,6 +239,34 @@ describe('dedupe store', () => {
     await log.close();
   });
 
+  it('says when the answers of Idempotency-Keys are written, and why they cannot be', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    const store = DedupeStore.open(dir, new Map([['s', 60_000]]), { ids: false });
+    const batch = (key: string) => ({ stream: 's', key, bodyHash: null, response: '{}' });
+    const stored = (key: string) => {
+      const db = new DatabaseSync(path.join(dir, 'ingest.db'));
+      const row = db.prepare('select 1 from seen_batches where key = ?').get(key);
+      db.close();
+      return row !== undefined;
+    };
+    store.record([], [], batch('a'));
+    await store.written();
+    assert.ok(stored('a'));
+    const db = new DatabaseSync(path.join(dir, 'ingest.db'));
+    db.exec('alter table seen_batches rename to away');
+    store.record([], [], batch('b'));
+    await store.written();
+    assert.match(store.writeFailure ?? '', /seen_batches/);
+    assert.equal(store.batch('s', 'b')?.response, '{}', 'answered from memory meanwhile');
+    await store.written(); // at once while failing
+    db.exec('alter table away rename to seen_batches');
+    db.close();
+    assert.equal(store.flush(), undefined);
+    assert.equal(store.writeFailure, undefined);
+    assert.ok(stored('b'));
+    store.close();
+  });
+
   it('admits no copy of an id repeated in a round when one copy is a duplicate', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
     const store = DedupeStore.open(dir, new Map([['s', 60_000]]), { autoFlush: false });

@@ -84,6 +84,10 @@ export class DedupeStore {
   #entryCount = 0;
   #batches: Array<{ batch: RecordedBatch; at: number }> = [];
   #flushScheduled = false;
+  /** Called after the next flush (`written`). */
+  #onFlushed: Array<() => void> = [];
+  /** Why the last flush failed, until one succeeds. */
+  #writeFailure: string | undefined;
   readonly #autoFlush: boolean;
   /** Every id within the window; absent in a store that keeps only Idempotency-Keys (`ids: false`). */
   readonly #index: IdIndex | undefined;
@@ -403,6 +407,33 @@ export class DedupeStore {
    */
   flush(syncMarks = false): Error | undefined {
     this.#flushScheduled = false;
+    const error = this.#flush(syncMarks);
+    this.#writeFailure = error?.message;
+    const waiting = this.#onFlushed;
+    this.#onFlushed = [];
+    for (const resolve of waiting) resolve();
+    return error;
+  }
+
+  /**
+   * Resolves once what was recorded so far is written (with `autoFlush`, on the next turn of the event
+   * loop), or at once while writes fail: it then stays queued in memory, and `writeFailure` says why.
+   */
+  written(): Promise<void> {
+    if (this.#closed || this.#writeFailure !== undefined) return Promise.resolve();
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+    return new Promise((resolve) => this.#onFlushed.push(resolve));
+  }
+
+  /** Why writing to the store fails right now (it retries), or undefined. */
+  get writeFailure(): string | undefined {
+    return this.#writeFailure;
+  }
+
+  #flush(syncMarks: boolean): Error | undefined {
     if (this.#closed) return undefined;
     try {
       const now = this.#now();

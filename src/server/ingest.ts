@@ -372,14 +372,18 @@ export class Ingestor {
           : {}),
       };
       // The answer to replay, once everything is durable (a failed append threw above): a retry with the
-      // same key finds it before this request's hold goes (finally).
-      if (idempotencyKey !== undefined)
+      // same key finds it before this request's hold goes (finally). Written before it is given, so that
+      // a crash cannot lose an answer the client got — the log's thread may already have written the ids
+      // and moved past them, so recovery would not rebuild it.
+      if (idempotencyKey !== undefined) {
         this.#dedupe.record([], [], {
           stream: stream.name,
           key: idempotencyKey,
           bodyHash: input.bodyHash ?? null,
           response: JSON.stringify(result),
         });
+        await this.#dedupe.written();
+      }
       this.#metrics.eventsAccepted.inc({ stream: stream.name }, fresh.length - dropped);
       if (result.duplicates) this.#metrics.eventsDuplicate.inc({ stream: stream.name }, result.duplicates);
       if (invalid.length) this.#metrics.eventsDlq.inc({ stream: stream.name }, invalid.length);

@@ -228,12 +228,17 @@ async function main(): Promise<void> {
   const queue: DecodedAppend[] = [];
   let roundActive = false;
   let roundScheduled = false;
-  /** Called once no round is active and nothing waits (`close`). */
-  let onIdle: (() => void) | undefined;
+  /** While the dedupe store is being opened, no round starts (they would be decided without it). */
+  let paused = false;
+  /** Called whenever no round is active nor due. */
+  let whenIdle: Array<() => void> = [];
+  const idle = () => new Promise<void>((resolve) => whenIdle.push(resolve));
   const scheduleRound = () => {
     if (roundActive || roundScheduled) return;
-    if (queue.length === 0) {
-      onIdle?.();
+    if (queue.length === 0 || paused) {
+      const waiting = whenIdle;
+      whenIdle = [];
+      for (const resolve of waiting) resolve();
       return;
     }
     roundScheduled = true;
@@ -253,26 +258,41 @@ async function main(): Promise<void> {
       records += append.records.length;
     }
     roundActive = true;
-    dedupe?.beginRound();
-    const items = appends.map((append): RoundItem | Error => {
-      if (append.dedupe === undefined)
-        return { append, records: append.records, from: 0, to: 0, duplicates: 0 };
-      if (!dedupe) return new Error('the log worker has no dedupe store (the server did not open it)');
-      return deduplicate(dedupe, append, append.dedupe);
-    });
-    const issued = items.filter((item): item is RoundItem => !(item instanceof Error));
-    // One transaction: the ids a round admitted are durable together or not at all. (An append whose
-    // topic does not exist fails alone; an id's duplicates are in its stream, so its topic, which fails
-    // them all.)
-    const results = log.appendTogether(
-      issued.map((item) => ({ topic: item.append.topic, records: item.records })),
-    );
-    let left = items.length;
+    let left = appends.length;
     const done = () => {
       if (--left > 0) return;
       roundActive = false;
       scheduleRound();
     };
+    // The store the round decides with keeps its ids, whatever happens to `dedupe` meanwhile.
+    const store = dedupe;
+    let items: Array<RoundItem | Error>;
+    let results: Array<Promise<RecordPosition[]>>;
+    try {
+      store?.beginRound();
+      items = appends.map((append): RoundItem | Error => {
+        if (append.dedupe === undefined)
+          return { append, records: append.records, from: 0, to: 0, duplicates: 0 };
+        if (!store) return new Error('the log worker has no dedupe store (the server did not open it)');
+        return deduplicate(store, append, append.dedupe);
+      });
+      // One transaction: the ids a round admitted are durable together or not at all. (An append whose
+      // topic does not exist fails alone; an id's duplicates are in its stream, so its topic, which fails
+      // them all.)
+      results = log.appendTogether(
+        items
+          .filter((item): item is RoundItem => !(item instanceof Error))
+          .map((item) => ({ topic: item.append.topic, records: item.records })),
+      );
+    } catch (error) {
+      // Nothing of the round was appended: it fails whole, and the next one goes on.
+      for (const append of appends)
+        void settle(
+          append.id,
+          Promise.reject(error instanceof Error ? error : new Error(String(error))),
+        ).finally(done);
+      return;
+    }
     let next = 0;
     items.forEach((item, i) => {
       const id = appends[i]!.id;
@@ -284,7 +304,7 @@ async function main(): Promise<void> {
       // watermarks the store keeps follow it.
       const kept = results[next++]!.then((positions) => {
         if (item.append.dedupe !== undefined) {
-          dedupe!.keep(item.from, item.to, marksOf(item.append.topic, positions));
+          store!.keep(item.from, item.to, marksOf(item.append.topic, positions));
           unwritten = true;
           return item.duplicates;
         }
@@ -310,17 +330,26 @@ async function main(): Promise<void> {
       void settle(
         request.id,
         (async () => {
-          dedupe?.close();
-          dedupe = undefined;
-          const store = DedupeStore.open(directory, new Map(windows), { autoFlush: false, maxIds });
+          // Opened again (another server on this log): the rounds decided with the old store finish
+          // first, and no round starts until the new one has recovered what they appended.
+          paused = true;
           try {
-            const recovered = await store.recover(log, new Map(topics));
-            dedupe = store;
-            port.postMessage({ dedupeStats: store.stats } satisfies Message);
-            return recovered;
-          } catch (error) {
-            store.close();
-            throw error;
+            if (roundActive || roundScheduled) await idle();
+            dedupe?.close();
+            dedupe = undefined;
+            const store = DedupeStore.open(directory, new Map(windows), { autoFlush: false, maxIds });
+            try {
+              const recovered = await store.recover(log, new Map(topics));
+              dedupe = store;
+              port.postMessage({ dedupeStats: store.stats } satisfies Message);
+              return recovered;
+            } catch (error) {
+              store.close();
+              throw error;
+            }
+          } finally {
+            paused = false;
+            scheduleRound();
           }
         })(),
       );
@@ -338,13 +367,12 @@ async function main(): Promise<void> {
     }
     if (request.method === 'close') {
       // The rounds first: what was received is appended, its ids kept; then the log, then the store.
-      const idle = new Promise<void>((resolve) => {
-        onIdle = resolve;
-      });
+      paused = false;
+      const drained = idle();
       scheduleRound();
       void settle(
         request.id,
-        idle
+        drained
           .then(() => log.close())
           .then(() => {
             clearTimeout(retry);

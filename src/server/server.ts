@@ -473,7 +473,8 @@ export class IngestServer {
         catalog: this.#options.catalog ?? this.#options.keys?.driver,
         pipelines: this.#options.pipelines,
         sources: this.#options.sources,
-        ...(log instanceof ThreadedLog ? { dedupeFailure: () => log.dedupeFailure } : {}),
+        dedupeFailure: () =>
+          (log instanceof ThreadedLog ? log.dedupeFailure : undefined) ?? this.#dedupe.writeFailure,
         stallAfterMs: this.#settings.stall_after,
         startedAt: this.#startedAt,
         ...(probe ? { probeTopic: probe } : {}),

@@ -75,6 +75,34 @@ it('deduplicates in the worker as it appends, and keeps the ids of what became d
   await assert.rejects(log.append('events.s', [{ value: new Uint8Array(1) }]), /closed/);
 });
 
+it('fails a request whose events were all duplicates of its round when that round fails', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  const db = new DatabaseSync(path.join(directory, 'log.db'), { timeout: 5_000 });
+  try {
+    await log.ensureTopic('events.s', { partitions: 1 });
+    await log.openDedupe({ directory, windows: [['s', 60_000]], maxIds: 1000, topics: [['events.s', 's']] });
+    const value = new TextEncoder().encode('{}');
+    const x = [{ value, headers: { [HEADER_EVENT_ID]: 'x', [HEADER_DEDUPE]: '1' } }];
+    // Every write to the log fails, as a full disk would make it.
+    db.exec("create trigger fail before insert on batches begin select raise(abort, 'injected'); end");
+    // A request and its retry, sent together: one round, x admitted for the first, dropped for the second.
+    const [first, retry] = await Promise.allSettled([
+      log.appendDeduplicating('events.s', x, 's'),
+      log.appendDeduplicating('events.s', x, 's'),
+    ]);
+    assert.equal(first.status, 'rejected');
+    assert.equal(retry.status, 'rejected', 'not acknowledged: the event it duplicates was not stored');
+    db.exec('drop trigger fail');
+    assert.equal(await log.appendDeduplicating('events.s', x, 's'), 0, 'x was not kept: stored now');
+    assert.equal(await log.appendDeduplicating('events.s', x, 's'), 1);
+  } finally {
+    db.close();
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
 /** The ingest dedupe store as the server opens it on `log` (the worker keeps the ids of a ThreadedLog). */
 async function openStore(log: Log, directory: string, stream: Stream) {
   const { store } = await openDedupe(log, {
@@ -122,6 +150,10 @@ it('deduplicates a retry sent as soon as the first request is answered, or at th
       const together = await Promise.all([send([`d${round}`]), send([`d${round}`]), send([`d${round}`])]);
       assert.deepEqual(together.map((o) => o.result.duplicates).sort(), [0, 1, 1]);
       const keyed = await send([`e${round}`], `key-${round}`);
+      // Written before it was given: a crash now cannot lose it.
+      const db = new DatabaseSync(path.join(directory, 'ingest.db'));
+      assert.ok(db.prepare('select 1 from seen_batches where key = ?').get(`key-${round}`));
+      db.close();
       const keyedRetry = await send([`e${round}`], `key-${round}`);
       assert.equal(keyed.replayed, false);
       assert.equal(keyedRetry.replayed, true);

@@ -518,6 +518,7 @@ streams:
     assert.deepEqual(((await ready.json()) as { components: Record<string, unknown> }).components, {
       log: { status: 'ok' },
       catalog: { status: 'ok' },
+      'dedupe store': { status: 'ok' },
     });
     const metrics = await (await fetch(`${t.url}/metrics`)).text();
     assert.match(
