@@ -153,7 +153,7 @@ export async function readiness(options: ReadinessOptions): Promise<Readiness> {
         ? { status: 'ok' }
         : {
             status: 'failed',
-            detail: `cannot record event ids (retrying; retries of the events waiting hold): ${failure}`,
+            detail: `cannot write event ids or Idempotency-Key answers to disk (retrying; they are kept in memory meanwhile): ${failure}`,
           };
   }
   await Promise.all(checks);

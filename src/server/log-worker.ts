@@ -224,6 +224,8 @@ async function main(): Promise<void> {
       (error: unknown) => reply({ id, ok: false, error: serializeError(error) }),
     );
 
+  /** The last opening of the dedupe store (the `dedupe` request), settled or not. */
+  let opening: Promise<unknown> = Promise.resolve();
   /** Appends received, not yet in a round. */
   const queue: DecodedAppend[] = [];
   let roundActive = false;
@@ -327,9 +329,10 @@ async function main(): Promise<void> {
     }
     if (request.op === 'dedupe') {
       const { directory, windows, maxIds, topics } = request.options;
-      void settle(
-        request.id,
-        (async () => {
+      // One opening at a time, in the order asked.
+      const opened = opening
+        .catch(() => undefined)
+        .then(async () => {
           // Opened again (another server on this log): the rounds decided with the old store finish
           // first, and no round starts until the new one has recovered what they appended.
           paused = true;
@@ -351,8 +354,9 @@ async function main(): Promise<void> {
             paused = false;
             scheduleRound();
           }
-        })(),
-      );
+        });
+      opening = opened;
+      void settle(request.id, opened);
       return;
     }
     if (!METHODS.has(request.method)) {

@@ -474,7 +474,9 @@ export class IngestServer {
         pipelines: this.#options.pipelines,
         sources: this.#options.sources,
         dedupeFailure: () =>
-          (log instanceof ThreadedLog ? log.dedupeFailure : undefined) ?? this.#dedupe.writeFailure,
+          (log instanceof ThreadedLog ? log.dedupeFailure : undefined) ??
+          this.#dedupe.writeFailure ??
+          this.#dedupe.journalFailure?.message,
         stallAfterMs: this.#settings.stall_after,
         startedAt: this.#startedAt,
         ...(probe ? { probeTopic: probe } : {}),
