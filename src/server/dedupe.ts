@@ -60,6 +60,24 @@ export interface StoredBatch {
 const RECOVERY_READ = 5000;
 /** Words of an id a round admitted: the fingerprint's three, then 1 when the filter did not know it. */
 const ADMITTED_WORDS = 4;
+
+/**
+ * Puts the fingerprint in `print` and `last` as entry `index` (4 words: ENTRY_WORDS, ADMITTED_WORDS) of
+ * `list`; returns the list, grown when it was full.
+ */
+function pushPrint(list: Uint32Array<ArrayBuffer>, index: number, last: number): Uint32Array<ArrayBuffer> {
+  if (4 * (index + 1) > list.length) {
+    const grown = new Uint32Array(2 * list.length);
+    grown.set(list);
+    list = grown;
+  }
+  const at = 4 * index;
+  list[at] = print[0]!;
+  list[at + 1] = print[1]!;
+  list[at + 2] = print[2]!;
+  list[at + 3] = last;
+  return list;
+}
 const KNOWN = { maybe: false };
 /** How often the journal is synced and its watermarks written to ingest.db. */
 const MARKS_SYNC_MS = 1000;
@@ -293,16 +311,7 @@ export class DedupeStore {
     // The filter had it (a false positive, or an id earlier in the round): only then is the round searched.
     if (KNOWN.maybe && this.#round.has()) return false;
     this.#round.add();
-    if (ADMITTED_WORDS * (this.#admittedCount + 1) > this.#admitted.length) {
-      const grown = new Uint32Array(2 * this.#admitted.length);
-      grown.set(this.#admitted);
-      this.#admitted = grown;
-    }
-    const at = ADMITTED_WORDS * this.#admittedCount++;
-    this.#admitted[at] = print[0]!;
-    this.#admitted[at + 1] = print[1]!;
-    this.#admitted[at + 2] = print[2]!;
-    this.#admitted[at + 3] = KNOWN.maybe ? 0 : 1;
+    this.#admitted = pushPrint(this.#admitted, this.#admittedCount++, KNOWN.maybe ? 0 : 1);
     return true;
   }
 
@@ -386,16 +395,7 @@ export class DedupeStore {
 
   /** The fingerprint in `print`, seen at `at`, into the journal's queue. */
   #queue(at: number): void {
-    if (ENTRY_WORDS * (this.#entryCount + 1) > this.#entries.length) {
-      const grown = new Uint32Array(2 * this.#entries.length);
-      grown.set(this.#entries);
-      this.#entries = grown;
-    }
-    const base = ENTRY_WORDS * this.#entryCount++;
-    this.#entries[base] = print[0]!;
-    this.#entries[base + 1] = print[1]!;
-    this.#entries[base + 2] = print[2]!;
-    this.#entries[base + 3] = Math.ceil(at / 1000);
+    this.#entries = pushPrint(this.#entries, this.#entryCount++, Math.ceil(at / 1000));
   }
 
   /**
