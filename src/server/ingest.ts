@@ -373,7 +373,7 @@ export class Ingestor {
       };
       // The answer to replay, once everything is durable (a failed append threw above): a retry with the
       // same key finds it before this request's hold goes (finally). Written before it is given, so that
-      // a crash cannot lose an answer the client got — the log's thread may already have written the ids
+      // the process crashing cannot lose an answer the client got — the log's thread may already have written the ids
       // and moved past them, so recovery would not rebuild it.
       if (idempotencyKey !== undefined) {
         this.#dedupe.record([], [], {
