@@ -16,15 +16,33 @@ function entries(n: number, base: number): Uint32Array {
   return words;
 }
 
-function readBack(directory: string): { firsts: number[]; marks: Map<string, number> } {
+function readBack(directory: string, readBytes?: number): { firsts: number[]; marks: Map<string, number> } {
   const firsts: number[] = [];
   const journal = new IdJournal(directory);
-  const marks = journal.read(NOW - 1000, (words, at) => firsts.push(words[at]!));
+  const marks = journal.read(NOW - 1000, (words, at) => firsts.push(words[at]!), readBytes);
   journal.close();
   return { firsts, marks };
 }
 
 describe('id journal', () => {
+  it('reads a file a piece at a time: chunks across pieces, and pieces smaller than a chunk', () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'id-journal-'));
+    const journal = new IdJournal(directory);
+    for (let i = 0; i < 20; i++)
+      journal.append(entries(i % 4, 100 * i), i % 4, new Map([['t\0' + '0', i]]), NOW, PERIOD);
+    journal.close();
+    const whole = readBack(directory);
+    assert.equal(whole.firsts.length, 30);
+    for (const readBytes of [1, 7, 16, 64, 100, 1000])
+      assert.deepEqual(readBack(directory, readBytes), whole);
+    // A torn tail is cut however the file is read.
+    const [file] = readdirSync(directory);
+    truncateSync(path.join(directory, file!), statSync(path.join(directory, file!)).size - 5);
+    const torn = readBack(directory, 64);
+    assert.deepEqual(torn.firsts, whole.firsts.slice(0, -3));
+    assert.deepEqual(readBack(directory), torn, 'cut at the last whole chunk');
+  });
+
   it('reads entries and the newest watermarks back, up to a torn write, and goes on after it', () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'id-journal-'));
     const journal = new IdJournal(directory);

@@ -22,7 +22,7 @@ import {
   mkdirSync,
   openSync,
   readdirSync,
-  readFileSync,
+  readSync,
   rmSync,
   writeSync,
 } from 'node:fs';
@@ -33,11 +33,29 @@ const MAGIC = 0x31495254; // "TRI1" little-endian
 const HEADER = 16;
 export const ENTRY_WORDS = 4;
 const FILE = /^ids-(\d+)-(\d+)(?:-\d+)?\.bin$/;
-/** A file's size at most, about (256 MiB, 16 million ids): files are read whole on start. */
+/** A file's size at most, about (256 MiB, 16 million ids). */
 const MAX_FILE_BYTES = 256 * 1024 * 1024;
+/** How much of a file is read at a time on start (a chunk larger than this is read whole). */
+const READ_BYTES = 4 * 1024 * 1024;
 
 /** Watermarks: "topic NUL partition" → the next offset. */
 export type Marks = Map<string, number>;
+
+/**
+ * The chunk at the start of `bytes`: where its entries and it end, or whether it is cut short (more must be
+ * read) or damaged (reading stops).
+ */
+function chunkAt(bytes: Buffer): { entriesEnd: number; end: number } | 'incomplete' | 'damaged' {
+  if (bytes.length < HEADER) return 'incomplete';
+  if (bytes.readUInt32LE(0) !== MAGIC) return 'damaged';
+  const length = bytes.readUInt32LE(4);
+  if (length % (ENTRY_WORDS * 4) !== 0) return 'damaged';
+  const entriesEnd = HEADER + length;
+  const end = entriesEnd + bytes.readUInt32LE(8);
+  if (end > bytes.length) return 'incomplete';
+  if (crc32(bytes.subarray(HEADER, end)) !== bytes.readUInt32LE(12)) return 'damaged';
+  return { entriesEnd, end };
+}
 
 export class IdJournal {
   readonly #directory: string;
@@ -72,7 +90,7 @@ export class IdJournal {
     let file = path.join(this.#directory, `ids-${start}-${start + periodMs}.bin`);
     for (let n = 1; this.#retired.has(file); n++)
       file = path.join(this.#directory, `ids-${start}-${start + periodMs}-${n}.bin`);
-    // A file is read whole on start: past MAX_FILE_BYTES the period goes on in a sequel.
+    // Past MAX_FILE_BYTES the period goes on in a sequel (a file a day of a busy stream would be huge).
     if (file === this.#file && this.#size >= MAX_FILE_BYTES) {
       this.#retired.add(file);
       return this.append(entries, count, marks, now, periodMs);
@@ -125,7 +143,11 @@ export class IdJournal {
    * Calls `onEntry` for every entry seen at or after `since` (ms), oldest file first, and returns the
    * newest watermarks read. Files whose last write is older than `since` are deleted, damaged tails cut.
    */
-  read(since: number, onEntry: (entries: Uint32Array, at: number, seenAt: number) => void): Marks {
+  read(
+    since: number,
+    onEntry: (entries: Uint32Array, at: number, seenAt: number) => void,
+    readBytes = READ_BYTES,
+  ): Marks {
     const marks: Marks = new Map();
     for (const { name, end } of this.#files()) {
       const file = path.join(this.#directory, name);
@@ -135,42 +157,49 @@ export class IdJournal {
         rmSync(file, { force: true });
         continue;
       }
-      const bytes = readFileSync(file);
-      let at = 0;
-      while (at + HEADER <= bytes.length) {
-        const length = bytes.readUInt32LE(at + 4);
-        const end = at + HEADER + length + bytes.readUInt32LE(at + 8);
-        if (
-          bytes.readUInt32LE(at) !== MAGIC ||
-          length % (ENTRY_WORDS * 4) !== 0 ||
-          end > bytes.length ||
-          crc32(bytes.subarray(at + HEADER, end)) !== bytes.readUInt32LE(at + 12)
-        )
-          break;
-        // A copy, aligned for the word view (a Buffer from readFileSync may start anywhere in its pool).
-        const start = bytes.byteOffset + at + HEADER;
-        const words = new Uint32Array(bytes.buffer.slice(start, start + length));
-        for (let e = 0; e < words.length; e += ENTRY_WORDS) {
-          const seenAt = words[e + 3]! * 1000;
-          if (seenAt >= since) onEntry(words, e, seenAt);
-        }
-        if (end > at + HEADER + length) {
-          const list = JSON.parse(bytes.toString('utf8', at + HEADER + length, end)) as Array<
-            [string, number, number]
-          >;
-          for (const [topic, partition, next] of list) {
-            const mark = `${topic}\0${partition}`;
-            marks.set(mark, Math.max(marks.get(mark) ?? 0, next));
-          }
-        }
-        at = end;
-      }
-      // Synced before its watermarks are trusted (a crash may have left it in the page cache only, and
-      // what follows is written in another file); a torn or damaged chunk is cut off, or what follows it
-      // would never be read.
       const fd = openSync(file, 'r+');
       try {
-        if (at < bytes.length) ftruncateSync(fd, at);
+        // Read a piece at a time (the memory of a start does not grow with the journal): `bytes` holds
+        // the file from `at`, the start of the next chunk, on.
+        const size = fstatSync(fd).size;
+        let bytes = Buffer.alloc(0);
+        let at = 0;
+        for (;;) {
+          const chunk = chunkAt(bytes);
+          if (chunk === 'damaged') break;
+          if (chunk === 'incomplete') {
+            const read = at + bytes.length;
+            if (read >= size) break; // a torn tail
+            const piece = Buffer.allocUnsafe(readBytes);
+            const got = readSync(fd, piece, 0, Math.min(piece.length, size - read), read);
+            if (got === 0) break;
+            bytes = Buffer.concat([bytes, piece.subarray(0, got)]);
+            continue;
+          }
+          const { entriesEnd, end } = chunk;
+          // A copy, aligned for the word view (a Buffer may start anywhere in its pool).
+          const start = bytes.byteOffset + HEADER;
+          const words = new Uint32Array(bytes.buffer.slice(start, start + entriesEnd - HEADER));
+          for (let e = 0; e < words.length; e += ENTRY_WORDS) {
+            const seenAt = words[e + 3]! * 1000;
+            if (seenAt >= since) onEntry(words, e, seenAt);
+          }
+          if (end > entriesEnd) {
+            const list = JSON.parse(bytes.toString('utf8', entriesEnd, end)) as Array<
+              [string, number, number]
+            >;
+            for (const [topic, partition, next] of list) {
+              const mark = `${topic}\0${partition}`;
+              marks.set(mark, Math.max(marks.get(mark) ?? 0, next));
+            }
+          }
+          at += end;
+          bytes = bytes.subarray(end);
+        }
+        // Synced before its watermarks are trusted (a crash may have left it in the page cache only, and
+        // what follows is written in another file); a torn or damaged chunk is cut off, or what follows it
+        // would never be read.
+        if (at < size) ftruncateSync(fd, at);
         fsyncSync(fd);
       } finally {
         closeSync(fd);
