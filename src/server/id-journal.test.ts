@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, statSync, truncateSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -41,6 +41,21 @@ describe('id journal', () => {
     const torn = readBack(directory, 64);
     assert.deepEqual(torn.firsts, whole.firsts.slice(0, -3));
     assert.deepEqual(readBack(directory), torn, 'cut at the last whole chunk');
+  });
+
+  it('stops at a chunk whose length says more than the file holds, and cuts the file there', () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'id-journal-'));
+    const journal = new IdJournal(directory);
+    journal.append(entries(2, 10), 2, new Map(), NOW, PERIOD);
+    const [file] = readdirSync(directory);
+    const cut = statSync(path.join(directory, file!)).size;
+    journal.append(entries(1, 20), 1, new Map(), NOW, PERIOD);
+    journal.close();
+    const bytes = readFileSync(path.join(directory, file!));
+    bytes.writeUInt32LE(0xfffffff0, cut + 4); // the second chunk's entries length
+    writeFileSync(path.join(directory, file!), bytes);
+    assert.deepEqual(readBack(directory, 8).firsts, [10, 11]);
+    assert.equal(statSync(path.join(directory, file!)).size, cut);
   });
 
   it('reads entries and the newest watermarks back, up to a torn write, and goes on after it', () => {

@@ -42,18 +42,20 @@ const READ_BYTES = 4 * 1024 * 1024;
 export type Marks = Map<string, number>;
 
 /**
- * The chunk at the start of `bytes`: where its entries and it end, or whether it is cut short (more must be
- * read) or damaged (reading stops).
+ * The chunk at the start of `bytes`, which holds the first bytes of the `remaining` left in the file: where
+ * its entries and it end; or how many bytes it needs in `bytes` to be read; or 'stop' when it is damaged
+ * or torn (cut short by the end of the file).
  */
-function chunkAt(bytes: Buffer): { entriesEnd: number; end: number } | 'incomplete' | 'damaged' {
-  if (bytes.length < HEADER) return 'incomplete';
-  if (bytes.readUInt32LE(0) !== MAGIC) return 'damaged';
+function chunkAt(bytes: Buffer, remaining: number): { entriesEnd: number; end: number } | number | 'stop' {
+  if (bytes.length < HEADER) return remaining < HEADER ? 'stop' : HEADER;
+  if (bytes.readUInt32LE(0) !== MAGIC) return 'stop';
   const length = bytes.readUInt32LE(4);
-  if (length % (ENTRY_WORDS * 4) !== 0) return 'damaged';
+  if (length % (ENTRY_WORDS * 4) !== 0) return 'stop';
   const entriesEnd = HEADER + length;
   const end = entriesEnd + bytes.readUInt32LE(8);
-  if (end > bytes.length) return 'incomplete';
-  if (crc32(bytes.subarray(HEADER, end)) !== bytes.readUInt32LE(12)) return 'damaged';
+  if (end > remaining) return 'stop';
+  if (end > bytes.length) return end;
+  if (crc32(bytes.subarray(HEADER, end)) !== bytes.readUInt32LE(12)) return 'stop';
   return { entriesEnd, end };
 }
 
@@ -165,15 +167,21 @@ export class IdJournal {
         let bytes = Buffer.alloc(0);
         let at = 0;
         for (;;) {
-          const chunk = chunkAt(bytes);
-          if (chunk === 'damaged') break;
-          if (chunk === 'incomplete') {
-            const read = at + bytes.length;
-            if (read >= size) break; // a torn tail
-            const piece = Buffer.allocUnsafe(readBytes);
-            const got = readSync(fd, piece, 0, Math.min(piece.length, size - read), read);
-            if (got === 0) break;
-            bytes = Buffer.concat([bytes, piece.subarray(0, got)]);
+          const chunk = chunkAt(bytes, size - at);
+          if (chunk === 'stop') break;
+          if (typeof chunk === 'number') {
+            // What the chunk needs, and at least a piece more (up to the end of the file), in one buffer.
+            const want = Math.min(size - at, Math.max(chunk, bytes.length + readBytes));
+            const next = Buffer.allocUnsafe(want);
+            bytes.copy(next, 0);
+            let filled = bytes.length;
+            while (filled < want) {
+              const got = readSync(fd, next, filled, want - filled, at + filled);
+              if (got === 0) break;
+              filled += got;
+            }
+            if (filled < want) break; // the file is shorter than it was: what is missing is a torn tail
+            bytes = next;
             continue;
           }
           const { entriesEnd, end } = chunk;
