@@ -64,6 +64,7 @@ const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
 /** Records one transaction takes (more when one append, or a group of `appendTogether`, is larger). */
 export const MAX_RECORDS_PER_TRANSACTION = 50_000;
 const PAGE_SIZE = 32 * 1024;
+const SQLITE_BUSY = 5;
 /** The WAL's size that starts a checkpoint (see `open`). */
 const CHECKPOINT_BYTES = 100 * PAGE_SIZE;
 
@@ -120,9 +121,19 @@ export class EmbeddedLog implements Log {
       // 32 KiB pages for a new log (an existing one keeps its size): a record batch of a megabyte is then
       // 32 overflow pages instead of 256, each a WAL frame written and checkpointed on its own, which made
       // batched appends of 1 KB records a third cheaper; larger pages cost small commits more than they save.
-      db.exec(
-        `pragma page_size = ${PAGE_SIZE}; pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`,
-      );
+      const pragmas = `pragma page_size = ${PAGE_SIZE}; pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`;
+      // Switching a new log to WAL takes an exclusive lock; when two processes that both read it try at
+      // once, SQLite answers one "database is locked" at once rather than wait (it would deadlock): that
+      // one tries again shortly.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          db.exec(pragmas);
+          break;
+        } catch (error) {
+          if ((error as { errcode?: number }).errcode !== SQLITE_BUSY || attempt >= 50) throw error;
+          await sleep(10 + Math.random() * 40);
+        }
+      }
       // The commit that takes the WAL past this checkpoints it, and the appends waiting for that commit
       // wait for the checkpoint too: SQLite's default (1,000 pages, 32 MiB here) stalled a commit for 65–85
       // ms about every 0.4 s under 100-event batches once the log held a gigabyte (the p99 latency of
