@@ -181,73 +181,25 @@ function bloomBits(maxIds: number): number {
 export const GENERATION_IDS = 256 * 1024;
 const FIRST_SLOTS = 1024;
 
-/** One generation: fingerprints (words 0–2) by linear probing, at most half full. */
-class Generation {
-  /** When its first and newest ids were seen (ms). */
-  readonly since: number;
-  last: number;
-  count = 0;
+/**
+ * A set of fingerprints (words 0–2 of `print`) by linear probing, at most half full: a generation of the
+ * index, or the ids one round of appends admitted (dedupe.ts), so that a second copy in the same round is
+ * a duplicate before the first is held.
+ */
+export class PrintSet {
   #slots = new Uint32Array(3 * FIRST_SLOTS);
   #mask = FIRST_SLOTS - 1;
+  #count = 0;
 
-  constructor(since: number) {
-    this.since = since;
-    this.last = since;
+  /** Fingerprints held. */
+  get count(): number {
+    return this.#count;
   }
 
   /** The table's size in bytes. */
   get bytes(): number {
     return this.#slots.byteLength;
   }
-
-  has(): boolean {
-    const slots = this.#slots;
-    const a = print[0]!;
-    const b = print[1]!;
-    const c = print[2]!;
-    for (let s = a & this.#mask; ; s = (s + 1) & this.#mask) {
-      const at = 3 * s;
-      const stored = slots[at + 2]!;
-      if (stored === 0) return false;
-      if (stored === c && slots[at] === a && slots[at + 1] === b) return true;
-    }
-  }
-
-  /** Adds the fingerprint in `print` (not there yet: the caller checked). */
-  add(at: number): void {
-    if (2 * (this.count + 1) > this.#mask + 1) this.#grow();
-    this.#put(this.#slots, this.#mask, print[0]!, print[1]!, print[2]!);
-    this.count++;
-    if (at > this.last) this.last = at;
-  }
-
-  #put(slots: Uint32Array, mask: number, a: number, b: number, c: number): void {
-    let s = a & mask;
-    while (slots[3 * s + 2] !== 0) s = (s + 1) & mask;
-    slots[3 * s] = a;
-    slots[3 * s + 1] = b;
-    slots[3 * s + 2] = c;
-  }
-
-  #grow(): void {
-    const old = this.#slots;
-    const size = 2 * (this.#mask + 1);
-    const slots = new Uint32Array(3 * size);
-    for (let at = 0; at < old.length; at += 3)
-      if (old[at + 2] !== 0) this.#put(slots, size - 1, old[at]!, old[at + 1]!, old[at + 2]!);
-    this.#slots = slots;
-    this.#mask = size - 1;
-  }
-}
-
-/**
- * A plain set of fingerprints (words 0–2 of `print`), emptied for reuse: the ids one round of appends
- * admitted (dedupe.ts), so that a second copy in the same round is a duplicate before the first is held.
- */
-export class PrintSet {
-  #slots = new Uint32Array(3 * FIRST_SLOTS);
-  #mask = FIRST_SLOTS - 1;
-  #count = 0;
 
   has(): boolean {
     const slots = this.#slots;
@@ -291,6 +243,25 @@ export class PrintSet {
     slots[3 * s] = a;
     slots[3 * s + 1] = b;
     slots[3 * s + 2] = c;
+  }
+}
+
+/** One generation of the index: a set of fingerprints, and when they were seen. */
+class Generation extends PrintSet {
+  /** When its first and newest ids were seen (ms). */
+  readonly since: number;
+  last: number;
+
+  constructor(since: number) {
+    super();
+    this.since = since;
+    this.last = since;
+  }
+
+  /** Adds the fingerprint in `print` (not there yet: the caller checked), seen at `at`. */
+  addAt(at: number): void {
+    this.add();
+    if (at > this.last) this.last = at;
   }
 }
 
@@ -407,7 +378,7 @@ export class IdIndex {
       if (at > current.last) current.last = at;
       return;
     }
-    current.add(at);
+    current.addAt(at);
     this.#count++;
     if (this.#count > this.#maxIds && this.#generations.length > 1) {
       const oldest = this.#generations.shift()!;
