@@ -1,10 +1,13 @@
 /**
- * The embedded log: every topic in one SQLite database (WAL mode) through `node:sqlite`.
+ * The embedded log: the record batches of each topic in append-only segment files (segment-files.ts), and
+ * in one SQLite database (WAL mode, through `node:sqlite`) where each batch is, the offsets, the topics and
+ * the consumer groups' positions.
  *
  * Durability (invariant 1 of log.ts): appends are group-committed. Appends that arrive while a
  * transaction is being written wait and then share the next one, so one fsync acknowledges many
  * producers. With `durability: 'fsync'` (synchronous=FULL) a commit is on disk when it returns and survives
- * power loss; with `'os'` (synchronous=NORMAL) it is in the operating system and survives a crash of the
+ * power loss (the segment's bytes are synced before the transaction that points to them); with `'os'`
+ * (synchronous=NORMAL, no sync of segments) it is in the operating system and survives a crash of the
  * process, not of the machine. An append's promise resolves only after its transaction committed.
  */
 import { EventEmitter } from 'node:events';
@@ -14,6 +17,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TributaryError } from '../errors.ts';
 import { decodeBatch, encodeBatch } from './record-batch.ts';
+import { SegmentFiles } from './segment-files.ts';
 import {
   partitionForKey,
   type Log,
@@ -32,6 +36,8 @@ export interface EmbeddedLogOptions {
   readonly durability?: 'fsync' | 'os';
   /** How often retention runs (default one minute); 0 turns the timer off. */
   readonly retentionIntervalMs?: number;
+  /** Size at which a topic's segment file is closed and the next one begun (default 64 MiB). */
+  readonly segmentBytes?: number;
 }
 
 interface PendingAppend {
@@ -63,10 +69,14 @@ interface TopicState {
 const TOPIC_NAME = /^[A-Za-z0-9._-]{1,200}$/;
 /** Records one transaction takes (more when one append, or a group of `appendTogether`, is larger). */
 export const MAX_RECORDS_PER_TRANSACTION = 50_000;
-const PAGE_SIZE = 32 * 1024;
 const SQLITE_BUSY = 5;
 /** The WAL's size that starts a checkpoint (see `open`). */
-const CHECKPOINT_BYTES = 100 * PAGE_SIZE;
+const CHECKPOINT_BYTES = 4 * 1024 * 1024;
+/**
+ * Retention frees disk a segment file at a time (once none of its batches is kept): a topic holds up to
+ * this much more than its retention asks.
+ */
+const SEGMENT_BYTES = 64 * 1024 * 1024;
 
 export class EmbeddedLog implements Log {
   readonly #db: DatabaseSync;
@@ -74,12 +84,17 @@ export class EmbeddedLog implements Log {
   readonly #pending: PendingAppend[] = [];
   readonly #appended = new EventEmitter();
   readonly #retentionTimer: NodeJS.Timeout | undefined;
+  readonly #segments: SegmentFiles;
+  readonly #segmentBytes: number;
   #flushScheduled = false;
   #closed = false;
   readonly #insert: StatementSync;
   readonly #advance: StatementSync;
   readonly #nextOffsets: StatementSync;
   readonly #select: StatementSync;
+  readonly #lastSegment: StatementSync;
+  readonly #addSegment: StatementSync;
+  readonly #fillSegment: StatementSync;
   /**
    * Per partition, the last record batch a read stopped in, while anything still holds its payload: the
    * next read usually starts inside it (a pipeline's next batch) and takes it from here instead of copying
@@ -90,14 +105,26 @@ export class EmbeddedLog implements Log {
   private constructor(db: DatabaseSync, options: EmbeddedLogOptions) {
     this.#db = db;
     this.#appended.setMaxListeners(0);
+    this.#segments = new SegmentFiles(options.directory, options.durability !== 'os');
+    this.#segmentBytes = options.segmentBytes ?? SEGMENT_BYTES;
+    // The payload column is empty for a batch in a segment file (logs written before segment files keep
+    // their batches in it).
     this.#insert = db.prepare(
-      'insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, payload) values (?, ?, ?, ?, ?, ?, ?)',
+      "insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, segment, position, length, payload) values (?, ?, ?, ?, ?, ?, ?, ?, ?, x'')",
+    );
+    this.#lastSegment = db.prepare(
+      'select id, end_position from segments where topic_id = ? order by id desc limit 1',
+    );
+    this.#addSegment = db.prepare('insert into segments (topic_id, id) values (?, ?)');
+    this.#fillSegment = db.prepare(
+      'update segments set end_position = ?, batches = batches + ? where topic_id = ? and id = ?',
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
-    // The payload of the batch at the first parameter's offset is not read (the caller has it).
+    // The payload of the batch at the first parameter's offset is not read (the caller has it), nor the
+    // empty one of a batch in a segment file.
     this.#select = db.prepare(
-      'select base_offset, case when base_offset = ? then null else payload end as payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
+      'select base_offset, segment, position, length, case when base_offset = ? or segment is not null then null else payload end as payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
     );
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
@@ -118,10 +145,9 @@ export class EmbeddedLog implements Log {
       // The busy timeout comes first: another process opening the log at the same moment holds a lock
       // while it switches the journal to WAL, and without it that moment fails with "database is locked".
       db = new DatabaseSync(path.join(options.directory, 'log.db'), { timeout: 10_000 });
-      // 32 KiB pages for a new log (an existing one keeps its size): a record batch of a megabyte is then
-      // 32 overflow pages instead of 256, each a WAL frame written and checkpointed on its own, which made
-      // batched appends of 1 KB records a third cheaper; larger pages cost small commits more than they save.
-      const pragmas = `pragma page_size = ${PAGE_SIZE}; pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`;
+      // SQLite's default pages (4 KiB) for a new log: it holds small rows. Logs from before segment files
+      // keep their 32 KiB pages (chosen then for batches a megabyte long in the database).
+      const pragmas = `pragma journal_mode = wal; pragma synchronous = ${options.durability === 'os' ? 'normal' : 'full'};`;
       // Switching a new log to WAL takes an exclusive lock; when two processes that both read it try at
       // once, SQLite answers one "database is locked" at once rather than wait (it would deadlock): that
       // one tries again shortly.
@@ -135,10 +161,9 @@ export class EmbeddedLog implements Log {
         }
       }
       // The commit that takes the WAL past this checkpoints it, and the appends waiting for that commit
-      // wait for the checkpoint too: SQLite's default (1,000 pages, 32 MiB here) stalled a commit for 65–85
-      // ms about every 0.4 s under 100-event batches once the log held a gigabyte (the p99 latency of
-      // ingest at 80% of its peak: 84 ms); checkpoints of 100 pages took at most 27 ms (p99 40 ms), at the
-      // same peak rate (ingest notes in docs/ingest.md).
+      // wait for the checkpoint too. With batches in the database, SQLite's default (1,000 pages: 32 MiB
+      // with 32 KiB pages) stalled a commit for 65–85 ms about every 0.4 s under 100-event batches (ingest
+      // notes in docs/ingest.md); a few megabytes bound the WAL the same whatever the page size.
       const { page_size: pageSize } = db.prepare('pragma page_size').get() as { page_size: number };
       db.exec(`pragma wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / pageSize))}`);
       db.exec(`
@@ -146,14 +171,21 @@ export class EmbeddedLog implements Log {
           retention_ms integer, retention_bytes integer);
         create table if not exists partitions (topic_id integer not null, partition integer not null,
           start_offset integer not null default 0, next_offset integer not null default 0, primary key (topic_id, partition)) without rowid;
-        -- One row per record batch (record-batch.ts): appends cost per byte, not per record. A rowid table:
-        -- WITHOUT ROWID keeps whole rows in the index b-tree, which is slow for kilobyte values.
+        -- One row per record batch (record-batch.ts): appends cost per byte, not per record. The batch is
+        -- \`length\` bytes at \`position\` in a segment file of its topic (payload empty), or, written before
+        -- segment files, the payload (segment null). A rowid table: WITHOUT ROWID keeps whole rows in the
+        -- index b-tree, which is slow for kilobyte values.
         create table if not exists batches (topic_id integer not null, partition integer not null, base_offset integer not null,
           end_offset integer not null, max_timestamp integer not null, bytes integer not null, payload blob not null,
-          primary key (topic_id, partition, base_offset));
+          segment integer, position integer, length integer, primary key (topic_id, partition, base_offset));
         create index if not exists batches_by_end on batches (topic_id, partition, end_offset);
+        -- A topic's segment files: how far each is written (bytes past it never committed) and how many
+        -- batches it still holds (retention deletes it at none). The last one is appended to.
+        create table if not exists segments (topic_id integer not null, id integer not null,
+          end_position integer not null default 0, batches integer not null default 0, primary key (topic_id, id)) without rowid;
         create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
           offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
+      addSegmentColumns(db);
     } catch (cause) {
       throw new TributaryError(
         'STORAGE_IO',
@@ -382,12 +414,29 @@ export class EmbeddedLog implements Log {
         }
         results.push(positions);
       }
-      for (const group of [...perPartition.values()].flat()) {
-        if (!group) continue;
-        const { payload, maxTimestamp } = encodeBatch(group.records, now);
-        const end = group.base + group.records.length;
-        const valueBytes = group.records.reduce((n, r) => n + r.value.length, 0);
-        this.#insert.run(group.topic.id, group.partition, group.base, end, maxTimestamp, valueBytes, payload);
+      for (const [topic, partitionGroups] of perPartition) {
+        const groups = partitionGroups.filter((group) => group !== undefined);
+        const encoded = groups.map((group) => encodeBatch(group.records, now));
+        const { segment, positions } = this.#writeSegment(
+          topic,
+          encoded.map((batch) => batch.payload),
+        );
+        groups.forEach((group, i) => {
+          const { payload, maxTimestamp } = encoded[i]!;
+          const end = group.base + group.records.length;
+          const valueBytes = group.records.reduce((n, r) => n + r.value.length, 0);
+          this.#insert.run(
+            topic.id,
+            group.partition,
+            group.base,
+            end,
+            maxTimestamp,
+            valueBytes,
+            segment,
+            positions[i]!,
+            payload.byteLength,
+          );
+        });
       }
       for (const [topic, next] of advanced) {
         next.forEach((offset, partition) => {
@@ -417,6 +466,30 @@ export class EmbeddedLog implements Log {
     if (this.#pending.length) this.#scheduleFlush();
   }
 
+  /**
+   * Writes a topic's new batches to the end of its last segment file (or a new one, when they would take
+   * it past the segment size), on disk before the transaction commits; returns where each batch begins.
+   * Under the write lock: where the segment ends is read from SQLite, so that another process's commits
+   * are appended after, and bytes a failed transaction left there are overwritten.
+   */
+  #writeSegment(
+    topic: TopicState,
+    payloads: readonly Uint8Array[],
+  ): { segment: number; positions: number[] } {
+    const bytes = payloads.reduce((n, payload) => n + payload.byteLength, 0);
+    let last = this.#lastSegment.get(topic.id) as { id: number; end_position: number } | undefined;
+    if (!last || (last.end_position > 0 && last.end_position + bytes > this.#segmentBytes)) {
+      last = { id: (last?.id ?? 0) + 1, end_position: 0 };
+      this.#addSegment.run(topic.id, last.id);
+      this.#segments.create(topic.id, last.id);
+    }
+    this.#segments.write(topic.id, last.id, last.end_position, payloads);
+    let position = last.end_position;
+    const positions = payloads.map((payload) => (position += payload.byteLength) - payload.byteLength);
+    this.#fillSegment.run(position, payloads.length, topic.id, last.id);
+    return { segment: last.id, positions };
+  }
+
   async read(
     topic: string,
     partition: number,
@@ -431,6 +504,31 @@ export class EmbeddedLog implements Log {
     const from = Math.max(fromOffset, state.start[partition] ?? 0);
     if (from >= (state.next[partition] ?? 0) && options.waitMs)
       await this.#waitForAppend(topic, state, partition, from, options.waitMs, options.signal);
+    // Retention (in another process) may delete a segment file between the query and its read: the
+    // read is then made again, and starts after what retention removed.
+    const records =
+      this.#readBatches(topic, state, partition, from, options) ??
+      this.#readBatches(topic, state, partition, from, options);
+    if (!records) {
+      throw new TributaryError(
+        'STORAGE_IO',
+        `a segment file of topic ${topic} is missing from the embedded log`,
+        {
+          hint: 'something other than Tributary changed the log directory: restore it from a backup',
+        },
+      );
+    }
+    return records;
+  }
+
+  /** Undefined when a segment file named by the batches read is not there. */
+  #readBatches(
+    topic: string,
+    state: TopicState,
+    partition: number,
+    from: number,
+    options: ReadOptions,
+  ): StoredRecord[] | undefined {
     const maxRecords = options.maxRecords ?? 1000;
     const records: StoredRecord[] = [];
     let bytes = 0;
@@ -446,7 +544,13 @@ export class EmbeddedLog implements Log {
       partition,
       from,
     ) as Iterable<BatchRow>) {
-      const payload = row.payload ?? cached!;
+      const payload =
+        cached && row.base_offset === recent!.base
+          ? cached
+          : row.segment === null
+            ? row.payload!
+            : this.#segments.read(state.id, row.segment, row.position!, row.length!);
+      if (!payload) return undefined;
       last = { base: row.base_offset, payload };
       const decoded = decodeBatch(
         payload,
@@ -540,6 +644,7 @@ export class EmbeddedLog implements Log {
     for (const topic of this.#topics.values()) {
       const { retentionMs, retentionBytes } = topic.info;
       if (retentionMs === undefined && retentionBytes === undefined) continue;
+      let freed = false;
       for (let partition = 0; partition < topic.info.partitions; partition++) {
         let newStart = topic.start[partition] ?? 0;
         const end = topic.next[partition] ?? 0;
@@ -565,22 +670,62 @@ export class EmbeddedLog implements Log {
         if (newStart <= (topic.start[partition] ?? 0)) continue;
         this.#db.exec('begin immediate');
         try {
-          const result = this.#db
-            .prepare('delete from batches where topic_id = ? and partition = ? and end_offset <= ?')
-            .run(topic.id, partition, newStart);
+          const deleted = this.#db
+            .prepare(
+              'delete from batches where topic_id = ? and partition = ? and end_offset <= ? returning segment',
+            )
+            .all(topic.id, partition, newStart) as unknown as Array<{ segment: number | null }>;
+          const perSegment = new Map<number, number>();
+          for (const { segment } of deleted)
+            if (segment !== null) perSegment.set(segment, (perSegment.get(segment) ?? 0) + 1);
+          const release = this.#db.prepare(
+            'update segments set batches = batches - ? where topic_id = ? and id = ?',
+          );
+          for (const [segment, batches] of perSegment) release.run(batches, topic.id, segment);
           this.#db
             .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
             .run(newStart, topic.id, partition);
           this.#db.exec('commit');
           topic.start[partition] = newStart;
-          removed += Number(result.changes);
+          removed += deleted.length;
+          freed ||= perSegment.size > 0;
         } catch (error) {
           this.#db.exec('rollback');
           throw error;
         }
       }
+      if (freed) this.#removeEmptySegments(topic);
     }
     return removed;
+  }
+
+  /**
+   * Deletes the segment files of a topic that hold no batch any more, except the last (appends go on in
+   * it), and files a crash left behind between such a delete's commit and the files' removal.
+   */
+  #removeEmptySegments(topic: TopicState): void {
+    this.#db.exec('begin immediate');
+    let kept: Set<number>;
+    let last: number;
+    try {
+      last = (this.#lastSegment.get(topic.id) as { id: number } | undefined)?.id ?? 0;
+      this.#db
+        .prepare('delete from segments where topic_id = ? and batches = 0 and id < ?')
+        .run(topic.id, last);
+      kept = new Set(
+        (
+          this.#db.prepare('select id from segments where topic_id = ?').all(topic.id) as unknown as Array<{
+            id: number;
+          }>
+        ).map((row) => row.id),
+      );
+      this.#db.exec('commit');
+    } catch (error) {
+      this.#db.exec('rollback');
+      throw error;
+    }
+    // Files past the last are not touched: another process may be creating the next one.
+    this.#segments.removeAllBut(topic.id, kept, last);
   }
 
   async close(): Promise<void> {
@@ -591,6 +736,7 @@ export class EmbeddedLog implements Log {
     if (this.#retentionTimer) clearInterval(this.#retentionTimer);
     this.#appended.emit('close');
     this.#db.close();
+    this.#segments.close();
   }
 
   #checkOpen(): void {
@@ -613,6 +759,32 @@ interface NextOffsetRow {
 
 interface BatchRow {
   base_offset: number;
-  /** Null for the batch whose payload the read already holds. */
+  /** Null for a batch stored in the payload column. */
+  segment: number | null;
+  position: number | null;
+  length: number | null;
+  /** Null for a batch in a segment file, and for the batch whose payload the read already holds. */
   payload: Uint8Array | null;
+}
+
+/** A log written before segment files: its batches table gains the columns that say where a batch is. */
+function addSegmentColumns(db: DatabaseSync): void {
+  const hasThem = () =>
+    (db.prepare('pragma table_info(batches)').all() as unknown as Array<{ name: string }>).some(
+      (column) => column.name === 'segment',
+    );
+  if (hasThem()) return;
+  db.exec('begin immediate');
+  try {
+    // Again under the write lock: another process opening the log may have added them.
+    if (!hasThem()) {
+      db.exec(`alter table batches add column segment integer;
+        alter table batches add column position integer;
+        alter table batches add column length integer;`);
+    }
+    db.exec('commit');
+  } catch (error) {
+    db.exec('rollback');
+    throw error;
+  }
 }
