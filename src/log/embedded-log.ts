@@ -124,7 +124,10 @@ export class EmbeddedLog implements Log {
     // The payload of the batch at the first parameter's offset is not read (the caller has it), nor the
     // empty one of a batch in a segment file.
     this.#select = db.prepare(
-      'select base_offset, segment, position, length, case when base_offset = ? or segment is not null then null else payload end as payload from batches where topic_id = ? and partition = ? and end_offset > ? order by end_offset',
+      `select base_offset, segment, position, length, case when base_offset = ?1 or segment is not null then null else payload end as payload
+         from batches where topic_id = ?2 and partition = ?3 and end_offset > ?4 and base_offset >=
+           coalesce((select max(base_offset) from batches where topic_id = ?2 and partition = ?3 and base_offset <= ?4), 0)
+         order by base_offset`,
     );
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
@@ -173,12 +176,11 @@ export class EmbeddedLog implements Log {
           start_offset integer not null default 0, next_offset integer not null default 0, primary key (topic_id, partition)) without rowid;
         -- One row per record batch (record-batch.ts): appends cost per byte, not per record. The batch is
         -- \`length\` bytes at \`position\` in a segment file of its topic (payload empty), or, written before
-        -- segment files, the payload (segment null). A rowid table: WITHOUT ROWID keeps whole rows in the
-        -- index b-tree, which is slow for kilobyte values.
+        -- segment files, the payload (segment null; those logs have a rowid table, and an index by
+        -- end_offset nothing uses now). Rows are small: one b-tree, so that a commit writes few pages.
         create table if not exists batches (topic_id integer not null, partition integer not null, base_offset integer not null,
           end_offset integer not null, max_timestamp integer not null, bytes integer not null, payload blob not null,
-          segment integer, position integer, length integer, primary key (topic_id, partition, base_offset));
-        create index if not exists batches_by_end on batches (topic_id, partition, end_offset);
+          segment integer, position integer, length integer, primary key (topic_id, partition, base_offset)) without rowid;
         -- A topic's segment files: how far each is written (bytes past it never committed) and how many
         -- batches it still holds (retention deletes it at none). The last one is appended to.
         create table if not exists segments (topic_id integer not null, id integer not null,
