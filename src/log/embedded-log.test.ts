@@ -4,6 +4,8 @@ import {
   existsSync,
   mkdtempSync,
   readdirSync,
+  readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -200,6 +202,127 @@ describe('segment files', () => {
       } finally {
         await log.close();
       }
+    } finally {
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('moves the few batches of a quiet partition out of files a busy one emptied, so retention by size frees disk', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 64 * 1024 });
+    try {
+      await log.ensureTopic('t', { partitions: 2, retentionBytes: 100_000 });
+      const keyOf = (partition: number) => {
+        for (let i = 0; ; i++) if (partitionForKey(`k${i}`, 2) === partition) return `k${i}`;
+      };
+      const [busy, quiet] = [keyOf(0), keyOf(1)];
+      // The busy partition: 10 kB an append; the quiet one: 20 bytes every tenth (all of it kept).
+      for (let i = 0; i < 600; i++) {
+        await log.append('t', [{ key: busy, value: encode(`${i}`.padEnd(10_000, 'x')) }]);
+        if (i % 10 === 0) await log.append('t', [{ key: quiet, value: encode(`${i}`.padEnd(20, 'y')) }]);
+        if (i % 50 === 49) await log.enforceRetention();
+      }
+      await log.enforceRetention();
+      const folder = path.join(directory, 'segments', '1');
+      const onDisk = readdirSync(folder).reduce((n, file) => n + statSync(path.join(folder, file)).size, 0);
+      // 100 kB kept of the busy partition, 1.2 kB of the quiet one, and up to a few files' slack.
+      assert.ok(onDisk < 400_000, `${onDisk} bytes on disk`);
+      const [, quietOffsets] = await log.offsets('t');
+      assert.deepEqual(quietOffsets, { partition: 1, start: 0, end: 60 });
+      assert.deepEqual(
+        (await log.read('t', 1, 0, { maxRecords: 100 })).map((r) => decode(r.value)),
+        Array.from({ length: 60 }, (_, i) => `${i * 10}`.padEnd(20, 'y')),
+      );
+      const busyValues = (await log.read('t', 0, 0, { maxRecords: 100 })).map((r) => decode(r.value));
+      assert.deepEqual(busyValues.at(-1), '599'.padEnd(10_000, 'x'));
+    } finally {
+      await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it(
+    'closes what it holds open of files another process deleted',
+    { skip: !existsSync('/proc/self/fd') },
+    async () => {
+      const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+      const heldDeleted = () =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            const target = readlinkSync(`/proc/self/fd/${fd}`);
+            return target.startsWith(path.join(directory, 'segments')) && target.endsWith('(deleted)');
+          } catch {
+            return false;
+          }
+        }).length;
+      const writer = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 64 * 1024 });
+      const reader = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 64 * 1024 });
+      try {
+        await writer.ensureTopic('t', { partitions: 1, retentionBytes: 100_000 });
+        await reader.ensureTopic('t', { partitions: 1, retentionBytes: 100_000 });
+        let from = 0;
+        for (let i = 0; i < 40; i++) {
+          await writer.append('t', [{ value: encode('x'.repeat(30_000)) }]);
+          from = (await reader.read('t', 0, from, { maxRecords: 1000 })).at(-1)!.offset + 1;
+        }
+        await writer.enforceRetention();
+        assert.ok(heldDeleted() > 0, 'the reader held files retention deleted');
+        await reader.enforceRetention();
+        assert.equal(heldDeleted(), 0);
+      } finally {
+        await writer.close();
+        await reader.close();
+        rmSync(directory, { recursive: true, force: true });
+      }
+    },
+  );
+
+  it('refuses a batch whose bytes changed on disk, and appends to a last file that was lost', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, durability: 'os' });
+    try {
+      await log.ensureTopic('t', { partitions: 1 });
+      await log.append('t', [{ value: encode('kept') }]);
+      const file = path.join(directory, 'segments', '1', '000000000001.batches');
+      const bytes = readFileSync(file);
+      bytes[bytes.length - 1] = bytes.at(-1)! ^ 1;
+      writeFileSync(file, bytes);
+      await assert.rejects(
+        log.read('t', 0, 0),
+        /offset 0 of topic t, partition 0, is damaged on disk \(its checksum/,
+      );
+      writeFileSync(file, bytes.subarray(0, 10));
+      await assert.rejects(log.read('t', 0, 0), /is damaged on disk \(its segment file ends before it\)/);
+      // What a machine that stopped can leave with durability "os": the file gone, its commit kept.
+      rmSync(file);
+      await log.close();
+      const reopened = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, durability: 'os' });
+      try {
+        await reopened.append('t', [{ value: encode('after') }]);
+        assert.deepEqual(
+          (await reopened.read('t', 0, 1)).map((r) => decode(r.value)),
+          ['after'],
+        );
+      } finally {
+        await reopened.close();
+      }
+    } finally {
+      await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a log of a later format', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    try {
+      await (await EmbeddedLog.open({ directory, retentionIntervalMs: 0 })).close();
+      const db = new DatabaseSync(path.join(directory, 'log.db'));
+      db.exec('pragma user_version = 99');
+      db.close();
+      await assert.rejects(
+        EmbeddedLog.open({ directory, retentionIntervalMs: 0 }),
+        /written by a newer Tributary \(log format 99; this one reads up to 1\)/,
+      );
     } finally {
       rmSync(directory, { recursive: true, force: true });
     }

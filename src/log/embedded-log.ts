@@ -15,6 +15,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { crc32 } from 'node:zlib';
 import { TributaryError } from '../errors.ts';
 import { decodeBatch, encodeBatch } from './record-batch.ts';
 import { SegmentFiles } from './segment-files.ts';
@@ -77,6 +78,10 @@ const CHECKPOINT_BYTES = 4 * 1024 * 1024;
  * this much more than its retention asks.
  */
 const SEGMENT_BYTES = 64 * 1024 * 1024;
+/** A segment file holding less than 1/SPARSE_SEGMENT of its bytes in kept batches is emptied (see `enforceRetention`). */
+const SPARSE_SEGMENT = 8;
+/** The log's format, kept in SQLite's user_version: 1 is record batches in segment files. */
+const LOG_FORMAT = 1;
 
 export class EmbeddedLog implements Log {
   readonly #db: DatabaseSync;
@@ -110,21 +115,21 @@ export class EmbeddedLog implements Log {
     // The payload column is empty for a batch in a segment file (logs written before segment files keep
     // their batches in it).
     this.#insert = db.prepare(
-      "insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, segment, position, length, payload) values (?, ?, ?, ?, ?, ?, ?, ?, ?, x'')",
+      "insert into batches (topic_id, partition, base_offset, end_offset, max_timestamp, bytes, segment, position, length, checksum, payload) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, x'')",
     );
     this.#lastSegment = db.prepare(
       'select id, end_position from segments where topic_id = ? order by id desc limit 1',
     );
     this.#addSegment = db.prepare('insert into segments (topic_id, id) values (?, ?)');
     this.#fillSegment = db.prepare(
-      'update segments set end_position = ?, batches = batches + ? where topic_id = ? and id = ?',
+      'update segments set end_position = ?, batches = batches + ?, live_bytes = live_bytes + ? where topic_id = ? and id = ?',
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
     // The payload of the batch at the first parameter's offset is not read (the caller has it), nor the
     // empty one of a batch in a segment file.
     this.#select = db.prepare(
-      `select base_offset, segment, position, length, case when base_offset = ?1 or segment is not null then null else payload end as payload
+      `select base_offset, segment, position, length, checksum, case when base_offset = ?1 or segment is not null then null else payload end as payload
          from batches where topic_id = ?2 and partition = ?3 and end_offset > ?4 and base_offset >=
            coalesce((select max(base_offset) from batches where topic_id = ?2 and partition = ?3 and base_offset <= ?4), 0)
          order by base_offset`,
@@ -175,19 +180,22 @@ export class EmbeddedLog implements Log {
         create table if not exists partitions (topic_id integer not null, partition integer not null,
           start_offset integer not null default 0, next_offset integer not null default 0, primary key (topic_id, partition)) without rowid;
         -- One row per record batch (record-batch.ts): appends cost per byte, not per record. The batch is
-        -- \`length\` bytes at \`position\` in a segment file of its topic (payload empty), or, written before
-        -- segment files, the payload (segment null; those logs have a rowid table, and an index by
-        -- end_offset nothing uses now). Rows are small: one b-tree, so that a commit writes few pages.
+        -- \`length\` bytes at \`position\` in a segment file of its topic (payload empty) whose CRC-32 is
+        -- \`checksum\`, or, written before segment files, the payload (segment null; those logs have a rowid
+        -- table, and an index by end_offset nothing uses now). Rows are small: one b-tree, so that a commit
+        -- writes few pages.
         create table if not exists batches (topic_id integer not null, partition integer not null, base_offset integer not null,
           end_offset integer not null, max_timestamp integer not null, bytes integer not null, payload blob not null,
-          segment integer, position integer, length integer, primary key (topic_id, partition, base_offset)) without rowid;
-        -- A topic's segment files: how far each is written (bytes past it never committed) and how many
-        -- batches it still holds (retention deletes it at none). The last one is appended to.
+          segment integer, position integer, length integer, checksum integer,
+          primary key (topic_id, partition, base_offset)) without rowid;
+        -- A topic's segment files: how far each is written (bytes past it never committed), and how many
+        -- batches and bytes of them it still holds (retention deletes it at none, moves them out at few).
+        -- The last one is appended to.
         create table if not exists segments (topic_id integer not null, id integer not null,
-          end_position integer not null default 0, batches integer not null default 0, primary key (topic_id, id)) without rowid;
+          end_position integer not null default 0, batches integer not null default 0, live_bytes integer not null default 0,
+          primary key (topic_id, id)) without rowid;
         create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
           offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
-      addSegmentColumns(db);
     } catch (cause) {
       throw new TributaryError(
         'STORAGE_IO',
@@ -195,6 +203,20 @@ export class EmbeddedLog implements Log {
         {
           cause,
           hint: 'check that the directory is writable and that no other Tributary process has the log open',
+        },
+      );
+    }
+    try {
+      upgradeFormat(db, options.directory);
+    } catch (error) {
+      db.close();
+      if (error instanceof TributaryError) throw error;
+      throw new TributaryError(
+        'STORAGE_IO',
+        `cannot upgrade the embedded log in ${options.directory}: ${(error as Error).message}`,
+        {
+          cause: error,
+          hint: 'check that the directory is writable',
         },
       );
     }
@@ -437,6 +459,7 @@ export class EmbeddedLog implements Log {
             segment,
             positions[i]!,
             payload.byteLength,
+            crc32(payload),
           );
         });
       }
@@ -488,7 +511,7 @@ export class EmbeddedLog implements Log {
     this.#segments.write(topic.id, last.id, last.end_position, payloads);
     let position = last.end_position;
     const positions = payloads.map((payload) => (position += payload.byteLength) - payload.byteLength);
-    this.#fillSegment.run(position, payloads.length, topic.id, last.id);
+    this.#fillSegment.run(position, payloads.length, bytes, topic.id, last.id);
     return { segment: last.id, positions };
   }
 
@@ -523,6 +546,29 @@ export class EmbeddedLog implements Log {
     return records;
   }
 
+  /** A batch's bytes from its segment file, checked; undefined when the file is not there. */
+  #segmentPayload(
+    topic: string,
+    partition: number,
+    state: TopicState,
+    row: BatchRow,
+  ): Uint8Array | undefined {
+    const bytes = this.#segments.read(state.id, row.segment!, row.position!, row.length!);
+    if (
+      bytes &&
+      (bytes.byteLength !== row.length || (row.checksum !== null && crc32(bytes) !== row.checksum))
+    ) {
+      throw new TributaryError(
+        'STORAGE_IO',
+        `the record batch at offset ${row.base_offset} of topic ${topic}, partition ${partition}, is damaged on disk (${bytes.byteLength === row.length ? 'its checksum does not match' : 'its segment file ends before it'})`,
+        {
+          hint: 'with log.durability "os" a machine that stopped can lose the last writes; otherwise the disk or something other than Tributary changed the file. Restore the log directory from a backup',
+        },
+      );
+    }
+    return bytes;
+  }
+
   /** Undefined when a segment file named by the batches read is not there. */
   #readBatches(
     topic: string,
@@ -551,7 +597,7 @@ export class EmbeddedLog implements Log {
           ? cached
           : row.segment === null
             ? row.payload!
-            : this.#segments.read(state.id, row.segment, row.position!, row.length!);
+            : this.#segmentPayload(topic, partition, state, row);
       if (!payload) return undefined;
       last = { base: row.base_offset, payload };
       const decoded = decodeBatch(
@@ -646,7 +692,6 @@ export class EmbeddedLog implements Log {
     for (const topic of this.#topics.values()) {
       const { retentionMs, retentionBytes } = topic.info;
       if (retentionMs === undefined && retentionBytes === undefined) continue;
-      let freed = false;
       for (let partition = 0; partition < topic.info.partitions; partition++) {
         let newStart = topic.start[partition] ?? 0;
         const end = topic.next[partition] ?? 0;
@@ -674,43 +719,69 @@ export class EmbeddedLog implements Log {
         try {
           const deleted = this.#db
             .prepare(
-              'delete from batches where topic_id = ? and partition = ? and end_offset <= ? returning segment',
+              'delete from batches where topic_id = ? and partition = ? and end_offset <= ? returning segment, length',
             )
-            .all(topic.id, partition, newStart) as unknown as Array<{ segment: number | null }>;
-          const perSegment = new Map<number, number>();
-          for (const { segment } of deleted)
-            if (segment !== null) perSegment.set(segment, (perSegment.get(segment) ?? 0) + 1);
+            .all(topic.id, partition, newStart) as unknown as Array<{
+            segment: number | null;
+            length: number | null;
+          }>;
+          const perSegment = new Map<number, { batches: number; bytes: number }>();
+          for (const { segment, length } of deleted) {
+            if (segment === null) continue;
+            const counts = perSegment.get(segment) ?? { batches: 0, bytes: 0 };
+            counts.batches++;
+            counts.bytes += length ?? 0;
+            perSegment.set(segment, counts);
+          }
           const release = this.#db.prepare(
-            'update segments set batches = batches - ? where topic_id = ? and id = ?',
+            'update segments set batches = batches - ?, live_bytes = live_bytes - ? where topic_id = ? and id = ?',
           );
-          for (const [segment, batches] of perSegment) release.run(batches, topic.id, segment);
+          for (const [segment, { batches, bytes }] of perSegment)
+            release.run(batches, bytes, topic.id, segment);
           this.#db
             .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
             .run(newStart, topic.id, partition);
           this.#db.exec('commit');
           topic.start[partition] = newStart;
           removed += deleted.length;
-          freed ||= perSegment.size > 0;
         } catch (error) {
           this.#db.exec('rollback');
           throw error;
         }
       }
-      if (freed) this.#removeEmptySegments(topic);
+      this.#compactSegments(topic);
     }
+    // Descriptors this process holds on files another process deleted would keep their disk in use.
+    const live = this.#db.prepare('select topic_id, id from segments').all() as unknown as Array<{
+      topic_id: number;
+      id: number;
+    }>;
+    this.#segments.closeAllBut(live.map((row) => [row.topic_id, row.id]));
     return removed;
   }
 
   /**
-   * Deletes the segment files of a topic that hold no batch any more, except the last (appends go on in
-   * it), and files a crash left behind between such a delete's commit and the files' removal.
+   * Gives a topic's disk back: deletes the segment files that hold no batch any more, except the last
+   * (appends go on in it), and files a crash left behind between such a delete's commit and the files'
+   * removal. A file whose batches are nearly all gone is emptied first, its last batches copied to the end
+   * of the last file: retention by size is per partition, and the few batches of a quiet partition would
+   * otherwise keep the files they share with a busy one forever.
    */
-  #removeEmptySegments(topic: TopicState): void {
+  #compactSegments(topic: TopicState): void {
     this.#db.exec('begin immediate');
     let kept: Set<number>;
     let last: number;
     try {
       last = (this.#lastSegment.get(topic.id) as { id: number } | undefined)?.id ?? 0;
+      const sparse = this.#db
+        .prepare(
+          `select id, live_bytes from segments where topic_id = ? and id < ? and batches > 0 and live_bytes * ? < end_position
+           order by live_bytes`,
+        )
+        .all(topic.id, last, SPARSE_SEGMENT) as unknown as Array<{ id: number; live_bytes: number }>;
+      let budget = this.#segmentBytes / SPARSE_SEGMENT;
+      const emptied = sparse.filter((segment) => (budget -= segment.live_bytes) >= 0).map((s) => s.id);
+      if (emptied.length) this.#moveBatches(topic, emptied);
       this.#db
         .prepare('delete from segments where topic_id = ? and batches = 0 and id < ?')
         .run(topic.id, last);
@@ -728,6 +799,35 @@ export class EmbeddedLog implements Log {
     }
     // Files past the last are not touched: another process may be creating the next one.
     this.#segments.removeAllBut(topic.id, kept, last);
+  }
+
+  /** Copies the batches of `segments` to the end of the topic's last segment (in its transaction). */
+  #moveBatches(topic: TopicState, segments: readonly number[]): void {
+    const rows = this.#db
+      .prepare(
+        `select partition, base_offset, segment, position, length, checksum from batches
+         where topic_id = ? and segment in (${segments.map(() => '?').join(', ')})`,
+      )
+      .all(topic.id, ...segments) as unknown as Array<BatchRow & { partition: number }>;
+    const payloads = rows.map((row) => {
+      const payload = this.#segmentPayload(topic.info.name, row.partition, topic, row);
+      if (!payload) {
+        throw new TributaryError(
+          'STORAGE_IO',
+          `segment ${row.segment} of topic ${topic.info.name} is missing`,
+        );
+      }
+      return payload;
+    });
+    const { segment, positions } = this.#writeSegment(topic, payloads);
+    const move = this.#db.prepare(
+      'update batches set segment = ?, position = ? where topic_id = ? and partition = ? and base_offset = ?',
+    );
+    rows.forEach((row, i) => move.run(segment, positions[i]!, topic.id, row.partition, row.base_offset));
+    const release = this.#db.prepare(
+      'update segments set batches = 0, live_bytes = 0 where topic_id = ? and id = ?',
+    );
+    for (const id of segments) release.run(topic.id, id);
   }
 
   async close(): Promise<void> {
@@ -765,28 +865,52 @@ interface BatchRow {
   segment: number | null;
   position: number | null;
   length: number | null;
+  /** CRC-32 of the batch in its segment file (null in the payload column). */
+  checksum: number | null;
   /** Null for a batch in a segment file, and for the batch whose payload the read already holds. */
   payload: Uint8Array | null;
 }
 
-/** A log written before segment files: its batches table gains the columns that say where a batch is. */
-function addSegmentColumns(db: DatabaseSync): void {
-  const hasThem = () =>
-    (db.prepare('pragma table_info(batches)').all() as unknown as Array<{ name: string }>).some(
-      (column) => column.name === 'segment',
-    );
-  if (hasThem()) return;
+/**
+ * Brings a log of an earlier format up to `LOG_FORMAT` (SQLite's user_version): a log written before
+ * segment files gains the columns that say where a batch is. A log of a later format is refused.
+ */
+function upgradeFormat(db: DatabaseSync, directory: string): void {
+  const format = () => (db.prepare('pragma user_version').get() as { user_version: number }).user_version;
+  if (format() === LOG_FORMAT) return;
   db.exec('begin immediate');
   try {
-    // Again under the write lock: another process opening the log may have added them.
-    if (!hasThem()) {
-      db.exec(`alter table batches add column segment integer;
-        alter table batches add column position integer;
-        alter table batches add column length integer;`);
+    // Again under the write lock: another process opening the log may have upgraded it.
+    const found = format();
+    if (found > LOG_FORMAT) {
+      throw new TributaryError(
+        'STORAGE_IO',
+        `the embedded log in ${directory} was written by a newer Tributary (log format ${found}; this one reads up to ${LOG_FORMAT})`,
+        { hint: 'run the release that wrote it, or a later one' },
+      );
+    }
+    if (found < LOG_FORMAT) {
+      addMissingColumns(db, 'batches', ['segment', 'position', 'length', 'checksum']);
+      addMissingColumns(db, 'segments', ['live_bytes integer not null default 0']);
+      db.exec(`pragma user_version = ${LOG_FORMAT}`);
     }
     db.exec('commit');
   } catch (error) {
     db.exec('rollback');
     throw error;
+  }
+}
+
+/** Each column (`name` with an optional definition; integer without one) the table lacks. */
+function addMissingColumns(db: DatabaseSync, table: string, columns: readonly string[]): void {
+  const present = new Set(
+    (db.prepare(`pragma table_info(${table})`).all() as unknown as Array<{ name: string }>).map(
+      (c) => c.name,
+    ),
+  );
+  for (const column of columns) {
+    const [name] = column.split(' ');
+    if (!present.has(name!))
+      db.exec(`alter table ${table} add column ${column.includes(' ') ? column : `${name} integer`}`);
   }
 }

@@ -61,7 +61,8 @@ export class SegmentFiles {
 
   /** Writes `payloads` one after the other from `position`; on disk when it returns if `sync`. */
   write(topic: number, segment: number, position: number, payloads: readonly Uint8Array[]): void {
-    const fd = this.#descriptor(topic, segment, constants.O_RDWR);
+    // Created if missing: with `sync` off, a machine that stopped may have lost the new file.
+    const fd = this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
     let at = position;
     for (let first = 0; first < payloads.length; first += WRITEV_BUFFERS) {
       const chunk = payloads.slice(first, first + WRITEV_BUFFERS);
@@ -78,7 +79,10 @@ export class SegmentFiles {
     if (this.#sync) fdatasyncSync(fd);
   }
 
-  /** The `length` bytes at `position`; undefined when the file is gone (retention removed it meanwhile). */
+  /**
+   * The `length` bytes at `position` (fewer when the file ends before); undefined when the file is gone
+   * (retention removed it meanwhile).
+   */
   read(topic: number, segment: number, position: number, length: number): Uint8Array | undefined {
     let fd: number;
     try {
@@ -91,8 +95,7 @@ export class SegmentFiles {
     let read = 0;
     while (read < length) {
       const n = readSync(fd, bytes, read, length - read, position + read);
-      if (n === 0)
-        throw new Error(`segment ${this.#file(topic, segment)} ends before byte ${position + length}`);
+      if (n === 0) return bytes.subarray(0, read);
       read += n;
     }
     return bytes;
@@ -114,6 +117,12 @@ export class SegmentFiles {
       this.#close(file);
       rmSync(file, { force: true });
     }
+  }
+
+  /** Closes the descriptors of every file but those of `kept` (topic, segment) pairs. */
+  closeAllBut(kept: ReadonlyArray<readonly [number, number]>): void {
+    const files = new Set(kept.map(([topic, segment]) => this.#file(topic, segment)));
+    for (const file of [...this.#open.keys()]) if (!files.has(file)) this.#close(file);
   }
 
   close(): void {
