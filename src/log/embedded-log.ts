@@ -80,6 +80,8 @@ const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** A segment file holding less than 1/SPARSE_SEGMENT of its bytes in kept batches is emptied (see `enforceRetention`). */
 const SPARSE_SEGMENT = 8;
+/** How often a log with durability 'os' puts what its segments were written on disk. */
+const OS_SYNC_INTERVAL_MS = 1000;
 /** The log's format, kept in SQLite's user_version: 1 is record batches in segment files. */
 const LOG_FORMAT = 1;
 
@@ -90,6 +92,10 @@ export class EmbeddedLog implements Log {
   readonly #appended = new EventEmitter();
   readonly #retentionTimer: NodeJS.Timeout | undefined;
   readonly #segments: SegmentFiles;
+  /** Durability 'fsync': segments are synced before each commit, and commits are (synchronous=FULL). */
+  readonly #sync: boolean;
+  /** With durability 'os', what segments have been written is put on disk once a second (see `#syncSegments`). */
+  readonly #syncTimer: NodeJS.Timeout | undefined;
   readonly #segmentBytes: number;
   #flushScheduled = false;
   #closed = false;
@@ -110,7 +116,8 @@ export class EmbeddedLog implements Log {
   private constructor(db: DatabaseSync, options: EmbeddedLogOptions) {
     this.#db = db;
     this.#appended.setMaxListeners(0);
-    this.#segments = new SegmentFiles(options.directory, options.durability !== 'os');
+    this.#sync = options.durability !== 'os';
+    this.#segments = new SegmentFiles(options.directory, this.#sync);
     this.#segmentBytes = options.segmentBytes ?? SEGMENT_BYTES;
     // The payload column is empty for a batch in a segment file (logs written before segment files keep
     // their batches in it).
@@ -122,7 +129,8 @@ export class EmbeddedLog implements Log {
     );
     this.#addSegment = db.prepare('insert into segments (topic_id, id) values (?, ?)');
     this.#fillSegment = db.prepare(
-      'update segments set end_position = ?, batches = batches + ?, live_bytes = live_bytes + ? where topic_id = ? and id = ?',
+      `update segments set end_position = ?1, synced_position = case when ?2 then ?1 else synced_position end,
+         batches = batches + ?3, live_bytes = live_bytes + ?4 where topic_id = ?5 and id = ?6`,
     );
     this.#advance = db.prepare('update partitions set next_offset = ? where topic_id = ? and partition = ?');
     this.#nextOffsets = db.prepare('select partition, next_offset from partitions where topic_id = ?');
@@ -134,6 +142,7 @@ export class EmbeddedLog implements Log {
            coalesce((select max(base_offset) from batches where topic_id = ?2 and partition = ?3 and base_offset <= ?4), 0)
          order by base_offset`,
     );
+    this.#repairUnsynced();
     for (const row of db
       .prepare('select id, name, partitions, retention_ms, retention_bytes from topics')
       .all() as unknown as TopicRow[]) {
@@ -143,6 +152,16 @@ export class EmbeddedLog implements Log {
     if (interval > 0) {
       this.#retentionTimer = setInterval(() => void this.enforceRetention().catch(() => undefined), interval);
       this.#retentionTimer.unref();
+    }
+    if (!this.#sync) {
+      this.#syncTimer = setInterval(() => {
+        try {
+          this.#syncSegments();
+        } catch {
+          // tried again in a second; a log that cannot write fails its appends too
+        }
+      }, OS_SYNC_INTERVAL_MS);
+      this.#syncTimer.unref();
     }
   }
 
@@ -188,12 +207,12 @@ export class EmbeddedLog implements Log {
           end_offset integer not null, max_timestamp integer not null, bytes integer not null, payload blob not null,
           segment integer, position integer, length integer, checksum integer,
           primary key (topic_id, partition, base_offset)) without rowid;
-        -- A topic's segment files: how far each is written (bytes past it never committed), and how many
-        -- batches and bytes of them it still holds (retention deletes it at none, moves them out at few).
-        -- The last one is appended to.
+        -- A topic's segment files: how far each is written (bytes past it never committed) and known to be
+        -- on disk, and how many batches and bytes of them it still holds (retention deletes it at none,
+        -- moves them out at few). The last one is appended to.
         create table if not exists segments (topic_id integer not null, id integer not null,
-          end_position integer not null default 0, batches integer not null default 0, live_bytes integer not null default 0,
-          primary key (topic_id, id)) without rowid;
+          end_position integer not null default 0, synced_position integer not null default 0,
+          batches integer not null default 0, live_bytes integer not null default 0, primary key (topic_id, id)) without rowid;
         create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
           offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
     } catch (cause) {
@@ -220,7 +239,19 @@ export class EmbeddedLog implements Log {
         },
       );
     }
-    return new EmbeddedLog(db, options);
+    try {
+      return new EmbeddedLog(db, options);
+    } catch (cause) {
+      db.close();
+      throw new TributaryError(
+        'STORAGE_IO',
+        `cannot open the embedded log in ${options.directory}: ${(cause as Error).message}`,
+        {
+          cause,
+          hint: 'check that the directory and its segments are readable and writable',
+        },
+      );
+    }
   }
 
   #loadTopic(row: TopicRow): TopicState {
@@ -500,19 +531,121 @@ export class EmbeddedLog implements Log {
   #writeSegment(
     topic: TopicState,
     payloads: readonly Uint8Array[],
+    sync = this.#sync,
   ): { segment: number; positions: number[] } {
     const bytes = payloads.reduce((n, payload) => n + payload.byteLength, 0);
     let last = this.#lastSegment.get(topic.id) as { id: number; end_position: number } | undefined;
     if (!last || (last.end_position > 0 && last.end_position + bytes > this.#segmentBytes)) {
       last = { id: (last?.id ?? 0) + 1, end_position: 0 };
       this.#addSegment.run(topic.id, last.id);
-      this.#segments.create(topic.id, last.id);
+      this.#segments.create(topic.id, last.id, sync);
     }
-    this.#segments.write(topic.id, last.id, last.end_position, payloads);
+    this.#segments.write(topic.id, last.id, last.end_position, payloads, sync);
     let position = last.end_position;
     const positions = payloads.map((payload) => (position += payload.byteLength) - payload.byteLength);
-    this.#fillSegment.run(position, payloads.length, bytes, topic.id, last.id);
+    // A synced write syncs what the file held before it too.
+    this.#fillSegment.run(position, sync ? 1 : 0, payloads.length, bytes, topic.id, last.id);
     return { segment: last.id, positions };
+  }
+
+  /**
+   * Durability 'os': puts what the segments were written since the last time on disk, and says so in
+   * SQLite (`synced_position`), so that after the machine stops only what came after needs checking.
+   */
+  #syncSegments(): void {
+    const pending = this.#db
+      .prepare('select topic_id, id, end_position from segments where synced_position < end_position')
+      .all() as unknown as Array<{ topic_id: number; id: number; end_position: number }>;
+    const synced = pending.filter((segment) => this.#segments.sync(segment.topic_id, segment.id));
+    if (synced.length === 0) return;
+    const mark = this.#db.prepare(
+      'update segments set synced_position = max(synced_position, ?) where topic_id = ? and id = ?',
+    );
+    this.#db.exec('begin immediate');
+    try {
+      for (const segment of synced) mark.run(segment.end_position, segment.topic_id, segment.id);
+      this.#db.exec('commit');
+    } catch (error) {
+      this.#db.exec('rollback');
+      throw error;
+    }
+  }
+
+  /**
+   * After the machine stopped, a log with durability 'os' may hold commits whose batches never reached
+   * the disk (the database and the segment files are written back independently). Checks every batch
+   * past what was known to be on disk and, in a partition where one is damaged or gone, removes it and
+   * everything after it — the partition ends at its last whole batch, as it would have with the
+   * batches in the database. With durability 'fsync' there is nothing to check.
+   */
+  #repairUnsynced(): void {
+    const unsynced = () =>
+      this.#db
+        .prepare(
+          'select topic_id, id, synced_position, end_position from segments where synced_position < end_position',
+        )
+        .all() as unknown as Array<{
+        topic_id: number;
+        id: number;
+        synced_position: number;
+        end_position: number;
+      }>;
+    if (unsynced().length === 0) return;
+    const cuts: Array<{ topic: number; partition: number; from: number }> = [];
+    this.#db.exec('begin immediate');
+    try {
+      const segments = unsynced();
+      const damaged = new Map<string, { topic: number; partition: number; from: number }>();
+      for (const segment of segments) {
+        const rows = this.#db
+          .prepare(
+            'select partition, base_offset, position, length, checksum from batches where topic_id = ? and segment = ? and position + length > ?',
+          )
+          .all(segment.topic_id, segment.id, segment.synced_position) as unknown as Array<{
+          partition: number;
+          base_offset: number;
+          position: number;
+          length: number;
+          checksum: number | null;
+        }>;
+        for (const row of rows) {
+          const bytes = this.#segments.read(segment.topic_id, segment.id, row.position, row.length);
+          const whole =
+            bytes?.byteLength === row.length && (row.checksum === null || crc32(bytes) === row.checksum);
+          const key = `${segment.topic_id}:${row.partition}`;
+          if (!whole && (damaged.get(key)?.from ?? Infinity) > row.base_offset)
+            damaged.set(key, { topic: segment.topic_id, partition: row.partition, from: row.base_offset });
+        }
+      }
+      for (const cut of damaged.values()) {
+        const deleted = this.#db
+          .prepare(
+            'delete from batches where topic_id = ? and partition = ? and base_offset >= ? returning segment, length',
+          )
+          .all(cut.topic, cut.partition, cut.from) as unknown as Array<{
+          segment: number | null;
+          length: number | null;
+        }>;
+        this.#releaseBatches(cut.topic, deleted);
+        this.#advance.run(cut.from, cut.topic, cut.partition);
+        cuts.push(cut);
+      }
+      const mark = this.#db.prepare(
+        'update segments set synced_position = end_position where topic_id = ? and id = ?',
+      );
+      for (const segment of segments)
+        if (this.#segments.sync(segment.topic_id, segment.id)) mark.run(segment.topic_id, segment.id);
+      this.#db.exec('commit');
+    } catch (error) {
+      this.#db.exec('rollback');
+      throw error;
+    }
+    for (const cut of cuts) {
+      process.emitWarning(
+        `the embedded log lost the end of partition ${cut.partition} of topic ${cut.topic} (its id) from offset ${cut.from}: the machine stopped before it was on disk (log.durability "os"). The partition now ends there.`,
+        { code: 'TRIBUTARY_LOG_REPAIRED' },
+      );
+    }
   }
 
   async read(
@@ -725,19 +858,7 @@ export class EmbeddedLog implements Log {
             segment: number | null;
             length: number | null;
           }>;
-          const perSegment = new Map<number, { batches: number; bytes: number }>();
-          for (const { segment, length } of deleted) {
-            if (segment === null) continue;
-            const counts = perSegment.get(segment) ?? { batches: 0, bytes: 0 };
-            counts.batches++;
-            counts.bytes += length ?? 0;
-            perSegment.set(segment, counts);
-          }
-          const release = this.#db.prepare(
-            'update segments set batches = batches - ?, live_bytes = live_bytes - ? where topic_id = ? and id = ?',
-          );
-          for (const [segment, { batches, bytes }] of perSegment)
-            release.run(batches, bytes, topic.id, segment);
+          this.#releaseBatches(topic.id, deleted);
           this.#db
             .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
             .run(newStart, topic.id, partition);
@@ -760,6 +881,25 @@ export class EmbeddedLog implements Log {
     return removed;
   }
 
+  /** Takes batches deleted from the index off their segments' counts. */
+  #releaseBatches(
+    topic: number,
+    deleted: ReadonlyArray<{ segment: number | null; length: number | null }>,
+  ): void {
+    const perSegment = new Map<number, { batches: number; bytes: number }>();
+    for (const { segment, length } of deleted) {
+      if (segment === null) continue;
+      const counts = perSegment.get(segment) ?? { batches: 0, bytes: 0 };
+      counts.batches++;
+      counts.bytes += length ?? 0;
+      perSegment.set(segment, counts);
+    }
+    const release = this.#db.prepare(
+      'update segments set batches = batches - ?, live_bytes = live_bytes - ? where topic_id = ? and id = ?',
+    );
+    for (const [segment, { batches, bytes }] of perSegment) release.run(batches, bytes, topic, segment);
+  }
+
   /**
    * Gives a topic's disk back: deletes the segment files that hold no batch any more, except the last
    * (appends go on in it), and files a crash left behind between such a delete's commit and the files'
@@ -768,6 +908,17 @@ export class EmbeddedLog implements Log {
    * otherwise keep the files they share with a busy one forever.
    */
   #compactSegments(topic: TopicState): void {
+    // Files are deleted after this commit: it must be on disk first, whatever the durability (else a
+    // machine that stopped could bring back batches in deleted files).
+    if (!this.#sync) this.#db.exec('pragma synchronous = full');
+    try {
+      this.#compactSegmentsDurably(topic);
+    } finally {
+      if (!this.#sync) this.#db.exec('pragma synchronous = normal');
+    }
+  }
+
+  #compactSegmentsDurably(topic: TopicState): void {
     this.#db.exec('begin immediate');
     let kept: Set<number>;
     let last: number;
@@ -819,7 +970,8 @@ export class EmbeddedLog implements Log {
       }
       return payload;
     });
-    const { segment, positions } = this.#writeSegment(topic, payloads);
+    // On disk before the commit points to them, whatever the durability: their first copies go after it.
+    const { segment, positions } = this.#writeSegment(topic, payloads, true);
     const move = this.#db.prepare(
       'update batches set segment = ?, position = ? where topic_id = ? and partition = ? and base_offset = ?',
     );
@@ -834,8 +986,17 @@ export class EmbeddedLog implements Log {
     if (this.#closed) return;
     // Let appends already accepted finish before closing.
     while (this.#pending.length) this.#flush();
+    // A clean close leaves nothing for `#repairUnsynced` to check.
+    if (!this.#sync) {
+      try {
+        this.#syncSegments();
+      } catch {
+        // checked on the next open instead
+      }
+    }
     this.#closed = true;
     if (this.#retentionTimer) clearInterval(this.#retentionTimer);
+    if (this.#syncTimer) clearInterval(this.#syncTimer);
     this.#appended.emit('close');
     this.#db.close();
     this.#segments.close();
@@ -891,7 +1052,10 @@ function upgradeFormat(db: DatabaseSync, directory: string): void {
     }
     if (found < LOG_FORMAT) {
       addMissingColumns(db, 'batches', ['segment', 'position', 'length', 'checksum']);
-      addMissingColumns(db, 'segments', ['live_bytes integer not null default 0']);
+      addMissingColumns(db, 'segments', [
+        'live_bytes integer not null default 0',
+        'synced_position integer not null default 0',
+      ]);
       db.exec(`pragma user_version = ${LOG_FORMAT}`);
     }
     db.exec('commit');

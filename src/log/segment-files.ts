@@ -46,21 +46,26 @@ export class SegmentFiles {
    * Creates the file of a new segment (or reuses one a rolled-back transaction left behind: its bytes
    * are overwritten from the start).
    */
-  create(topic: number, segment: number): void {
+  create(topic: number, segment: number, sync = this.#sync): void {
     const folder = this.#folder(topic);
-    const created = mkdirSync(folder, { recursive: true });
+    mkdirSync(folder, { recursive: true });
     this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
-    if (!this.#sync) return;
-    // The new names must be on disk before a commit points to them.
-    if (created !== undefined) {
-      syncDirectory(path.dirname(this.#directory));
-      syncDirectory(this.#directory);
-    }
+    if (!sync) return;
+    // The new names must be on disk before a commit points to them: the folders' too, every time (a
+    // process that stopped after making one may not have synced it; this is once per segment).
+    syncDirectory(path.dirname(this.#directory));
+    syncDirectory(this.#directory);
     syncDirectory(folder);
   }
 
   /** Writes `payloads` one after the other from `position`; on disk when it returns if `sync`. */
-  write(topic: number, segment: number, position: number, payloads: readonly Uint8Array[]): void {
+  write(
+    topic: number,
+    segment: number,
+    position: number,
+    payloads: readonly Uint8Array[],
+    sync = this.#sync,
+  ): void {
     // Created if missing: with `sync` off, a machine that stopped may have lost the new file.
     const fd = this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
     let at = position;
@@ -76,7 +81,18 @@ export class SegmentFiles {
       }
       at += length;
     }
-    if (this.#sync) fdatasyncSync(fd);
+    if (sync) fdatasyncSync(fd);
+  }
+
+  /** Puts what was written to a segment on disk; false when the file is not there. */
+  sync(topic: number, segment: number): boolean {
+    try {
+      fdatasyncSync(this.#descriptor(topic, segment, constants.O_RDWR));
+      return true;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw error;
+    }
   }
 
   /**
