@@ -378,6 +378,31 @@ describe('segment files', () => {
     }
   });
 
+  it('with durability "os", syncs what was written once a second', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, durability: 'os' });
+    const unsynced = () => {
+      const db = new DatabaseSync(path.join(directory, 'log.db'));
+      try {
+        return db.prepare('select end_position - synced_position as bytes from segments').get() as {
+          bytes: number;
+        };
+      } finally {
+        db.close();
+      }
+    };
+    try {
+      await log.ensureTopic('t', { partitions: 1 });
+      await log.append('t', [{ value: encode('soon on disk') }]);
+      assert.ok(unsynced().bytes > 0);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      assert.equal(unsynced().bytes, 0);
+    } finally {
+      await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a log of a later format', async () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
     try {

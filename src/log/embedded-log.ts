@@ -549,8 +549,9 @@ export class EmbeddedLog implements Log {
   }
 
   /**
-   * Durability 'os': puts what the segments were written since the last time on disk, and says so in
-   * SQLite (`synced_position`), so that after the machine stops only what came after needs checking.
+   * Durability 'os': puts what the segments were written since the last time on disk, then says so in
+   * a commit synced with every commit before it — after the machine stops, the log has lost at most what
+   * came after, and only that needs checking (`#repairUnsynced`).
    */
   #syncSegments(): void {
     const pending = this.#db
@@ -561,14 +562,16 @@ export class EmbeddedLog implements Log {
     const mark = this.#db.prepare(
       'update segments set synced_position = max(synced_position, ?) where topic_id = ? and id = ?',
     );
-    this.#db.exec('begin immediate');
-    try {
-      for (const segment of synced) mark.run(segment.end_position, segment.topic_id, segment.id);
-      this.#db.exec('commit');
-    } catch (error) {
-      this.#db.exec('rollback');
-      throw error;
-    }
+    this.#synchronously(() => {
+      this.#db.exec('begin immediate');
+      try {
+        for (const segment of synced) mark.run(segment.end_position, segment.topic_id, segment.id);
+        this.#db.exec('commit');
+      } catch (error) {
+        this.#db.exec('rollback');
+        throw error;
+      }
+    });
   }
 
   /**
@@ -910,11 +913,17 @@ export class EmbeddedLog implements Log {
   #compactSegments(topic: TopicState): void {
     // Files are deleted after this commit: it must be on disk first, whatever the durability (else a
     // machine that stopped could bring back batches in deleted files).
-    if (!this.#sync) this.#db.exec('pragma synchronous = full');
+    this.#synchronously(() => this.#compactSegmentsDurably(topic));
+  }
+
+  /** Runs `work` with its commits on disk when they return, whatever the durability. */
+  #synchronously(work: () => void): void {
+    if (this.#sync) return work();
+    this.#db.exec('pragma synchronous = full');
     try {
-      this.#compactSegmentsDurably(topic);
+      work();
     } finally {
-      if (!this.#sync) this.#db.exec('pragma synchronous = normal');
+      this.#db.exec('pragma synchronous = normal');
     }
   }
 

@@ -21,7 +21,8 @@ const embeddedLog = z
       .default('fsync')
       .describe(
         'fsync: an append is acknowledged only after it is on disk (survives power loss). os: after the ' +
-          'operating system has it (survives a crash of Tributary, not of the machine); faster.',
+          'operating system has it (survives a crash of Tributary; a machine that stops loses about the ' +
+          'last second of appends); faster.',
       ),
     partitions: z
       .number()
