@@ -299,7 +299,7 @@ describe('segment files', () => {
     }
   });
 
-  it('with durability "os", ends a partition at its last whole batch after the machine stopped', async () => {
+  it('with durability "os", drops what a machine that stopped did not write, from the first lost batch', async () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
     const open = () =>
       EmbeddedLog.open({ directory, retentionIntervalMs: 0, durability: 'os', segmentBytes: 1024 });
@@ -307,6 +307,8 @@ describe('segment files', () => {
     const onWarning = (warning: Error & { code?: string }) => {
       if (warning.code === 'TRIBUTARY_LOG_REPAIRED') warnings.push(warning.message);
     };
+    const values = async (log: EmbeddedLog, topic: string, partition: number, from = 0) =>
+      (await log.read(topic, partition, from)).map((r) => `${r.offset}:${decode(r.value)}`);
     process.on('warning', onWarning);
     try {
       const first = await open();
@@ -320,6 +322,7 @@ describe('segment files', () => {
       await second.append('t', [{ key: p0, value: encode('a2') }]);
       await second.append('t', [{ key: p1, value: encode('b1') }]);
       await second.append('t', [{ key: p0, value: encode('a3') }]);
+      await second.commitOffsets('readers', 't', new Map([[0, 3]]));
       // The machine stops: a2's bytes never reached the disk, b1's and a3's did (written back in any order).
       const file = path.join(directory, 'segments', '1', '000000000001.batches');
       const db = new DatabaseSync(path.join(directory, 'log.db'));
@@ -332,39 +335,36 @@ describe('segment files', () => {
       writeFileSync(file, bytes);
       const third = await open();
       try {
-        assert.deepEqual(await third.offsets('t'), [
-          { partition: 0, start: 0, end: 1 },
-          { partition: 1, start: 0, end: 1 },
-        ]);
+        // a2 and what followed it in its partition are gone; their offsets are not given out again (a
+        // group had committed past them).
+        assert.deepEqual(await values(third, 't', 0), ['0:a1']);
+        assert.deepEqual(await values(third, 't', 1), ['0:b1']);
         await third.append('t', [{ key: p0, value: encode('a4') }]);
-        assert.deepEqual(
-          (await third.read('t', 0, 0)).map((r) => decode(r.value)),
-          ['a1', 'a4'],
-        );
-        assert.deepEqual(
-          (await third.read('t', 1, 0)).map((r) => decode(r.value)),
-          ['b1'],
-        );
+        assert.deepEqual(await values(third, 't', 0), ['0:a1', '3:a4']);
+        assert.deepEqual(await values(third, 't', 0, 1), ['3:a4']);
+        assert.deepEqual(await values(third, 't', 0, (await third.committedOffsets('readers', 't')).get(0)), [
+          '3:a4',
+        ]);
         await new Promise((resolve) => setImmediate(resolve));
         assert.equal(warnings.length, 1);
         assert.match(warnings[0]!, /partition 0 of topic 1 .* from offset 1/);
-        // A new file lost altogether (its name had not reached the disk): every batch in it goes, and
-        // appends create it again.
+        // Files, and a topic's folder, lost altogether (their names had not reached the disk): their
+        // batches go, and appends make them again.
         await third.append('t', [{ key: p1, value: encode('b2'.padEnd(2000, 'z')) }]);
+        await third.ensureTopic('u', { partitions: 1 });
+        await third.append('u', [{ value: encode('u1') }]);
         const secondFile = path.join(directory, 'segments', '1', '000000000002.batches');
         assert.ok(existsSync(secondFile));
         rmSync(secondFile);
+        rmSync(path.join(directory, 'segments', '2'), { recursive: true });
         const fourth = await open();
         try {
-          assert.deepEqual(
-            (await fourth.offsets('t')).map((p) => p.end),
-            [2, 1],
-          );
+          assert.deepEqual(await values(fourth, 't', 1), ['0:b1']);
+          assert.deepEqual(await values(fourth, 'u', 0), []);
           await fourth.append('t', [{ key: p1, value: encode('b3') }]);
-          assert.deepEqual(
-            (await fourth.read('t', 1, 0)).map((r) => decode(r.value)),
-            ['b1', 'b3'],
-          );
+          await fourth.append('u', [{ value: encode('u2') }]);
+          assert.deepEqual(await values(fourth, 't', 1), ['0:b1', '2:b3']);
+          assert.deepEqual(await values(fourth, 'u', 0), ['1:u2']);
         } finally {
           await fourth.close();
         }
@@ -399,6 +399,91 @@ describe('segment files', () => {
       assert.equal(unsynced().bytes, 0);
     } finally {
       await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps retention going past a damaged batch, in the other topics and in the rest of its own', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 4096 });
+    try {
+      await log.ensureTopic('a', { partitions: 2, retentionBytes: 5000 });
+      await log.ensureTopic('b', { partitions: 1, retentionBytes: 5000 });
+      const [busy, quiet] = [0, 1].map((partition) => {
+        for (let i = 0; ; i++) if (partitionForKey(`k${i}`, 2) === partition) return `k${i}`;
+      });
+      for (let i = 0; i < 40; i++) {
+        await log.append('a', [{ key: busy, value: encode('x'.repeat(1000)) }]);
+        if (i % 10 === 0) await log.append('a', [{ key: quiet, value: encode(`quiet-${i}`) }]);
+        await log.append('b', [{ value: encode('y'.repeat(1000)) }]);
+      }
+      // The quiet partition's first batch, alone in a file the busy one empties, is damaged.
+      const db = new DatabaseSync(path.join(directory, 'log.db'));
+      const damaged = db
+        .prepare(
+          'select segment, position from batches where topic_id = 1 and partition = 1 order by base_offset',
+        )
+        .get() as { segment: number; position: number };
+      db.close();
+      const file = path.join(
+        directory,
+        'segments',
+        '1',
+        `${String(damaged.segment).padStart(12, '0')}.batches`,
+      );
+      const bytes = readFileSync(file);
+      bytes[damaged.position + 30] = bytes[damaged.position + 30]! ^ 1;
+      writeFileSync(file, bytes);
+      const before = files(directory, 1).length;
+      await log.enforceRetention();
+      assert.ok((await log.offsets('b'))[0]!.start > 30, 'the other topic kept to its retention');
+      const after = files(directory, 1);
+      assert.ok(after.length < before / 2, `${after.length} of ${before} files of the damaged topic left`);
+      assert.ok(after.includes(path.basename(file)), 'the file with the damaged batch stays');
+      await assert.rejects(log.read('a', 1, 0), /damaged on disk/);
+      assert.deepEqual(
+        (await log.read('a', 1, 1)).map((r) => decode(r.value)),
+        ['quiet-10', 'quiet-20', 'quiet-30'],
+      );
+    } finally {
+      await log.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
+  it('upgrades a log whose segments table predates its byte counts', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    try {
+      const written = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 1024 });
+      await written.ensureTopic('t', { partitions: 1, retentionBytes: 100_000 });
+      for (let i = 0; i < 10; i++) await written.append('t', [{ value: encode('v'.repeat(500)) }]);
+      await written.close();
+      const db = new DatabaseSync(path.join(directory, 'log.db'));
+      const expected = db.prepare('select id, end_position, live_bytes from segments order by id').all();
+      db.exec(`alter table segments drop column live_bytes; alter table segments drop column synced_position;
+        alter table batches drop column checksum; pragma user_version = 0;`);
+      db.close();
+      const log = await EmbeddedLog.open({ directory, retentionIntervalMs: 0, segmentBytes: 1024 });
+      try {
+        const reopened = new DatabaseSync(path.join(directory, 'log.db'));
+        const upgraded = reopened
+          .prepare(
+            'select id, end_position, live_bytes, synced_position = end_position as synced from segments order by id',
+          )
+          .all();
+        reopened.close();
+        assert.deepEqual(
+          upgraded.map((row) => ({ ...row })),
+          expected.map((row) => ({ ...row, synced: 1 })),
+        );
+        // Nothing is past retention: nothing moves.
+        await log.enforceRetention();
+        assert.equal(files(directory, 1).length, expected.length);
+        assert.equal((await log.read('t', 0, 0)).length, 10);
+      } finally {
+        await log.close();
+      }
+    } finally {
       rmSync(directory, { recursive: true, force: true });
     }
   });

@@ -80,6 +80,8 @@ const CHECKPOINT_BYTES = 4 * 1024 * 1024;
 const SEGMENT_BYTES = 64 * 1024 * 1024;
 /** A segment file holding less than 1/SPARSE_SEGMENT of its bytes in kept batches is emptied (see `enforceRetention`). */
 const SPARSE_SEGMENT = 8;
+/** Reads made again when a segment file is gone (another process's retention deleted it meanwhile). */
+const READ_ATTEMPTS = 5;
 /** How often a log with durability 'os' puts what its segments were written on disk. */
 const OS_SYNC_INTERVAL_MS = 1000;
 /** The log's format, kept in SQLite's user_version: 1 is record batches in segment files. */
@@ -96,6 +98,7 @@ export class EmbeddedLog implements Log {
   readonly #sync: boolean;
   /** With durability 'os', what segments have been written is put on disk once a second (see `#syncSegments`). */
   readonly #syncTimer: NodeJS.Timeout | undefined;
+  #syncStopped = false;
   readonly #segmentBytes: number;
   #flushScheduled = false;
   #closed = false;
@@ -150,17 +153,19 @@ export class EmbeddedLog implements Log {
     }
     const interval = options.retentionIntervalMs ?? 60_000;
     if (interval > 0) {
-      this.#retentionTimer = setInterval(() => void this.enforceRetention().catch(() => undefined), interval);
+      this.#retentionTimer = setInterval(
+        () =>
+          void this.enforceRetention().catch((error: unknown) =>
+            process.emitWarning(`the embedded log's retention failed: ${(error as Error).message}`, {
+              code: 'TRIBUTARY_LOG_RETENTION',
+            }),
+          ),
+        interval,
+      );
       this.#retentionTimer.unref();
     }
     if (!this.#sync) {
-      this.#syncTimer = setInterval(() => {
-        try {
-          this.#syncSegments();
-        } catch {
-          // tried again in a second; a log that cannot write fails its appends too
-        }
-      }, OS_SYNC_INTERVAL_MS);
+      this.#syncTimer = setInterval(() => this.#syncSegmentsOrStop(), OS_SYNC_INTERVAL_MS);
       this.#syncTimer.unref();
     }
   }
@@ -193,6 +198,8 @@ export class EmbeddedLog implements Log {
       // notes in docs/ingest.md); a few megabytes bound the WAL the same whatever the page size.
       const { page_size: pageSize } = db.prepare('pragma page_size').get() as { page_size: number };
       db.exec(`pragma wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / pageSize))}`);
+      // Before anything is added to it.
+      refuseLaterFormat(db, options.directory);
       db.exec(`
         create table if not exists topics (id integer primary key, name text not null unique, partitions integer not null,
           retention_ms integer, retention_bytes integer);
@@ -216,6 +223,10 @@ export class EmbeddedLog implements Log {
         create table if not exists group_offsets (group_name text not null, topic_id integer not null, partition integer not null,
           offset integer not null, primary key (group_name, topic_id, partition)) without rowid;`);
     } catch (cause) {
+      if (cause instanceof TributaryError) {
+        db!.close();
+        throw cause;
+      }
       throw new TributaryError(
         'STORAGE_IO',
         `cannot open the embedded log in ${options.directory}: ${(cause as Error).message}`,
@@ -548,6 +559,15 @@ export class EmbeddedLog implements Log {
     return { segment: last.id, positions };
   }
 
+  #syncSegmentsOrStop(): void {
+    if (this.#syncStopped) return;
+    try {
+      this.#syncSegments();
+    } catch {
+      // the database was busy or failing: tried again in a second
+    }
+  }
+
   /**
    * Durability 'os': puts what the segments were written since the last time on disk, then says so in
    * a commit synced with every commit before it — after the machine stops, the log has lost at most what
@@ -557,7 +577,21 @@ export class EmbeddedLog implements Log {
     const pending = this.#db
       .prepare('select topic_id, id, end_position from segments where synced_position < end_position')
       .all() as unknown as Array<{ topic_id: number; id: number; end_position: number }>;
-    const synced = pending.filter((segment) => this.#segments.sync(segment.topic_id, segment.id));
+    let synced: typeof pending;
+    try {
+      synced = pending.filter((segment) => this.#segments.sync(segment.topic_id, segment.id));
+      if (synced.length) this.#segments.syncFolders();
+    } catch (error) {
+      // After a failed fsync the kernel may have dropped the pages it could not write, and a later one
+      // succeed without them: nothing is marked on disk again until the log is opened anew (which checks
+      // everything after the last mark).
+      this.#syncStopped = true;
+      process.emitWarning(
+        `the embedded log could not sync its segment files, and stops trying until it is opened again: ${(error as Error).message}`,
+        { code: 'TRIBUTARY_LOG_SYNC' },
+      );
+      return;
+    }
     if (synced.length === 0) return;
     const mark = this.#db.prepare(
       'update segments set synced_position = max(synced_position, ?) where topic_id = ? and id = ?',
@@ -578,8 +612,9 @@ export class EmbeddedLog implements Log {
    * After the machine stopped, a log with durability 'os' may hold commits whose batches never reached
    * the disk (the database and the segment files are written back independently). Checks every batch
    * past what was known to be on disk and, in a partition where one is damaged or gone, removes it and
-   * everything after it — the partition ends at its last whole batch, as it would have with the
-   * batches in the database. With durability 'fsync' there is nothing to check.
+   * every batch after it. The partition's next offset stays where it was: the offsets removed are never
+   * given to other records (a consumer group may have committed past them; reads step over the gap).
+   * With durability 'fsync' there is nothing to check.
    */
   #repairUnsynced(): void {
     const unsynced = () =>
@@ -630,7 +665,6 @@ export class EmbeddedLog implements Log {
           length: number | null;
         }>;
         this.#releaseBatches(cut.topic, deleted);
-        this.#advance.run(cut.from, cut.topic, cut.partition);
         cuts.push(cut);
       }
       const mark = this.#db.prepare(
@@ -645,7 +679,7 @@ export class EmbeddedLog implements Log {
     }
     for (const cut of cuts) {
       process.emitWarning(
-        `the embedded log lost the end of partition ${cut.partition} of topic ${cut.topic} (its id) from offset ${cut.from}: the machine stopped before it was on disk (log.durability "os"). The partition now ends there.`,
+        `the embedded log lost the records of partition ${cut.partition} of topic ${cut.topic} (its id) from offset ${cut.from}: the machine stopped before they were on disk (log.durability "os"). Their offsets stay unused.`,
         { code: 'TRIBUTARY_LOG_REPAIRED' },
       );
     }
@@ -665,21 +699,22 @@ export class EmbeddedLog implements Log {
     const from = Math.max(fromOffset, state.start[partition] ?? 0);
     if (from >= (state.next[partition] ?? 0) && options.waitMs)
       await this.#waitForAppend(topic, state, partition, from, options.waitMs, options.signal);
-    // Retention (in another process) may delete a segment file between the query and its read: the
-    // read is then made again, and starts after what retention removed.
-    const records =
-      this.#readBatches(topic, state, partition, from, options) ??
-      this.#readBatches(topic, state, partition, from, options);
-    if (!records) {
-      throw new TributaryError(
-        'STORAGE_IO',
-        `a segment file of topic ${topic} is missing from the embedded log`,
-        {
-          hint: 'something other than Tributary changed the log directory: restore it from a backup',
-        },
-      );
+    // Retention (in another process) may delete a segment file, or move its batches, between the query
+    // and the file's read: the read is then made again, on what the index says now.
+    for (let attempt = 1; ; attempt++) {
+      const records = this.#readBatches(topic, state, partition, from, options);
+      if (records) return records;
+      if (attempt === READ_ATTEMPTS) {
+        throw new TributaryError(
+          'STORAGE_IO',
+          `a segment file of topic ${topic} is missing from the embedded log`,
+          {
+            hint: 'if it stays missing, something other than Tributary changed the log directory: restore it from a backup',
+            retryable: true,
+          },
+        );
+      }
     }
-    return records;
   }
 
   /** A batch's bytes from its segment file, checked; undefined when the file is not there. */
@@ -825,55 +860,16 @@ export class EmbeddedLog implements Log {
   async enforceRetention(): Promise<number> {
     if (this.#closed) return 0;
     let removed = 0;
+    let failure: Error | undefined;
     for (const topic of this.#topics.values()) {
       const { retentionMs, retentionBytes } = topic.info;
       if (retentionMs === undefined && retentionBytes === undefined) continue;
-      for (let partition = 0; partition < topic.info.partitions; partition++) {
-        let newStart = topic.start[partition] ?? 0;
-        const end = topic.next[partition] ?? 0;
-        if (retentionMs !== undefined) {
-          // The first batch holding a record young enough; everything before it goes.
-          const row = this.#db
-            .prepare(
-              'select min(base_offset) as first from batches where topic_id = ? and partition = ? and max_timestamp >= ?',
-            )
-            .get(topic.id, partition, Date.now() - retentionMs) as { first: number | null };
-          newStart = Math.max(newStart, row.first ?? end);
-        }
-        if (retentionBytes !== undefined) {
-          // Keep the newest batches whose values fit in retentionBytes.
-          const row = this.#db
-            .prepare(
-              `select min(base_offset) as first from (select base_offset, sum(bytes) over (order by base_offset desc) as total
-                 from batches where topic_id = ? and partition = ?) where total <= ?`,
-            )
-            .get(topic.id, partition, retentionBytes) as { first: number | null };
-          newStart = Math.max(newStart, row.first ?? end);
-        }
-        if (newStart <= (topic.start[partition] ?? 0)) continue;
-        this.#db.exec('begin immediate');
-        try {
-          const deleted = this.#db
-            .prepare(
-              'delete from batches where topic_id = ? and partition = ? and end_offset <= ? returning segment, length',
-            )
-            .all(topic.id, partition, newStart) as unknown as Array<{
-            segment: number | null;
-            length: number | null;
-          }>;
-          this.#releaseBatches(topic.id, deleted);
-          this.#db
-            .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
-            .run(newStart, topic.id, partition);
-          this.#db.exec('commit');
-          topic.start[partition] = newStart;
-          removed += deleted.length;
-        } catch (error) {
-          this.#db.exec('rollback');
-          throw error;
-        }
+      // One topic's failure (a damaged file, say) does not stop the others'.
+      try {
+        removed += this.#retain(topic, retentionMs, retentionBytes);
+      } catch (error) {
+        failure ??= error instanceof Error ? error : new Error(String(error));
       }
-      this.#compactSegments(topic);
     }
     // Descriptors this process holds on files another process deleted would keep their disk in use.
     const live = this.#db.prepare('select topic_id, id from segments').all() as unknown as Array<{
@@ -881,6 +877,59 @@ export class EmbeddedLog implements Log {
       id: number;
     }>;
     this.#segments.closeAllBut(live.map((row) => [row.topic_id, row.id]));
+    if (failure !== undefined) throw failure;
+    return removed;
+  }
+
+  /** A topic's retention: removes what is past it, then gives the disk back; how many batches went. */
+  #retain(topic: TopicState, retentionMs: number | undefined, retentionBytes: number | undefined): number {
+    let removed = 0;
+    for (let partition = 0; partition < topic.info.partitions; partition++) {
+      let newStart = topic.start[partition] ?? 0;
+      const end = topic.next[partition] ?? 0;
+      if (retentionMs !== undefined) {
+        // The first batch holding a record young enough; everything before it goes.
+        const row = this.#db
+          .prepare(
+            'select min(base_offset) as first from batches where topic_id = ? and partition = ? and max_timestamp >= ?',
+          )
+          .get(topic.id, partition, Date.now() - retentionMs) as { first: number | null };
+        newStart = Math.max(newStart, row.first ?? end);
+      }
+      if (retentionBytes !== undefined) {
+        // Keep the newest batches whose values fit in retentionBytes.
+        const row = this.#db
+          .prepare(
+            `select min(base_offset) as first from (select base_offset, sum(bytes) over (order by base_offset desc) as total
+                 from batches where topic_id = ? and partition = ?) where total <= ?`,
+          )
+          .get(topic.id, partition, retentionBytes) as { first: number | null };
+        newStart = Math.max(newStart, row.first ?? end);
+      }
+      if (newStart <= (topic.start[partition] ?? 0)) continue;
+      this.#db.exec('begin immediate');
+      try {
+        const deleted = this.#db
+          .prepare(
+            'delete from batches where topic_id = ? and partition = ? and base_offset < ? returning segment, length',
+          )
+          .all(topic.id, partition, newStart) as unknown as Array<{
+          segment: number | null;
+          length: number | null;
+        }>;
+        this.#releaseBatches(topic.id, deleted);
+        this.#db
+          .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
+          .run(newStart, topic.id, partition);
+        this.#db.exec('commit');
+        topic.start[partition] = newStart;
+        removed += deleted.length;
+      } catch (error) {
+        this.#db.exec('rollback');
+        throw error;
+      }
+    }
+    this.#compactSegments(topic);
     return removed;
   }
 
@@ -940,7 +989,9 @@ export class EmbeddedLog implements Log {
         )
         .all(topic.id, last, SPARSE_SEGMENT) as unknown as Array<{ id: number; live_bytes: number }>;
       let budget = this.#segmentBytes / SPARSE_SEGMENT;
-      const emptied = sparse.filter((segment) => (budget -= segment.live_bytes) >= 0).map((s) => s.id);
+      const emptied = sparse
+        .filter((segment) => (budget -= Math.max(0, segment.live_bytes)) >= 0)
+        .map((segment) => segment.id);
       if (emptied.length) this.#moveBatches(topic, emptied);
       this.#db
         .prepare('delete from segments where topic_id = ? and batches = 0 and id < ?')
@@ -962,6 +1013,10 @@ export class EmbeddedLog implements Log {
   }
 
   /** Copies the batches of `segments` to the end of the topic's last segment (in its transaction). */
+  /**
+   * Copies the batches of `segments` to the end of the topic's last segment (in its transaction). A
+   * segment with a batch that cannot be read whole stays as it is (its reads report the damage).
+   */
   #moveBatches(topic: TopicState, segments: readonly number[]): void {
     const rows = this.#db
       .prepare(
@@ -969,26 +1024,33 @@ export class EmbeddedLog implements Log {
          where topic_id = ? and segment in (${segments.map(() => '?').join(', ')})`,
       )
       .all(topic.id, ...segments) as unknown as Array<BatchRow & { partition: number }>;
-    const payloads = rows.map((row) => {
-      const payload = this.#segmentPayload(topic.info.name, row.partition, topic, row);
-      if (!payload) {
-        throw new TributaryError(
-          'STORAGE_IO',
-          `segment ${row.segment} of topic ${topic.info.name} is missing`,
-        );
+    const payloads = new Map<BatchRow, Uint8Array>();
+    const unreadable = new Set<number>();
+    for (const row of rows) {
+      try {
+        const payload = this.#segmentPayload(topic.info.name, row.partition, topic, row);
+        if (payload) payloads.set(row, payload);
+        else unreadable.add(row.segment!);
+      } catch {
+        unreadable.add(row.segment!);
       }
-      return payload;
-    });
+    }
+    const moving = rows.filter((row) => !unreadable.has(row.segment!));
+    if (moving.length === 0) return;
     // On disk before the commit points to them, whatever the durability: their first copies go after it.
-    const { segment, positions } = this.#writeSegment(topic, payloads, true);
+    const { segment, positions } = this.#writeSegment(
+      topic,
+      moving.map((row) => payloads.get(row)!),
+      true,
+    );
     const move = this.#db.prepare(
       'update batches set segment = ?, position = ? where topic_id = ? and partition = ? and base_offset = ?',
     );
-    rows.forEach((row, i) => move.run(segment, positions[i]!, topic.id, row.partition, row.base_offset));
+    moving.forEach((row, i) => move.run(segment, positions[i]!, topic.id, row.partition, row.base_offset));
     const release = this.#db.prepare(
       'update segments set batches = 0, live_bytes = 0 where topic_id = ? and id = ?',
     );
-    for (const id of segments) release.run(topic.id, id);
+    for (const id of segments) if (!unreadable.has(id)) release.run(topic.id, id);
   }
 
   async close(): Promise<void> {
@@ -996,13 +1058,7 @@ export class EmbeddedLog implements Log {
     // Let appends already accepted finish before closing.
     while (this.#pending.length) this.#flush();
     // A clean close leaves nothing for `#repairUnsynced` to check.
-    if (!this.#sync) {
-      try {
-        this.#syncSegments();
-      } catch {
-        // checked on the next open instead
-      }
-    }
+    if (!this.#sync) this.#syncSegmentsOrStop();
     this.#closed = true;
     if (this.#retentionTimer) clearInterval(this.#retentionTimer);
     if (this.#syncTimer) clearInterval(this.#syncTimer);
@@ -1046,25 +1102,24 @@ interface BatchRow {
  * segment files gains the columns that say where a batch is. A log of a later format is refused.
  */
 function upgradeFormat(db: DatabaseSync, directory: string): void {
-  const format = () => (db.prepare('pragma user_version').get() as { user_version: number }).user_version;
-  if (format() === LOG_FORMAT) return;
+  if (formatOf(db) === LOG_FORMAT) return;
   db.exec('begin immediate');
   try {
     // Again under the write lock: another process opening the log may have upgraded it.
-    const found = format();
-    if (found > LOG_FORMAT) {
-      throw new TributaryError(
-        'STORAGE_IO',
-        `the embedded log in ${directory} was written by a newer Tributary (log format ${found}; this one reads up to ${LOG_FORMAT})`,
-        { hint: 'run the release that wrote it, or a later one' },
-      );
-    }
-    if (found < LOG_FORMAT) {
+    refuseLaterFormat(db, directory);
+    if (formatOf(db) < LOG_FORMAT) {
       addMissingColumns(db, 'batches', ['segment', 'position', 'length', 'checksum']);
-      addMissingColumns(db, 'segments', [
+      const added = addMissingColumns(db, 'segments', [
         'live_bytes integer not null default 0',
         'synced_position integer not null default 0',
       ]);
+      // Segment tables from before these columns (a development version): what their batches hold, and
+      // synced (that version synced every write, or never checked).
+      if (added.has('live_bytes')) {
+        db.exec(`update segments set live_bytes = (select coalesce(sum(length), 0) from batches
+          where batches.topic_id = segments.topic_id and batches.segment = segments.id)`);
+      }
+      if (added.has('synced_position')) db.exec('update segments set synced_position = end_position');
       db.exec(`pragma user_version = ${LOG_FORMAT}`);
     }
     db.exec('commit');
@@ -1074,8 +1129,23 @@ function upgradeFormat(db: DatabaseSync, directory: string): void {
   }
 }
 
-/** Each column (`name` with an optional definition; integer without one) the table lacks. */
-function addMissingColumns(db: DatabaseSync, table: string, columns: readonly string[]): void {
+function formatOf(db: DatabaseSync): number {
+  return (db.prepare('pragma user_version').get() as { user_version: number }).user_version;
+}
+
+function refuseLaterFormat(db: DatabaseSync, directory: string): void {
+  const found = formatOf(db);
+  if (found <= LOG_FORMAT) return;
+  throw new TributaryError(
+    'STORAGE_IO',
+    `the embedded log in ${directory} was written by a newer Tributary (log format ${found}; this one reads up to ${LOG_FORMAT})`,
+    { hint: 'run the release that wrote it, or a later one' },
+  );
+}
+
+/** Adds each column (`name` with an optional definition; integer without one) the table lacks; their names. */
+function addMissingColumns(db: DatabaseSync, table: string, columns: readonly string[]): Set<string> {
+  const added = new Set<string>();
   const present = new Set(
     (db.prepare(`pragma table_info(${table})`).all() as unknown as Array<{ name: string }>).map(
       (c) => c.name,
@@ -1083,7 +1153,9 @@ function addMissingColumns(db: DatabaseSync, table: string, columns: readonly st
   );
   for (const column of columns) {
     const [name] = column.split(' ');
-    if (!present.has(name!))
-      db.exec(`alter table ${table} add column ${column.includes(' ') ? column : `${name} integer`}`);
+    if (present.has(name!)) continue;
+    db.exec(`alter table ${table} add column ${column.includes(' ') ? column : `${name} integer`}`);
+    added.add(name!);
   }
+  return added;
 }

@@ -35,6 +35,8 @@ export class SegmentFiles {
   readonly #sync: boolean;
   /** Open descriptors by file path, least recently used first. */
   readonly #open = new Map<string, number>();
+  /** Without `sync`: folders that gained a file since `syncFolders` last ran. */
+  readonly #unsyncedFolders = new Set<string>();
 
   /** `sync`: writes and new files are flushed to disk before the calls return. */
   constructor(directory: string, sync: boolean) {
@@ -50,7 +52,10 @@ export class SegmentFiles {
     const folder = this.#folder(topic);
     mkdirSync(folder, { recursive: true });
     this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
-    if (!sync) return;
+    if (!sync) {
+      this.#unsyncedFolders.add(folder);
+      return;
+    }
     // The new names must be on disk before a commit points to them: the folders' too, every time (a
     // process that stopped after making one may not have synced it; this is once per segment).
     syncDirectory(path.dirname(this.#directory));
@@ -66,8 +71,9 @@ export class SegmentFiles {
     payloads: readonly Uint8Array[],
     sync = this.#sync,
   ): void {
-    // Created if missing: with `sync` off, a machine that stopped may have lost the new file.
-    const fd = this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
+    const fd = this.#sync
+      ? this.#descriptor(topic, segment, constants.O_RDWR)
+      : this.#recreated(topic, segment);
     let at = position;
     for (let first = 0; first < payloads.length; first += WRITEV_BUFFERS) {
       const chunk = payloads.slice(first, first + WRITEV_BUFFERS);
@@ -82,6 +88,32 @@ export class SegmentFiles {
       at += length;
     }
     if (sync) fdatasyncSync(fd);
+  }
+
+  /**
+   * Without `sync`, a machine that stopped may have lost a new file, or its topic's folder, whose name
+   * had not reached the disk: they are made again. (With `sync` a missing file is damage: it fails.)
+   */
+  #recreated(topic: number, segment: number): number {
+    try {
+      return this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      mkdirSync(this.#folder(topic), { recursive: true });
+      this.#unsyncedFolders.add(this.#folder(topic));
+      return this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
+    }
+  }
+
+  /** Without `sync`: puts the names of the files made since the last call on disk. */
+  syncFolders(): void {
+    if (this.#unsyncedFolders.size === 0) return;
+    syncDirectory(path.dirname(this.#directory));
+    syncDirectory(this.#directory);
+    for (const folder of this.#unsyncedFolders) {
+      syncDirectory(folder);
+      this.#unsyncedFolders.delete(folder);
+    }
   }
 
   /** Puts what was written to a segment on disk; false when the file is not there. */
