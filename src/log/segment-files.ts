@@ -95,14 +95,13 @@ export class SegmentFiles {
    * had not reached the disk: they are made again. (With `sync` a missing file is damage: it fails.)
    */
   #recreated(topic: number, segment: number): number {
-    try {
-      return this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-      mkdirSync(this.#folder(topic), { recursive: true });
-      this.#unsyncedFolders.add(this.#folder(topic));
-      return this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
+    if (!this.#open.has(this.#file(topic, segment))) {
+      // Opening it may create it: its name is synced with the next `syncFolders`.
+      const folder = this.#folder(topic);
+      mkdirSync(folder, { recursive: true });
+      this.#unsyncedFolders.add(folder);
     }
+    return this.#descriptor(topic, segment, constants.O_RDWR | constants.O_CREAT);
   }
 
   /** Without `sync`: puts the names of the files made since the last call on disk. */
