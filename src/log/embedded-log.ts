@@ -575,11 +575,21 @@ export class EmbeddedLog implements Log {
    */
   #syncSegments(): void {
     const pending = this.#db
-      .prepare('select topic_id, id, end_position from segments where synced_position < end_position')
-      .all() as unknown as Array<{ topic_id: number; id: number; end_position: number }>;
+      .prepare(
+        'select topic_id, id, end_position, synced_position from segments where synced_position < end_position',
+      )
+      .all() as unknown as Array<{
+      topic_id: number;
+      id: number;
+      end_position: number;
+      synced_position: number;
+    }>;
     let synced: typeof pending;
     try {
-      synced = pending.filter((segment) => this.#segments.sync(segment.topic_id, segment.id));
+      // A segment marked for the first time: its name too (the process that made it may have stopped).
+      synced = pending.filter((segment) =>
+        this.#segments.sync(segment.topic_id, segment.id, segment.synced_position === 0),
+      );
       if (synced.length) this.#segments.syncFolders();
     } catch (error) {
       // After a failed fsync the kernel may have dropped the pages it could not write, and a later one
@@ -671,7 +681,8 @@ export class EmbeddedLog implements Log {
         'update segments set synced_position = end_position where topic_id = ? and id = ?',
       );
       for (const segment of segments)
-        if (this.#segments.sync(segment.topic_id, segment.id)) mark.run(segment.topic_id, segment.id);
+        if (this.#segments.sync(segment.topic_id, segment.id, segment.synced_position === 0))
+          mark.run(segment.topic_id, segment.id);
       this.#db.exec('commit');
     } catch (error) {
       this.#db.exec('rollback');
@@ -821,7 +832,9 @@ export class EmbeddedLog implements Log {
       });
       await Promise.race([
         woken,
-        sleep(deadline - Date.now(), undefined, { signal: controller.signal }).catch(() => undefined),
+        sleep(Math.max(0, deadline - Date.now()), undefined, { signal: controller.signal }).catch(
+          () => undefined,
+        ),
       ]);
       controller.abort();
       signal?.removeEventListener('abort', onAbort);

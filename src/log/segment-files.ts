@@ -115,10 +115,15 @@ export class SegmentFiles {
     }
   }
 
-  /** Puts what was written to a segment on disk; false when the file is not there. */
-  sync(topic: number, segment: number): boolean {
+  /** Puts what was written to a segment on disk (`withName`: its folders too); false when it is not there. */
+  sync(topic: number, segment: number, withName = false): boolean {
     try {
       fdatasyncSync(this.#descriptor(topic, segment, constants.O_RDWR));
+      if (withName) {
+        syncDirectory(path.dirname(this.#directory));
+        syncDirectory(this.#directory);
+        syncDirectory(this.#folder(topic));
+      }
       return true;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;

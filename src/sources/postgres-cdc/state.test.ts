@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import {
@@ -56,6 +57,69 @@ describe('source state in the log', () => {
     } finally {
       await log.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('finds the last state and positions before offsets a machine that stopped left without records', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'tributary-cdc-state-'));
+    const open = () => EmbeddedLog.open({ directory, durability: 'os', retentionIntervalMs: 0 });
+    const onWarning = () => undefined;
+    process.on('warning', onWarning);
+    try {
+      const topic = 'cdc.test';
+      const first = await open();
+      await first.ensureTopic(topic, { partitions: 1 });
+      await first.ensureTopic(stateTopicOf(topic), { partitions: 1 });
+      const change = (lsn: bigint) => ({
+        key: 'a',
+        value: new TextEncoder().encode('{}'),
+        headers: { [POSITION_HEADER]: formatPosition(lsn, 0) },
+      });
+      await first.append(topic, [change(0x100n)]);
+      await saveState(first, topic, { ...emptyState(), secret: 'S1', snapshotted: ['public.a'] });
+      await first.close(); // on disk
+      const second = await open();
+      await second.append(topic, [change(0x200n)]);
+      await saveState(second, topic, {
+        ...emptyState(),
+        secret: 'S1',
+        snapshotted: ['public.a', 'public.b'],
+      });
+      // The machine stops before the last batch of either topic is on disk.
+      const db = new DatabaseSync(path.join(directory, 'log.db'));
+      const lost = db
+        .prepare('select topic_id, segment, position, length from batches where base_offset = 1')
+        .all() as Array<{ topic_id: number; segment: number; position: number; length: number }>;
+      db.close();
+      assert.equal(lost.length, 2);
+      for (const batch of lost) {
+        const file = path.join(
+          directory,
+          'segments',
+          String(batch.topic_id),
+          `${String(batch.segment).padStart(12, '0')}.batches`,
+        );
+        const bytes = readFileSync(file);
+        bytes.fill(0, batch.position, batch.position + batch.length);
+        writeFileSync(file, bytes);
+      }
+      const third = await open();
+      try {
+        assert.equal((await third.offsets(topic))[0]!.end, 2, 'the lost offset is not given out again');
+        const state = await loadState(third, topic);
+        assert.equal(state.secret, 'S1');
+        assert.deepEqual(state.snapshotted, ['public.a']);
+        assert.deepEqual(
+          [...(await lastPositions(third, topic)).values()].map((position) => position.lsn),
+          [0x100n],
+        );
+      } finally {
+        await third.close();
+        await second.close();
+      }
+    } finally {
+      process.off('warning', onWarning);
+      rmSync(directory, { recursive: true, force: true });
     }
   });
 });

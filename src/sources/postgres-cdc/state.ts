@@ -83,6 +83,11 @@ export function stateTopicOf(topic: string): string {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * The partition's last record before `end`. Usually at `end - 1`, but a log can have offsets without a
+ * record (the embedded log's, after a machine with durability "os" stopped before they were on disk):
+ * then further back, a window 16 times wider each time.
+ */
 export async function readLastRecord(
   log: Log,
   topic: string,
@@ -90,9 +95,21 @@ export async function readLastRecord(
   end: number,
   start: number,
 ): Promise<StoredRecord | undefined> {
-  if (end <= start) return undefined;
-  const [record] = await log.read(topic, partition, end - 1, { maxRecords: 1 });
-  return record;
+  for (let span = 1; ; span *= 16) {
+    const from = Math.max(start, end - span);
+    if (from >= end) return undefined;
+    let last: StoredRecord | undefined;
+    for (let next = from; next < end;) {
+      const records = (await log.read(topic, partition, next, { maxRecords: 1000 })).filter(
+        (record) => record.offset < end,
+      );
+      if (records.length === 0) break;
+      last = records.at(-1);
+      next = last!.offset + 1;
+    }
+    if (last) return last;
+    if (from === start) return undefined;
+  }
 }
 
 /** The source's state: the last state record, brought forward by chunk marks written after it. */
