@@ -3,6 +3,7 @@
  *  - A snapshot killed with -9 half-way resumes after the last chunk in the log: every row exactly once.
  *  - `tributary cdc backfill --where` re-reads part of a table while changes stream in, and the silver
  *    mirror still equals the table.
+ *  - A chunk is not read while a commit streamed before its low watermark is not visible yet.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -218,6 +219,92 @@ describe('postgres CDC snapshots', { skip }, () => {
         `the range was read again (${backfilled.length} snapshot rows with id ≤ 1000)`,
       );
       assert.ok(changes > 0);
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
+      await client.end();
+    },
+  );
+
+  it(
+    'reads no chunk before a commit already streamed is visible (held here by a synchronous standby)',
+    { timeout: 5 * 60_000 },
+    async () => {
+      const client = await server.client();
+      await client.query(
+        `create table public.held (id int primary key, owner text);
+         insert into public.held select g, 'owner ' || g from generate_series(1, 50) g;`,
+      );
+      const project = makeProject('tributary-cdc-held-');
+      project.write(
+        'sources/held.yaml',
+        sourceYaml(server.proxy.port, ['public.held'], 'snapshot: {chunk_size: 300}\nslot_name: snap_held\n'),
+      );
+      project.write(
+        'pipelines/held.yaml',
+        [
+          'source: {type: topic, topic: cdc.held}',
+          'transforms: [{type: cdc}]',
+          'sinks: [{type: iceberg, table: silver.held, mode: upsert, key: [id], schema: schemas/public.held.json}]',
+          '',
+        ].join('\n'),
+      );
+      assert.equal((await cli(project.root, ['cdc', 'schema', 'held', '--out', 'schemas'])).code, 0);
+      const source = new Background(project.root, ['cdc', 'run', 'held']);
+      await waitFor(
+        () => `the initial snapshot; the source said:\n${source.output.slice(-3000)}`,
+        async () =>
+          ((await cdcStatus(project.root, 'held').catch(() => undefined))?.snapshotted.length ?? 0) === 1,
+        120_000,
+      );
+      // One session's commits wait for a standby that never answers: its commit record is in the WAL
+      // (and streamed), its update not visible to other sessions. Every other session commits locally.
+      await client.query(`alter system set synchronous_standby_names = 'absent'`);
+      await client.query(`alter system set synchronous_commit = 'local'`);
+      await client.query('select pg_reload_conf()');
+      const heldSession = await server.client();
+      try {
+        await sleep(500);
+        await heldSession.query('set synchronous_commit = on');
+        const { rows } = await heldSession.query<{ pid: number }>('select pg_backend_pid() as pid');
+        const update = heldSession.query(`update held set owner = 'NEW' where id = 5`).catch((e: Error) => e);
+        await sleep(1000);
+        const { rows: seen } = await client.query<{ owner: string }>('select owner from held where id = 5');
+        assert.equal(seen[0]!.owner, 'owner 5', 'the update is not visible yet');
+        const requested = await cli(project.root, ['cdc', 'backfill', 'held', '--table', 'public.held']);
+        assert.equal(requested.code, 0, requested.stderr);
+        await sleep(3000);
+        assert.doesNotMatch(
+          source.output,
+          /backfill of public\.held finished/,
+          `the chunk waits:\n${source.output.slice(-3000)}`,
+        );
+        // The wait ends (the commit was local already): the update becomes visible.
+        await client.query('select pg_cancel_backend($1)', [rows[0]!.pid]);
+        await update;
+      } finally {
+        await client.query('alter system reset synchronous_standby_names');
+        await client.query('alter system reset synchronous_commit');
+        await client.query('select pg_reload_conf()');
+        await heldSession.end();
+      }
+      await waitFor(
+        () => `the backfill; the source said:\n${source.output.slice(-3000)}`,
+        async () => /backfill of public\.held finished/.test(source.output),
+        120_000,
+      );
+      await waitFor(
+        'the mirror to have the update',
+        async () => {
+          const run = await cli(project.root, ['run', 'held', '--once']);
+          assert.equal(run.code, 0, run.stderr);
+          const mirror = await query(
+            project.root,
+            `select owner from silver.held where id = 5 and _deleted is not true`,
+          );
+          return String(mirror[0]?.owner) === 'NEW';
+        },
+        60_000,
+        500,
+      );
       assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
       await client.end();
     },

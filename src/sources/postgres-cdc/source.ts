@@ -186,12 +186,41 @@ type Inbound =
 const BACKOFF_MAX_MS = 30_000;
 /** How long a slot held by another backend may take to be let go before that is an error. */
 const SLOT_RELEASE_GRACE_MS = 5_000;
+/**
+ * How long a chunk waits for transactions in progress when its low watermark was written (one may be
+ * between its commit record and its commit: the WAL flush): see `#beginChunkRead`.
+ */
+const COMMIT_SETTLE_MS = 100;
 const INBOUND_HIGH = 20_000;
 const INBOUND_LOW = 2_000;
 /** Bytes of change records per append at most (large TOASTed rows). */
 const MAX_APPEND_BYTES = 16 * 1024 * 1024;
 /** Bytes of undecoded messages at most before the socket is paused (large TOASTed values). */
 const INBOUND_HIGH_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The ids of the transactions in progress now (as an array literal): those a snapshot lists, and those past its xmax — begun
+ * after the last transaction to end, which a snapshot does not list — up to the next id. (A standby
+ * gives out no id: there, only the listed ones.)
+ */
+async function transactionsInProgress(query: pg.Client): Promise<string> {
+  // As text: the session reads arrays as their text.
+  const { rows } = await query.query<{ xip: string; xmax: string }>(
+    `select array_to_string(array(select pg_snapshot_xip(s)), ',') as xip, pg_snapshot_xmax(s)::text as xmax
+       from pg_current_snapshot() as s`,
+  );
+  const { xip, xmax } = rows[0]!;
+  let next = BigInt(xmax);
+  try {
+    const { rows: assigned } = await query.query<{ id: string }>('select pg_current_xact_id()::text as id');
+    next = BigInt(assigned[0]!.id);
+  } catch {
+    // in recovery
+  }
+  const ids = xip ? xip.split(',') : [];
+  for (let id = BigInt(xmax); id < next && ids.length < 10_000; id++) ids.push(String(id));
+  return `{${ids.join(',')}}`;
+}
 
 function pgCode(error: unknown): string {
   return (error as { code?: string } | undefined)?.code ?? '';
@@ -1446,10 +1475,9 @@ export class PostgresCdcSource implements RunningSource {
     if (task.where) conditions.push(`(${task.where})`);
     const sql = `select * from ${quoteTable(task.table)}${conditions.length ? ` where ${conditions.join(' and ')}` : ''} order by ${keys.join(', ')} limit ${this.#config.snapshot.chunk_size}`;
     await query.query('select pg_logical_emit_message(false, $1, $2)', [prefix, `${chunk.id}:low`]);
-    // Read-only: a backfill's condition is SQL, and must not be able to change anything.
-    await query.query('begin transaction isolation level read committed read only');
     let result: pg.QueryResult<string[]>;
     try {
+      await this.#beginChunkRead(query, task);
       result = await query.query<string[]>({ text: sql, values: params, rowMode: 'array' });
     } finally {
       await query.query('rollback').catch(() => undefined);
@@ -1464,6 +1492,48 @@ export class PostgresCdcSource implements RunningSource {
     };
     chunk.rows = result.rows;
     await emitFlushed(query, prefix, `${chunk.id}:high`);
+  }
+
+  /**
+   * Opens the chunk's read — read-only (a backfill's condition is SQL, and must not be able to change
+   * anything), at a snapshot that sees every transaction committed before the low watermark. A commit is
+   * in the WAL, and streamed before the watermark, a moment before other sessions see it (its WAL flush;
+   * a synchronous standby's answer): a chunk reading in that moment would take the row as it was, and
+   * emit it after the change — the mirror would keep the old row. So while a transaction in progress when
+   * the watermark was written is still invisible to the snapshot and is known to have committed, or may
+   * be between its commit record and its commit (the first moments), the snapshot is taken again.
+   */
+  async #beginChunkRead(query: pg.Client, task: SnapshotTask): Promise<void> {
+    const atWatermark = await transactionsInProgress(query);
+    const started = Date.now();
+    let warned = false;
+    for (;;) {
+      await query.query('begin transaction isolation level repeatable read read only');
+      if (atWatermark === '{}') return;
+      // The transaction's first query takes its snapshot, which the chunk's select then reads.
+      // A transaction waiting for its synchronous standby has committed (its changes stream) but is not
+      // visible; pg_xact_status says "in progress" for it, pg_stat_activity (to a role allowed to read
+      // it) says what it waits for. Other invisible ones: in progress, or in the moment between their
+      // commit record and their commit — waited for a little while.
+      const { rows: invisible } = await query.query<{ committing: boolean }>(
+        `select exists (select 1 from pg_stat_activity a
+                         where a.backend_xid::text = x::text and a.wait_event = 'SyncRep') as committing
+           from unnest($1::xid8[]) as x
+          where not pg_visible_in_snapshot(x, pg_current_snapshot())`,
+        [atWatermark],
+      );
+      const waited = Date.now() - started;
+      if (invisible.length === 0 || (waited >= COMMIT_SETTLE_MS && invisible.every((row) => !row.committing)))
+        return;
+      await query.query('rollback');
+      if (!warned && waited > 10_000) {
+        warned = true;
+        this.#logger.warn(
+          `source ${this.name}: the next chunk of ${task.table} waits for a transaction that committed but is not visible yet (a synchronous standby that does not answer?)`,
+        );
+      }
+      await sleep(20);
+    }
   }
 
   /** The high watermark arrived: the chunk's rows whose keys did not change in the window join the stream here. */
