@@ -211,10 +211,14 @@ export class SegmentFiles {
   }
 }
 
+/** fsync of a directory, so that a file made in it survives a power loss (not possible on every platform). */
 function syncDirectory(directory: string): void {
   const fd = openSync(directory, constants.O_RDONLY);
   try {
     fsyncSync(fd);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw error;
   } finally {
     closeSync(fd);
   }
