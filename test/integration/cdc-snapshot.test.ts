@@ -257,11 +257,16 @@ describe('postgres CDC snapshots', { skip }, () => {
       );
       // One session's commits wait for a standby that never answers: its commit record is in the WAL
       // (and streamed), its update not visible to other sessions. Every other session commits locally.
+      // Another holds a transaction id and stays open throughout: it must not hold the chunk up.
+      const idleSession = await server.client();
+      await idleSession.query('begin');
+      await idleSession.query('select pg_current_xact_id()');
       await client.query(`alter system set synchronous_standby_names = 'absent'`);
       await client.query(`alter system set synchronous_commit = 'local'`);
       await client.query('select pg_reload_conf()');
-      const heldSession = await server.client();
+      let heldSession: Awaited<ReturnType<PrivatePostgres['client']>> | undefined;
       try {
+        heldSession = await server.client();
         await sleep(500);
         await heldSession.query('set synchronous_commit = on');
         const { rows } = await heldSession.query<{ pid: number }>('select pg_backend_pid() as pid');
@@ -284,13 +289,15 @@ describe('postgres CDC snapshots', { skip }, () => {
         await client.query('alter system reset synchronous_standby_names');
         await client.query('alter system reset synchronous_commit');
         await client.query('select pg_reload_conf()');
-        await heldSession.end();
+        await heldSession?.end();
       }
       await waitFor(
         () => `the backfill; the source said:\n${source.output.slice(-3000)}`,
         async () => /backfill of public\.held finished/.test(source.output),
-        120_000,
+        20_000,
       );
+      await idleSession.query('rollback');
+      await idleSession.end();
       await waitFor(
         'the mirror to have the update',
         async () => {

@@ -176,7 +176,8 @@ interface Chunk {
   fields?: { names: string[]; types: PgType[]; keyIndexes: number[] };
   windowOpen: boolean;
   readonly changed: Set<string>;
-  readonly readAt: number;
+  /** When its rows were read (the snapshot records' time). */
+  readAt: number;
 }
 
 type Inbound =
@@ -200,8 +201,8 @@ const INBOUND_HIGH_BYTES = 64 * 1024 * 1024;
 
 /**
  * The ids of the transactions in progress now (as an array literal): those a snapshot lists, and those past its xmax — begun
- * after the last transaction to end, which a snapshot does not list — up to the next id. (A standby
- * gives out no id: there, only the listed ones.)
+ * after the last transaction to end, which a snapshot does not list — up to the next id (one taken for
+ * this: a transaction with nothing to write, which commits without waiting for a standby).
  */
 async function transactionsInProgress(query: pg.Client): Promise<string> {
   // As text: the session reads arrays as their text.
@@ -210,13 +211,8 @@ async function transactionsInProgress(query: pg.Client): Promise<string> {
        from pg_current_snapshot() as s`,
   );
   const { xip, xmax } = rows[0]!;
-  let next = BigInt(xmax);
-  try {
-    const { rows: assigned } = await query.query<{ id: string }>('select pg_current_xact_id()::text as id');
-    next = BigInt(assigned[0]!.id);
-  } catch {
-    // in recovery
-  }
+  const { rows: assigned } = await query.query<{ id: string }>('select pg_current_xact_id()::text as id');
+  const next = BigInt(assigned[0]!.id);
   const ids = xip ? xip.split(',') : [];
   for (let id = BigInt(xmax); id < next && ids.length < 10_000; id++) ids.push(String(id));
   return `{${ids.join(',')}}`;
@@ -1478,6 +1474,7 @@ export class PostgresCdcSource implements RunningSource {
     let result: pg.QueryResult<string[]>;
     try {
       await this.#beginChunkRead(query, task);
+      chunk.readAt = Date.now();
       result = await query.query<string[]>({ text: sql, values: params, rowMode: 'array' });
     } finally {
       await query.query('rollback').catch(() => undefined);
@@ -1510,22 +1507,27 @@ export class PostgresCdcSource implements RunningSource {
     for (;;) {
       await query.query('begin transaction isolation level repeatable read read only');
       if (atWatermark === '{}') return;
-      // The transaction's first query takes its snapshot, which the chunk's select then reads.
-      // A transaction waiting for its synchronous standby has committed (its changes stream) but is not
-      // visible; pg_xact_status says "in progress" for it, pg_stat_activity (to a role allowed to read
-      // it) says what it waits for. Other invisible ones: in progress, or in the moment between their
-      // commit record and their commit — waited for a little while.
-      const { rows: invisible } = await query.query<{ committing: boolean }>(
-        `select exists (select 1 from pg_stat_activity a
-                         where a.backend_xid::text = x::text and a.wait_event = 'SyncRep') as committing
+      // The transaction's first query takes its snapshot, which the chunk's select then reads. An
+      // invisible transaction that has ended since (pg_xact_status no longer "in progress"), or that waits
+      // for its synchronous standby — committed, its changes streamed, not visible, and "in progress" to
+      // pg_xact_status: only pg_stat_activity says so, to a role allowed to read it — is waited for. Other
+      // invisible ones are running, or between their commit record and their commit: a little while.
+      const { rows: invisible } = await query.query<{ ended: string }>(
+        `select (pg_xact_status(x) <> 'in progress' or exists (select 1 from pg_stat_activity a
+                   where a.backend_xid = x::xid and a.wait_event = 'SyncRep'))::text as ended
            from unnest($1::xid8[]) as x
           where not pg_visible_in_snapshot(x, pg_current_snapshot())`,
         [atWatermark],
       );
       const waited = Date.now() - started;
-      if (invisible.length === 0 || (waited >= COMMIT_SETTLE_MS && invisible.every((row) => !row.committing)))
+      // (The session reads every value as text.)
+      if (
+        invisible.length === 0 ||
+        (waited >= COMMIT_SETTLE_MS && invisible.every((row) => row.ended === 'false'))
+      )
         return;
       await query.query('rollback');
+      if (this.#stopping || !this.#sessionError) throw new Error(`source ${this.name} is stopping`);
       if (!warned && waited > 10_000) {
         warned = true;
         this.#logger.warn(
