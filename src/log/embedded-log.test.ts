@@ -488,6 +488,27 @@ describe('segment files', () => {
     }
   });
 
+  it('applies retention to what another process appended', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const writer = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    const other = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    try {
+      await writer.ensureTopic('t', { partitions: 1, retentionMs: 60_000 });
+      await other.ensureTopic('t', { partitions: 1, retentionMs: 60_000 });
+      for (let i = 0; i < 5; i++)
+        await writer.append('t', [{ value: encode(`old-${i}`), timestamp: Date.now() - 120_000 }]);
+      // The other process has appended nothing itself: it must still see the five, and remove them.
+      assert.equal(await other.enforceRetention(), 5);
+      assert.deepEqual(await other.offsets('t'), [{ partition: 0, start: 5, end: 5 }]);
+      assert.deepEqual(await writer.read('t', 0, 0), []);
+      assert.deepEqual(files(directory, 1).length, 1, 'the last file stays');
+    } finally {
+      await writer.close();
+      await other.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('refuses a log of a later format', async () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
     try {

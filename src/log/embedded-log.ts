@@ -843,6 +843,13 @@ export class EmbeddedLog implements Log {
 
   async offsets(topic: string): Promise<PartitionOffsets[]> {
     const state = this.#topic(topic);
+    // As stored: other processes may append to the topic, or remove from it.
+    for (const row of this.#db
+      .prepare('select partition, start_offset, next_offset from partitions where topic_id = ?')
+      .all(state.id) as unknown as Array<{ partition: number; start_offset: number; next_offset: number }>) {
+      state.start[row.partition] = Math.max(state.start[row.partition] ?? 0, row.start_offset);
+      state.next[row.partition] = Math.max(state.next[row.partition] ?? 0, row.next_offset);
+    }
     return state.next.map((end, partition) => ({ partition, start: state.start[partition] ?? 0, end }));
   }
 
@@ -898,8 +905,13 @@ export class EmbeddedLog implements Log {
   #retain(topic: TopicState, retentionMs: number | undefined, retentionBytes: number | undefined): number {
     let removed = 0;
     for (let partition = 0; partition < topic.info.partitions; partition++) {
-      let newStart = topic.start[partition] ?? 0;
-      const end = topic.next[partition] ?? 0;
+      // As stored: another process may have appended, or removed, since this one last looked.
+      const stored = this.#db
+        .prepare('select start_offset, next_offset from partitions where topic_id = ? and partition = ?')
+        .get(topic.id, partition) as { start_offset: number; next_offset: number } | undefined;
+      const start = Math.max(topic.start[partition] ?? 0, stored?.start_offset ?? 0);
+      let newStart = start;
+      const end = Math.max(topic.next[partition] ?? 0, stored?.next_offset ?? 0);
       if (retentionMs !== undefined) {
         // The first batch holding a record young enough; everything before it goes.
         const row = this.#db
@@ -919,7 +931,8 @@ export class EmbeddedLog implements Log {
           .get(topic.id, partition, retentionBytes) as { first: number | null };
         newStart = Math.max(newStart, row.first ?? end);
       }
-      if (newStart <= (topic.start[partition] ?? 0)) continue;
+      topic.start[partition] = start;
+      if (newStart <= start) continue;
       this.#db.exec('begin immediate');
       try {
         const deleted = this.#db
@@ -932,7 +945,9 @@ export class EmbeddedLog implements Log {
         }>;
         this.#releaseBatches(topic.id, deleted);
         this.#db
-          .prepare('update partitions set start_offset = ? where topic_id = ? and partition = ?')
+          .prepare(
+            'update partitions set start_offset = max(start_offset, ?) where topic_id = ? and partition = ?',
+          )
           .run(newStart, topic.id, partition);
         this.#db.exec('commit');
         topic.start[partition] = newStart;
