@@ -319,8 +319,7 @@ export class EmbeddedLog implements Log {
       }
       return existing.info;
     }
-    this.#db.exec('begin immediate');
-    try {
+    const { id, partitions } = inTransaction(this.#db, () => {
       // Read under the write lock: another process may have created the topic since this one opened the log.
       const stored = this.#db.prepare('select id, partitions from topics where name = ?').get(name) as
         { id: number; partitions: number } | undefined;
@@ -340,20 +339,17 @@ export class EmbeddedLog implements Log {
         'insert or ignore into partitions (topic_id, partition) values (?, ?)',
       );
       for (let p = 0; p < partitions; p++) addPartition.run(id, p);
-      this.#db.exec('commit');
-      const state = this.#loadTopic({
-        id,
-        name,
-        partitions,
-        retention_ms: config.retentionMs ?? null,
-        retention_bytes: config.retentionBytes ?? null,
-      });
-      this.#topics.set(name, state);
-      return state.info;
-    } catch (error) {
-      this.#db.exec('rollback');
-      throw error;
-    }
+      return { id, partitions };
+    });
+    const state = this.#loadTopic({
+      id,
+      name,
+      partitions,
+      retention_ms: config.retentionMs ?? null,
+      retention_bytes: config.retentionBytes ?? null,
+    });
+    this.#topics.set(name, state);
+    return state.info;
   }
 
   async listTopics(): Promise<TopicInfo[]> {
@@ -574,16 +570,7 @@ export class EmbeddedLog implements Log {
    * came after, and only that needs checking (`#repairUnsynced`).
    */
   #syncSegments(): void {
-    const pending = this.#db
-      .prepare(
-        'select topic_id, id, end_position, synced_position from segments where synced_position < end_position',
-      )
-      .all() as unknown as Array<{
-      topic_id: number;
-      id: number;
-      end_position: number;
-      synced_position: number;
-    }>;
+    const pending = this.#unsyncedSegments();
     let synced: typeof pending;
     try {
       // A segment marked for the first time: its name too (the process that made it may have stopped).
@@ -606,16 +593,30 @@ export class EmbeddedLog implements Log {
     const mark = this.#db.prepare(
       'update segments set synced_position = max(synced_position, ?) where topic_id = ? and id = ?',
     );
-    this.#synchronously(() => {
-      this.#db.exec('begin immediate');
-      try {
+    this.#synchronously(() =>
+      inTransaction(this.#db, () => {
         for (const segment of synced) mark.run(segment.end_position, segment.topic_id, segment.id);
-        this.#db.exec('commit');
-      } catch (error) {
-        this.#db.exec('rollback');
-        throw error;
-      }
-    });
+      }),
+    );
+  }
+
+  /** The segments written past what is known to be on disk. */
+  #unsyncedSegments(): Array<{
+    topic_id: number;
+    id: number;
+    end_position: number;
+    synced_position: number;
+  }> {
+    return this.#db
+      .prepare(
+        'select topic_id, id, end_position, synced_position from segments where synced_position < end_position',
+      )
+      .all() as unknown as Array<{
+      topic_id: number;
+      id: number;
+      end_position: number;
+      synced_position: number;
+    }>;
   }
 
   /**
@@ -627,22 +628,9 @@ export class EmbeddedLog implements Log {
    * With durability 'fsync' there is nothing to check.
    */
   #repairUnsynced(): void {
-    const unsynced = () =>
-      this.#db
-        .prepare(
-          'select topic_id, id, synced_position, end_position from segments where synced_position < end_position',
-        )
-        .all() as unknown as Array<{
-        topic_id: number;
-        id: number;
-        synced_position: number;
-        end_position: number;
-      }>;
-    if (unsynced().length === 0) return;
-    const cuts: Array<{ topic: number; partition: number; from: number }> = [];
-    this.#db.exec('begin immediate');
-    try {
-      const segments = unsynced();
+    if (this.#unsyncedSegments().length === 0) return;
+    const cuts = inTransaction(this.#db, () => {
+      const segments = this.#unsyncedSegments();
       const damaged = new Map<string, { topic: number; partition: number; from: number }>();
       for (const segment of segments) {
         const rows = this.#db
@@ -658,10 +646,11 @@ export class EmbeddedLog implements Log {
         }>;
         for (const row of rows) {
           const bytes = this.#segments.read(segment.topic_id, segment.id, row.position, row.length);
-          const whole =
-            bytes?.byteLength === row.length && (row.checksum === null || crc32(bytes) === row.checksum);
           const key = `${segment.topic_id}:${row.partition}`;
-          if (!whole && (damaged.get(key)?.from ?? Infinity) > row.base_offset)
+          if (
+            !(bytes && isWhole(bytes, row.length, row.checksum)) &&
+            (damaged.get(key)?.from ?? Infinity) > row.base_offset
+          )
             damaged.set(key, { topic: segment.topic_id, partition: row.partition, from: row.base_offset });
         }
       }
@@ -675,7 +664,6 @@ export class EmbeddedLog implements Log {
           length: number | null;
         }>;
         this.#releaseBatches(cut.topic, deleted);
-        cuts.push(cut);
       }
       const mark = this.#db.prepare(
         'update segments set synced_position = end_position where topic_id = ? and id = ?',
@@ -683,11 +671,8 @@ export class EmbeddedLog implements Log {
       for (const segment of segments)
         if (this.#segments.sync(segment.topic_id, segment.id, segment.synced_position === 0))
           mark.run(segment.topic_id, segment.id);
-      this.#db.exec('commit');
-    } catch (error) {
-      this.#db.exec('rollback');
-      throw error;
-    }
+      return [...damaged.values()];
+    });
     for (const cut of cuts) {
       process.emitWarning(
         `the embedded log lost the records of partition ${cut.partition} of topic ${cut.topic} (its id) from offset ${cut.from}: the machine stopped before they were on disk (log.durability "os"). Their offsets stay unused.`,
@@ -736,10 +721,7 @@ export class EmbeddedLog implements Log {
     row: BatchRow,
   ): Uint8Array | undefined {
     const bytes = this.#segments.read(state.id, row.segment!, row.position!, row.length!);
-    if (
-      bytes &&
-      (bytes.byteLength !== row.length || (row.checksum !== null && crc32(bytes) !== row.checksum))
-    ) {
+    if (bytes && !isWhole(bytes, row.length!, row.checksum)) {
       throw new TributaryError(
         'STORAGE_IO',
         `the record batch at offset ${row.base_offset} of topic ${topic}, partition ${partition}, is damaged on disk (${bytes.byteLength === row.length ? 'its checksum does not match' : 'its segment file ends before it'})`,
@@ -867,14 +849,9 @@ export class EmbeddedLog implements Log {
     const upsert = this.#db.prepare(
       'insert into group_offsets (group_name, topic_id, partition, offset) values (?, ?, ?, ?) on conflict do update set offset = excluded.offset',
     );
-    this.#db.exec('begin immediate');
-    try {
+    inTransaction(this.#db, () => {
       for (const [partition, offset] of offsets) upsert.run(group, state.id, partition, offset);
-      this.#db.exec('commit');
-    } catch (error) {
-      this.#db.exec('rollback');
-      throw error;
-    }
+    });
   }
 
   async enforceRetention(): Promise<number> {
@@ -933,8 +910,7 @@ export class EmbeddedLog implements Log {
       }
       topic.start[partition] = start;
       if (newStart <= start) continue;
-      this.#db.exec('begin immediate');
-      try {
+      removed += inTransaction(this.#db, () => {
         const deleted = this.#db
           .prepare(
             'delete from batches where topic_id = ? and partition = ? and base_offset < ? returning segment, length',
@@ -949,13 +925,9 @@ export class EmbeddedLog implements Log {
             'update partitions set start_offset = max(start_offset, ?) where topic_id = ? and partition = ?',
           )
           .run(newStart, topic.id, partition);
-        this.#db.exec('commit');
-        topic.start[partition] = newStart;
-        removed += deleted.length;
-      } catch (error) {
-        this.#db.exec('rollback');
-        throw error;
-      }
+        return deleted.length;
+      });
+      topic.start[partition] = newStart;
     }
     this.#compactSegments(topic);
     return removed;
@@ -1005,11 +977,8 @@ export class EmbeddedLog implements Log {
   }
 
   #compactSegmentsDurably(topic: TopicState): void {
-    this.#db.exec('begin immediate');
-    let kept: Set<number>;
-    let last: number;
-    try {
-      last = (this.#lastSegment.get(topic.id) as { id: number } | undefined)?.id ?? 0;
+    const { kept, last } = inTransaction(this.#db, () => {
+      const last = (this.#lastSegment.get(topic.id) as { id: number } | undefined)?.id ?? 0;
       const sparse = this.#db
         .prepare(
           `select id, live_bytes from segments where topic_id = ? and id < ? and batches > 0 and live_bytes * ? < end_position
@@ -1024,23 +993,19 @@ export class EmbeddedLog implements Log {
       this.#db
         .prepare('delete from segments where topic_id = ? and batches = 0 and id < ?')
         .run(topic.id, last);
-      kept = new Set(
+      const kept = new Set(
         (
           this.#db.prepare('select id from segments where topic_id = ?').all(topic.id) as unknown as Array<{
             id: number;
           }>
         ).map((row) => row.id),
       );
-      this.#db.exec('commit');
-    } catch (error) {
-      this.#db.exec('rollback');
-      throw error;
-    }
+      return { kept, last };
+    });
     // Files past the last are not touched: another process may be creating the next one.
     this.#segments.removeAllBut(topic.id, kept, last);
   }
 
-  /** Copies the batches of `segments` to the end of the topic's last segment (in its transaction). */
   /**
    * Copies the batches of `segments` to the end of the topic's last segment (in its transaction). A
    * segment with a batch that cannot be read whole stays as it is (its reads report the damage).
@@ -1131,8 +1096,7 @@ interface BatchRow {
  */
 function upgradeFormat(db: DatabaseSync, directory: string): void {
   if (formatOf(db) === LOG_FORMAT) return;
-  db.exec('begin immediate');
-  try {
+  inTransaction(db, () => {
     // Again under the write lock: another process opening the log may have upgraded it.
     refuseLaterFormat(db, directory);
     if (formatOf(db) < LOG_FORMAT) {
@@ -1150,11 +1114,25 @@ function upgradeFormat(db: DatabaseSync, directory: string): void {
       if (added.has('synced_position')) db.exec('update segments set synced_position = end_position');
       db.exec(`pragma user_version = ${LOG_FORMAT}`);
     }
+  });
+}
+
+/** Runs `work` holding the write lock (`begin immediate`); commits when it returns, rolls back when it throws. */
+function inTransaction<T>(db: DatabaseSync, work: () => T): T {
+  db.exec('begin immediate');
+  try {
+    const result = work();
     db.exec('commit');
+    return result;
   } catch (error) {
     db.exec('rollback');
     throw error;
   }
+}
+
+/** Whether a batch read from its segment file is all there, with the checksum it was written with. */
+function isWhole(bytes: Uint8Array, length: number, checksum: number | null): boolean {
+  return bytes.byteLength === length && (checksum === null || crc32(bytes) === checksum);
 }
 
 function formatOf(db: DatabaseSync): number {
