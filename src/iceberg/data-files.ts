@@ -172,11 +172,6 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
        from (select *${partitionColumns.map((p) => `, ${p.sql} as ${p.name}`).join('')}
        from (select ${select.join(', ')} from (select * from ${options.relation})))`;
   const names = partitionColumns.map((p) => p.name).join(', ');
-  const toInputError = (cause: unknown) =>
-    new TributaryError('INVALID_INPUT', `the input does not match the table schema: ${firstLine(cause)}`, {
-      cause,
-      hint: 'fix the values, or change the column type in the table schema',
-    });
   // Required columns that are not primitive are checked by a count before writing; primitive ones in the
   // statistics of the written files, which costs nothing.
   const nestedRequired = schema.fields.filter((f) => f.required && typeof f.type !== 'string');
@@ -194,8 +189,7 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
         partitionsOf: (keys) => castPartitionKeys(engine, partitionColumns, keys),
       });
     } catch (cause) {
-      if (!(cause instanceof TributaryError) && CAST_ERROR.test(firstLine(cause))) throw toInputError(cause);
-      throw cause;
+      throw asInputError(cause);
     }
   }
 
@@ -238,9 +232,7 @@ export async function writeDataFiles(options: WriteDataFilesOptions): Promise<Da
     });
   } catch (cause) {
     // Unstaged, the casts run in every pass: a value that does not fit its column fails whichever reads it first.
-    if (!materialize && !(cause instanceof TributaryError) && CAST_ERROR.test(firstLine(cause)))
-      throw toInputError(cause);
-    throw cause;
+    throw materialize ? cause : asInputError(cause);
   } finally {
     await connection.run(`drop table if exists ${stage}`);
     await connection.run(`drop table if exists ${ranked}`);
@@ -515,6 +507,26 @@ function containsFixed(type: IcebergType): boolean {
   if (type.type === 'struct') return type.fields.some((f) => containsFixed(f.type));
   if (type.type === 'list') return containsFixed(type.element);
   return containsFixed(type.key) || containsFixed(type.value);
+}
+
+/**
+ * The error to throw for `cause`: an input value that does not fit its column's type (DuckDB's cast
+ * errors) as INVALID_INPUT saying so, anything else as it is.
+ */
+export function asInputError(cause: unknown): unknown {
+  if (cause instanceof TributaryError || !CAST_ERROR.test(firstLine(cause))) return cause;
+  return toInputError(cause);
+}
+
+function toInputError(cause: unknown): TributaryError {
+  return new TributaryError(
+    'INVALID_INPUT',
+    `the input does not match the table schema: ${firstLine(cause)}`,
+    {
+      cause,
+      hint: 'fix the values, or change the column type in the table schema',
+    },
+  );
 }
 
 function firstLine(error: unknown): string {

@@ -372,3 +372,41 @@ describe('upsert with a key index, when a statement fails', () => {
     }
   });
 });
+
+describe('upsert of keys in another type than the table key', () => {
+  it('matches and deduplicates keys as the table stores them', async () => {
+    for (const indexed of [false, true]) {
+      const table = await createTable(
+        [
+          { name: 'id', type: 'int', required: true },
+          { name: 'v', type: 'string' },
+        ],
+        ['id'],
+      );
+      const options = indexed ? { keyIndex: new KeyIndex() } : {};
+      await upsert(table, engine, `(select 1::INT as id, 'a' as v)`, options);
+      // 1.2 and 1.4 are one key once stored as int (1), and the row of 1 written before is replaced.
+      await upsert(
+        table,
+        engine,
+        `(select * from (values (1.2::DOUBLE, 'b'), (1.4::DOUBLE, 'c')) t(id, v))`,
+        options,
+      );
+      assert.deepEqual(await rows(table, 'id, v'), [{ id: 1, v: 'c' }], `indexed: ${indexed}`);
+      await upsert(table, engine, `(select * from (values (' 1', 'd'), ('2', 'e')) t(id, v))`, options);
+      assert.deepEqual(
+        await rows(table, 'id, v'),
+        [
+          { id: 1, v: 'd' },
+          { id: 2, v: 'e' },
+        ],
+        `indexed: ${indexed}`,
+      );
+      await assert.rejects(
+        upsert(table, engine, `(select 'three' as id, 'f' as v)`, options),
+        (error: Error & { code?: string }) =>
+          error.code === 'INVALID_INPUT' && /does not match/.test(error.message),
+      );
+    }
+  });
+});

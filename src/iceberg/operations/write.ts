@@ -10,8 +10,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TributaryError } from '../../errors.ts';
-import { describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
-import { quoteIdentifier, type Engine } from '../duckdb.ts';
+import { asInputError, describeRelation, parquetCompression, writeDataFiles } from '../data-files.ts';
+import { duckdbType, quoteIdentifier, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
 import type { TableMetadata } from '../metadata.ts';
 import { planScan, scanSql, type Predicate } from '../scan.ts';
@@ -315,25 +315,39 @@ export async function upsert(
     });
   }
   const keyList = keys.map(quoteIdentifier).join(', ');
-  // The input with one row per key, its last. A rescannable input whose keys are distinct is used as it is.
+  const fields = keyFields(table, keys);
+  // Keys are matched and deduplicated as the table will store them: 1.2 and 1.4 written to an int key
+  // are both 1 (compared as they came, neither would replace the stored 1, nor each other).
+  const casts = fields
+    .filter((f) => columns.get(f.name) !== duckdbType(f.type))
+    .map((f) => `CAST(${quoteIdentifier(f.name)} AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`);
+  // The input with one row per key, its last. A rescannable input whose keys are distinct and of the
+  // table's types is used as it is.
   let incoming = relation;
   let deduplicated: string | undefined;
-  if (options.materialize !== false || !(await distinctKeys(engine, relation, keys))) {
+  if (options.materialize !== false || casts.length > 0 || !(await distinctKeys(engine, relation, keys))) {
     incoming = deduplicated = `__tributary_upsert_${randomUUID().replace(/-/g, '')}`;
-    await engine.connection.run(
-      `create temp table ${incoming} as select * exclude (__ord) from (select *, row_number() over () as __ord from ${relation})
-         qualify row_number() over (partition by ${keyList} order by __ord desc) = 1`,
-    );
+    const all = casts.length ? `* replace (${casts.join(', ')})` : '*';
+    try {
+      await engine.connection.run(
+        `create temp table ${incoming} as select * exclude (__ord) from (select ${all}, row_number() over () as __ord from ${relation})
+           qualify row_number() over (partition by ${keyList} order by __ord desc) = 1`,
+      );
+    } catch (cause) {
+      throw asInputError(cause);
+    }
   }
+  // The key columns' types as `incoming` has them.
+  const incomingTypes = new Map(columns);
+  if (casts.length) for (const f of fields) incomingTypes.set(f.name, duckdbType(f.type));
   try {
     const match = keys
       .map((k) => `s.${quoteIdentifier(k)} is not distinct from i.${quoteIdentifier(k)}`)
       .join(' and ');
-    const fields = keyFields(table, keys);
     const indexed = await options.keyIndex?.match(table, engine, incoming, fields);
     const { name, dataFiles, readSnapshotId } = indexed
       ? { ...indexed, readSnapshotId: indexed.snapshotId }
-      : await stageKeyMatches(table, engine, incoming, keys, columns, match).then(({ plan, name }) => ({
+      : await stageKeyMatches(table, engine, incoming, keys, incomingTypes, match).then(({ plan, name }) => ({
           name,
           dataFiles: plan.dataFiles,
           readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
