@@ -5,7 +5,7 @@
  * ingest dedupe store can be written. The body names each component and what is wrong with it.
  */
 import type { SqlDriver } from '../catalog/sql-driver.ts';
-import { pipelineGroup, type PipelineRunner } from '../core/pipeline/runner.ts';
+import { backlog, pipelineGroup, type PipelineRunner } from '../core/pipeline/runner.ts';
 import type { Log } from '../log/log.ts';
 
 export interface PipelineHandle {
@@ -118,12 +118,21 @@ export async function readiness(options: ReadinessOptions): Promise<Readiness> {
             timeout,
             'the log',
           );
-          const lag = offsets.reduce(
+          let lag = offsets.reduce(
             (sum, o) => sum + Math.max(0, o.end - (committed.get(o.partition) ?? o.start)),
             0,
           );
           const since = Math.max(runner.lastCommitAt, options.startedAt);
           const idle = Date.now() - since;
+          // Offsets that hold no record (see `backlog`) are not waiting: looked at before calling it stalled.
+          if (lag > 0 && idle > options.stallAfterMs)
+            lag = (
+              await withTimeout(
+                backlog(options.log, topic, (p) => committed.get(p)),
+                timeout,
+                'the log',
+              )
+            ).records;
           if (lag > 0 && idle > options.stallAfterMs) {
             components[name] = {
               status: 'failed',

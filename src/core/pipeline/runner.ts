@@ -141,6 +141,31 @@ export function pipelineGroup(name: string): string {
   return `pipeline/${name}`;
 }
 
+/**
+ * What waits in `topic` past `positions` (the next offset per partition; a partition without one from its
+ * start): how many offsets, and the timestamp of the oldest record (undefined when none waits). A partition
+ * whose remaining offsets hold no record waits for nothing: the embedded log's repair after a power loss
+ * (durability 'os') leaves the offsets of the batches it dropped unused for ever, and a quiet partition
+ * would otherwise show lag, and look stalled, until its next record.
+ */
+export async function backlog(
+  log: Log,
+  topic: string,
+  positions: (partition: number) => number | undefined,
+): Promise<{ readonly records: number; readonly oldest: number | undefined }> {
+  let records = 0;
+  let oldest: number | undefined;
+  for (const o of await log.offsets(topic)) {
+    const from = Math.max(o.start, positions(o.partition) ?? o.start);
+    if (o.end <= from) continue;
+    const [first] = await log.read(topic, o.partition, from, { maxRecords: 1 });
+    if (!first) continue;
+    records += o.end - from;
+    oldest = Math.min(oldest ?? Infinity, first.timestamp);
+  }
+  return { records, oldest };
+}
+
 /** A rejected record as a row of the DLQ table. */
 export function dlqRow(
   pipeline: string,
@@ -700,20 +725,11 @@ export class PipelineRunner {
   async #updateLag(end: readonly number[]): Promise<void> {
     const { log, config, metrics, name } = this.#options;
     if (!metrics) return;
-    const offsets = await log.offsets(config.source.topic);
-    const lag = offsets.reduce((sum, o) => sum + Math.max(0, o.end - (end[o.partition] ?? 0)), 0);
-    metrics.lagRecords.set({ pipeline: name }, lag);
-    let oldest = Infinity;
-    for (const o of offsets) {
-      if (o.end <= (end[o.partition] ?? 0)) continue;
-      const [record] = await log.read(config.source.topic, o.partition, end[o.partition] ?? 0, {
-        maxRecords: 1,
-      });
-      if (record) oldest = Math.min(oldest, record.timestamp);
-    }
+    const { records, oldest } = await backlog(log, config.source.topic, (p) => end[p]);
+    metrics.lagRecords.set({ pipeline: name }, records);
     metrics.lagSeconds.set(
       { pipeline: name },
-      oldest === Infinity ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
+      oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000),
     );
   }
 
