@@ -109,9 +109,22 @@ export class KeyIndex {
 
   /** How many times the index was built from the table (once, unless the table moved otherwise). */
   #builds = 0;
+  /** The upsert using the index, if any: the next waits for it (see `exclusive`). */
+  #turn: Promise<unknown> = Promise.resolve();
 
   constructor(options: { maxRows?: number } = {}) {
     this.maxRows = options.maxRows ?? 10_000_000;
+  }
+
+  /**
+   * Runs `work` (an upsert: `match`, its commit, `committed`) after the work given before it has ended.
+   * Upserts sharing an index take turns: one matching keys while another brings the index up to its
+   * commit would read it half-changed, and two matching against the same snapshot would both commit on it.
+   */
+  exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#turn.then(work, work);
+    this.#turn = result.catch(() => undefined);
+    return result;
   }
 
   /**

@@ -280,6 +280,34 @@ describe('upsert with a key index', () => {
     await index.drop();
   });
 
+  it('takes concurrent upserts one at a time', async () => {
+    const table = await createTable(
+      [
+        { name: 'id', type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+      ['id'],
+    );
+    const index = new KeyIndex();
+    await upsert(table, engine, `(select i::BIGINT as id, 'init' as v from range(50) r(i))`, {
+      keyIndex: index,
+    });
+    // Overlapping keys from several writers at once, sharing the index (and the table object).
+    await Promise.all(
+      Array.from({ length: 6 }, (_, w) =>
+        upsert(table, engine, `(select (i * 3 + ${w})::BIGINT as id, 'w${w}' as v from range(20) r(i))`, {
+          keyIndex: index,
+        }),
+      ),
+    );
+    const all = await contents(table);
+    assert.deepEqual(
+      [...all.keys()].sort((a, b) => a - b),
+      Array.from({ length: 63 }, (_, i) => i),
+    );
+    assert.equal(index.builds, 1);
+  });
+
   it('leaves tables over its size to the file lookup', async () => {
     const table = await createTable(
       [

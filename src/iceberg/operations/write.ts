@@ -260,7 +260,8 @@ export interface UpsertOptions extends WriteOptions {
   readonly deleteColumn?: string;
   /**
    * Where the current rows' keys are, kept between the upserts of one writer (see key-index.ts); without
-   * it, each upsert reads the key columns of the files that may hold its keys.
+   * it, each upsert reads the key columns of the files that may hold its keys. Upserts given the same
+   * index run one after the other.
    */
   readonly keyIndex?: KeyIndex;
   /**
@@ -281,11 +282,23 @@ function keyFields(table: Table, keys: readonly string[]): NestedField[] {
  * removes the key). Existing rows are removed with position deletes, which every engine reads (unlike
  * equality deletes).
  */
-export async function upsert(
+export function upsert(
   table: Table,
   engine: Engine,
   relation: string,
   options: UpsertOptions = {},
+): Promise<WriteResult> {
+  const index = options.keyIndex;
+  return index
+    ? index.exclusive(() => upsertOnce(table, engine, relation, options))
+    : upsertOnce(table, engine, relation, options);
+}
+
+async function upsertOnce(
+  table: Table,
+  engine: Engine,
+  relation: string,
+  options: UpsertOptions,
 ): Promise<WriteResult> {
   const keys =
     options.keyColumns ??
