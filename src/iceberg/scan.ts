@@ -352,9 +352,12 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
     )
     .join(', ')}}`;
   const files = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
+  // Row positions only when something needs them: DuckDB cannot give them for a file with a column named
+  // file_row_number, and such a table can then still be read while it has no position deletes.
+  const positions = options.withRowPositions === true || plan.positionDeletes.length > 0;
   const source = plan.dataFiles.some((p) => p.columns)
-    ? readByFileColumns(plan, localPath)
-    : `read_parquet(${files}, schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`;
+    ? readByFileColumns(plan, localPath, positions)
+    : `read_parquet(${files}, schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = ${positions})`;
   // The location each local path stands for, to match position deletes (which name files by location).
   const locations = plan.dataFiles.map(
     (p) =>
@@ -394,7 +397,11 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
  * The data files read with nested fields matched by id: per group of files whose columns are named alike,
  * read_parquet with struct types in the files' own names, then rebuilt into the read schema's names.
  */
-function readByFileColumns(plan: ScanPlan, localPath: (location: string) => string): string {
+function readByFileColumns(
+  plan: ScanPlan,
+  localPath: (location: string) => string,
+  positions: boolean,
+): string {
   const groups = new Map<string, { map: string; projection: string; files: string[] }>();
   for (const planned of plan.dataFiles) {
     const { map, projection } = fileProjection(plan.schema, planned.columns ?? []);
@@ -404,7 +411,7 @@ function readByFileColumns(plan: ScanPlan, localPath: (location: string) => stri
   }
   const reads = [...groups.values()].map(
     ({ map, projection, files }) =>
-      `select ${projection}, ${FILE_COLUMN}, file_row_number from read_parquet([${files.join(', ')}], schema = ${map}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`,
+      `select ${projection}, ${FILE_COLUMN}${positions ? ', file_row_number' : ''} from read_parquet([${files.join(', ')}], schema = ${map}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = ${positions})`,
   );
   return `(${reads.join('\n    union all ')})`;
 }

@@ -307,6 +307,22 @@ describe('schema evolution', () => {
     ]);
   });
 
+  it('reads a table with a column named file_row_number, which DuckDB reads row positions as', async () => {
+    const { table } = await createTable([
+      { name: 'file_row_number', type: 'long' },
+      { name: 's', type: { type: 'struct', fields: [{ name: 'x', type: 'int' }] } },
+    ]);
+    await append(table, engine, `(select 7 as file_row_number, {'x': 1} as s)`);
+    assert.deepEqual(await rows(table), [{ file_row_number: '7', s: { x: 1 } }]);
+    // A renamed nested field: the files are read by their own column names.
+    await updateSchema(table, [{ kind: 'rename-column', column: 's.x', newName: 'y' }]);
+    await append(table, engine, `(select 8 as file_row_number, {'y': 2} as s)`);
+    assert.deepEqual(await rows(table), [
+      { file_row_number: '7', s: { y: 1 } },
+      { file_row_number: '8', s: { y: 2 } },
+    ]);
+  });
+
   it('keeps deleting from and pruning files of a spec whose source column was dropped', async () => {
     const { table } = await createTable(
       [
