@@ -98,6 +98,9 @@ describe('query API handlers', () => {
       404,
     );
     assert.equal((await api.getTable({ params: { table: 'shop.missing' } })).status, 404);
+    // Names arrive decoded: a % in one is a character, not an escape.
+    assert.equal((await api.getTable({ params: { table: 'shop.%' } })).status, 404);
+    assert.equal((await api.getTable({ params: { table: 'shop.%6Frders' } })).status, 404);
     const count = await api.query({ body: { sql: 'select count(*)::int as n from shop.orders' } });
     assert.deepEqual((parse(count) as { rows: unknown[] }).rows, [{ n: 21 }]);
   });

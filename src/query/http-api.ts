@@ -273,7 +273,8 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
   const loadTable = async (request: ApiRequest) => {
     const name = request.params?.table;
     if (!name) throw badRequest('no table in the path', 'GET /v1/tables/{namespace.table}');
-    return catalog.loadTable(parseTableIdentifier(decodeURIComponent(name)));
+    // Already decoded by the router: decoding again would read `%25` as an escape (a 500, or another name).
+    return catalog.loadTable(parseTableIdentifier(name));
   };
 
   const getTable = guard(async (request) => {

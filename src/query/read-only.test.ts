@@ -101,6 +101,62 @@ describe('runReadOnlyQuery', () => {
     assert.deepEqual(still.rows, [{ n: 101 }]);
   });
 
+  it('refuses WITH names used out of their scope, and takes them in scope whatever their case', async () => {
+    const files = path.join(lake.dir, 'warehouse', '**', '*.parquet');
+    for (const sql of [
+      // A name a WITH defines elsewhere in the statement is, here, a file or a system view.
+      `select * from '${files}', (with "${files}" as (select 1) select 1) x`,
+      'select * from duckdb_views, (with duckdb_views as (select 1) select 1) x',
+      // A WITH entry's own name inside its body (not recursive) is not the entry.
+      'with duckdb_views as (select * from duckdb_views) select * from duckdb_views',
+      // Nor a later entry's name in an earlier entry.
+      'with a as (select * from duckdb_tables), duckdb_tables as (select 1) select * from a',
+    ]) {
+      await assert.rejects(
+        engine.run(sql),
+        (error) => isTributaryError(error, 'INVALID_INPUT') && /no table/.test((error as Error).message),
+        `should refuse: ${sql}`,
+      );
+    }
+    const cased = await engine.run('with T as (select 1 as a) select * from t');
+    assert.deepEqual(cased.rows, [{ a: 1 }]);
+    const chained = await engine.run(
+      'with a as (select count(*)::int n from shop.orders), b as (select n + 1 as m from a) select m from b',
+    );
+    assert.deepEqual(chained.rows, [{ m: 102 }]);
+    const recursive = await engine.run(
+      'with recursive r(n) as (select 1 union all select n + 1 from r where n < 3) select sum(n)::int s from r',
+    );
+    assert.deepEqual(recursive.rows, [{ s: 6 }]);
+  });
+
+  it('runs a time-travel query only as the statement it checked', async () => {
+    const snapshotId = BigInt(
+      (await engine.run('select 1 from shop.orders limit 1')).snapshots['shop.orders']!,
+    );
+    const dataFile = path.join(lake.dir, 'warehouse', 'inside.csv');
+    // DuckDB prints the quoted name before .* unquoted: the rewritten text would be three statements.
+    const payload = `1 as a; copy (select 1) to '${dataFile}'; create or replace view shop.orders as select 1 as id; select 1 as x --`;
+    await assert.rejects(
+      engine.run(`select "${payload.replace(/"/g, '""')}".* from shop.orders`, { snapshotId }),
+      (error) =>
+        isTributaryError(error, 'INVALID_INPUT') &&
+        /time travel cannot be applied/.test((error as Error).message),
+    );
+    assert.equal(existsSync(dataFile), false);
+    assert.deepEqual((await engine.run('select count(*)::int n from shop.orders')).rows, [{ n: 101 }]);
+    // Queries whose statement holds numbers JavaScript would change, or columns qualified by table name.
+    for (const sql of [
+      'select count(*)::int n, max(interval 1 day) d from shop.orders',
+      'select count(*)::int n from shop.orders where orders.amount >= 0',
+      'select count(*)::int n from shop.orders using sample 100%',
+      'select count(*)::int n from shop.orders where amount < 10.0 or amount > 18446744073709551615',
+    ]) {
+      const result = await engine.run(sql, { snapshotId });
+      assert.deepEqual(result.rows, (await engine.run(sql)).rows, sql);
+    }
+  });
+
   it('stops a query that runs past its timeout', async () => {
     await assert.rejects(
       engine.run('select count(*) from range(100000000000) a(i) where i % 7 = 3', { timeoutMs: 200 }),

@@ -3,7 +3,9 @@
  * limit and a row limit, that can neither read nor write anything else. Three layers:
  *
  *  1. The text is parsed by DuckDB before anything runs: exactly one statement, a SELECT (or WITH … SELECT),
- *     naming only catalog tables and WITH names, calling no table function but range/generate_series/unnest.
+ *     naming only catalog tables and the WITH names in scope where they are named, calling no table function
+ *     but range/generate_series/unnest; time travel runs a rewritten text only if it parses back into the
+ *     statement checked (sql-check.ts), and only ever one statement (a prepared one).
  *     COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, CREATE, two statements, read_csv('/etc/passwd'), query('…')
  *     are all refused with INVALID_INPUT, and have no effect.
  *  2. The DuckDB instance is hardened once, before any query: no external access except the warehouse's
@@ -164,7 +166,7 @@ export class ReadOnlyQueryEngine {
     const used = new Map<string, TableIdentifier>();
     for (const reference of parsed.tables) {
       const dotted = reference.parts.join('.').toLowerCase();
-      if (reference.parts.length === 1 && parsed.cteNames.has(reference.parts[0]!)) continue;
+      if (reference.cte) continue;
       const identifier = catalogTables.get(dotted);
       if (!identifier) {
         throw refused(
@@ -199,7 +201,8 @@ export class ReadOnlyQueryEngine {
       connection.interrupt();
     }, remaining);
     try {
-      const reader = await connection.streamAndReadUntil(text, maxRows + 1);
+      // Prepared: one statement only, whatever the text turned out to be.
+      const reader = await (await connection.prepare(text)).streamAndReadUntil(maxRows + 1);
       const names = reader.columnNames();
       const types = reader.columnTypes();
       const read = reader.currentRowCount;

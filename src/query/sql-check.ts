@@ -10,19 +10,39 @@ import type { DuckDBConnection } from '../iceberg/duckdb.ts';
 /** A table named in a FROM clause: its name parts as written (catalog.schema.table, empty parts dropped). */
 export interface TableReference {
   readonly parts: readonly string[];
+  /**
+   * A one-part name that a WITH clause in scope defines: DuckDB binds it to that query, not to a table.
+   * Scope as DuckDB has it: a WITH's names in its query and in the WITH's later entries; a recursive
+   * entry's name in its own body too. Compared without case, as DuckDB compares identifiers.
+   */
+  readonly cte: boolean;
 }
 
 export interface ParsedSelect {
-  /** The serialized statement (json_serialize_sql's output). */
-  readonly json: Record<string, unknown>;
+  /** The serialized statement, json_serialize_sql's output (numbers kept as written: see `parseJson`). */
+  readonly serialized: string;
   readonly tables: readonly TableReference[];
-  /** Names defined by WITH clauses anywhere in the statement. */
-  readonly cteNames: ReadonlySet<string>;
   /** Table functions called in FROM clauses (range, read_csv, query…), lower-case. */
   readonly tableFunctions: readonly string[];
   /** Node types that make it more than a plain query (SHOW_REF for DESCRIBE/SUMMARIZE). */
   readonly otherRefs: readonly string[];
 }
+
+type Json = Record<string, unknown>;
+
+/**
+ * JSON with every number kept as its text: the serialized statement holds uint64s past 2^53 and doubles
+ * written as `10.0` that DuckDB reads back only as they were.
+ */
+function parseJson(text: string): unknown {
+  return JSON.parse(text, (_key, value: unknown, context?: { source?: string }) =>
+    typeof value === 'number' && context?.source !== undefined ? rawJson(context.source) : value,
+  );
+}
+
+/** JSON.rawJSON (Node 21+; not in TypeScript's lib yet): a value JSON.stringify writes as the text given. */
+const rawJson = (text: string): unknown =>
+  (JSON as unknown as { rawJSON: (text: string) => unknown }).rawJSON(text);
 
 function refused(message: string, hint?: string, cause?: unknown): TributaryError {
   return new TributaryError('INVALID_INPUT', message, {
@@ -35,22 +55,53 @@ function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
 }
 
-/** Parses `sql`, which must be exactly one SELECT statement; INVALID_INPUT otherwise. Nothing is executed. */
-export async function parseSingleSelect(connection: DuckDBConnection, sql: string): Promise<ParsedSelect> {
-  if (typeof sql !== 'string' || sql.trim() === '') throw refused('the query is empty');
-  let count: number;
-  try {
-    count = (await connection.extractStatements(sql)).count;
-  } catch (cause) {
-    throw refused(`the query cannot be parsed: ${firstLine(cause)}`, 'fix the SQL syntax', cause);
+/** The parts of a BASE_TABLE node's name, empty ones dropped. */
+function nameParts(node: Json): string[] {
+  return [node.catalog_name, node.schema_name, node.table_name].filter(
+    (p): p is string => typeof p === 'string' && p !== '',
+  );
+}
+
+/**
+ * Calls `visit` on every node of the statement with the WITH names in scope at it (lower-case): see
+ * TableReference.cte.
+ */
+function walkScoped(
+  node: unknown,
+  scope: ReadonlySet<string>,
+  visit: (node: Json, scope: ReadonlySet<string>) => void,
+): void {
+  if (Array.isArray(node)) {
+    for (const item of node) walkScoped(item, scope, visit);
+    return;
   }
-  if (count !== 1) throw refused(`the query has ${count} statements; exactly one is allowed`);
+  if (!node || typeof node !== 'object') return;
+  const record = node as Json;
+  visit(record, scope);
+  let inner = scope;
+  if (record.type === 'RECURSIVE_CTE_NODE' && typeof record.cte_name === 'string')
+    inner = new Set([...inner, record.cte_name.toLowerCase()]);
+  const entries = (record.cte_map as { map?: Array<{ key?: unknown; value?: unknown }> } | undefined)?.map;
+  if (Array.isArray(entries)) {
+    for (const entry of entries) {
+      walkScoped(entry.value, inner, visit);
+      if (typeof entry.key === 'string') inner = new Set([...inner, entry.key.toLowerCase()]);
+    }
+  }
+  for (const [key, value] of Object.entries(record)) if (key !== 'cte_map') walkScoped(value, inner, visit);
+}
+
+/** json_serialize_sql of `sql`: its one statement, or INVALID_INPUT. */
+async function serialize(
+  connection: DuckDBConnection,
+  sql: string,
+): Promise<{ text: string; statement: Json }> {
   const reader = await connection.runAndReadAll('select json_serialize_sql($1::VARCHAR)', [sql]);
   const text = String(reader.getRows()[0]?.[0] ?? '');
-  const parsed = JSON.parse(text) as {
+  const parsed = parseJson(text) as {
     error?: boolean;
     error_message?: string;
-    statements?: Array<Record<string, unknown>>;
+    statements?: Json[];
   };
   if (parsed.error || !parsed.statements) {
     const why = parsed.error_message ?? 'not a query';
@@ -62,81 +113,92 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
   }
   if (parsed.statements.length !== 1)
     throw refused(`the query has ${parsed.statements.length} statements; exactly one is allowed`);
-  const json = parsed.statements[0]!;
+  return { text, statement: parsed.statements[0]! };
+}
+
+/** Parses `sql`, which must be exactly one SELECT statement; INVALID_INPUT otherwise. Nothing is executed. */
+export async function parseSingleSelect(connection: DuckDBConnection, sql: string): Promise<ParsedSelect> {
+  if (typeof sql !== 'string' || sql.trim() === '') throw refused('the query is empty');
+  let count: number;
+  try {
+    count = (await connection.extractStatements(sql)).count;
+  } catch (cause) {
+    throw refused(`the query cannot be parsed: ${firstLine(cause)}`, 'fix the SQL syntax', cause);
+  }
+  if (count !== 1) throw refused(`the query has ${count} statements; exactly one is allowed`);
+  const { text, statement } = await serialize(connection, sql);
   const tables: TableReference[] = [];
-  const cteNames = new Set<string>();
   const tableFunctions: string[] = [];
   const otherRefs: string[] = [];
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      for (const item of node) walk(item);
-      return;
-    }
-    if (!node || typeof node !== 'object') return;
-    const record = node as Record<string, unknown>;
+  walkScoped(statement, new Set(), (record, scope) => {
     if (record.type === 'BASE_TABLE' && typeof record.table_name === 'string') {
-      tables.push({
-        parts: [record.catalog_name, record.schema_name, record.table_name].filter(
-          (p): p is string => typeof p === 'string' && p !== '',
-        ),
-      });
+      const parts = nameParts(record);
+      tables.push({ parts, cte: parts.length === 1 && scope.has(parts[0]!.toLowerCase()) });
     } else if (record.type === 'TABLE_FUNCTION') {
-      const fn = record.function as Record<string, unknown> | undefined;
+      const fn = record.function as Json | undefined;
       if (fn && typeof fn.function_name === 'string') tableFunctions.push(fn.function_name.toLowerCase());
     } else if (record.type === 'SHOW_REF') {
       otherRefs.push('SHOW_REF');
     }
-    const cteMap = record.cte_map as { map?: Array<{ key?: unknown }> } | undefined;
-    for (const entry of cteMap?.map ?? []) if (typeof entry.key === 'string') cteNames.add(entry.key);
-    for (const value of Object.values(record)) walk(value);
-  };
-  walk(json);
-  return { json, tables, cteNames, tableFunctions, otherRefs };
+  });
+  return { serialized: text, tables, tableFunctions, otherRefs };
 }
 
 /** Table functions a read-only query may call: they compute rows and touch no file or setting. */
 export const ALLOWED_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest']);
 
+/** The statement as JSON text without `query_location`s (where in the text a node was: not its meaning). */
+function meaning(statement: unknown): string {
+  return JSON.stringify(statement, (key, value: unknown) => (key === 'query_location' ? undefined : value));
+}
+
 /**
- * The statement with each table reference `rename` maps (by its dotted name, lower-case) pointed at another
- * (schema, table), back as SQL text.
+ * The statement with each table reference `rename` maps (by its name parts) pointed at another (schema,
+ * table), back as SQL text; the reference keeps its name as its alias, so that columns qualified by the
+ * table name still bind. DuckDB's printing of a statement is not always SQL that parses back into it (a
+ * quoted name with a quote inside, before `.*`, comes out unquoted), so the text is parsed again and
+ * must be the same statement, or the query is refused: the text run is always the statement checked.
  */
 export async function rewriteTableReferences(
   connection: DuckDBConnection,
   parsed: ParsedSelect,
   rename: (parts: readonly string[]) => { schema: string; table: string } | undefined,
 ): Promise<string> {
-  const copy = structuredClone(parsed.json);
-  const walk = (node: unknown): void => {
-    if (Array.isArray(node)) {
-      for (const item of node) walk(item);
-      return;
-    }
-    if (!node || typeof node !== 'object') return;
-    const record = node as Record<string, unknown>;
-    if (record.type === 'BASE_TABLE' && typeof record.table_name === 'string') {
-      const parts = [record.catalog_name, record.schema_name, record.table_name].filter(
-        (p): p is string => typeof p === 'string' && p !== '',
-      );
-      const target = rename(parts);
-      if (target) {
-        record.catalog_name = '';
-        record.schema_name = target.schema;
-        record.table_name = target.table;
-      }
-    }
-    for (const value of Object.values(record)) walk(value);
-  };
-  walk(copy);
-  const document = JSON.stringify({ error: false, statements: [copy] });
-  try {
-    const reader = await connection.runAndReadAll('select json_deserialize_sql($1::JSON)', [document]);
-    return String(reader.getRows()[0]?.[0] ?? '');
-  } catch (cause) {
-    throw refused(
-      `time travel cannot be applied to this query: ${firstLine(cause)}`,
+  const document = parseJson(parsed.serialized) as { statements: Json[] };
+  const statement = document.statements[0]!;
+  walkScoped(statement, new Set(), (record, scope) => {
+    if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
+    const parts = nameParts(record);
+    if (parts.length === 1 && scope.has(parts[0]!.toLowerCase())) return;
+    const target = rename(parts);
+    if (!target) return;
+    if (typeof record.alias !== 'string' || record.alias === '') record.alias = record.table_name;
+    record.catalog_name = '';
+    record.schema_name = target.schema;
+    record.table_name = target.table;
+  });
+  const cannot = (why: string, cause?: unknown) =>
+    refused(
+      `time travel cannot be applied to this query: ${why}`,
       'query the current snapshot, or simplify the query',
       cause,
     );
+  let text: string;
+  try {
+    const reader = await connection.runAndReadAll('select json_deserialize_sql($1::JSON)', [
+      JSON.stringify(document),
+    ]);
+    text = String(reader.getRows()[0]?.[0] ?? '');
+  } catch (cause) {
+    throw cannot(firstLine(cause), cause);
   }
+  let again: Json;
+  try {
+    if ((await connection.extractStatements(text)).count !== 1) throw new Error('not one statement');
+    again = (await serialize(connection, text)).statement;
+  } catch (cause) {
+    throw cannot('DuckDB cannot print it back as SQL', cause);
+  }
+  if (meaning(again) !== meaning(statement)) throw cannot('DuckDB cannot print it back as SQL');
+  return text;
 }
