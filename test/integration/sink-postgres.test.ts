@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -233,6 +233,51 @@ describe('postgres sink', { skip: postgres.skip }, () => {
       [table],
     );
     assert.equal(pk?.def, 'PRIMARY KEY (tenant, id)');
+  });
+
+  it('upserts one key spelled two ways (1 and "1", one instant at two offsets) in order, not failing the batch', async () => {
+    const table = newTable();
+    const s = sink({
+      table,
+      mode: 'upsert',
+      key: ['id', 'at'],
+      columns: { id: 'bigint', at: 'timestamptz', v: 'text' },
+    });
+    await s.open();
+    const result = await s.write(
+      batchOf([
+        record(0, 0, { id: 1, at: '2024-01-01T00:00:00Z', v: 'a' }),
+        record(0, 1, { id: 2, at: '2024-01-01T00:00:00Z', v: 'good' }),
+        record(0, 2, { id: '1', at: '2024-01-01T01:00:00+01:00', v: 'b' }),
+      ]),
+    );
+    assert.equal(result.rejected?.length ?? 0, 0);
+    assert.deepEqual(await query(`SELECT id, v FROM ${table} ORDER BY id`), [
+      { id: '1', v: 'b' },
+      { id: '2', v: 'good' },
+    ]);
+  });
+
+  it('sends a record past a limit of the table (an index entry too large) to the dead-letter queue', async () => {
+    const table = newTable();
+    await admin.query(`CREATE TABLE ${table} (id bigint, name text)`);
+    await admin.query(`CREATE INDEX ON ${table} (name)`);
+    const s = sink({ table });
+    await s.open();
+    const big = randomBytes(12_000).toString('base64'); // incompressible, over a btree entry's limit
+    const result = await s.write(
+      batchOf([
+        record(0, 0, { id: 1, name: 'ok' }),
+        record(0, 1, { id: 2, name: big }),
+        record(0, 2, { id: 3, name: 'ok' }),
+      ]),
+    );
+    assert.deepEqual(
+      result.rejected?.map((r) => r.record.offset),
+      [1],
+    );
+    assert.match(result.rejected![0]!.error, /index row/);
+    assert.deepEqual(await query(`SELECT id FROM ${table} ORDER BY id`), [{ id: '1' }, { id: '3' }]);
   });
 
   it('refuses to upsert into a table without a unique index on the key, at open, permanently', async () => {

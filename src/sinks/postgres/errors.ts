@@ -39,10 +39,25 @@ export function sqlState(error: unknown): string {
   return typeof code === 'string' ? code : '';
 }
 
-/** Data that does not fit a column or a constraint: the record is at fault, not the sink (class 22 and 23). */
+/**
+ * Refusals of one row, not of the sink: data that does not fit a column or a constraint (class 22, 23), a
+ * value past a limit (54000: an index entry too large, a row too wide), a trigger raising (P0001).
+ */
+const RECORD_STATES = new Set(['54000', 'P0001']);
+
+/** The record is at fault, not the sink (see RECORD_STATES). */
 export function isRecordError(error: unknown): boolean {
   const state = sqlState(error);
-  return state.startsWith('22') || state.startsWith('23');
+  return state.startsWith('22') || state.startsWith('23') || RECORD_STATES.has(state);
+}
+
+/**
+ * An upsert that would change one row twice (21000): two records whose keys PostgreSQL takes as equal,
+ * spelled differently in JSON (1 and "1", one instant at two offsets) were not merged. Each half of the
+ * rows, in order, is a valid upsert.
+ */
+export function isSameRowTwice(error: unknown): boolean {
+  return sqlState(error) === '21000';
 }
 
 export function isRetryable(error: unknown): boolean {

@@ -29,7 +29,7 @@ import type {
 } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import type { PostgresSinkConfig } from './config.ts';
-import { describeServer, isRecordError, sqlState, translate } from './errors.ts';
+import { describeServer, isRecordError, isSameRowTwice, sqlState, translate } from './errors.ts';
 import {
   displayQualified,
   parseQualified,
@@ -491,7 +491,8 @@ export class PostgresSink implements Sink {
   /**
    * Inserts the rows under a savepoint. When the table refuses a row (a value of the wrong type, a violated
    * constraint) it halves the rows until it has found each refused one, and rejects its records; a merged
-   * upsert row is then retried record by record, so that only the records at fault are rejected.
+   * upsert row is then retried record by record, so that only the records at fault are rejected. Rows of
+   * one key in two spellings (`isSameRowTwice`) are halved apart too, and written one after the other.
    */
   async #insertBisecting(
     client: pg.PoolClient,
@@ -543,7 +544,7 @@ export class PostgresSink implements Sink {
           },
         );
       }
-      if (!isRecordError(error)) throw error;
+      if (!isRecordError(error) && !isSameRowTwice(error)) throw error;
       await client.query('ROLLBACK TO SAVEPOINT tributary_rows');
       await client.query('RELEASE SAVEPOINT tributary_rows');
       return error as Error;
