@@ -464,6 +464,26 @@ describe('postgres sink', { skip: postgres.skip }, () => {
     assert.deepEqual(await restarted.screen(batch.records), []);
   });
 
+  it("remembers each partition's last rejections, whatever other partitions (other lanes) commit after", async () => {
+    const table = newTable();
+    const s = sink({ table });
+    await s.open();
+    await s.write(batchOf([record(2, 0, { id: 0, amount: 1.5 })])); // the table, amount a number
+    const lane0 = batchOf([record(0, 0, { id: 1, amount: 'lots' }), record(0, 1, { id: 2, amount: 1 })]);
+    assert.equal((await s.write(lane0)).rejected?.length, 1);
+    // Another lane's batch commits before lane 0's DLQ does; then the process dies.
+    assert.equal((await s.write(batchOf([record(1, 0, { id: 3, amount: 2 })]))).rejected, undefined);
+    const restarted = sink({ table });
+    await restarted.open();
+    assert.deepEqual(
+      (await restarted.screen(lane0.records)).map((r) => r.record.offset),
+      [0],
+    );
+    // Lane 0's next batch replaces its partition's rejections.
+    await restarted.write(batchOf([record(0, 2, { id: 4, amount: 3 })]));
+    assert.deepEqual(await restarted.screen(lane0.records), []);
+  });
+
   it('ignores fields without a column when told to', async () => {
     const table = newTable();
     await admin.query(`CREATE TABLE ${table} (id bigint)`);

@@ -89,7 +89,7 @@ export const postgresSinkSchema = z
         'missing; unqualified names are in the schema of `table`.',
     ).default('tributary_sink_positions'),
     rejections_table: qualifiedName(
-      'Table remembering which records of the last batch the table refused (so that after a crash the ' +
+      'Table remembering which records of the last batch of each partition the table refused (so that after a crash the ' +
         'dead-letter queue still gets them exactly once); created when missing, in the schema of `table` ' +
         'unless qualified.',
     ).default('tributary_sink_rejections'),

@@ -81,8 +81,11 @@ export class PostgresSink implements Sink {
   #tableInfo: TableInfo | undefined;
   /** Positions known committed: what open() read, advanced by every commit. */
   readonly #committed = new Map<number, number>();
-  /** Whether the rejections table may hold rows of this sink (unknown after open: assume so). */
-  #rejectionsStored = true;
+  /**
+   * Partitions whose rows in the rejections table are known to be none (after open nothing is known:
+   * every partition may have some).
+   */
+  readonly #noRejectionsStored = new Set<number>();
   #closed = false;
 
   constructor(options: PostgresSinkOptions) {
@@ -191,14 +194,14 @@ export class PostgresSink implements Sink {
           );
         }
         tableInfo = this.#tableInfo;
+        const partitions = [...batch.positions.keys()];
         if (fresh.length > 0) {
           const result = await this.#insert(client, fresh, tableInfo);
           rejected = result.rejected;
           tableInfo = result.tableInfo;
-          await this.#rememberRejections(client, rejected);
+          await this.#rememberRejections(client, rejected, partitions);
           remembered = true;
         }
-        const partitions = [...batch.positions.keys()];
         await client.query(
           `INSERT INTO ${quoteQualified(this.#positionsTable)} AS current (pipeline, sink, partition, next_offset)
            SELECT $1, $2, p, o FROM unnest($3::int[], $4::bigint[]) AS u(p, o)
@@ -217,7 +220,12 @@ export class PostgresSink implements Sink {
       }
     });
     this.#tableInfo = tableInfo;
-    if (remembered) this.#rejectionsStored = rejected.length > 0;
+    if (remembered)
+      for (const partition of batch.positions.keys()) {
+        if (rejected.some((r) => r.record.partition === partition))
+          this.#noRejectionsStored.delete(partition);
+        else this.#noRejectionsStored.add(partition);
+      }
     for (const [partition, offset] of [...committed, ...batch.positions]) {
       this.#committed.set(partition, Math.max(offset, this.#committed.get(partition) ?? 0));
     }
@@ -232,8 +240,9 @@ export class PostgresSink implements Sink {
 
   /**
    * What `write` rejected of these records when it committed them (the runtime asks after a crash that
-   * fell between this sink's commit and the dead-letter queue's). Remembered for the last batch that
-   * had records, in the rejections table, in the same transaction as the rows.
+   * fell between this sink's commit and the dead-letter queue's). Remembered per partition for the last
+   * batch that had records there, in the rejections table, in the same transaction as the rows: with
+   * concurrency, lanes (which own disjoint partitions) commit in any order and each keeps its own.
    */
   async screen(records: readonly PipelineRecord[]): Promise<readonly Rejection[]> {
     if (records.length === 0) return [];
@@ -654,14 +663,22 @@ export class PostgresSink implements Sink {
     }
   }
 
-  /** Replaces the remembered rejections of the previous batch with this batch's (see `screen`). */
-  async #rememberRejections(client: pg.PoolClient, rejected: readonly Rejection[]): Promise<void> {
+  /**
+   * Replaces the remembered rejections of the batch's partitions (those of the previous batch there) with
+   * this batch's (see `screen`).
+   */
+  async #rememberRejections(
+    client: pg.PoolClient,
+    rejected: readonly Rejection[],
+    partitions: readonly number[],
+  ): Promise<void> {
     const table = quoteQualified(this.#rejectionsTable);
-    if (this.#rejectionsStored) {
-      await client.query(`DELETE FROM ${table} WHERE pipeline = $1 AND sink = $2`, [
-        this.#pipeline,
-        this.name,
-      ]);
+    const stale = partitions.filter((p) => !this.#noRejectionsStored.has(p));
+    if (stale.length > 0) {
+      await client.query(
+        `DELETE FROM ${table} WHERE pipeline = $1 AND sink = $2 AND partition = ANY($3::int[])`,
+        [this.#pipeline, this.name, stale],
+      );
     }
     if (rejected.length > 0) {
       await client.query(
