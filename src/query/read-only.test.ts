@@ -111,6 +111,14 @@ describe('runReadOnlyQuery', () => {
       'with duckdb_views as (select * from duckdb_views) select * from duckdb_views',
       // Nor a later entry's name in an earlier entry.
       'with a as (select * from duckdb_tables), duckdb_tables as (select 1) select * from a',
+      // Nor a recursive entry's name in its first branch (only in the recursive one).
+      'with recursive duckdb_views as (select * from duckdb_views union select * from duckdb_views) select 1',
+      `with recursive "${files}" as (select * from "${files}" union select 1) select 1`,
+      // A name DuckDB does not take as the WITH's: only ASCII letters fold (U+212A KELVIN SIGN is not k).
+      'with \u212Aey as (select 1) select * from key',
+      `with "${files.replace('*.parquet', '[!\u212A]*.parquet')}" as (select 1) select * from "${files.replace('*.parquet', '[!k]*.parquet')}"`,
+      // No WITH name that is not a plain identifier binds (a path-like one could be read as a file).
+      `with "${files}" as (select 1) select * from "${files}"`,
     ]) {
       await assert.rejects(
         engine.run(sql),
@@ -118,6 +126,12 @@ describe('runReadOnlyQuery', () => {
         `should refuse: ${sql}`,
       );
     }
+    await assert.rejects(
+      engine.run("select current_setting('allowed_directories') d"),
+      (error) =>
+        isTributaryError(error, 'INVALID_INPUT') &&
+        /current_setting\(\) is not allowed/.test((error as Error).message),
+    );
     const cased = await engine.run('with T as (select 1 as a) select * from t');
     assert.deepEqual(cased.rows, [{ a: 1 }]);
     const chained = await engine.run(

@@ -22,7 +22,13 @@ import { TributaryError, isTributaryError } from '../errors.ts';
 import { quoteLiteral } from '../iceberg/duckdb.ts';
 import { isLocalLocation, localPathOf } from '../storage/location.ts';
 import type { QueryResult } from './query-engine.ts';
-import { ALLOWED_TABLE_FUNCTIONS, parseSingleSelect, rewriteTableReferences } from './sql-check.ts';
+import {
+  ALLOWED_TABLE_FUNCTIONS,
+  DENIED_FUNCTIONS,
+  folded,
+  parseSingleSelect,
+  rewriteTableReferences,
+} from './sql-check.ts';
 import { listAllTables, SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } from './table-views.ts';
 
 export interface ReadOnlyEngineOptions {
@@ -160,12 +166,14 @@ export class ReadOnlyQueryEngine {
         `query catalog tables by name; table functions allowed: ${[...ALLOWED_TABLE_FUNCTIONS].join(', ')}`,
       );
     }
+    const denied = parsed.functions.find((f) => DENIED_FUNCTIONS.has(f));
+    if (denied) throw refused(`the function ${denied}() is not allowed`);
     const catalogTables = new Map<string, TableIdentifier>(
-      (await listAllTables(this.#catalog)).map((t) => [tableIdentifierToString(t).toLowerCase(), t]),
+      (await listAllTables(this.#catalog)).map((t) => [folded(tableIdentifierToString(t)), t]),
     );
     const used = new Map<string, TableIdentifier>();
     for (const reference of parsed.tables) {
-      const dotted = reference.parts.join('.').toLowerCase();
+      const dotted = folded(reference.parts.join('.'));
       if (reference.cte) continue;
       const identifier = catalogTables.get(dotted);
       if (!identifier) {
@@ -191,7 +199,7 @@ export class ReadOnlyQueryEngine {
         });
     }
     const text = timeTravel
-      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(parts.join('.').toLowerCase()))
+      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(folded(parts.join('.'))))
       : sql;
     const remaining = timeoutMs - (performance.now() - started);
     if (remaining <= 0) throw timedOut(timeoutMs);

@@ -24,6 +24,8 @@ export interface ParsedSelect {
   readonly tables: readonly TableReference[];
   /** Table functions called in FROM clauses (range, read_csv, query…), lower-case. */
   readonly tableFunctions: readonly string[];
+  /** Other functions called (scalar, aggregate, window), lower-case. */
+  readonly functions: readonly string[];
   /** Node types that make it more than a plain query (SHOW_REF for DESCRIBE/SUMMARIZE). */
   readonly otherRefs: readonly string[];
 }
@@ -62,8 +64,20 @@ function nameParts(node: Json): string[] {
   );
 }
 
+/** A name as DuckDB compares identifiers: ASCII letters folded, nothing else (`K` U+212A is not `k`). */
+export function folded(name: string): string {
+  return name.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
 /**
- * Calls `visit` on every node of the statement with the WITH names in scope at it (lower-case): see
+ * A WITH name that a reference may bind to: a plain identifier. Anything else is left to the catalog
+ * check, which refuses it: DuckDB reads a table name that looks like a file path (`'…/*.parquet'`) as that
+ * file whenever its scoping differs from this walk's in some corner, so no such name is ever let through.
+ */
+const PLAIN_NAME = /^[a-z_][a-z0-9_]*$/;
+
+/**
+ * Calls `visit` on every node of the statement with the WITH names in scope at it (folded, plain): see
  * TableReference.cte.
  */
 function walkScoped(
@@ -78,17 +92,22 @@ function walkScoped(
   if (!node || typeof node !== 'object') return;
   const record = node as Json;
   visit(record, scope);
+  const withName = (names: ReadonlySet<string>, name: unknown): ReadonlySet<string> =>
+    typeof name === 'string' && PLAIN_NAME.test(folded(name)) ? new Set([...names, folded(name)]) : names;
   let inner = scope;
-  if (record.type === 'RECURSIVE_CTE_NODE' && typeof record.cte_name === 'string')
-    inner = new Set([...inner, record.cte_name.toLowerCase()]);
   const entries = (record.cte_map as { map?: Array<{ key?: unknown; value?: unknown }> } | undefined)?.map;
   if (Array.isArray(entries)) {
     for (const entry of entries) {
       walkScoped(entry.value, inner, visit);
-      if (typeof entry.key === 'string') inner = new Set([...inner, entry.key.toLowerCase()]);
+      inner = withName(inner, entry.key);
     }
   }
-  for (const [key, value] of Object.entries(record)) if (key !== 'cte_map') walkScoped(value, inner, visit);
+  for (const [key, value] of Object.entries(record)) {
+    if (key === 'cte_map') continue;
+    // A recursive entry's own name binds in its recursive branch only, not in the first.
+    const recursive = record.type === 'RECURSIVE_CTE_NODE' && key === 'right';
+    walkScoped(value, recursive ? withName(inner, record.cte_name) : inner, visit);
+  }
 }
 
 /** json_serialize_sql of `sql`: its one statement, or INVALID_INPUT. */
@@ -129,23 +148,33 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
   const { text, statement } = await serialize(connection, sql);
   const tables: TableReference[] = [];
   const tableFunctions: string[] = [];
+  const functions: string[] = [];
   const otherRefs: string[] = [];
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type === 'BASE_TABLE' && typeof record.table_name === 'string') {
       const parts = nameParts(record);
-      tables.push({ parts, cte: parts.length === 1 && scope.has(parts[0]!.toLowerCase()) });
+      tables.push({ parts, cte: parts.length === 1 && scope.has(folded(parts[0]!)) });
     } else if (record.type === 'TABLE_FUNCTION') {
       const fn = record.function as Json | undefined;
-      if (fn && typeof fn.function_name === 'string') tableFunctions.push(fn.function_name.toLowerCase());
+      if (fn && typeof fn.function_name === 'string') tableFunctions.push(folded(fn.function_name));
+    } else if (record.type === 'FUNCTION' && typeof record.function_name === 'string') {
+      functions.push(folded(record.function_name));
     } else if (record.type === 'SHOW_REF') {
       otherRefs.push('SHOW_REF');
     }
   });
-  return { serialized: text, tables, tableFunctions, otherRefs };
+  return { serialized: text, tables, tableFunctions, functions, otherRefs };
 }
 
 /** Table functions a read-only query may call: they compute rows and touch no file or setting. */
 export const ALLOWED_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest']);
+
+/** Functions a read-only query may not call: they read the engine's settings, variables and secrets. */
+export const DENIED_FUNCTIONS: ReadonlySet<string> = new Set([
+  'current_setting',
+  'getvariable',
+  'which_secret',
+]);
 
 /** The statement as JSON text without `query_location`s (where in the text a node was: not its meaning). */
 function meaning(statement: unknown): string {
@@ -169,7 +198,7 @@ export async function rewriteTableReferences(
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
     const parts = nameParts(record);
-    if (parts.length === 1 && scope.has(parts[0]!.toLowerCase())) return;
+    if (parts.length === 1 && scope.has(folded(parts[0]!))) return;
     const target = rename(parts);
     if (!target) return;
     if (typeof record.alias !== 'string' || record.alias === '') record.alias = record.table_name;
