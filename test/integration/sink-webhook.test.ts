@@ -290,11 +290,13 @@ describe('webhook sink', () => {
   });
 
   it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
-    // The crash: the process dies after the requests, before the consumer-group offsets are committed.
+    // The crash: the process dies after the requests, before the consumer-group offsets are committed
+    // (where the batch ends was recorded before the requests, in a group of its own).
     const crashing: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
       committedOffsets: (group, topic) => log.committedOffsets(group, topic),
-      commitOffsets: async () => {
-        throw new Error('killed');
+      commitOffsets: async (group, topic, offsets) => {
+        if (!group.endsWith('/pending')) throw new Error('killed');
+        await log.commitOffsets(group, topic, offsets);
       },
     };
     const { sink: first } = sink({ batch_size: 3 }, { log: crashing });
@@ -318,15 +320,22 @@ describe('webhook sink', () => {
       logger,
     });
     assert.deepEqual(await restarted.open(), new Map(), 'nothing was committed');
-    await restarted.write(batchOf(records, { 0: 5, 1: 2 }));
+    // Read again, the batch holds records that arrived meanwhile, in another order: the ones sent before
+    // go in the same requests, the new ones after them.
+    const more = [record(1, 2), ...records.slice(5), record(0, 5), ...records.slice(0, 5)];
+    await restarted.write(batchOf(more, { 0: 6, 1: 3 }));
     assert.deepEqual(
-      received.map((r) => r.headers['idempotency-key']),
+      received.slice(0, 3).map((r) => r.headers['idempotency-key']),
       firstKeys,
     );
     assert.equal(firstKeys.length, 3);
+    assert.deepEqual(
+      received.slice(3).map((r) => (JSON.parse(r.body) as { records: unknown[] }).records.length),
+      [2],
+    );
     // Offered again once committed (two workers, a stale runtime): nothing is sent.
     received = [];
-    await restarted.write(batchOf(records, { 0: 5, 1: 2 }));
+    await restarted.write(batchOf(more, { 0: 6, 1: 3 }));
     assert.equal(received.length, 0);
   });
 

@@ -6,8 +6,11 @@
  * in the log's consumer-group offsets (group `<pipeline>/<sink>`), committed after every request of the
  * batch succeeded; `open()` reads them back. A crash between the last request and that commit sends the
  * batch again. Every request carries an `Idempotency-Key` computed from the pipeline, the sink and the
- * offsets it holds, so the repeat has the same key and the receiver can drop it. Within one process, a
- * batch retried after a failure skips the requests that already succeeded.
+ * offsets it holds, so the repeat has the same key and the receiver can drop it. For the repeat to be
+ * cut into the same requests, where a batch ends is recorded before its first request (group
+ * `<pipeline>/<sink>/pending`): after a crash, the records up to there are sent as they were, in the same
+ * order (by partition, then offset) and chunks, whatever the batch read again holds beyond them. Within
+ * one process, a batch retried after a failure skips the requests that already succeeded.
  *
  * Failures: network errors, timeouts, 408, 429 and 5xx are retried here with exponential backoff and full
  * jitter (a `Retry-After` on 429/503 is honoured), then reported as retryable SERVICE_UNAVAILABLE; other
@@ -48,6 +51,7 @@ export class WebhookSink implements Sink {
   readonly name: string;
   /** The consumer group holding this sink's positions. */
   readonly group: string;
+  readonly #pendingGroup: string;
   readonly #config: WebhookSinkConfig;
   readonly #pipeline: string;
   readonly #topic: string;
@@ -59,6 +63,8 @@ export class WebhookSink implements Sink {
   readonly #closing = new AbortController();
   /** Positions delivered and committed. */
   readonly #positions = new Map<number, number>();
+  /** Where the batch being delivered ends, as recorded before its first request (see the module comment). */
+  readonly #pending = new Map<number, number>();
   /** Keys of requests the receiver accepted since the last commit (a retried batch skips them). */
   readonly #delivered = new Set<string>();
 
@@ -70,6 +76,7 @@ export class WebhookSink implements Sink {
     this.#url = safeUrl(options.config.url);
     this.name = options.config.name ?? `webhook:${this.#url.replace(/^https?:\/\//, '')}`;
     this.group = `${options.pipeline}/${this.name}`;
+    this.#pendingGroup = `${this.group}/pending`;
     this.#logger = options.logger.child({ sink: this.name });
     this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }));
     this.#random = options.random ?? Math.random;
@@ -79,19 +86,36 @@ export class WebhookSink implements Sink {
     const committed = await this.#log.committedOffsets(this.group, this.#topic);
     this.#positions.clear();
     for (const [partition, offset] of committed) this.#positions.set(partition, offset);
+    this.#pending.clear();
+    for (const [partition, offset] of await this.#log.committedOffsets(this.#pendingGroup, this.#topic))
+      this.#pending.set(partition, offset);
     this.#logger.info({ url: this.#url, positions: Object.fromEntries(committed) }, 'webhook sink opened');
     return new Map(this.#positions);
   }
 
   async write(batch: SinkBatch): Promise<SinkResult> {
-    const records = batch.records.filter((r) => r.offset >= (this.#positions.get(r.partition) ?? 0));
+    const records = batch.records
+      .filter((r) => r.offset >= (this.#positions.get(r.partition) ?? 0))
+      .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+    // The records of a batch that may have been sent before (up to where it ended), then the others.
+    const sentBefore = (r: PipelineRecord) => r.offset < (this.#pending.get(r.partition) ?? 0);
+    const parts = [records.filter(sentBefore), records.filter((r) => !sentBefore(r))];
+    if (parts[1]!.length > 0) {
+      const ends = new Map(this.#pending);
+      for (const [partition, offset] of batch.positions)
+        ends.set(partition, Math.max(offset, ends.get(partition) ?? 0));
+      await this.#log.commitOffsets(this.#pendingGroup, this.#topic, ends);
+      for (const [partition, offset] of ends) this.#pending.set(partition, offset);
+    }
     const size = this.#config.batch_size;
-    for (let start = 0; start < records.length; start += size) {
-      const chunk = records.slice(start, start + size);
-      const key = idempotencyKey(this.#pipeline, this.name, chunk);
-      if (this.#delivered.has(key)) continue;
-      await this.#send(chunk, key);
-      this.#delivered.add(key);
+    for (const part of parts) {
+      for (let start = 0; start < part.length; start += size) {
+        const chunk = part.slice(start, start + size);
+        const key = idempotencyKey(this.#pipeline, this.name, chunk);
+        if (this.#delivered.has(key)) continue;
+        await this.#send(chunk, key);
+        this.#delivered.add(key);
+      }
     }
     const positions = new Map(this.#positions);
     for (const [partition, offset] of batch.positions) {
