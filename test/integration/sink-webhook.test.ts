@@ -135,9 +135,58 @@ describe('webhook sink', () => {
       definition.schema.parse({ type: 'webhook', url: `${endpoint}?token=abc` }),
       { pipeline: 'orders', sourceTopic: TOPIC, projectRoot: '.', log, logger, resources: createResources() },
     );
-    assert.equal(created.name, `webhook:${new URL(endpoint).host}/hooks/orders`);
+    assert.match(created.name, new RegExp(`^webhook:${new URL(endpoint).host}/hooks/…#[0-9a-f]{12}$`));
     assert.deepEqual(await created.open(), new Map());
     await created.close();
+  });
+
+  it('keeps a secret in the URL path out of its name and messages, and takes over the positions of its old name', async () => {
+    const host = new URL(endpoint).host;
+    const url = `http://${host}/services/T000/B000/XXXXSECRET`;
+    // Positions committed under the name earlier versions gave it (the whole path).
+    await log.commitOffsets(`orders/webhook:${host}/services/T000/B000/XXXXSECRET`, TOPIC, new Map([[0, 4]]));
+    const s = new WebhookSink({
+      config: webhookSinkSchema.parse({ type: 'webhook', url }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+      sleep: async () => undefined,
+    });
+    assert.doesNotMatch(s.name, /SECRET|B000/);
+    assert.deepEqual(await s.open(), new Map([[0, 4]]));
+    script = [status(404)];
+    const error = await s.write(batchOf([record(0, 4)], { 0: 5 })).then(
+      () => assert.fail('a 404 fails'),
+      (e: Error) => e,
+    );
+    assert.doesNotMatch(`${error.message} ${JSON.stringify(error)}`, /SECRET|B000/);
+    assert.match(error.message, /services\/…/);
+  });
+
+  it('sends the user and password of its URL as basic authorization, never in a message', async () => {
+    const url = endpoint.replace('http://', 'http://alice:S3cr3tPW@');
+    const { sink: s } = sink({ url });
+    await s.open();
+    await s.write(batchOf([record(0, 100)], { 0: 101 }));
+    assert.equal(
+      received[0]?.headers.authorization,
+      `Basic ${Buffer.from('alice:S3cr3tPW').toString('base64')}`,
+    );
+    script = [status(401)];
+    const error = await s.write(batchOf([record(0, 101)], { 0: 102 })).then(
+      () => assert.fail('a 401 fails'),
+      (e: Error) => e,
+    );
+    assert.doesNotMatch(`${error.message} ${JSON.stringify(error)}`, /S3cr3tPW/);
+    // A header value with a line break is refused when the configuration is read, without repeating it.
+    const parsed = webhookSinkSchema.safeParse({
+      type: 'webhook',
+      url: endpoint,
+      headers: { Authorization: 'Bearer tok-SECRET\nX' },
+    });
+    assert.equal(parsed.success, false);
+    assert.doesNotMatch(JSON.stringify(parsed.error?.issues), /tok-SECRET/);
   });
 
   it('sends signed requests of batch_size records in order, then commits its positions to the log', async () => {

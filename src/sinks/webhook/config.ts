@@ -30,15 +30,24 @@ export const webhookSinkSchema = z
       .max(200)
       .optional()
       .describe(
-        'Name of the sink (default `webhook:<host><path>`): its positions are the consumer group ' +
+        'Name of the sink (default `webhook:<host><path>`, or `webhook:<host>/<first segment>/…#<hash>` for a ' +
+          'longer path, which may hold a secret): its positions are the consumer group ' +
           '`<pipeline>/<name>`, and it is part of every idempotency key. Changing it sends everything again.',
       ),
     url: z
       .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' })
-      .describe('The endpoint. Secrets in it (a token in the query) belong in `${VAR}` placeholders.'),
+      .describe(
+        'The endpoint. Secrets in it (a token in the query or path) belong in `${VAR}` placeholders; logs ' +
+          'and messages show its host and first path segment only. A user and password in it are sent as ' +
+          '`Authorization: Basic`.',
+      ),
     method: z.enum(['POST', 'PUT', 'PATCH']).default('POST').describe('HTTP method of the requests.'),
     headers: z
-      .record(z.string().regex(HEADER_NAME, 'must be an HTTP header name'), z.string())
+      .record(
+        z.string().regex(HEADER_NAME, 'must be an HTTP header name'),
+        // Checked here, and the value never repeated: fetch's own error would print it.
+        z.string().refine((value) => !/[\0\r\n]/.test(value), 'must not hold a line break or NUL'),
+      )
       .default({})
       .refine((headers) => !Object.keys(headers).some((h) => RESERVED_HEADERS.includes(h.toLowerCase())), {
         message: `the sink sets ${RESERVED_HEADERS.join(', ')} itself`,

@@ -3,7 +3,15 @@ import { describe, it } from 'node:test';
 import { toJsonSchema } from '../../core/config/json-schema.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import { webhookSinkSchema } from './config.ts';
-import { backoff, idempotencyKey, MAX_RETRY_AFTER_MS, parseRetryAfter, safeUrl, signature } from './http.ts';
+import {
+  backoff,
+  idempotencyKey,
+  MAX_RETRY_AFTER_MS,
+  parseRetryAfter,
+  requestTarget,
+  safeUrl,
+  signature,
+} from './http.ts';
 
 const record = (partition: number, offset: number): PipelineRecord => ({
   value: {},
@@ -63,11 +71,24 @@ describe('webhook protocol', () => {
     );
   });
 
-  it('keeps credentials and query strings out of names and messages', () => {
+  it('keeps credentials, query strings and path secrets out of names and messages', () => {
     assert.equal(
       safeUrl('https://user:pw@hooks.example.com:8443/in?token=abc'),
       'https://hooks.example.com:8443/in',
     );
+    assert.equal(
+      safeUrl('https://hooks.slack.com/services/T000/B000/XXXXSECRET'),
+      'https://hooks.slack.com/services/…',
+    );
+    assert.equal(safeUrl('https://example.com'), 'https://example.com/');
+  });
+
+  it('sends the credentials of a URL as basic authorization', () => {
+    assert.deepEqual(requestTarget('https://al%40ice:s3cr%3At@example.com/in?x=1'), {
+      url: 'https://example.com/in?x=1',
+      authorization: `Basic ${Buffer.from('al@ice:s3cr:t').toString('base64')}`,
+    });
+    assert.deepEqual(requestTarget('https://example.com/in'), { url: 'https://example.com/in' });
   });
 
   it('describes every configuration field, for the reference docs', () => {

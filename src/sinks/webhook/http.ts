@@ -51,12 +51,30 @@ export function backoff(attempt: number, initialMs: number, maxMs: number, rando
   return Math.floor(random() * ceiling);
 }
 
-/** The URL without credentials or query string (which may hold a token), for messages and names. */
+/**
+ * The URL for messages, logs and names: without credentials, query string or any path segment after the
+ * first (Slack, Discord and Teams webhooks carry their secret in the path): `https://host/services/…`.
+ */
 export function safeUrl(url: string): string {
   try {
     const parsed = new URL(url);
-    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+    const [first, ...rest] = parsed.pathname.split('/').filter((segment) => segment !== '');
+    const path = first === undefined ? '/' : `/${first}${rest.length ? '/…' : ''}`;
+    return `${parsed.protocol}//${parsed.host}${path}`;
   } catch {
     return '(unparsable url)';
   }
+}
+
+/**
+ * The URL fetch is given (which refuses one with credentials) and, when it had a user or password, the
+ * `Authorization: Basic` header they stand for.
+ */
+export function requestTarget(url: string): { url: string; authorization?: string } {
+  const parsed = new URL(url);
+  if (parsed.username === '' && parsed.password === '') return { url };
+  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+  parsed.username = '';
+  parsed.password = '';
+  return { url: parsed.toString(), authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };
 }

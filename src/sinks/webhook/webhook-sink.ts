@@ -16,13 +16,14 @@
  * jitter (a `Retry-After` on 429/503 is honoured), then reported as retryable SERVICE_UNAVAILABLE; other
  * answers (4xx, redirects) are permanent.
  */
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../core/logger.ts';
 import type { PipelineRecord, Positions, Sink, SinkBatch, SinkResult } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import type { Log } from '../../log/log.ts';
 import type { WebhookSinkConfig } from './config.ts';
-import { backoff, idempotencyKey, parseRetryAfter, safeUrl, signature } from './http.ts';
+import { backoff, idempotencyKey, parseRetryAfter, requestTarget, safeUrl, signature } from './http.ts';
 
 export interface WebhookSinkOptions {
   readonly config: WebhookSinkConfig;
@@ -52,6 +53,9 @@ export class WebhookSink implements Sink {
   /** The consumer group holding this sink's positions. */
   readonly group: string;
   readonly #pendingGroup: string;
+  /** The group of this sink's default name before names left path secrets out (positions move over once). */
+  readonly #legacyGroup: string | undefined;
+  readonly #target: { readonly url: string; readonly authorization?: string };
   readonly #config: WebhookSinkConfig;
   readonly #pipeline: string;
   readonly #topic: string;
@@ -74,8 +78,14 @@ export class WebhookSink implements Sink {
     this.#topic = options.sourceTopic;
     this.#log = options.log;
     this.#url = safeUrl(options.config.url);
-    this.name = options.config.name ?? `webhook:${this.#url.replace(/^https?:\/\//, '')}`;
+    this.#target = requestTarget(options.config.url);
+    const named = defaultName(options.config.url);
+    this.name = options.config.name ?? named.name;
     this.group = `${options.pipeline}/${this.name}`;
+    this.#legacyGroup =
+      options.config.name === undefined && named.legacy !== named.name
+        ? `${options.pipeline}/${named.legacy}`
+        : undefined;
     this.#pendingGroup = `${this.group}/pending`;
     this.#logger = options.logger.child({ sink: this.name });
     this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }));
@@ -83,7 +93,14 @@ export class WebhookSink implements Sink {
   }
 
   async open(): Promise<Positions> {
-    const committed = await this.#log.committedOffsets(this.group, this.#topic);
+    let committed = await this.#log.committedOffsets(this.group, this.#topic);
+    if (committed.size === 0 && this.#legacyGroup !== undefined) {
+      const legacy = await this.#log.committedOffsets(this.#legacyGroup, this.#topic);
+      if (legacy.size > 0) {
+        await this.#log.commitOffsets(this.group, this.#topic, legacy);
+        committed = legacy;
+      }
+    }
     this.#positions.clear();
     for (const [partition, offset] of committed) this.#positions.set(partition, offset);
     this.#pending.clear();
@@ -185,6 +202,7 @@ export class WebhookSink implements Sink {
   async #attempt(body: Buffer, key: string): Promise<Failure | undefined> {
     const headers: Record<string, string> = {
       'user-agent': 'tributary',
+      ...(this.#target.authorization ? { authorization: this.#target.authorization } : {}),
       ...this.#config.headers,
       'content-type': 'application/json',
       'idempotency-key': key,
@@ -196,7 +214,7 @@ export class WebhookSink implements Sink {
     const signal = AbortSignal.any([AbortSignal.timeout(this.#config.timeout), this.#closing.signal]);
     const where = `${this.#config.method} ${this.#url}`;
     try {
-      const response = await fetch(this.#config.url, {
+      const response = await fetch(this.#target.url, {
         method: this.#config.method,
         headers,
         body,
@@ -235,12 +253,20 @@ export class WebhookSink implements Sink {
           typeof code === 'string' ? code : cause instanceof Error ? cause.message : 'network error';
         return { retryable: true, message: `${where} failed: ${detail}`, cause: error };
       }
+      // Not the error's own message: fetch's names the URL (credentials, path) or the header value at fault.
       return {
         retryable: false,
-        message: `${where} could not be sent: ${error instanceof Error ? error.message : String(error)}`,
-        cause: error,
+        message: `${where} could not be sent: ${this.#redacted(error instanceof Error ? error.message : String(error))}`,
       };
     }
+  }
+
+  /** `text` without the URL's secrets (credentials, query, path) or any header value. */
+  #redacted(text: string): string {
+    let out = text;
+    for (const secret of [this.#config.url, this.#target.url, ...Object.values(this.#config.headers)])
+      if (secret.length >= 4) out = out.split(secret).join('[redacted]');
+    return out;
   }
 
   #checkOpen(): void {
@@ -251,6 +277,20 @@ export class WebhookSink implements Sink {
       });
     }
   }
+}
+
+/**
+ * The name of a sink without one configured: `webhook:<host><path>` (its identity: consumer group and
+ * idempotency keys), or, when that path has secrets to hide (more than one segment), `webhook:<host>/<first
+ * segment>/…#<hash of the URL>`; `legacy` is the name earlier versions gave it.
+ */
+function defaultName(url: string): { name: string; legacy: string } {
+  const parsed = new URL(url);
+  const legacy = `webhook:${parsed.host}${parsed.pathname}`;
+  const shown = safeUrl(url).replace(/^https?:\/\//, '');
+  if (!shown.endsWith('…')) return { name: legacy, legacy };
+  const hash = createHash('sha256').update(`${parsed.host}${parsed.pathname}${parsed.search}`).digest('hex');
+  return { name: `webhook:${shown}#${hash.slice(0, 12)}`, legacy };
 }
 
 function hintFor(status: number | undefined): string {
