@@ -70,7 +70,8 @@ describe('webhook sink', () => {
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
         const raw = Buffer.concat(chunks);
-        const expected = `sha256=${createHmac('sha256', SECRET).update(raw).digest('hex')}`;
+        const timestamp = String(req.headers['x-tributary-timestamp']);
+        const expected = `sha256=${createHmac('sha256', SECRET).update(`${timestamp}.`).update(raw).digest('hex')}`;
         const request: Received = {
           method: req.method ?? '',
           url: req.url ?? '',
@@ -209,7 +210,7 @@ describe('webhook sink', () => {
     for (const request of received) {
       assert.equal(request.method, 'POST');
       assert.equal(request.url, '/hooks/orders');
-      assert.ok(request.signatureValid, 'the HMAC-SHA256 of the raw body');
+      assert.ok(request.signatureValid, 'the HMAC-SHA256 of the timestamp and the raw body');
       assert.match(String(request.headers['x-tributary-timestamp']), /^\d{10}$/);
       assert.ok(Math.abs(Number(request.headers['x-tributary-timestamp']) - Date.now() / 1000) < 60);
       assert.equal(request.headers['content-type'], 'application/json');

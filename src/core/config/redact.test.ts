@@ -17,4 +17,9 @@ it('redacts secret keys, secret-file values and passwords in URIs', () => {
     name: REDACTED,
   });
   assert.equal(redactUriPassword('http://example.com/a:b@c'), 'http://example.com/a:b@c');
+  // A password written without escaping: spaces, slashes and @ in it stay hidden.
+  assert.equal(
+    redactUriPassword('postgresql://app:pa ss/w@rd@127.0.0.1:5/db'),
+    `postgresql://app:${REDACTED}@127.0.0.1:5/db`,
+  );
 });

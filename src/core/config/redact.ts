@@ -28,7 +28,10 @@ export function redactSecrets(
   return walk(value, []);
 }
 
-/** `postgresql://user:pw@host/db` → `postgresql://user:«redacted»@host/db`. */
+/**
+ * `postgresql://user:pw@host/db` → `postgresql://user:«redacted»@host/db`. The password runs to the last
+ * `@`: one written without escaping may hold spaces, `/` or `@`.
+ */
 export function redactUriPassword(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)([^@\s]+)(@)/i, `$1${REDACTED}$3`);
+  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)(.*)(@[^@]*)$/is, `$1${REDACTED}$3`);
 }

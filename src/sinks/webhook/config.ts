@@ -60,8 +60,10 @@ export const webhookSinkSchema = z
       .min(1)
       .optional()
       .describe(
-        'Signs every request: header `X-Tributary-Signature: sha256=<hex HMAC-SHA256 of the raw body ' +
-          'with this secret>`, and `X-Tributary-Timestamp` (Unix seconds when sent). Write it as ${VAR}.',
+        'Signs every request: header `X-Tributary-Timestamp` (Unix seconds when sent) and ' +
+          '`X-Tributary-Signature: sha256=<hex HMAC-SHA256 with this secret of "<timestamp>.<raw body>">`; ' +
+          'a receiver checks the signature and refuses timestamps older than a few minutes (replays). ' +
+          'Write it as ${VAR}.',
       ),
     batch_size: z
       .number()

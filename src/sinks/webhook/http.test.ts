@@ -1,3 +1,4 @@
+import { createHmac } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toJsonSchema } from '../../core/config/json-schema.ts';
@@ -23,12 +24,14 @@ const record = (partition: number, offset: number): PipelineRecord => ({
 });
 
 describe('webhook protocol', () => {
-  it('signs the raw body with HMAC-SHA256, hex', () => {
-    // RFC 4231, test case 2.
+  it('signs the timestamp and the raw body with HMAC-SHA256, hex', () => {
+    // RFC 4231, test case 2, with the message cut after "what": "what" is the timestamp, then ".", then the body.
+    const message = 'what do ya want for nothing?';
     assert.equal(
-      signature('Jefe', 'what do ya want for nothing?'),
-      'sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843',
+      signature('Jefe', 'what', message.slice(5)),
+      `sha256=${createHmac('sha256', 'Jefe').update('what.do ya want for nothing?').digest('hex')}`,
     );
+    assert.notEqual(signature('Jefe', '1700000000', 'x'), signature('Jefe', '1700000001', 'x'));
   });
 
   it('derives the idempotency key from pipeline, sink and the offset ranges only', () => {

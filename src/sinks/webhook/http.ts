@@ -2,9 +2,13 @@
 import { createHash, createHmac } from 'node:crypto';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 
-/** `sha256=<hex>`: HMAC-SHA256 of the raw body with the secret, as in `X-Tributary-Signature`. */
-export function signature(secret: string, body: Uint8Array | string): string {
-  return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
+/**
+ * `sha256=<hex>`, as in `X-Tributary-Signature`: HMAC-SHA256 with the secret of `<timestamp>.<raw body>`,
+ * the timestamp being `X-Tributary-Timestamp`'s. Signed with the body, the timestamp cannot be changed: a
+ * receiver that refuses old ones refuses a captured request replayed later.
+ */
+export function signature(secret: string, timestamp: string, body: Uint8Array | string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.`).update(body).digest('hex')}`;
 }
 
 /**

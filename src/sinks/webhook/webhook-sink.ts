@@ -208,8 +208,9 @@ export class WebhookSink implements Sink {
       'idempotency-key': key,
     };
     if (this.#config.secret !== undefined) {
-      headers['x-tributary-timestamp'] = String(Math.floor(Date.now() / 1000));
-      headers['x-tributary-signature'] = signature(this.#config.secret, body);
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      headers['x-tributary-timestamp'] = timestamp;
+      headers['x-tributary-signature'] = signature(this.#config.secret, timestamp, body);
     }
     const signal = AbortSignal.any([AbortSignal.timeout(this.#config.timeout), this.#closing.signal]);
     const where = `${this.#config.method} ${this.#url}`;
