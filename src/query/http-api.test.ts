@@ -42,6 +42,33 @@ describe('query API handlers', () => {
     assert.equal(response.headers?.['x-tributary-truncated'], 'true');
   });
 
+  it('refuses an answer over the size limit, in every format, and queries past the concurrency limit', async () => {
+    const small = createQueryApi({ catalog: lake.catalog, engine, limits: { maxResponseBytes: 10_000 } });
+    const sql = `select repeat('x', 1000) s from range(20)`;
+    for (const format of ['json', 'csv', 'arrow'] as const) {
+      const response = await small.query({ body: { sql, format } });
+      assert.equal(response.status, 400, format);
+      assert.match(
+        (parse(response) as { error: { message: string } }).error.message,
+        /the answer would be \d+ KiB, over the 10 KiB limit/,
+      );
+    }
+    assert.equal((await small.query({ body: { sql: `select 1 as x` } })).status, 200);
+
+    const one = await ReadOnlyQueryEngine.open(lake.catalog, { maxConcurrent: 1 });
+    try {
+      const limited = createQueryApi({ catalog: lake.catalog, engine: one });
+      const slow = limited.query({ body: { sql: 'select count(*) from range(300000000)', timeout_ms: 300 } });
+      const refused = await limited.query({ body: { sql: 'select 1 as x' } });
+      assert.equal(refused.status, 503);
+      assert.match((parse(refused) as { error: { message: string } }).error.message, /queries are running/);
+      await slow;
+      assert.equal((await limited.query({ body: { sql: 'select 1 as x' } })).status, 200);
+    } finally {
+      one.close();
+    }
+  });
+
   it('answers CSV by format or Accept', async () => {
     const csv = await api.query({
       body: { sql: `select user_id, count(*)::int n from shop.orders where id = 100 group by 1` },

@@ -57,6 +57,8 @@ export interface QueryApiLimits {
   readonly timeoutMs: number;
   /** Longest SQL text accepted, in characters. Default 100,000. */
   readonly maxSqlLength: number;
+  /** Largest answer sent, in bytes (a larger one is refused: fewer rows or columns). Default 64 MiB. */
+  readonly maxResponseBytes: number;
 }
 
 export interface QueryApiOptions {
@@ -176,6 +178,19 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
     maxRows: options.limits?.maxRows ?? DEFAULT_MAX_ROWS,
     timeoutMs: options.limits?.timeoutMs ?? DEFAULT_TIMEOUT_MS,
     maxSqlLength: options.limits?.maxSqlLength ?? 100_000,
+    maxResponseBytes: options.limits?.maxResponseBytes ?? 64 * 1024 * 1024,
+  };
+  /** The answer, unless it is over the size limit. */
+  const capped = (response: ApiResponse): ApiResponse => {
+    const bytes =
+      typeof response.body === 'string' ? Buffer.byteLength(response.body) : response.body.byteLength;
+    if (bytes <= limits.maxResponseBytes) return response;
+    const size = (n: number) =>
+      n < 2 ** 20 ? `${Math.ceil(n / 1024)} KiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+    throw badRequest(
+      `the answer would be ${size(bytes)}, over the ${size(limits.maxResponseBytes)} limit`,
+      'select fewer rows (max_rows, a filter, LIMIT) or fewer columns',
+    );
   };
   const { catalog, engine } = options;
 
@@ -229,22 +244,24 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
       'x-tributary-truncated': String(result.truncated),
       'x-tributary-elapsed-ms': result.elapsedMs.toFixed(1),
     };
-    if (format === 'csv') return { status: 200, contentType: CSV_TYPE, body: toCsv(result), headers };
+    if (format === 'csv') return capped({ status: 200, contentType: CSV_TYPE, body: toCsv(result), headers });
     if (result.columnar) {
       const body = toArrowStream({ names: result.columns.map((c) => c.name), ...result.columnar });
-      return { status: 200, contentType: ARROW_STREAM_TYPE, body, headers };
+      return capped({ status: 200, contentType: ARROW_STREAM_TYPE, body, headers });
     }
-    return json(
-      200,
-      {
-        columns: result.columns,
-        rows: result.rows,
-        row_count: result.rows.length,
-        truncated: result.truncated,
-        elapsed_ms: Math.round(result.elapsedMs * 10) / 10,
-        snapshots: result.snapshots,
-      },
-      headers,
+    return capped(
+      json(
+        200,
+        {
+          columns: result.columns,
+          rows: result.rows,
+          row_count: result.rows.length,
+          truncated: result.truncated,
+          elapsed_ms: Math.round(result.elapsedMs * 10) / 10,
+          snapshots: result.snapshots,
+        },
+        headers,
+      ),
     );
   });
 

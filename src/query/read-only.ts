@@ -14,6 +14,7 @@
  *  3. Each query runs on its own connection, interrupted when its time is up (QUERY_TIMEOUT), and streams
  *     only `maxRows + 1` rows to learn whether the result was truncated.
  */
+import { totalmem } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import type { Catalog } from '../catalog/catalog.ts';
@@ -34,8 +35,13 @@ import { listAllTables, SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } fro
 export interface ReadOnlyEngineOptions {
   /** DuckDB worker threads; default: DuckDB's (the cores). */
   readonly threads?: number;
-  /** DuckDB memory limit, e.g. "2GB"; default: DuckDB's (80% of RAM). */
+  /**
+   * DuckDB memory limit, e.g. "2GB"; default a quarter of the machine's memory (DuckDB's own default, 80%,
+   * would leave the server it shares the process with too little).
+   */
   readonly memoryLimit?: string;
+  /** Queries run at once at most; more are refused (SERVICE_UNAVAILABLE, retryable). Default 4. */
+  readonly maxConcurrent?: number;
 }
 
 export interface ReadOnlyQueryOptions extends SnapshotSelector {
@@ -71,6 +77,8 @@ export class ReadOnlyQueryEngine {
   readonly #admin: DuckDBConnection;
   readonly #views: TableViews;
   readonly #allowed: readonly string[];
+  readonly #maxConcurrent: number;
+  #running = 0;
   #closed = false;
 
   private constructor(
@@ -78,12 +86,14 @@ export class ReadOnlyQueryEngine {
     instance: DuckDBInstance,
     admin: DuckDBConnection,
     allowed: readonly string[],
+    maxConcurrent: number,
   ) {
     this.#catalog = catalog;
     this.#instance = instance;
     this.#admin = admin;
     this.#views = new TableViews(catalog, admin);
     this.#allowed = allowed;
+    this.#maxConcurrent = maxConcurrent;
   }
 
   static async open(catalog: Catalog, options: ReadOnlyEngineOptions = {}): Promise<ReadOnlyQueryEngine> {
@@ -91,7 +101,7 @@ export class ReadOnlyQueryEngine {
       autoinstall_known_extensions: 'false',
       autoload_known_extensions: 'false',
       ...(options.threads ? { threads: String(options.threads) } : {}),
-      ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
+      memory_limit: options.memoryLimit ?? `${Math.max(256, Math.floor(totalmem() / 4 / 2 ** 20))}MB`,
     });
     const admin = await instance.connect();
     // Directories DuckDB may read: the warehouse, and the location of any table kept outside it.
@@ -120,7 +130,7 @@ export class ReadOnlyQueryEngine {
       instance.closeSync();
       throw cause;
     }
-    return new ReadOnlyQueryEngine(catalog, instance, admin, [...roots]);
+    return new ReadOnlyQueryEngine(catalog, instance, admin, [...roots], options.maxConcurrent ?? 4);
   }
 
   /** The directories queries may read (the warehouse and tables outside it). */
@@ -137,11 +147,23 @@ export class ReadOnlyQueryEngine {
     const started = performance.now();
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const maxRows = Math.max(0, Math.floor(options.maxRows ?? DEFAULT_MAX_ROWS));
-    const connection = await this.#instance.connect();
+    if (this.#running >= this.#maxConcurrent) {
+      throw new TributaryError(
+        'SERVICE_UNAVAILABLE',
+        `${this.#running} queries are running, the most this server runs at once`,
+        { retryable: true, hint: 'retry in a moment' },
+      );
+    }
+    this.#running++;
     try {
-      return await this.#run(connection, sql, started, timeoutMs, maxRows, options);
+      const connection = await this.#instance.connect();
+      try {
+        return await this.#run(connection, sql, started, timeoutMs, maxRows, options);
+      } finally {
+        connection.closeSync();
+      }
     } finally {
-      connection.closeSync();
+      this.#running--;
     }
   }
 
