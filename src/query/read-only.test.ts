@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isTributaryError } from '../errors.ts';
@@ -178,6 +178,20 @@ describe('runReadOnlyQuery', () => {
     );
     const next = await engine.run('select 1 as one');
     assert.deepEqual(next.rows, [{ one: 1 }]);
+  });
+
+  it("names a table's files in errors without the server's directories", async () => {
+    await lake.createFromSql('shop.broken', `select 1 as id`);
+    const table = await lake.catalog.loadTable(parseTableIdentifier('shop.broken'));
+    const dataDir = path.join(new URL(table.location).pathname, 'data');
+    for (const file of readdirSync(dataDir)) rmSync(path.join(dataDir, file));
+    const error = await engine.run('select * from shop.broken').then(
+      () => assert.fail('the data file is gone'),
+      (e: Error) => e,
+    );
+    assert.ok(isTributaryError(error, 'STORAGE_IO'));
+    assert.match(error.message, /table shop\.broken cannot be read: .*…\/shop\/broken\/data\//);
+    assert.doesNotMatch(error.message, new RegExp(lake.dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
   });
 
   it('reads tables with deletes applied', async () => {

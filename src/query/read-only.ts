@@ -210,9 +210,20 @@ export class ReadOnlyQueryEngine {
     const snapshots: Record<string, string | null> = {};
     const pinned = new Map<string, { schema: string; table: string }>();
     for (const [dotted, identifier] of used) {
-      const exposed = timeTravel
-        ? await this.#views.at(identifier, options)
-        : await this.#views.current(identifier);
+      let exposed;
+      try {
+        exposed = timeTravel
+          ? await this.#views.at(identifier, options)
+          : await this.#views.current(identifier);
+      } catch (cause) {
+        if (isTributaryError(cause)) throw cause;
+        // The table's files cannot be read (a data file gone, say): the server's fault, not the query's.
+        throw new TributaryError(
+          'STORAGE_IO',
+          `table ${tableIdentifierToString(identifier)} cannot be read: ${this.#redacted(cause)}`,
+          { cause, hint: 'see the server log; `tributary doctor` checks the tables' },
+        );
+      }
       snapshots[tableIdentifierToString(identifier)] = exposed.snapshotId?.toString() ?? null;
       if (timeTravel)
         pinned.set(dotted, {
@@ -256,10 +267,17 @@ export class ReadOnlyQueryEngine {
     } catch (cause) {
       if (interrupted || /interrupt/i.test(String((cause as Error).message))) throw timedOut(timeoutMs);
       if (isTributaryError(cause)) throw cause;
-      throw refused(`the query failed: ${String((cause as Error).message).split('\n')[0]}`, undefined, cause);
+      throw refused(`the query failed: ${this.#redacted(cause)}`, undefined, cause);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** The first line of an error's message, without the server's directories (files show as `…/<path>`). */
+  #redacted(error: unknown): string {
+    let text = (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
+    for (const root of this.#allowed) text = text.split(root).join('…/');
+    return text;
   }
 
   close(): void {
