@@ -248,14 +248,34 @@ describe('postgres sink', { skip: postgres.skip }, () => {
       batchOf([
         record(0, 0, { id: 1, at: '2024-01-01T00:00:00Z', v: 'a' }),
         record(0, 1, { id: 2, at: '2024-01-01T00:00:00Z', v: 'good' }),
-        record(0, 2, { id: '1', at: '2024-01-01T01:00:00+01:00', v: 'b' }),
+        record(0, 2, { id: '1', at: '2024-01-01T00:00:00Z', v: 'b' }),
+        record(0, 3, { id: 1, at: '2024-01-01T01:00:00+01:00', v: 'c' }),
+        record(0, 4, { id: ' 1', at: '2024-01-01T00:00:00Z', v: 'd' }),
+        // Interleaved spellings: the last record of the key wins.
+        record(0, 5, { id: 3, at: '2024-01-01T00:00:00Z', v: 'e' }),
+        record(0, 6, { id: 3, at: '2024-01-01T01:00:00+01:00', v: 'f' }),
+        record(0, 7, { id: 3, at: '2024-01-01T00:00:00Z', v: 'g' }),
       ]),
     );
     assert.equal(result.rejected?.length ?? 0, 0);
     assert.deepEqual(await query(`SELECT id, v FROM ${table} ORDER BY id`), [
-      { id: '1', v: 'b' },
+      { id: '1', v: 'd' },
       { id: '2', v: 'good' },
+      { id: '3', v: 'g' },
     ]);
+    // A row changed twice for another reason (a trigger's subquery) is the table's fault: the batch fails.
+    await admin.query(`CREATE TABLE ${table}_twice (n int)`);
+    await admin.query(`INSERT INTO ${table}_twice VALUES (1), (2)`);
+    await admin.query(
+      `CREATE FUNCTION ${table}_f() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.v := (SELECT n FROM ${table}_twice)::text; RETURN NEW; END $$`,
+    );
+    await admin.query(
+      `CREATE TRIGGER t BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_f()`,
+    );
+    await assert.rejects(
+      s.write(batchOf([record(0, 8, { id: 9, at: '2024-01-01T00:00:00Z', v: 'x' })])),
+      /more than one row returned by a subquery/,
+    );
   });
 
   it('sends a record past a limit of the table (an index entry too large) to the dead-letter queue', async () => {

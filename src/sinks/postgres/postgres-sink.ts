@@ -468,7 +468,9 @@ export class PostgresSink implements Sink {
         { records: PipelineRecord[]; fields: Readonly<Record<string, unknown>> }
       >();
       for (const { record, fields } of accepted) {
-        const id = JSON.stringify(key.map((column) => record.value[column] ?? null));
+        const id = JSON.stringify(
+          key.map((column) => keySpelling(record.value[column], tableInfo?.columns.get(column))),
+        );
         const entry = merged.get(id);
         if (entry) {
           entry.records.push(record);
@@ -500,8 +502,9 @@ export class PostgresSink implements Sink {
   /**
    * Inserts the rows under a savepoint. When the table refuses a row (a value of the wrong type, a violated
    * constraint) it halves the rows until it has found each refused one, and rejects its records; a merged
-   * upsert row is then retried record by record, so that only the records at fault are rejected. Rows of
-   * one key in two spellings (`isSameRowTwice`) are halved apart too, and written one after the other.
+   * upsert row is then retried record by record, so that only the records at fault are rejected. Rows
+   * of one key in spellings `keySpelling` does not bring together (`isSameRowTwice`) are written record by
+   * record, in order.
    */
   async #insertBisecting(
     client: pg.PoolClient,
@@ -510,8 +513,18 @@ export class PostgresSink implements Sink {
     table: TableInfo,
     rejected: Rejection[],
   ): Promise<void> {
-    const error = await this.#tryInsert(client, sql, `[${rows.map((r) => r.json).join(',')}]`);
+    const several = rows.length > 1 || (rows[0]?.records.length ?? 0) > 1;
+    const error = await this.#tryInsert(client, sql, `[${rows.map((r) => r.json).join(',')}]`, several);
     if (error === undefined) return;
+    if (isSameRowTwice(error)) {
+      // One key in spellings merged apart (jsonb keys in another order, say): its records one by one,
+      // in the batch's order, so that the last one wins as if each had been applied in turn.
+      const records = rows
+        .flatMap((r) => r.records)
+        .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+      await this.#insertEach(client, records, table, rejected);
+      return;
+    }
     if (rows.length > 1) {
       const middle = Math.ceil(rows.length / 2);
       await this.#insertBisecting(client, sql, rows.slice(0, middle), table, rejected);
@@ -523,9 +536,19 @@ export class PostgresSink implements Sink {
       rejected.push({ record: row.records[0]!, stage: this.name, error: this.#refusal(error) });
       return;
     }
+    await this.#insertEach(client, row.records, table, rejected);
+  }
+
+  /** Inserts each record as a row of its own, in the order given; rejects those the table refuses. */
+  async #insertEach(
+    client: pg.PoolClient,
+    records: readonly PipelineRecord[],
+    table: TableInfo,
+    rejected: Rejection[],
+  ): Promise<void> {
     const key = this.#config.key ?? [];
     const writable = this.#writableColumns(table);
-    for (const record of row.records) {
+    for (const record of records) {
       const { fields } = splitFields(record, writable);
       const columns = [...table.columns.keys()].filter((c) => Object.hasOwn(fields, c) || key.includes(c));
       const failure = await this.#tryInsert(client, this.#insertSql(columns), `[${JSON.stringify(fields)}]`);
@@ -533,8 +556,16 @@ export class PostgresSink implements Sink {
     }
   }
 
-  /** Runs one INSERT under a savepoint; returns the error when the table refused a row, else undefined. */
-  async #tryInsert(client: pg.PoolClient, sql: string, json: string): Promise<Error | undefined> {
+  /**
+   * Runs one INSERT under a savepoint; returns the error when the table refused a row (or, with `several`
+   * rows or records, when it would change one row twice), else undefined.
+   */
+  async #tryInsert(
+    client: pg.PoolClient,
+    sql: string,
+    json: string,
+    several = false,
+  ): Promise<Error | undefined> {
     await client.query('SAVEPOINT tributary_rows');
     try {
       await client.query(sql, [json]);
@@ -553,7 +584,8 @@ export class PostgresSink implements Sink {
           },
         );
       }
-      if (!isRecordError(error) && !isSameRowTwice(error)) throw error;
+      // A single row changing a row twice is not the key's spellings: a trigger's subquery, say.
+      if (!isRecordError(error) && !(several && isSameRowTwice(error))) throw error;
       await client.query('ROLLBACK TO SAVEPOINT tributary_rows');
       await client.query('RELEASE SAVEPOINT tributary_rows');
       return error as Error;
@@ -880,4 +912,18 @@ function sslOptions(
     ...(cert !== undefined ? { cert } : {}),
     ...(key !== undefined ? { key } : {}),
   };
+}
+
+/**
+ * A key value as an integer column holds it, for merging a batch's records by key: `1`, `"1"` and `" 1"` are
+ * one key. Anything else as written: spellings still apart (a timestamptz at two offsets) make PostgreSQL
+ * refuse the merged upsert, and the records are then written one by one, in order.
+ */
+export function keySpelling(value: unknown, type: string | undefined): unknown {
+  if (value === undefined || value === null) return null;
+  if (type !== undefined && /^(smallint|integer|bigint)$/.test(type)) {
+    const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value.trim() : '';
+    if (/^[+-]?\d+$/.test(text)) return BigInt(text).toString();
+  }
+  return value;
 }
