@@ -137,6 +137,15 @@ describe('webhook sink', () => {
       { pipeline: 'orders', sourceTopic: TOPIC, projectRoot: '.', log, logger, resources: createResources() },
     );
     assert.match(created.name, new RegExp(`^webhook:${new URL(endpoint).host}/hooks/…#[0-9a-f]{12}$`));
+    // A token rotated in the query keeps the sink's name (its positions).
+    const rotated = new WebhookSink({
+      config: webhookSinkSchema.parse({ type: 'webhook', url: `${endpoint}?token=xyz` }),
+      pipeline: 'orders',
+      sourceTopic: TOPIC,
+      log,
+      logger,
+    });
+    assert.equal(rotated.name, created.name);
     assert.deepEqual(await created.open(), new Map());
     await created.close();
   });
@@ -339,13 +348,55 @@ describe('webhook sink', () => {
     assert.deepEqual(received[1]!.headers['idempotency-key'], received[2]!.headers['idempotency-key']);
   });
 
+  it('sends every record under one idempotency key through crashes and retries of a growing batch', async () => {
+    let crashing = true;
+    const wrapped: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
+      committedOffsets: (group, topic) => log.committedOffsets(group, topic),
+      commitOffsets: async (group, topic, offsets) => {
+        if (crashing && !group.includes('/pending/')) throw new Error('killed');
+        await log.commitOffsets(group, topic, offsets);
+      },
+    };
+    const name = `hook-${++sinks}`;
+    const make = () => sink({ name, batch_size: 3, retry: { max_attempts: 1 } }, { log: wrapped }).sink;
+    const batch = (n: number) =>
+      batchOf(
+        Array.from({ length: n }, (_, i) => record(0, i)),
+        { 0: n },
+      );
+    const first = make();
+    await first.open();
+    await assert.rejects(first.write(batch(4)), /killed/); // sent, then the process died
+    // Restarted: the batch read again is longer; its last request fails once, and the write is retried.
+    const second = make();
+    await second.open();
+    script = [ok, ok, ok, status(500)];
+    await assert.rejects(second.write(batch(8)), /500/);
+    await assert.rejects(second.write(batch(8)), /killed/); // the retry delivers it, then the process dies
+    crashing = false;
+    const third = make();
+    await third.open();
+    await third.write(batch(9));
+    const keysOf = new Map<string, Set<string>>();
+    for (const request of received)
+      for (const value of request.records as Array<{ id: string }>)
+        (keysOf.get(value.id) ?? keysOf.set(value.id, new Set()).get(value.id)!).add(
+          String(request.headers['idempotency-key']),
+        );
+    assert.deepEqual([...keysOf.keys()].sort(), Array.from({ length: 9 }, (_, i) => `0-${i}`).sort());
+    assert.deepEqual(
+      [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
+      [],
+    );
+  });
+
   it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
     // The crash: the process dies after the requests, before the consumer-group offsets are committed
     // (where the batch ends was recorded before the requests, in a group of its own).
     const crashing: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
       committedOffsets: (group, topic) => log.committedOffsets(group, topic),
       commitOffsets: async (group, topic, offsets) => {
-        if (!group.endsWith('/pending')) throw new Error('killed');
+        if (!group.includes('/pending/')) throw new Error('killed');
         await log.commitOffsets(group, topic, offsets);
       },
     };

@@ -92,6 +92,10 @@ describe('webhook protocol', () => {
       authorization: `Basic ${Buffer.from('al@ice:s3cr:t').toString('base64')}`,
     });
     assert.deepEqual(requestTarget('https://example.com/in'), { url: 'https://example.com/in' });
+    assert.equal(
+      requestTarget('https://user:50%off@example.com/in').authorization,
+      `Basic ${Buffer.from('user:50%off').toString('base64')}`,
+    );
   });
 
   it('describes every configuration field, for the reference docs', () => {

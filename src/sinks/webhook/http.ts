@@ -77,7 +77,14 @@ export function safeUrl(url: string): string {
 export function requestTarget(url: string): { url: string; authorization?: string } {
   const parsed = new URL(url);
   if (parsed.username === '' && parsed.password === '') return { url };
-  const credentials = `${decodeURIComponent(parsed.username)}:${decodeURIComponent(parsed.password)}`;
+  const decoded = (text: string) => {
+    try {
+      return decodeURIComponent(text);
+    } catch {
+      return text; // a stray % is itself
+    }
+  };
+  const credentials = `${decoded(parsed.username)}:${decoded(parsed.password)}`;
   parsed.username = '';
   parsed.password = '';
   return { url: parsed.toString(), authorization: `Basic ${Buffer.from(credentials).toString('base64')}` };

@@ -7,10 +7,12 @@
  * batch succeeded; `open()` reads them back. A crash between the last request and that commit sends the
  * batch again. Every request carries an `Idempotency-Key` computed from the pipeline, the sink and the
  * offsets it holds, so the repeat has the same key and the receiver can drop it. For the repeat to be
- * cut into the same requests, where a batch ends is recorded before its first request (group
- * `<pipeline>/<sink>/pending`): after a crash, the records up to there are sent as they were, in the same
- * order (by partition, then offset) and chunks, whatever the batch read again holds beyond them. Within
- * one process, a batch retried after a failure skips the requests that already succeeded.
+ * cut into the same requests, where each write's records end is recorded before its first request, as a
+ * mark (groups `<pipeline>/<sink>/pending/<n>`, n counting the marks since the last commit): records are
+ * sent by partition, then offset, in parts cut at the marks, each part chunked from its start — so after
+ * a crash, or a failure and a retry, the records sent before go out in the same requests whatever the
+ * batch read again holds beyond them. Within one process, a batch retried after a failure skips the
+ * requests that already succeeded.
  *
  * Failures: network errors, timeouts, 408, 429 and 5xx are retried here with exponential backoff and full
  * jitter (a `Retry-After` on 429/503 is honoured), then reported as retryable SERVICE_UNAVAILABLE; other
@@ -52,7 +54,6 @@ export class WebhookSink implements Sink {
   readonly name: string;
   /** The consumer group holding this sink's positions. */
   readonly group: string;
-  readonly #pendingGroup: string;
   /** The group of this sink's default name before names left path secrets out (positions move over once). */
   readonly #legacyGroup: string | undefined;
   readonly #target: { readonly url: string; readonly authorization?: string };
@@ -67,8 +68,8 @@ export class WebhookSink implements Sink {
   readonly #closing = new AbortController();
   /** Positions delivered and committed. */
   readonly #positions = new Map<number, number>();
-  /** Where the batch being delivered ends, as recorded before its first request (see the module comment). */
-  readonly #pending = new Map<number, number>();
+  /** The marks since the last commit: where each write's records ended, in order (see the module comment). */
+  readonly #marks: Array<ReadonlyMap<number, number>> = [];
   /** Keys of requests the receiver accepted since the last commit (a retried batch skips them). */
   readonly #delivered = new Set<string>();
 
@@ -86,7 +87,6 @@ export class WebhookSink implements Sink {
       options.config.name === undefined && named.legacy !== named.name
         ? `${options.pipeline}/${named.legacy}`
         : undefined;
-    this.#pendingGroup = `${this.group}/pending`;
     this.#logger = options.logger.child({ sink: this.name });
     this.#sleep = options.sleep ?? ((ms, signal) => sleep(ms, undefined, { signal }));
     this.#random = options.random ?? Math.random;
@@ -103,9 +103,13 @@ export class WebhookSink implements Sink {
     }
     this.#positions.clear();
     for (const [partition, offset] of committed) this.#positions.set(partition, offset);
-    this.#pending.clear();
-    for (const [partition, offset] of await this.#log.committedOffsets(this.#pendingGroup, this.#topic))
-      this.#pending.set(partition, offset);
+    // Marks left by a run that stopped before its commit: those past the positions (older ones are not).
+    this.#marks.length = 0;
+    for (;;) {
+      const mark = await this.#log.committedOffsets(this.#markGroup(this.#marks.length), this.#topic);
+      if (![...mark].some(([partition, offset]) => offset > (this.#positions.get(partition) ?? 0))) break;
+      this.#marks.push(mark);
+    }
     this.#logger.info({ url: this.#url, positions: Object.fromEntries(committed) }, 'webhook sink opened');
     return new Map(this.#positions);
   }
@@ -114,15 +118,19 @@ export class WebhookSink implements Sink {
     const records = batch.records
       .filter((r) => r.offset >= (this.#positions.get(r.partition) ?? 0))
       .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-    // The records of a batch that may have been sent before (up to where it ended), then the others.
-    const sentBefore = (r: PipelineRecord) => r.offset < (this.#pending.get(r.partition) ?? 0);
-    const parts = [records.filter(sentBefore), records.filter((r) => !sentBefore(r))];
-    if (parts[1]!.length > 0) {
-      const ends = new Map(this.#pending);
+    // Part n: the records before mark n and past the marks before it; the last, those past every mark.
+    const marks = this.#marks;
+    const parts: PipelineRecord[][] = Array.from({ length: marks.length + 1 }, () => []);
+    for (const record of records) {
+      const part = marks.findIndex((mark) => record.offset < (mark.get(record.partition) ?? 0));
+      parts[part < 0 ? marks.length : part]!.push(record);
+    }
+    if (parts[marks.length]!.length > 0) {
+      const end = new Map(marks.at(-1) ?? this.#positions);
       for (const [partition, offset] of batch.positions)
-        ends.set(partition, Math.max(offset, ends.get(partition) ?? 0));
-      await this.#log.commitOffsets(this.#pendingGroup, this.#topic, ends);
-      for (const [partition, offset] of ends) this.#pending.set(partition, offset);
+        end.set(partition, Math.max(offset, end.get(partition) ?? 0));
+      await this.#log.commitOffsets(this.#markGroup(marks.length), this.#topic, end);
+      marks.push(end);
     }
     const size = this.#config.batch_size;
     for (const part of parts) {
@@ -141,11 +149,23 @@ export class WebhookSink implements Sink {
     await this.#log.commitOffsets(this.group, this.#topic, positions);
     for (const [partition, offset] of positions) this.#positions.set(partition, offset);
     this.#delivered.clear();
+    // Marks at or before the positions are done with; the next write's mark is numbered after the others
+    // (there are none left unless this batch ended before a mark: the batch limits were lowered).
+    const left = marks.filter((mark) => [...mark].some(([p, offset]) => offset > (positions.get(p) ?? 0)));
+    if (left.length < marks.length) {
+      for (const [n, mark] of left.entries())
+        await this.#log.commitOffsets(this.#markGroup(n), this.#topic, mark);
+      marks.splice(0, marks.length, ...left);
+    }
     return {};
   }
 
   async close(): Promise<void> {
     this.#closing.abort();
+  }
+
+  #markGroup(n: number): string {
+    return `${this.group}/pending/${n}`;
   }
 
   /** One request, with retries; resolves once the receiver answered 2xx. */
@@ -290,7 +310,8 @@ function defaultName(url: string): { name: string; legacy: string } {
   const legacy = `webhook:${parsed.host}${parsed.pathname}`;
   const shown = safeUrl(url).replace(/^https?:\/\//, '');
   if (!shown.endsWith('…')) return { name: legacy, legacy };
-  const hash = createHash('sha256').update(`${parsed.host}${parsed.pathname}${parsed.search}`).digest('hex');
+  // Host and path only, as the legacy name: a token rotated in the query keeps the sink's identity.
+  const hash = createHash('sha256').update(`${parsed.host}${parsed.pathname}`).digest('hex');
   return { name: `webhook:${shown}#${hash.slice(0, 12)}`, legacy };
 }
 
