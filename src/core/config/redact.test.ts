@@ -22,4 +22,15 @@ it('redacts secret keys, secret-file values and passwords in URIs', () => {
     redactUriPassword('postgresql://app:pa ss/w@rd@127.0.0.1:5/db'),
     `postgresql://app:${REDACTED}@127.0.0.1:5/db`,
   );
+  assert.equal(
+    redactUriPassword('postgresql://app:s3cr?etPW@db:5432/orders'),
+    `postgresql://app:${REDACTED}@db:5432/orders`,
+  );
+  assert.equal(
+    redactUriPassword('postgresql://app:1234@db/orders'),
+    `postgresql://app:${REDACTED}@db/orders`,
+  );
+  // A port is not a password, whatever the query holds.
+  const hook = 'https://hooks.example.com:8443/notify?to=ops@example.com';
+  assert.equal(redactUriPassword(hook), hook);
 });

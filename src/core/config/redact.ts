@@ -30,8 +30,11 @@ export function redactSecrets(
 
 /**
  * `postgresql://user:pw@host/db` → `postgresql://user:«redacted»@host/db`. The password runs to the last
- * `@`: one written without escaping may hold spaces, `/` or `@`.
+ * `@` (one written without escaping may hold spaces, `/`, `?` or `@`); `host:8443/…` is a port, not one.
  */
 export function redactUriPassword(text: string): string {
-  return text.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)(.*)(@[^@]*)$/is, `$1${REDACTED}$3`);
+  return text.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/[^:/@\s]+:)(?!\d+(?:[/?#]|$))(.*)(@[^@]*)$/is,
+    `$1${REDACTED}$3`,
+  );
 }

@@ -402,6 +402,31 @@ describe('upsert with a key index, when a statement fails', () => {
 });
 
 describe('upsert of keys in another type than the table key', () => {
+  it('copies an input whose keys are of the table types only when asked to (materialize)', async () => {
+    for (const [type, value] of [
+      ['decimal(10, 2)', 'CAST(1.5 AS DECIMAL(10,2))'],
+      ['timestamptz', "TIMESTAMPTZ '2024-01-01 00:00:00+00'"],
+      ['long', '1::BIGINT'],
+    ] as const) {
+      const table = await createTable(
+        [
+          { name: 'k', type, required: true },
+          { name: 'v', type: 'string' },
+        ],
+        ['k'],
+      );
+      const copied = { armed: true };
+      const watching = interceptedEngine(
+        engine,
+        /create temp table __tributary_upsert_/,
+        copied,
+        () => undefined,
+      );
+      await upsert(table, watching, `(select ${value} as k, 'a' as v)`, { materialize: false });
+      assert.equal(copied.armed, true, `${type}: no copy`);
+    }
+  });
+
   it('matches and deduplicates keys as the table stores them', async () => {
     for (const indexed of [false, true]) {
       const table = await createTable(

@@ -332,7 +332,7 @@ async function upsertOnce(
   // Keys are matched and deduplicated as the table will store them: 1.2 and 1.4 written to an int key
   // are both 1 (compared as they came, neither would replace the stored 1, nor each other).
   const casts = fields
-    .filter((f) => columns.get(f.name) !== duckdbType(f.type))
+    .filter((f) => !sameDuckdbType(columns.get(f.name) ?? '', duckdbType(f.type)))
     .map((f) => `CAST(${quoteIdentifier(f.name)} AS ${duckdbType(f.type)}) AS ${quoteIdentifier(f.name)}`);
   // The input with one row per key, its last. A rescannable input whose keys are distinct and of the
   // table's types is used as it is.
@@ -407,6 +407,16 @@ async function upsertOnce(
   } finally {
     if (deduplicated) await engine.connection.run(`drop table if exists ${deduplicated}`);
   }
+}
+
+/**
+ * Whether two DuckDB type names are one type, as `describe` prints them and as duckdbType writes them
+ * (`DECIMAL(10,2)` and `DECIMAL(10, 2)`, `TIMESTAMPTZ` and `TIMESTAMP WITH TIME ZONE`, quoted struct fields).
+ */
+function sameDuckdbType(a: string, b: string): boolean {
+  const plain = (type: string) =>
+    type.toUpperCase().replaceAll('TIMESTAMP WITH TIME ZONE', 'TIMESTAMPTZ').replace(/[\s"]/g, '');
+  return plain(a) === plain(b);
 }
 
 /** Whether no key is in `relation` twice (a null key counts as a repeat: it takes the general path). */

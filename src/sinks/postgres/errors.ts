@@ -137,6 +137,7 @@ export function describeServer(url: string): string {
     const user = parsed.username ? `${decodeURIComponent(parsed.username)}@` : '';
     return `${parsed.protocol}//${user}${parsed.host}${parsed.pathname}`;
   } catch {
-    return redactUriPassword(url.split('?')[0] ?? '');
+    // Redacted first: a password written without escaping may hold a `?`.
+    return redactUriPassword(url).split('?')[0] ?? '';
   }
 }
