@@ -183,6 +183,11 @@ describe('webhook sink', () => {
       received[0]?.headers.authorization,
       `Basic ${Buffer.from('alice:S3cr3tPW').toString('base64')}`,
     );
+    // A configured Authorization header wins (in any case), alone.
+    const { sink: bearer } = sink({ url, headers: { AUTHORIZATION: 'Bearer t0k' } });
+    await bearer.open();
+    await bearer.write(batchOf([record(0, 200)], { 0: 201 }));
+    assert.equal(received.at(-1)?.headers.authorization, 'Bearer t0k');
     script = [status(401)];
     const error = await s.write(batchOf([record(0, 101)], { 0: 102 })).then(
       () => assert.fail('a 401 fails'),

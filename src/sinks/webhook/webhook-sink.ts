@@ -79,7 +79,11 @@ export class WebhookSink implements Sink {
     this.#topic = options.sourceTopic;
     this.#log = options.log;
     this.#url = safeUrl(options.config.url);
-    this.#target = requestTarget(options.config.url);
+    const target = requestTarget(options.config.url);
+    // An Authorization header configured wins over the URL's user and password (not both: fetch joins them).
+    this.#target = Object.keys(options.config.headers).some((h) => h.toLowerCase() === 'authorization')
+      ? { url: target.url }
+      : target;
     const named = defaultName(options.config.url);
     this.name = options.config.name ?? named.name;
     this.group = `${options.pipeline}/${this.name}`;
