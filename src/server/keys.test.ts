@@ -65,6 +65,52 @@ describe('API keys', () => {
     await driver.close();
   });
 
+  it('keeps a cached key for the grace period after its last read while the database is down, not longer', async () => {
+    const real = await openSqlDriver('sqlite::memory:');
+    let down = false;
+    const driver = new Proxy(real, {
+      get: (target, property) => {
+        if (property === 'query' && down) return () => Promise.reject(new Error('connection refused'));
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    let now = 1_800_000_000_000;
+    const store = await KeyStore.open(driver, { cacheTtlMs: 1000, now: () => now });
+    const { secret } = await store.create({ name: 'web', role: 'ingest', streams: ['clicks'] });
+    assert.ok(await store.verify(secret));
+    down = true;
+    // Used every minute through the outage: accepted for the grace period after the last read, then not.
+    const answers: string[] = [];
+    for (let minute = 1; minute <= 8; minute++) {
+      now += 60_000;
+      answers.push(
+        await store.verify(secret).then(
+          () => 'ok',
+          () => 'failed',
+        ),
+      );
+    }
+    assert.deepEqual(answers, ['ok', 'ok', 'ok', 'ok', 'ok', 'failed', 'failed', 'failed']); // TTL + 5 min
+    down = false;
+    assert.ok(await store.verify(secret), 'read again once the database answers');
+    await real.close();
+  });
+
+  it('revokes by id before by name (a name may look like an id)', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    const store = await KeyStore.open(driver);
+    const { key: leaked } = await store.create({ name: 'leaked', role: 'ingest', streams: ['*'] });
+    const { key: other } = await store.create({ name: leaked.id, role: 'ingest', streams: ['*'] });
+    assert.equal((await store.revoke(leaked.id))?.id, leaked.id);
+    assert.deepEqual(
+      (await store.list()).map((k) => k.id),
+      [other.id],
+    );
+    assert.equal((await store.revoke(leaked.id))?.id, other.id, 'then by name');
+    await driver.close();
+  });
+
   it('refuses a query key for ingest', async () => {
     const driver = await openSqlDriver('sqlite::memory:');
     const store = await KeyStore.open(driver);

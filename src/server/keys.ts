@@ -38,7 +38,10 @@ interface KeyRow {
 
 interface Cached {
   readonly row: KeyRow | null;
+  /** When the entry counts as read (a failed read while the database is down sets it back 1 s short of the TTL). */
   readonly fetchedAt: number;
+  /** When the row was last actually read, once a read failed: the stale grace runs from it. */
+  readonly readAt?: number;
   /**
    * SHA-256 of the secret last verified against the row's HMAC: the same secret again is then checked
    * with one fast hash (creating an HMAC key costs far more than hashing a short string).
@@ -197,13 +200,18 @@ export class KeyStore {
     return rows.map(toKey);
   }
 
-  /** Revokes the active key with this id or name; returns it, or undefined when there is none. */
+  /**
+   * Revokes the active key with this id or, when no active key has that id, with this name (active names
+   * are unique); returns it, or undefined when there is none.
+   */
   async revoke(idOrName: string): Promise<ApiKey | undefined> {
-    const [row] = await this.#driver.query<KeyRow & Record<string, unknown>>(
+    const rows = await this.#driver.query<KeyRow & Record<string, unknown>>(
       `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE}
         where revoked_at is null and (id = ? or name = ?)`,
       [idOrName, idOrName],
     );
+    // A name may look like another key's id: the id wins.
+    const row = rows.find((r) => r.id === idOrName) ?? rows[0];
     if (!row) return undefined;
     const revokedAt = new Date(this.#now()).toISOString();
     await this.#driver.execute(
@@ -291,9 +299,11 @@ export class KeyStore {
       this.#cache.set(id, { row, fetchedAt: this.#now() });
       return row;
     } catch (error) {
-      if (cached && now - cached.fetchedAt < this.#cacheTtlMs + STALE_GRACE_MS) {
-        // The database is unreachable: go on with what we knew, for a while.
-        this.#cache.set(id, { ...cached, fetchedAt: now - this.#cacheTtlMs + 1000 });
+      // The database is unreachable: go on with what we read last, for a while from that read (not from
+      // this failure: a key used often would otherwise outlive its revocation for as long as the outage).
+      const readAt = cached?.readAt ?? cached?.fetchedAt;
+      if (cached && readAt !== undefined && now - readAt < this.#cacheTtlMs + STALE_GRACE_MS) {
+        this.#cache.set(id, { ...cached, readAt, fetchedAt: now - this.#cacheTtlMs + 1000 });
         return cached.row;
       }
       throw error;

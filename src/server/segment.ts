@@ -123,8 +123,13 @@ export function prepareSegmentEvent(
   if (timestamp === undefined) {
     event.timestamp = received;
   } else if (sentAt !== undefined) {
-    event.originalTimestamp = event.timestamp;
-    event.timestamp = new Date(receivedAt - (sentAt - timestamp)).toISOString();
+    // Corrected for the client's clock, as Segment does — unless that leaves the dates JavaScript holds
+    // (a timestamp and a sentAt hundreds of millennia apart): then the event keeps its own.
+    const corrected = new Date(receivedAt - (sentAt - timestamp));
+    if (!Number.isNaN(corrected.getTime())) {
+      event.originalTimestamp = event.timestamp;
+      event.timestamp = corrected.toISOString();
+    }
   }
   return errors;
 }

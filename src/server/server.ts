@@ -898,7 +898,18 @@ export class IngestServer {
     };
   }
 
-  #idempotencyKey(headers: IncomingHttpHeaders): string | undefined {
+  /**
+   * The request's Idempotency-Key, in the scope of the API key that sent it (`<key id>/<key>`): another
+   * client of the stream cannot take a key first and have the real request refused (422) or answered with
+   * its own stored answer. Requests without an API key (auth: none, HMAC) share the stream's scope.
+   */
+  #idempotencyKey(headers: IncomingHttpHeaders, state: RequestState): string | undefined {
+    const scoped = this.#idempotencyHeader(headers);
+    if (scoped === undefined || state.key === undefined) return scoped;
+    return `${state.key.id}/${scoped}`;
+  }
+
+  #idempotencyHeader(headers: IncomingHttpHeaders): string | undefined {
     const header = headers['idempotency-key'];
     if (header === undefined) return undefined;
     const value = Array.isArray(header) ? header[0] : header;
@@ -919,7 +930,7 @@ export class IngestServer {
     const state = exchange.state;
     const stream = state.stream!;
     const body = await this.#decodedBody(exchange, raw);
-    const idempotencyKey = this.#idempotencyKey(exchange.headers);
+    const idempotencyKey = this.#idempotencyKey(exchange.headers, state);
     const format = state.format ?? 'json';
     // Events taken as they are need no values built (body.ts), unless a schema or a partition key reads them.
     const items =
@@ -942,7 +953,6 @@ export class IngestServer {
     const state = exchange.state;
     const stream = state.stream!;
     const body = await this.#decodedBody(exchange, request.body);
-    const idempotencyKey = this.#idempotencyKey(request.headers);
     const [item] = parseEvents(decodeUtf8(body), 'json', 1);
     const { items, writeKey } = segmentEvents(item?.value, endpoint, this.#settings.max_events);
     if (state.keyDeferred) {
@@ -953,6 +963,7 @@ export class IngestServer {
       }
       await this.#authorize(writeKey, stream, state);
     }
+    const idempotencyKey = this.#idempotencyKey(request.headers, state);
     const client = this.#client(exchange);
     const outcome = await this.#ingest({
       stream,

@@ -388,6 +388,17 @@ streams:
     const conflict = await post(events('orders'), JSON.stringify([{ user: 'other', amount: 1 }]), headers);
     assert.equal(conflict.status, 422);
     assert.equal(errorOf(conflict.body).code, 'IDEMPOTENCY_CONFLICT');
+    // Another client's key has a scope of its own: the same Idempotency-Key is a new request there, and
+    // taking a key first cannot refuse or answer another client's request.
+    const otherClient = await t.key(['orders']);
+    const theirs = await post(events('orders'), JSON.stringify([{ user: 'theirs', amount: 1 }]), {
+      ...json,
+      authorization: `Bearer ${otherClient}`,
+      'idempotency-key': 'batch-0001',
+    });
+    assert.equal(theirs.status, 202);
+    assert.equal(theirs.headers.get('idempotent-replayed'), null);
+    assert.equal(await t.count('events.orders'), before + 7);
     assert.equal(
       (await post(events('orders'), batch, { ...auth(), 'idempotency-key': 'bad key with spaces' })).status,
       400,
@@ -509,6 +520,20 @@ streams:
     });
     assert.equal(invalid.status, 400);
     assert.equal(errorOf(invalid.body).events?.[0]?.errors[0]?.path, '/userId');
+    // A timestamp and a sentAt so far apart that the corrected time is no date: the event keeps its own.
+    const extreme = await post(
+      `${t.url}/v1/track`,
+      JSON.stringify({
+        userId: 'u9',
+        event: 'e',
+        messageId: 'm-9',
+        timestamp: '+275760-09-13T00:00:00.000Z',
+        sentAt: '2020-01-01T00:00:00Z',
+      }),
+      { ...json, authorization: basic },
+    );
+    assert.equal(extreme.status, 200, JSON.stringify(extreme.body));
+    assert.equal((await t.values('events.web')).at(-1)?.timestamp, '+275760-09-13T00:00:00.000Z');
   });
 
   it('serves /healthz, /readyz, /metrics and /openapi.json', async () => {
