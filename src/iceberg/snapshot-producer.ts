@@ -134,7 +134,14 @@ export class SnapshotProducer {
           };
         }
         removedStats = { ...removedStats, bytes: removedStats.bytes + file.fileSizeInBytes };
-        return { ...entry, status: 'deleted', snapshotId: this.#snapshotId };
+        // Without its column bounds: nothing plans with a removed file's, and they would keep values of
+        // its rows (an erased person's, say) in the current snapshot's manifests.
+        return {
+          ...entry,
+          status: 'deleted',
+          snapshotId: this.#snapshotId,
+          dataFile: { ...file, lowerBounds: new Map(), upperBounds: new Map() },
+        };
       });
       const spec = specById(metadata, decoded.spec['spec-id']);
       carried.push(
@@ -201,7 +208,12 @@ export class SnapshotProducer {
     const byId = new Map(metadata.snapshots.map((s) => [s['snapshot-id'], s]));
     for (let id = current; id !== undefined && id !== readId; id = byId.get(id)?.['parent-snapshot-id']) {
       const snapshot = byId.get(id);
-      if (!snapshot) break;
+      // Expired: what it changed cannot be known, so it may have changed what this operation read.
+      if (!snapshot)
+        throw conflict(
+          this.#table.name,
+          `snapshot ${id}, committed after this operation read the table, was expired`,
+        );
       const summary = snapshot.summary;
       if (
         Number(summary['added-data-files'] ?? 0) > 0 ||

@@ -16,11 +16,17 @@ import { openEngine, type Engine } from './duckdb.ts';
 import { decodeManifestList } from './manifest.ts';
 import { parseTableMetadata } from './metadata.ts';
 import { replaceSortOrder, updatePartitionSpec, updateSchema } from './operations/evolve.ts';
-import { compact, expireSnapshots, removeOrphanFiles, rollbackTo } from './operations/maintenance.ts';
+import {
+  compact,
+  expireSnapshots,
+  removeOrphanFiles,
+  rewriteManifests,
+  rollbackTo,
+} from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
 import { planScan, scanSql, type Predicate, type ScanOptions } from './scan.ts';
 import type { Table } from './table.ts';
-import { createTestTable, type TestTable } from './test-support.ts';
+import { createTestTable, interceptedEngine, type TestTable } from './test-support.ts';
 
 const storage = new LocalStorage({ fsync: false });
 
@@ -172,6 +178,81 @@ describe('optimistic concurrency', () => {
       failsWith('ICEBERG_COMMIT_CONFLICT', (error) => assert.equal(error.retryable, false)),
     );
     assert.deepEqual(await rows(await load(), {}, 'id'), [{ id: '2' }]);
+  });
+
+  it('fails a commit whose read snapshot is separated from the head by an expired one', async () => {
+    // Maintenance runs while the upsert commits (its first attempt's metadata written, before the swap):
+    // compaction, a commit adding no files, and an expiry of all but the head. The retry then finds an
+    // expired snapshot between what it read and the head: what that one changed cannot be known.
+    const between = { run: undefined as (() => Promise<void>) | undefined };
+    const hooked = new Proxy(storage, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target) as unknown;
+        if (property !== 'writeExclusive')
+          return typeof value === 'function'
+            ? ((value as (...args: unknown[]) => unknown).bind(target) as unknown)
+            : value;
+        return async (location: string, bytes: Uint8Array) => {
+          await target.writeExclusive(location, bytes);
+          const run = between.run;
+          if (run && location.endsWith('.metadata.json')) {
+            between.run = undefined;
+            await run();
+          }
+        };
+      },
+    });
+    counter++;
+    const { table: first, load } = await createTestTable({
+      storage: hooked,
+      directory: path.join(root, `t${counter}`),
+      identifier: { namespace: ['test'], name: `t${counter}` },
+      fields: [
+        { name: 'id', type: 'long', required: true },
+        { name: 'v', type: 'string' },
+      ],
+    });
+    await append(first, engine, `(select 1::BIGINT as id, 'old' as v)`);
+    await append(first, engine, `(select 2::BIGINT as id, 'old' as v)`);
+    const other = await openEngine({ threads: 1 });
+    const arm = { armed: true };
+    const racing = interceptedEngine(engine, /as file_path, _pos::BIGINT as pos/, arm, () => {
+      between.run = async () => {
+        const second = await load();
+        await compact(second, other, { targetFileSizeBytes: 1 << 20 });
+        await rewriteManifests(second);
+        await expireSnapshots(second, { olderThanMs: Date.now() + 1, retainLast: 1 });
+      };
+    });
+    try {
+      await assert.rejects(
+        upsert(first, racing, `(select 1::BIGINT as id, 'new' as v)`, { keyColumns: ['id'] }),
+        failsWith('ICEBERG_COMMIT_CONFLICT', (error) => assert.match(error.message, /was expired/)),
+      );
+      assert.deepEqual(await rows(await load(), {}, 'id, v'), [
+        { id: '1', v: 'old' },
+        { id: '2', v: 'old' },
+      ]);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('keeps the new metadata file when the catalog may have taken it (a connection lost after the swap)', async () => {
+    const { table, load } = await createTable(people);
+    const swap = table.operations.swap.bind(table.operations);
+    let lost = true;
+    (table.operations as { swap: typeof swap }).swap = async (base, next) => {
+      await swap(base, next);
+      if (lost) {
+        lost = false;
+        throw new TributaryError('SERVICE_UNAVAILABLE', 'Connection terminated unexpectedly', {
+          retryable: true,
+        });
+      }
+    };
+    await assert.rejects(append(table, engine, `(select 1 as id, 'a' as name)`), /Connection terminated/);
+    assert.deepEqual(await rows(await load(), {}, 'id'), [{ id: '1' }], 'the table stays readable');
   });
 });
 

@@ -177,7 +177,11 @@ export class Table {
         this.#state = written;
         return written;
       } catch (error) {
-        await this.storage.delete(written.metadataLocation);
+        // Only a conflict says the catalog kept the old pointer. Any other failure (a connection lost
+        // after the update) may have moved it to this file: deleting it would leave the table unreadable,
+        // keeping it costs at most an orphan file.
+        if (isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT'))
+          await this.storage.delete(written.metadataLocation);
         if (!isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT') || !error.retryable || attempt >= retries)
           throw error;
         await sleep(waitMs * (0.5 + Math.random()));

@@ -350,6 +350,21 @@ export async function rollbackTo(table: Table, snapshotId: bigint): Promise<Tabl
   });
 }
 
+/** The statistics files (table and partition statistics) the metadata lists; kept as other engines wrote them. */
+function statisticsPaths(metadata: TableMetadata): string[] {
+  const listed = metadata as unknown as Record<string, unknown>;
+  const paths: string[] = [];
+  for (const field of ['statistics', 'partition-statistics']) {
+    const entries = listed[field];
+    if (!Array.isArray(entries)) continue;
+    for (const entry of entries as Array<Record<string, unknown>>) {
+      const path = entry['statistics-path'];
+      if (typeof path === 'string') paths.push(path);
+    }
+  }
+  return paths;
+}
+
 export interface OrphanOptions {
   /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
   readonly olderThanMs?: number;
@@ -363,6 +378,8 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
   const reachable = new Set<string>([
     table.metadataLocation,
     ...metadata['metadata-log'].map((e) => e['metadata-file']),
+    // Puffin statistics other engines (Spark, Trino) wrote and the metadata lists.
+    ...statisticsPaths(metadata),
   ]);
   const cache = new Map<string, ManifestEntry[]>();
   for (const snapshot of metadata.snapshots) {
