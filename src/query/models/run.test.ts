@@ -30,6 +30,11 @@ describe('SQL models', () => {
   let lake: TestLakehouse;
   let context: ModelContext;
   const root = () => path.join(lake.dir, 'project');
+  const rowCount = async (table: string) => {
+    const exposed = await context.views.current(parseTableIdentifier(table));
+    const reader = await lake.engine.connection.runAndReadAll(`select count(*)::int from ${exposed.view}`);
+    return Number(reader.getRows()[0]?.[0]);
+  };
 
   before(async () => {
     lake = await openTestLakehouse('tributary-models-');
@@ -201,6 +206,78 @@ from ref('customers') c left join ref('silver.orders') o using (customer_id) gro
       await rows('select * from gold.daily_revenue order by day'),
       await rows('select * from gold.revenue_full order by day'),
     );
+  });
+
+  it('leaves its table as it was when its SQL fails as it runs, and writes no table it did not make', async () => {
+    const dir = path.join(lake.dir, 'failing');
+    await lake.createFromSql(
+      'bronze.src',
+      `select i::bigint as id, 'v' || i as v, 'b' || i as b from range(2) r(i)`,
+    );
+    const run = async (sql: string, options = {}) => {
+      write(dir, 'models/gold/t.sql', sql);
+      const project = loadModels(dir);
+      const [outcome] = await runModels(context, project, selectModels(project, ['gold.t']), options);
+      return outcome!;
+    };
+    assert.equal((await run(`select id, v, b from ref('bronze.src')`)).status, 'ok');
+    const columns = async () =>
+      (await lake.catalog.loadTable(parseTableIdentifier('gold.t'))).schema.fields.map((f) => f.name);
+    // A dropped column, then a failure at run time (after the columns were described).
+    const failing = await run(`select id, v from ref('bronze.src') where error('boom') is null;`);
+    assert.equal(failing.status, 'failed');
+    assert.deepEqual(await columns(), ['id', 'v', 'b'], 'the schema is as it was');
+    const changedType = `select id::varchar as id, v from ref('bronze.src') where error('boom') is null`;
+    assert.equal((await run(changedType, { fullRefresh: true })).status, 'failed');
+    assert.equal(await rowCount('gold.t'), 2, 'a failed full refresh keeps the rows');
+    // A trailing semicolon and a closing comment are fine.
+    assert.equal((await run(`select id, v, b from ref('bronze.src'); -- done`)).status, 'ok');
+    assert.equal((await run(`select id, v, b from ref('bronze.src');\n`)).status, 'ok');
+    assert.equal((await run(`select id, v, b from ref('bronze.src') -- done`)).status, 'ok');
+    // A model named like a table it did not make (a pipeline's) refuses to write it.
+    write(dir, 'models/bronze/src.sql', 'select 1 as id');
+    const project = loadModels(dir);
+    const [taken] = await runModels(context, project, selectModels(project, ['bronze.src']));
+    assert.equal(taken!.status, 'failed');
+    assert.match(String((taken!.error as Error).message), /was not made by this model/);
+    assert.equal(await rowCount('bronze.src'), 2);
+  });
+
+  it('commits an incremental append only on the state it read: a concurrent run fails instead of doubling', async () => {
+    const dir = path.join(lake.dir, 'racing');
+    await lake.createFromSql('bronze.ev', `select i::bigint as id from range(5) r(i)`);
+    write(
+      dir,
+      'models/gold/ev.sql',
+      `/* ---\nmaterialized: incremental\n--- */\nselect id from ref('bronze.ev')`,
+    );
+    const project = loadModels(dir);
+    const runOnce = () => runModels(context, project, selectModels(project, ['gold.ev']));
+    await runOnce();
+    await lake.appendSql('bronze.ev', `select (5 + i)::bigint as id from range(5) r(i)`);
+    const outcomes = (await Promise.all([runOnce(), runOnce()])).flat();
+    for (const outcome of outcomes)
+      if (outcome.status !== 'ok')
+        assert.match(String((outcome.error as Error).message), /another run committed/);
+    assert.equal(await rowCount('gold.ev'), 10, 'the new rows once');
+  });
+
+  it('builds in full, every run, an incremental model that reads only views', async () => {
+    const dir = path.join(lake.dir, 'viewsonly');
+    await lake.createFromSql('bronze.e', `select i::bigint as id from range(5) r(i)`);
+    write(dir, 'models/silver/v.sql', `/* ---\nmaterialized: view\n--- */\nselect id from ref('bronze.e')`);
+    write(
+      dir,
+      'models/gold/inc.sql',
+      `/* ---\nmaterialized: incremental\n--- */\nselect id from ref('silver.v')`,
+    );
+    const project = loadModels(dir);
+    const runAll = () => runModels(context, project, selectModels(project, ['gold.inc+', '+gold.inc']));
+    await runAll();
+    await lake.appendSql('bronze.e', `select (5 + i)::bigint as id from range(5) r(i)`);
+    const outcome = (await runAll()).find((o) => o.model === 'gold.inc')!;
+    assert.equal(outcome.result?.action, 'full-refresh');
+    assert.equal(await rowCount('gold.inc'), 10);
   });
 
   it('names the cycle when models refer to each other', () => {

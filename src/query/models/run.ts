@@ -25,6 +25,7 @@ import { planScan, type ScanPlan } from '../../iceberg/scan.ts';
 import { assignFreshIds } from '../../iceberg/schema.ts';
 import type { SchemaChange } from '../../iceberg/schema-update.ts';
 import { SnapshotProducer } from '../../iceberg/snapshot-producer.ts';
+import type { TableMetadata } from '../../iceberg/metadata.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
 import { structOfColumns } from '../duckdb-types.ts';
@@ -98,11 +99,15 @@ function firstLine(error: unknown): string {
 
 /** The model's SQL with each ref replaced by the relation `bind` gives for its table. */
 export function compileSql(model: Model, project: ModelProject, bind: (table: string) => string): string {
-  return model.sql.replace(REF_PATTERN, (_m, _q, ref: string) => {
+  // The query is wrapped (`(…)`, `create view … as …`): without a closing semicolon, and ending with a line
+  // break so that a closing `-- comment` ends before what follows it.
+  const sql = model.sql.replace(/;(?:\s|--[^\n]*)*$/, '');
+  const compiled = sql.replace(REF_PATTERN, (_m, _q, ref: string) => {
     if (ref.includes('.')) return bind(tableIdentifierToString(parseTableIdentifier(ref)));
     const named = [...project.models.values()].find((m) => m.identifier.name === ref);
     return bind(named?.name ?? ref);
   });
+  return `${compiled}\n`;
 }
 
 function quotedName(name: string): string {
@@ -210,13 +215,16 @@ function schemaChanges(schema: Schema, result: StructType): SchemaChange[] | und
   return changes;
 }
 
-/** The model's table, created or evolved to hold `relation`'s columns. `recreated` when it was (re)made. */
-async function prepareTable(
+/**
+ * What the model's table needs to hold `relation`'s columns: nothing, a schema change, to be created, or
+ * (a full refresh only) to be dropped and created again. Changes nothing.
+ */
+async function planTable(
   context: ModelContext,
   model: Model,
   relation: string,
   fullRefresh: boolean,
-): Promise<{ table: Table; created: boolean }> {
+): Promise<TablePlan> {
   let columns: Map<string, string>;
   try {
     columns = await describeRelation(context.engine, relation);
@@ -225,24 +233,49 @@ async function prepareTable(
   }
   const struct = structOfColumns(columns);
   const { catalog } = context;
-  if (await catalog.tableExists(model.identifier)) {
-    const table = await catalog.loadTable(model.identifier);
-    const changes = schemaChanges(table.schema, struct);
-    if (changes && changes.length === 0) return { table, created: false };
-    if (changes) {
-      await updateSchema(table, changes);
-      return { table: await table.refresh(), created: false };
-    }
-    if (!fullRefresh) {
-      throw modelFailed(
-        model,
-        'its columns changed type in a way the table cannot evolve to',
-        undefined,
-        `run \`tributary models run --select ${model.name} --full-refresh\` to recreate the table`,
-      );
-    }
-    await catalog.dropTable(model.identifier, { purge: true });
+  if (!(await catalog.tableExists(model.identifier))) return { kind: 'create', struct };
+  const table = await catalog.loadTable(model.identifier);
+  if (table.property(MODEL_KEY, '') !== model.name) {
+    throw modelFailed(
+      model,
+      `table ${tableIdentifierToString(model.identifier)} exists and was not made by this model`,
+      undefined,
+      'give the model another table (`table:` or its file path), or drop that table first',
+    );
   }
+  const changes = schemaChanges(table.schema, struct);
+  if (changes && changes.length === 0) return { kind: 'keep', table };
+  if (changes) return { kind: 'evolve', table, changes };
+  if (!fullRefresh) {
+    throw modelFailed(
+      model,
+      'its columns changed type in a way the table cannot evolve to',
+      undefined,
+      `run \`tributary models run --select ${model.name} --full-refresh\` to recreate the table`,
+    );
+  }
+  return { kind: 'recreate', struct };
+}
+
+type TablePlan =
+  | { kind: 'keep'; table: Table }
+  | { kind: 'evolve'; table: Table; changes: SchemaChange[] }
+  | { kind: 'create' | 'recreate'; struct: StructType };
+
+/** Carries out `planTable`'s plan. `created` when the table was (re)made. */
+async function prepareTable(
+  context: ModelContext,
+  model: Model,
+  plan: TablePlan,
+): Promise<{ table: Table; created: boolean }> {
+  const { catalog } = context;
+  if (plan.kind === 'keep') return { table: plan.table, created: false };
+  if (plan.kind === 'evolve') {
+    await updateSchema(plan.table, plan.changes);
+    return { table: await plan.table.refresh(), created: false };
+  }
+  if (plan.kind === 'recreate') await catalog.dropTable(model.identifier, { purge: true });
+  const struct = plan.struct;
   await catalog.createNamespaceIfAbsent(model.identifier.namespace);
   const schema: Schema = { ...assignFreshIds(struct), 'schema-id': 0 };
   const spec = model.config.partition
@@ -334,17 +367,23 @@ export async function runModel(
   }
   const hash = modelHash(model);
   let state: ModelState | undefined;
+  let stateSnapshot: bigint | undefined;
   let reason: string | undefined;
   if (model.config.materialized === 'incremental') {
     if (options.fullRefresh) reason = 'full refresh asked for';
     else if (!(await context.catalog.tableExists(model.identifier))) reason = 'first run';
     else {
-      state = readModelState(await context.catalog.loadTable(model.identifier));
+      const table = await context.catalog.loadTable(model.identifier);
+      state = readModelState(table);
+      stateSnapshot = table.metadata['current-snapshot-id'];
       if (!state) reason = 'no record of what was consumed';
       else if (state.hash !== hash) reason = 'the model changed since the last run';
     }
+    // Views (of view models) have no snapshots to read from: such a model is built in full every run.
+    if (state && !reason && incrementalRefs(project, model).length === 0)
+      reason = 'it reads no table incrementally (only views)';
     if (state && !reason) {
-      const result = await runIncremental(context, project, model, state, hash);
+      const result = await runIncremental(context, project, model, state, stateSnapshot, hash);
       if (result.kind === 'done') return done(result.result);
       reason = result.reason;
     }
@@ -361,8 +400,39 @@ async function runFull(
   reason: string | undefined,
 ): Promise<Omit<ModelRunResult, 'model' | 'materialized' | 'durationMs'>> {
   const { bindings, snapshots } = await bindRefs(context, project, model);
-  const relation = `(${compileSql(model, project, (ref) => bindings.get(ref) ?? quotedName(ref))})`;
-  const { table, created } = await prepareTable(context, model, relation, options.fullRefresh ?? false);
+  let relation = `(${compileSql(model, project, (ref) => bindings.get(ref) ?? quotedName(ref))})`;
+  const plan = await planTable(context, model, relation, options.fullRefresh ?? false);
+  // Before the table changes (a new schema, dropped and made again), the result is computed in full: a
+  // model whose SQL fails as it runs, or that is stopped, leaves its table as it was.
+  const stage = plan.kind === 'keep' ? undefined : `__tributary_model_${randomUUID().replace(/-/g, '')}`;
+  if (stage) {
+    try {
+      await context.engine.connection.run(`create temp table ${stage} as select * from ${relation}`);
+    } catch (cause) {
+      throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+    }
+    relation = stage;
+  }
+  try {
+    return await writeFull(context, project, model, hash, plan, relation, bindings, snapshots, reason);
+  } finally {
+    if (stage) await context.engine.connection.run(`drop table if exists ${stage}`);
+  }
+}
+
+async function writeFull(
+  context: ModelContext,
+  project: ModelProject,
+  model: Model,
+  hash: string,
+  plan: TablePlan,
+  relation: string,
+  bindings: ReadonlyMap<string, string>,
+  snapshots: ReadonlyMap<string, bigint | undefined>,
+  reason: string | undefined,
+): Promise<Omit<ModelRunResult, 'model' | 'materialized' | 'durationMs'>> {
+  checkAborted(context, model);
+  const { table, created } = await prepareTable(context, model, plan);
   const summary: Record<string, string> = { [MODEL_KEY]: model.name, [HASH_KEY]: hash, [MODE_KEY]: 'full' };
   const consumed: Record<string, string> = {};
   if (model.config.materialized === 'incremental') {
@@ -421,9 +491,21 @@ async function runIncremental(
   project: ModelProject,
   model: Model,
   state: ModelState,
+  stateSnapshot: bigint | undefined,
   hash: string,
 ): Promise<IncrementalOutcome> {
   const connection = context.engine.connection;
+  // The commit applies only on the snapshot whose record of what was consumed this run read: a run that
+  // committed meanwhile (another process) consumed the same new data, which would be appended twice.
+  const precondition = (metadata: TableMetadata) => {
+    if (metadata['current-snapshot-id'] !== stateSnapshot) {
+      throw new TributaryError(
+        'ICEBERG_COMMIT_CONFLICT',
+        `model ${model.name}: another run committed ${model.identifier.name} while this one ran`,
+        { retryable: true, hint: 'run it again: it reads from where the other run stopped' },
+      );
+    }
+  };
   const strategy = model.config.incremental.strategy;
   const overrides = new Map<string, string>();
   const summary: Record<string, string> = {
@@ -511,7 +593,7 @@ async function runIncremental(
     checkAborted(context, model);
     let result;
     if (keys.length === 0) {
-      result = await append(table, context.engine, stage, { summary });
+      result = await append(table, context.engine, stage, { summary, precondition });
     } else {
       const merge = model.config.incremental.merge;
       const combining = Object.entries(merge).some(([, fn]) => fn !== 'replace');
@@ -543,7 +625,7 @@ async function runIncremental(
         relation = `(select ${select.join(', ')} from ${stage} n left join ${target.view} t on ${on})`;
       }
       checkAborted(context, model);
-      result = await upsert(table, context.engine, relation, { keyColumns: keys, summary });
+      result = await upsert(table, context.engine, relation, { keyColumns: keys, summary, precondition });
     }
     return {
       kind: 'done',

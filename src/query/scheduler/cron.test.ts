@@ -19,6 +19,8 @@ describe('cron', () => {
     assert.equal(next('5/20 * * * *', '2026-11-23T10:06:00Z'), '2026-11-23T10:25:00.000Z');
     // Day of month or day of week when both are restricted.
     assert.equal(next('0 0 13 * fri', '2026-11-23T10:00:00Z'), '2026-11-27T00:00:00.000Z');
+    // As Vixie cron, a field starting with * (a step over all days too) does not count as restricted: AND.
+    assert.equal(next('0 0 */2 * mon', '2026-11-23T10:00:00Z'), '2026-12-07T00:00:00.000Z');
     assert.equal(nextRun(parseCron('0 0 30 2 *'), at('2026-01-01T00:00:00Z')), undefined);
   });
 

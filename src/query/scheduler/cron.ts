@@ -96,8 +96,9 @@ export function parseCron(expression: string): CronSchedule {
     days: parseField(expression, day, 1, 31),
     months: parseField(expression, month, 1, 12, MONTHS, 1),
     weekdays,
-    dayRestricted: day !== '*',
-    weekdayRestricted: weekday !== '*',
+    // As Vixie cron: a field starting with `*` (`*/2` too) leaves the other to decide alone (AND, not OR).
+    dayRestricted: !day.startsWith('*'),
+    weekdayRestricted: !weekday.startsWith('*'),
   };
 }
 

@@ -371,6 +371,8 @@ export async function startScheduler(
   const active = new Set<Promise<void>>();
   let lastTriggerPoll = 0;
   let stopping = false;
+  /** After-triggered jobs an upstream committed for while they ran: they run again once done. */
+  const triggeredWhileRunning = new Set<string>();
 
   const now = Date.now();
   for (const job of jobs) {
@@ -407,6 +409,8 @@ export async function startScheduler(
         .finally(() => {
           states.set(item.job.name, 'idle');
           active.delete(work);
+          // What committed upstream after the run read its inputs is read by the next run.
+          if (triggeredWhileRunning.delete(item.job.name) && !stopping) enqueue(item.job, 'after');
           pump();
         });
       active.add(work);
@@ -449,6 +453,7 @@ export async function startScheduler(
       }
       if (enqueue(job, 'after'))
         logger?.info({ job: job.name }, `job ${job.name} triggered by a new upstream snapshot`);
+      else if (states.get(job.name) === 'running') triggeredWhileRunning.add(job.name);
     }
   };
 
