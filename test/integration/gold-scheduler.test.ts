@@ -11,8 +11,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
+import { parseTableIdentifier } from '../../src/catalog/identifier.ts';
 import { loadModels } from '../../src/query/models/project.ts';
 import { openRunHistory, runJobNow, startScheduler } from '../../src/query/scheduler/scheduler.ts';
+import { TableViews } from '../../src/query/table-views.ts';
 import { openTestLakehouse, type TestLakehouse } from '../../src/query/testing.ts';
 
 function write(root: string, file: string, text: string): void {
@@ -161,5 +163,77 @@ jobs:
     assert.deepEqual(expire.detail, {
       tables: [{ table: 'bronze.events', expiredSnapshots: 1, deletedFiles: 1 }],
     });
+  });
+});
+
+describe('scheduler, an upstream commit during a run', () => {
+  let lake: TestLakehouse;
+  before(async () => {
+    lake = await openTestLakehouse('tributary-scheduler-during-');
+    await lake.createFromSql('bronze.events', `select i::bigint as id from range(10) r(i)`);
+  });
+  after(() => lake.close());
+
+  it('runs the job once more after, for what committed while it ran', async () => {
+    const root = path.join(lake.dir, 'project');
+    write(root, 'models/schedule.yaml', `trigger_poll: 50ms\ndefaults: { retries: 0 }\n`);
+    write(
+      root,
+      'models/gold/n.sql',
+      `/* ---\nafter: [bronze.events]\ntests:\n  - freshness: { max_age: 1h }\n--- */\nselect count(*) as n from ref('bronze.events')\n`,
+    );
+    const project = {
+      root,
+      platform: {
+        warehouse: path.join(lake.dir, 'warehouse'),
+        catalog: { name: 'tributary', uri: `sqlite:${path.join(lake.dir, 'catalog.db')}` },
+      },
+    };
+    // The job is held once its model committed (its freshness test loads gold.n) until released: a commit
+    // upstream lands meanwhile, after the model read its input.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let holding!: () => void;
+    const held = new Promise<void>((resolve) => (holding = resolve));
+    let once = false;
+    const real = lake.catalog;
+    const catalog = new Proxy(real, {
+      get(target, property) {
+        if (property === 'loadTable')
+          return async (identifier: Parameters<typeof real.loadTable>[0]) => {
+            const table = await real.loadTable(identifier);
+            if (!once && identifier.name === 'n' && table.currentSnapshot) {
+              once = true;
+              holding();
+              await released;
+            }
+            return table;
+          };
+        const value = Reflect.get(target, property, target) as unknown;
+        return typeof value === 'function'
+          ? ((value as (...args: unknown[]) => unknown).bind(target) as unknown)
+          : value;
+      },
+    });
+    const scheduler = await startScheduler(project, { catalog, models: loadModels(root), tickMs: 20 });
+    const count = async () => {
+      const exposed = await new TableViews(real, lake.engine.connection).current(
+        parseTableIdentifier('gold.n'),
+      );
+      return Number(
+        (await lake.engine.connection.runAndReadAll(`select n from ${exposed.view}`)).getRows()[0]?.[0],
+      );
+    };
+    try {
+      await held;
+      await lake.appendSql('bronze.events', `select (10 + i)::bigint as id from range(5) r(i)`);
+      await sleep(300); // trigger polls see the commit while the job runs
+      release();
+      await until('gold.n to count the rows committed during the run', async () =>
+        (await count()) === 15 ? true : undefined,
+      );
+    } finally {
+      await scheduler.stop();
+    }
   });
 });
