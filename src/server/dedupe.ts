@@ -31,6 +31,13 @@ export const HEADER_EVENT_ID = 'tributary-event-id';
 /** Present when the id came from the client (only those are deduplicated). */
 export const HEADER_DEDUPE = 'tributary-dedupe';
 export const HEADER_IDEMPOTENCY_KEY = 'tributary-idempotency-key';
+/** The id of the API key that sent the request, when one did: Idempotency-Keys are that key's own. */
+export const HEADER_IDEMPOTENCY_SCOPE = 'tributary-idempotency-scope';
+
+/** An Idempotency-Key as the store keeps it: `<API key id>/<key>` for a request an API key sent. */
+export function scopedIdempotencyKey(key: string, scope: string | undefined): string {
+  return scope === undefined ? key : `${scope}/${key}`;
+}
 export const HEADER_STREAM = 'tributary-stream';
 
 export interface RecordedEvent {
@@ -528,8 +535,11 @@ export class DedupeStore {
                 this.#remember(stream, id, record.timestamp);
                 recovered++;
               }
-              const key = record.headers[HEADER_IDEMPOTENCY_KEY];
-              if (key !== undefined) batches.set(key, [...(batches.get(key) ?? []), id]);
+              const raw = record.headers[HEADER_IDEMPOTENCY_KEY];
+              if (raw !== undefined) {
+                const key = scopedIdempotencyKey(raw, record.headers[HEADER_IDEMPOTENCY_SCOPE]);
+                batches.set(key, [...(batches.get(key) ?? []), id]);
+              }
             }
           }
           for (const [key, ids] of batches) {

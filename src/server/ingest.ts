@@ -18,6 +18,8 @@ import {
   HEADER_DEDUPE,
   HEADER_EVENT_ID,
   HEADER_IDEMPOTENCY_KEY,
+  HEADER_IDEMPOTENCY_SCOPE,
+  scopedIdempotencyKey,
   type Acknowledged,
   type DedupeStore,
   type RecordedEvent,
@@ -47,6 +49,8 @@ export interface IngestInput {
   /** The field holding a client's event id (the stream's id_field; messageId for Segment). */
   readonly idField: string;
   readonly idempotencyKey?: string;
+  /** Whose Idempotency-Keys these are (the API key's id); without, the stream's. See `scopedKey`. */
+  readonly idempotencyScope?: string;
   /** SHA-256 of the decoded body, to refuse an Idempotency-Key reused for another body. */
   readonly bodyHash?: string;
   readonly client: ClientInfo;
@@ -94,11 +98,17 @@ const randomIds: NewId = { id: () => randomUUID(), stable: false };
  * Only on a stream that deduplicates (where the key means something); the same request sent again after
  * the window is stored again, with the same ids (it is the same request).
  */
+/** The request's Idempotency-Key in its scope, as the dedupe store keeps it. */
+function scopedKey(input: IngestInput): string | undefined {
+  return input.idempotencyKey === undefined
+    ? undefined
+    : scopedIdempotencyKey(input.idempotencyKey, input.idempotencyScope);
+}
+
 function eventIds(input: IngestInput): NewId {
-  if (input.idempotencyKey === undefined || input.bodyHash === undefined) return randomIds;
-  const hash = createHash('sha256')
-    .update(`${input.stream.name}\0${input.idempotencyKey}\0${input.bodyHash}`)
-    .digest('hex');
+  const key = scopedKey(input);
+  if (key === undefined || input.bodyHash === undefined) return randomIds;
+  const hash = createHash('sha256').update(`${input.stream.name}\0${key}\0${input.bodyHash}`).digest('hex');
   const variant = (8 | (parseInt(hash[16]!, 16) & 3)).toString(16);
   const prefix = `${hash.slice(0, 8)}-${hash.slice(8, 12)}-8${hash.slice(13, 16)}-${variant}${hash.slice(17, 20)}-`;
   return { id: (index) => prefix + index.toString(16).padStart(12, '0'), stable: true };
@@ -287,7 +297,7 @@ export class Ingestor {
       );
     }
 
-    const idempotencyKey = dedupeOn ? input.idempotencyKey : undefined;
+    const idempotencyKey = dedupeOn ? scopedKey(input) : undefined;
     // A log that deduplicates (the embedded one, on its worker thread) decides which events are
     // duplicates as it appends them, in its order: this thread neither looks the ids up nor holds them.
     const byLog = dedupeOn && isDeduplicatingLog(this.#log);
@@ -610,7 +620,11 @@ export class Ingestor {
         event.stableId && dedupeOn
           ? { [HEADER_EVENT_ID]: event.id, [HEADER_DEDUPE]: '1' }
           : { [HEADER_EVENT_ID]: event.id };
-      if (idempotencyKey !== undefined) headers[HEADER_IDEMPOTENCY_KEY] = idempotencyKey;
+      if (idempotencyKey !== undefined) {
+        // As the client sent it, and whose it is: recovery rebuilds the scoped key from both.
+        headers[HEADER_IDEMPOTENCY_KEY] = input.idempotencyKey!;
+        if (input.idempotencyScope !== undefined) headers[HEADER_IDEMPOTENCY_SCOPE] = input.idempotencyScope;
+      }
       records[i] = {
         key: partitionKey ? keyOf(valueAt(value, partitionKey)) : null,
         value: bytes,

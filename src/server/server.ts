@@ -899,17 +899,25 @@ export class IngestServer {
   }
 
   /**
-   * The request's Idempotency-Key, in the scope of the API key that sent it (`<key id>/<key>`): another
-   * client of the stream cannot take a key first and have the real request refused (422) or answered with
-   * its own stored answer. Requests without an API key (auth: none, HMAC) share the stream's scope.
+   * The request's Idempotency-Key, with its scope: the API key that sent it (another client of the stream
+   * cannot take a key first and have the real request refused with 422, or answered with its own stored
+   * answer). Requests without an API key (auth: none, HMAC) share the stream's scope.
    */
-  #idempotencyKey(headers: IncomingHttpHeaders, state: RequestState): string | undefined {
-    const scoped = this.#idempotencyHeader(headers);
-    if (scoped === undefined || state.key === undefined) return scoped;
-    return `${state.key.id}/${scoped}`;
+  #idempotency(
+    headers: IncomingHttpHeaders,
+    state: RequestState,
+    body: Buffer,
+  ): { idempotencyKey: string; idempotencyScope?: string; bodyHash: string } | undefined {
+    const key = this.#idempotencyKey(headers);
+    if (key === undefined) return undefined;
+    return {
+      idempotencyKey: key,
+      ...(state.key ? { idempotencyScope: state.key.id } : {}),
+      bodyHash: createHash('sha256').update(body).digest('hex'),
+    };
   }
 
-  #idempotencyHeader(headers: IncomingHttpHeaders): string | undefined {
+  #idempotencyKey(headers: IncomingHttpHeaders): string | undefined {
     const header = headers['idempotency-key'];
     if (header === undefined) return undefined;
     const value = Array.isArray(header) ? header[0] : header;
@@ -930,7 +938,7 @@ export class IngestServer {
     const state = exchange.state;
     const stream = state.stream!;
     const body = await this.#decodedBody(exchange, raw);
-    const idempotencyKey = this.#idempotencyKey(exchange.headers, state);
+    const idempotency = this.#idempotency(exchange.headers, state, body);
     const format = state.format ?? 'json';
     // Events taken as they are need no values built (body.ts), unless a schema or a partition key reads them.
     const items =
@@ -942,9 +950,7 @@ export class IngestServer {
       items,
       idField: stream.config.id_field,
       client: this.#client(exchange),
-      ...(idempotencyKey === undefined
-        ? {}
-        : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),
+      ...idempotency,
     });
   }
 
@@ -963,7 +969,7 @@ export class IngestServer {
       }
       await this.#authorize(writeKey, stream, state);
     }
-    const idempotencyKey = this.#idempotencyKey(request.headers, state);
+    const idempotency = this.#idempotency(request.headers, state, body);
     const client = this.#client(exchange);
     const outcome = await this.#ingest({
       stream,
@@ -971,9 +977,7 @@ export class IngestServer {
       idField: 'messageId',
       client,
       prepare: (event, newId) => prepareSegmentEvent(event, client.receivedAt, newId),
-      ...(idempotencyKey === undefined
-        ? {}
-        : { idempotencyKey, bodyHash: createHash('sha256').update(body).digest('hex') }),
+      ...idempotency,
     });
     if (outcome.replayed) reply.header('idempotent-replayed', 'true');
     const result: IngestResult = outcome.result;
