@@ -123,31 +123,6 @@ async function filesWithMatches(
   return new Set(reader.getRows().map((r) => byLocal.get(String(r[0])) ?? String(r[0])));
 }
 
-/** How old a file no snapshot reaches must be before erase deletes it (a younger one may be in flight). */
-const ORPHAN_MIN_AGE_MS = 86_400_000;
-
-/**
- * A write that never committed (a crash after its files were written, a lost race) leaves files no snapshot
- * reaches. Of `files`, those no snapshot reaches and written over a day ago are deleted (a younger one may
- * belong to a commit still in flight, as for removeOrphanFiles); returns the deleted ones.
- */
-async function removeMatchingOrphans(table: Table, files: readonly string[]): Promise<Set<string>> {
-  const removed = new Set<string>();
-  if (files.length === 0) return removed;
-  const reachable = new Set(
-    [...(await allDataFiles(table)).keys()].map((location) => table.storage.localPath(location) ?? location),
-  );
-  const wanted = new Set(files);
-  for await (const entry of table.storage.list(table.location)) {
-    if (!wanted.has(entry.location)) continue;
-    if (reachable.has(table.storage.localPath(entry.location) ?? entry.location)) continue;
-    if (entry.modifiedMs > Date.now() - ORPHAN_MIN_AGE_MS) continue;
-    await table.storage.delete(entry.location);
-    removed.add(entry.location);
-  }
-  return removed;
-}
-
 /** Every Parquet file under the table's location that holds a matching row (by column name). */
 async function parquetFilesWithMatches(table: Table, engine: Engine, where: string): Promise<string[]> {
   const found: string[] = [];
@@ -261,16 +236,14 @@ async function eraseFromTable(
     .filter(([name]) => name !== 'main')
     .map(([name]) => name);
   if (options.dryRun || holding.size === 0) {
-    const remaining = options.dryRun ? [] : await parquetFilesWithMatches(table, engine, where);
-    const orphans = await removeMatchingOrphans(table, remaining);
     return {
       table: table.name,
       rows,
       rewrittenFiles: options.dryRun ? live.length : 0,
       inHistory,
       expiredSnapshots: 0,
-      deletedFiles: orphans.size,
-      remainingFiles: remaining.filter((f) => !orphans.has(f)),
+      deletedFiles: 0,
+      remainingFiles: options.dryRun ? [] : await parquetFilesWithMatches(table, engine, where),
       protectedRefs: [],
     };
   }
@@ -301,9 +274,7 @@ async function eraseFromTable(
   // expireSnapshots, and reported).
   const expired = await expireSnapshots(table, { olderThanMs: Date.now() + 1, retainLast: 1 });
   await table.refresh();
-  let remainingFiles = await parquetFilesWithMatches(table, engine, where);
-  const orphans = await removeMatchingOrphans(table, remainingFiles);
-  remainingFiles = remainingFiles.filter((f) => !orphans.has(f));
+  const remainingFiles = await parquetFilesWithMatches(table, engine, where);
   return {
     table: table.name,
     rows,
@@ -311,7 +282,7 @@ async function eraseFromTable(
     inHistory,
     ...(snapshotId !== undefined ? { snapshotId: snapshotId.toString() } : {}),
     expiredSnapshots: expired.expiredSnapshots,
-    deletedFiles: expired.deletedFiles + orphans.size,
+    deletedFiles: expired.deletedFiles,
     remainingFiles,
     protectedRefs: remainingFiles.length ? otherRefs : [],
   };

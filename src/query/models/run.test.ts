@@ -231,7 +231,10 @@ from ref('customers') c left join ref('silver.orders') o using (customer_id) gro
     assert.equal((await run(changedType, { fullRefresh: true })).status, 'failed');
     assert.equal(await rowCount('gold.t'), 2, 'a failed full refresh keeps the rows');
     // A trailing semicolon and a closing comment are fine.
-    assert.equal((await run(`select id, v, b from ref('bronze.src'); -- done`)).status, 'ok');
+    assert.equal((await run(`select id, v, b from ref('bronze.src');\n-- done`)).status, 'ok');
+    // A ; then a banner of dashes before more SQL: no backtracking blow-up (a regex took seconds here).
+    const banner = `-- owned by the data team;\n${'-'.repeat(200)}\nselect id, v, b from ref('bronze.src')`;
+    assert.equal((await run(banner)).status, 'ok');
     assert.equal((await run(`select id, v, b from ref('bronze.src');\n`)).status, 'ok');
     assert.equal((await run(`select id, v, b from ref('bronze.src') -- done`)).status, 'ok');
     // A model named like a table it did not make (a pipeline's) refuses to write it.
@@ -260,6 +263,11 @@ from ref('customers') c left join ref('silver.orders') o using (customer_id) gro
       if (outcome.status !== 'ok')
         assert.match(String((outcome.error as Error).message), /another run committed/);
     assert.equal(await rowCount('gold.ev'), 10, 'the new rows once');
+    // A compaction of the model's table between runs changes no record of what was consumed.
+    await compact(await lake.catalog.loadTable(parseTableIdentifier('gold.ev')), lake.engine);
+    await lake.appendSql('bronze.ev', `select (10 + i)::bigint as id from range(5) r(i)`);
+    assert.equal((await runOnce())[0]!.result?.action, 'incremental');
+    assert.equal(await rowCount('gold.ev'), 15);
   });
 
   it('builds in full, every run, an incremental model that reads only views', async () => {

@@ -40,6 +40,7 @@ import {
   MODEL_KEY,
   modelHash,
   newDataSince,
+  modelStateOf,
   readModelState,
   SNAPSHOT_PREFIX,
   WATERMARK_PREFIX,
@@ -101,7 +102,10 @@ function firstLine(error: unknown): string {
 export function compileSql(model: Model, project: ModelProject, bind: (table: string) => string): string {
   // The query is wrapped (`(…)`, `create view … as …`): without a closing semicolon, and ending with a line
   // break so that a closing `-- comment` ends before what follows it.
-  const sql = model.sql.replace(/;(?:\s|--[^\n]*)*$/, '');
+  // Closing lines that are blank or a `--` comment go, then one closing `;` (line by line: linear time).
+  const lines = model.sql.split('\n');
+  while (lines.length && (lines.at(-1)!.trim() === '' || lines.at(-1)!.trim().startsWith('--'))) lines.pop();
+  const sql = lines.join('\n').trimEnd().replace(/;$/, '');
   const compiled = sql.replace(REF_PATTERN, (_m, _q, ref: string) => {
     if (ref.includes('.')) return bind(tableIdentifierToString(parseTableIdentifier(ref)));
     const named = [...project.models.values()].find((m) => m.identifier.name === ref);
@@ -367,15 +371,12 @@ export async function runModel(
   }
   const hash = modelHash(model);
   let state: ModelState | undefined;
-  let stateSnapshot: bigint | undefined;
   let reason: string | undefined;
   if (model.config.materialized === 'incremental') {
     if (options.fullRefresh) reason = 'full refresh asked for';
     else if (!(await context.catalog.tableExists(model.identifier))) reason = 'first run';
     else {
-      const table = await context.catalog.loadTable(model.identifier);
-      state = readModelState(table);
-      stateSnapshot = table.metadata['current-snapshot-id'];
+      state = readModelState(await context.catalog.loadTable(model.identifier));
       if (!state) reason = 'no record of what was consumed';
       else if (state.hash !== hash) reason = 'the model changed since the last run';
     }
@@ -383,7 +384,7 @@ export async function runModel(
     if (state && !reason && incrementalRefs(project, model).length === 0)
       reason = 'it reads no table incrementally (only views)';
     if (state && !reason) {
-      const result = await runIncremental(context, project, model, state, stateSnapshot, hash);
+      const result = await runIncremental(context, project, model, state, hash);
       if (result.kind === 'done') return done(result.result);
       reason = result.reason;
     }
@@ -491,18 +492,18 @@ async function runIncremental(
   project: ModelProject,
   model: Model,
   state: ModelState,
-  stateSnapshot: bigint | undefined,
   hash: string,
 ): Promise<IncrementalOutcome> {
   const connection = context.engine.connection;
-  // The commit applies only on the snapshot whose record of what was consumed this run read: a run that
-  // committed meanwhile (another process) consumed the same new data, which would be appended twice.
+  // The commit applies only while the table's record of what was consumed is the one this run read (a
+  // compaction between does not change it): a run that committed meanwhile (another process) consumed the
+  // same new data, which would be appended twice.
   const precondition = (metadata: TableMetadata) => {
-    if (metadata['current-snapshot-id'] !== stateSnapshot) {
+    if (modelStateOf(metadata)?.recordedIn !== state.recordedIn) {
       throw new TributaryError(
         'ICEBERG_COMMIT_CONFLICT',
         `model ${model.name}: another run committed ${model.identifier.name} while this one ran`,
-        { retryable: true, hint: 'run it again: it reads from where the other run stopped' },
+        { hint: 'run it again: it reads from where the other run stopped' },
       );
     }
   };

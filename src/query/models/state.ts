@@ -50,7 +50,12 @@ export function modelHash(model: Model): string {
  * rows is the model's table's owner's problem (models own their tables).
  */
 export function readModelState(table: Table): ModelState | undefined {
-  for (const snapshot of ancestorsOf(table.metadata, table.metadata['current-snapshot-id'])) {
+  return modelStateOf(table.metadata);
+}
+
+/** `readModelState` of a table's metadata. */
+export function modelStateOf(metadata: TableMetadata): ModelState | undefined {
+  for (const snapshot of ancestorsOf(metadata, metadata['current-snapshot-id'])) {
     const summary = snapshot.summary;
     const hash = summary[HASH_KEY];
     if (hash === undefined) {
