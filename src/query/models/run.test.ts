@@ -232,6 +232,8 @@ from ref('customers') c left join ref('silver.orders') o using (customer_id) gro
     assert.equal(await rowCount('gold.t'), 2, 'a failed full refresh keeps the rows');
     // A trailing semicolon and a closing comment are fine.
     assert.equal((await run(`select id, v, b from ref('bronze.src');\n-- done`)).status, 'ok');
+    assert.equal((await run(`select id, v, b from ref('bronze.src'); -- done\r\n`)).status, 'ok');
+    assert.equal((await run(`select id, v, b || '; -- x' as b from ref('bronze.src')`)).status, 'ok');
     // A ; then a banner of dashes before more SQL: no backtracking blow-up (a regex took seconds here).
     const banner = `-- owned by the data team;\n${'-'.repeat(200)}\nselect id, v, b from ref('bronze.src')`;
     assert.equal((await run(banner)).status, 'ok');

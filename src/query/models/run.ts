@@ -102,10 +102,14 @@ function firstLine(error: unknown): string {
 export function compileSql(model: Model, project: ModelProject, bind: (table: string) => string): string {
   // The query is wrapped (`(…)`, `create view … as …`): without a closing semicolon, and ending with a line
   // break so that a closing `-- comment` ends before what follows it.
-  // Closing lines that are blank or a `--` comment go, then one closing `;` (line by line: linear time).
+  // Closing lines that are blank or a `--` comment go, then a closing `;` with any comment after it on its
+  // line, when it is outside a string (an even number of quotes before it). Line by line: linear time.
   const lines = model.sql.split('\n');
   while (lines.length && (lines.at(-1)!.trim() === '' || lines.at(-1)!.trim().startsWith('--'))) lines.pop();
-  const sql = lines.join('\n').trimEnd().replace(/;$/, '');
+  let sql = lines.join('\n');
+  const closing = /;[ \t]*(?:--[^\n]*)?\s*$/.exec(sql);
+  if (closing && (sql.slice(0, closing.index).split("'").length - 1) % 2 === 0)
+    sql = sql.slice(0, closing.index);
   const compiled = sql.replace(REF_PATTERN, (_m, _q, ref: string) => {
     if (ref.includes('.')) return bind(tableIdentifierToString(parseTableIdentifier(ref)));
     const named = [...project.models.values()].find((m) => m.identifier.name === ref);

@@ -9,7 +9,8 @@
  * offsets it holds, so the repeat has the same key and the receiver can drop it. For the repeat to be
  * cut into the same requests, where each write's records end is recorded before its first request, as a
  * mark (groups `<pipeline>/<sink>/pending/<n>`, n counting the marks since the last commit): records are
- * sent by partition, then offset, in parts cut at the marks, each part chunked from its start — so after
+ * sent by partition, then offset, in parts cut at the marks, each partition's records of a part chunked
+ * from their start (a request holds one partition's records) — so after
  * a crash, or a failure and a retry, the records sent before go out in the same requests whatever the
  * batch read again holds beyond them. Within one process, a batch retried after a failure skips the
  * requests that already succeeded.
@@ -136,10 +137,16 @@ export class WebhookSink implements Sink {
       await this.#log.commitOffsets(this.#markGroup(marks.length), this.#topic, end);
       marks.push(end);
     }
+    // Requests never span partitions: a batch read again may hold another set of partitions (a backlog
+    // fills it from the first), and a partition's records of a part are then still cut the same way.
     const size = this.#config.batch_size;
     for (const part of parts) {
-      for (let start = 0; start < part.length; start += size) {
-        const chunk = part.slice(start, start + size);
+      for (let from = 0; from < part.length;) {
+        const partition = part[from]!.partition;
+        let to = from;
+        while (to < part.length && part[to]!.partition === partition && to - from < size) to++;
+        const chunk = part.slice(from, to);
+        from = to;
         const key = idempotencyKey(this.#pipeline, this.name, chunk);
         if (this.#delivered.has(key)) continue;
         await this.#send(chunk, key);
