@@ -103,6 +103,33 @@ describe('webhook sink', () => {
     script = [];
   });
 
+  /**
+   * The log as a process that dies right after its requests: committing the sink's positions fails
+   * ("killed") while `crashing`; the marks (groups …/pending/<n>) written before the requests are kept.
+   */
+  function crashingLog(): Pick<Log, 'committedOffsets' | 'commitOffsets'> & { crashing: boolean } {
+    const wrapped = {
+      crashing: true,
+      committedOffsets: (group: string, topic: string) => log.committedOffsets(group, topic),
+      commitOffsets: async (group: string, topic: string, offsets: ReadonlyMap<number, number>) => {
+        if (wrapped.crashing && !group.includes('/pending/')) throw new Error('killed');
+        await log.commitOffsets(group, topic, offsets);
+      },
+    };
+    return wrapped;
+  }
+
+  /** Per record id received, the Idempotency-Keys it came under. */
+  function idempotencyKeysByRecord(): Map<string, Set<string>> {
+    const keysOf = new Map<string, Set<string>>();
+    for (const request of received)
+      for (const value of request.records as Array<{ id: string }>)
+        (keysOf.get(value.id) ?? keysOf.set(value.id, new Set()).get(value.id)!).add(
+          String(request.headers['idempotency-key']),
+        );
+    return keysOf;
+  }
+
   /** A sink with its own name (so its own consumer group); waits are recorded, not slept. */
   function sink(
     config: Record<string, unknown> = {},
@@ -355,14 +382,7 @@ describe('webhook sink', () => {
   });
 
   it('sends every record under one idempotency key through crashes and retries of a growing batch', async () => {
-    let crashing = true;
-    const wrapped: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
-      committedOffsets: (group, topic) => log.committedOffsets(group, topic),
-      commitOffsets: async (group, topic, offsets) => {
-        if (crashing && !group.includes('/pending/')) throw new Error('killed');
-        await log.commitOffsets(group, topic, offsets);
-      },
-    };
+    const wrapped = crashingLog();
     const name = `hook-${++sinks}`;
     const make = () => sink({ name, batch_size: 3, retry: { max_attempts: 1 } }, { log: wrapped }).sink;
     const batch = (n: number) =>
@@ -379,16 +399,11 @@ describe('webhook sink', () => {
     script = [ok, ok, ok, status(500)];
     await assert.rejects(second.write(batch(8)), /500/);
     await assert.rejects(second.write(batch(8)), /killed/); // the retry delivers it, then the process dies
-    crashing = false;
+    wrapped.crashing = false;
     const third = make();
     await third.open();
     await third.write(batch(9));
-    const keysOf = new Map<string, Set<string>>();
-    for (const request of received)
-      for (const value of request.records as Array<{ id: string }>)
-        (keysOf.get(value.id) ?? keysOf.set(value.id, new Set()).get(value.id)!).add(
-          String(request.headers['idempotency-key']),
-        );
+    const keysOf = idempotencyKeysByRecord();
     assert.deepEqual([...keysOf.keys()].sort(), Array.from({ length: 9 }, (_, i) => `0-${i}`).sort());
     assert.deepEqual(
       [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
@@ -397,14 +412,7 @@ describe('webhook sink', () => {
   });
 
   it('cuts a batch read again from fewer partitions (a backlog) into the same requests', async () => {
-    let crashing = true;
-    const wrapped: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
-      committedOffsets: (group, topic) => log.committedOffsets(group, topic),
-      commitOffsets: async (group, topic, offsets) => {
-        if (crashing && !group.includes('/pending/')) throw new Error('killed');
-        await log.commitOffsets(group, topic, offsets);
-      },
-    };
+    const wrapped = crashingLog();
     const name = `hook-${++sinks}`;
     const make = () => sink({ name, batch_size: 25 }, { log: wrapped }).sink;
     const span = (partition: number, from: number, to: number) =>
@@ -415,18 +423,13 @@ describe('webhook sink', () => {
       first.write(batchOf([...span(0, 0, 30), ...span(1, 0, 30)], { 0: 30, 1: 30 })),
       /killed/,
     );
-    crashing = false;
+    wrapped.crashing = false;
     // Read again with a backlog: the first partition fills the batch, the second comes next.
     const second = make();
     await second.open();
     await second.write(batchOf(span(0, 0, 50), { 0: 50 }));
     await second.write(batchOf(span(1, 0, 30), { 1: 30 }));
-    const keysOf = new Map<string, Set<string>>();
-    for (const request of received)
-      for (const value of request.records as Array<{ id: string }>)
-        (keysOf.get(value.id) ?? keysOf.set(value.id, new Set()).get(value.id)!).add(
-          String(request.headers['idempotency-key']),
-        );
+    const keysOf = idempotencyKeysByRecord();
     assert.equal(keysOf.size, 80);
     assert.deepEqual(
       [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
@@ -437,13 +440,7 @@ describe('webhook sink', () => {
   it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
     // The crash: the process dies after the requests, before the consumer-group offsets are committed
     // (where the batch ends was recorded before the requests, in a group of its own).
-    const crashing: Pick<Log, 'committedOffsets' | 'commitOffsets'> = {
-      committedOffsets: (group, topic) => log.committedOffsets(group, topic),
-      commitOffsets: async (group, topic, offsets) => {
-        if (!group.includes('/pending/')) throw new Error('killed');
-        await log.commitOffsets(group, topic, offsets);
-      },
-    };
+    const crashing = crashingLog();
     const { sink: first } = sink({ batch_size: 3 }, { log: crashing });
     await first.open();
     const records = [...[0, 1, 2, 3, 4].map((o) => record(0, o)), ...[0, 1].map((o) => record(1, o))];
