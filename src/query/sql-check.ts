@@ -223,8 +223,7 @@ export async function rewriteTableReferences(
   }
   let again: Json;
   try {
-    if ((await connection.extractStatements(text)).count !== 1) throw new Error('not one statement');
-    again = (await serialize(connection, text)).statement;
+    again = (await serialize(connection, text)).statement; // one SELECT, or it throws
   } catch (cause) {
     throw cannot('DuckDB cannot print it back as SQL', cause);
   }
