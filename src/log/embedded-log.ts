@@ -17,10 +17,17 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { crc32 } from 'node:zlib';
 import { TributaryError } from '../errors.ts';
-import { decodeBatch, encodeBatch } from './record-batch.ts';
+import {
+  batchOf,
+  decodeBatch,
+  encodeRecords,
+  readRecord,
+  recordRead,
+  type EncodedRecords,
+} from './record-batch.ts';
 import { SegmentFiles } from './segment-files.ts';
 import {
-  partitionForKey,
+  partitionForKeyBytes,
   type Log,
   type LogRecord,
   type PartitionOffsets,
@@ -43,19 +50,29 @@ export interface EmbeddedLogOptions {
 
 interface PendingAppend {
   readonly topic: TopicState;
-  readonly records: readonly LogRecord[];
+  readonly records: EncodedRecords;
   /** Goes into the transaction of the append before it, whatever the size (`appendTogether`). */
   readonly withPrevious?: boolean;
-  readonly resolve: (positions: RecordPosition[]) => void;
+  readonly resolve: (positions: Float64Array) => void;
   readonly reject: (error: unknown) => void;
 }
 
-/** The records one flush appends to one partition: one record batch. */
+/** The records one flush appends to one partition: one record batch, of the encoded records in `parts`. */
 interface PartitionGroup {
-  readonly topic: TopicState;
   readonly partition: number;
   readonly base: number;
-  readonly records: LogRecord[];
+  count: number;
+  readonly parts: Uint8Array[];
+  maxTimestamp: number;
+  valueBytes: number;
+}
+
+/** Positions as [partition, offset, …] (what a flush resolves an append with) as objects. */
+export function positionsOf(pairs: Float64Array): RecordPosition[] {
+  const positions = new Array<RecordPosition>(pairs.length / 2);
+  for (let i = 0; i < positions.length; i++)
+    positions[i] = { partition: pairs[2 * i]!, offset: pairs[2 * i + 1]! };
+  return positions;
 }
 
 interface TopicState {
@@ -374,23 +391,26 @@ export class EmbeddedLog implements Log {
     this.#checkOpen();
     const state = this.#topic(topic);
     if (records.length === 0) return [];
-    return new Promise((resolve, reject) => {
-      this.#pending.push({ topic: state, records, resolve, reject });
+    // Encoded now: what the caller does with the records afterwards does not change what is stored.
+    const encoded = encodeRecords(records, Date.now());
+    const pairs = await new Promise<Float64Array>((resolve, reject) => {
+      this.#pending.push({ topic: state, records: encoded, resolve, reject });
       this.#scheduleFlush();
     });
+    return positionsOf(pairs);
   }
 
   /**
    * Appends each item, all in one transaction: they are durable together or fail together (a group larger
    * than a transaction usually takes is still one). An item without records settles with the others — it
    * fails if their transaction does — and one whose topic does not exist fails alone, at once. Returns a
-   * promise per item, in their order.
+   * promise per item, in their order, of its records' positions as [partition, offset, …].
    */
   appendTogether(
-    items: ReadonlyArray<{ readonly topic: string; readonly records: readonly LogRecord[] }>,
-  ): Array<Promise<RecordPosition[]>> {
-    let transaction: Promise<RecordPosition[]> | undefined;
-    const results = items.map(({ topic, records }): Promise<RecordPosition[]> | undefined => {
+    items: ReadonlyArray<{ readonly topic: string; readonly records: EncodedRecords }>,
+  ): Array<Promise<Float64Array>> {
+    let transaction: Promise<Float64Array> | undefined;
+    const results = items.map(({ topic, records }): Promise<Float64Array> | undefined => {
       let state: TopicState;
       try {
         this.#checkOpen();
@@ -398,17 +418,18 @@ export class EmbeddedLog implements Log {
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
       }
-      if (records.length === 0) return undefined;
+      if (records.count === 0) return undefined;
       const withPrevious = transaction !== undefined;
-      const appended = new Promise<RecordPosition[]>((resolve, reject) => {
+      const appended = new Promise<Float64Array>((resolve, reject) => {
         this.#pending.push({ topic: state, records, resolve, reject, withPrevious });
         this.#scheduleFlush();
       });
       transaction ??= appended;
       return appended;
     });
+    const none = new Float64Array(0);
     return results.map(
-      (result) => result ?? (transaction ? transaction.then(() => []) : Promise.resolve([])),
+      (result) => result ?? (transaction ? transaction.then(() => none) : Promise.resolve(none)),
     );
   }
 
@@ -431,14 +452,13 @@ export class EmbeddedLog implements Log {
       this.#pending.length &&
       (batch.length === 0 ||
         this.#pending[0]!.withPrevious === true ||
-        count + this.#pending[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
+        count + this.#pending[0]!.records.count <= MAX_RECORDS_PER_TRANSACTION)
     ) {
       const next = this.#pending.shift()!;
       batch.push(next);
-      count += next.records.length;
+      count += next.records.count;
     }
-    const now = Date.now();
-    const results: RecordPosition[][] = [];
+    const results: Float64Array[] = [];
     const advanced = new Map<TopicState, number[]>();
     const stored = new Map<TopicState, number[]>();
     try {
@@ -461,39 +481,46 @@ export class EmbeddedLog implements Log {
           perPartition.set(topic, groups);
         }
         const records = append.records;
-        const positions = new Array<RecordPosition>(records.length);
-        const partitions = topic.info.partitions;
-        const batchPartition = topic.roundRobin++ % partitions;
-        for (let i = 0; i < records.length; i++) {
-          const record = records[i]!;
-          const partition = record.key == null ? batchPartition : partitionForKey(record.key, partitions);
-          const offset = next[partition]!;
-          next[partition] = offset + 1;
-          let group = groups[partition];
-          if (!group) groups[partition] = group = { topic, partition, base: offset, records: [] };
-          group.records.push(record);
-          positions[i] = { partition, offset };
-        }
-        results.push(positions);
+        const pairs = new Float64Array(2 * records.count);
+        const batchPartition = topic.roundRobin++ % topic.info.partitions;
+        const groupOf = (partition: number): PartitionGroup =>
+          (groups[partition] ??= {
+            partition,
+            base: next[partition]!,
+            count: 0,
+            parts: [],
+            maxTimestamp: 0,
+            valueBytes: 0,
+          });
+        if (!records.keyed) {
+          // All of them to one partition, as they are.
+          const group = groupOf(batchPartition);
+          const base = next[batchPartition]!;
+          next[batchPartition] = base + records.count;
+          group.count += records.count;
+          group.parts.push(records.bytes);
+          group.maxTimestamp = Math.max(group.maxTimestamp, records.maxTimestamp);
+          group.valueBytes += records.valueBytes;
+          for (let i = 0; i < records.count; i++) {
+            pairs[2 * i] = batchPartition;
+            pairs[2 * i + 1] = base + i;
+          }
+        } else this.#scatter(records, topic.info.partitions, batchPartition, next, groupOf, pairs);
+        results.push(pairs);
       }
       for (const [topic, partitionGroups] of perPartition) {
         const groups = partitionGroups.filter((group) => group !== undefined);
-        const encoded = groups.map((group) => encodeBatch(group.records, now));
-        const { segment, positions } = this.#writeSegment(
-          topic,
-          encoded.map((batch) => batch.payload),
-        );
+        const payloads = groups.map((group) => batchOf(group.parts, group.count));
+        const { segment, positions } = this.#writeSegment(topic, payloads);
         groups.forEach((group, i) => {
-          const { payload, maxTimestamp } = encoded[i]!;
-          const end = group.base + group.records.length;
-          const valueBytes = group.records.reduce((n, r) => n + r.value.length, 0);
+          const payload = payloads[i]!;
           this.#insert.run(
             topic.id,
             group.partition,
             group.base,
-            end,
-            maxTimestamp,
-            valueBytes,
+            group.base + group.count,
+            group.maxTimestamp,
+            group.valueBytes,
             segment,
             positions[i]!,
             payload.byteLength,
@@ -527,6 +554,49 @@ export class EmbeddedLog implements Log {
     batch.forEach((append, i) => append.resolve(results[i]!));
     for (const topic of advanced.keys()) this.#appended.emit(topic.info.name);
     if (this.#pending.length) this.#scheduleFlush();
+  }
+
+  /**
+   * Puts records that have keys each in its key's partition (the others in `batchPartition`), taking
+   * offsets from `next`, and their positions into `pairs`. Runs of records going to one partition stay
+   * one part of its batch.
+   */
+  #scatter(
+    records: EncodedRecords,
+    partitions: number,
+    batchPartition: number,
+    next: number[],
+    groupOf: (partition: number) => PartitionGroup,
+    pairs: Float64Array,
+  ): void {
+    const bytes = records.bytes;
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    let runStart = 0;
+    let runGroup: PartitionGroup | undefined;
+    let at = 0;
+    for (let i = 0; i < records.count; i++) {
+      readRecord(view, at);
+      const { keyLength, valueLength, end } = recordRead;
+      const partition =
+        keyLength < 0
+          ? batchPartition
+          : partitionForKeyBytes(bytes.subarray(at + 12, at + 12 + keyLength), partitions);
+      const group = groupOf(partition);
+      if (group !== runGroup) {
+        if (runGroup) runGroup.parts.push(bytes.subarray(runStart, at));
+        runGroup = group;
+        runStart = at;
+      }
+      const offset = next[partition]!;
+      next[partition] = offset + 1;
+      group.count++;
+      group.maxTimestamp = Math.max(group.maxTimestamp, view.getFloat64(at, true));
+      group.valueBytes += valueLength;
+      pairs[2 * i] = partition;
+      pairs[2 * i + 1] = offset;
+      at = end;
+    }
+    if (runGroup) runGroup.parts.push(bytes.subarray(runStart, at));
   }
 
   /**

@@ -119,6 +119,41 @@ export function logCases(name: string, open: (directory: string) => Promise<Log>
       }
     });
 
+    it('puts each record of a mixed append where its position says: keyed ones by key, the rest together', async () => {
+      const log = await open(fresh());
+      try {
+        await log.ensureTopic('events', { partitions: 3 });
+        const keys = ['a', null, 'b', 'b', null, 'ключ', 'a', 'c', null, 'c'];
+        const mixed: LogRecord[] = keys.map((key, i) => ({
+          key,
+          value: encode(`v${i}`),
+          ...(i % 3 === 0 ? { headers: { n: String(i), é: 'ü' } } : {}),
+          ...(i % 2 === 0 ? { timestamp: 1000 + i } : {}),
+        }));
+        const positions = await log.append('events', mixed);
+        assert.equal(positions.length, keys.length);
+        const unkeyed = positions.filter((_, i) => keys[i] === null).map((p) => p.partition);
+        assert.equal(new Set(unkeyed).size, 1, 'the records without a key share a partition');
+        for (const key of ['a', 'b', 'c', 'ключ']) {
+          const partitions = positions.filter((_, i) => keys[i] === key).map((p) => p.partition);
+          assert.equal(new Set(partitions).size, 1, `key ${key}: one partition`);
+        }
+        for (let i = 0; i < mixed.length; i++) {
+          const { partition, offset } = positions[i]!;
+          const [read] = await log.read('events', partition, offset, { maxRecords: 1 });
+          assert.equal(read?.offset, offset);
+          assert.equal(decode(read.value), `v${i}`, `record ${i}`);
+          assert.equal(read.key, keys[i]);
+          assert.deepEqual(read.headers, mixed[i]!.headers ?? {});
+          if (mixed[i]!.timestamp !== undefined) assert.equal(read.timestamp, mixed[i]!.timestamp);
+        }
+        const stored = (await log.offsets('events')).reduce((n, p) => n + p.end, 0);
+        assert.equal(stored, keys.length);
+      } finally {
+        await log.close();
+      }
+    });
+
     it('keeps every acknowledged record, headers and keys across close and reopen', async () => {
       const dir = fresh();
       let log = await open(dir);

@@ -106,6 +106,11 @@ export function partitionForKey(key: string, partitions: number): number {
   return (hash & 0x7fffffff) % partitions;
 }
 
+/** `partitionForKey` of a key given as its UTF-8 bytes. */
+export function partitionForKeyBytes(key: Uint8Array, partitions: number): number {
+  return (murmur2(key) & 0x7fffffff) % partitions;
+}
+
 const asciiByte = (text: string, i: number) => text.charCodeAt(i);
 const arrayByte = (data: Uint8Array, i: number) => data[i]!;
 

@@ -10,144 +10,228 @@ import type { LogRecord, StoredRecord } from './log.ts';
 const decoder = new TextDecoder();
 
 /**
- * Encodes the records as one batch. Keys and headers are nearly always short ASCII (table names and
- * keys, positions, ids): they are measured in a first pass and copied into the payload by plain loops in
- * a second, without a UTF-8 array and a JSON string per record (which made this function most of an
- * append's cost). Anything else takes the general path; the bytes are the same either way.
+ * A buffer that grows as it is written, front to back: `reserve` makes room for `n` more bytes at `at`
+ * (moving what was written to a larger buffer, so views taken before stay on the old one).
  */
+export class LayoutWriter {
+  bytes: Buffer;
+  view: DataView;
+  at = 0;
+  readonly #alloc: (size: number) => Buffer;
+
+  constructor(initial: number, alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size)) {
+    this.#alloc = alloc;
+    this.bytes = alloc(Math.max(initial, 64));
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+  }
+
+  reserve(n: number): void {
+    if (this.at + n <= this.bytes.length) return;
+    let size = this.bytes.length * 2;
+    while (size < this.at + n) size *= 2;
+    const grown = this.#alloc(size);
+    grown.set(this.bytes.subarray(0, this.at));
+    this.bytes = grown;
+    this.view = new DataView(grown.buffer, grown.byteOffset, grown.byteLength);
+  }
+}
+
+/**
+ * Records in the batch layout (without the batch's count), back to back: an append holds its records so
+ * from the moment it is made (or, through the log worker, from the server thread: append-codec.ts) until
+ * a transaction copies them into its batches — encoded once, where they are made, instead of as objects
+ * that are encoded at commit.
+ */
+export interface EncodedRecords {
+  readonly count: number;
+  readonly bytes: Uint8Array;
+  /** Some record has a key (it goes to its key's partition; the others share one). */
+  readonly keyed: boolean;
+  /** The highest timestamp of the records, at least 0. */
+  readonly maxTimestamp: number;
+  /** The length of the records' values together. */
+  readonly valueBytes: number;
+}
+
+/**
+ * Writes the records in the batch layout at `out.at` (those without a timestamp get `defaultTimestamp`)
+ * and returns what `EncodedRecords` says of them. Keys and headers are nearly always short ASCII (table
+ * names and keys, positions, ids): they are copied by plain loops that check as they go, without a UTF-8
+ * array and a JSON string per record (which made encoding most of an append's cost). Anything else takes
+ * the general path; the bytes are the same either way. A record that cannot be encoded throws, and
+ * `out.at` is left where it was.
+ */
+export function writeRecords(
+  out: LayoutWriter,
+  records: readonly LogRecord[],
+  defaultTimestamp: number,
+): Omit<EncodedRecords, 'bytes'> {
+  const start = out.at;
+  let maxTimestamp = 0;
+  let valueBytes = 0;
+  let keyed = false;
+  try {
+    for (const record of records) {
+      const key = record.key;
+      const value = record.value;
+      // Room for the fixed fields, and the key and value as far as they are known.
+      out.reserve(20 + (key == null ? 0 : key.length) + value.length);
+      let at = out.at;
+      const timestamp = record.timestamp ?? defaultTimestamp;
+      if (timestamp > maxTimestamp) maxTimestamp = timestamp;
+      out.view.setFloat64(at, timestamp, true);
+      at += 8;
+      if (key == null) {
+        out.view.setInt32(at, -1, true);
+        at += 4;
+      } else {
+        keyed = true;
+        at = writeKey(out, at, key);
+      }
+      // The key's 4 bytes and its length are there when it is ASCII, the headers' 4 bytes after it.
+      if (at + 4 > out.bytes.length) {
+        out.at = at;
+        out.reserve(4);
+      }
+      at = record.headers === undefined ? writeNone(out, at) : writeHeaders(out, at, record.headers);
+      if (at + 4 + value.length > out.bytes.length) {
+        out.at = at;
+        out.reserve(4 + value.length);
+      }
+      out.view.setUint32(at, value.length, true);
+      out.bytes.set(value, at + 4);
+      out.at = at + 4 + value.length;
+      valueBytes += value.length;
+    }
+  } catch (error) {
+    out.at = start;
+    throw error;
+  }
+  return { count: records.length, keyed, maxTimestamp, valueBytes };
+}
+
+/** A length of -1 (no key, no headers) at `at` (room for it is made); returns the position after it. */
+function writeNone(out: LayoutWriter, at: number): number {
+  out.view.setInt32(at, -1, true);
+  return at + 4;
+}
+
+/** The key's length and UTF-8 at `at` (room for 4 bytes and its length is made); returns the end. */
+function writeKey(out: LayoutWriter, at: number, key: string): number {
+  const bytes = out.bytes;
+  const start = at + 4;
+  let end = start;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c >= 0x80) return writeText(out, at, key);
+    bytes[end++] = c;
+  }
+  out.view.setInt32(at, key.length, true);
+  return end;
+}
+
+/** The text's length and UTF-8 at `at` (a lone surrogate is U+FFFD, as TextEncoder writes it). */
+function writeText(out: LayoutWriter, at: number, text: string): number {
+  const length = Buffer.byteLength(text, 'utf8');
+  out.at = at;
+  out.reserve(4 + length);
+  out.view.setInt32(at, length, true);
+  out.bytes.write(text, at + 4, length, 'utf8');
+  return at + 4 + length;
+}
+
+/**
+ * The headers' length and JSON at `at`; returns the end. When every name and value is a string of
+ * printable ASCII without `"` or `\`, JSON.stringify would write exactly `{"name":"value",…}`: that is
+ * written here directly; otherwise by JSON.stringify. Headers without a property of their own are stored
+ * as none (-1), as an empty object.
+ */
+function writeHeaders(out: LayoutWriter, at: number, headers: Readonly<Record<string, string>>): number {
+  // Own properties, in JSON.stringify's order.
+  const names = Object.keys(headers);
+  if (names.length === 0) return writeNone(out, at);
+  const lengthAt = at;
+  at += 4;
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i]!;
+    const value = headers[name] as unknown;
+    if (typeof value !== 'string') return writeText(out, lengthAt, JSON.stringify(headers));
+    const room = name.length + value.length + 7;
+    if (at + room > out.bytes.length) {
+      out.at = at;
+      out.reserve(room);
+    }
+    const bytes = out.bytes;
+    bytes[at] = i === 0 ? 123 : 44; // { or ,
+    bytes[at + 1] = 34;
+    at = copyPlain(bytes, at + 2, name);
+    if (at < 0) return writeText(out, lengthAt, JSON.stringify(headers));
+    bytes[at] = 34;
+    bytes[at + 1] = 58; // :
+    bytes[at + 2] = 34;
+    at = copyPlain(bytes, at + 3, value);
+    if (at < 0) return writeText(out, lengthAt, JSON.stringify(headers));
+    bytes[at++] = 34;
+  }
+  out.bytes[at++] = 125; // }
+  out.view.setInt32(lengthAt, at - lengthAt - 4, true);
+  return at;
+}
+
+/** Copies printable ASCII that JSON writes as it is; -1 at the first character that is not. */
+function copyPlain(bytes: Buffer, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return -1;
+    bytes[at++] = c;
+  }
+  return at;
+}
+
+/** The records encoded on their own (`writeRecords`). */
+export function encodeRecords(records: readonly LogRecord[], defaultTimestamp: number): EncodedRecords {
+  let size = 0;
+  for (const record of records) size += 64 + record.value.length;
+  const out = new LayoutWriter(size);
+  const encoded = writeRecords(out, records, defaultTimestamp);
+  return { ...encoded, bytes: out.bytes.subarray(0, out.at) };
+}
+
+/** The record `readRecord` read last: its key's length (-1: none), its value's, and where it ends. */
+export const recordRead = { keyLength: 0, valueLength: 0, end: 0 };
+
+/** Reads the lengths of the encoded record that begins at `at` into `recordRead`. */
+export function readRecord(view: DataView, at: number): void {
+  const keyLength = view.getInt32(at + 8, true);
+  at += 12 + Math.max(0, keyLength);
+  at += 4 + Math.max(0, view.getInt32(at, true));
+  const valueLength = view.getUint32(at, true);
+  recordRead.keyLength = keyLength;
+  recordRead.valueLength = valueLength;
+  recordRead.end = at + 4 + valueLength;
+}
+
+/** Encodes the records as one batch: their count, then the records (`writeRecords`). */
 export function encodeBatch(
   records: readonly LogRecord[],
   defaultTimestamp: number,
 ): { payload: Uint8Array; maxTimestamp: number } {
-  const count = records.length;
-  // Per record, the headers' JSON when it is not plain (see `plainHeadersLength`).
-  const headerTexts: Array<string | undefined> = new Array<string | undefined>(count);
-  const keyLengths = new Int32Array(count);
-  const headerLengths = new Int32Array(count);
+  const encoded = encodeRecords(records, defaultTimestamp);
+  return { payload: batchOf([encoded.bytes], records.length), maxTimestamp: encoded.maxTimestamp };
+}
+
+/** A batch of `count` records from their encoded bytes (`writeRecords`), in `parts`. */
+export function batchOf(parts: readonly Uint8Array[], count: number): Uint8Array {
   let size = 4;
-  for (let i = 0; i < count; i++) {
-    const record = records[i]!;
-    const key = record.key;
-    const keyLength = key == null ? -1 : utf8Length(key);
-    let headersLength = -1;
-    if (record.headers !== undefined) {
-      headersLength = plainHeadersLength(record.headers);
-      if (headersLength === NOT_PLAIN) {
-        const text = JSON.stringify(record.headers);
-        headerTexts[i] = text;
-        headersLength = utf8Length(text);
-      }
-    }
-    keyLengths[i] = keyLength;
-    headerLengths[i] = headersLength;
-    size += 20 + Math.max(0, keyLength) + Math.max(0, headersLength) + record.value.length;
-  }
-
+  for (const part of parts) size += part.length;
   const payload = Buffer.allocUnsafe(size);
-  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
-  view.setUint32(0, count, true);
+  payload.writeUInt32LE(count, 0);
   let at = 4;
-  let maxTimestamp = 0;
-  for (let i = 0; i < count; i++) {
-    const record = records[i]!;
-    const timestamp = record.timestamp ?? defaultTimestamp;
-    maxTimestamp = Math.max(maxTimestamp, timestamp);
-    view.setFloat64(at, timestamp, true);
-    at += 8;
-    const keyLength = keyLengths[i]!;
-    view.setInt32(at, keyLength, true);
-    at += 4;
-    if (keyLength > 0) at = writeText(payload, at, record.key!, keyLength);
-    const headersLength = headerLengths[i]!;
-    view.setInt32(at, headersLength, true);
-    at += 4;
-    if (headersLength >= 0) {
-      const text = headerTexts[i];
-      at =
-        text === undefined
-          ? writePlainHeaders(payload, at, record.headers!)
-          : writeText(payload, at, text, headersLength);
-    }
-    const value = record.value;
-    view.setUint32(at, value.length, true);
-    at += 4;
-    payload.set(value, at);
-    at += value.length;
+  for (const part of parts) {
+    payload.set(part, at);
+    at += part.length;
   }
-  // Every byte of the (not zero-filled) payload is written: the measure and the writing agree.
-  if (at !== size) throw new Error(`record batch encoding wrote ${at} of ${size} bytes`);
-  return { payload, maxTimestamp };
-}
-
-/** Returned by `plainHeadersLength` for headers that need JSON.stringify. */
-const NOT_PLAIN = -2;
-
-/**
- * The length of the headers' JSON when every name and value is a string of printable ASCII without `"`
- * or `\` — then JSON.stringify writes exactly `{"name":"value",…}` and `writePlainHeaders` writes the
- * same; -1 for no headers (stored as none, as an empty object); otherwise NOT_PLAIN.
- */
-function plainHeadersLength(headers: Readonly<Record<string, string>>): number {
-  let length = 1; // {
-  let entries = 0;
-  // for…in takes the properties in JSON.stringify's order; inherited ones are not JSON's.
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
-    const value = headers[name] as unknown;
-    if (typeof value !== 'string' || !isPlain(name) || !isPlain(value)) return NOT_PLAIN;
-    length += name.length + value.length + 6; // "name":"value" and a comma or the closing brace
-    entries++;
-  }
-  return entries === 0 ? -1 : length;
-}
-
-/** Printable ASCII that JSON writes as it is. */
-function isPlain(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return false;
-  }
-  return true;
-}
-
-/** Writes headers `plainHeadersLength` measured; returns the position after them. */
-function writePlainHeaders(out: Buffer, at: number, headers: Readonly<Record<string, string>>): number {
-  let separator = 123; // {
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
-    out[at++] = separator;
-    separator = 44; // ,
-    out[at++] = 34;
-    at = writeAscii(out, at, name);
-    out[at++] = 34;
-    out[at++] = 58; // :
-    out[at++] = 34;
-    at = writeAscii(out, at, headers[name]!);
-    out[at++] = 34;
-  }
-  out[at++] = 125; // }
-  return at;
-}
-
-/** The length of the text in UTF-8 (a lone surrogate is U+FFFD, three bytes, as TextEncoder writes it). */
-function utf8Length(text: string): number {
-  for (let i = 0; i < text.length; i++) {
-    if (text.charCodeAt(i) >= 0x80) return Buffer.byteLength(text, 'utf8');
-  }
-  return text.length;
-}
-
-/** Writes the text's `length` UTF-8 bytes; returns the position after them. */
-function writeText(out: Buffer, at: number, text: string, length: number): number {
-  if (length === text.length) return writeAscii(out, at, text);
-  out.write(text, at, length, 'utf8');
-  return at + length;
-}
-
-/** ASCII by a plain loop, which beats a native call for short texts. */
-function writeAscii(out: Buffer, at: number, text: string): number {
-  for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i);
-  return at;
+  return payload;
 }
 
 /** Headers of the records that have none: one shared, frozen object rather than one per record. */

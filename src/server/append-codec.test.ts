@@ -1,12 +1,22 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { LogRecord } from '../log/log.ts';
+import { batchOf, decodeBatch, type EncodedRecords } from '../log/record-batch.ts';
 import { AppendWriter, decodeAppends } from './append-codec.ts';
 
+/** The records as the log reads them back from a batch of them. */
+function recordsOf(encoded: EncodedRecords) {
+  return decodeBatch(batchOf([encoded.bytes], encoded.count), 't', 0, 0).map(
+    ({ key, value, headers, timestamp }) => ({ key, value: Buffer.from(value), headers, timestamp }),
+  );
+}
+
 describe('append codec', () => {
-  it('carries appends to the worker unchanged: keys, headers, timestamps, values, dedupe', () => {
+  it('carries appends to the worker unchanged: keys, headers, timestamps, values, dedupe ids', () => {
     const writer = new AppendWriter(16); // tiny, so that it grows
-    const value = (text: string) => new TextEncoder().encode(text);
+    const value = (text: string) => Buffer.from(text);
     const big = value('x'.repeat(100_000));
+    const before = Date.now();
     writer.write(1, 'events.a', [
       {
         value: value('{"a":1}'),
@@ -17,16 +27,18 @@ describe('append codec', () => {
       { value: new Uint8Array(0) },
       { value: big, key: null, headers: { ['__proto__']: 'kept', ['x'.repeat(300)]: 'long name' } },
     ]);
-    writer.write(2, 'events.b', [{ value: value('{}'), headers: {} }], 'stream-é');
-    writer.write(3, 'events.c', [{ value: value('{}') }], 'c', false);
+    const deduplicated: LogRecord[] = [
+      { value: value('{}'), headers: { 'tributary-event-id': 'é1', 'tributary-dedupe': '1' }, timestamp: 9 },
+      { value: value('{}'), headers: { 'tributary-event-id': 'server-made' }, timestamp: 7 },
+    ];
+    writer.write(2, 'events.b', deduplicated, 'stream-é');
+    writer.write(3, 'events.c', [{ value: value('{}'), timestamp: 1 }], 'c', false);
     assert.equal(writer.appends, 3);
-    assert.equal(writer.records, 5);
+    assert.equal(writer.records, 6);
     assert.throws(() =>
       writer.write(4, 'events.d', [
-        {
-          value: value('{}'),
-          headers: Object.fromEntries(Array.from({ length: 70_000 }, (_, i) => [`h${i}`, ''])),
-        },
+        { value: value('{}') },
+        { value: value('{}'), headers: { n: 1n } as unknown as Record<string, string> },
       ]),
     );
     assert.equal(writer.appends, 3, 'a failed write leaves nothing behind');
@@ -37,27 +49,35 @@ describe('append codec', () => {
     assert.equal(a!.id, 1);
     assert.equal(a!.topic, 'events.a');
     assert.equal(a!.dedupe, undefined);
-    assert.deepEqual(a!.records[0], {
+    assert.equal(a!.records.count, 3);
+    assert.equal(a!.records.keyed, true);
+    assert.equal(a!.records.valueBytes, 7 + 100_000);
+    assert.ok(a!.records.maxTimestamp >= before, 'records without a timestamp get the time of the append');
+    const [first, second, third] = recordsOf(a!.records);
+    assert.deepEqual(first, {
       key: 'user-é',
       value: value('{"a":1}'),
       headers: { 'tributary-event-id': 'e1', h: '😀' },
       timestamp: 5,
     });
-    assert.deepEqual(a!.records[1], { key: null, value: new Uint8Array(0), headers: {} });
-    assert.deepEqual(a!.records[2]!.value, big);
-    assert.equal(Object.getPrototypeOf(a!.records[2]!.headers), Object.prototype);
-    assert.deepEqual(Object.entries(a!.records[2]!.headers ?? {}), [
+    assert.equal(second!.key, null);
+    assert.equal(second!.value.length, 0);
+    assert.ok(second!.timestamp >= before);
+    assert.deepEqual(third!.value, big);
+    assert.deepEqual(Object.entries(third!.headers), [
       ['__proto__', 'kept'],
       ['x'.repeat(300), 'long name'],
     ]);
-    assert.deepEqual(b, {
-      id: 2,
-      topic: 'events.b',
-      records: [{ key: null, value: value('{}'), headers: {} }],
-      dedupe: 'stream-é',
-      positions: true,
-    });
-    assert.equal(c!.dedupe, 'c');
+    assert.equal(b!.id, 2);
+    assert.equal(b!.topic, 'events.b');
+    assert.deepEqual(b!.dedupe, { stream: 'stream-é', ids: ['é1', undefined] });
+    assert.equal(b!.records.keyed, false);
+    assert.equal(b!.records.maxTimestamp, 9);
+    assert.deepEqual(
+      recordsOf(b!.records).map((r) => r.headers),
+      deduplicated.map((r) => r.headers),
+    );
+    assert.deepEqual(c!.dedupe, { stream: 'c', ids: [undefined] });
     assert.equal(a!.positions, true);
     assert.equal(c!.positions, false, 'an append whose answer needs no positions');
   });

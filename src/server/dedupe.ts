@@ -34,6 +34,14 @@ export const HEADER_IDEMPOTENCY_KEY = 'tributary-idempotency-key';
 /** The id of the API key that sent the request, when one did: Idempotency-Keys are that key's own. */
 export const HEADER_IDEMPOTENCY_SCOPE = 'tributary-idempotency-scope';
 
+/**
+ * The id a record of a stream's topic is deduplicated on: its event id when the client gave it
+ * (tributary-dedupe), else none. The one rule for appends and for recovery from the log.
+ */
+export function dedupeIdOf(headers: Readonly<Record<string, string>> | undefined): string | undefined {
+  return headers?.[HEADER_DEDUPE] === '1' ? headers[HEADER_EVENT_ID] : undefined;
+}
+
 /** An Idempotency-Key as the store keeps it: `<API key id>/<key>` for a request an API key sent. */
 export function scopedIdempotencyKey(key: string, scope: string | undefined): string {
   return scope === undefined ? key : `${scope}/${key}`;
@@ -531,7 +539,7 @@ export class DedupeStore {
           for (const record of records) {
             const id = record.headers[HEADER_EVENT_ID];
             if (window > 0 && record.timestamp >= since && id !== undefined) {
-              if (record.headers[HEADER_DEDUPE] === '1') {
+              if (dedupeIdOf(record.headers) !== undefined) {
                 this.#remember(stream, id, record.timestamp);
                 recovered++;
               }

@@ -15,9 +15,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
 import { EmbeddedLog, MAX_RECORDS_PER_TRANSACTION, type EmbeddedLogOptions } from '../log/embedded-log.ts';
-import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
+import type { Log } from '../log/log.ts';
+import { readRecord, recordRead, type EncodedRecords } from '../log/record-batch.ts';
 import { decodeAppends, type DecodedAppend } from './append-codec.ts';
-import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID, type Acknowledged } from './dedupe.ts';
+import { DedupeStore, type Acknowledged } from './dedupe.ts';
 
 export interface WorkerOptions {
   readonly log: EmbeddedLogOptions;
@@ -110,21 +111,14 @@ const METHODS = new Set([
   'close',
 ]);
 
-/** Positions as [partition, offset, …]: one typed array to post instead of an object per record. */
-function pairsOf(positions: readonly RecordPosition[]): Float64Array {
-  const pairs = new Float64Array(2 * positions.length);
-  for (let i = 0; i < positions.length; i++) {
-    pairs[2 * i] = positions[i]!.partition;
-    pairs[2 * i + 1] = positions[i]!.offset;
-  }
-  return pairs;
-}
-
-/** The highest position per partition of `positions`: the watermarks an append completes. */
-function marksOf(topic: string, positions: readonly RecordPosition[]): Acknowledged[] {
+/** The highest offset per partition of `pairs` ([partition, offset, …]): the watermarks an append completes. */
+function marksOf(topic: string, pairs: Float64Array): Acknowledged[] {
   const highest = new Map<number, number>();
-  for (const { partition, offset } of positions)
+  for (let i = 0; i < pairs.length; i += 2) {
+    const partition = pairs[i]!;
+    const offset = pairs[i + 1]!;
     if (!((highest.get(partition) ?? -1) >= offset)) highest.set(partition, offset);
+  }
   const marks: Acknowledged[] = [];
   for (const [partition, offset] of highest) marks.push({ topic, partition, offset });
   return marks;
@@ -133,7 +127,7 @@ function marksOf(topic: string, positions: readonly RecordPosition[]): Acknowled
 /** An append of a round, with the records kept (its duplicates dropped) and the ids it admitted. */
 interface RoundItem {
   readonly append: DecodedAppend;
-  readonly records: readonly LogRecord[];
+  readonly records: EncodedRecords;
   /** The round's admitted ids from `from` to `to` are this append's (dedupe.ts `keep`). */
   readonly from: number;
   readonly to: number;
@@ -141,18 +135,50 @@ interface RoundItem {
 }
 
 /** Drops the records of `append` that are duplicates (`DedupeStore.admit`). */
-function deduplicate(store: DedupeStore, append: DecodedAppend, stream: string): RoundItem {
+function deduplicate(
+  store: DedupeStore,
+  append: DecodedAppend,
+  dedupe: NonNullable<DecodedAppend['dedupe']>,
+): RoundItem {
   const from = store.admitted;
-  const records: LogRecord[] = [];
+  const { stream, ids } = dedupe;
+  let dropped: Uint8Array | undefined;
   let duplicates = 0;
-  for (const record of append.records) {
-    const headers = record.headers;
-    // The very rule recovery applies to the log (dedupe.ts).
-    const id = headers?.[HEADER_DEDUPE] === '1' ? headers[HEADER_EVENT_ID] : undefined;
-    if (id !== undefined && !store.admit(stream, id)) duplicates++;
-    else records.push(record);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i];
+    if (id !== undefined && !store.admit(stream, id)) {
+      (dropped ??= new Uint8Array(ids.length))[i] = 1;
+      duplicates++;
+    }
   }
+  const records = dropped ? without(append.records, dropped) : append.records;
   return { append, records, from, to: store.admitted, duplicates };
+}
+
+/** The records but those marked in `dropped`. */
+function without(records: EncodedRecords, dropped: Uint8Array): EncodedRecords {
+  const { bytes } = records;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kept = Buffer.allocUnsafe(bytes.length);
+  let length = 0;
+  let count = 0;
+  let maxTimestamp = 0;
+  let valueBytes = 0;
+  let keyed = false;
+  for (let i = 0, at = 0; i < records.count; i++) {
+    readRecord(view, at);
+    const { keyLength, valueLength, end } = recordRead;
+    if (!dropped[i]) {
+      kept.set(bytes.subarray(at, end), length);
+      length += end - at;
+      count++;
+      maxTimestamp = Math.max(maxTimestamp, view.getFloat64(at, true));
+      if (keyLength >= 0) keyed = true;
+      valueBytes += valueLength;
+    }
+    at = end;
+  }
+  return { count, bytes: kept.subarray(0, length), keyed, maxTimestamp, valueBytes };
 }
 
 async function main(): Promise<void> {
@@ -253,11 +279,11 @@ async function main(): Promise<void> {
     let records = 0;
     while (
       queue.length > 0 &&
-      (appends.length === 0 || records + queue[0]!.records.length <= MAX_RECORDS_PER_TRANSACTION)
+      (appends.length === 0 || records + queue[0]!.records.count <= MAX_RECORDS_PER_TRANSACTION)
     ) {
       const append = queue.shift()!;
       appends.push(append);
-      records += append.records.length;
+      records += append.records.count;
     }
     roundActive = true;
     let left = appends.length;
@@ -269,7 +295,7 @@ async function main(): Promise<void> {
     // The store the round decides with keeps its ids, whatever happens to `dedupe` meanwhile.
     const store = dedupe;
     let items: Array<RoundItem | Error>;
-    let results: Array<Promise<RecordPosition[]>>;
+    let results: Array<Promise<Float64Array>>;
     try {
       store?.beginRound();
       items = appends.map((append): RoundItem | Error => {
@@ -304,13 +330,13 @@ async function main(): Promise<void> {
       }
       // Settled in the order of the log (one transaction resolves its appends in order), so the
       // watermarks the store keeps follow it.
-      const kept = results[next++]!.then((positions) => {
+      const kept = results[next++]!.then((pairs) => {
         if (item.append.dedupe !== undefined) {
-          store!.keep(item.from, item.to, marksOf(item.append.topic, positions));
+          store!.keep(item.from, item.to, marksOf(item.append.topic, pairs));
           unwritten = true;
           return item.duplicates;
         }
-        return item.append.positions ? pairsOf(positions) : null;
+        return item.append.positions ? pairs : null;
       });
       void settle(id, kept).finally(done);
     });

@@ -76,6 +76,46 @@ it('deduplicates in the worker as it appends, and keeps the ids of what became d
   await assert.rejects(log.append('events.s', [{ value: new Uint8Array(1) }]), /closed/);
 });
 
+it('stores the records of an append but its duplicates as they were: keys, headers, timestamps, values', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  try {
+    await log.ensureTopic('events.s', { partitions: 3 });
+    await log.openDedupe({ directory, windows: [['s', 60_000]], maxIds: 1000, topics: [['events.s', 's']] });
+    const record = (id: string, key: string | null, i: number) => ({
+      key,
+      value: new TextEncoder().encode(`{"n":${i}}`),
+      headers: { [HEADER_EVENT_ID]: id, [HEADER_DEDUPE]: '1', extra: `é${i}` },
+      timestamp: 1000 + i,
+    });
+    assert.equal(await log.appendDeduplicating('events.s', [record('seen', null, 0)], 's'), 0);
+    const sent = [
+      record('seen', 'k1', 1),
+      record('a', 'k1', 2),
+      record('a', null, 3),
+      record('b', null, 4),
+      record('c', 'k2', 5),
+      record('seen', null, 6),
+      record('d', 'k1', 7),
+    ];
+    assert.equal(await log.appendDeduplicating('events.s', sent, 's'), 3, 'seen twice, the second a');
+    const stored = [];
+    for (const { partition, end } of await log.offsets('events.s'))
+      stored.push(...(await log.read('events.s', partition, 0, { maxRecords: end })));
+    const kept = stored
+      .filter((r) => r.timestamp > 1000)
+      .sort((x, y) => x.timestamp - y.timestamp)
+      .map((r) => ({ key: r.key, value: r.value, headers: r.headers, timestamp: r.timestamp }));
+    assert.deepEqual(
+      kept.map((r) => ({ ...r, value: Buffer.from(r.value) })),
+      [sent[1], sent[3], sent[4], sent[6]].map((r) => ({ ...r!, value: Buffer.from(r!.value) })),
+    );
+  } finally {
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
 it('fails a request whose events were all duplicates of its round when that round fails', async () => {
   const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
   const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });

@@ -12,7 +12,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { TributaryError, type ErrorCode } from '../errors.ts';
-import type { EmbeddedLogOptions } from '../log/embedded-log.ts';
+import { positionsOf, type EmbeddedLogOptions } from '../log/embedded-log.ts';
 import type {
   Log,
   LogRecord,
@@ -45,13 +45,6 @@ interface Waiter {
    * one that deduplicates, with how many records were duplicates.
    */
   readonly append?: 'positions' | 'duplicates';
-}
-
-function positionsOf(pairs: Float64Array): RecordPosition[] {
-  const positions = new Array<RecordPosition>(pairs.length / 2);
-  for (let i = 0; i < positions.length; i++)
-    positions[i] = { partition: pairs[2 * i]!, offset: pairs[2 * i + 1]! };
-  return positions;
 }
 
 function toError(error: SerializedError): TributaryError {
