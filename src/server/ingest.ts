@@ -610,7 +610,8 @@ export class Ingestor {
       } else {
         const source = event.source!;
         const start = at;
-        out!.set(source.subarray(0, source.length - 1), at);
+        // The whole event, then the suffix over its closing brace (a view without it would cost more).
+        out!.set(source, at);
         at += source.length - 1;
         out!.set(suffix, at);
         at += suffix.length;
