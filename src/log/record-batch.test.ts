@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
 import type { LogRecord } from './log.ts';
-import { decodeBatch, encodeBatch } from './record-batch.ts';
+import { decodeBatch, encodeBatch, encodeRecords } from './record-batch.ts';
 
 /** The layout as first written (TextEncoder, JSON.stringify): batches in existing logs have these bytes. */
 function referenceEncoding(records: readonly LogRecord[], defaultTimestamp: number): Uint8Array {
@@ -81,4 +81,25 @@ it('encodes record batches byte for byte as before, whatever the keys and header
   assert.deepEqual(decoded[10]!.headers, { own: 'yes' });
   assert.equal(decoded[2]!.timestamp, 5);
   assert.equal(decoded[11]!.value.length, 70_000);
+});
+
+it('takes NaN as no timestamp and null headers as none, and refuses a record it cannot encode', () => {
+  const [record] = decodeBatch(
+    encodeBatch([{ value: bytes('x'), timestamp: Number.NaN, headers: null as unknown as undefined }], 77)
+      .payload,
+    't',
+    0,
+    0,
+  );
+  assert.equal(record!.timestamp, 77);
+  assert.deepEqual(record!.headers, {});
+  for (const bad of [
+    { key: 5, value: bytes('x') },
+    { value: 'not bytes' },
+    { value: bytes('x'), headers: { n: 1n } },
+  ] as unknown as LogRecord[])
+    assert.throws(() => encodeRecords([{ value: bytes('fine') }, bad], 0), {
+      code: 'INVALID_INPUT',
+      message: /a log record cannot be encoded/,
+    });
 });

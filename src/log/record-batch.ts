@@ -5,6 +5,7 @@
  * none) and UTF-8 key, headers length i32 (-1 for none) and headers as UTF-8 JSON, value length u32 and
  * value bytes.
  */
+import { TributaryError } from '../errors.ts';
 import type { LogRecord, StoredRecord } from './log.ts';
 
 const decoder = new TextDecoder();
@@ -54,11 +55,12 @@ export interface EncodedRecords {
 }
 
 /**
- * Writes the records in the batch layout at `out.at` (those without a timestamp get `defaultTimestamp`)
- * and returns what `EncodedRecords` says of them. Keys and headers are nearly always short ASCII (table
+ * Writes the records in the batch layout at `out.at` (those without a timestamp, or with NaN, get
+ * `defaultTimestamp`) and returns what `EncodedRecords` says of them. Keys and headers are nearly always short ASCII (table
  * names and keys, positions, ids): they are copied by plain loops that check as they go, without a UTF-8
  * array and a JSON string per record (which made encoding most of an append's cost). Anything else takes
- * the general path; the bytes are the same either way. A record that cannot be encoded throws, and
+ * the general path; the bytes are the same either way. A record that cannot be encoded (a key that is not
+ * a string, a value that is not bytes, headers JSON cannot write) throws an INVALID_INPUT error, and
  * `out.at` is left where it was.
  */
 export function writeRecords(
@@ -74,10 +76,13 @@ export function writeRecords(
     for (const record of records) {
       const key = record.key;
       const value = record.value;
+      if (!(key == null || typeof key === 'string') || !(value instanceof Uint8Array))
+        throw new TypeError('a log record needs a string or null key and a Uint8Array value');
       // Room for the fixed fields, and the key and value as far as they are known.
       out.reserve(20 + (key == null ? 0 : key.length) + value.length);
       let at = out.at;
-      const timestamp = record.timestamp ?? defaultTimestamp;
+      let timestamp = record.timestamp ?? defaultTimestamp;
+      if (Number.isNaN(timestamp)) timestamp = defaultTimestamp;
       if (timestamp > maxTimestamp) maxTimestamp = timestamp;
       out.view.setFloat64(at, timestamp, true);
       at += 8;
@@ -93,7 +98,7 @@ export function writeRecords(
         out.at = at;
         out.reserve(4);
       }
-      at = record.headers === undefined ? writeNone(out, at) : writeHeaders(out, at, record.headers);
+      at = record.headers == null ? writeNone(out, at) : writeHeaders(out, at, record.headers);
       if (at + 4 + value.length > out.bytes.length) {
         out.at = at;
         out.reserve(4 + value.length);
@@ -105,7 +110,10 @@ export function writeRecords(
     }
   } catch (error) {
     out.at = start;
-    throw error;
+    throw new TributaryError('INVALID_INPUT', `a log record cannot be encoded: ${(error as Error).message}`, {
+      hint: 'give records a string or null key, a Uint8Array value and headers of strings',
+      cause: error,
+    });
   }
   return { count: records.length, keyed, maxTimestamp, valueBytes };
 }

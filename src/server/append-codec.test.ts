@@ -33,18 +33,30 @@ describe('append codec', () => {
     ];
     writer.write(2, 'events.b', deduplicated, 'stream-é');
     writer.write(3, 'events.c', [{ value: value('{}'), timestamp: 1 }], 'c', false);
-    assert.equal(writer.appends, 3);
-    assert.equal(writer.records, 6);
+    const marked = (id: unknown) =>
+      ({ 'tributary-event-id': id, 'tributary-dedupe': '1' }) as unknown as Record<string, string>;
+    writer.write(
+      5,
+      'events.e',
+      [
+        { value: value('{}'), headers: marked('a\ud800') },
+        { value: value('{}'), headers: marked(Symbol('not stored')) },
+        { value: value('{}'), headers: marked('ü') },
+      ],
+      'e',
+    );
+    assert.equal(writer.appends, 4);
+    assert.equal(writer.records, 9);
     assert.throws(() =>
       writer.write(4, 'events.d', [
         { value: value('{}') },
         { value: value('{}'), headers: { n: 1n } as unknown as Record<string, string> },
       ]),
     );
-    assert.equal(writer.appends, 3, 'a failed write leaves nothing behind');
+    assert.equal(writer.appends, 4, 'a failed write leaves nothing behind');
     const { buffer, length } = writer.take();
     assert.equal(writer.appends, 0);
-    const [a, b, c, ...rest] = decodeAppends(new Uint8Array(buffer, 0, length));
+    const [a, b, c, d, ...rest] = decodeAppends(new Uint8Array(buffer, 0, length));
     assert.equal(rest.length, 0);
     assert.equal(a!.id, 1);
     assert.equal(a!.topic, 'events.a');
@@ -78,6 +90,7 @@ describe('append codec', () => {
       deduplicated.map((r) => r.headers),
     );
     assert.deepEqual(c!.dedupe, { stream: 'c', ids: [undefined] });
+    assert.deepEqual(d!.dedupe?.ids, ['a\ud800', undefined, 'ü'], 'ids as the headers keep them');
     assert.equal(a!.positions, true);
     assert.equal(c!.positions, false, 'an append whose answer needs no positions');
   });

@@ -8,8 +8,9 @@
  * Layout (little-endian), per append: id u32, topic str, flags u8 (1: drop the duplicates of ids the
  * stream accepted; 2: some record has a key; 4: answer without the records' positions), with 1 the
  * stream str, record count u32, highest timestamp f64, values' length f64, records' length u32 and the
- * records; with 1, then, per record the id it is deduplicated on (`dedupeIdOf`) as an i32 length (-1:
- * none) and UTF-8. A str is a u32 byte length and UTF-8.
+ * records; with 1, then, per record the id it is deduplicated on (`dedupeIdOf`): an i32 length and
+ * UTF-8, -1 for none, or -2 - length and UTF-16 for an id that UTF-8 cannot hold (a lone surrogate: the
+ * worker must decide on the very text the record's headers keep). A str is a u32 byte length and UTF-8.
  */
 import type { LogRecord } from '../log/log.ts';
 import { LayoutWriter, writeRecords, type EncodedRecords } from '../log/record-batch.ts';
@@ -105,12 +106,19 @@ export class AppendWriter extends LayoutWriter {
       (positions ? 0 : FLAG_NO_POSITIONS);
     if (dedupe !== undefined)
       for (const record of records) {
-        const eventId = dedupeIdOf(record.headers);
-        if (eventId === undefined) {
+        const eventId = dedupeIdOf(record.headers) as unknown;
+        if (typeof eventId !== 'string') {
+          // (Headers that are not strings are not stored: neither is such an id.)
           this.reserve(4);
           this.view.setInt32(this.at, -1, true);
           this.at += 4;
-        } else this.#str(eventId);
+        } else if (eventId.isWellFormed()) this.#str(eventId);
+        else {
+          this.reserve(4 + 2 * eventId.length);
+          const length = this.bytes.write(eventId, this.at + 4, 'utf16le');
+          this.view.setInt32(this.at, -2 - length, true);
+          this.at += 4 + length;
+        }
       }
   }
 
@@ -200,7 +208,12 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
     for (let r = 0; r < count; r++) {
       const idLength = view.getInt32(at, true);
       at += 4;
-      ids[r] = idLength < 0 ? undefined : text(idLength);
+      if (idLength >= 0) ids[r] = text(idLength);
+      else if (idLength === -1) ids[r] = undefined;
+      else {
+        ids[r] = latin1.toString('utf16le', at, at - 2 - idLength);
+        at += -2 - idLength;
+      }
     }
     appends.push({ id, topic, records, dedupe: { stream, ids }, positions });
   }

@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { createLogger } from '../core/logger.ts';
 import { loadProject } from '../core/project.ts';
 import { EmbeddedLog } from '../log/embedded-log.ts';
-import type { Log } from '../log/log.ts';
+import type { Log, LogRecord } from '../log/log.ts';
 import { logCases } from '../log/log.case.ts';
 import { scanEvents } from './body.ts';
 import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID } from './dedupe.ts';
@@ -89,6 +89,8 @@ it('stores the records of an append but its duplicates as they were: keys, heade
       timestamp: 1000 + i,
     });
     assert.equal(await log.appendDeduplicating('events.s', [record('seen', null, 0)], 's'), 0);
+    const refused = log.append('events.s', [{ key: 5, value: new Uint8Array(1) } as unknown as LogRecord]);
+    await assert.rejects(refused, { code: 'INVALID_INPUT' }, 'a promise rejected, not a throw');
     const sent = [
       record('seen', 'k1', 1),
       record('a', 'k1', 2),

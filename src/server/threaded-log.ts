@@ -211,7 +211,11 @@ export class ThreadedLog implements Log {
     }
     if (records.length === 0) return Promise.resolve(dedupe === undefined ? [] : 0);
     const id = this.#next++;
-    this.#outbox.write(id, topic, records, dedupe, positions);
+    try {
+      this.#outbox.write(id, topic, records, dedupe, positions);
+    } catch (error) {
+      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+    }
     const result = new Promise<RecordPosition[] | number>((resolve, reject) => {
       this.#waiting.set(id, {
         resolve: resolve as (value: unknown) => void,
