@@ -56,10 +56,10 @@ export interface EncodedRecords {
 
 /**
  * Writes the records in the batch layout at `out.at` (those without a timestamp, or with NaN, get
- * `defaultTimestamp`) and returns what `EncodedRecords` says of them. Keys and headers are nearly always short ASCII (table
- * names and keys, positions, ids): they are copied by plain loops that check as they go, without a UTF-8
- * array and a JSON string per record (which made encoding most of an append's cost). Anything else takes
- * the general path; the bytes are the same either way. A record that cannot be encoded (a key that is not
+ * `defaultTimestamp`) and returns what `EncodedRecords` says of them. Keys and headers are nearly always
+ * short ASCII (table names and keys, positions, ids): they are copied by plain loops that check as they
+ * go, without a UTF-8 array and a JSON string per record (which made encoding most of an append's cost).
+ * Anything else takes the general path; the bytes are the same either way. A record that cannot be encoded (a key that is not
  * a string, a value that is not bytes, headers JSON cannot write) throws an INVALID_INPUT error, and
  * `out.at` is left where it was.
  */
