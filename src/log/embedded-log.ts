@@ -576,11 +576,11 @@ export class EmbeddedLog implements Log {
     let at = 0;
     for (let i = 0; i < records.count; i++) {
       readRecord(view, at);
-      const { keyLength, valueLength, end } = recordRead;
+      const { timestamp, keyAt, keyLength, valueLength, end } = recordRead;
       const partition =
         keyLength < 0
           ? batchPartition
-          : partitionForKeyBytes(bytes.subarray(at + 12, at + 12 + keyLength), partitions);
+          : partitionForKeyBytes(bytes.subarray(keyAt, keyAt + keyLength), partitions);
       const group = groupOf(partition);
       if (group !== runGroup) {
         if (runGroup) runGroup.parts.push(bytes.subarray(runStart, at));
@@ -590,7 +590,7 @@ export class EmbeddedLog implements Log {
       const offset = next[partition]!;
       next[partition] = offset + 1;
       group.count++;
-      group.maxTimestamp = Math.max(group.maxTimestamp, view.getFloat64(at, true));
+      group.maxTimestamp = Math.max(group.maxTimestamp, timestamp);
       group.valueBytes += valueLength;
       pairs[2 * i] = partition;
       pairs[2 * i + 1] = offset;

@@ -91,7 +91,7 @@ export function writeRecords(
         at += 4;
       } else {
         keyed = true;
-        at = writeKey(out, at, key);
+        at = writeString(out, at, key);
       }
       // The key's 4 bytes and its length are there when it is ASCII, the headers' 4 bytes after it.
       if (at + 4 > out.bytes.length) {
@@ -124,17 +124,20 @@ function writeNone(out: LayoutWriter, at: number): number {
   return at + 4;
 }
 
-/** The key's length and UTF-8 at `at` (room for 4 bytes and its length is made); returns the end. */
-function writeKey(out: LayoutWriter, at: number, key: string): number {
+/**
+ * The text's length (i32) and UTF-8 at `at`, which must have room for 4 bytes and the text's length (ASCII,
+ * nearly always, is copied by a loop; anything else makes its own room); returns the end.
+ */
+export function writeString(out: LayoutWriter, at: number, text: string): number {
   const bytes = out.bytes;
   const start = at + 4;
   let end = start;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c >= 0x80) return writeText(out, at, key);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80) return writeText(out, at, text);
     bytes[end++] = c;
   }
-  out.view.setInt32(at, key.length, true);
+  out.view.setInt32(at, text.length, true);
   return end;
 }
 
@@ -205,18 +208,49 @@ export function encodeRecords(records: readonly LogRecord[], defaultTimestamp: n
   return { ...encoded, bytes: out.bytes.subarray(0, out.at) };
 }
 
-/** The record `readRecord` read last: its key's length (-1: none), its value's, and where it ends. */
-export const recordRead = { keyLength: 0, valueLength: 0, end: 0 };
+/**
+ * The encoded record `readRecord` read last: its timestamp, where its key begins and its length (-1: none),
+ * its value's length, and where it ends.
+ */
+export const recordRead = { timestamp: 0, keyAt: 0, keyLength: 0, valueLength: 0, end: 0 };
 
-/** Reads the lengths of the encoded record that begins at `at` into `recordRead`. */
+/** Reads the encoded record that begins at `at` into `recordRead`. */
 export function readRecord(view: DataView, at: number): void {
+  recordRead.timestamp = view.getFloat64(at, true);
   const keyLength = view.getInt32(at + 8, true);
+  recordRead.keyAt = at + 12;
   at += 12 + Math.max(0, keyLength);
   at += 4 + Math.max(0, view.getInt32(at, true));
   const valueLength = view.getUint32(at, true);
   recordRead.keyLength = keyLength;
   recordRead.valueLength = valueLength;
   recordRead.end = at + 4 + valueLength;
+}
+
+/** The records but those marked in `dropped` (one byte per record). */
+export function withoutRecords(records: EncodedRecords, dropped: Uint8Array): EncodedRecords {
+  const { bytes } = records;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kept = Buffer.allocUnsafe(bytes.length);
+  let length = 0;
+  let count = 0;
+  let maxTimestamp = 0;
+  let valueBytes = 0;
+  let keyed = false;
+  for (let i = 0, at = 0; i < records.count; i++) {
+    readRecord(view, at);
+    const { timestamp, keyLength, valueLength, end } = recordRead;
+    if (!dropped[i]) {
+      kept.set(bytes.subarray(at, end), length);
+      length += end - at;
+      count++;
+      maxTimestamp = Math.max(maxTimestamp, timestamp);
+      if (keyLength >= 0) keyed = true;
+      valueBytes += valueLength;
+    }
+    at = end;
+  }
+  return { count, bytes: kept.subarray(0, length), keyed, maxTimestamp, valueBytes };
 }
 
 /** Encodes the records as one batch: their count, then the records (`writeRecords`). */

@@ -13,7 +13,7 @@
  * worker must decide on the very text the record's headers keep). A str is a u32 byte length and UTF-8.
  */
 import type { LogRecord } from '../log/log.ts';
-import { LayoutWriter, writeRecords, type EncodedRecords } from '../log/record-batch.ts';
+import { LayoutWriter, writeRecords, writeString, type EncodedRecords } from '../log/record-batch.ts';
 import { dedupeIdOf } from './dedupe.ts';
 
 export interface DecodedAppend {
@@ -39,7 +39,6 @@ const FLAG_DEDUPE = 1;
 const FLAG_KEYED = 2;
 const FLAG_NO_POSITIONS = 4;
 const MAX_START = 4 * 1024 * 1024;
-const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export class AppendWriter extends LayoutWriter {
@@ -141,20 +140,8 @@ export class AppendWriter extends LayoutWriter {
   }
 
   #str(value: string): void {
-    const length = value.length;
-    this.reserve(4 + 3 * length);
-    const bytes = this.bytes;
-    const start = this.at + 4;
-    // ASCII (ids, topics) is copied here; anything else goes through the encoder.
-    let i = 0;
-    for (; i < length; i++) {
-      const c = value.charCodeAt(i);
-      if (c >= 0x80) break;
-      bytes[start + i] = c;
-    }
-    const written = i === length ? length : encoder.encodeInto(value, bytes.subarray(start)).written;
-    this.view.setUint32(this.at, written, true);
-    this.at = start + written;
+    this.reserve(4 + value.length);
+    this.at = writeString(this, this.at, value);
   }
 }
 

@@ -16,7 +16,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
 import { EmbeddedLog, MAX_RECORDS_PER_TRANSACTION, type EmbeddedLogOptions } from '../log/embedded-log.ts';
 import type { Log } from '../log/log.ts';
-import { readRecord, recordRead, type EncodedRecords } from '../log/record-batch.ts';
+import { withoutRecords, type EncodedRecords } from '../log/record-batch.ts';
 import { decodeAppends, type DecodedAppend } from './append-codec.ts';
 import { DedupeStore, type Acknowledged } from './dedupe.ts';
 
@@ -151,34 +151,8 @@ function deduplicate(
       duplicates++;
     }
   }
-  const records = dropped ? without(append.records, dropped) : append.records;
+  const records = dropped ? withoutRecords(append.records, dropped) : append.records;
   return { append, records, from, to: store.admitted, duplicates };
-}
-
-/** The records but those marked in `dropped`. */
-function without(records: EncodedRecords, dropped: Uint8Array): EncodedRecords {
-  const { bytes } = records;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const kept = Buffer.allocUnsafe(bytes.length);
-  let length = 0;
-  let count = 0;
-  let maxTimestamp = 0;
-  let valueBytes = 0;
-  let keyed = false;
-  for (let i = 0, at = 0; i < records.count; i++) {
-    readRecord(view, at);
-    const { keyLength, valueLength, end } = recordRead;
-    if (!dropped[i]) {
-      kept.set(bytes.subarray(at, end), length);
-      length += end - at;
-      count++;
-      maxTimestamp = Math.max(maxTimestamp, view.getFloat64(at, true));
-      if (keyLength >= 0) keyed = true;
-      valueBytes += valueLength;
-    }
-    at = end;
-  }
-  return { count, bytes: kept.subarray(0, length), keyed, maxTimestamp, valueBytes };
 }
 
 async function main(): Promise<void> {
