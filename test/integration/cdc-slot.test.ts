@@ -56,6 +56,11 @@ describe('postgres CDC slots', { skip }, () => {
       );
       const first = new Background(project.root, ['cdc', 'run', 'one']);
       const client = await server.client();
+      // Once it streams: before, the slot is held for moments by the backends that create it and read
+      // the snapshot, whose pids are not the one that keeps it.
+      await waitFor('the first source to stream', async () =>
+        first.output.includes('streaming from slot shared_slot') ? true : undefined,
+      );
       const pid = await waitFor('the first source to hold the slot', async () => {
         const row = (
           await client.query<{ pid: number | null }>(
