@@ -188,8 +188,10 @@ describe('postgres CDC snapshots', { skip }, () => {
       ]);
       assert.equal(bad.code, 2, 'a condition that does not parse is refused at once');
 
+      // On a timeout, the rows that still differ say which change went missing.
+      let differing: string[] = [];
       await waitFor(
-        'the pipeline to catch up',
+        () => `the pipeline to catch up; rows differing (table / mirror): ${differing.join(', ')}`,
         async () => {
           const run = await cli(project.root, ['run', 'acct', '--once']);
           assert.equal(run.code, 0, run.stderr);
@@ -204,6 +206,12 @@ describe('postgres CDC snapshots', { skip }, () => {
               `select id || ':' || balance::varchar || ':' || owner as r from silver.acct where _deleted is not true order by id`,
             )
           ).map((r) => String(r.r));
+          const inTable = new Set(expected);
+          const inMirror = new Set(actual);
+          differing = [
+            ...expected.filter((r) => !inMirror.has(r)).map((r) => `${r} / -`),
+            ...actual.filter((r) => !inTable.has(r)).map((r) => `- / ${r}`),
+          ].slice(0, 20);
           return JSON.stringify(actual) === JSON.stringify(expected);
         },
         120_000,
