@@ -3,6 +3,18 @@ import { describe, it } from 'node:test';
 import type { LogRecord } from '../log/log.ts';
 import { batchOf, decodeBatch, type EncodedRecords } from '../log/record-batch.ts';
 import { AppendWriter, decodeAppends } from './append-codec.ts';
+import { fingerprint, print, seedOf } from './id-index.ts';
+
+/** Words 0–2 of each id's fingerprint in `stream` (all 0 for none), as the worker receives them. */
+function printsOf(stream: string, ids: ReadonlyArray<string | undefined>): Uint32Array {
+  const prints = new Uint32Array(3 * ids.length);
+  ids.forEach((id, i) => {
+    if (id === undefined) return;
+    fingerprint(seedOf(stream), id);
+    prints.set(print.subarray(0, 3), 3 * i);
+  });
+  return prints;
+}
 
 /** The records as the log reads them back from a batch of them. */
 function recordsOf(encoded: EncodedRecords) {
@@ -82,15 +94,20 @@ describe('append codec', () => {
     ]);
     assert.equal(b!.id, 2);
     assert.equal(b!.topic, 'events.b');
-    assert.deepEqual(b!.dedupe, { stream: 'stream-é', ids: ['é1', undefined] });
+    assert.deepEqual(b!.dedupe, { stream: 'stream-é', prints: printsOf('stream-é', ['é1', undefined]) });
     assert.equal(b!.records.keyed, false);
     assert.equal(b!.records.maxTimestamp, 9);
     assert.deepEqual(
       recordsOf(b!.records).map((r) => r.headers),
       deduplicated.map((r) => r.headers),
     );
-    assert.deepEqual(c!.dedupe, { stream: 'c', ids: [undefined] });
-    assert.deepEqual(d!.dedupe?.ids, ['a\ud800', undefined, 'ü'], 'ids as the headers keep them');
+    assert.deepEqual(c!.dedupe, { stream: 'c', prints: new Uint32Array(3) });
+    assert.deepEqual(
+      d!.dedupe?.prints,
+      printsOf('e', ['a\ud800', undefined, 'ü']),
+      'the fingerprints of the ids as the headers keep them',
+    );
+    assert.notDeepEqual(printsOf('e', ['a\ud800']), printsOf('e', ['a\ufffd']));
     assert.equal(a!.positions, true);
     assert.equal(c!.positions, false, 'an append whose answer needs no positions');
   });

@@ -8,13 +8,16 @@
  * Layout (little-endian), per append: id u32, topic str, flags u8 (1: drop the duplicates of ids the
  * stream accepted; 2: some record has a key; 4: answer without the records' positions), with 1 the
  * stream str, record count u32, highest timestamp f64, values' length f64, records' length u32 and the
- * records; with 1, then, per record the id it is deduplicated on (`dedupeIdOf`): an i32 length and
- * UTF-8, -1 for none, or -2 - length and UTF-16 for an id that UTF-8 cannot hold (a lone surrogate: the
- * worker must decide on the very text the record's headers keep). A str is a u32 byte length and UTF-8.
+ * records; with 1, then, per record the fingerprint of the id it is deduplicated on (`dedupeIdOf`,
+ * id-index.ts `fingerprint`) as three u32, all 0 for none. Fingerprints rather than ids: the worker
+ * commits one round at a time, so what it does per record is on every request's path, while this thread
+ * hashes alongside it — and it hashes the very text the record's headers keep. A str is a u32 byte length
+ * and UTF-8.
  */
 import type { LogRecord } from '../log/log.ts';
 import { LayoutWriter, writeRecords, writeString, type EncodedRecords } from '../log/record-batch.ts';
 import { dedupeIdOf } from './dedupe.ts';
+import { fingerprint, print, seedOf } from './id-index.ts';
 
 export interface DecodedAppend {
   readonly id: number;
@@ -23,9 +26,10 @@ export interface DecodedAppend {
   readonly records: EncodedRecords;
   /**
    * The stream whose event ids the records carry: the worker drops the duplicates among them
-   * (log-worker.ts), by `ids` (per record, undefined for one that is not deduplicated).
+   * (log-worker.ts), by `prints` (words 0–2 of each record's id's fingerprint, all 0 for a record that is
+   * not deduplicated).
    */
-  readonly dedupe?: { readonly stream: string; readonly ids: ReadonlyArray<string | undefined> };
+  readonly dedupe?: { readonly stream: string; readonly prints: Uint32Array };
   /** False when the sender does not need the records' positions. */
   readonly positions: boolean;
 }
@@ -103,22 +107,23 @@ export class AppendWriter extends LayoutWriter {
       (dedupe === undefined ? 0 : FLAG_DEDUPE) |
       (encoded.keyed ? FLAG_KEYED : 0) |
       (positions ? 0 : FLAG_NO_POSITIONS);
-    if (dedupe !== undefined)
+    if (dedupe !== undefined) {
+      const seed = seedOf(dedupe);
+      this.reserve(12 * records.length);
+      const view = this.view;
+      let at = this.at;
       for (const record of records) {
         const eventId = dedupeIdOf(record.headers) as unknown;
-        if (typeof eventId !== 'string') {
-          // (Headers that are not strings are not stored: neither is such an id.)
-          this.reserve(4);
-          this.view.setInt32(this.at, -1, true);
-          this.at += 4;
-        } else if (eventId.isWellFormed()) this.#str(eventId);
-        else {
-          this.reserve(4 + 2 * eventId.length);
-          const length = this.bytes.write(eventId, this.at + 4, 'utf16le');
-          this.view.setInt32(this.at, -2 - length, true);
-          this.at += 4 + length;
-        }
+        // (Headers that are not strings are not stored: neither is such an id.)
+        if (typeof eventId === 'string') fingerprint(seed, eventId);
+        else print.fill(0, 0, 3);
+        view.setUint32(at, print[0]!, true);
+        view.setUint32(at + 4, print[1]!, true);
+        view.setUint32(at + 8, print[2]!, true);
+        at += 12;
       }
+      this.at = at;
+    }
   }
 
   /** The encoded appends (a buffer to transfer) and their length; the writer starts afresh. */
@@ -191,18 +196,9 @@ export function decodeAppends(bytes: Uint8Array): DecodedAppend[] {
       appends.push({ id, topic, records, positions });
       continue;
     }
-    const ids = new Array<string | undefined>(count);
-    for (let r = 0; r < count; r++) {
-      const idLength = view.getInt32(at, true);
-      at += 4;
-      if (idLength >= 0) ids[r] = text(idLength);
-      else if (idLength === -1) ids[r] = undefined;
-      else {
-        ids[r] = latin1.toString('utf16le', at, at - 2 - idLength);
-        at += -2 - idLength;
-      }
-    }
-    appends.push({ id, topic, records, dedupe: { stream, ids }, positions });
+    const prints = new Uint32Array(3 * count);
+    for (let i = 0; i < prints.length; i++, at += 4) prints[i] = view.getUint32(at, true);
+    appends.push({ id, topic, records, dedupe: { stream, prints }, positions });
   }
   return appends;
 }

@@ -318,10 +318,15 @@ export class DedupeStore {
    * a duplicate, to drop. True otherwise: the round admits it, as the `admitted`-th id.
    */
   admit(stream: string, id: string): boolean {
+    fingerprint(seedOf(stream), id);
+    return this.admitPrint(stream);
+  }
+
+  /** `admit` for the id whose fingerprint is in `print` (id-index.ts `fingerprint` or `setPrint`). */
+  admitPrint(stream: string): boolean {
     const window = this.windowOf(stream);
     const index = this.#index;
     if (window <= 0 || !index) return true;
-    fingerprint(seedOf(stream), id);
     if (index.hasPrintThenFilter(this.#roundNow - window, KNOWN)) return false;
     // The filter had it (a false positive, or an id earlier in the round): only then is the round searched.
     if (KNOWN.maybe && this.#round.has()) return false;

@@ -19,6 +19,7 @@ import type { Log } from '../log/log.ts';
 import { withoutRecords, type EncodedRecords } from '../log/record-batch.ts';
 import { decodeAppends, type DecodedAppend } from './append-codec.ts';
 import { DedupeStore, type Acknowledged } from './dedupe.ts';
+import { setPrint } from './id-index.ts';
 
 export interface WorkerOptions {
   readonly log: EmbeddedLogOptions;
@@ -134,20 +135,23 @@ interface RoundItem {
   readonly duplicates: number;
 }
 
-/** Drops the records of `append` that are duplicates (`DedupeStore.admit`). */
+/** Drops the records of `append` that are duplicates (`DedupeStore.admitPrint`). */
 function deduplicate(
   store: DedupeStore,
   append: DecodedAppend,
   dedupe: NonNullable<DecodedAppend['dedupe']>,
 ): RoundItem {
   const from = store.admitted;
-  const { stream, ids } = dedupe;
+  const { stream, prints } = dedupe;
+  const count = append.records.count;
   let dropped: Uint8Array | undefined;
   let duplicates = 0;
-  for (let i = 0; i < ids.length; i++) {
-    const id = ids[i];
-    if (id !== undefined && !store.admit(stream, id)) {
-      (dropped ??= new Uint8Array(ids.length))[i] = 1;
+  for (let i = 0; i < count; i++) {
+    // Word 2 of a fingerprint is never 0: all 0 is a record without an id to deduplicate on.
+    if (prints[3 * i + 2] === 0) continue;
+    setPrint(prints[3 * i]!, prints[3 * i + 1]!, prints[3 * i + 2]!);
+    if (!store.admitPrint(stream)) {
+      (dropped ??= new Uint8Array(count))[i] = 1;
       duplicates++;
     }
   }
