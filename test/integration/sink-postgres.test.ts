@@ -278,6 +278,33 @@ describe('postgres sink', { skip: postgres.skip }, () => {
     );
   });
 
+  it('writes only the rows of a key spelled two ways one by one, the rest of the batch together', async () => {
+    const table = newTable();
+    const s = sink({ table, mode: 'upsert', key: ['id'], columns: { id: 'numeric', v: 'text' } });
+    await s.open();
+    // Counts the INSERT statements that commit (a refused one rolls back its count with it).
+    await admin.query(`CREATE TABLE ${table}_statements (n int)`);
+    await admin.query(
+      `CREATE FUNCTION ${table}_count() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO ${table}_statements VALUES (1); RETURN NULL; END $$`,
+    );
+    await admin.query(
+      `CREATE TRIGGER counted AFTER INSERT ON ${table} FOR EACH STATEMENT EXECUTE FUNCTION ${table}_count()`,
+    );
+    const records = range(0, 0, 2_000, (offset) => ({ id: offset, v: `v${offset}` }));
+    records.push(record(0, 2_000, { id: '7', v: 'seven, spelled as text' }));
+    records.push(record(0, 2_001, { id: 7, v: 'seven, last' }));
+    records.push(record(0, 2_002, { id: '8', v: 'eight, last' }));
+    const result = await s.write(batchOf(records));
+    assert.equal(result.rejected?.length ?? 0, 0);
+    const [rows] = await query<{ n: string; seven: string; eight: string }>(
+      `SELECT count(*) AS n, max(v) FILTER (WHERE id = 7) AS seven, max(v) FILTER (WHERE id = 8) AS eight FROM ${table}`,
+    );
+    assert.deepEqual(rows, { n: '2000', seven: 'seven, last', eight: 'eight, last' });
+    const [statements] = await query<{ n: string }>(`SELECT count(*) AS n FROM ${table}_statements`);
+    // Keys 7 and 8 (numeric: 7 and "7" are not merged before PostgreSQL): their records one by one (2 + 2 merged rows, as 5 records), the other 1,998 rows in one.
+    assert.ok(Number(statements!.n) <= 6, `${statements!.n} INSERT statements`);
+  });
+
   it('sends a record past a limit of the table (an index entry too large) to the dead-letter queue', async () => {
     const table = newTable();
     await admin.query(`CREATE TABLE ${table} (id bigint, name text)`);

@@ -504,7 +504,7 @@ export class PostgresSink implements Sink {
    * constraint) it halves the rows until it has found each refused one, and rejects its records; a merged
    * upsert row is then retried record by record, so that only the records at fault are rejected. Rows
    * of one key in spellings `keySpelling` does not bring together (`isSameRowTwice`) are written record by
-   * record, in order.
+   * record, in order — only those: PostgreSQL names them (`#sameKeyRows`), the others go on together.
    */
   async #insertBisecting(
     client: pg.PoolClient,
@@ -517,12 +517,18 @@ export class PostgresSink implements Sink {
     const error = await this.#tryInsert(client, sql, `[${rows.map((r) => r.json).join(',')}]`, several);
     if (error === undefined) return;
     if (isSameRowTwice(error)) {
-      // One key in spellings merged apart (jsonb keys in another order, say): its records one by one,
-      // in the batch's order, so that the last one wins as if each had been applied in turn.
+      // One key in spellings merged apart (1 and "1", say): that key's records one by one, in the batch's
+      // order, so that the last one wins as if each had been applied in turn; the other rows together.
+      const clashing = await this.#sameKeyRows(client, rows);
       const records = rows
+        .filter((_, i) => clashing.size === 0 || clashing.has(i))
         .flatMap((r) => r.records)
         .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
       await this.#insertEach(client, records, table, rejected);
+      if (clashing.size > 0) {
+        const others = rows.filter((_, i) => !clashing.has(i));
+        if (others.length > 0) await this.#insertBisecting(client, sql, others, table, rejected);
+      }
       return;
     }
     if (rows.length > 1) {
@@ -537,6 +543,33 @@ export class PostgresSink implements Sink {
       return;
     }
     await this.#insertEach(client, row.records, table, rejected);
+  }
+
+  /**
+   * The indexes of the rows whose keys PostgreSQL takes as one (each row read as the table's row type, as
+   * the INSERT reads it; a NULL key part is counted as a clash too, which costs nothing but a row written
+   * alone). Empty when none are — the INSERT changed one row twice for another reason — or when a row the
+   * INSERT had not reached yet cannot be read (every record is then written alone, as before).
+   */
+  async #sameKeyRows(client: pg.PoolClient, rows: readonly Row[]): Promise<Set<number>> {
+    const key = (this.#config.key ?? []).map((column) => `r.${quote(column)}`).join(', ');
+    await client.query('SAVEPOINT tributary_keys');
+    try {
+      const result = await client.query<{ rows: Array<number | string> }>(
+        `SELECT array_agg(e.n - 1) AS rows
+           FROM json_array_elements($1::json) WITH ORDINALITY AS e(j, n),
+                LATERAL json_populate_record(NULL::${quoteQualified(this.#table)}, e.j) AS r
+          GROUP BY ${key} HAVING count(*) > 1`,
+        [`[${rows.map((r) => r.json).join(',')}]`],
+      );
+      await client.query('RELEASE SAVEPOINT tributary_keys');
+      return new Set(result.rows.flatMap((row) => row.rows.map(Number)));
+    } catch (error) {
+      if (!isRecordError(error)) throw error;
+      await client.query('ROLLBACK TO SAVEPOINT tributary_keys');
+      await client.query('RELEASE SAVEPOINT tributary_keys');
+      return new Set();
+    }
   }
 
   /** Inserts each record as a row of its own, in the order given; rejects those the table refuses. */
