@@ -115,6 +115,26 @@ export class Catalog {
     }
   }
 
+  /**
+   * The other tables whose locations overlap `table`'s — one inside the other, or the same (a table
+   * renamed, and another made under its old name): files under one location may belong to the other.
+   */
+  async tablesOverlapping(table: Table): Promise<Table[]> {
+    const folder = (location: string) =>
+      `${(this.storage.localPath(location) ?? location).replace(/\/+$/, '')}/`;
+    const within = (inner: string, outer: string) => folder(inner).startsWith(folder(outer));
+    const others: Table[] = [];
+    for (const namespace of await this.registry.listNamespaces()) {
+      for (const identifier of await this.registry.listTables(namespace)) {
+        if (tableIdentifierToString(identifier) === tableIdentifierToString(table.identifier)) continue;
+        const other = await this.loadTable(identifier);
+        if (within(other.location, table.location) || within(table.location, other.location))
+          others.push(other);
+      }
+    }
+    return others;
+  }
+
   async renameTable(from: TableIdentifier, to: TableIdentifier): Promise<void> {
     await this.registry.renameTable(from, to);
   }

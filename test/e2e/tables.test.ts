@@ -1,8 +1,9 @@
 /** `tributary tables …` and `tributary query` as a user runs them, bad input included. */
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import { tributary } from '../cli.ts';
 
@@ -198,6 +199,38 @@ describe('tributary tables and query', () => {
     const text = await ok('catalog', 'info');
     assert.match(text, /SqlCatalog\("tributary", uri="sqlite:\/\/\/\//);
     assert.match(text, /iceberg_scan\('file:\/\/.*metadata\.json'\)/);
+  });
+
+  it('removes orphan files, old enough, that no table sharing the location reaches', async () => {
+    await ok('tables', 'create', 'shop.outer', '--schema', 'schema.json');
+    await ok('tables', 'append', 'shop.outer', file('outer.ndjson', rows(0, 10)));
+    const outer = /location\s+(\S+)/.exec(await ok('tables', 'show', 'shop.outer'))![1]!;
+    const folder = outer.startsWith('file://') ? fileURLToPath(outer) : outer;
+    // Another table inside its location: its files are not the outer table's orphans.
+    await ok('tables', 'create', 'shop.inner', '--schema', 'schema.json', '--location', `${outer}/inner`);
+    await ok('tables', 'append', 'shop.inner', file('inner.ndjson', rows(100, 105)));
+    const old = path.join(folder, 'data', 'left-by-a-failed-write.parquet');
+    const young = path.join(folder, 'data', 'being-written.parquet');
+    writeFileSync(old, 'x');
+    writeFileSync(young, 'x');
+    // Everything but `young` two days old.
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    for (const entry of readdirSync(folder, { recursive: true, withFileTypes: true }))
+      if (entry.isFile() && path.join(entry.parentPath, entry.name) !== young)
+        utimesSync(path.join(entry.parentPath, entry.name), twoDaysAgo, twoDaysAgo);
+    const tooYoung = await run('tables', 'remove-orphan-files', 'shop.outer', '--older-than', '5m');
+    assert.equal(tooYoung.code, 2);
+    assert.match(tooYoung.stderr, /USAGE.*at least 1h/);
+    const dryRun = await ok('tables', 'remove-orphan-files', 'shop.outer', '--older-than', '1d', '--dry-run');
+    assert.match(dryRun, /left-by-a-failed-write\.parquet/);
+    assert.match(dryRun, /1 orphan file\(s\) under shop\.outer would be deleted/);
+    assert.ok(existsSync(old), 'a dry run deletes nothing');
+    const removed = await ok('tables', 'remove-orphan-files', 'shop.outer', '--older-than', '1d');
+    assert.match(removed, /Deleted 1 orphan file/);
+    assert.ok(!existsSync(old));
+    assert.ok(existsSync(young), 'a file younger than --older-than stays');
+    assert.deepEqual(await queryJson('select count(*)::int as n from shop.outer'), [{ n: 10 }]);
+    assert.deepEqual(await queryJson('select count(*)::int as n from shop.inner'), [{ n: 5 }]);
   });
 
   it('drops a table with its files', async () => {

@@ -4,7 +4,7 @@
  * when its upstream commits; a job past its SLA alerts.
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, utimesSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -83,6 +83,11 @@ jobs:
     schedule: "0 3 * * *"
     older_than: 1s
     retain_last: 1
+  - name: orphans-bronze
+    kind: remove-orphan-files
+    tables: [bronze.*]
+    schedule: "0 4 * * *"
+    older_than: 1h
 `,
     );
     write(
@@ -122,7 +127,7 @@ jobs:
       assert.equal(status.concurrency, 2);
       assert.deepEqual(
         status.jobs.map((j) => j.name),
-        ['expire-bronze', 'model:gold.broken', 'model:gold.kinds', 'model:gold.slow'],
+        ['expire-bronze', 'model:gold.broken', 'model:gold.kinds', 'model:gold.slow', 'orphans-bronze'],
       );
       assert.match(status.jobs[0]!.nextRunAt ?? '', /T03:00:00/);
       await until('the last attempt to be recorded', () =>
@@ -163,6 +168,25 @@ jobs:
     assert.deepEqual(expire.detail, {
       tables: [{ table: 'bronze.events', expiredSnapshots: 1, deletedFiles: 1 }],
     });
+    // A file a failed write left two hours ago, and one a write in progress has: only the first goes.
+    const table = await lake.catalog.loadTable({ namespace: ['bronze'], name: 'events' });
+    const folder = table.storage.localPath(table.location)!;
+    const left = path.join(folder, 'data', 'left-by-a-failed-write.parquet');
+    const young = path.join(folder, 'data', 'being-written.parquet');
+    writeFileSync(left, 'x');
+    writeFileSync(young, 'x');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    utimesSync(left, twoHoursAgo, twoHoursAgo);
+    const orphans = await runJobNow(project(), 'orphans-bronze', { catalog: lake.catalog, models });
+    assert.equal(orphans.status, 'succeeded');
+    assert.deepEqual(orphans.detail, { tables: [{ table: 'bronze.events', deletedFiles: 1 }] });
+    assert.ok(!existsSync(left));
+    assert.ok(existsSync(young));
+    const exposed = await new TableViews(lake.catalog, lake.engine.connection).current(
+      parseTableIdentifier('bronze.events'),
+    );
+    const counted = await lake.engine.connection.runAndReadAll(`select count(*)::int from ${exposed.view}`);
+    assert.equal(counted.getRows()[0]?.[0], 11, 'every row is still there');
   });
 });
 

@@ -105,7 +105,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             'ERASE_INCOMPLETE',
             `matching rows remain in ${remaining.map((t) => `${t.table} (${t.remainingFiles.length} file(s))`).join(', ')}`,
             {
-              hint: `branches or tags keep old snapshots (${remaining.flatMap((t) => t.protectedRefs).join(', ') || 'none'}), a writer added them meanwhile, or a write that never committed left them (no snapshot reaches such a file: delete it once no other table or writer uses it): remove the refs or those files and erase again`,
+              hint: `branches or tags keep old snapshots (${remaining.flatMap((t) => t.protectedRefs).join(', ') || 'none'}), a writer added them meanwhile, or a write that never committed left them (no snapshot reaches such a file: "tributary tables remove-orphan-files <table>" deletes it once it is old enough): remove the refs or those files and erase again`,
             },
           );
         }

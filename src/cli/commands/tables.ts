@@ -7,7 +7,12 @@ import { parseDuration } from '../../core/config/units.ts';
 import { TributaryError } from '../../errors.ts';
 import { fileRelation, type InputFormat } from '../../iceberg/input-files.ts';
 import { append } from '../../iceberg/operations/write.ts';
-import { compact, expireSnapshots, rollbackTo } from '../../iceberg/operations/maintenance.ts';
+import {
+  compact,
+  expireSnapshots,
+  removeOrphanFiles,
+  rollbackTo,
+} from '../../iceberg/operations/maintenance.ts';
 import { buildSpec, describePartitionSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
 import { describeSortOrder, parseSortOrder } from '../../iceberg/sort-order.ts';
@@ -16,6 +21,9 @@ import type { CliContext } from '../context.ts';
 import { formatTable } from '../output.ts';
 import { tableArgument, withCatalog } from '../project-catalog.ts';
 import { Progress } from '../progress.ts';
+
+/** The youngest file `remove-orphan-files` may delete: younger ones may belong to a write in progress. */
+const ORPHAN_MIN_AGE_MS = 3_600_000;
 
 function typeName(type: IcebergType): string {
   if (typeof type === 'string') return type;
@@ -281,6 +289,41 @@ export function registerTables(program: Command, context: () => CliContext): voi
         });
         console.log(
           `Expired ${result.expiredSnapshots} snapshot(s) of ${table.name}; deleted ${result.deletedFiles} file(s).`,
+        );
+      }),
+    );
+
+  tables
+    .command('remove-orphan-files')
+    .description(
+      'Delete files under a table that no snapshot or metadata of it (or of a table sharing its location) reaches: left by writes that failed or never committed.',
+    )
+    .argument('<table>', 'namespace.table')
+    .option('--older-than <duration>', 'only files older than this, at least 1h (default: 3d)', '3d')
+    .option('--dry-run', 'list the files without deleting them')
+    .action(async (name: string, options: { olderThan: string; dryRun?: boolean }) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const age = parseDuration(options.olderThan);
+        if (age === undefined || age < ORPHAN_MIN_AGE_MS) {
+          throw new TributaryError(
+            'USAGE',
+            `--older-than ${options.olderThan}: must be a duration of at least 1h`,
+            {
+              hint: 'a write in progress has files no snapshot reaches yet: keep the age above the longest write (e.g. 3d)',
+            },
+          );
+        }
+        const table = await catalog.loadTable(tableArgument(name));
+        const removed = await removeOrphanFiles(table, {
+          olderThanMs: Date.now() - age,
+          dryRun: options.dryRun === true,
+          neighbours: await catalog.tablesOverlapping(table),
+        });
+        for (const file of removed) console.log(file);
+        console.log(
+          options.dryRun
+            ? `${removed.length} orphan file(s) under ${table.name} would be deleted (dry run).`
+            : `Deleted ${removed.length} orphan file(s) under ${table.name}.`,
         );
       }),
     );

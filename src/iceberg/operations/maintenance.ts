@@ -369,18 +369,36 @@ export interface OrphanOptions {
   /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
   readonly olderThanMs?: number;
   readonly dryRun?: boolean;
+  /**
+   * Tables whose locations overlap this one's (`Catalog.tablesOverlapping`): the files they reach are
+   * not orphans either.
+   */
+  readonly neighbours?: readonly Table[];
 }
 
 /** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
 export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
   const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
+  const reachable = new Set<string>();
+  for (const reaching of [table, ...(options.neighbours ?? [])]) await addReachable(reaching, reachable);
+  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const reachableLocal = new Set([...reachable].map(normalize));
+  const orphans: string[] = [];
+  for await (const file of table.storage.list(table.location)) {
+    if (file.modifiedMs >= olderThan || reachableLocal.has(normalize(file.location))) continue;
+    orphans.push(file.location);
+    if (!options.dryRun) await table.storage.delete(file.location);
+  }
+  return orphans;
+}
+
+/** Adds every file the table's metadata reaches: its metadata files, statistics, manifests, data and deletes. */
+async function addReachable(table: Table, reachable: Set<string>): Promise<void> {
   const metadata = table.metadata;
-  const reachable = new Set<string>([
-    table.metadataLocation,
-    ...metadata['metadata-log'].map((e) => e['metadata-file']),
-    // Puffin statistics other engines (Spark, Trino) wrote and the metadata lists.
-    ...statisticsPaths(metadata),
-  ]);
+  reachable.add(table.metadataLocation);
+  for (const entry of metadata['metadata-log']) reachable.add(entry['metadata-file']);
+  // Puffin statistics other engines (Spark, Trino) wrote and the metadata lists.
+  for (const path of statisticsPaths(metadata)) reachable.add(path);
   const cache = new Map<string, ManifestEntry[]>();
   for (const snapshot of metadata.snapshots) {
     reachable.add(snapshot['manifest-list']);
@@ -394,15 +412,6 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
       for (const entry of entries) reachable.add(entry.dataFile.filePath);
     }
   }
-  const normalize = (location: string) => table.storage.localPath(location) ?? location;
-  const reachableLocal = new Set([...reachable].map(normalize));
-  const orphans: string[] = [];
-  for await (const file of table.storage.list(table.location)) {
-    if (file.modifiedMs >= olderThan || reachableLocal.has(normalize(file.location))) continue;
-    orphans.push(file.location);
-    if (!options.dryRun) await table.storage.delete(file.location);
-  }
-  return orphans;
 }
 
 export type { DataFile };

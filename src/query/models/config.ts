@@ -260,17 +260,21 @@ const maintenanceJob = z
   .strictObject({
     name: z.string().regex(JOB_NAME, 'lower-case letters, digits, _ . : -').describe('Name of the job.'),
     kind: z
-      .enum(['expire', 'compact', 'validate'])
+      .enum(['expire', 'compact', 'remove-orphan-files', 'validate'])
       .describe(
         'expire: expire old snapshots and delete unreachable files; compact: rewrite small files with deletes ' +
-          'folded in; validate: run every data test (alerts on failure).',
+          'folded in; remove-orphan-files: delete files no snapshot reaches (left by failed writes), older ' +
+          'than older_than; validate: run every data test (alerts on failure).',
       ),
     tables: z
       .array(z.string().min(1))
       .default(['*'])
       .describe('Tables the job works on: namespace.table, namespace.* or * (every table).'),
     schedule: z.string().describe('Cron expression (5 fields, UTC).'),
-    older_than: duration('expire: snapshots older than this go.').prefault('7d'),
+    older_than: duration(
+      'expire: snapshots older than this go; remove-orphan-files: only files older than this (at least 1h: a ' +
+        'write in progress has files no snapshot reaches yet).',
+    ).prefault('7d'),
     retain_last: z
       .number()
       .int()
@@ -280,6 +284,11 @@ const maintenanceJob = z
     retries: z.number().int().min(0).max(20).optional().describe('Attempts after a failure.'),
     timeout: duration('The job is stopped after this long.').optional(),
     sla: duration('A run that takes longer raises an SLA alert.').optional(),
+  })
+  .refine((job) => job.kind !== 'remove-orphan-files' || job.older_than >= 3_600_000, {
+    path: ['older_than'],
+    message:
+      'remove-orphan-files needs older_than of at least 1h (a write in progress has files no snapshot reaches yet)',
   })
   .describe('A maintenance job.');
 
@@ -319,7 +328,10 @@ export const scheduleFileSchema = z
       })
       .prefault({})
       .describe('The run history in the catalog database.'),
-    jobs: z.array(maintenanceJob).default([]).describe('Maintenance jobs (expire, compact, validate).'),
+    jobs: z
+      .array(maintenanceJob)
+      .default([])
+      .describe('Maintenance jobs (expire, compact, remove-orphan-files, validate).'),
   })
   .describe(
     'models/schedule.yaml: the scheduler of `tributary up` (concurrency, alerts, retries, maintenance).',

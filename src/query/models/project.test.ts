@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { splitHeader } from './project.ts';
+import { scheduleFileSchema } from './config.ts';
 
 describe('model file headers', () => {
   it('ends a /* --- */ header at the */ that ends a line, not at one inside a cron schedule', () => {
@@ -29,5 +30,23 @@ describe('model file headers', () => {
   it('leaves an ordinary leading comment to the SQL', () => {
     const text = '/* daily revenue, by day */\nselect 1';
     assert.deepEqual(splitHeader(text), { yaml: undefined, sql: text, lineOffset: 0 });
+  });
+});
+
+describe('models/schedule.yaml', () => {
+  it('refuses a remove-orphan-files job younger than an hour: a write in progress has such files', () => {
+    const job = (olderThan: string) => ({
+      jobs: [{ name: 'orphans', kind: 'remove-orphan-files', schedule: '0 4 * * *', older_than: olderThan }],
+    });
+    const refused = scheduleFileSchema.safeParse(job('5m'));
+    assert.equal(refused.success, false);
+    assert.match(refused.error?.issues[0]?.message ?? '', /at least 1h/);
+    assert.deepEqual(refused.error?.issues[0]?.path, ['jobs', 0, 'older_than']);
+    assert.equal(scheduleFileSchema.safeParse(job('1h')).success, true);
+    // Other kinds keep any age.
+    assert.equal(
+      scheduleFileSchema.safeParse({ jobs: [{ ...job('5m').jobs[0], kind: 'expire' }] }).success,
+      true,
+    );
   });
 });

@@ -10,7 +10,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { tableIdentifierToString, type TableIdentifier } from '../../catalog/identifier.ts';
 import { TributaryError } from '../../errors.ts';
 import { openEngine } from '../../iceberg/duckdb.ts';
-import { compact, expireSnapshots } from '../../iceberg/operations/maintenance.ts';
+import { compact, expireSnapshots, removeOrphanFiles } from '../../iceberg/operations/maintenance.ts';
 import { listAllTables, TableViews } from '../table-views.ts';
 import type { MaintenanceJobConfig, ScheduleFile } from '../models/config.ts';
 import { collectTests, runDataTests, testsFailed, type TestResult } from '../models/data-tests.ts';
@@ -146,6 +146,20 @@ export async function executeJob(job: JobDefinition, env: JobEnvironment): Promi
         expiredSnapshots: result.expiredSnapshots,
         deletedFiles: result.deletedFiles,
       });
+    }
+    return { tables: results };
+  }
+  if (job.kind === 'remove-orphan-files') {
+    const config = job.maintenance!;
+    const results: Array<{ table: string; deletedFiles: number }> = [];
+    for (const identifier of await matchTables(catalog, config.tables)) {
+      if (signal.aborted) break;
+      const table = await catalog.loadTable(identifier);
+      const deleted = await removeOrphanFiles(table, {
+        olderThanMs: Date.now() - config.older_than,
+        neighbours: await catalog.tablesOverlapping(table),
+      });
+      results.push({ table: table.name, deletedFiles: deleted.length });
     }
     return { tables: results };
   }
