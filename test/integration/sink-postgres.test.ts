@@ -305,6 +305,29 @@ describe('postgres sink', { skip: postgres.skip }, () => {
     assert.ok(Number(statements!.n) <= 6, `${statements!.n} INSERT statements`);
   });
 
+  it('writes every record of a batch with a key clash one by one when a trigger may change keys', async () => {
+    const table = newTable();
+    await admin.query(`CREATE TABLE ${table} (k text PRIMARY KEY, v text)`);
+    // The conflict check sees ' 7' as '7'; grouping the rows as read cannot.
+    await admin.query(
+      `CREATE FUNCTION ${table}_trim() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.k := btrim(NEW.k); RETURN NEW; END $$`,
+    );
+    await admin.query(
+      `CREATE TRIGGER trimmed BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_trim()`,
+    );
+    const s = sink({ table, mode: 'upsert', key: ['k'] });
+    await s.open();
+    const result = await s.write(
+      batchOf([
+        record(0, 0, { k: ' 7', v: 'first' }),
+        record(0, 1, { k: 7, v: 'second' }),
+        record(0, 2, { k: '7', v: 'last' }),
+      ]),
+    );
+    assert.equal(result.rejected?.length ?? 0, 0);
+    assert.deepEqual(await query(`SELECT k, v FROM ${table}`), [{ k: '7', v: 'last' }]);
+  });
+
   it('sends a record past a limit of the table (an index entry too large) to the dead-letter queue', async () => {
     const table = newTable();
     await admin.query(`CREATE TABLE ${table} (id bigint, name text)`);

@@ -29,7 +29,7 @@ import type {
 } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import type { PostgresSinkConfig } from './config.ts';
-import { describeServer, isRecordError, isSameRowTwice, sqlState, translate } from './errors.ts';
+import { describeServer, isRecordError, isRetryable, isSameRowTwice, sqlState, translate } from './errors.ts';
 import {
   displayQualified,
   parseQualified,
@@ -548,24 +548,46 @@ export class PostgresSink implements Sink {
   /**
    * The indexes of the rows whose keys PostgreSQL takes as one (each row read as the table's row type, as
    * the INSERT reads it; a NULL key part is counted as a clash too, which costs nothing but a row written
-   * alone). Empty when none are — the INSERT changed one row twice for another reason — or when a row the
-   * INSERT had not reached yet cannot be read (every record is then written alone, as before).
+   * alone). Empty when none are — the INSERT changed one row twice for another reason — and whenever the
+   * answer could miss keys the INSERT's conflict check takes as one: a BEFORE INSERT row trigger (it may
+   * change a key after it is read), a unique index with a collation or operator class of its own (it may
+   * take more values as equal than the column does), or a query that fails (a key type without equality).
+   * Every record is then written alone, in order, as the safe way.
    */
   async #sameKeyRows(client: pg.PoolClient, rows: readonly Row[]): Promise<Set<number>> {
+    const table = quoteQualified(this.#table);
     const key = (this.#config.key ?? []).map((column) => `r.${quote(column)}`).join(', ');
     await client.query('SAVEPOINT tributary_keys');
     try {
-      const result = await client.query<{ rows: Array<number | string> }>(
-        `SELECT array_agg(e.n - 1) AS rows
-           FROM json_array_elements($1::json) WITH ORDINALITY AS e(j, n),
-                LATERAL json_populate_record(NULL::${quoteQualified(this.#table)}, e.j) AS r
-          GROUP BY ${key} HAVING count(*) > 1`,
-        [`[${rows.map((r) => r.json).join(',')}]`],
+      const {
+        rows: [conflicts],
+      } = await client.query<{ other: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_trigger t
+                         WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal AND (t.tgtype & 7) = 7)
+             OR EXISTS (SELECT 1 FROM pg_index i
+                               CROSS JOIN LATERAL unnest(i.indkey::int2[], i.indcollation::oid[], i.indclass::oid[]) AS u(attnum, coll, opclass)
+                               JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.attnum
+                               JOIN pg_opclass o ON o.oid = u.opclass
+                         WHERE i.indrelid = $1::regclass AND i.indisunique
+                           AND (u.coll <> a.attcollation OR NOT o.opcdefault)) AS other`,
+        [table],
       );
+      let clashing = new Set<number>();
+      if (conflicts?.other === false) {
+        const result = await client.query<{ rows: Array<number | string> }>(
+          `SELECT array_agg(e.n - 1) AS rows
+             FROM json_array_elements($1::json) WITH ORDINALITY AS e(j, n),
+                  LATERAL json_populate_record(NULL::${table}, e.j) AS r
+            GROUP BY ${key} HAVING count(*) > 1`,
+          [`[${rows.map((r) => r.json).join(',')}]`],
+        );
+        clashing = new Set(result.rows.flatMap((row) => row.rows.map(Number)));
+      }
       await client.query('RELEASE SAVEPOINT tributary_keys');
-      return new Set(result.rows.flatMap((row) => row.rows.map(Number)));
+      return clashing;
     } catch (error) {
-      if (!isRecordError(error)) throw error;
+      // Only reads: the server's refusal (not a lost connection) means "write them one by one".
+      if (isRetryable(error) || !/^[0-9A-Z]{5}$/.test(sqlState(error))) throw error;
       await client.query('ROLLBACK TO SAVEPOINT tributary_keys');
       await client.query('RELEASE SAVEPOINT tributary_keys');
       return new Set();
