@@ -115,22 +115,33 @@ export class Catalog {
     }
   }
 
+  /** Every table of the catalog, in every namespace (nested ones included). */
+  async listAllTables(): Promise<TableIdentifier[]> {
+    const found: TableIdentifier[] = [];
+    const walk = async (parent?: Namespace) => {
+      for (const namespace of await this.registry.listNamespaces(parent)) {
+        found.push(...(await this.registry.listTables(namespace)));
+        await walk(namespace);
+      }
+    };
+    await walk();
+    return found;
+  }
+
   /**
    * The other tables whose locations overlap `table`'s — one inside the other, or the same (a table
    * renamed, and another made under its old name): files under one location may belong to the other.
    */
   async tablesOverlapping(table: Table): Promise<Table[]> {
-    const folder = (location: string) =>
-      `${(this.storage.localPath(location) ?? location).replace(/\/+$/, '')}/`;
-    const within = (inner: string, outer: string) => folder(inner).startsWith(folder(outer));
     const others: Table[] = [];
-    for (const namespace of await this.registry.listNamespaces()) {
-      for (const identifier of await this.registry.listTables(namespace)) {
-        if (tableIdentifierToString(identifier) === tableIdentifierToString(table.identifier)) continue;
-        const other = await this.loadTable(identifier);
-        if (within(other.location, table.location) || within(table.location, other.location))
-          others.push(other);
-      }
+    for (const identifier of await this.listAllTables()) {
+      if (tableIdentifierToString(identifier) === tableIdentifierToString(table.identifier)) continue;
+      const other = await this.loadTable(identifier);
+      if (
+        locationWithin(this.storage, other.location, table.location) ||
+        locationWithin(this.storage, table.location, other.location)
+      )
+        others.push(other);
     }
     return others;
   }
@@ -157,4 +168,10 @@ export class Catalog {
   close(): void {
     void this.registry.close();
   }
+}
+
+/** Whether `inner` is `outer` or a location under it (as folders: /w/ab is not under /w/a). */
+export function locationWithin(storage: Storage, inner: string, outer: string): boolean {
+  const folder = (location: string) => `${(storage.localPath(location) ?? location).replace(/\/+$/, '')}/`;
+  return folder(inner).startsWith(folder(outer));
 }

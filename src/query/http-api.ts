@@ -30,7 +30,6 @@ import {
   type ReadOnlyQueryEngine,
   type ReadOnlyQueryResult,
 } from './read-only.ts';
-import { listAllTables } from './table-views.ts';
 
 export interface ApiRequest {
   /** Path parameters, e.g. `{ table: 'silver.orders' }`. */
@@ -268,7 +267,7 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
   const listTables = guard(async (request) => {
     const namespace = single(request.query?.namespace);
     const tables = [];
-    for (const identifier of await listAllTables(catalog)) {
+    for (const identifier of await catalog.listAllTables()) {
       const name = tableIdentifierToString(identifier);
       if (namespace && !name.startsWith(`${namespace}.`)) continue;
       const table = await catalog.loadTable(identifier);

@@ -30,7 +30,6 @@ import { FILE_COLUMN, planScan, scanSql } from '../iceberg/scan.ts';
 import { SnapshotProducer } from '../iceberg/snapshot-producer.ts';
 import type { Table } from '../iceberg/table.ts';
 import type { Schema } from '../iceberg/types.ts';
-import { listAllTables } from './table-views.ts';
 
 export const AUDIT_TABLE = 'tributary_privacy_audit';
 
@@ -147,7 +146,7 @@ async function targetTables(
   request: PrivacyRequest,
 ): Promise<{ tables: TableIdentifier[]; explicit: boolean }> {
   if (request.tables?.length) return { tables: request.tables.map(parseTableIdentifier), explicit: true };
-  return { tables: await listAllTables(catalog), explicit: false };
+  return { tables: await catalog.listAllTables(), explicit: false };
 }
 
 /** Counts the rows of the current snapshot matching `where`; undefined when it cannot be evaluated on the table. */

@@ -10,7 +10,7 @@ import { namespaceToString, tableIdentifierToString, type TableIdentifier } from
 import { TributaryError } from '../errors.ts';
 import type { Engine } from '../iceberg/duckdb.ts';
 import { parseSingleSelect } from './sql-check.ts';
-import { listAllTables, TableViews } from './table-views.ts';
+import { TableViews } from './table-views.ts';
 
 export interface QueryOptions {
   /** Read every table at this snapshot id (time travel); the tables must have it. */
@@ -38,7 +38,7 @@ export class QueryEngine {
 
   /** Catalog tables the SQL names: from DuckDB's parse of a SELECT, else where `namespace.name` appears. */
   async referencedTables(sql: string): Promise<TableIdentifier[]> {
-    const all = await listAllTables(this.#catalog);
+    const all = await this.#catalog.listAllTables();
     let parsed;
     try {
       parsed = await parseSingleSelect(this.#engine.connection, sql);

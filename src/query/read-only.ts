@@ -30,7 +30,7 @@ import {
   parseSingleSelect,
   rewriteTableReferences,
 } from './sql-check.ts';
-import { listAllTables, SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } from './table-views.ts';
+import { SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } from './table-views.ts';
 
 export interface ReadOnlyEngineOptions {
   /** DuckDB worker threads; default: DuckDB's (the cores). */
@@ -113,7 +113,7 @@ export class ReadOnlyQueryEngine {
       roots.add(local.endsWith(path.sep) ? local : `${local}${path.sep}`);
     };
     addRoot(catalog.warehouse);
-    for (const identifier of await listAllTables(catalog)) {
+    for (const identifier of await catalog.listAllTables()) {
       try {
         addRoot((await catalog.loadTable(identifier)).location);
       } catch {
@@ -191,7 +191,7 @@ export class ReadOnlyQueryEngine {
     const denied = parsed.functions.find((f) => DENIED_FUNCTIONS.has(f));
     if (denied) throw refused(`the function ${denied}() is not allowed`);
     const catalogTables = new Map<string, TableIdentifier>(
-      (await listAllTables(this.#catalog)).map((t) => [folded(tableIdentifierToString(t)), t]),
+      (await this.#catalog.listAllTables()).map((t) => [folded(tableIdentifierToString(t)), t]),
     );
     const used = new Map<string, TableIdentifier>();
     for (const reference of parsed.tables) {

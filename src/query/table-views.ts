@@ -10,12 +10,7 @@
  * through `scanSql`, which applies position and equality deletes.
  */
 import type { Catalog } from '../catalog/catalog.ts';
-import {
-  namespaceToString,
-  tableIdentifierToString,
-  type Namespace,
-  type TableIdentifier,
-} from '../catalog/identifier.ts';
+import { namespaceToString, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type DuckDBConnection } from '../iceberg/duckdb.ts';
 import { planScan, scanSql, snapshotFor, type ScanPlan } from '../iceberg/scan.ts';
 import type { Table } from '../iceberg/table.ts';
@@ -38,19 +33,6 @@ export interface ExposedTable {
   readonly view: string;
   /** The snapshot the view reads; undefined for a table without snapshots. */
   readonly snapshotId: bigint | undefined;
-}
-
-/** Every table of the catalog, in every namespace (nested ones included). */
-export async function listAllTables(catalog: Catalog): Promise<TableIdentifier[]> {
-  const found: TableIdentifier[] = [];
-  const walk = async (parent?: Namespace) => {
-    for (const namespace of await catalog.registry.listNamespaces(parent)) {
-      found.push(...(await catalog.registry.listTables(namespace)));
-      await walk(namespace);
-    }
-  };
-  await walk();
-  return found;
 }
 
 /** DuckDB SQL reading a planned snapshot: a bare read_parquet when there is nothing to apply. */

@@ -87,7 +87,7 @@ jobs:
     kind: remove-orphan-files
     tables: [bronze.*]
     schedule: "0 4 * * *"
-    older_than: 1h
+    older_than: 1d
 `,
     );
     write(
@@ -168,15 +168,15 @@ jobs:
     assert.deepEqual(expire.detail, {
       tables: [{ table: 'bronze.events', expiredSnapshots: 1, deletedFiles: 1 }],
     });
-    // A file a failed write left two hours ago, and one a write in progress has: only the first goes.
+    // A file a failed write left two days ago, and one a write in progress has: only the first goes.
     const table = await lake.catalog.loadTable({ namespace: ['bronze'], name: 'events' });
     const folder = table.storage.localPath(table.location)!;
     const left = path.join(folder, 'data', 'left-by-a-failed-write.parquet');
     const young = path.join(folder, 'data', 'being-written.parquet');
     writeFileSync(left, 'x');
     writeFileSync(young, 'x');
-    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
-    utimesSync(left, twoHoursAgo, twoHoursAgo);
+    const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000);
+    utimesSync(left, twoDaysAgo, twoDaysAgo);
     const orphans = await runJobNow(project(), 'orphans-bronze', { catalog: lake.catalog, models });
     assert.equal(orphans.status, 'succeeded');
     assert.deepEqual(orphans.detail, { tables: [{ table: 'bronze.events', deletedFiles: 1 }] });

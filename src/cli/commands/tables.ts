@@ -10,6 +10,7 @@ import { append } from '../../iceberg/operations/write.ts';
 import {
   compact,
   expireSnapshots,
+  ORPHAN_MIN_AGE_MS,
   removeOrphanFiles,
   rollbackTo,
 } from '../../iceberg/operations/maintenance.ts';
@@ -21,9 +22,6 @@ import type { CliContext } from '../context.ts';
 import { formatTable } from '../output.ts';
 import { tableArgument, withCatalog } from '../project-catalog.ts';
 import { Progress } from '../progress.ts';
-
-/** The youngest file `remove-orphan-files` may delete: younger ones may belong to a write in progress. */
-const ORPHAN_MIN_AGE_MS = 3_600_000;
 
 function typeName(type: IcebergType): string {
   if (typeof type === 'string') return type;
@@ -299,15 +297,16 @@ export function registerTables(program: Command, context: () => CliContext): voi
       'Delete files under a table that no snapshot or metadata of it (or of a table sharing its location) reaches: left by writes that failed or never committed.',
     )
     .argument('<table>', 'namespace.table')
-    .option('--older-than <duration>', 'only files older than this, at least 1h (default: 3d)', '3d')
+    .option('--older-than <duration>', 'only files older than this, at least 1d', '3d')
     .option('--dry-run', 'list the files without deleting them')
-    .action(async (name: string, options: { olderThan: string; dryRun?: boolean }) =>
-      withCatalog(context().loadProject(), async (catalog) => {
+    .action(async (name: string, options: { olderThan: string; dryRun?: boolean }) => {
+      const project = context().loadProject();
+      await withCatalog(project, async (catalog) => {
         const age = parseDuration(options.olderThan);
         if (age === undefined || age < ORPHAN_MIN_AGE_MS) {
           throw new TributaryError(
             'USAGE',
-            `--older-than ${options.olderThan}: must be a duration of at least 1h`,
+            `--older-than ${options.olderThan}: must be a duration of at least 1d`,
             {
               hint: 'a write in progress has files no snapshot reaches yet: keep the age above the longest write (e.g. 3d)',
             },
@@ -318,6 +317,7 @@ export function registerTables(program: Command, context: () => CliContext): voi
           olderThanMs: Date.now() - age,
           dryRun: options.dryRun === true,
           neighbours: await catalog.tablesOverlapping(table),
+          outside: [project.root, catalog.warehouse],
         });
         for (const file of removed) console.log(file);
         console.log(
@@ -325,8 +325,8 @@ export function registerTables(program: Command, context: () => CliContext): voi
             ? `${removed.length} orphan file(s) under ${table.name} would be deleted (dry run).`
             : `Deleted ${removed.length} orphan file(s) under ${table.name}.`,
         );
-      }),
-    );
+      });
+    });
 
   tables
     .command('compact')

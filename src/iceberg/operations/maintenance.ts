@@ -365,9 +365,21 @@ function statisticsPaths(metadata: TableMetadata): string[] {
   return paths;
 }
 
+/**
+ * The youngest files `tributary tables remove-orphan-files` and its scheduled job may delete: a write in
+ * progress (a compaction, a model's full refresh, an Iceberg sink's prepared batch — which is written again
+ * when older than an hour) has files no snapshot reaches until it commits.
+ */
+export const ORPHAN_MIN_AGE_MS = 86_400_000;
+
 export interface OrphanOptions {
   /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
   readonly olderThanMs?: number;
+  /**
+   * Locations that must not lie under the table's (the project, the warehouse): a table whose location
+   * holds one is refused rather than swept.
+   */
+  readonly outside?: readonly string[];
   readonly dryRun?: boolean;
   /**
    * Tables whose locations overlap this one's (`Catalog.tablesOverlapping`): the files they reach are
@@ -379,9 +391,18 @@ export interface OrphanOptions {
 /** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
 export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
   const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
+  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const folder = `${normalize(table.location).replace(/\/+$/, '')}/`;
+  for (const location of options.outside ?? []) {
+    if (!`${normalize(location).replace(/\/+$/, '')}/`.startsWith(folder)) continue;
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `the location of ${table.name} (${table.location}) holds ${location}: removing its orphan files would delete what is there`,
+      { hint: 'give tables locations of their own, under the warehouse' },
+    );
+  }
   const reachable = new Set<string>();
   for (const reaching of [table, ...(options.neighbours ?? [])]) await addReachable(reaching, reachable);
-  const normalize = (location: string) => table.storage.localPath(location) ?? location;
   const reachableLocal = new Set([...reachable].map(normalize));
   const orphans: string[] = [];
   for await (const file of table.storage.list(table.location)) {

@@ -7,6 +7,7 @@
  *  - `models/schedule.yaml`: the scheduler: concurrency, alerts, retries, maintenance jobs.
  */
 import { z } from 'zod';
+import { ORPHAN_MIN_AGE_MS } from '../../iceberg/operations/maintenance.ts';
 
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$/i;
 const UNITS: Record<string, number> = {
@@ -272,7 +273,7 @@ const maintenanceJob = z
       .describe('Tables the job works on: namespace.table, namespace.* or * (every table).'),
     schedule: z.string().describe('Cron expression (5 fields, UTC).'),
     older_than: duration(
-      'expire: snapshots older than this go; remove-orphan-files: only files older than this (at least 1h: a ' +
+      'expire: snapshots older than this go; remove-orphan-files: only files older than this (at least 1d: a ' +
         'write in progress has files no snapshot reaches yet).',
     ).prefault('7d'),
     retain_last: z
@@ -285,10 +286,10 @@ const maintenanceJob = z
     timeout: duration('The job is stopped after this long.').optional(),
     sla: duration('A run that takes longer raises an SLA alert.').optional(),
   })
-  .refine((job) => job.kind !== 'remove-orphan-files' || job.older_than >= 3_600_000, {
+  .refine((job) => job.kind !== 'remove-orphan-files' || job.older_than >= ORPHAN_MIN_AGE_MS, {
     path: ['older_than'],
     message:
-      'remove-orphan-files needs older_than of at least 1h (a write in progress has files no snapshot reaches yet)',
+      'remove-orphan-files needs older_than of at least 1d (a write in progress has files no snapshot reaches yet)',
   })
   .describe('A maintenance job.');
 

@@ -34,15 +34,15 @@ describe('model file headers', () => {
 });
 
 describe('models/schedule.yaml', () => {
-  it('refuses a remove-orphan-files job younger than an hour: a write in progress has such files', () => {
+  it('refuses a remove-orphan-files job younger than a day: a write in progress has such files', () => {
     const job = (olderThan: string) => ({
       jobs: [{ name: 'orphans', kind: 'remove-orphan-files', schedule: '0 4 * * *', older_than: olderThan }],
     });
-    const refused = scheduleFileSchema.safeParse(job('5m'));
+    const refused = scheduleFileSchema.safeParse(job('23h'));
     assert.equal(refused.success, false);
-    assert.match(refused.error?.issues[0]?.message ?? '', /at least 1h/);
+    assert.match(refused.error?.issues[0]?.message ?? '', /at least 1d/);
     assert.deepEqual(refused.error?.issues[0]?.path, ['jobs', 0, 'older_than']);
-    assert.equal(scheduleFileSchema.safeParse(job('1h')).success, true);
+    assert.equal(scheduleFileSchema.safeParse(job('1d')).success, true);
     // Other kinds keep any age.
     assert.equal(
       scheduleFileSchema.safeParse({ jobs: [{ ...job('5m').jobs[0], kind: 'expire' }] }).success,

@@ -11,7 +11,7 @@ import { tableIdentifierToString, type TableIdentifier } from '../../catalog/ide
 import { TributaryError } from '../../errors.ts';
 import { openEngine } from '../../iceberg/duckdb.ts';
 import { compact, expireSnapshots, removeOrphanFiles } from '../../iceberg/operations/maintenance.ts';
-import { listAllTables, TableViews } from '../table-views.ts';
+import { TableViews } from '../table-views.ts';
 import type { MaintenanceJobConfig, ScheduleFile } from '../models/config.ts';
 import { collectTests, runDataTests, testsFailed, type TestResult } from '../models/data-tests.ts';
 import type { Model, ModelProject } from '../models/project.ts';
@@ -98,7 +98,7 @@ export function findJob(jobs: readonly JobDefinition[], name: string): JobDefini
 
 /** Tables a pattern list names: `*`, `namespace.*`, or namespace.table. */
 export async function matchTables(catalog: Catalog, patterns: readonly string[]): Promise<TableIdentifier[]> {
-  const all = await listAllTables(catalog);
+  const all = await catalog.listAllTables();
   return all.filter((identifier) => {
     const name = tableIdentifierToString(identifier);
     return patterns.some((pattern) => {
@@ -158,6 +158,7 @@ export async function executeJob(job: JobDefinition, env: JobEnvironment): Promi
       const deleted = await removeOrphanFiles(table, {
         olderThanMs: Date.now() - config.older_than,
         neighbours: await catalog.tablesOverlapping(table),
+        outside: [project.root, catalog.warehouse],
       });
       results.push({ table: table.name, deletedFiles: deleted.length });
     }

@@ -260,3 +260,37 @@ describe('empty batches', () => {
     await sink.close();
   });
 });
+
+describe('prepared appends', () => {
+  it('writes a batch again rather than commit files prepared long ago (orphan removal may have taken them)', async () => {
+    const table = `test.t${tables++}`;
+    const sink = new IcebergSink({
+      name: 'iceberg',
+      config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+      pipeline: 'p',
+      topic: 'events',
+      projectRoot: dir,
+      catalog: async () => catalog,
+      engine: async () => engine,
+    });
+    await sink.open();
+    const batch = records(['{"id": 1}', '{"id": 2}'], false);
+    const prepared = (await sink.prepare(batch)) as unknown as {
+      at: number;
+      written: { files: Array<{ filePath: string }> };
+    };
+    assert.ok(prepared.written.files.length > 0);
+    // Held back for two hours (another sink down, say), and swept meanwhile as orphans.
+    prepared.at -= 2 * 3_600_000;
+    const loaded = await catalog.loadTable(parseTableIdentifier(table));
+    for (const file of prepared.written.files) await loaded.storage.delete(file.filePath);
+    await sink.write({ records: batch, positions: new Map([[0, 2]]), prepared });
+    await sink.close();
+    await loaded.refresh();
+    const plan = await planScan(loaded.metadata, loaded.storage);
+    const rows = (
+      await engine.connection.runAndReadAll(`select id from ${scanSql(plan, loaded.storage)} order by id`)
+    ).getRowObjectsJson();
+    assert.deepEqual(rows, [{ id: '1' }, { id: '2' }]);
+  });
+});

@@ -138,11 +138,20 @@ function positionsIn(metadata: TableMetadata, pipeline: string, topic: string): 
 /** An idle sink still commits its positions this often, so a restart does not replay far. */
 const EMPTY_COMMIT_INTERVAL_MS = 60_000;
 
+/**
+ * Prepared files older than this are written again rather than committed: no snapshot reaches them until
+ * the commit, and `remove-orphan-files` deletes unreached files older than a day (ORPHAN_MIN_AGE_MS, maintenance.ts)
+ * — a batch held back for long (another sink down, commits failing) must not commit files it deleted.
+ */
+const PREPARED_MAX_AGE_MS = 3_600_000;
+
 /** An append's data files, written by `prepare`, awaiting their commit. */
 interface PreparedAppend {
   readonly records: readonly PipelineRecord[];
   readonly written: WrittenFiles;
   readonly rejected: readonly Rejection[];
+  /** When the files were written (ms). */
+  readonly at: number;
 }
 
 export interface IcebergSinkOptions {
@@ -218,10 +227,11 @@ export class IcebergSink implements Sink {
     const engine = this.#idleEngines.pop() ?? (await this.#openEngine());
     try {
       const rejected: Rejection[] = [];
+      const at = Date.now();
       const stage = await this.#stage(engine, schema, records, rejected);
       try {
         const written = await writeFiles(table, engine, acceptedRows(stage), this.#writeOptions);
-        return { records, written, rejected };
+        return { records, written, rejected, at };
       } finally {
         await engine.connection.run(`drop table if exists ${stage}`);
       }
@@ -260,9 +270,14 @@ export class IcebergSink implements Sink {
     // (and failed after the commit point); otherwise they are orphans, which maintenance removes.
     if ([...positions].every(([p, o]) => (current.get(p) ?? -1) >= o)) return {};
     if (prepared) {
-      // Files written against the table's current schema and spec are committed as they are; otherwise
-      // (the schema evolved meanwhile) the batch is written again below.
-      if (prepared.records === records && writtenForCurrent(table, prepared.written)) {
+      // Files written against the table's current schema and spec, lately, are committed as they are;
+      // otherwise (the schema evolved meanwhile, or they are old: see PREPARED_MAX_AGE_MS) the batch is
+      // written again below.
+      if (
+        prepared.records === records &&
+        writtenForCurrent(table, prepared.written) &&
+        Date.now() - prepared.at < PREPARED_MAX_AGE_MS
+      ) {
         await commitFiles(table, prepared.written, {
           summary: this.#summary(positions),
           precondition: this.#unmoved(table.name, current),
