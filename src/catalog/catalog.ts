@@ -13,7 +13,7 @@ import {
   type TableState,
 } from '../iceberg/table.ts';
 import type { Schema } from '../iceberg/types.ts';
-import type { Storage } from '../storage/storage.ts';
+import { locationWithin, type Storage } from '../storage/storage.ts';
 import { tableIdentifierToString, type Namespace, type TableIdentifier } from './identifier.ts';
 import type { SqlCatalog } from './sql-catalog.ts';
 
@@ -168,10 +168,4 @@ export class Catalog {
   close(): void {
     void this.registry.close();
   }
-}
-
-/** Whether `inner` is `outer` or a location under it (as folders: /w/ab is not under /w/a). */
-export function locationWithin(storage: Storage, inner: string, outer: string): boolean {
-  const folder = (location: string) => `${(storage.localPath(location) ?? location).replace(/\/+$/, '')}/`;
-  return folder(inner).startsWith(folder(outer));
 }

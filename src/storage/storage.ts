@@ -15,6 +15,7 @@
  * Implementations are safe for concurrent use by many callers and many processes: every write is atomic
  * (a reader sees the whole old file, the whole new file, or no file — never part of one).
  */
+import path from 'node:path';
 import { isTributaryError } from '../errors.ts';
 
 /** A file found by `list`. */
@@ -89,4 +90,16 @@ export interface Storage {
 /** True for the error of a `writeExclusive` that found a file already at its location. */
 export function isAlreadyExists(error: unknown): boolean {
   return isTributaryError(error, 'STORAGE_IO') && error.context.reason === 'exists';
+}
+
+/**
+ * Whether `inner` is `outer` or a location under it, as folders (/w/ab is not under /w/a; `//`, `.` and
+ * `..` are resolved in local paths first).
+ */
+export function locationWithin(storage: Storage, inner: string, outer: string): boolean {
+  const folder = (location: string) => {
+    const local = storage.localPath(location);
+    return `${(local === undefined ? location : path.posix.normalize(local)).replace(/\/+$/, '')}/`;
+  };
+  return folder(inner).startsWith(folder(outer));
 }

@@ -255,6 +255,19 @@ describe('tributary tables and query', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /INVALID_INPUT.*would delete what is there/);
     assert.ok(existsSync(path.join(project, 'tributary.yaml')));
+    // As is one in the project but outside the warehouse (among its configuration), `//` and all.
+    await ok(
+      'tables',
+      'create',
+      'shop.stray',
+      '--schema',
+      'schema.json',
+      '--location',
+      `${project}//pipelines/x`,
+    );
+    const stray = await run('tables', 'remove-orphan-files', 'shop.stray', '--dry-run');
+    assert.equal(stray.code, 1);
+    assert.match(stray.stderr, /INVALID_INPUT.*outside the warehouse/);
   });
 
   it('drops a table with its files', async () => {

@@ -317,7 +317,7 @@ export function registerTables(program: Command, context: () => CliContext): voi
           olderThanMs: Date.now() - age,
           dryRun: options.dryRun === true,
           neighbours: await catalog.tablesOverlapping(table),
-          outside: [project.root, catalog.warehouse],
+          guard: { project: project.root, warehouse: catalog.warehouse },
         });
         for (const file of removed) console.log(file);
         console.log(

@@ -30,6 +30,7 @@ import {
 import { partitionType } from '../partition-spec.ts';
 import { planScan, scanSql, type PlannedFile, type ScanPlan } from '../scan.ts';
 import { SnapshotProducer, summarizePartitions } from '../snapshot-producer.ts';
+import { locationWithin } from '../../storage/storage.ts';
 import type { Table, TableState } from '../table.ts';
 import type { Storage } from '../../storage/storage.ts';
 
@@ -376,10 +377,10 @@ export interface OrphanOptions {
   /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
   readonly olderThanMs?: number;
   /**
-   * Locations that must not lie under the table's (the project, the warehouse): a table whose location
-   * holds one is refused rather than swept.
+   * The project and its warehouse: a table whose location holds either, or lies in the project but outside
+   * the warehouse (among its configuration, its log), is refused rather than swept.
    */
-  readonly outside?: readonly string[];
+  readonly guard?: { readonly project: string; readonly warehouse: string };
   readonly dryRun?: boolean;
   /**
    * Tables whose locations overlap this one's (`Catalog.tablesOverlapping`): the files they reach are
@@ -391,18 +392,24 @@ export interface OrphanOptions {
 /** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
 export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
   const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
-  const normalize = (location: string) => table.storage.localPath(location) ?? location;
-  const folder = `${normalize(table.location).replace(/\/+$/, '')}/`;
-  for (const location of options.outside ?? []) {
-    if (!`${normalize(location).replace(/\/+$/, '')}/`.startsWith(folder)) continue;
-    throw new TributaryError(
-      'INVALID_INPUT',
-      `the location of ${table.name} (${table.location}) holds ${location}: removing its orphan files would delete what is there`,
-      { hint: 'give tables locations of their own, under the warehouse' },
-    );
+  const guard = options.guard;
+  if (guard) {
+    const within = (inner: string, outer: string) => locationWithin(table.storage, inner, outer);
+    const { project, warehouse } = guard;
+    const holds = [project, warehouse].find((location) => within(location, table.location));
+    if (holds !== undefined || (within(table.location, project) && !within(table.location, warehouse))) {
+      throw new TributaryError(
+        'INVALID_INPUT',
+        holds !== undefined
+          ? `the location of ${table.name} (${table.location}) holds ${holds}: removing its orphan files would delete what is there`
+          : `the location of ${table.name} (${table.location}) is in the project but outside the warehouse: removing its orphan files could delete the project's own files`,
+        { hint: 'give tables locations of their own, under the warehouse' },
+      );
+    }
   }
   const reachable = new Set<string>();
   for (const reaching of [table, ...(options.neighbours ?? [])]) await addReachable(reaching, reachable);
+  const normalize = (location: string) => table.storage.localPath(location) ?? location;
   const reachableLocal = new Set([...reachable].map(normalize));
   const orphans: string[] = [];
   for await (const file of table.storage.list(table.location)) {
