@@ -42,18 +42,23 @@ function records(texts: readonly string[], raw: boolean): PipelineRecord[] {
   }));
 }
 
-/** Writes the texts through a new sink and table; returns the rows (sorted by id) and the DLQ reasons. */
-async function write(texts: readonly string[], raw: boolean, partition = 'day(ts)') {
-  const table = `test.t${tables++}`;
-  const sink = new IcebergSink({
+/** A sink of pipeline p on topic events writing `table`, configured with `config` (type and table added). */
+function sinkOf(table: string, config: Record<string, unknown> = {}): IcebergSink {
+  return new IcebergSink({
     name: 'iceberg',
-    config: icebergSinkSchema.parse({ type: 'iceberg', table, partition }),
+    config: icebergSinkSchema.parse({ type: 'iceberg', table, ...config }),
     pipeline: 'p',
     topic: 'events',
     projectRoot: dir,
     catalog: async () => catalog,
     engine: async () => engine,
   });
+}
+
+/** Writes the texts through a new sink and table; returns the rows (sorted by id) and the DLQ reasons. */
+async function write(texts: readonly string[], raw: boolean, partition = 'day(ts)') {
+  const table = `test.t${tables++}`;
+  const sink = sinkOf(table, { partition });
   await sink.open();
   // The first record of each batch fixes the inferred types.
   const result = await sink.write({ records: records(texts, raw), positions: new Map([[0, texts.length]]) });
@@ -117,21 +122,7 @@ describe('upsert with delete_column', () => {
   it('deletes rows whose last record is marked, keeps the marker out of the table, raw or not', async () => {
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = new IcebergSink({
-        name: 'iceberg',
-        config: icebergSinkSchema.parse({
-          type: 'iceberg',
-          table,
-          mode: 'upsert',
-          key: ['id'],
-          delete_column: '_deleted',
-        }),
-        pipeline: 'p',
-        topic: 'events',
-        projectRoot: dir,
-        catalog: async () => catalog,
-        engine: async () => engine,
-      });
+      const sink = sinkOf(table, { mode: 'upsert', key: ['id'], delete_column: '_deleted' });
       await sink.open();
       const first = [
         '{"id":1,"v":"a","_deleted":false}',
@@ -234,15 +225,7 @@ describe('upsert deletions carrying the key alone', () => {
 describe('empty batches', () => {
   it('skips committing an empty batch for a while, and commits its positions on flush', async () => {
     const table = `test.t${tables++}`;
-    const sink = new IcebergSink({
-      name: 'iceberg',
-      config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-      pipeline: 'p',
-      topic: 'events',
-      projectRoot: dir,
-      catalog: async () => catalog,
-      engine: async () => engine,
-    });
+    const sink = sinkOf(table);
     await sink.open();
     await sink.write({ records: records(['{"id":1}'], true), positions: new Map([[0, 1]]) });
     await sink.write({ records: [], positions: new Map([[0, 50]]) }); // all filtered out
@@ -264,15 +247,7 @@ describe('empty batches', () => {
 describe('prepared appends', () => {
   it('writes a batch again rather than commit files prepared long ago (orphan removal may have taken them)', async () => {
     const table = `test.t${tables++}`;
-    const sink = new IcebergSink({
-      name: 'iceberg',
-      config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-      pipeline: 'p',
-      topic: 'events',
-      projectRoot: dir,
-      catalog: async () => catalog,
-      engine: async () => engine,
-    });
+    const sink = sinkOf(table);
     await sink.open();
     const batch = records(['{"id": 1}', '{"id": 2}'], false);
     const prepared = (await sink.prepare(batch)) as unknown as {
