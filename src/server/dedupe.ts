@@ -350,14 +350,12 @@ export class DedupeStore {
     if (index && to > from) {
       const at = this.#now();
       index.rotate(at);
-      // Still the filter the round put the new ids in: they need not be put in again.
-      const filtered = this.#roundEpoch === index.filterEpoch;
       const admitted = this.#admitted;
       for (let i = ADMITTED_WORDS * from; i < ADMITTED_WORDS * to; i += ADMITTED_WORDS) {
         setPrint(admitted[i]!, admitted[i + 1]!, admitted[i + 2]!);
         // An id the filter did not know when admitted: nothing added it since (the round admitted it
         // once), so it goes into the table without a search.
-        index.addPrint(at, admitted[i + 3] === 1, filtered);
+        index.addPrint(at, admitted[i + 3] === 1, this.#roundEpoch);
         this.#queue(at);
       }
     }

@@ -28,6 +28,18 @@ describe('id index', () => {
     assert.equal(index.size, 2);
   });
 
+  it('keeps its filter sharp when more than maxIds ids come within a window, and still finds the newest', () => {
+    // 1 MiB filter (the smallest), 8,192 ids held at most: 2 million ids would set most of its bits.
+    const index = new IdIndex({ windowMs: 3_600_000, periodMs: 3_600_000, maxIds: 8192 });
+    for (let i = 0; i < 2_000_000; i++) index.add('s', `id-${i}`);
+    assert.ok(index.size <= 8192);
+    for (let i = 2_000_000 - 7000; i < 2_000_000; i++) assert.ok(index.has('s', `id-${i}`, 0), `id-${i}`);
+    const before = index.searches;
+    for (let i = 0; i < 10_000; i++) assert.ok(!index.has('s', `new-${i}`, 0));
+    // A filter holding every id since the start answers "maybe" for about a quarter of new ids.
+    assert.ok(index.searches - before < 100, `${index.searches - before} of 10,000 new ids searched`);
+  });
+
   it('fingerprints ids of any length and text, distinctly', () => {
     const seen = new Set<string>();
     const ids = ['', 'a', 'ab', 'abcdefg', 'abcdefgh', 'abcdefghi', 'é', '😀', 'x'.repeat(256)];

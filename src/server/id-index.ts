@@ -15,6 +15,12 @@
  * Ids are kept in generations, each a table of at most GENERATION_IDS ids and at most `periodMs` long (so
  * that growing one pauses for milliseconds, not seconds); a generation is dropped whole once its newest id
  * is past the window, and the oldest ones early when the index holds more than `maxIds` (see `forgotEarly`).
+ *
+ * The filter cannot forget one id: it is replaced whole, by a new one that takes the new ids while the
+ * previous answers for the ids it has. That happens when it is a window old, and when it has taken `maxIds`
+ * ids — by then none of the ids before it can be held (the index holds the newest `maxIds` at most), and
+ * without it a server that takes more than `maxIds` ids a window would fill the filter until it answers
+ * "maybe" for every id, each then searched for in every table.
  */
 
 import { finalMix, rotl } from '../iceberg/murmur3.ts';
@@ -282,7 +288,10 @@ export class IdIndex {
   #bloomEpoch = 0;
   #previousBloom: Bloom | undefined;
   #bloomSince: number;
+  /** Ids added to the tables since the current filter began. */
+  #bloomIds = 0;
   #forgotEarly = 0;
+  #searches = 0;
 
   /**
    * `windowMs`: the longest dedupe window (ids older are forgotten); `periodMs`: the longest a generation
@@ -316,6 +325,11 @@ export class IdIndex {
     return this.#forgotEarly;
   }
 
+  /** Lookups the filter answered "maybe" for, which searched the tables (since the start). */
+  get searches(): number {
+    return this.#searches;
+  }
+
   /** Whether `stream` accepted `id` at or after `since` (or, at most a generation earlier). */
   has(stream: string, id: string, since: number): boolean {
     this.rotate();
@@ -344,6 +358,7 @@ export class IdIndex {
   }
 
   #held(since: number): boolean {
+    this.#searches++;
     const generations = this.#generations;
     for (let g = generations.length - 1; g >= 0; g--) {
       const generation = generations[g]!;
@@ -364,11 +379,12 @@ export class IdIndex {
    * generation: added again later — accepted anew once its window was over, or read back twice — it goes
    * into the current generation, and is remembered from then on. `unknown`: the filter said "certainly
    * not" for it (`hasPrintThenFilter`) and nothing added it since, so the current table is not searched;
-   * `filtered`: that was in the current filter's epoch (`filterEpoch`), which has it then.
+   * `filteredIn`: the filter's epoch then (`filterEpoch`) — when it is still the current one, that has it.
    */
-  addPrint(at: number, unknown = false, filtered = false): void {
+  addPrint(at: number, unknown = false, filteredIn = -1): void {
+    if (this.#bloomIds >= this.#maxIds) this.#rotateFilter(at, true);
     const known = !unknown && (this.#bloom.has() || (this.#previousBloom?.has() ?? false));
-    if (!(unknown && filtered)) this.#bloom.add();
+    if (!(unknown && filteredIn === this.#bloomEpoch)) this.#bloom.add();
     let current = this.#generations.at(-1);
     if (!current || current.count >= this.#generationIds || at - current.since >= this.#periodMs) {
       current = new Generation(at);
@@ -380,6 +396,7 @@ export class IdIndex {
     }
     current.addAt(at);
     this.#count++;
+    this.#bloomIds++;
     if (this.#count > this.#maxIds && this.#generations.length > 1) {
       const oldest = this.#generations.shift()!;
       this.#count -= oldest.count;
@@ -402,9 +419,15 @@ export class IdIndex {
   rotate(now = this.#now()): void {
     if (now - this.#bloomSince < this.#bloomMs) return;
     // Skipped generations (an idle server) hold nothing recent: both go.
-    this.#previousBloom = now - this.#bloomSince < 2 * this.#bloomMs ? this.#bloom : undefined;
+    this.#rotateFilter(now, now - this.#bloomSince < 2 * this.#bloomMs);
+  }
+
+  /** A new filter takes the new ids; the current one answers for those it has, or (`keep` false) goes. */
+  #rotateFilter(now: number, keep: boolean): void {
+    this.#previousBloom = keep ? this.#bloom : undefined;
     this.#bloom = new Bloom(this.#bloomBits);
     this.#bloomEpoch++;
     this.#bloomSince = now;
+    this.#bloomIds = 0;
   }
 }
