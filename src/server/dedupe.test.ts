@@ -6,6 +6,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { setImmediate as tick } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 import { EmbeddedLog } from '../log/embedded-log.ts';
+import { partitionForKey } from '../log/log.ts';
 import { DedupeStore, HEADER_DEDUPE, HEADER_EVENT_ID, HEADER_IDEMPOTENCY_KEY } from './dedupe.ts';
 
 describe('dedupe store', () => {
@@ -377,6 +378,40 @@ describe('dedupe store', () => {
     assert.deepEqual(JSON.parse(batch!.response), { accepted: 1, ids: ['x2'], recovered: true });
     assert.equal(await after.recover(log, new Map([['events.s', 's']])), 0, 'the watermark moved');
     after.close();
+    await log.close();
+  });
+
+  it('remembers recovered ids for their window although partitions are read out of time order', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'dedupe-'));
+    let now = 1_800_000_000_000;
+    const start = now;
+    const log = await EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });
+    await log.ensureTopic('events.s', { partitions: 2 });
+    const windows = new Map([['s', 60 * 60_000]]);
+    const empty = DedupeStore.open(dir, windows, { now: () => now });
+    await empty.recover(log, new Map([['events.s', 's']]));
+    empty.close();
+    // Both partitions hold the last 30 minutes: recovery reads partition 0, then goes back in time.
+    const encoder = new TextEncoder();
+    const keys = ['a', 'b', 'c', 'd'];
+    for (const partition of [0, 1])
+      await log.append(
+        'events.s',
+        Array.from({ length: 6000 }, (_, i) => ({
+          key: keys.find((key) => partitionForKey(key, 2) === partition)!,
+          value: encoder.encode('{}'),
+          timestamp: start - 30 * 60_000 + i * 300,
+          headers: { [HEADER_EVENT_ID]: `p${partition}-${i}`, [HEADER_DEDUPE]: '1' },
+        })),
+      );
+    // 8,192 ids at most: the filter rotates while partition 1 is read back.
+    const store = DedupeStore.open(dir, windows, { now: () => now, maxIds: 8192 });
+    assert.equal(await store.recover(log, new Map([['events.s', 's']])), 12_000);
+    now = start + 42 * 60_000; // p0-5999 was seen 0.3 s before the start: held until +60 minutes
+    assert.deepEqual([...store.seen('s', ['p0-5999'])], ['p0-5999']);
+    store.beginRound();
+    assert.equal(store.admit('s', 'p0-5999'), false, 'a duplicate');
+    store.close();
     await log.close();
   });
 });

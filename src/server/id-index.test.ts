@@ -40,6 +40,14 @@ describe('id index', () => {
     assert.ok(index.searches - before < 100, `${index.searches - before} of 10,000 new ids searched`);
   });
 
+  it('finds every id held when the limit is below one table (a filter never rotates away a held id)', () => {
+    // dedupe_max_ids may be 1000, a table holds 1024 at least: the index holds up to 1024.
+    const index = new IdIndex({ windowMs: 3_600_000, periodMs: 3_600_000, maxIds: 1000, now: () => 0 });
+    for (let i = 0; i <= 43_000; i++) index.add('s', `id-${i}`, 0);
+    assert.ok(index.size > 1000, `${index.size} held`);
+    for (let i = 43_001 - index.size; i <= 43_000; i++) assert.ok(index.has('s', `id-${i}`, 0), `id-${i}`);
+  });
+
   it('fingerprints ids of any length and text, distinctly', () => {
     const seen = new Set<string>();
     const ids = ['', 'a', 'ab', 'abcdefg', 'abcdefgh', 'abcdefghi', 'é', '😀', 'x'.repeat(256)];

@@ -17,10 +17,11 @@
  * is past the window, and the oldest ones early when the index holds more than `maxIds` (see `forgotEarly`).
  *
  * The filter cannot forget one id: it is replaced whole, by a new one that takes the new ids while the
- * previous answers for the ids it has. That happens when it is a window old, and when it has taken `maxIds`
- * ids — by then none of the ids before it can be held (the index holds the newest `maxIds` at most), and
- * without it a server that takes more than `maxIds` ids a window would fill the filter until it answers
- * "maybe" for every id, each then searched for in every table.
+ * previous answers for the ids it has. That happens when it is a window old, and when it has taken as
+ * many ids as the index holds at most (`maxIds`, or one generation if that is more) — by then none of the
+ * ids before it can be held, as the index holds the newest ids only. Without the second, a server that
+ * takes more than `maxIds` ids a window would overfill the filter until it answers "maybe" for every id,
+ * each then searched for in every table.
  */
 
 import { finalMix, rotl } from '../iceberg/murmur3.ts';
@@ -278,7 +279,10 @@ export class IdIndex {
   /** Oldest first; the last takes new ids. */
   #generations: Generation[] = [];
   #count = 0;
-  /** Two Bloom generations, each `#bloomMs` long: an id stays in the filter at least that long. */
+  /**
+   * Two Bloom generations, each at most `#bloomMs` long and `#rotateIds` ids: an id stays in the filter
+   * at least a window, or until `#rotateIds` ids came after it.
+   */
   readonly #bloomMs: number;
   readonly #bloomBits: number;
   /** Ids a generation holds at most (GENERATION_IDS, or less for a small `maxIds`). */
@@ -290,6 +294,8 @@ export class IdIndex {
   #bloomSince: number;
   /** Ids added to the tables since the current filter began. */
   #bloomIds = 0;
+  /** The most ids held (`maxIds`, or one generation when that is more): the filter rotates after as many. */
+  readonly #rotateIds: number;
   #forgotEarly = 0;
   #searches = 0;
 
@@ -306,6 +312,7 @@ export class IdIndex {
     this.#bloomBits = bloomBits(options.maxIds);
     this.#bloom = new Bloom(this.#bloomBits);
     this.#generationIds = Math.max(1024, Math.min(GENERATION_IDS, Math.floor(options.maxIds / 8)));
+    this.#rotateIds = Math.max(this.#maxIds, this.#generationIds);
   }
 
   /** Ids held. */
@@ -382,7 +389,8 @@ export class IdIndex {
    * `filteredIn`: the filter's epoch then (`filterEpoch`) — when it is still the current one, that has it.
    */
   addPrint(at: number, unknown = false, filteredIn = -1): void {
-    if (this.#bloomIds >= this.#maxIds) this.#rotateFilter(at, true);
+    // Dated now, not `at`: ids read back (recovery, the journal) come out of time order.
+    if (this.#bloomIds >= this.#rotateIds) this.#rotateFilter(this.#now(), true);
     const known = !unknown && (this.#bloom.has() || (this.#previousBloom?.has() ?? false));
     if (!(unknown && filteredIn === this.#bloomEpoch)) this.#bloom.add();
     let current = this.#generations.at(-1);
