@@ -12,6 +12,7 @@ import {
   type TableOperations,
   type TableState,
 } from '../iceberg/table.ts';
+import { filesToPurge } from '../iceberg/operations/maintenance.ts';
 import type { Schema } from '../iceberg/types.ts';
 import { locationWithin, type Storage } from '../storage/storage.ts';
 import { tableIdentifierToString, type Namespace, type TableIdentifier } from './identifier.ts';
@@ -106,13 +107,24 @@ export class Catalog {
     return this.registry.tableExists(identifier);
   }
 
-  /** Removes the table from the catalog; with `purge`, also every file under its location. */
-  async dropTable(identifier: TableIdentifier, options: { purge?: boolean } = {}): Promise<void> {
-    const table = options.purge ? await this.loadTable(identifier) : undefined;
-    await this.registry.dropTable(identifier);
-    if (table) {
-      for await (const file of this.storage.list(table.location)) await this.storage.delete(file.location);
+  /**
+   * Removes the table from the catalog; with `purge`, also its files (`filesToPurge`: what its metadata
+   * reaches and no other table does, and leftovers under a location of its own in the warehouse). The files
+   * are found before the table is dropped, so a table whose metadata cannot be read stays as it was.
+   * Returns the files deleted.
+   */
+  async dropTable(identifier: TableIdentifier, options: { purge?: boolean } = {}): Promise<number> {
+    let files: string[] = [];
+    if (options.purge) {
+      const table = await this.loadTable(identifier);
+      files = await filesToPurge(table, {
+        neighbours: await this.tablesOverlapping(table),
+        warehouse: this.warehouse,
+      });
     }
+    await this.registry.dropTable(identifier);
+    for (const file of files) await this.storage.delete(file);
+    return files.length;
   }
 
   /** Every table of the catalog, in every namespace (nested ones included). */

@@ -268,11 +268,82 @@ describe('tributary tables and query', () => {
     const stray = await run('tables', 'remove-orphan-files', 'shop.stray', '--dry-run');
     assert.equal(stray.code, 1);
     assert.match(stray.stderr, /INVALID_INPUT.*outside the warehouse/);
+    await ok('tables', 'drop', 'shop.everything', '--purge');
+    await ok('tables', 'drop', 'shop.stray', '--purge');
   });
 
-  it('drops a table with its files', async () => {
+  const locationOf = async (table: string) => {
+    const location = /location\s+(\S+)/.exec(await ok('tables', 'show', table))![1]!;
+    return location.startsWith('file://') ? fileURLToPath(location) : location;
+  };
+  const filesUnder = (folder: string) =>
+    existsSync(folder)
+      ? readdirSync(folder, { recursive: true, withFileTypes: true })
+          .filter((entry) => entry.isFile())
+          .map((entry) => path.join(entry.parentPath, entry.name))
+      : [];
+
+  it('drops a table with its files, and what failed writes left in its folder', async () => {
     await ok('tables', 'create', 'shop.tmp', '--schema', 'schema.json');
-    await ok('tables', 'drop', 'shop.tmp', '--purge');
+    await ok('tables', 'append', 'shop.tmp', file('tmp.ndjson', rows(0, 3)));
+    const folder = await locationOf('shop.tmp');
+    writeFileSync(path.join(folder, 'data', 'left-by-a-failed-write.parquet'), 'x');
+    assert.match(await ok('tables', 'drop', 'shop.tmp', '--purge'), /Dropped shop\.tmp and deleted \d+ file/);
     assert.doesNotMatch(await ok('tables', 'list'), /shop\.tmp/);
+    assert.deepEqual(filesUnder(folder), []);
+  });
+
+  it('drops with --purge only the files of the table: not those of a table inside it, nor the project', async () => {
+    // A table over the whole project: its own files go, the project's and the other tables' stay.
+    await ok('tables', 'create', 'shop.whole', '--schema', 'schema.json', '--location', project);
+    await ok('tables', 'append', 'shop.whole', file('whole.ndjson', rows(0, 2)));
+    const wholeFiles = [
+      ...filesUnder(path.join(project, 'metadata')),
+      ...filesUnder(path.join(project, 'data')),
+    ];
+    assert.ok(wholeFiles.length >= 3, wholeFiles.join(', '));
+    const projectFiles = filesUnder(project).filter((f) => !wholeFiles.includes(f));
+    await ok('tables', 'drop', 'shop.whole', '--purge');
+    assert.deepEqual(
+      wholeFiles.filter((f) => existsSync(f)),
+      [],
+      "the table's own files are gone",
+    );
+    assert.deepEqual(
+      projectFiles.filter((f) => !existsSync(f) && !f.includes(`${path.sep}.tributary${path.sep}`)),
+      [],
+      'nothing else in the project was deleted',
+    );
+    assert.ok(existsSync(path.join(project, 'tributary.yaml')));
+    assert.deepEqual(await queryJson('select count(*)::int as n from shop.outer'), [{ n: 10 }]);
+
+    // A table with another inside its folder: the other's files, and files either may own, stay.
+    await ok('tables', 'create', 'shop.host', '--schema', 'schema.json');
+    await ok('tables', 'append', 'shop.host', file('host.ndjson', rows(0, 3)));
+    const host = await locationOf('shop.host');
+    await ok('tables', 'create', 'shop.guest', '--schema', 'schema.json', '--location', `${host}/guest`);
+    await ok('tables', 'append', 'shop.guest', file('guest.ndjson', rows(10, 14)));
+    const guest = path.join(host, 'guest');
+    const leftover = path.join(host, 'data', 'whose.parquet');
+    writeFileSync(leftover, 'x');
+    const guestFiles = filesUnder(guest);
+    const hostFiles = filesUnder(host).filter((f) => !f.startsWith(`${guest}${path.sep}`) && f !== leftover);
+    await ok('tables', 'drop', 'shop.host', '--purge');
+    assert.deepEqual(
+      hostFiles.filter((f) => existsSync(f)),
+      [],
+      "the host's files are gone",
+    );
+    assert.deepEqual(
+      guestFiles.filter((f) => !existsSync(f)),
+      [],
+      "the guest's files are all there",
+    );
+    assert.ok(existsSync(leftover), 'a file no table names, in a folder two tables shared, stays');
+    assert.deepEqual(await queryJson('select count(*)::int as n from shop.guest'), [{ n: 4 }]);
+    // Alone in its folder now: the guest's drop takes everything under it.
+    writeFileSync(path.join(guest, 'data', 'left-by-a-failed-write.parquet'), 'x');
+    await ok('tables', 'drop', 'shop.guest', '--purge');
+    assert.deepEqual(filesUnder(guest), []);
   });
 });

@@ -235,13 +235,16 @@ export function registerTables(program: Command, context: () => CliContext): voi
     .command('drop')
     .description('Remove a table from the catalog; with --purge, delete its files too.')
     .argument('<table>', 'namespace.table')
-    .option('--purge', 'also delete every data and metadata file of the table')
+    .option(
+      '--purge',
+      "also delete the table's data and metadata files (not those another table reaches or may own)",
+    )
     .action(async (name: string, options: { purge?: boolean }) =>
       withCatalog(context().loadProject(), async (catalog) => {
         const identifier = tableArgument(name);
-        await catalog.dropTable(identifier, { purge: options.purge ?? false });
+        const deleted = await catalog.dropTable(identifier, { purge: options.purge ?? false });
         console.log(
-          `Dropped ${tableIdentifierToString(identifier)}${options.purge ? ' and its files' : ''}.`,
+          `Dropped ${tableIdentifierToString(identifier)}${options.purge ? ` and deleted ${deleted} file(s)` : ''}.`,
         );
       }),
     );

@@ -420,6 +420,33 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
   return orphans;
 }
 
+/**
+ * The files to delete when `table` is dropped with its files: every file its metadata reaches, wherever it
+ * is, that no neighbour (`Catalog.tablesOverlapping`) reaches; and, when it has no neighbours and its
+ * location is a folder of the warehouse, everything else under its location too (files of failed writes).
+ * A location shared with other tables, or outside the warehouse (the project's own files, another
+ * system's), keeps what the table's metadata does not name, as Iceberg's own purge does.
+ */
+export async function filesToPurge(
+  table: Table,
+  options: { readonly neighbours: readonly Table[]; readonly warehouse: string },
+): Promise<string[]> {
+  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const theirs = new Set<string>();
+  for (const neighbour of options.neighbours) await addReachable(neighbour, theirs);
+  const theirsLocal = new Set([...theirs].map(normalize));
+  const ours = new Set<string>();
+  await addReachable(table, ours);
+  const files = new Map<string, string>();
+  for (const file of ours) if (!theirsLocal.has(normalize(file))) files.set(normalize(file), file);
+  const within = (inner: string, outer: string) => locationWithin(table.storage, inner, outer);
+  const alone = options.neighbours.length === 0;
+  if (alone && within(table.location, options.warehouse) && !within(options.warehouse, table.location))
+    for await (const file of table.storage.list(table.location))
+      if (!files.has(normalize(file.location))) files.set(normalize(file.location), file.location);
+  return [...files.values()];
+}
+
 /** Adds every file the table's metadata reaches: its metadata files, statistics, manifests, data and deletes. */
 async function addReachable(table: Table, reachable: Set<string>): Promise<void> {
   const metadata = table.metadata;
