@@ -26,9 +26,8 @@ const catalogCheck: DoctorCheck = {
     try {
       const catalog = await openProjectCatalog(project);
       try {
-        let tables = 0;
         const namespaces = await catalog.registry.listNamespaces();
-        for (const namespace of namespaces) tables += (await catalog.registry.listTables(namespace)).length;
+        const tables = (await catalog.listAllTables()).length;
         return { status: 'pass', detail: `${uri}: ${namespaces.length} namespace(s), ${tables} table(s)` };
       } finally {
         catalog.close();

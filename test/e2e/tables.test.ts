@@ -217,6 +217,10 @@ describe('tributary tables and query', () => {
       `${outer}/inner`,
     );
     await ok('tables', 'append', 'shop.archive.inner', file('inner.ndjson', rows(100, 105)));
+    // Tables of nested namespaces are listed with the others.
+    assert.match(await ok('tables', 'list'), /shop\.archive\.inner\s+5\s/);
+    assert.match(await ok('catalog', 'info'), /shop\.archive\.inner/);
+    assert.match(await ok('doctor'), /namespace\(s\), [1-9]\d* table\(s\)/);
     const old = path.join(folder, 'data', 'left-by-a-failed-write.parquet');
     const young = path.join(folder, 'data', 'being-written.parquet');
     writeFileSync(old, 'x');

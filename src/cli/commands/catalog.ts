@@ -31,13 +31,11 @@ export function registerCatalog(program: Command, context: () => CliContext): vo
         : info.uri.replace(/^postgresql:/, 'postgresql+psycopg2:');
       const tables = await withCatalog(project, async (opened) => {
         const rows: Array<{ name: string; metadata: string }> = [];
-        for (const ns of await opened.registry.listNamespaces()) {
-          for (const identifier of await opened.registry.listTables(ns)) {
-            rows.push({
-              name: [...identifier.namespace, identifier.name].join('.'),
-              metadata: await opened.registry.getMetadataLocation(identifier),
-            });
-          }
+        for (const identifier of await opened.listAllTables()) {
+          rows.push({
+            name: [...identifier.namespace, identifier.name].join('.'),
+            metadata: await opened.registry.getMetadataLocation(identifier),
+          });
         }
         // Tables first, internal ones (the DLQ tables, `_dlq`) last.
         return rows.sort(

@@ -45,22 +45,22 @@ export function registerTables(program: Command, context: () => CliContext): voi
 
   tables
     .command('list')
-    .description('List the tables of every namespace (or of one).')
+    .description('List the tables of every namespace, nested ones included (or of one).')
     .argument('[namespace]', 'only this namespace')
     .option('--json', 'print JSON')
     .action(async (namespace: string | undefined, options: { json?: boolean }) =>
       withCatalog(context().loadProject(), async (catalog) => {
-        const namespaces = namespace ? [namespace.split('.')] : await catalog.registry.listNamespaces();
+        const identifiers = namespace
+          ? await catalog.registry.listTables(namespace.split('.'))
+          : await catalog.listAllTables();
         const rows: Array<{ table: string; snapshots: number; records: string }> = [];
-        for (const ns of namespaces) {
-          for (const identifier of await catalog.registry.listTables(ns)) {
-            const table = await catalog.loadTable(identifier);
-            rows.push({
-              table: tableIdentifierToString(identifier),
-              snapshots: table.metadata.snapshots.length,
-              records: table.currentSnapshot?.summary['total-records'] ?? '0',
-            });
-          }
+        for (const identifier of identifiers) {
+          const table = await catalog.loadTable(identifier);
+          rows.push({
+            table: tableIdentifierToString(identifier),
+            snapshots: table.metadata.snapshots.length,
+            records: table.currentSnapshot?.summary['total-records'] ?? '0',
+          });
         }
         if (options.json) console.log(JSON.stringify(rows, null, 2));
         else if (rows.length === 0) console.log('No tables yet: create one with `tributary tables create`.');
