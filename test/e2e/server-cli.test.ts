@@ -104,6 +104,14 @@ describe('tributary keys, serve and up', () => {
           /tributary_pipeline_records_out_total\{pipeline="clicks",sink="iceberg:bronze.clicks"\} 25/,
         );
         assert.match(metrics, /tributary_ingest_events_accepted_total\{stream="clicks"\} 25/);
+        // The process's own: CPU, memory, event-loop delay, garbage collection.
+        for (const name of [
+          'process_cpu_seconds_total',
+          'process_resident_memory_bytes',
+          'nodejs_eventloop_lag_p99_seconds',
+          'nodejs_heap_size_used_bytes',
+        ])
+          assert.match(metrics, new RegExp(`^${name} \\d`, 'm'), name);
         // The scheduler builds the gold model once its input has committed.
         for (
           let i = 0;

@@ -9,7 +9,7 @@
  * durable in the log), /readyz reports the failed pipeline, and the exit code is 1 when the process stops.
  */
 import type { Command } from 'commander';
-import { Registry } from 'prom-client';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildPipeline, openProjectLog, startSources, type SourceHandle } from '../../components.ts';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { createPipelineMetrics } from '../../core/metrics.ts';
@@ -105,6 +105,8 @@ export async function runPipelines(
   // With the server, the log runs on a worker thread so that its commits never block requests.
   const log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
   const registry = new Registry();
+  // The process's CPU, memory, event-loop delay and GC pauses, under prom-client's standard names.
+  collectDefaultMetrics({ register: registry });
   const metrics = createPipelineMetrics(registry);
   const built: Array<{
     runner: PipelineRunner;
