@@ -12,7 +12,7 @@ import {
   type TableOperations,
   type TableState,
 } from '../iceberg/table.ts';
-import { filesToPurge } from '../iceberg/operations/maintenance.ts';
+import { filesToPurge, type SweepGuard } from '../iceberg/operations/maintenance.ts';
 import type { Schema } from '../iceberg/types.ts';
 import { locationWithin, type Storage } from '../storage/storage.ts';
 import { tableIdentifierToString, type Namespace, type TableIdentifier } from './identifier.ts';
@@ -42,11 +42,26 @@ export class Catalog {
   /** Warehouse root as a location URI (file:///…). */
   readonly warehouse: string;
 
-  constructor(options: { name: string; registry: SqlCatalog; storage: Storage; warehouse: string }) {
+  /** What sweeping files no table names must spare (`sweepRefusal`); known when opened for a project. */
+  readonly sweepGuard: SweepGuard | undefined;
+
+  constructor(options: {
+    name: string;
+    registry: SqlCatalog;
+    storage: Storage;
+    warehouse: string;
+    /** The project's folder and what it keeps on disk outside tables (its log, a SQLite catalog). */
+    project?: { root: string; kept: readonly string[] };
+  }) {
     this.name = options.name;
     this.registry = options.registry;
     this.storage = options.storage;
     this.warehouse = options.warehouse.replace(/\/+$/, '');
+    this.sweepGuard = options.project && {
+      project: options.project.root,
+      warehouse: this.warehouse,
+      kept: options.project.kept,
+    };
   }
 
   /**
@@ -109,22 +124,27 @@ export class Catalog {
 
   /**
    * Removes the table from the catalog; with `purge`, also its files (`filesToPurge`: what its metadata
-   * reaches and no other table does, and leftovers under a location of its own in the warehouse). The files
-   * are found before the table is dropped, so a table whose metadata cannot be read stays as it was.
-   * Returns the files deleted.
+   * reaches and no other table does, and the rest of a location of its own in the warehouse). They are
+   * found before the table is dropped, so a table whose metadata cannot be read stays as it was; its
+   * folder is listed after, so that a commit made meanwhile is swept too. Returns the files deleted.
    */
   async dropTable(identifier: TableIdentifier, options: { purge?: boolean } = {}): Promise<number> {
-    let files: string[] = [];
-    if (options.purge) {
-      const table = await this.loadTable(identifier);
-      files = await filesToPurge(table, {
-        neighbours: await this.tablesOverlapping(table),
-        warehouse: this.warehouse,
-      });
+    if (!options.purge) {
+      await this.registry.dropTable(identifier);
+      return 0;
     }
+    const table = await this.loadTable(identifier);
+    const { tables, unreadable } = await this.neighboursOf(table);
+    const { files, sweep } = await filesToPurge(table, {
+      neighbours: tables,
+      alone: tables.length === 0 && unreadable.length === 0,
+      ...(this.sweepGuard ? { guard: this.sweepGuard } : {}),
+    });
     await this.registry.dropTable(identifier);
-    for (const file of files) await this.storage.delete(file);
-    return files.length;
+    const doomed = new Set(files);
+    if (sweep) for await (const file of this.storage.list(table.location)) doomed.add(file.location);
+    for (const file of doomed) await this.storage.delete(file);
+    return doomed.size;
   }
 
   /** Every table of the catalog, in every namespace (nested ones included). */
@@ -143,19 +163,46 @@ export class Catalog {
   /**
    * The other tables whose locations overlap `table`'s — one inside the other, or the same (a table
    * renamed, and another made under its old name): files under one location may belong to the other.
+   * Fails when a table's metadata cannot be read (it might overlap).
    */
   async tablesOverlapping(table: Table): Promise<Table[]> {
-    const others: Table[] = [];
+    const { tables, unreadable } = await this.neighboursOf(table);
+    if (unreadable.length > 0) await this.loadTable(unreadable[0]!); // throws its error
+    return tables;
+  }
+
+  /**
+   * `tablesOverlapping`, and the tables whose metadata could not be read instead of an error. A table's
+   * folders are its location and the data and metadata paths its properties set (other engines write
+   * files there).
+   */
+  async neighboursOf(table: Table): Promise<{ tables: Table[]; unreadable: TableIdentifier[] }> {
+    const folders = (of: Table) => [
+      of.location,
+      ...['write.data.path', 'write.metadata.path', 'write.object-storage.path', 'write.folder-storage.path']
+        .map((name) => of.property(name, ''))
+        .filter((path) => path !== ''),
+    ];
+    const ours = folders(table);
+    const tables: Table[] = [];
+    const unreadable: TableIdentifier[] = [];
     for (const identifier of await this.listAllTables()) {
       if (tableIdentifierToString(identifier) === tableIdentifierToString(table.identifier)) continue;
-      const other = await this.loadTable(identifier);
-      if (
-        locationWithin(this.storage, other.location, table.location) ||
-        locationWithin(this.storage, table.location, other.location)
-      )
-        others.push(other);
+      let other: Table;
+      try {
+        other = await this.loadTable(identifier);
+      } catch {
+        unreadable.push(identifier);
+        continue;
+      }
+      const overlap = folders(other).some((theirs) =>
+        ours.some(
+          (mine) => locationWithin(this.storage, theirs, mine) || locationWithin(this.storage, mine, theirs),
+        ),
+      );
+      if (overlap) tables.push(other);
     }
-    return others;
+    return { tables, unreadable };
   }
 
   async renameTable(from: TableIdentifier, to: TableIdentifier): Promise<void> {

@@ -1,17 +1,12 @@
 /** The catalog and DuckDB engine of the current project, for commands that work with tables. */
 import type { Catalog } from '../catalog/catalog.ts';
 import { parseTableIdentifier, type TableIdentifier } from '../catalog/identifier.ts';
-import { openCatalog } from '../catalog/open.ts';
+import { openCatalog, projectCatalogSettings } from '../catalog/open.ts';
 import type { Project } from '../core/project.ts';
 import { openEngine, type Engine } from '../iceberg/duckdb.ts';
 
 export function openProjectCatalog(project: Project): Promise<Catalog> {
-  return openCatalog({
-    name: project.platform.catalog.name,
-    uri: project.platform.catalog.uri,
-    warehouse: project.platform.warehouse,
-    baseDir: project.root,
-  });
+  return openCatalog(projectCatalogSettings(project));
 }
 
 /** Runs `work` with the project's catalog and a DuckDB engine, closing both afterwards. */

@@ -21,6 +21,7 @@ import {
   expireSnapshots,
   removeOrphanFiles,
   rewriteManifests,
+  sweepRefusal,
   rollbackTo,
 } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
@@ -336,6 +337,27 @@ describe('maintenance', () => {
     assert.equal((await planScan(table.metadata, table.storage)).positionDeletes.length, 0);
     assert.equal(table.currentSnapshot!.summary['total-delete-files'], '0');
     assert.deepEqual(await rows(table, {}, 'id'), [{ id: '0' }, { id: '3' }, { id: '4' }]);
+  });
+
+  it('sweeps no folder of the project but its own warehouse, nor what the project keeps', async () => {
+    const { table } = await createTable(people);
+    const at = (location: string) => ({ ...table, storage: table.storage, location }) as unknown as Table;
+    const project = path.join(root, 'project');
+    const guard = (warehouse: string) => ({
+      project,
+      warehouse,
+      kept: [path.join(project, '.tributary/log')],
+    });
+    const own = guard(path.join(project, '.tributary'));
+    assert.equal(sweepRefusal(at(path.join(project, '.tributary/bronze/t')), own), undefined);
+    assert.match(sweepRefusal(at(path.join(project, '.tributary/log')), own)!, /overlaps .*log/);
+    assert.match(sweepRefusal(at(path.join(project, '.tributary')), own)!, /holds/);
+    assert.match(sweepRefusal(at(root), own)!, /holds/);
+    assert.match(sweepRefusal(at(path.join(project, 'models')), own)!, /outside the warehouse/);
+    // A warehouse that is the project (or holds it) is not a folder of its own: nothing in the project goes.
+    assert.match(sweepRefusal(at(path.join(project, 'data')), guard(project))!, /outside the warehouse/);
+    assert.match(sweepRefusal(at(path.join(project, 'x')), guard(root))!, /outside the warehouse/);
+    assert.equal(sweepRefusal(at(path.join(root, 'elsewhere/t')), guard(root)), undefined);
   });
 
   it('removes orphan files and nothing any snapshot reaches', async () => {

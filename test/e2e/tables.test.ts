@@ -1,6 +1,6 @@
 /** `tributary tables …` and `tributary query` as a user runs them, bad input included. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -349,5 +349,47 @@ describe('tributary tables and query', () => {
     writeFileSync(path.join(guest, 'data', 'left-by-a-failed-write.parquet'), 'x');
     await ok('tables', 'drop', 'shop.guest', '--purge');
     assert.deepEqual(filesUnder(guest), []);
+  });
+
+  it('purges no file another table may own: under data paths other engines use, unreadable, gc.enabled=false', async () => {
+    await ok('tables', 'create', 'shop.h2', '--schema', 'schema.json');
+    const h2 = await locationOf('shop.h2');
+    // Another engine writes shop.c's data files into h2's folder (write.data.path).
+    await ok(
+      'tables',
+      'create',
+      'shop.c',
+      '--schema',
+      'schema.json',
+      '--property',
+      `write.data.path=${h2}/cdata`,
+    );
+    mkdirSync(path.join(h2, 'cdata'));
+    const theirs = path.join(h2, 'cdata', 'c.parquet');
+    writeFileSync(theirs, 'x');
+    await ok('tables', 'drop', 'shop.h2', '--purge');
+    assert.ok(existsSync(theirs), "a file under another table's data path stays");
+    assert.deepEqual(filesUnder(path.join(h2, 'metadata')), [], "h2's own files are gone");
+    await ok('tables', 'drop', 'shop.c', '--purge');
+
+    // A table that names files it does not own (Iceberg's gc.enabled=false) is not purged.
+    await ok('tables', 'create', 'shop.snap', '--schema', 'schema.json', '--property', 'gc.enabled=false');
+    const refused = await run('tables', 'drop', 'shop.snap', '--purge');
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /INVALID_INPUT.*gc\.enabled=false/);
+    assert.match(await ok('tables', 'show', 'shop.snap'), /location/, 'still in the catalog');
+    await ok('tables', 'drop', 'shop.snap');
+
+    // A table whose metadata cannot be read might overlap: the purge goes on, without the sweep.
+    await ok('tables', 'create', 'shop.broken', '--schema', 'schema.json');
+    for (const f of filesUnder(path.join(await locationOf('shop.broken'), 'metadata'))) rmSync(f);
+    await ok('tables', 'create', 'shop.h3', '--schema', 'schema.json');
+    const h3 = await locationOf('shop.h3');
+    const left = path.join(h3, 'left-by-a-failed-write.parquet');
+    writeFileSync(left, 'x');
+    await ok('tables', 'drop', 'shop.h3', '--purge');
+    assert.deepEqual(filesUnder(path.join(h3, 'metadata')), []);
+    assert.ok(existsSync(left), 'not swept while a table is unreadable');
+    await ok('tables', 'drop', 'shop.broken');
   });
 });

@@ -320,7 +320,7 @@ export function registerTables(program: Command, context: () => CliContext): voi
           olderThanMs: Date.now() - age,
           dryRun: options.dryRun === true,
           neighbours: await catalog.tablesOverlapping(table),
-          guard: { project: project.root, warehouse: catalog.warehouse },
+          guard: catalog.sweepGuard,
         });
         for (const file of removed) console.log(file);
         console.log(

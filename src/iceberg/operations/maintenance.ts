@@ -373,14 +373,46 @@ function statisticsPaths(metadata: TableMetadata): string[] {
  */
 export const ORPHAN_MIN_AGE_MS = 86_400_000;
 
+/**
+ * What must never be swept as files no table names: the project, its warehouse, and what the project keeps
+ * on disk (its configuration, the embedded log, a SQLite catalog).
+ */
+export interface SweepGuard {
+  readonly project: string;
+  readonly warehouse: string;
+  readonly kept: readonly string[];
+}
+
+/** Why files under `table`'s location that no table names must not be swept; undefined when they may. */
+export function sweepRefusal(table: Table, guard: SweepGuard): string | undefined {
+  const within = (inner: string, outer: string) => locationWithin(table.storage, inner, outer);
+  const { project, warehouse } = guard;
+  const holds = [project, warehouse].find((location) => within(location, table.location));
+  if (holds !== undefined) return `holds ${holds}`;
+  const kept = guard.kept.find((path) => within(path, table.location) || within(table.location, path));
+  if (kept !== undefined) return `overlaps ${kept}, which the project keeps`;
+  // In the project, only a warehouse of its own (a folder of the project) may be swept.
+  const ownWarehouse = within(warehouse, project) && !within(project, warehouse);
+  if (within(table.location, project) && !(ownWarehouse && within(table.location, warehouse)))
+    return 'is in the project but outside the warehouse';
+  return undefined;
+}
+
+/** Iceberg's `gc.enabled=false`: the table names files it does not own (a snapshot of another table). */
+function refuseWithoutGc(table: Table, doing: string): void {
+  if (table.property('gc.enabled', 'true').toLowerCase() === 'false')
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `${table.name} has gc.enabled=false (its files may belong to other tables): refusing to ${doing}`,
+      { hint: 'drop it without --purge, or set gc.enabled=true if it owns every file it names' },
+    );
+}
+
 export interface OrphanOptions {
   /** Only files older than this are removed, so in-flight writes are safe; default 3 days. */
   readonly olderThanMs?: number;
-  /**
-   * The project and its warehouse: a table whose location holds either, or lies in the project but outside
-   * the warehouse (among its configuration, its log), is refused rather than swept.
-   */
-  readonly guard?: { readonly project: string; readonly warehouse: string };
+  /** Refuses a table whose location `sweepRefusal` refuses (the CLI and the scheduler pass the catalog's). */
+  readonly guard?: SweepGuard | undefined;
   readonly dryRun?: boolean;
   /**
    * Tables whose locations overlap this one's (`Catalog.tablesOverlapping`): the files they reach are
@@ -392,21 +424,14 @@ export interface OrphanOptions {
 /** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
 export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
   const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
-  const guard = options.guard;
-  if (guard) {
-    const within = (inner: string, outer: string) => locationWithin(table.storage, inner, outer);
-    const { project, warehouse } = guard;
-    const holds = [project, warehouse].find((location) => within(location, table.location));
-    if (holds !== undefined || (within(table.location, project) && !within(table.location, warehouse))) {
-      throw new TributaryError(
-        'INVALID_INPUT',
-        holds !== undefined
-          ? `the location of ${table.name} (${table.location}) holds ${holds}: removing its orphan files would delete what is there`
-          : `the location of ${table.name} (${table.location}) is in the project but outside the warehouse: removing its orphan files could delete the project's own files`,
-        { hint: 'give tables locations of their own, under the warehouse' },
-      );
-    }
-  }
+  refuseWithoutGc(table, 'remove its orphan files');
+  const refusal = options.guard && sweepRefusal(table, options.guard);
+  if (refusal !== undefined)
+    throw new TributaryError(
+      'INVALID_INPUT',
+      `the location of ${table.name} (${table.location}) ${refusal}: removing its orphan files would delete what is there`,
+      { hint: 'give tables locations of their own, under the warehouse' },
+    );
   const reachable = new Set<string>();
   for (const reaching of [table, ...(options.neighbours ?? [])]) await addReachable(reaching, reachable);
   const normalize = (location: string) => table.storage.localPath(location) ?? location;
@@ -421,30 +446,31 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
 }
 
 /**
- * The files to delete when `table` is dropped with its files: every file its metadata reaches, wherever it
- * is, that no neighbour (`Catalog.tablesOverlapping`) reaches; and, when it has no neighbours and its
- * location is a folder of the warehouse, everything else under its location too (files of failed writes).
- * A location shared with other tables, or outside the warehouse (the project's own files, another
- * system's), keeps what the table's metadata does not name, as Iceberg's own purge does.
+ * What to delete when `table` is dropped with its files: `files`, every file its metadata reaches, wherever
+ * it is, that no neighbour (`Catalog.neighboursOf`) reaches; and `sweep`, whether everything else under its
+ * location may go too (files of failed writes) — only when no other table overlaps it (`alone`: none, and
+ * none unreadable), its location is a folder of the warehouse and `sweepRefusal` allows it. Otherwise what
+ * its metadata does not name stays, as with Iceberg's own purge. Refused for a table with gc.enabled=false.
  */
 export async function filesToPurge(
   table: Table,
-  options: { readonly neighbours: readonly Table[]; readonly warehouse: string },
-): Promise<string[]> {
+  options: { readonly neighbours: readonly Table[]; readonly alone: boolean; readonly guard?: SweepGuard },
+): Promise<{ files: string[]; sweep: boolean }> {
+  refuseWithoutGc(table, 'delete its files');
   const normalize = (location: string) => table.storage.localPath(location) ?? location;
   const theirs = new Set<string>();
   for (const neighbour of options.neighbours) await addReachable(neighbour, theirs);
   const theirsLocal = new Set([...theirs].map(normalize));
   const ours = new Set<string>();
   await addReachable(table, ours);
-  const files = new Map<string, string>();
-  for (const file of ours) if (!theirsLocal.has(normalize(file))) files.set(normalize(file), file);
-  const within = (inner: string, outer: string) => locationWithin(table.storage, inner, outer);
-  const alone = options.neighbours.length === 0;
-  if (alone && within(table.location, options.warehouse) && !within(options.warehouse, table.location))
-    for await (const file of table.storage.list(table.location))
-      if (!files.has(normalize(file.location))) files.set(normalize(file.location), file.location);
-  return [...files.values()];
+  const files = [...ours].filter((file) => !theirsLocal.has(normalize(file)));
+  const guard = options.guard;
+  const sweep =
+    options.alone &&
+    guard !== undefined &&
+    sweepRefusal(table, guard) === undefined &&
+    locationWithin(table.storage, table.location, guard.warehouse);
+  return { files, sweep };
 }
 
 /** Adds every file the table's metadata reaches: its metadata files, statistics, manifests, data and deletes. */

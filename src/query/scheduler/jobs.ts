@@ -158,7 +158,7 @@ export async function executeJob(job: JobDefinition, env: JobEnvironment): Promi
       const deleted = await removeOrphanFiles(table, {
         olderThanMs: Date.now() - config.older_than,
         neighbours: await catalog.tablesOverlapping(table),
-        guard: { project: project.root, warehouse: catalog.warehouse },
+        guard: catalog.sweepGuard ?? { project: project.root, warehouse: catalog.warehouse, kept: [] },
       });
       results.push({ table: table.name, deletedFiles: deleted.length });
     }

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
-import { openCatalog, resolveCatalogUri } from '../../catalog/open.ts';
+import { openCatalog, projectCatalogSettings, resolveCatalogUri } from '../../catalog/open.ts';
 import { openSqlDriver, type SqlDriver } from '../../catalog/sql-driver.ts';
 import { isTributaryError, TributaryError } from '../../errors.ts';
 import { loadModels, type ModelProject } from '../models/project.ts';
@@ -32,6 +32,7 @@ export interface SchedulerProject {
     readonly project?: string;
     readonly warehouse: string;
     readonly catalog: { readonly name: string; readonly uri: string };
+    readonly log?: { readonly path?: string };
   };
 }
 
@@ -291,12 +292,7 @@ export async function openRunHistory(
 }
 
 function openProjectCatalog(project: SchedulerProject): Promise<Catalog> {
-  return openCatalog({
-    name: project.platform.catalog.name,
-    uri: project.platform.catalog.uri,
-    warehouse: project.platform.warehouse,
-    baseDir: project.root,
-  });
+  return openCatalog(projectCatalogSettings(project));
 }
 
 /**
