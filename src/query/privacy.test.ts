@@ -5,6 +5,7 @@ import { after, before, it } from 'node:test';
 import { parseTableIdentifier } from '../catalog/identifier.ts';
 import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
 import { writeFiles } from '../iceberg/operations/write.ts';
+import { planScan, scanSql } from '../iceberg/scan.ts';
 import { eraseRows } from './privacy.ts';
 import { openTestLakehouse, type TestLakehouse } from './testing.ts';
 
@@ -75,4 +76,30 @@ it('reports a file a write left uncommitted that holds the rows, and deletes non
   });
   assert.deepEqual(result.tables[0]!.remainingFiles, [orphan!.filePath]);
   assert.ok(existsSync(table.storage.localPath(orphan!.filePath)!));
+});
+
+it('erases the rows of a table with gc.enabled=false from its current snapshot, and deletes none of its files', async () => {
+  // Such a table names files it may not own (a snapshot of another table): its history and files stay,
+  // and the files still holding the rows are reported.
+  await lake.createFromSql('shop.shared', `select * from (values ('u-1', 1), ('u-2', 2)) t(user_id, n)`, {
+    properties: { 'gc.enabled': 'false' },
+  });
+  const before = await lake.catalog.loadTable(parseTableIdentifier('shop.shared'));
+  const [held] = (await planScan(before.metadata, before.storage)).dataFiles.map((f) => f.file.filePath);
+  const result = await eraseRows(lake.catalog, lake.engine, {
+    where: "user_id = 'u-1'",
+    tables: ['shop.shared'],
+  });
+  const erased = result.tables[0]!;
+  assert.equal(erased.rows, 1);
+  assert.equal(erased.gcDisabled, true);
+  assert.equal(erased.expiredSnapshots, 0);
+  assert.deepEqual(erased.remainingFiles, [held]);
+  assert.ok(existsSync(before.storage.localPath(held!)!));
+  const table = await lake.catalog.loadTable(parseTableIdentifier('shop.shared'));
+  assert.equal(table.metadata.snapshots.length, 2, 'the history stays');
+  const rows = await lake.engine.connection.runAndReadAll(
+    `select user_id from ${scanSql(await planScan(table.metadata, table.storage), table.storage)} t`,
+  );
+  assert.deepEqual(rows.getRows(), [['u-2']]);
 });

@@ -25,7 +25,7 @@ import { TributaryError } from '../errors.ts';
 import { writeDataFiles } from '../iceberg/data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
 import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
-import { expireSnapshots } from '../iceberg/operations/maintenance.ts';
+import { expireSnapshots, gcDisabled } from '../iceberg/operations/maintenance.ts';
 import { FILE_COLUMN, planScan, scanSql } from '../iceberg/scan.ts';
 import { SnapshotProducer } from '../iceberg/snapshot-producer.ts';
 import type { Table } from '../iceberg/table.ts';
@@ -63,6 +63,8 @@ export interface EraseTableResult {
   readonly remainingFiles: readonly string[];
   /** Branches or tags other than main that kept old snapshots alive. */
   readonly protectedRefs: readonly string[];
+  /** The table has gc.enabled=false (its files may be other tables'): its old snapshots were not expired. */
+  readonly gcDisabled: boolean;
 }
 
 export interface EraseResult {
@@ -244,6 +246,7 @@ async function eraseFromTable(
       deletedFiles: 0,
       remainingFiles: options.dryRun ? [] : await parquetFilesWithMatches(table, engine, where),
       protectedRefs: [],
+      gcDisabled: gcDisabled(table),
     };
   }
   let snapshotId: bigint | undefined;
@@ -270,8 +273,12 @@ async function eraseFromTable(
     snapshotId = producer.snapshotId;
   }
   // Every snapshot before this one may reach the rows: all of them go (refs other than main are kept by
-  // expireSnapshots, and reported).
-  const expired = await expireSnapshots(table, { olderThanMs: Date.now() + 1, retainLast: 1 });
+  // expireSnapshots, and reported) — unless the table's files may be other tables' (gc.enabled=false):
+  // then the files that held the rows stay, and are reported as remaining.
+  const shared = gcDisabled(table);
+  const expired = shared
+    ? { expiredSnapshots: 0, deletedFiles: 0 }
+    : await expireSnapshots(table, { olderThanMs: Date.now() + 1, retainLast: 1 });
   await table.refresh();
   const remainingFiles = await parquetFilesWithMatches(table, engine, where);
   return {
@@ -284,6 +291,7 @@ async function eraseFromTable(
     deletedFiles: expired.deletedFiles,
     remainingFiles,
     protectedRefs: remainingFiles.length ? otherRefs : [],
+    gcDisabled: shared,
   };
 }
 

@@ -9,7 +9,11 @@ import { structOfColumns } from './duckdb-types.ts';
 
 export interface TestLakehouse extends TestCatalog {
   /** Creates `name` with the columns of `select` (and its rows, unless `empty`). */
-  createFromSql(name: string, select: string, options?: { empty?: boolean }): Promise<Table>;
+  createFromSql(
+    name: string,
+    select: string,
+    options?: { empty?: boolean; properties?: Record<string, string> },
+  ): Promise<Table>;
   /** Appends the rows of `select` to `name`. */
   appendSql(name: string, select: string): Promise<void>;
 }
@@ -25,6 +29,7 @@ export async function openTestLakehouse(prefix = 'tributary-query-'): Promise<Te
       await catalog.createNamespaceIfAbsent(identifier.namespace);
       const table = await catalog.createTable(identifier, {
         schema: { ...assignFreshIds(structOfColumns(columns)), 'schema-id': 0 },
+        ...(options.properties ? { properties: options.properties } : {}),
       });
       if (!options.empty) await append(table, engine, `(${select})`);
       return table;

@@ -378,6 +378,10 @@ describe('tributary tables and query', () => {
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /INVALID_INPUT.*gc\.enabled=false/);
     assert.match(await ok('tables', 'show', 'shop.snap'), /location/, 'still in the catalog');
+    // Nor are its snapshots expired (which deletes the files only they reach), as in Iceberg.
+    const expire = await run('tables', 'expire', 'shop.snap', '--older-than', '0s');
+    assert.equal(expire.code, 1);
+    assert.match(expire.stderr, /gc\.enabled=false.*expire its snapshots/);
     await ok('tables', 'drop', 'shop.snap');
 
     // A table whose metadata cannot be read might overlap: the purge goes on, without the sweep.

@@ -100,12 +100,13 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
         }
         const remaining = result.tables.filter((t) => t.remainingFiles.length);
+        const shared = remaining.filter((t) => t.gcDisabled).map((t) => t.table);
         if (remaining.length) {
           throw new TributaryError(
             'ERASE_INCOMPLETE',
             `matching rows remain in ${remaining.map((t) => `${t.table} (${t.remainingFiles.length} file(s))`).join(', ')}`,
             {
-              hint: `branches or tags keep old snapshots (${remaining.flatMap((t) => t.protectedRefs).join(', ') || 'none'}), a writer added them meanwhile, or a write that never committed left them (no snapshot reaches such a file: "tributary tables remove-orphan-files <table>" deletes it once it is old enough): remove the refs or those files and erase again`,
+              hint: `${shared.length ? `gc.enabled=false keeps the old snapshots and files of ${shared.join(', ')} (they may be other tables'): erase the rows where those files belong, or set gc.enabled=true and erase again; ` : ''}branches or tags keep old snapshots (${remaining.flatMap((t) => t.protectedRefs).join(', ') || 'none'}), a writer added them meanwhile, or a write that never committed left them (no snapshot reaches such a file: "tributary tables remove-orphan-files <table>" deletes it once it is old enough): remove the refs or those files and erase again`,
             },
           );
         }

@@ -69,7 +69,13 @@ export interface ExpireResult {
   readonly state: TableState;
 }
 
+/**
+ * Removes the snapshots made before `olderThanMs` but the last `retainLast` of the current history and
+ * those of branches and tags, then deletes the files only they reached. Refused for a table with
+ * gc.enabled=false.
+ */
 export async function expireSnapshots(table: Table, options: ExpireOptions = {}): Promise<ExpireResult> {
+  refuseWithoutGc(table, 'expire its snapshots', `its snapshots stay; ${GC_OWNER_HINT}`);
   const maxAge = Number(table.property('history.expire.max-snapshot-age-ms', String(5 * 86_400_000)));
   const olderThan = options.olderThanMs ?? Date.now() - maxAge;
   const retainLast = Math.max(
@@ -398,13 +404,23 @@ export function sweepRefusal(table: Table, guard: SweepGuard): string | undefine
   return undefined;
 }
 
-/** Iceberg's `gc.enabled=false`: the table names files it does not own (a snapshot of another table). */
-function refuseWithoutGc(table: Table, doing: string): void {
-  if (table.property('gc.enabled', 'true').toLowerCase() === 'false')
+/**
+ * Iceberg's `gc.enabled=false`: the table names files it does not own (a snapshot of another table, a
+ * table sharing files with another catalog), so nothing may delete its files — not a purge, not orphan
+ * removal, not expiring snapshots (Iceberg refuses all three alike).
+ */
+export function gcDisabled(table: Table): boolean {
+  return table.property('gc.enabled', 'true').toLowerCase() === 'false';
+}
+
+const GC_OWNER_HINT = 'set gc.enabled=true only if it owns every file it names';
+
+function refuseWithoutGc(table: Table, doing: string, hint: string): void {
+  if (gcDisabled(table))
     throw new TributaryError(
       'INVALID_INPUT',
       `${table.name} has gc.enabled=false (its files may belong to other tables): refusing to ${doing}`,
-      { hint: 'drop it without --purge, or set gc.enabled=true if it owns every file it names' },
+      { hint },
     );
 }
 
@@ -424,7 +440,7 @@ export interface OrphanOptions {
 /** Deletes files under the table's location that no metadata reaches (left by failed or aborted writes). */
 export async function removeOrphanFiles(table: Table, options: OrphanOptions = {}): Promise<string[]> {
   const olderThan = options.olderThanMs ?? Date.now() - 3 * 86_400_000;
-  refuseWithoutGc(table, 'remove its orphan files');
+  refuseWithoutGc(table, 'remove its orphan files', `its files stay; ${GC_OWNER_HINT}`);
   const refusal = options.guard && sweepRefusal(table, options.guard);
   if (refusal !== undefined)
     throw new TributaryError(
@@ -456,7 +472,7 @@ export async function filesToPurge(
   table: Table,
   options: { readonly neighbours: readonly Table[]; readonly alone: boolean; readonly guard?: SweepGuard },
 ): Promise<{ files: string[]; sweep: boolean }> {
-  refuseWithoutGc(table, 'delete its files');
+  refuseWithoutGc(table, 'delete its files', `drop it without --purge, or ${GC_OWNER_HINT}`);
   const normalize = (location: string) => table.storage.localPath(location) ?? location;
   const theirs = new Set<string>();
   for (const neighbour of options.neighbours) await addReachable(neighbour, theirs);

@@ -10,7 +10,12 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { tableIdentifierToString, type TableIdentifier } from '../../catalog/identifier.ts';
 import { TributaryError } from '../../errors.ts';
 import { openEngine } from '../../iceberg/duckdb.ts';
-import { compact, expireSnapshots, removeOrphanFiles } from '../../iceberg/operations/maintenance.ts';
+import {
+  compact,
+  expireSnapshots,
+  gcDisabled,
+  removeOrphanFiles,
+} from '../../iceberg/operations/maintenance.ts';
 import { TableViews } from '../table-views.ts';
 import type { MaintenanceJobConfig, ScheduleFile } from '../models/config.ts';
 import { collectTests, runDataTests, testsFailed, type TestResult } from '../models/data-tests.ts';
@@ -128,15 +133,28 @@ function failedTests(results: readonly TestResult[]): TributaryError {
   );
 }
 
+/**
+ * Why a maintenance job passes over a table with Iceberg's gc.enabled=false (its files may be another
+ * table's): deleting them is refused, and one such table among those a pattern matches must not fail the
+ * job for the others.
+ */
+const GC_DISABLED = 'gc.enabled=false: its files may belong to other tables, none is deleted';
+
 /** Runs a job once; resolves to what it did (for the run history), rejects when it failed. */
 export async function executeJob(job: JobDefinition, env: JobEnvironment): Promise<unknown> {
   const { catalog, project, signal } = env;
   if (job.kind === 'expire') {
     const config = job.maintenance!;
-    const results: Array<{ table: string; expiredSnapshots: number; deletedFiles: number }> = [];
+    const results: Array<
+      { table: string; expiredSnapshots: number; deletedFiles: number } | { table: string; skipped: string }
+    > = [];
     for (const identifier of await matchTables(catalog, config.tables)) {
       if (signal.aborted) break;
       const table = await catalog.loadTable(identifier);
+      if (gcDisabled(table)) {
+        results.push({ table: table.name, skipped: GC_DISABLED });
+        continue;
+      }
       const result = await expireSnapshots(table, {
         olderThanMs: Date.now() - config.older_than,
         retainLast: config.retain_last,
@@ -151,10 +169,14 @@ export async function executeJob(job: JobDefinition, env: JobEnvironment): Promi
   }
   if (job.kind === 'remove-orphan-files') {
     const config = job.maintenance!;
-    const results: Array<{ table: string; deletedFiles: number }> = [];
+    const results: Array<{ table: string; deletedFiles: number } | { table: string; skipped: string }> = [];
     for (const identifier of await matchTables(catalog, config.tables)) {
       if (signal.aborted) break;
       const table = await catalog.loadTable(identifier);
+      if (gcDisabled(table)) {
+        results.push({ table: table.name, skipped: GC_DISABLED });
+        continue;
+      }
       const deleted = await removeOrphanFiles(table, {
         olderThanMs: Date.now() - config.older_than,
         neighbours: await catalog.tablesOverlapping(table),
