@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import pg from 'pg';
 import { pino } from 'pino';
 import { createResources, type SinkDefinition } from '../../src/core/pipeline/components.ts';
@@ -326,6 +326,120 @@ describe('postgres sink', { skip: postgres.skip }, () => {
     );
     assert.equal(result.rejected?.length ?? 0, 0);
     assert.deepEqual(await query(`SELECT k, v FROM ${table}`), [{ k: '7', v: 'last' }]);
+  });
+  it('upserts one key spelled two ways in two statements (other columns) in order: the last record wins', async () => {
+    const table = newTable();
+    const s = sink({
+      table,
+      mode: 'upsert',
+      key: ['at'],
+      columns: { at: 'timestamptz', v: 'text', note: 'text', n: 'integer' },
+    });
+    await s.open();
+    // The later record has a field the earlier lacks, and its statement runs first (record 0 opened it).
+    let result = await s.write(
+      batchOf([
+        record(0, 0, { at: '2026-01-09T00:00:00Z', v: 'other', note: 'opens the statement with note' }),
+        record(0, 1, { at: '2026-01-01T00:00:00Z', v: 'first' }),
+        record(0, 2, { at: '2026-01-01T01:00:00+01:00', v: 'last', note: 'x' }),
+      ]),
+    );
+    assert.equal(result.rejected?.length ?? 0, 0);
+    // The other way round, with a last record the table refuses: it alone goes to the dead-letter queue.
+    result = await s.write(
+      batchOf([
+        record(0, 3, { at: '2026-02-09T00:00:00Z', v: 'other' }),
+        record(0, 4, { at: '2026-02-01T00:00:00Z', v: 'first', note: 'y' }),
+        record(0, 5, { at: '2026-02-01T01:00:00+01:00', v: 'last' }),
+        record(0, 6, { at: '2026-02-01T00:00:00Z', n: 'not a number' }),
+      ]),
+    );
+    assert.deepEqual(
+      result.rejected?.map((r) => r.record.offset),
+      [6],
+    );
+    assert.deepEqual(await query(`SELECT v, note, n FROM ${table} ORDER BY at`), [
+      { v: 'last', note: 'x', n: null },
+      { v: 'other', note: 'opens the statement with note', n: null },
+      { v: 'last', note: 'y', n: null },
+      { v: 'other', note: null, n: null },
+    ]);
+  });
+
+  it('upserts one key spelled two ways in two chunks of one statement in order: the last record wins', async () => {
+    const table = newTable();
+    const s = sink({
+      table,
+      mode: 'upsert',
+      key: ['at'],
+      columns: { at: 'timestamptz', v: 'text', pad: 'text' },
+    });
+    await s.open();
+    // Two rows of 8.5 MB cannot share a chunk (16 MB at most): records 0 and 2, merged, in the first, record
+    // 1 in the second, which in chunk order would win.
+    const pad = 'x'.repeat(8_500_000);
+    const result = await s.write(
+      batchOf([
+        record(0, 0, { at: '2026-01-01T00:00:00Z', v: 'first', pad }),
+        record(0, 1, { at: '2026-01-01T01:00:00+01:00', v: 'second', pad }),
+        record(0, 2, { at: '2026-01-01T00:00:00Z', v: 'last' }),
+      ]),
+    );
+    assert.equal(result.rejected?.length ?? 0, 0);
+    assert.deepEqual(await query(`SELECT v, length(pad) AS pad FROM ${table}`), [
+      { v: 'last', pad: pad.length },
+    ]);
+  });
+
+  it('asks PostgreSQL for keys spelled two ways once for a batch of several statements, never for one', async () => {
+    /** The SQL the sinks send while `work` runs. */
+    const sentBy = async (work: () => Promise<unknown>): Promise<string[]> => {
+      const spy = mock.method(pg.Client.prototype, 'query');
+      try {
+        await work();
+      } finally {
+        spy.mock.restore();
+      }
+      // The SQL is the first argument, as text or in a query config.
+      return spy.mock.calls
+        .filter((call) => call.this !== admin)
+        .map((call) => call.arguments[0] as string | pg.QueryConfig)
+        .map((query) => (typeof query === 'string' ? query : query.text));
+    };
+    const grouping = (sent: string[]) => sent.filter((sql) => sql.includes('json_array_elements')).length;
+    const inserts = (sent: string[]) => sent.filter((sql) => sql.includes('json_populate_recordset')).length;
+    const table = newTable();
+    await admin.query(
+      `CREATE TABLE ${table} (id bigint PRIMARY KEY, v text, note text, updated_at timestamptz)`,
+    );
+    const s = sink({ table, mode: 'upsert', key: ['id'] });
+    await s.open();
+    const one = await sentBy(() => s.write(batchOf(range(0, 0, 100, (offset) => ({ id: offset, v: 'a' })))));
+    assert.deepEqual([grouping(one), inserts(one)], [0, 1]);
+    // Every other record has a note: two column sets, two INSERT statements.
+    const twoStatements = (from: number, v: string) =>
+      batchOf(
+        range(0, from, from + 100, (offset) => ({
+          id: offset % 150,
+          v,
+          ...(offset % 2 ? { note: 'n' } : {}),
+        })),
+      );
+    const two = await sentBy(() => s.write(twoStatements(100, 'b')));
+    assert.deepEqual([grouping(two), inserts(two)], [1, 2]);
+    // PostgreSQL cannot tell with a BEFORE INSERT trigger: statement order, not every record alone.
+    await admin.query(
+      `CREATE FUNCTION ${table}_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$`,
+    );
+    await admin.query(
+      `CREATE TRIGGER touched BEFORE INSERT OR UPDATE ON ${table} FOR EACH ROW EXECUTE FUNCTION ${table}_touch()`,
+    );
+    const touched = await sentBy(() => s.write(twoStatements(200, 'c')));
+    assert.deepEqual([grouping(touched), inserts(touched)], [0, 2]);
+    const [rows] = await query<{ n: string; touched: string }>(
+      `SELECT count(*) AS n, count(updated_at) AS touched FROM ${table}`,
+    );
+    assert.deepEqual(rows, { n: '150', touched: '100' });
   });
 
   it('sends a record past a limit of the table (an index entry too large) to the dead-letter queue', async () => {

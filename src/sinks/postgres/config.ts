@@ -49,7 +49,12 @@ export const postgresSinkSchema = z
       .describe(
         'append: every record becomes a new row. upsert: a record inserts or updates the row with the same ' +
           '`key` (INSERT … ON CONFLICT DO UPDATE): the columns of its fields are set, the others keep their ' +
-          'values; records of one key in a batch are applied in order.',
+          'values; records of one key in a batch are applied in order: the last one (by partition and offset) ' +
+          'wins, also for a key spelled two ways (1 and "1", one instant at two UTC offsets) in rows the batch ' +
+          'writes with different statements (records with different fields; over 50,000 rows or 16 MB). Limit: ' +
+          'where PostgreSQL cannot tell which spellings are one key before the write (a BEFORE INSERT trigger, ' +
+          'a unique index with its own collation or operator class, a key in the batch its column ' +
+          'cannot hold), such spellings in different statements are applied in statement order.',
       ),
     key: z
       .array(identifier)

@@ -484,10 +484,28 @@ export class PostgresSink implements Sink {
     } else {
       for (const { record, fields } of accepted) add([record], fields);
     }
-    for (const { columns, rows } of groups.values()) {
+    let statements = [...groups.values()].flatMap(({ columns, rows }) => {
       const sql = this.#insertSql(columns);
-      for (const chunk of chunks(rows)) await this.#insertBisecting(client, sql, chunk, tableInfo, rejected);
+      return [...chunks(rows)].map((chunk) => ({ sql, rows: chunk }));
+    });
+    if (this.#config.mode === 'upsert' && statements.length > 1) {
+      // One key in two spellings in two statements changes no row twice in either, so nothing fails: the
+      // later statement would win, whichever record is later. Those keys' records go one by one, in order; the other rows as they are. When
+      // PostgreSQL cannot tell (`#sameKeyRows` empty), statement order it is: every record alone would cost
+      // far more, on every batch of a table with, say, an updated_at trigger.
+      const clashing = await this.#sameKeyRows(
+        client,
+        statements.flatMap((statement) => statement.rows),
+      );
+      if (clashing.size > 0) {
+        await this.#insertEach(client, recordsInOrder([...clashing]), tableInfo, rejected);
+        statements = statements
+          .map(({ sql, rows }) => ({ sql, rows: rows.filter((row) => !clashing.has(row)) }))
+          .filter(({ rows }) => rows.length > 0);
+      }
     }
+    for (const { sql, rows } of statements)
+      await this.#insertBisecting(client, sql, rows, tableInfo, rejected);
     return { rejected, tableInfo };
   }
 
@@ -519,14 +537,16 @@ export class PostgresSink implements Sink {
     if (isSameRowTwice(error)) {
       // One key in spellings merged apart (1 and "1", say): that key's records one by one, in the batch's
       // order, so that the last one wins as if each had been applied in turn; the other rows together.
+      // Not knowing which rows clash, every record alone is the safe way.
       const clashing = await this.#sameKeyRows(client, rows);
-      const records = rows
-        .filter((_, i) => clashing.size === 0 || clashing.has(i))
-        .flatMap((r) => r.records)
-        .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-      await this.#insertEach(client, records, table, rejected);
+      await this.#insertEach(
+        client,
+        recordsInOrder(clashing.size > 0 ? [...clashing] : rows),
+        table,
+        rejected,
+      );
       if (clashing.size > 0) {
-        const others = rows.filter((_, i) => !clashing.has(i));
+        const others = rows.filter((row) => !clashing.has(row));
         if (others.length > 0) await this.#insertBisecting(client, sql, others, table, rejected);
       }
       return;
@@ -546,17 +566,17 @@ export class PostgresSink implements Sink {
   }
 
   /**
-   * The indexes of the rows whose keys PostgreSQL takes as one (each row read as the table's row type, as
-   * the INSERT reads it; a NULL key part is counted as a clash too, which costs nothing but a row written
-   * alone). Empty when none are — the INSERT changed one row twice for another reason — and whenever the
-   * answer could miss keys the INSERT's conflict check takes as one: a BEFORE INSERT row trigger (it may
-   * change a key after it is read), a unique index with a collation or operator class of its own (it may
-   * take more values as equal than the column does), or a query that fails (a key type without equality).
-   * Every record is then written alone, in order, as the safe way.
+   * The rows whose keys PostgreSQL takes as one (each row's key fields read as the table's row type, as the
+   * INSERT reads them; a NULL key part is counted as a clash too, which costs nothing but a row written
+   * alone). Empty when none are, and whenever the answer could miss keys the INSERT's conflict check takes
+   * as one ("don't know"): a BEFORE INSERT row trigger (it may change a key after it is read), a unique
+   * index with a collation or operator class of its own (it may take more values as equal than the column
+   * does), or a query that fails (a key type without equality, a key value the column cannot hold).
    */
-  async #sameKeyRows(client: pg.PoolClient, rows: readonly Row[]): Promise<Set<number>> {
+  async #sameKeyRows(client: pg.PoolClient, rows: readonly Row[]): Promise<Set<Row>> {
     const table = quoteQualified(this.#table);
-    const key = (this.#config.key ?? []).map((column) => `r.${quote(column)}`).join(', ');
+    const keyColumns = this.#config.key ?? [];
+    const key = keyColumns.map((column) => `r.${quote(column)}`).join(', ');
     await client.query('SAVEPOINT tributary_keys');
     try {
       const {
@@ -572,16 +592,26 @@ export class PostgresSink implements Sink {
                            AND (u.coll <> a.attcollation OR NOT o.opcdefault)) AS other`,
         [table],
       );
-      let clashing = new Set<number>();
+      let clashing = new Set<Row>();
       if (conflicts?.other === false) {
+        // The key fields only: a bad value in another column (a record for the DLQ) must not fail the query.
+        // A row's records all spell its key alike but for integers, which PostgreSQL reads alike.
+        const keys = rows.map((row) => {
+          const { value } = row.records.at(-1)!;
+          return JSON.stringify(
+            Object.fromEntries(
+              keyColumns.map((column) => [column, Object.hasOwn(value, column) ? value[column] : null]),
+            ),
+          );
+        });
         const result = await client.query<{ rows: Array<number | string> }>(
           `SELECT array_agg(e.n - 1) AS rows
              FROM json_array_elements($1::json) WITH ORDINALITY AS e(j, n),
                   LATERAL json_populate_record(NULL::${table}, e.j) AS r
             GROUP BY ${key} HAVING count(*) > 1`,
-          [`[${rows.map((r) => r.json).join(',')}]`],
+          [`[${keys.join(',')}]`],
         );
-        clashing = new Set(result.rows.flatMap((row) => row.rows.map(Number)));
+        clashing = new Set(result.rows.flatMap((group) => group.rows.map((i) => rows[Number(i)]!)));
       }
       await client.query('RELEASE SAVEPOINT tributary_keys');
       return clashing;
@@ -922,6 +952,11 @@ function splitFields(
   return { fields, extra };
 }
 
+/** The rows' records in (partition, offset) order: the order that makes the last record of a key win. */
+function recordsInOrder(rows: readonly Row[]): PipelineRecord[] {
+  return rows.flatMap((row) => row.records).sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+}
+
 function* chunks(rows: readonly Row[]): Generator<Row[]> {
   let chunk: Row[] = [];
   let bytes = 0;
@@ -971,8 +1006,9 @@ function sslOptions(
 
 /**
  * A key value as an integer column holds it, for merging a batch's records by key: `1`, `"1"` and `" 1"` are
- * one key. Anything else as written: spellings still apart (a timestamptz at two offsets) make PostgreSQL
- * refuse the merged upsert, and the records are then written one by one, in order.
+ * one key. Anything else as written: spellings still apart (a timestamptz at two offsets) are named by
+ * PostgreSQL — after an INSERT refused to change a row twice, or before a batch of several INSERTs — and
+ * their records written one by one, in order.
  */
 export function keySpelling(value: unknown, type: string | undefined): unknown {
   if (value === undefined || value === null) return null;
