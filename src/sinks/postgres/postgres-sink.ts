@@ -490,9 +490,10 @@ export class PostgresSink implements Sink {
     });
     if (this.#config.mode === 'upsert' && statements.length > 1) {
       // One key in two spellings in two statements changes no row twice in either, so nothing fails: the
-      // later statement would win, whichever record is later. Those keys' records go one by one, in order; the other rows as they are. When
-      // PostgreSQL cannot tell (`#sameKeyRows` empty), statement order it is: every record alone would cost
-      // far more, on every batch of a table with, say, an updated_at trigger.
+      // later statement would win, whichever record is later. Those keys' records go one by one, in
+      // order; the other rows as they are. When PostgreSQL cannot tell (`#sameKeyRows` empty), statement
+      // order it is: every record alone would cost far more, on every batch of a table with, say, an
+      // updated_at trigger.
       const clashing = await this.#sameKeyRows(
         client,
         statements.flatMap((statement) => statement.rows),
