@@ -10,6 +10,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { tableIdentifierToString, type TableIdentifier } from '../../catalog/identifier.ts';
 import { TributaryError } from '../../errors.ts';
 import { openEngine } from '../../iceberg/duckdb.ts';
+import type { Table } from '../../iceberg/table.ts';
 import {
   compact,
   expireSnapshots,
@@ -134,57 +135,53 @@ function failedTests(results: readonly TestResult[]): TributaryError {
 }
 
 /**
- * Why a maintenance job passes over a table with Iceberg's gc.enabled=false (its files may be another
- * table's): deleting them is refused, and one such table among those a pattern matches must not fail the
- * job for the others.
+ * A maintenance job that deletes files: `work` on each table the patterns match, in turn, until aborted;
+ * a table with Iceberg's gc.enabled=false (its files may be another table's) is passed over and noted —
+ * deleting its files is refused, and one such table among those matched must not fail the job for the others.
  */
-const GC_DISABLED = 'gc.enabled=false: its files may belong to other tables, none is deleted';
+async function deletingFiles(
+  catalog: Catalog,
+  patterns: readonly string[],
+  signal: AbortSignal,
+  work: (table: Table) => Promise<Record<string, number>>,
+): Promise<{ tables: Array<Record<string, string | number>> }> {
+  const results: Array<Record<string, string | number>> = [];
+  for (const identifier of await matchTables(catalog, patterns)) {
+    if (signal.aborted) break;
+    const table = await catalog.loadTable(identifier);
+    results.push({
+      table: table.name,
+      ...(gcDisabled(table)
+        ? { skipped: 'gc.enabled=false: its files may belong to other tables, none is deleted' }
+        : await work(table)),
+    });
+  }
+  return { tables: results };
+}
 
 /** Runs a job once; resolves to what it did (for the run history), rejects when it failed. */
 export async function executeJob(job: JobDefinition, env: JobEnvironment): Promise<unknown> {
   const { catalog, project, signal } = env;
   if (job.kind === 'expire') {
     const config = job.maintenance!;
-    const results: Array<
-      { table: string; expiredSnapshots: number; deletedFiles: number } | { table: string; skipped: string }
-    > = [];
-    for (const identifier of await matchTables(catalog, config.tables)) {
-      if (signal.aborted) break;
-      const table = await catalog.loadTable(identifier);
-      if (gcDisabled(table)) {
-        results.push({ table: table.name, skipped: GC_DISABLED });
-        continue;
-      }
-      const result = await expireSnapshots(table, {
+    return deletingFiles(catalog, config.tables, signal, async (table) => {
+      const { expiredSnapshots, deletedFiles } = await expireSnapshots(table, {
         olderThanMs: Date.now() - config.older_than,
         retainLast: config.retain_last,
       });
-      results.push({
-        table: table.name,
-        expiredSnapshots: result.expiredSnapshots,
-        deletedFiles: result.deletedFiles,
-      });
-    }
-    return { tables: results };
+      return { expiredSnapshots, deletedFiles };
+    });
   }
   if (job.kind === 'remove-orphan-files') {
     const config = job.maintenance!;
-    const results: Array<{ table: string; deletedFiles: number } | { table: string; skipped: string }> = [];
-    for (const identifier of await matchTables(catalog, config.tables)) {
-      if (signal.aborted) break;
-      const table = await catalog.loadTable(identifier);
-      if (gcDisabled(table)) {
-        results.push({ table: table.name, skipped: GC_DISABLED });
-        continue;
-      }
+    return deletingFiles(catalog, config.tables, signal, async (table) => {
       const deleted = await removeOrphanFiles(table, {
         olderThanMs: Date.now() - config.older_than,
         neighbours: await catalog.tablesOverlapping(table),
         guard: catalog.sweepGuard ?? { project: project.root, warehouse: catalog.warehouse, kept: [] },
       });
-      results.push({ table: table.name, deletedFiles: deleted.length });
-    }
-    return { tables: results };
+      return { deletedFiles: deleted.length };
+    });
   }
   const engine = await openEngine();
   const onAbort = () => engine.connection.interrupt();
