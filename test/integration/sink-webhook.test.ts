@@ -44,6 +44,15 @@ function record(partition: number, offset: number): PipelineRecord {
   return { value: { id: `${partition}-${offset}` }, key: null, partition, offset, timestamp: 0, headers: {} };
 }
 
+/** The records of `partition` at offsets [from, to). */
+function span(partition: number, from: number, to: number): PipelineRecord[] {
+  return Array.from({ length: to - from }, (_, i) => record(partition, from + i));
+}
+
+function idsOf(records: readonly PipelineRecord[]): string[] {
+  return records.map((r) => r.value.id as string);
+}
+
 function batchOf(records: PipelineRecord[], positions: Record<number, number>): SinkBatch {
   return { records, positions: new Map(Object.entries(positions).map(([p, o]) => [Number(p), o])) };
 }
@@ -119,6 +128,23 @@ describe('webhook sink', () => {
     return wrapped;
   }
 
+  /**
+   * A sink of its own name whose first run sends `batch` and dies before its commit. `restart()` opens it
+   * again, on `wrapped`: the log, which crashes no more unless told to.
+   */
+  async function sentBeforeACrash(config: Record<string, unknown>, batch: SinkBatch) {
+    const wrapped = crashingLog();
+    const name = `hook-${++sinks}`;
+    const restart = async () => {
+      const restarted = sink({ name, ...config }, { log: wrapped }).sink;
+      await restarted.open();
+      return restarted;
+    };
+    await assert.rejects((await restart()).write(batch), /killed/);
+    wrapped.crashing = false;
+    return { wrapped, restart };
+  }
+
   /** Per record id received, the Idempotency-Keys it came under. */
   function idempotencyKeysByRecord(): Map<string, Set<string>> {
     const keysOf = new Map<string, Set<string>>();
@@ -128,6 +154,27 @@ describe('webhook sink', () => {
           String(request.headers['idempotency-key']),
         );
     return keysOf;
+  }
+
+  /**
+   * What a receiver that drops repeated Idempotency-Keys sees of `received`: every record of `ids` came
+   * under one key alone, and a key came again only with the same records (so dropping it loses nothing).
+   */
+  function assertSameRequestsWhenSentAgain(ids: readonly string[], context = ''): void {
+    const keysOf = idempotencyKeysByRecord();
+    assert.deepEqual([...keysOf.keys()].sort(), [...ids].sort(), context);
+    assert.deepEqual(
+      [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
+      [],
+      `records sent again under another key ${context}`,
+    );
+    const recordsOf = new Map<string, string>();
+    for (const request of received) {
+      const key = String(request.headers['idempotency-key']);
+      const carried = JSON.stringify(request.records);
+      assert.equal(recordsOf.get(key) ?? carried, carried, `a key sent again with other records ${context}`);
+      recordsOf.set(key, carried);
+    }
   }
 
   /** A sink with its own name (so its own consumer group); waits are recorded, not slept. */
@@ -382,59 +429,32 @@ describe('webhook sink', () => {
   });
 
   it('sends every record under one idempotency key through crashes and retries of a growing batch', async () => {
-    const wrapped = crashingLog();
-    const name = `hook-${++sinks}`;
-    const make = () => sink({ name, batch_size: 3, retry: { max_attempts: 1 } }, { log: wrapped }).sink;
-    const batch = (n: number) =>
-      batchOf(
-        Array.from({ length: n }, (_, i) => record(0, i)),
-        { 0: n },
-      );
-    const first = make();
-    await first.open();
-    await assert.rejects(first.write(batch(4)), /killed/); // sent, then the process died
+    const batch = (n: number) => batchOf(span(0, 0, n), { 0: n });
+    const { wrapped, restart } = await sentBeforeACrash(
+      { batch_size: 3, retry: { max_attempts: 1 } },
+      batch(4),
+    );
     // Restarted: the batch read again is longer; its last request fails once, and the write is retried.
-    const second = make();
-    await second.open();
+    wrapped.crashing = true;
+    const second = await restart();
     script = [ok, ok, ok, status(500)];
     await assert.rejects(second.write(batch(8)), /500/);
     await assert.rejects(second.write(batch(8)), /killed/); // the retry delivers it, then the process dies
     wrapped.crashing = false;
-    const third = make();
-    await third.open();
-    await third.write(batch(9));
-    const keysOf = idempotencyKeysByRecord();
-    assert.deepEqual([...keysOf.keys()].sort(), Array.from({ length: 9 }, (_, i) => `0-${i}`).sort());
-    assert.deepEqual(
-      [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
-      [],
-    );
+    await (await restart()).write(batch(9));
+    assertSameRequestsWhenSentAgain(idsOf(span(0, 0, 9)));
   });
 
   it('cuts a batch read again from fewer partitions (a backlog) into the same requests', async () => {
-    const wrapped = crashingLog();
-    const name = `hook-${++sinks}`;
-    const make = () => sink({ name, batch_size: 25 }, { log: wrapped }).sink;
-    const span = (partition: number, from: number, to: number) =>
-      Array.from({ length: to - from }, (_, i) => record(partition, from + i));
-    const first = make();
-    await first.open();
-    await assert.rejects(
-      first.write(batchOf([...span(0, 0, 30), ...span(1, 0, 30)], { 0: 30, 1: 30 })),
-      /killed/,
+    const { restart } = await sentBeforeACrash(
+      { batch_size: 25 },
+      batchOf([...span(0, 0, 30), ...span(1, 0, 30)], { 0: 30, 1: 30 }),
     );
-    wrapped.crashing = false;
     // Read again with a backlog: the first partition fills the batch, the second comes next.
-    const second = make();
-    await second.open();
+    const second = await restart();
     await second.write(batchOf(span(0, 0, 50), { 0: 50 }));
     await second.write(batchOf(span(1, 0, 30), { 1: 30 }));
-    const keysOf = idempotencyKeysByRecord();
-    assert.equal(keysOf.size, 80);
-    assert.deepEqual(
-      [...keysOf].filter(([, keys]) => keys.size > 1).map(([id]) => id),
-      [],
-    );
+    assertSameRequestsWhenSentAgain(idsOf([...span(0, 0, 50), ...span(1, 0, 30)]));
   });
 
   it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
