@@ -114,14 +114,19 @@ describe('webhook sink', () => {
 
   /**
    * The log as a process that dies right after its requests: committing the sink's positions fails
-   * ("killed") while `crashing`; the marks (groups …/pending/<n>) written before the requests are kept.
+   * ("killed") while `crashing`; the marks (groups …/pending/<n>) written before the requests are kept,
+   * but for the groups `crashingOn` matches.
    */
-  function crashingLog(): Pick<Log, 'committedOffsets' | 'commitOffsets'> & { crashing: boolean } {
-    const wrapped = {
+  function crashingLog(): Pick<Log, 'committedOffsets' | 'commitOffsets'> & {
+    crashing: boolean;
+    crashingOn?: RegExp;
+  } {
+    const wrapped: ReturnType<typeof crashingLog> = {
       crashing: true,
       committedOffsets: (group: string, topic: string) => log.committedOffsets(group, topic),
       commitOffsets: async (group: string, topic: string, offsets: ReadonlyMap<number, number>) => {
-        if (wrapped.crashing && !group.includes('/pending/')) throw new Error('killed');
+        if ((wrapped.crashing && !group.includes('/pending/')) || wrapped.crashingOn?.test(group))
+          throw new Error('killed');
         await log.commitOffsets(group, topic, offsets);
       },
     };
@@ -457,6 +462,144 @@ describe('webhook sink', () => {
     assertSameRequestsWhenSentAgain(idsOf([...span(0, 0, 50), ...span(1, 0, 30)]));
   });
 
+  it('sends a batch read again in smaller batches (limits lowered) in the same requests, under the same keys', async () => {
+    // Sent as 0-3, 4-7, 8-9; restarted with lower batch limits, the first batch read again ends inside 4-7.
+    const { restart } = await sentBeforeACrash({ batch_size: 4 }, batchOf(span(0, 0, 10), { 0: 10 }));
+    const second = await restart();
+    await second.write(batchOf(span(0, 0, 6), { 0: 6 }));
+    await second.write(batchOf(span(0, 6, 10), { 0: 10 }));
+    assertSameRequestsWhenSentAgain(idsOf(span(0, 0, 10)));
+    assert.deepEqual(await log.committedOffsets(second.group, TOPIC), new Map([[0, 10]]));
+  });
+
+  it('sends a partition again in the same requests when a backlog ends the batch read again inside it', async () => {
+    // At the head, the batch limit (10 records) took 3 of partition 0 and 7 of partition 1.
+    const { restart } = await sentBeforeACrash(
+      { batch_size: 5 },
+      batchOf([...span(0, 0, 3), ...span(1, 0, 7)], { 0: 3, 1: 7 }),
+    );
+    // Read again, partition 0 has grown and takes 6 of the 10: partition 1 ends inside its first request.
+    const second = await restart();
+    await second.write(batchOf([...span(0, 0, 6), ...span(1, 0, 4)], { 0: 6, 1: 4 }));
+    await second.write(batchOf(span(1, 4, 10), { 0: 6, 1: 10 }));
+    assertSameRequestsWhenSentAgain(idsOf([...span(0, 0, 6), ...span(1, 0, 10)]));
+  });
+
+  it('holds back the records of a request it cannot send whole, and commits only up to them', async () => {
+    const { wrapped, restart } = await sentBeforeACrash(
+      { batch_size: 4 },
+      batchOf(span(0, 0, 10), { 0: 10 }),
+    );
+    const second = await restart();
+    received = [];
+    await second.write(batchOf(span(0, 0, 6), { 0: 6 }));
+    assert.deepEqual(
+      received.map((r) => r.records.length),
+      [4],
+      'records 4 and 5 wait for 6 and 7',
+    );
+    assert.deepEqual(await log.committedOffsets(second.group, TOPIC), new Map([[0, 4]]));
+    // A batch of another partition (another lane's) leaves that position where it is.
+    await second.write(batchOf([record(1, 0)], { 0: 6, 1: 1 }));
+    assert.deepEqual(
+      await log.committedOffsets(second.group, TOPIC),
+      new Map([
+        [0, 4],
+        [1, 1],
+      ]),
+    );
+    received = received.filter((r) => r.records.length === 4);
+    // The process dies once the next batch completed that request: the restart sends it whole again.
+    wrapped.crashing = true;
+    await assert.rejects(second.write(batchOf(span(0, 6, 8), { 0: 8 })), /killed/);
+    wrapped.crashing = false;
+    const third = await restart();
+    assert.deepEqual(
+      await log.committedOffsets(third.group, TOPIC),
+      new Map([
+        [0, 4],
+        [1, 1],
+      ]),
+    );
+    await third.write(batchOf(span(0, 4, 10), { 0: 10, 1: 1 }));
+    assert.deepEqual(
+      received.map((r) => r.records.length),
+      [4, 4, 4, 2],
+    );
+    assertSameRequestsWhenSentAgain(idsOf(span(0, 0, 10)));
+  });
+
+  it('keeps the marks still ahead when it dies while rewriting those its positions passed', async () => {
+    // Mark 0: partition 0 ends at 3; mark 1: partition 1 ends at 7.
+    const { wrapped, restart } = await sentBeforeACrash({ batch_size: 5 }, batchOf(span(0, 0, 3), { 0: 3 }));
+    const dies = async (batch: SinkBatch) => assert.rejects((await restart()).write(batch), /killed/);
+    wrapped.crashing = true;
+    await dies(batchOf([...span(0, 0, 3), ...span(1, 0, 7)], { 0: 3, 1: 7 }));
+    // Partition 1 is read again to 4 only: its records wait, partition 0 is committed and mark 0 passed;
+    // the process dies while moving mark 1 down to group 0.
+    wrapped.crashing = false;
+    wrapped.crashingOn = /\/pending\/0$/;
+    await dies(batchOf([...span(0, 0, 3), ...span(1, 0, 4)], { 0: 3, 1: 4 }));
+    wrapped.crashingOn = undefined;
+    const last = await restart();
+    assert.deepEqual(
+      await log.committedOffsets(last.group, TOPIC),
+      new Map([
+        [0, 3],
+        [1, 0],
+      ]),
+    );
+    await last.write(batchOf(span(1, 0, 10), { 0: 3, 1: 10 }));
+    assertSameRequestsWhenSentAgain(idsOf([...span(0, 0, 3), ...span(1, 0, 10)]));
+  });
+
+  it('sends every request again whole, under its key, wherever crashes and the batches read again end', async () => {
+    // One partition of 11 records, 5 left out by a transform, in requests of 4: run 1 sends [0, a) and
+    // dies before its commit; run 2 reads batches of b records, its second write fails on a 503 at its
+    // first request, and the process dies at the commit of the retry; run 3 reads batches of c to the end.
+    const n = 11;
+    const records = span(0, 0, n).filter((r) => r.offset !== 5);
+    const ids = idsOf(records);
+    const wrapped = crashingLog();
+    /** A run from the positions the sink opens with, in batches of `size`; write `dies` (0-based) dies. */
+    const run = async (name: string, size: number, until: number, dies?: number): Promise<void> => {
+      const s = sink({ name, batch_size: 4, retry: { max_attempts: 1 } }, { log: wrapped }).sink;
+      let from = (await s.open()).get(0) ?? 0;
+      for (let i = 0; from < until; i++) {
+        const end = Math.min(from + size, until);
+        const batch = batchOf(
+          records.filter((r) => r.offset >= from && r.offset < end),
+          { 0: end },
+        );
+        wrapped.crashing = i === dies;
+        if (i !== dies) await s.write(batch);
+        else {
+          script = i === 0 ? [] : [status(503)];
+          const failure = await s.write(batch).then(
+            () => assert.fail('the commit dies'),
+            (error: Error) => error.message,
+          );
+          script = [];
+          if (/503/.test(failure)) await assert.rejects(s.write(batch), /killed/);
+          else assert.match(failure, /killed/);
+          return;
+        }
+        from = end;
+      }
+    };
+    for (let a = 1; a <= n; a++) {
+      for (let b = 1; b <= n; b++) {
+        received = [];
+        const name = `hook-${++sinks}`;
+        const c = ((a * b) % 4) + 1;
+        await run(name, a, a, 0);
+        await run(name, b, n, 1);
+        await run(name, c, n);
+        assertSameRequestsWhenSentAgain(ids, `(a=${a}, b=${b}, c=${c})`);
+      }
+    }
+  });
+
   it('delivers a batch again after a crash before its commit, with the same idempotency keys', async () => {
     // The crash: the process dies after the requests, before the consumer-group offsets are committed
     // (where the batch ends was recorded before the requests, in a group of its own).
@@ -483,17 +626,19 @@ describe('webhook sink', () => {
     });
     assert.deepEqual(await restarted.open(), new Map(), 'nothing was committed');
     // Read again, the batch holds records that arrived meanwhile, in another order: the ones sent before
-    // go in the same requests, the new ones after them.
+    // go in the same requests, the new ones in others, each partition's in order.
     const more = [record(1, 2), ...records.slice(5), record(0, 5), ...records.slice(0, 5)];
     await restarted.write(batchOf(more, { 0: 6, 1: 3 }));
-    assert.deepEqual(
-      received.slice(0, 3).map((r) => r.headers['idempotency-key']),
-      firstKeys,
-    );
     assert.equal(firstKeys.length, 3);
     assert.deepEqual(
-      received.slice(3).map((r) => (JSON.parse(r.body) as { records: unknown[] }).records.length),
-      [1, 1],
+      received.map((r) => [firstKeys.includes(r.headers['idempotency-key']), r.records]),
+      [
+        [true, [0, 1, 2].map((o) => record(0, o).value)],
+        [true, [3, 4].map((o) => record(0, o).value)],
+        [false, [record(0, 5).value]],
+        [true, [0, 1].map((o) => record(1, o).value)],
+        [false, [record(1, 2).value]],
+      ],
     );
     // Offered again once committed (two workers, a stale runtime): nothing is sent.
     received = [];

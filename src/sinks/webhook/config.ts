@@ -22,7 +22,8 @@ export const webhookSinkSchema = z
       .describe(
         'POSTs records as JSON `{"records": [...]}` to an HTTP endpoint. At-least-once: positions are kept ' +
           "in the log's consumer-group offsets after the requests succeed, so a crash in between sends the " +
-          'batch again — with the same `Idempotency-Key` header, for the receiver to drop the repeat.',
+          'records again — in the same requests, with the same `Idempotency-Key` header, for the receiver to ' +
+          'drop the repeat (docs/exactly-once.md#webhook-receivers).',
       ),
     name: z
       .string()
@@ -72,7 +73,9 @@ export const webhookSinkSchema = z
       .max(100_000)
       .default(500)
       .describe(
-        'Records per request at most; a batch of the pipeline is sent as requests of this size, in order.',
+        "Records per request at most; a request holds one partition's records. Requests are cut at the " +
+          "multiples of it in a partition's offsets and where a batch ended, so that records sent again go " +
+          'in the same requests: changing it gives the requests not committed yet new idempotency keys.',
       ),
     timeout: duration(
       'How long one request may take, answer included, before it counts as failed (and is retried).',

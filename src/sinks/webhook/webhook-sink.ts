@@ -1,19 +1,23 @@
 /**
- * The webhook sink: each batch is sent as HTTP requests of `batch_size` records, `{"records": [values…]}`,
- * one after the other (so a partition's records arrive in order).
+ * The webhook sink: records are sent as HTTP requests of at most `batch_size` records, `{"records":
+ * [values…]}`, each holding one partition's records, a partition's requests one after the other in order.
  *
  * Delivery is at-least-once. A receiver cannot store our positions with its data, so the sink keeps them
- * in the log's consumer-group offsets (group `<pipeline>/<sink>`), committed after every request of the
- * batch succeeded; `open()` reads them back. A crash between the last request and that commit sends the
- * batch again. Every request carries an `Idempotency-Key` computed from the pipeline, the sink and the
- * offsets it holds, so the repeat has the same key and the receiver can drop it. For the repeat to be
- * cut into the same requests, where each write's records end is recorded before its first request, as a
- * mark (groups `<pipeline>/<sink>/pending/<n>`, n counting the marks since the last commit): records are
- * sent by partition, then offset, in parts cut at the marks, each partition's records of a part chunked
- * from their start (a request holds one partition's records) — so after
- * a crash, or a failure and a retry, the records sent before go out in the same requests whatever the
- * batch read again holds beyond them. Within one process, a batch retried after a failure skips the
- * requests that already succeeded.
+ * in the log's consumer-group offsets (group `<pipeline>/<sink>`), committed after the requests of a write
+ * succeeded; `open()` reads them back. A crash before that commit sends the records again, and every
+ * request carries an `Idempotency-Key`, a hash of the pipeline, the sink, the partition and the first and
+ * last offset of its records, so the receiver can drop a repeat — if the repeat is cut into the same
+ * requests, whatever the batches read again hold. So a partition's requests hold its records between
+ * two cuts, which no batch read again moves:
+ *  - every multiple of `batch_size` (offset windows);
+ *  - the end of every write that had records past the partition's highest cut, recorded before its first
+ *    request in a mark (groups `<pipeline>/<sink>/pending/<n>`, kept until the positions pass them).
+ * A batch read again may end inside a request sent before (lower batch limits, or a backlog of another
+ * partition filling the batch): the records of that request are held back, in memory, until a later batch
+ * completes it, and the positions committed stop before them (the next run reads them again). Within one
+ * process, a batch retried after a failure skips the requests that already succeeded. Changing
+ * `batch_size` changes the windows (and the sink's name, every key): the records sent but not committed
+ * then go out again under new keys — kept so, as a lower `batch_size` is what a 413 asks for.
  *
  * Failures: network errors, timeouts, 408, 429 and 5xx are retried here with exponential backoff and full
  * jitter (a `Retry-After` on 429/503 is honoured), then reported as retryable SERVICE_UNAVAILABLE; other
@@ -69,7 +73,11 @@ export class WebhookSink implements Sink {
   readonly #closing = new AbortController();
   /** Positions delivered and committed. */
   readonly #positions = new Map<number, number>();
-  /** The marks since the last commit: where each write's records ended, in order (see the module comment). */
+  /** Where the batches written end, per partition: past #positions by the records held back. */
+  readonly #accepted = new Map<number, number>();
+  /** Per partition, the records of a request no batch has completed yet (see the module comment). */
+  #held = new Map<number, readonly PipelineRecord[]>();
+  /** The marks not yet passed by the positions, as stored (group n holds mark n); see the module comment. */
   readonly #marks: Array<ReadonlyMap<number, number>> = [];
   /** Keys of requests the receiver accepted since the last commit (a retried batch skips them). */
   readonly #delivered = new Set<string>();
@@ -108,66 +116,88 @@ export class WebhookSink implements Sink {
     }
     this.#positions.clear();
     for (const [partition, offset] of committed) this.#positions.set(partition, offset);
-    // Marks left by a run that stopped before its commit: those past the positions (older ones are not).
-    this.#marks.length = 0;
+    this.#accepted.clear();
+    for (const [partition, offset] of committed) this.#accepted.set(partition, offset);
+    this.#held.clear();
+    // Every mark stored, to the first group never written: a crash may have fallen between a commit and
+    // the rewrite of the marks it passed, so the marks still ahead can come after some it passed.
+    const stored: Array<ReadonlyMap<number, number>> = [];
     for (;;) {
-      const mark = await this.#log.committedOffsets(this.#markGroup(this.#marks.length), this.#topic);
-      if (![...mark].some(([partition, offset]) => offset > (this.#positions.get(partition) ?? 0))) break;
-      this.#marks.push(mark);
+      const mark = await this.#log.committedOffsets(this.#markGroup(stored.length), this.#topic);
+      if (mark.size === 0) break;
+      stored.push(mark);
     }
+    this.#marks.length = 0;
+    this.#marks.push(...stored);
+    await this.#dropPassedMarks();
     this.#logger.info({ url: this.#url, positions: Object.fromEntries(committed) }, 'webhook sink opened');
     return new Map(this.#positions);
   }
 
   async write(batch: SinkBatch): Promise<SinkResult> {
-    const records = batch.records
-      .filter((r) => r.offset >= (this.#positions.get(r.partition) ?? 0))
-      .sort((a, b) => a.partition - b.partition || a.offset - b.offset);
-    // Part n: the records before mark n and past the marks before it; the last, those past every mark.
-    const marks = this.#marks;
-    const parts: PipelineRecord[][] = Array.from({ length: marks.length + 1 }, () => []);
-    for (const record of records) {
-      const part = marks.findIndex((mark) => record.offset < (mark.get(record.partition) ?? 0));
-      parts[part < 0 ? marks.length : part]!.push(record);
+    const ends = new Map(this.#accepted);
+    for (const [partition, offset] of batch.positions)
+      ends.set(partition, Math.max(offset, ends.get(partition) ?? 0));
+    // Per partition, in offset order: the records held back, then the batch's new ones (a batch offered
+    // again, by a retry or a stale runtime, holds records already taken).
+    const byPartition = new Map<number, PipelineRecord[]>();
+    for (const [partition, held] of this.#held) byPartition.set(partition, [...held]);
+    for (const record of batch.records) {
+      const { partition, offset } = record;
+      if (offset < (this.#accepted.get(partition) ?? 0)) continue;
+      ends.set(partition, Math.max(offset + 1, ends.get(partition) ?? 0));
+      const records = byPartition.get(partition);
+      if (records) records.push(record);
+      else byPartition.set(partition, [record]);
     }
-    if (parts[marks.length]!.length > 0) {
-      const end = new Map(marks.at(-1) ?? this.#positions);
-      for (const [partition, offset] of batch.positions)
-        end.set(partition, Math.max(offset, end.get(partition) ?? 0));
-      await this.#log.commitOffsets(this.#markGroup(marks.length), this.#topic, end);
-      marks.push(end);
+    const partitions = [...byPartition.keys()].sort((a, b) => a - b);
+    for (const records of byPartition.values()) records.sort((a, b) => a.offset - b.offset);
+    // Where this write ends, in the partitions it has records past the highest cut of.
+    const mark = new Map<number, number>();
+    for (const partition of partitions) {
+      const last = byPartition.get(partition)!.at(-1)!.offset;
+      if (!this.#cuts(partition).some((cut) => cut > last)) mark.set(partition, ends.get(partition)!);
     }
-    // Requests never span partitions: a batch read again may hold another set of partitions (a backlog
-    // fills it from the first), and a partition's records of a part are then still cut the same way.
+    if (mark.size > 0) {
+      await this.#log.commitOffsets(this.#markGroup(this.#marks.length), this.#topic, mark);
+      this.#marks.push(mark);
+    }
     const size = this.#config.batch_size;
-    for (const part of parts) {
-      for (let from = 0; from < part.length;) {
-        const partition = part[from]!.partition;
+    const held = new Map<number, readonly PipelineRecord[]>();
+    for (const partition of partitions) {
+      const records = byPartition.get(partition)!;
+      const cuts = this.#cuts(partition);
+      for (let from = 0; from < records.length;) {
+        const first = records[from]!.offset;
+        const window = (Math.floor(first / size) + 1) * size;
+        const next = Math.min(window, ...cuts.filter((cut) => cut > first));
         let to = from;
-        while (to < part.length && part[to]!.partition === partition && to - from < size) to++;
-        const chunk = part.slice(from, to);
+        while (to < records.length && records[to]!.offset < next) to++;
+        const request = records.slice(from, to);
         from = to;
-        const key = idempotencyKey(this.#pipeline, this.name, chunk);
+        if (next > ends.get(partition)!) {
+          // Sent before with records past this batch's end (it was read with other limits): wait for them.
+          held.set(partition, request);
+          this.#logger.debug(
+            { partition, from: first, records: request.length, until: next },
+            'webhook sink holds records back until the batches complete their request',
+          );
+          break;
+        }
+        const key = idempotencyKey(this.#pipeline, this.name, request);
         if (this.#delivered.has(key)) continue;
-        await this.#send(chunk, key);
+        await this.#send(request, key);
         this.#delivered.add(key);
       }
     }
-    const positions = new Map(this.#positions);
-    for (const [partition, offset] of batch.positions) {
-      positions.set(partition, Math.max(offset, positions.get(partition) ?? 0));
-    }
+    const positions = new Map(ends);
+    for (const [partition, records] of held) positions.set(partition, records[0]!.offset);
     await this.#log.commitOffsets(this.group, this.#topic, positions);
     for (const [partition, offset] of positions) this.#positions.set(partition, offset);
+    for (const [partition, offset] of ends) this.#accepted.set(partition, offset);
+    this.#held = held;
     this.#delivered.clear();
-    // Marks at or before the positions are done with; the next write's mark is numbered after the others
-    // (there are none left unless this batch ended before a mark: the batch limits were lowered).
-    const left = marks.filter((mark) => [...mark].some(([p, offset]) => offset > (positions.get(p) ?? 0)));
-    if (left.length < marks.length) {
-      for (const [n, mark] of left.entries())
-        await this.#log.commitOffsets(this.#markGroup(n), this.#topic, mark);
-      marks.splice(0, marks.length, ...left);
-    }
+    await this.#dropPassedMarks();
     return {};
   }
 
@@ -177,6 +207,30 @@ export class WebhookSink implements Sink {
 
   #markGroup(n: number): string {
     return `${this.group}/pending/${n}`;
+  }
+
+  /** The offsets of `partition` the marks recorded, past its position: where its requests are cut too. */
+  #cuts(partition: number): number[] {
+    const position = this.#positions.get(partition) ?? 0;
+    return this.#marks.flatMap((mark) => {
+      const offset = mark.get(partition);
+      return offset !== undefined && offset > position ? [offset] : [];
+    });
+  }
+
+  /**
+   * Forgets the marks the positions passed, and stores the others as groups 0, 1, … in their order. Any
+   * prefix of these writes keeps every mark still ahead stored (each moves down, over one passed or
+   * already copied); the groups past them keep passed marks or copies of these, which add no cut when read.
+   */
+  async #dropPassedMarks(): Promise<void> {
+    const ahead = this.#marks.filter((mark) =>
+      [...mark].some(([partition, offset]) => offset > (this.#positions.get(partition) ?? 0)),
+    );
+    if (ahead.length === this.#marks.length) return;
+    for (const [n, mark] of ahead.entries())
+      await this.#log.commitOffsets(this.#markGroup(n), this.#topic, mark);
+    this.#marks.splice(0, this.#marks.length, ...ahead);
   }
 
   /** One request, with retries; resolves once the receiver answered 2xx. */
