@@ -3,20 +3,22 @@
  * dedupe on event ids) under autocannon on loopback, side by side with Bento's `http_server` input and
  * `drop` output (nothing persisted) on the same payload and the same client settings.
  *
- * Phases, the two systems taking turns in each (so that on a shared machine both meet about the same
- * load): single-event requests at peak (200 connections), then at 80% of that peak rate
- * (autocannon's overallRate, latency corrected for coordinated omission); 100-event batches (a JSON array;
- * Bento splits it with `unarchive: json_array`) at peak (50 connections), then at 80%. After the Tributary
- * phases the log is opened and every acknowledged event is looked for. On Linux, the CPU time each server
- * process used during the peak phase (all its threads, from /proc) is reported per event: on a shared
- * machine, where events/s vary with the neighbours' load, it is the steadier figure. The machine's free
+ * Two phases: single-event requests (200 connections), then 100-event batches (a JSON array; Bento splits
+ * it with `unarchive: json_array`; 50 connections). In each, both servers run at once and the load takes
+ * turns between them — three turns at peak each, alternating, then one at 80% of each one's peak rate
+ * (autocannon's overallRate, latency corrected for coordinated omission) — so that a drift in the
+ * machine's speed meets both alike (runs of one system after the other, hours apart, gave 0.55–0.94×
+ * Bento's batch events/s on the same code). Then the log is opened and every event Tributary
+ * acknowledged is looked for. On Linux, the CPU time each server process used in its peak turns (all its
+ * threads, from /proc) is reported per event: on a shared machine, where events/s vary with the
+ * neighbours' load, it is the steadier figure. The machine's free
  * memory is put in use once first (lib/memory.ts: on a VM that backs memory on first touch, the log's
  * page-cache writes would otherwise cost ten times what they do on a machine).
  *
  * Goals (issue 5): at least Bento's events/s; p99 under 50 ms at 80% of the peak rate.
  * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`, or `go build` in a scratch module
  * where the proxy refuses what `go install` asks); when that fails, the error is
- * reported and only Tributary is measured. `npm run bench -- ingest [seconds per phase, default 10]`.
+ * reported and only Tributary is measured. `npm run bench -- ingest [seconds per turn, default 10]`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -214,54 +216,109 @@ const PHASES = [
   ['single', 1, SINGLE_CONNECTIONS],
   ['batch', BATCH, BATCH_CONNECTIONS],
 ] as const;
+/** Turns at peak each system takes in a phase, alternating with the other. */
+const TURNS = 3;
 
-/** One phase (single events or batches) of one system: at peak, then at 80% of it. */
-async function measure(
-  name: string,
-  start: (split: boolean) => Promise<{ child: ChildProcess; target: Target }>,
+/** A system under test in one phase: its server, and what its turns measured. */
+interface Contender {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly target: Target;
+  readonly figures: Record<string, number>;
+  readonly turns: Phase[];
+  cpu: number | undefined;
+  acknowledged: number;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
+
+/**
+ * One phase (single events or batches) of every system: all serve at once, and the load takes turns
+ * between them — TURNS at peak each, alternating, then one at 80% of its own peak — so that a drift in
+ * the machine's speed (a VM's neighbours) meets them alike rather than whichever ran in the slow minute.
+ * Peak events/s are over all turns; p50 and p99 the median of the turns'.
+ */
+async function measurePhase(
+  systems: ReadonlyArray<{
+    name: string;
+    start: (split: boolean) => Promise<{ child: ChildProcess; target: Target }>;
+    figures: Record<string, number>;
+  }>,
   seconds: number,
   phase: (typeof PHASES)[number],
-  figures: Record<string, number>,
-): Promise<number> {
-  const run = `${name}-${Date.now().toString(36)}`;
-  let acknowledged = 0;
-  {
-    const [label, events, connections] = phase;
-    const { child, target } = await start(label === 'batch');
-    try {
-      await load(target, { events, connections, seconds: 2, run: `${run}-warm-${label}` }).then(
-        (p) => (acknowledged += p.acknowledged),
-      );
-      const cpuBefore = cpuMicros(child.pid);
-      const peak = await load(target, { events, connections, seconds, run: `${run}-${label}` });
-      const cpuAfter = cpuMicros(child.pid);
-      const steady = await load(target, {
+): Promise<Map<string, number>> {
+  const [label, events, connections] = phase;
+  const contenders: Contender[] = [];
+  try {
+    for (const system of systems) {
+      const { child, target } = await system.start(label === 'batch');
+      contenders.push({ ...system, child, target, turns: [], cpu: 0, acknowledged: 0 });
+    }
+    const run = Date.now().toString(36);
+    for (const c of contenders) {
+      const warm = await load(c.target, {
+        events,
+        connections,
+        seconds: 2,
+        run: `${c.name}-${run}-warm-${label}`,
+      });
+      c.acknowledged += warm.acknowledged;
+    }
+    for (let turn = 0; turn < TURNS; turn++) {
+      for (const c of contenders) {
+        const before = cpuMicros(c.child.pid);
+        const peak = await load(c.target, {
+          events,
+          connections,
+          seconds,
+          run: `${c.name}-${run}-${label}-${turn}`,
+        });
+        const after = cpuMicros(c.child.pid);
+        c.cpu =
+          before === undefined || after === undefined || c.cpu === undefined
+            ? undefined
+            : c.cpu + after - before;
+        c.turns.push(peak);
+        c.acknowledged += peak.acknowledged;
+      }
+    }
+    for (const c of contenders) {
+      const acknowledged = c.turns.reduce((n, t) => n + t.acknowledged, 0);
+      const requestsPerSecond = c.turns.reduce((n, t) => n + t.requestsPerSecond, 0) / c.turns.length;
+      const steady = await load(c.target, {
         events,
         connections,
         seconds,
-        rate: Math.max(1, Math.floor(peak.requestsPerSecond * 0.8)),
-        run: `${run}-${label}-80`,
+        rate: Math.max(1, Math.floor(requestsPerSecond * 0.8)),
+        run: `${c.name}-${run}-${label}-80`,
       });
-      acknowledged += peak.acknowledged + steady.acknowledged;
+      c.acknowledged += steady.acknowledged;
+      const eventsPerSecond = Math.round(acknowledged / (TURNS * seconds));
       const cpuPerEvent =
-        cpuBefore !== undefined && cpuAfter !== undefined && peak.acknowledged > 0
-          ? Math.round(((cpuAfter - cpuBefore) / peak.acknowledged) * 10) / 10
-          : undefined;
+        c.cpu !== undefined && acknowledged > 0 ? Math.round((c.cpu / acknowledged) * 10) / 10 : undefined;
+      const p50 = median(c.turns.map((t) => t.p50));
+      const p99 = median(c.turns.map((t) => t.p99));
+      const errors = c.turns.reduce((n, t) => n + t.errors, 0) + steady.errors;
       console.log(
-        `${name} ${label}: ${peak.eventsPerSecond.toLocaleString('en-US')} events/s (${peak.requestsPerSecond.toLocaleString('en-US')} req/s), ` +
-          `p50 ${peak.p50} ms, p99 ${peak.p99} ms; at 80%: p50 ${steady.p50} ms, p99 ${steady.p99} ms; errors ${peak.errors + steady.errors}` +
+        `${c.name} ${label}: ${eventsPerSecond.toLocaleString('en-US')} events/s ` +
+          `(turns: ${c.turns.map((t) => t.eventsPerSecond.toLocaleString('en-US')).join(', ')}), ` +
+          `p50 ${p50} ms, p99 ${p99} ms; at 80%: p50 ${steady.p50} ms, p99 ${steady.p99} ms; errors ${errors}` +
           (cpuPerEvent === undefined ? '' : `; server CPU ${cpuPerEvent} µs/event`),
       );
-      figures[`${label} events/s`] = peak.eventsPerSecond;
-      figures[`${label} p50 ms`] = peak.p50;
-      figures[`${label} p99 ms`] = peak.p99;
-      figures[`${label} p99 ms at 80%`] = steady.p99;
-      if (cpuPerEvent !== undefined) figures[`${label} server CPU µs/event`] = cpuPerEvent;
-    } finally {
-      await stop(child);
+      c.figures[`${label} events/s`] = eventsPerSecond;
+      c.figures[`${label} p50 ms`] = p50;
+      c.figures[`${label} p99 ms`] = p99;
+      c.figures[`${label} p99 ms at 80%`] = steady.p99;
+      if (cpuPerEvent !== undefined) c.figures[`${label} server CPU µs/event`] = cpuPerEvent;
     }
+  } finally {
+    for (const c of contenders) await stop(c.child);
   }
-  return acknowledged;
+  return new Map(contenders.map((c) => [c.name, c.acknowledged]));
 }
 
 const benchmark: Benchmark = {
@@ -313,14 +370,22 @@ const benchmark: Benchmark = {
     const installed = bento();
     const touched = touchFreeMemory();
     if (touched) console.log(`touched ${touched.gib} GiB of free memory in ${touched.seconds} s`);
-    // The systems take turns, phase by phase, so that on a shared machine both meet about the same load.
     const ours = { figures: {} as Record<string, number>, acknowledged: 0 };
     const theirs: Record<string, number> = {};
-    for (const phase of PHASES) {
-      ours.acknowledged += await measure('tributary', startTributary, seconds, phase, ours.figures);
-      if ('binary' in installed)
-        await measure('bento', (split) => startBento(installed.binary, dir, split), seconds, phase, theirs);
-    }
+    const systems = [
+      { name: 'tributary', start: startTributary, figures: ours.figures },
+      ...('binary' in installed
+        ? [
+            {
+              name: 'bento',
+              start: (split: boolean) => startBento(installed.binary, dir, split),
+              figures: theirs,
+            },
+          ]
+        : []),
+    ];
+    for (const phase of PHASES)
+      ours.acknowledged += (await measurePhase(systems, seconds, phase)).get('tributary') ?? 0;
 
     // Every acknowledged event must be in the log.
     const log = await EmbeddedLog.open({
@@ -348,7 +413,7 @@ const benchmark: Benchmark = {
       ...(peer ? { peer } : {}),
       headline: 'batch events/s',
       notes:
-        `${seconds} s per phase after 2 s warm-up; 200-byte events with unique ids; Tributary: fsync log, API key, ` +
+        `${TURNS} alternating turns of ${seconds} s at peak per phase, after 2 s warm-up; 200-byte events with unique ids; Tributary: fsync log, API key, ` +
         `dedupe; both servers and autocannon on the same 2 cores` +
         `${touched ? `; ${touched.gib} GiB of free memory touched first` : ''}${note}`,
     };
