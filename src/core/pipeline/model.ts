@@ -95,7 +95,10 @@ export interface SinkResult {
  *  - `open` returns the positions the sink has durably committed (empty for a new sink).
  *  - `write` stores the records and the positions in one atomic commit, and resolves once both are
  *    durable. After a crash the same records may be offered again with the same positions: the sink
- *    must end up with them exactly once (its committed positions tell it what it already has).
+ *    must end up with them exactly once (its committed positions tell it what it already has). A sink
+ *    may commit positions short of the batch's, keeping the last records for the next `write` (the
+ *    webhook sink, to send a request cut short by a re-read whole): the runtime goes on from the batch's
+ *    positions, and after a restart from what `open` returns, so the records kept are read again.
  *  - Errors with `retryable: true` are retried by the runtime with backoff; others stop the pipeline.
  */
 export interface Sink {
