@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { parseJsonExact } from '../../core/json.ts';
+import type { JsonObject } from '../shared/json-value.ts';
 import { configIssues, create, records } from '../shared/test-support.ts';
 import { castTransform, castValue } from './cast.ts';
 import { toTimestamp } from './timestamp.ts';
@@ -68,12 +70,48 @@ describe('cast', () => {
     assert.deepEqual(castValue([1], 'number'), { ok: false, reason: 'not a number' });
     assert.deepEqual(castValue(2 ** 60, 'integer'), {
       ok: false,
-      reason: 'too large to be exact (beyond ±2^53)',
+      reason: 'too large to be exact (beyond ±2^53): write it as digits, not 1e20',
     });
     assert.deepEqual(castValue(true, 'integer'), ok(1));
     assert.deepEqual(castValue('No', 'boolean'), ok(false));
     assert.deepEqual(castValue(0, 'boolean'), ok(false));
     assert.equal(castValue(2, 'boolean').ok, false);
+  });
+
+  it('keeps integers beyond ±2^53 exact, from numbers and from text', async () => {
+    const json = (outcome: { ok: boolean; value?: unknown }) => JSON.stringify(outcome);
+    const big = parseJsonExact('1234567890123456789');
+    assert.equal(json(castValue(big, 'integer')), '{"ok":true,"value":1234567890123456789}');
+    assert.equal(json(castValue(big, 'number')), '{"ok":true,"value":1234567890123456789}');
+    assert.deepEqual(castValue(big, 'string'), ok('1234567890123456789'));
+    assert.equal(
+      json(castValue(' +0009007199254740993 ', 'integer')),
+      '{"ok":true,"value":9007199254740993}',
+    );
+    assert.equal(
+      json(castValue('-9223372036854775808.00', 'number')),
+      '{"ok":true,"value":-9223372036854775808}',
+    );
+    assert.equal(json(castValue('9007199254740991', 'integer')), '{"ok":true,"value":9007199254740991}');
+    // Fractions and exponents are doubles, as before.
+    assert.equal(
+      json(castValue('12345678901234567890.5', 'number')),
+      '{"ok":true,"value":12345678901234567000}',
+    );
+    assert.equal(castValue(big, 'boolean').ok, false);
+    assert.deepEqual(castValue(big, 'timestamp'), { ok: false, reason: 'outside the years 0001 to 9999' });
+
+    const transform = await create(castTransform, { fields: { id: 'integer', 'user.id': 'string' } });
+    const result = await transform.process(
+      records([
+        parseJsonExact('{"id": "1234567890123456789", "user": {"id": 18446744073709551615}}') as JsonObject,
+      ]),
+    );
+    assert.deepEqual(result.rejected, []);
+    assert.equal(
+      JSON.stringify(result.records[0]?.value),
+      '{"id":1234567890123456789,"user":{"id":"18446744073709551615"}}',
+    );
   });
 
   it('needs at least one field and known types', () => {

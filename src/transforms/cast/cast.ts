@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { ComponentDefinition } from '../../core/pipeline/components.ts';
+import { exactInteger, isBigInteger, type BigInteger } from '../../core/json.ts';
 import type { PipelineRecord, Rejection, Transform } from '../../core/pipeline/model.ts';
 import {
   fieldMap,
@@ -29,7 +30,8 @@ const schema = z
     fields: fieldMap(
       z.enum(TARGETS),
       'Field → type. string: numbers and booleans as text, objects and arrays as JSON text. integer and ' +
-        'number: numbers and numeric text (integer refuses fractions). boolean: true/false, 1/0, ' +
+        'number: numbers and numeric text (integer refuses fractions; integers beyond ±2^53 stay exact). ' +
+        'boolean: true/false, 1/0, ' +
         '"true"/"false", "yes"/"no", "1"/"0". timestamp: ISO 8601 text (UTC when it has no offset) or epoch ' +
         'seconds/milliseconds (below 1e11: seconds), written as ISO 8601 UTC with microseconds.',
     ),
@@ -88,6 +90,8 @@ class CastTransform implements Transform {
 }
 
 const NUMERIC = /^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$/;
+/** Integer text, read exactly however long (a fraction of zeros allowed: "12.0"). */
+const INTEGER_TEXT = /^\s*([+-]?\d+)(?:\.0*)?\s*$/;
 const TRUE_TEXT = new Set(['true', 'yes', '1']);
 const FALSE_TEXT = new Set(['false', 'no', '0']);
 
@@ -96,15 +100,16 @@ export function castValue(value: unknown, target: Target): Outcome {
     case 'string':
       if (typeof value === 'string') return { ok: true, value };
       if (typeof value === 'number' || typeof value === 'boolean') return { ok: true, value: String(value) };
+      if (isBigInteger(value)) return { ok: true, value: value.rawJSON };
       return { ok: true, value: JSON.stringify(value) };
     case 'number':
       return toNumber(value);
     case 'integer': {
       const number = toNumber(value);
-      if (!number.ok) return number;
+      if (!number.ok || isBigInteger(number.value)) return number;
       if (!Number.isInteger(number.value)) return { ok: false, reason: 'not a whole number' };
       if (!Number.isSafeInteger(number.value))
-        return { ok: false, reason: 'too large to be exact (beyond ±2^53)' };
+        return { ok: false, reason: 'too large to be exact (beyond ±2^53): write it as digits, not 1e20' };
       return number;
     }
     case 'boolean':
@@ -121,12 +126,17 @@ export function castValue(value: unknown, target: Target): Outcome {
   }
 }
 
-function toNumber(value: unknown): { ok: true; value: number } | { ok: false; reason: string } {
-  if (typeof value === 'number') return { ok: true, value };
+/** A number, or an exact BigInteger for an integer (or integer text) beyond ±2^53. */
+function toNumber(value: unknown): { ok: true; value: number | BigInteger } | { ok: false; reason: string } {
+  if (typeof value === 'number' || isBigInteger(value)) return { ok: true, value };
   if (typeof value === 'boolean') return { ok: true, value: value ? 1 : 0 };
   if (typeof value === 'string' && NUMERIC.test(value)) {
     const number = Number(value);
-    if (Number.isFinite(number)) return { ok: true, value: number };
+    if (!Number.isFinite(number)) return { ok: false, reason: 'not a number' };
+    if (Number.isSafeInteger(number)) return { ok: true, value: number };
+    // Integer text beyond ±2^53 is read exactly; fractions and exponents as doubles.
+    const integer = INTEGER_TEXT.exec(value)?.[1];
+    return { ok: true, value: integer === undefined ? number : exactInteger(BigInt(integer)) };
   }
   return { ok: false, reason: 'not a number' };
 }

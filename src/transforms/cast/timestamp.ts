@@ -2,6 +2,7 @@
  * Timestamps for `cast`: ISO 8601 text or epoch numbers, normalized to ISO 8601 UTC with microseconds
  * ("2024-05-01T12:00:00.123456Z"): one form that sorts as text and keeps microsecond precision.
  */
+import { isBigInteger } from '../../core/json.ts';
 import { isoTimestamp } from '../shared/iso-timestamp.ts';
 
 /** Epoch numbers below this magnitude are seconds, above it milliseconds (1e11 s is the year 5138; 1e11 ms is 1973). */
@@ -14,6 +15,8 @@ const DECIMAL = /^[+-]?\d+(\.\d+)?$/;
 /** The timestamp as ISO 8601 UTC with microseconds, or why it is not one. */
 export function toTimestamp(value: unknown): { ok: true; value: string } | { ok: false; reason: string } {
   if (typeof value === 'number') return fromEpoch(value);
+  // Beyond ±2^53 milliseconds (the year 285,000): out of range, as the message says.
+  if (isBigInteger(value)) return fromEpoch(Number(value.rawJSON));
   if (typeof value !== 'string') return { ok: false, reason: 'not a string or a number' };
   const text = value.trim();
   if (DECIMAL.test(text)) return fromEpoch(Number(text));

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { FilterCondition } from './filter.ts';
 import { compileCondition, filterTransform } from './filter.ts';
+import { parseJsonExact, type BigInteger } from '../../core/json.ts';
+import type { JsonObject } from '../shared/json-value.ts';
 import { configIssues, create, records } from '../shared/test-support.ts';
 
 const test = (condition: Omit<FilterCondition, 'field'> & { field?: string }) =>
@@ -59,6 +61,24 @@ describe('filter', () => {
     assert.equal(test({ gt: 5 })({ a: '6' }), false);
     assert.equal(test({ lte: '2024-06-01' })({ a: '2024-05-31T23:59:59Z' }), true);
     assert.equal(test({ gte: 0 })({}), false);
+  });
+
+  it('compares integers beyond ±2^53 exactly, with numbers and with each other', () => {
+    const big = (digits: string) => parseJsonExact(digits);
+    const value = parseJsonExact('{"a": 9007199254740993, "b": -9223372036854775808}') as JsonObject;
+    assert.equal(test({ gt: 9007199254740992 })(value), true, '2^53 + 1 > 2^53, which a double cannot tell');
+    assert.equal(test({ lt: 9007199254740992 })(value), false);
+    assert.equal(test({ gte: big('9007199254740993') as BigInteger })(value), true);
+    assert.equal(test({ gt: big('9007199254740993') as BigInteger })(value), false);
+    assert.equal(test({ lt: 9007199254740994 })(value), true);
+    assert.equal(test({ field: 'b', lt: -9223372036854775000 })(value), true);
+    assert.equal(test({ gt: '9' })(value), false, 'a number is not compared with a string');
+    assert.equal(test({ gt: big('9007199254740992') as BigInteger })({ a: 9007199254740991 }), false);
+    assert.equal(test({ equals: big('9007199254740993') })(value), true);
+    assert.equal(test({ equals: big('9007199254740992') })(value), false);
+    assert.equal(test({ equals: 9007199254740992 })(value), false);
+    assert.equal(test({ in: [1, big('9007199254740993')] })(value), true);
+    assert.equal(test({ field: 'a.rawJSON', exists: true })(value), false, 'a BigInteger has no fields');
   });
 
   it('matches regular expressions against strings only', () => {

@@ -5,11 +5,20 @@
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import type { ComponentDefinition } from '../../core/pipeline/components.ts';
+import { isBigInteger, type BigInteger } from '../../core/json.ts';
 import type { PipelineRecord, Transform } from '../../core/pipeline/model.ts';
 import { fieldPath, hasField, getField, parseFieldPath } from '../shared/field-path.ts';
-import type { JsonObject } from '../shared/json-value.ts';
+import { isPlainObject, type JsonObject } from '../shared/json-value.ts';
 
-const bound = z.union([z.number(), z.string()]);
+/** An integer beyond ±2^53 written in the pipeline file: the config loader reads it exactly (core/json.ts). */
+const bigInteger = z
+  .custom<BigInteger>(isBigInteger, 'expected a number')
+  .meta({ type: 'integer', description: 'An integer beyond ±2^53, kept exact.' });
+
+/** A JSON value, kept as it is (z.json() would copy a BigInteger into a plain object). */
+const json = z.custom<unknown>(isJson, 'expected a JSON value');
+
+const bound = z.union([z.number(), z.string(), bigInteger]);
 
 const OPERATORS = [
   'equals',
@@ -27,15 +36,19 @@ const OPERATORS = [
 const condition = z
   .strictObject({
     field: fieldPath('The field the condition tests.'),
-    equals: z.json().optional().describe('The field holds exactly this value (1 and "1" differ).'),
-    not_equals: z.json().optional().describe('The field is missing or holds another value.'),
-    in: z.array(z.json()).optional().describe('The field holds one of these values.'),
-    not_in: z.array(z.json()).optional().describe('The field is missing or holds none of these values.'),
+    equals: json.optional().describe('The field holds exactly this value (1 and "1" differ).'),
+    not_equals: json.optional().describe('The field is missing or holds another value.'),
+    in: z.array(json).optional().describe('The field holds one of these values.'),
+    not_in: z.array(json).optional().describe('The field is missing or holds none of these values.'),
     exists: z
       .boolean()
       .optional()
       .describe('true: the field is present and not null. false: it is missing or null.'),
-    gt: bound.optional().describe('Greater than: numbers compare with numbers, strings with strings.'),
+    gt: bound
+      .optional()
+      .describe(
+        'Greater than: numbers compare with numbers (exactly, beyond ±2^53 too), strings with strings.',
+      ),
     gte: bound.optional().describe('Greater than or equal.'),
     lt: bound.optional().describe('Less than.'),
     lte: bound.optional().describe('Less than or equal.'),
@@ -125,11 +138,44 @@ export function compileCondition(condition: FilterCondition): Predicate {
   };
 }
 
-/** A test of the field against `limit`; values of another type (or missing) never match. */
-function compare(limit: number | string, accept: (order: number) => boolean) {
+/**
+ * A test of the field against `limit`; values of another type (or missing) never match. Numbers compare
+ * exactly, integers beyond ±2^53 included (as bigints: JavaScript compares a bigint with a number exactly).
+ */
+function compare(limit: number | string | BigInteger, accept: (order: number) => boolean) {
+  const bound = comparable(limit)!;
   return (_found: boolean, field: unknown) => {
-    if (typeof field !== typeof limit) return false;
-    if (typeof field === 'number' && Number.isNaN(field)) return false;
-    return accept((field as number | string) < limit ? -1 : (field as number | string) > limit ? 1 : 0);
+    const value = comparable(field);
+    if (
+      typeof bound === 'string'
+        ? typeof value !== 'string'
+        : typeof value !== 'number' && typeof value !== 'bigint'
+    )
+      return false;
+    if (typeof value === 'number' && Number.isNaN(value)) return false;
+    return accept(value! < bound ? -1 : value! > bound ? 1 : 0);
   };
+}
+
+/** A number, bigint or string to compare with `<`, or undefined for anything else. */
+function comparable(value: unknown): number | bigint | string | undefined {
+  if (typeof value === 'number' || typeof value === 'string') return value;
+  return isBigInteger(value) ? BigInt(value.rawJSON) : undefined;
+}
+
+/** Whether `value` is JSON: null, a boolean, a finite number, a string, a BigInteger, an array or object of JSON. */
+function isJson(value: unknown): boolean {
+  switch (typeof value) {
+    case 'boolean':
+    case 'string':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object':
+      if (value === null || isBigInteger(value)) return true;
+      if (Array.isArray(value)) return value.every(isJson);
+      return isPlainObject(value) && Object.values(value).every(isJson);
+    default:
+      return false;
+  }
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { isBigInteger, parseJsonExact } from '../../core/json.ts';
 import { isTributaryError } from '../../errors.ts';
+import type { JsonObject } from '../shared/json-value.ts';
 import { configIssues, create, record, records } from '../shared/test-support.ts';
 import { mapTransform } from './map.ts';
 
@@ -103,6 +105,24 @@ describe('map', () => {
       result.rejected[0]?.record.value,
       { kind: 'bad' },
       'the DLQ gets the record as it came in',
+    );
+  });
+
+  it('gives the function integers beyond ±2^53 as bigints and takes bigints back, exactly', async () => {
+    const transform = await create(mapTransform, { module: fixture('orders.ts'), function: 'nextId' }, root);
+    const input = record(parseJsonExact('{"id": 1234567890123456789, "small": 5}') as JsonObject);
+    const result = await transform.process([input]);
+    assert.deepEqual(result.rejected, []);
+    const value = result.records[0]?.value;
+    assert.equal(
+      JSON.stringify(value),
+      '{"id":1234567890123456789,"small":5,"type":"bigint","next":1234567890123456790,"smallNext":6,"raw":18446744073709551616}',
+    );
+    assert.ok(isBigInteger(value?.raw));
+    assert.equal(
+      JSON.stringify(input.value),
+      '{"id":1234567890123456789,"small":5}',
+      'the input is not changed',
     );
   });
 

@@ -2,11 +2,20 @@
  * `map`: a function from a module of the project rewrites each record's value. It returns the new value
  * (an object), several (an array of objects, which keep the source record's position), or null/undefined
  * to drop the record. A throw, or a result that is not JSON objects, sends that record to the DLQ.
+ * Integers beyond ±2^53 reach the function as bigints (exact), and bigints it returns become exact JSON
+ * integers.
  */
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
 import type { ComponentDefinition } from '../../core/pipeline/components.ts';
+import {
+  exactInteger,
+  isBigInteger,
+  parseJsonExact,
+  replaceBigIntegers,
+  replaceLeaves,
+} from '../../core/json.ts';
 import type { PipelineRecord, Rejection, Transform } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import { capReason, isPlainObject, nonJsonProblem, typeName, type JsonObject } from '../shared/json-value.ts';
@@ -30,7 +39,7 @@ const SUMMARY =
   'Calls `fn(value, { key, partition, offset, timestamp, headers })` for each record, sync or async, one ' +
   'record at a time in order. Return an object (the new value), an array of objects (one record becomes ' +
   'several, at the same position), or null/undefined (drop it). A throw or any other result sends the ' +
-  'record to the DLQ.';
+  'record to the DLQ. Integers beyond ±2^53 are bigints, both ways.';
 
 const schema = z
   .strictObject({
@@ -83,7 +92,9 @@ class MapTransform implements Transform {
     let result: unknown;
     try {
       // A copy: the function may mutate its argument, and a rejection must carry the record as it came in.
-      result = await this.#fn(structuredClone(record.value), {
+      // (structuredClone cannot copy a BigInteger: the function gets a bigint.)
+      const argument = replaceBigIntegers(record.value, (integer) => BigInt(integer.rawJSON));
+      result = await this.#fn(structuredClone(argument) as JsonObject, {
         key: record.key,
         partition: record.partition,
         offset: record.offset,
@@ -94,7 +105,7 @@ class MapTransform implements Transform {
       return `map function threw: ${error instanceof Error ? error.message : String(error)}`;
     }
     if (result === null || result === undefined) return [];
-    const values = Array.isArray(result) ? (result as unknown[]) : [result];
+    const values = (Array.isArray(result) ? (result as unknown[]) : [result]).map(exactJson);
     for (const [index, value] of values.entries()) {
       const where = Array.isArray(result) ? `element ${index} of the returned array` : 'the returned value';
       if (!isPlainObject(value)) {
@@ -105,6 +116,16 @@ class MapTransform implements Transform {
     }
     return values as JsonObject[];
   }
+}
+
+/**
+ * `value` with bigints as exact JSON integers, and JSON.rawJSON values the function made read again (an
+ * integer beyond ±2^53 becomes a BigInteger; any other is what its text says).
+ */
+function exactJson(value: unknown): unknown {
+  return replaceLeaves(value, (leaf) =>
+    typeof leaf === 'bigint' ? exactInteger(leaf) : isBigInteger(leaf) ? parseJsonExact(leaf.rawJSON) : leaf,
+  );
 }
 
 async function loadFunction(file: string, name: string): Promise<MapFunction> {

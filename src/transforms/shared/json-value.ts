@@ -1,18 +1,20 @@
 /** Helpers for the JSON values records carry, and for describing them in rejection reasons. */
+import { isBigInteger } from '../../core/json.ts';
 
 export type JsonObject = Record<string, unknown>;
 
+/** A JSON object: not an array, and not a BigInteger (a number, though its typeof is 'object'). */
 export function isPlainObject(value: unknown): value is JsonObject {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const prototype = Object.getPrototypeOf(value) as unknown;
-  return prototype === Object.prototype || prototype === null;
+  return prototype === Object.prototype || (prototype === null && !isBigInteger(value));
 }
 
-/** "null", "array", "object", or the typeof name: for messages. */
+/** "null", "array", "object", or the typeof name ("number" for a BigInteger): for messages. */
 export function typeName(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'array';
-  return typeof value;
+  return isBigInteger(value) ? 'number' : typeof value;
 }
 
 /** A value as short JSON text for a message (long values are cut). */
@@ -45,7 +47,7 @@ export function nonJsonProblem(value: unknown, at = '', ancestors = new Set<obje
     case 'number':
       return Number.isFinite(value) ? undefined : `${where} is ${value}, which JSON cannot represent`;
     case 'object': {
-      if (value === null) return undefined;
+      if (value === null || isBigInteger(value)) return undefined;
       if (ancestors.has(value)) return `${where} refers back to itself`;
       if (!Array.isArray(value) && !isPlainObject(value)) {
         const name = value.constructor?.name ?? 'object';

@@ -1,7 +1,8 @@
 /**
  * DuckDB values → JSON values for record values. Unlike DuckDB's own JSON converter, integers come back
- * as numbers (as text only beyond ±2^53, where a number would lose digits), decimals as numbers, JSON
- * columns parsed, maps as objects, and timestamps as ISO 8601 UTC with microseconds.
+ * as numbers (exact beyond ±2^53 too: BigIntegers, see core/json.ts), decimals as numbers (exact when
+ * their scale is 0, else doubles), JSON columns parsed (exactly), maps as objects, and timestamps as ISO
+ * 8601 UTC with microseconds.
  */
 import {
   DuckDBDecimalValue,
@@ -16,19 +17,22 @@ import {
   type DuckDBValueConverter,
   type Json,
 } from '@duckdb/node-api';
+import { exactInteger, parseJsonExact } from '../../core/json.ts';
 import { isoTimestampFromMicros } from '../shared/iso-timestamp.ts';
 
 export const toJsonValue: DuckDBValueConverter<Json> = (value, type, converter) => {
   if (value === null) return null;
-  if (type.alias === 'JSON' && typeof value === 'string') return JSON.parse(value) as Json;
+  if (type.alias === 'JSON' && typeof value === 'string') return parseJsonExact(value) as Json;
   switch (type.typeId) {
     case DuckDBTypeId.BIGINT:
     case DuckDBTypeId.UBIGINT:
     case DuckDBTypeId.HUGEINT:
     case DuckDBTypeId.UHUGEINT:
-      return typeof value === 'bigint' ? exactNumber(value) : (value as Json);
+      // A BigInteger is a JSON value to every consumer, though not to the converter's Json type.
+      return typeof value === 'bigint' ? (exactInteger(value) as Json) : (value as Json);
     case DuckDBTypeId.DECIMAL:
-      return value instanceof DuckDBDecimalValue ? value.toDouble() : (value as Json);
+      if (!(value instanceof DuckDBDecimalValue)) return value as Json;
+      return value.scale === 0 ? (exactInteger(value.value) as Json) : value.toDouble();
     case DuckDBTypeId.TIMESTAMP:
     case DuckDBTypeId.TIMESTAMP_TZ:
     case DuckDBTypeId.TIMESTAMP_S:
@@ -47,11 +51,6 @@ export const toJsonValue: DuckDBValueConverter<Json> = (value, type, converter) 
       return JsonDuckDBValueConverter(value, type, converter);
   }
 };
-
-function exactNumber(value: bigint): number | string {
-  const number = Number(value);
-  return Number.isSafeInteger(number) ? number : value.toString();
-}
 
 function timestampText(value: unknown): string {
   const micros =

@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, timestampTZValue, type DuckDBConnection, type Json } from '@duckdb/node-api';
+import { fitsInt64, replaceBigIntegers, type BigInteger } from '../../core/json.ts';
 import type { Logger } from '../../core/logger.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
@@ -126,7 +127,7 @@ export class SqlEngine {
    */
   async #load(records: readonly PipelineRecord[]): Promise<void> {
     const lines = records.map((record, row) => {
-      const value: Record<string, unknown> = { ...record.value };
+      const value = { ...(replaceBigIntegers(record.value, readable) as Record<string, unknown>) };
       for (const column of POSITION_COLUMNS) delete value[column];
       value[ROW] = row;
       return JSON.stringify(value);
@@ -183,6 +184,24 @@ export class SqlEngine {
        ORDER BY p.row`,
     );
   }
+}
+
+const UINT64_MAX = 2n ** 64n - 1n;
+
+/**
+ * DuckDB's JSON reader reads an integer from -2^63 to 2^64 - 1 exactly (BIGINT, UBIGINT, HUGEINT) and any
+ * other as a DOUBLE, losing digits: such an integer goes to it as text instead (exact: the query casts it,
+ * `::HUGEINT` or `::DECIMAL(38, 0)`).
+ */
+function readable(integer: BigInteger): BigInteger | string {
+  if (
+    fitsInt64(integer) ||
+    (!integer.rawJSON.startsWith('-') &&
+      integer.rawJSON.length <= 20 &&
+      BigInt(integer.rawJSON) <= UINT64_MAX)
+  )
+    return integer;
+  return integer.rawJSON;
 }
 
 function literal(text: string): string {

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { PipelineRecord, Transform } from '../../core/pipeline/model.ts';
+import { parseJsonExact } from '../../core/json.ts';
 import { isTributaryError } from '../../errors.ts';
+import type { JsonObject } from '../shared/json-value.ts';
 import { configIssues, create, record } from '../shared/test-support.ts';
 import { sqlTransform } from './sql.ts';
 
@@ -91,7 +93,7 @@ describe('sql', () => {
     );
   });
 
-  it('returns JSON values: integers as numbers, JSON columns parsed, timestamps in ISO 8601', async () => {
+  it('returns JSON values: integers as exact numbers, JSON columns parsed, timestamps in ISO 8601', async () => {
     const transform = await sql(
       `select _partition, _offset, mixed, 9007199254740993::hugeint as huge, 1.25::decimal(5, 2) as price,
               timestamptz '2024-05-01 12:00:00.123456+02' as at, map {'a': 1} as m, {'x': [1, 2]} as s
@@ -106,14 +108,49 @@ describe('sql', () => {
       result.records.map((r) => r.value.mixed),
       [1, 'one', { a: [true] }],
     );
+    assert.equal(JSON.stringify(result.records[0]?.value.huge), '9007199254740993');
     assert.deepEqual(result.records[0]?.value, {
       mixed: 1,
-      huge: '9007199254740993',
+      huge: result.records[0]?.value.huge,
       price: 1.25,
       at: '2024-05-01T10:00:00.123456Z',
       m: { a: 1 },
       s: { x: [1, 2] },
     });
+  });
+
+  it('sees integers beyond ±2^53 exactly and returns them exactly', async () => {
+    const transform = await sql(
+      `select id, id + 1 as next, typeof(id) as type, huge, huge - 1 as less, 12345678901234567890123::decimal(38, 0) as d,
+              '{"n": 18446744073709551615}'::json as j, [id, 1] as list, {'id': id} as s
+       from batch`,
+    );
+    const result = await transform.process([
+      record(parseJsonExact('{"id": 1234567890123456789, "huge": 18446744073709551615}') as JsonObject),
+    ]);
+    assert.equal(
+      JSON.stringify(result.records[0]?.value),
+      '{"id":1234567890123456789,"next":1234567890123456790,"type":"BIGINT","huge":18446744073709551615,' +
+        '"less":18446744073709551614,"d":12345678901234567890123,"j":{"n":18446744073709551615},' +
+        '"list":[1234567890123456789,1],"s":{"id":1234567890123456789}}',
+    );
+  });
+
+  it('hands DuckDB integers beyond its JSON reader (-2^63 to 2^64 - 1) as exact text', async () => {
+    const transform = await sql('select n, typeof(huge) as type, huge::hugeint + 1 as more from batch');
+    const result = await transform.process(
+      [
+        '{"n": 1, "huge": 18446744073709551615}',
+        '{"n": 2, "huge": 18446744073709551616}',
+        '{"n": 3, "huge": -9223372036854775809}',
+      ].map((text, offset) => record(parseJsonExact(text) as JsonObject, { offset })),
+    );
+    assert.equal(
+      JSON.stringify(result.records.map((r) => r.value)),
+      // Numbers and text in one column make it JSON; text alone, VARCHAR.
+      '[{"n":1,"type":"JSON","more":18446744073709551616},{"n":2,"type":"JSON","more":18446744073709551617},' +
+        '{"n":3,"type":"JSON","more":-9223372036854775808}]',
+    );
   });
 
   it('handles empty batches, empty values and value fields named like position columns', async () => {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
+import { parseJsonExact } from '../../core/json.ts';
 import { isTributaryError } from '../../errors.ts';
+import type { JsonObject } from '../shared/json-value.ts';
 import { configIssues, create, record, records, tempProject } from '../shared/test-support.ts';
 import { validateTransform } from './validate.ts';
 
@@ -27,6 +29,15 @@ const project = tempProject({
     additionalProperties: false,
   }),
   'order.yaml': 'type: object\nrequired: [id]\n',
+  'ids.json': JSON.stringify({
+    type: 'object',
+    properties: {
+      id: { type: 'integer', minimum: 0 },
+      any: { minimum: 0 },
+      text: { not: { type: 'number' } },
+      list: { type: 'array', items: { type: 'integer' } },
+    },
+  }),
   'broken.json': '{ "type": ',
   'bad-keyword.json': JSON.stringify({ type: 'object', properties: { a: { type: 'strnig' } } }),
   'unknown-draft.json': JSON.stringify({ $schema: 'http://json-schema.org/draft-04/schema#' }),
@@ -45,6 +56,34 @@ describe('validate', () => {
     const result = await transform.process(batch);
     assert.deepEqual(result.records, batch);
     assert.deepEqual(result.rejected, []);
+  });
+
+  it('checks integers beyond ±2^53 as numbers and passes them on exact', async () => {
+    const transform = await create(validateTransform, { schema: 'ids.json' }, project.root);
+    const batch = records(
+      [
+        '{"id": 1234567890123456789, "list": [18446744073709551615, 1]}',
+        '{"id": -1234567890123456789}',
+        '{"any": -1234567890123456789}',
+        '{"text": 12345678901234567890}',
+        '{"id": {"rawJSON": "1"}}',
+      ].map((text) => parseJsonExact(text) as JsonObject),
+    );
+    const result = await transform.process(batch);
+    assert.deepEqual(result.records, batch.slice(0, 1));
+    assert.equal(
+      JSON.stringify(result.records[0]?.value),
+      '{"id":1234567890123456789,"list":[18446744073709551615,1]}',
+    );
+    assert.deepEqual(
+      result.rejected.map((r) => `${r.record.offset}: ${r.error}`),
+      [
+        '1: /id: must be >= 0',
+        '2: /any: must be >= 0',
+        '3: /text: must NOT be valid',
+        '4: /id: must be integer',
+      ],
+    );
   });
 
   it('rejects with the JSON path and rule of every error', async () => {

@@ -2,6 +2,8 @@
  * `validate`: checks every record's value against a JSON Schema file. A record that does not match goes
  * to the DLQ with every violation ("/amount: must be number; /user_id: must have required property
  * 'user_id'"); the others pass unchanged. The schema is compiled once, when the pipeline starts.
+ * Integers beyond ±2^53 (BigIntegers, see core/json.ts) are numbers to it: "type": "integer" matches them,
+ * and bounds compare them as the nearest double.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -9,6 +11,7 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { ComponentDefinition } from '../../core/pipeline/components.ts';
+import { nearestNumber, replaceBigIntegers } from '../../core/json.ts';
 import type { PipelineRecord, Rejection, Transform } from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import { resolveProjectPath } from '../shared/project-path.ts';
@@ -61,7 +64,9 @@ class ValidateTransform implements Transform {
     const passed: PipelineRecord[] = [];
     const rejected: Rejection[] = [];
     for (const record of records) {
-      if (this.#validate(record.value)) passed.push(record);
+      // ajv knows numbers only: an integer beyond ±2^53 is checked as the double nearest to it (the record
+      // passes on with the exact one).
+      if (this.#validate(replaceBigIntegers(record.value, nearestNumber))) passed.push(record);
       else rejected.push({ record, stage: this.name, error: describeErrors(this.#validate.errors ?? []) });
     }
     return { records: passed, rejected };
