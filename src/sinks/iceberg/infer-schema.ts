@@ -1,11 +1,19 @@
-/** An Iceberg struct type that holds a batch of JSON objects, for tables created from their first batch. */
+/**
+ * An Iceberg struct type that holds a batch of JSON objects, for tables created from their first batch.
+ * Integers are longs; an integer beyond int64 (a BigInteger, see core/json.ts) makes its column
+ * decimal(38, 0), which holds 38 digits exactly (a larger one is refused by the sink, with its reason).
+ */
+import { fitsInt64, isBigInteger } from '../../core/json.ts';
 import type { IcebergType, NestedField, StructType } from '../../iceberg/types.ts';
 
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}$/;
 
+const WHOLE_DECIMAL = 'decimal(38, 0)';
+
 type Shape =
   | 'long'
+  | typeof WHOLE_DECIMAL
   | 'double'
   | 'boolean'
   | 'string'
@@ -18,6 +26,7 @@ function shapeOf(value: unknown): Shape | undefined {
   if (value === null || value === undefined) return undefined;
   if (typeof value === 'boolean') return 'boolean';
   if (typeof value === 'number') return Number.isInteger(value) ? 'long' : 'double';
+  if (isBigInteger(value)) return fitsInt64(value) ? 'long' : WHOLE_DECIMAL;
   if (typeof value === 'string') {
     // Event timestamps arrive as ISO 8601 text: a column whose every value is one becomes a real timestamp.
     if (ISO_TIMESTAMP.test(value)) return 'timestamptz';
@@ -34,13 +43,25 @@ function shapeOf(value: unknown): Shape | undefined {
   return 'string';
 }
 
-/** The narrowest shape holding both: long and double make double; anything else that conflicts, string. */
+/** Rank of the numeric shapes: two of them merge into the higher one. */
+const NUMERIC: ReadonlyMap<Shape, number> = new Map<Shape, number>([
+  ['long', 0],
+  [WHOLE_DECIMAL, 1],
+  ['double', 2],
+]);
+
+/**
+ * The narrowest shape holding both: long and decimal(38, 0) make decimal (exact), either with double
+ * makes double; anything else that conflicts, string.
+ */
 function merge(a: Shape | undefined, b: Shape | undefined): Shape | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
   if (typeof a === 'string' && typeof b === 'string') {
     if (a === b) return a;
-    return (a === 'long' && b === 'double') || (a === 'double' && b === 'long') ? 'double' : 'string';
+    const [rankA, rankB] = [NUMERIC.get(a), NUMERIC.get(b)];
+    if (rankA === undefined || rankB === undefined) return 'string';
+    return rankA > rankB ? a : b;
   }
   if (typeof a === 'object' && typeof b === 'object' && 'struct' in a && 'struct' in b) {
     const fields = new Map(a.struct);

@@ -2,10 +2,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toJsonSchema } from '../../core/config/json-schema.ts';
+import { parseJsonExact } from '../../core/json.ts';
 import { isTributaryError } from '../../errors.ts';
 import { postgresSinkSchema } from './config.ts';
 import { describeServer, isRecordError, translate } from './errors.ts';
 import { parseQualified, quote } from './identifiers.ts';
+import { keySpelling } from './postgres-sink.ts';
 import { inferColumns } from './infer.ts';
 
 const base = { type: 'postgres', url: 'postgresql://app:pw@db:5432/app', table: 'public.events' };
@@ -104,6 +106,32 @@ describe('postgres column inference', () => {
     });
     assert.deepEqual(skipped, ['bad name']);
     assert.equal(inferColumns([{ big: 2 ** 60 }]).columns.get('big'), 'double precision');
+  });
+
+  it('keeps integers beyond ±2^53 exact: bigint, numeric beyond int64 or next to fractions', () => {
+    const values = [
+      '{"id": 1, "min": -9223372036854775808, "huge": 1, "mixed": 1234567890123456789, "f": 1.5, "s": 1}',
+      '{"id": 1234567890123456789, "huge": 18446744073709551615, "mixed": 0.5, "f": 2, "s": 18446744073709551615}',
+      '{"s": "x"}',
+    ].map((text) => parseJsonExact(text) as Record<string, unknown>);
+    assert.deepEqual(Object.fromEntries(inferColumns(values).columns), {
+      id: 'bigint',
+      min: 'bigint',
+      huge: 'numeric',
+      mixed: 'numeric',
+      f: 'double precision',
+      s: 'jsonb',
+    });
+  });
+});
+
+describe('postgres upsert keys', () => {
+  it('spells an integer key alike however it came: number, text or an integer beyond ±2^53', () => {
+    const big = parseJsonExact('1234567890123456789');
+    assert.equal(keySpelling(big, 'bigint'), '1234567890123456789');
+    assert.equal(keySpelling(' +1234567890123456789', 'bigint'), '1234567890123456789');
+    assert.equal(keySpelling(42, 'integer'), '42');
+    assert.equal(keySpelling(big, 'text'), big, 'other columns keep the value as written');
   });
 });
 
