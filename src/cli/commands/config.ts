@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { pipelineSchema, sourceSchema } from '../../components.ts';
 import { configSchemas } from '../../core/config/json-schema.ts';
 import { redactSecrets } from '../../core/config/redact.ts';
+import { isBigInteger } from '../../core/json.ts';
 import { TributaryError } from '../../errors.ts';
 import type { CliContext } from '../context.ts';
 
@@ -29,7 +30,10 @@ export function registerConfig(program: Command, context: () => CliContext): voi
           [...project.sources.values()].map((s) => [s.name, redactSecrets(s.config, s.secretPaths)]),
         ),
       };
-      console.log(options.json ? JSON.stringify(rendered, null, 2) : stringify(rendered).trimEnd());
+      // YAML writes a bigint as its digits (JSON writes a BigInteger so by itself).
+      const yaml = () =>
+        stringify(rendered, (_key, value: unknown) => (isBigInteger(value) ? BigInt(value.rawJSON) : value));
+      console.log(options.json ? JSON.stringify(rendered, null, 2) : yaml().trimEnd());
     });
 
   config

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
+import { z } from 'zod';
 import { isTributaryError, type TributaryError } from '../../errors.ts';
 import { parseConfigText } from './load-file.ts';
 import { platformSchema } from './platform.ts';
@@ -37,6 +38,24 @@ describe('configuration files', () => {
     assert.equal(value.project, 'shop-dev');
     assert.equal(value.server.port, 9090);
     assert.equal(value.server.host, '0.0.0.0');
+  });
+
+  it('reads integers beyond ±2^53 exactly, and refuses them where a setting takes a number', () => {
+    const pipeline = parseConfigText(
+      'where: [{field: id, equals: 9007199254740993, in: [+012345678901234567890, 1.5]}]\n',
+      '/project/pipelines/p.yaml',
+      z.looseObject({}),
+    ).value as { where: Array<{ equals: unknown; in: unknown[] }> };
+    assert.equal(
+      JSON.stringify(pipeline.where[0]),
+      '{"field":"id","equals":9007199254740993,"in":[12345678901234567890,1.5]}',
+    );
+    const error = expectError(() => parse('server:\n  port: 12345678901234567890\n'), 'CONFIG_INVALID');
+    assert.match(
+      error.message,
+      /tributary\.yaml:2: server\.port: 12345678901234567890 is beyond ±2\^53, which this setting cannot hold exactly$/,
+    );
+    assert.match(error.hint ?? '', /9007199254740991/);
   });
 
   it('keeps a quoted placeholder a string and honours the $${ escape', () => {

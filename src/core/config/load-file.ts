@@ -4,9 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isNode, LineCounter, parseDocument, type Document } from 'yaml';
+import { isNode, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { TributaryError } from '../../errors.ts';
+import { exactInteger, isBigInteger } from '../json.ts';
 import { didYouMean } from './did-you-mean.ts';
 import { substitutePlaceholders, type SecretPaths } from './placeholders.ts';
 
@@ -53,10 +54,25 @@ export function parseConfigText<S extends z.ZodType>(
     env: options.env ?? process.env,
     baseDir: path.dirname(file),
   });
+  keepBigIntegers(doc);
   const raw: unknown = doc.toJS() ?? {};
   const result = schema.safeParse(raw);
   if (!result.success) throw issueToError(result.error.issues, { display, doc, lineCounter, schema, raw });
   return { file, value: result.data, secretPaths };
+}
+
+/**
+ * Integers beyond ±2^53 written in decimal keep every digit, as BigIntegers (core/json.ts; a filter may
+ * compare a field with one): YAML reads them as doubles. Settings that take a number refuse them.
+ */
+function keepBigIntegers(doc: Document): void {
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value !== 'number' || Number.isSafeInteger(node.value)) return;
+      if (typeof node.source === 'string' && /^[-+]?\d+$/.test(node.source))
+        node.value = exactInteger(BigInt(node.source));
+    },
+  });
 }
 
 interface IssueContext {
@@ -95,6 +111,16 @@ function issueToError(issues: readonly z.core.$ZodIssue[], context: IssueContext
 
   const line = lineOf(context, issue.path, false);
   const input = valueAt(context.raw, issue.path);
+  if (isBigInteger(input)) {
+    return new TributaryError(
+      'CONFIG_INVALID',
+      `${context.display}:${line}: ${where}: ${input.rawJSON} is beyond ±2^53, which this setting cannot hold exactly${more}`,
+      {
+        context: { file: context.display, line, path: issue.path },
+        hint: 'use a number from -9007199254740991 to 9007199254740991',
+      },
+    );
+  }
   const message = describeIssue(issue, input);
   return new TributaryError('CONFIG_INVALID', `${context.display}:${line}: ${where}: ${message}${more}`, {
     context: { file: context.display, line, path: issue.path },

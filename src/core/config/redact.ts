@@ -1,4 +1,5 @@
 /** Hides secrets in configuration before it is printed or logged. */
+import { isBigInteger } from '../json.ts';
 
 /** Keys whose values are secrets wherever they appear. */
 export const SECRET_KEY = /(password|passwd|secret|token|credential|private_key|api_key|access_key|salt)/i;
@@ -13,7 +14,7 @@ export function redactSecrets(
   const walk = (node: unknown, at: Array<string | number>): unknown => {
     if (secret.has(at.join('\u0000'))) return REDACTED;
     if (Array.isArray(node)) return node.map((item, i) => walk(item, [...at, i]));
-    if (node && typeof node === 'object') {
+    if (node && typeof node === 'object' && !isBigInteger(node)) {
       return Object.fromEntries(
         Object.entries(node).map(([key, child]) => [
           key,
