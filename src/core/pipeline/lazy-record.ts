@@ -4,6 +4,7 @@
  * its bytes, not a decoded object per record, which halves its memory and spares the garbage collector
  * a batch of objects that would otherwise live long enough to be promoted.
  */
+import { parseJsonExact } from '../json.ts';
 import type { PipelineRecord } from './model.ts';
 
 const decoder = new TextDecoder();
@@ -31,7 +32,7 @@ export class LazyRecord implements PipelineRecord {
 
   get value(): Record<string, unknown> {
     // raw decoded to a JSON object once already: it does again.
-    this.#value ??= JSON.parse(decoder.decode(this.raw)) as Record<string, unknown>;
+    this.#value ??= parseJsonExact(decoder.decode(this.raw)) as Record<string, unknown>;
     return this.#value;
   }
 }

@@ -238,6 +238,35 @@ describe('PipelineRunner', () => {
     assert.deepEqual(written[0]!.value, { n: 0, s: 'é0' });
   });
 
+  it('decodes integers beyond ±2^53 exactly, for sinks that read values and for those decoded on demand', async () => {
+    const texts = [
+      '{"id": 9007199254740993, "list": [1234567890123456789], "n": 1.5}',
+      '{"id": -9223372036854775808, "nested": {"id": 18446744073709551615}}',
+      '{"id": 1}',
+    ];
+    for (const usesRaw of [false, true]) {
+      const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+      await log.ensureTopic('events', { partitions: 1 });
+      await log.append(
+        'events',
+        texts.map((text) => ({ value: new TextEncoder().encode(text) })),
+      );
+      const sink = new MemorySink('sink', usesRaw);
+      await testRunner({ log, sinks: [sink], dlq: new MemorySink('dlq', false), exitWhenIdle: true }).run();
+      await log.close();
+      const written = sink.batches.flat();
+      assert.equal(
+        written.some((r) => r instanceof LazyRecord),
+        usesRaw,
+      );
+      assert.deepEqual(
+        written.map((r) => JSON.stringify(r.value)),
+        texts.map((text) => text.replaceAll(': ', ':').replaceAll(', ', ',')),
+        `usesRaw: ${usesRaw}`,
+      );
+    }
+  });
+
   it('keeps the batch read ahead open past its interval while the one before it commits', async () => {
     const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
     const encoder = new TextEncoder();

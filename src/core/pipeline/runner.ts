@@ -23,6 +23,7 @@ import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:time
 import { isTributaryError, TributaryError } from '../../errors.ts';
 import type { Log, StoredRecord } from '../../log/log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
+import { parseJsonExact } from '../json.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineMetrics } from '../metrics.ts';
 import { batchCommitted } from './heap.ts';
@@ -589,7 +590,10 @@ export class PipelineRunner {
     return { records, rejected };
   }
 
-  /** The records stored[from, to) with their values decoded; those that are not JSON objects go to `rejected`. */
+  /**
+   * The records stored[from, to) with their values decoded (integers beyond ±2^53 exactly, see
+   * core/json.ts); those that are not JSON objects go to `rejected`.
+   */
   #decode(
     stored: readonly StoredRecord[],
     from: number,
@@ -604,7 +608,7 @@ export class PipelineRunner {
       let value: unknown;
       let error: string | undefined;
       try {
-        value = JSON.parse(text);
+        value = parseJsonExact(text);
         if (value === null || typeof value !== 'object' || Array.isArray(value)) error = 'not a JSON object';
       } catch (cause) {
         error = `not valid JSON: ${(cause as Error).message}`;

@@ -23,6 +23,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { parseTableIdentifier, type TableIdentifier } from '../../catalog/identifier.ts';
 import { byteSize } from '../../core/config/units.ts';
 import type { CheckResult } from '../../core/doctor.ts';
+import { parseJsonExact } from '../../core/json.ts';
 import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
 import type {
   PipelineRecord,
@@ -654,7 +655,7 @@ function acceptedRows(stage: string): string {
 function* valuesOf(records: readonly PipelineRecord[]): Generator<Record<string, unknown>> {
   for (const record of records)
     yield record.fields && record.raw
-      ? (JSON.parse(decoder.decode(record.raw)) as Record<string, unknown>)
+      ? (parseJsonExact(decoder.decode(record.raw)) as Record<string, unknown>)
       : record.value;
 }
 
