@@ -6,6 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { promisify } from 'node:util';
 import { gunzip, inflate } from 'node:zlib';
+import { isBigInteger, parseJsonExact } from '../core/json.ts';
 import { HttpError } from './http-error.ts';
 
 export type BodyFormat = 'json' | 'ndjson';
@@ -195,7 +196,7 @@ export function parseEvents(
   if (text.trim() === '') throw emptyBody();
   let value: unknown;
   try {
-    value = JSON.parse(text);
+    value = parseJsonExact(text);
   } catch (error) {
     throw new HttpError(400, 'INVALID_INPUT', `the body is not valid JSON: ${jsonMessage(error)}`, {
       hint: 'send a JSON object, a JSON array of objects, or NDJSON with Content-Type: application/x-ndjson',
@@ -216,7 +217,7 @@ export function parseEvents(
     }
     return items;
   }
-  if (value !== null && typeof value === 'object') {
+  if (value !== null && typeof value === 'object' && !isBigInteger(value)) {
     if (!bytes) return [{ index: 0, value }];
     // Valid JSON holding one object: only whitespace (and a BOM) surrounds its braces.
     return [{ index: 0, value, source: bytes.subarray(bytes.indexOf(0x7b), bytes.lastIndexOf(0x7d) + 1) }];
@@ -241,7 +242,7 @@ function parseNdjson(text: string, maxEvents: number): BodyItem[] {
     if (items.length >= maxEvents) throw tooMany(items.length + 1, maxEvents);
     const index = items.length;
     try {
-      items.push({ index, value: JSON.parse(raw), raw, line });
+      items.push({ index, value: parseJsonExact(raw), raw, line });
     } catch (error) {
       items.push({ index, raw, line, parseError: `line ${line} is not valid JSON: ${jsonMessage(error)}` });
     }
@@ -286,7 +287,7 @@ export function objectRanges(bytes: Uint8Array, count: number): Int32Array {
 
 /** True when objects and arrays nest deeper than `max` inside `value` (a bounded recursion). */
 export function nestedDeeperThan(value: unknown, max: number): boolean {
-  if (value === null || typeof value !== 'object') return false;
+  if (value === null || typeof value !== 'object' || isBigInteger(value)) return false;
   if (max <= 0) return true;
   if (Array.isArray(value)) {
     for (const item of value) if (nestedDeeperThan(item, max - 1)) return true;

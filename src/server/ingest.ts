@@ -10,6 +10,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { isTributaryError } from '../errors.ts';
+import { isBigInteger, nearestNumber, parseJsonExact, replaceBigIntegers } from '../core/json.ts';
 import type { Logger } from '../core/logger.ts';
 import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
 import { truncateIp } from '../transforms/mask/ip.ts';
@@ -162,7 +163,7 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !isBigInteger(value);
 }
 
 function valueAt(value: Record<string, unknown>, path: readonly string[]): unknown {
@@ -495,7 +496,7 @@ export class Ingestor {
           input,
           {
             index: item.index,
-            value: JSON.parse(decoder.decode(item.source)) as unknown,
+            value: parseJsonExact(decoder.decode(item.source)),
             source: item.source,
           },
           newId,
@@ -524,6 +525,7 @@ export class Ingestor {
     let id: string | undefined;
     if (typeof idValue === 'string' && idValue.length > 0 && idValue.length <= MAX_ID_LENGTH) id = idValue;
     else if (typeof idValue === 'number' && Number.isSafeInteger(idValue)) id = String(idValue);
+    else if (isBigInteger(idValue)) id = idValue.rawJSON;
     else if (idValue !== undefined && idValue !== null) {
       return invalid(
         [
@@ -546,7 +548,9 @@ export class Ingestor {
       if (id === undefined && typeof assigned === 'string') id = assigned;
     }
     const validate = input.stream.validate;
-    if (validate && !validate(value)) (errors ??= []).push(...schemaErrors(validate.errors ?? []));
+    // ajv knows numbers only: an integer beyond ±2^53 is checked as the double nearest to it.
+    if (validate && !validate(replaceBigIntegers(value, nearestNumber)))
+      (errors ??= []).push(...schemaErrors(validate.errors ?? []));
     if (errors?.length) return invalid(errors, value, id);
     // One shape for every valid event (so that the code reading them stays monomorphic).
     return {

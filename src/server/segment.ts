@@ -8,6 +8,7 @@
  * and `timestamp` is corrected for the client's clock (`receivedAt - (sentAt - timestamp)`, the original
  * kept as `originalTimestamp`).
  */
+import { isBigInteger } from '../core/json.ts';
 import type { BodyItem } from './body.ts';
 import { HttpError } from './http-error.ts';
 import type { EventError } from './streams.ts';
@@ -31,7 +32,7 @@ export const SEGMENT_BATCH = new Set(['batch', 'b', 'import']);
 const TYPES = new Set(Object.values(SEGMENT_CALLS));
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
+  return value !== null && typeof value === 'object' && !Array.isArray(value) && !isBigInteger(value);
 }
 
 export interface SegmentBody {

@@ -123,4 +123,29 @@ describe('tributary CLI', () => {
     const verbose = await tributary(['--verbose', 'doctor'], { cwd: dir });
     assert.match(verbose.stderr, /\n\s+at /);
   });
+
+  it('keys produced records by the exact digits of an integer beyond ±2^53', async () => {
+    const dir = newDir();
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      'project: keys\nlog: {backend: embedded, durability: os}\n',
+    );
+    writeFileSync(
+      path.join(dir, 'events.ndjson'),
+      '{"user": 1234567890123456789, "n": 1}\n{"user": 1234567890123456788, "n": 2}\n',
+    );
+    const produced = await tributary(['topics', 'produce', 'events', 'events.ndjson', '--key', 'user'], {
+      cwd: dir,
+    });
+    assert.equal(produced.code, 0, produced.stderr);
+    const read = await tributary(['topics', 'read', 'events'], { cwd: dir });
+    assert.equal(read.code, 0, read.stderr);
+    const keys = read.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { key: string })
+      .map((r) => r.key)
+      .sort();
+    assert.deepEqual(keys, ['1234567890123456788', '1234567890123456789']);
+  });
 });

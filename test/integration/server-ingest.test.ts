@@ -810,3 +810,82 @@ streams:
     }
   });
 });
+
+describe('integers beyond ±2^53', () => {
+  it('stores every digit, whatever way the event is stored, and takes such an integer as an event id', async () => {
+    const t = await startTestServer({
+      yaml: `
+server:
+  rate_limit: {per_key: {requests_per_second: 0}, per_ip: {requests_per_second: 0}}
+  segment: {stream: web}
+streams:
+  open: {auth: none, schema: ids.schema.json, partition_key: user.id}
+  web: {}
+`,
+      files: {
+        'ids.schema.json': JSON.stringify({
+          type: 'object',
+          properties: { user: { type: 'object', properties: { id: { type: 'integer', minimum: 0 } } } },
+        }),
+      },
+    });
+    try {
+      const url = `${t.url}/v1/streams/open/events`;
+      // A JSON body is stored as sent; NDJSON lines, and events holding a field the server adds, are
+      // serialized again from their values.
+      assert.equal((await post(url, '{"user": {"id": 1234567890123456789}}')).status, 202);
+      assert.equal((await post(url, '{"user": {"id": 1234567890123456788}}\n', ndjson)).status, 202);
+      assert.equal(
+        (await post(url, '{"user": {"id": 18446744073709551615}, "_received_at": "then"}')).status,
+        202,
+      );
+      const refused = await post(url, '{"user": {"id": -1234567890123456789}}');
+      assert.equal(refused.status, 400, 'the schema sees the number, and its sign');
+      assert.deepEqual(errorOf(refused.body).events?.[0]?.errors, [
+        { path: '/user/id', message: 'must be >= 0' },
+      ]);
+      // Ids that round to one double are two ids; the same id twice is stored once.
+      const ids = await post(
+        url,
+        '[{"id": 9007199254740993}, {"id": 9007199254740992}, {"id": 9007199254740993}]',
+      );
+      assert.equal(ids.status, 202);
+      assert.deepEqual(
+        [ids.body.accepted, ids.body.duplicates, ids.body.ids],
+        [3, 1, ['9007199254740993', '9007199254740992', '9007199254740993']],
+      );
+      const stored = (await t.records('events.open')).sort(
+        (a, b) => a.timestamp - b.timestamp || a.offset - b.offset,
+      );
+      const texts = stored.map((r) => new TextDecoder().decode(r.value));
+      for (const digits of [
+        '1234567890123456789',
+        '1234567890123456788',
+        '18446744073709551615',
+        '9007199254740993',
+        '9007199254740992',
+      ])
+        assert.ok(
+          texts.some((text) => new RegExp(`:\\s*${digits}[,}]`).test(text)),
+          `${digits} in ${texts.join('\n')}`,
+        );
+      assert.ok(
+        stored.some((r) => r.key === '1234567890123456789') &&
+          stored.some((r) => r.key === '1234567890123456788'),
+        'partition keys are the exact digits',
+      );
+
+      const key = await t.key(['web']);
+      const track = await fetch(`${t.url}/v1/track`, {
+        method: 'POST',
+        headers: { ...json, authorization: `Basic ${Buffer.from(`${key}:`).toString('base64')}` },
+        body: '{"event": "order", "userId": "u1", "properties": {"order_id": 1234567890123456789}}',
+      });
+      assert.equal(track.status, 200);
+      const [segment] = await t.records('events.web');
+      assert.match(new TextDecoder().decode(segment!.value), /"order_id":1234567890123456789[,}]/);
+    } finally {
+      await t.close();
+    }
+  });
+});

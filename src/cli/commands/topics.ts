@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { openProjectLog } from '../../components.ts';
+import { parseJsonExact } from '../../core/json.ts';
 import { TributaryError } from '../../errors.ts';
 import type { LogRecord } from '../../log/log.ts';
 import type { CliContext } from '../context.ts';
@@ -69,7 +70,7 @@ export function registerTopics(program: Command, context: () => CliContext): voi
           if (options.key) {
             let parsed: unknown;
             try {
-              parsed = JSON.parse(text);
+              parsed = parseJsonExact(text);
             } catch {
               throw new TributaryError(
                 'INVALID_INPUT',
