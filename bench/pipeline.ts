@@ -3,7 +3,8 @@
  * the embedded log (a backlog). Reports records/s, the peak and median RSS while draining, CPU time per
  * record (all threads) and how busy the main thread was. Goals (issue 4): ≥ 100k records/s; a 5M-record
  * backlog drains with RSS under 500 MB (`npm run bench -- pipeline 5000000`). A second argument sets the
- * pipeline's `concurrency` (default 1). The backlog is written by one child process, as a producer would
+ * pipeline's `concurrency` (default 1); a third, `big-ids`, gives every event an id beyond 2^53 (a
+ * snowflake, which the pipeline reads exactly: docs/pipelines.md#numbers). The backlog is written by one child process, as a producer would
  * write it, and drained by another with the Dockerfile's Node.js options, so that the peak RSS is the
  * deployed pipeline's alone.
  */
@@ -32,7 +33,7 @@ const schema = {
   },
 };
 
-function event(i: number): string {
+function event(i: number, bigIds: boolean): string {
   const base = {
     id: i,
     type: ['page_view', 'click', 'purchase'][i % 3],
@@ -45,11 +46,12 @@ function event(i: number): string {
       'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36',
   };
   const text = JSON.stringify(base);
-  return JSON.stringify({ ...base, payload: 'x'.repeat(Math.max(0, 1000 - text.length - 14)) });
+  const json = JSON.stringify({ ...base, payload: 'x'.repeat(Math.max(0, 1000 - text.length - 14)) });
+  return bigIds ? json.replace(`"id":${i},`, `"id":${1234567890123456789n + BigInt(i)},`) : json;
 }
 
 /** The project and its backlog of `total` events in topic `events`. */
-async function fill(root: string, total: number, concurrency: number): Promise<void> {
+async function fill(root: string, total: number, concurrency: number, bigIds: boolean): Promise<void> {
   writeFileSync(
     path.join(root, 'tributary.yaml'),
     'project: bench\nlog:\n  backend: embedded\n  partitions: 4\nlogging:\n  level: warn\n',
@@ -70,7 +72,7 @@ async function fill(root: string, total: number, concurrency: number): Promise<v
     await log.append(
       'events',
       Array.from({ length: Math.min(5000, total - i) }, (_, j) => ({
-        value: encoder.encode(event(i + j)),
+        value: encoder.encode(event(i + j, bigIds)),
       })),
     );
   }
@@ -84,11 +86,12 @@ const benchmark: Benchmark = {
   async run(args) {
     const total = Number(args[0] ?? 500_000);
     const concurrency = Number(args[1] ?? 1);
+    const bigIds = args[2] === 'big-ids';
     const root = mkdtempSync(path.join(tmpdir(), 'bench-pipeline-'));
     try {
       const filled = spawnSync(
         process.execPath,
-        [import.meta.filename, '--fill', root, String(total), String(concurrency)],
+        [import.meta.filename, '--fill', root, String(total), String(concurrency), String(bigIds)],
         { stdio: 'inherit' },
       );
       if (filled.status !== 0) throw new Error(`writing the backlog failed (exit ${filled.status})`);
@@ -113,7 +116,7 @@ const benchmark: Benchmark = {
         .map(([name, value]) => `${name}=${value}`);
       return {
         figures,
-        notes: `default batch limits (8 MiB), day-partitioned table, 4 log partitions, concurrency ${concurrency}${settings.length ? `, ${settings.join(' ')}` : ''}`,
+        notes: `default batch limits (8 MiB), day-partitioned table, 4 log partitions, concurrency ${concurrency}${bigIds ? ', ids beyond 2^53' : ''}${settings.length ? `, ${settings.join(' ')}` : ''}`,
       };
     } finally {
       rmSync(root, { recursive: true, force: true });
@@ -168,5 +171,5 @@ async function drain(root: string, total: number): Promise<void> {
 export default benchmark;
 
 if (import.meta.main && process.argv[2] === '--fill')
-  await fill(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]));
+  await fill(process.argv[3]!, Number(process.argv[4]), Number(process.argv[5]), process.argv[6] === 'true');
 if (import.meta.main && process.argv[2] === '--drain') await drain(process.argv[3]!, Number(process.argv[4]));

@@ -72,6 +72,14 @@ export interface Transform {
    * may hand it slices as above — a batch then waits for its sinks as bytes, not as objects.
    */
   readonly writesRaw?: boolean;
+  /**
+   * True when `process` reads numbers as doubles only, so that an integer beyond ±2^53 rounded changes
+   * nothing it does (validate: JSON Schema checks them so). When every transform says so and preserves
+   * values, and every sink writes from `raw`, the runtime decodes values with plain JSON.parse, several
+   * times faster for text that holds such an integer; the sinks and the DLQ still get the exact values,
+   * from the bytes (core/json.ts).
+   */
+  readonly approximateNumbers?: boolean;
   process(records: readonly PipelineRecord[]): Promise<TransformResult>;
   close?(): Promise<void>;
 }

@@ -267,6 +267,39 @@ describe('PipelineRunner', () => {
     }
   });
 
+  it('hands sinks and the DLQ exact values when the transforms read numbers as doubles only', async () => {
+    const texts = ['{"id": 9007199254740993, "keep": true}', '{"id": 9007199254740995, "keep": false}'];
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    await log.ensureTopic('events', { partitions: 1 });
+    await log.append(
+      'events',
+      texts.map((text) => ({ value: new TextEncoder().encode(text) })),
+    );
+    const check: Transform = {
+      name: 'check',
+      preservesValues: true,
+      approximateNumbers: true,
+      async process(records) {
+        const rejected = records
+          .filter((r) => r.value.keep !== true)
+          .map((record) => ({ record, stage: 'check', error: 'not kept' }));
+        return { records: records.filter((r) => r.value.keep === true), rejected };
+      },
+    };
+    const sink = new MemorySink('lake', true);
+    const dlq = new MemorySink('dlq', false);
+    await testRunner({ log, transforms: [check], sinks: [sink], dlq, exitWhenIdle: true }).run();
+    await log.close();
+    assert.deepEqual(
+      sink.batches.flat().map((r) => JSON.stringify(r.value)),
+      ['{"id":9007199254740993,"keep":true}'],
+    );
+    assert.deepEqual(
+      dlq.batches.flat().map((r) => r.value.payload),
+      ['{"id": 9007199254740995, "keep": false}'],
+    );
+  });
+
   it('keeps the batch read ahead open past its interval while the one before it commits', async () => {
     const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
     const encoder = new TextEncoder();

@@ -179,7 +179,8 @@ export function dlqRow(
     pipeline,
     stage: rejection.stage,
     error: rejection.error,
-    payload: rejection.raw ?? JSON.stringify(record.value),
+    // The bytes read, where the value is still theirs: they are the record as sent (see `#decode`).
+    payload: rejection.raw ?? (record.raw ? decoder.decode(record.raw) : JSON.stringify(record.value)),
     topic,
     partition: record.partition,
     offset: record.offset,
@@ -558,7 +559,9 @@ export class PipelineRunner {
     }
     // Every sink writes the raw bytes: decode and transform a slice at a time and pass on records that
     // decode their value again only if a sink reads it. A slice's objects then die young (cheap to
-    // collect), and a batch in memory is its bytes, not its bytes and its objects.
+    // collect), and a batch in memory is its bytes, not its bytes and its objects. Only the transforms
+    // read the values decoded here: exactly, unless none needs integers beyond ±2^53 exact.
+    const exact = !transforms.every((t) => t.approximateNumbers === true && t.preservesValues === true);
     const records: PipelineRecord[] = [];
     let fields: readonly string[] = [];
     for (let from = 0; from < stored.length; from += SLICE) {
@@ -569,6 +572,7 @@ export class PipelineRunner {
         Math.min(stored.length, from + SLICE),
         true,
         rejected,
+        exact,
       );
       for (const transform of transforms) {
         const input = slice;
@@ -592,7 +596,7 @@ export class PipelineRunner {
 
   /**
    * The records stored[from, to) with their values decoded (integers beyond ±2^53 exactly, see
-   * core/json.ts); those that are not JSON objects go to `rejected`.
+   * core/json.ts, unless not `exact`); those that are not JSON objects go to `rejected`.
    */
   #decode(
     stored: readonly StoredRecord[],
@@ -600,6 +604,7 @@ export class PipelineRunner {
     to: number,
     keepRaw: boolean,
     rejected: Rejection[],
+    exact = true,
   ): PipelineRecord[] {
     const records: PipelineRecord[] = [];
     for (let i = from; i < to; i++) {
@@ -608,7 +613,7 @@ export class PipelineRunner {
       let value: unknown;
       let error: string | undefined;
       try {
-        value = parseJsonExact(text);
+        value = exact ? parseJsonExact(text) : JSON.parse(text);
         if (value === null || typeof value !== 'object' || Array.isArray(value)) error = 'not a JSON object';
       } catch (cause) {
         error = `not valid JSON: ${(cause as Error).message}`;

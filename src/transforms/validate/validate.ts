@@ -54,6 +54,8 @@ class ValidateTransform implements Transform {
   readonly name = 'validate';
   // ajv only reads: no coercion, defaults or removal are configured (compile.ts).
   readonly preservesValues = true;
+  // JSON Schema checks an integer beyond ±2^53 as the nearest double (below): the same when it is one.
+  readonly approximateNumbers = true;
   readonly #validate: ValidateFunction;
 
   constructor(validate: ValidateFunction) {
