@@ -244,6 +244,26 @@ describe('empty batches', () => {
   });
 });
 
+describe('a table inferred from the data', () => {
+  it('is made with the first records, not by batches that have none (all filtered out)', async () => {
+    const table = `test.t${tables++}`;
+    const sink = sinkOf(table);
+    await sink.open();
+    await sink.write({ records: [], positions: new Map([[0, 10]]) });
+    await sink.flush(); // a pipeline stopping before any record came
+    assert.equal(await catalog.tableExists(parseTableIdentifier(table)), false);
+    const later = records(['{"id": 1, "name": "a"}'], true).map((r) => ({ ...r, offset: 10 }));
+    await sink.write({ records: later, positions: new Map([[0, 11]]) });
+    const loaded = await catalog.loadTable(parseTableIdentifier(table));
+    assert.deepEqual(
+      loaded.schema.fields.map((f) => f.name),
+      ['id', 'name'],
+    );
+    assert.deepEqual(committedPositions(loaded, 'p', 'events'), new Map([[0, 11]]));
+    await sink.close();
+  });
+});
+
 describe('prepared appends', () => {
   it('writes a batch again rather than commit files prepared long ago (orphan removal may have taken them)', async () => {
     const table = `test.t${tables++}`;

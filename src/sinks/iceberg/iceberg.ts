@@ -87,7 +87,7 @@ export const icebergSinkSchema = z
       .string()
       .optional()
       .describe(
-        'JSON schema file for creating the table (see docs/tables.md); default: inferred from the first batch.',
+        'JSON schema file for creating the table (see docs/tables.md); default: inferred from the first records written (a batch all filtered out makes no table).',
       ),
     partition: z
       .string()
@@ -260,6 +260,12 @@ export class IcebergSink implements Sink {
     const prepared = batch.prepared as PreparedAppend | undefined;
     if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) {
       this.#unsaved = positions; // committed by the next write, or by flush() when the pipeline stops
+      return {};
+    }
+    if (records.length === 0 && (await this.#notInferredYet())) {
+      // A table whose columns come from the data is made with the first records (made now, it would have
+      // none, and no batch could be staged into it); until they come, nothing holds the positions.
+      this.#unsaved = positions;
       return {};
     }
     this.#unsaved = undefined;
@@ -456,6 +462,12 @@ export class IcebergSink implements Sink {
     this.#scratch.clear();
     this.#idleEngines.length = 0;
     rmSync(this.#workDir, { recursive: true, force: true });
+  }
+
+  /** True while the table, whose columns are to be inferred from records, does not exist. */
+  async #notInferredYet(): Promise<boolean> {
+    if (this.#table || this.#options.fixedSchema || this.#options.config.schema) return false;
+    return !(await (await this.#options.catalog()).tableExists(this.#identifier));
   }
 
   /** The table, loaded or created once: a lane's read-ahead prepare and a write may ask at once. */
