@@ -19,6 +19,8 @@ export interface TableReference {
 }
 
 export interface ParsedSelect {
+  /** The SQL text as given. */
+  readonly sql: string;
   /** The serialized statement, json_serialize_sql's output (numbers kept as written: see `parseJson`). */
   readonly serialized: string;
   readonly tables: readonly TableReference[];
@@ -163,7 +165,7 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
       otherRefs.push('SHOW_REF');
     }
   });
-  return { serialized: text, tables, tableFunctions, functions, otherRefs };
+  return { sql, serialized: text, tables, tableFunctions, functions, otherRefs };
 }
 
 /** Table functions a read-only query may call: they compute rows and touch no file or setting. */
@@ -181,12 +183,95 @@ function meaning(statement: unknown): string {
   return JSON.stringify(statement, (key, value: unknown) => (key === 'query_location' ? undefined : value));
 }
 
+/** A table reference's name in the SQL text, to replace: where it starts (a byte offset) and its parts. */
+interface NameEdit {
+  readonly at: number;
+  readonly parts: readonly string[];
+  readonly replacement: string;
+}
+
+/** A name as SQL text: always quoted, so that any name reads back as itself. */
+function quoted(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
+
+/** A byte of an unquoted name: an ASCII letter, digit, `_` or `$`, or any byte of a UTF-8 character. */
+function isNameByte(byte: number): boolean {
+  return (
+    (byte >= 0x61 && byte <= 0x7a) ||
+    (byte >= 0x41 && byte <= 0x5a) ||
+    (byte >= 0x30 && byte <= 0x39) ||
+    byte === 0x5f ||
+    byte === 0x24 ||
+    byte >= 0x80
+  );
+}
+
+/**
+ * Where the qualified name that starts at byte `at` of `bytes` ends, if its parts are `parts` (compared as
+ * DuckDB compares identifiers); undefined when the text there is anything else.
+ */
+function nameEnd(bytes: Buffer, at: number, parts: readonly string[]): number | undefined {
+  let i = at;
+  for (let k = 0; k < parts.length; k++) {
+    if (k > 0) {
+      while (SPACE.has(bytes[i]!)) i++;
+      if (bytes[i] !== 0x2e) return undefined; // .
+      i++;
+      while (SPACE.has(bytes[i]!)) i++;
+    }
+    let part: string;
+    if (bytes[i] === 0x22) {
+      // "…", a quote doubled inside (a multi-byte UTF-8 character never holds the byte 0x22).
+      let end = i + 1;
+      for (;;) {
+        if (end >= bytes.length) return undefined;
+        if (bytes[end] === 0x22) {
+          if (bytes[end + 1] !== 0x22) break;
+          end++;
+        }
+        end++;
+      }
+      part = bytes.toString('utf8', i + 1, end).replaceAll('""', '"');
+      i = end + 1;
+    } else {
+      let end = i;
+      while (end < bytes.length && isNameByte(bytes[end]!)) end++;
+      if (end === i) return undefined;
+      part = bytes.toString('utf8', i, end);
+      i = end;
+    }
+    if (folded(part) !== folded(parts[k]!)) return undefined;
+  }
+  return i;
+}
+
+/** `sql` with each edit's name replaced, or undefined when a name is not where its edit says. */
+function splice(sql: string, edits: readonly NameEdit[]): string | undefined {
+  const bytes = Buffer.from(sql, 'utf8');
+  const pieces: Buffer[] = [];
+  let from = 0;
+  for (const edit of [...edits].sort((a, b) => a.at - b.at)) {
+    if (!Number.isSafeInteger(edit.at) || edit.at < from) return undefined;
+    const end = nameEnd(bytes, edit.at, edit.parts);
+    if (end === undefined) return undefined;
+    pieces.push(bytes.subarray(from, edit.at), Buffer.from(edit.replacement, 'utf8'));
+    from = end;
+  }
+  pieces.push(bytes.subarray(from));
+  return Buffer.concat(pieces).toString('utf8');
+}
+
 /**
  * The statement with each table reference `rename` maps (by its name parts) pointed at another (schema,
  * table), back as SQL text; the reference keeps its name as its alias, so that columns qualified by the
- * table name still bind. DuckDB's printing of a statement is not always SQL that parses back into it (a
- * quoted name with a quote inside, before `.*`, comes out unquoted), so the text is parsed again and
- * must be the same statement, or the query is refused: the text run is always the statement checked.
+ * table name still bind. The text is the query's own with those names replaced where the parser found
+ * them; where that cannot be done, DuckDB's printing of the statement — which is not always SQL that
+ * parses back into it (`1e3` prints as `1000.0`, a DECIMAL; a quoted name with a quote inside, before
+ * `.*`, comes out unquoted). Either text is parsed again and must be the same statement, or the query is
+ * refused: the text run is always the statement checked.
  */
 export async function rewriteTableReferences(
   connection: DuckDBConnection,
@@ -195,13 +280,21 @@ export async function rewriteTableReferences(
 ): Promise<string> {
   const document = parseJson(parsed.serialized) as { statements: Json[] };
   const statement = document.statements[0]!;
+  const edits: NameEdit[] = [];
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
     const parts = nameParts(record);
     if (parts.length === 1 && scope.has(folded(parts[0]!))) return;
     const target = rename(parts);
     if (!target) return;
-    if (typeof record.alias !== 'string' || record.alias === '') record.alias = record.table_name;
+    const aliased = typeof record.alias === 'string' && record.alias !== '';
+    edits.push({
+      // (parseJson keeps numbers as their text.)
+      at: Number((record.query_location as { rawJSON?: string } | undefined)?.rawJSON ?? Number.NaN),
+      parts,
+      replacement: `${quoted(target.schema)}.${quoted(target.table)}${aliased ? '' : ` AS ${quoted(record.table_name)}`}`,
+    });
+    if (!aliased) record.alias = record.table_name;
     record.catalog_name = '';
     record.schema_name = target.schema;
     record.table_name = target.table;
@@ -212,6 +305,15 @@ export async function rewriteTableReferences(
       'query the current snapshot, or simplify the query',
       cause,
     );
+  const sameStatement = async (text: string): Promise<boolean> => {
+    try {
+      return meaning((await serialize(connection, text)).statement) === meaning(statement);
+    } catch {
+      return false; // not one SELECT
+    }
+  };
+  const spliced = splice(parsed.sql, edits);
+  if (spliced !== undefined && (await sameStatement(spliced))) return spliced;
   let text: string;
   try {
     const reader = await connection.runAndReadAll('select json_deserialize_sql($1::JSON)', [
@@ -221,12 +323,6 @@ export async function rewriteTableReferences(
   } catch (cause) {
     throw cannot(firstLine(cause), cause);
   }
-  let again: Json;
-  try {
-    again = (await serialize(connection, text)).statement; // one SELECT, or it throws
-  } catch (cause) {
-    throw cannot('DuckDB cannot print it back as SQL', cause);
-  }
-  if (meaning(again) !== meaning(statement)) throw cannot('DuckDB cannot print it back as SQL');
+  if (!(await sameStatement(text))) throw cannot('DuckDB cannot print it back as SQL');
   return text;
 }
