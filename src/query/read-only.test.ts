@@ -168,6 +168,8 @@ describe('runReadOnlyQuery', () => {
       // a name quoted and spaced, an alias, a comment.
       "select 'é' as e, count(*)::int n, sum(amount * 1e3)::bigint s from shop.orders where amount < 1e3",
       'select count(*)::int n from "shop" . "orders" as o /* é */ where o.amount >= 0',
+      // Columns qualified by schema and table.
+      'select count(*)::int n, max(shop.orders.amount) m from shop.orders where "shop" . "orders".amount >= 0',
     ]) {
       const result = await engine.run(sql, { snapshotId });
       assert.deepEqual(result.rows, (await engine.run(sql)).rows, sql);

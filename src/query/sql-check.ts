@@ -267,7 +267,7 @@ function splice(sql: string, edits: readonly NameEdit[]): string | undefined {
 /**
  * The statement with each table reference `rename` maps (by its name parts) pointed at another (schema,
  * table), back as SQL text; the reference keeps its name as its alias, so that columns qualified by the
- * table name still bind. The text is the query's own with those names replaced where the parser found
+ * table name still bind (and those qualified by its schema too, rewritten to the alias). The text is the query's own with those names replaced where the parser found
  * them; where that cannot be done, DuckDB's printing of the statement — which is not always SQL that
  * parses back into it (`1e3` prints as `1000.0`, a DECIMAL; a quoted name with a quote inside, before
  * `.*`, comes out unquoted). Either text is parsed again and must be the same statement, or the query is
@@ -280,7 +280,12 @@ export async function rewriteTableReferences(
 ): Promise<string> {
   const document = parseJson(parsed.serialized) as { statements: Json[] };
   const statement = document.statements[0]!;
+  // (parseJson keeps numbers as their text.)
+  const locationOf = (record: Json) =>
+    Number((record.query_location as { rawJSON?: string } | undefined)?.rawJSON ?? Number.NaN);
   const edits: NameEdit[] = [];
+  /** The qualified names (folded, dotted) of the tables renamed without an alias of their own: their name becomes it. */
+  const renamedAs = new Map<string, string>();
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
     const parts = nameParts(record);
@@ -289,16 +294,35 @@ export async function rewriteTableReferences(
     if (!target) return;
     const aliased = typeof record.alias === 'string' && record.alias !== '';
     edits.push({
-      // (parseJson keeps numbers as their text.)
-      at: Number((record.query_location as { rawJSON?: string } | undefined)?.rawJSON ?? Number.NaN),
+      at: locationOf(record),
       parts,
       replacement: `${quoted(target.schema)}.${quoted(target.table)}${aliased ? '' : ` AS ${quoted(record.table_name)}`}`,
     });
-    if (!aliased) record.alias = record.table_name;
+    if (!aliased) {
+      record.alias = record.table_name;
+      if (parts.length > 1) renamedAs.set(parts.map(folded).join('.'), record.table_name);
+    }
     record.catalog_name = '';
     record.schema_name = target.schema;
     record.table_name = target.table;
   });
+  // A column qualified by a renamed table's schema (`shop.orders.id`, DuckDB's first reading of three
+  // names) is qualified by the name it keeps as its alias instead (`orders.id`): the alias has no schema.
+  if (renamedAs.size > 0) {
+    walkScoped(statement, new Set(), (record) => {
+      const names = record.column_names;
+      if (record.type !== 'COLUMN_REF' || !Array.isArray(names) || names.length < 3) return;
+      if (!names.every((name): name is string => typeof name === 'string')) return;
+      for (const length of [3, 2]) {
+        if (names.length <= length) continue;
+        const alias = renamedAs.get(names.slice(0, length).map(folded).join('.'));
+        if (alias === undefined) continue;
+        edits.push({ at: locationOf(record), parts: names.slice(0, length), replacement: quoted(alias) });
+        record.column_names = [alias, ...names.slice(length)];
+        return;
+      }
+    });
+  }
   const cannot = (why: string, cause?: unknown) =>
     refused(
       `time travel cannot be applied to this query: ${why}`,
