@@ -82,7 +82,10 @@ export function isBigInteger(value: unknown): value is BigInteger {
   return typeof value === 'object' && value !== null && RawJson.isRawJSON(value);
 }
 
-/** An exact integer as a JSON value: a number when it is safe, else a BigInteger. Use it (not JSON.rawJSON) to make one. */
+/**
+ * An exact integer as a JSON value: a number when it is safe, else a BigInteger. Use it (not
+ * JSON.rawJSON) to make one.
+ */
 export function exactInteger(value: bigint): number | BigInteger {
   const number = Number(value);
   return Number.isSafeInteger(number) ? number : bigInteger(value.toString());

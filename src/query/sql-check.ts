@@ -5,7 +5,7 @@
  * statement and turns it back into SQL (`json_deserialize_sql`).
  */
 import { TributaryError } from '../errors.ts';
-import type { DuckDBConnection } from '../iceberg/duckdb.ts';
+import { quoteIdentifier, type DuckDBConnection } from '../iceberg/duckdb.ts';
 
 /** A table named in a FROM clause: its name parts as written (catalog.schema.table, empty parts dropped). */
 export interface TableReference {
@@ -190,11 +190,6 @@ interface NameEdit {
   readonly replacement: string;
 }
 
-/** A name as SQL text: always quoted, so that any name reads back as itself. */
-function quoted(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`;
-}
-
 const SPACE = new Set([0x20, 0x09, 0x0a, 0x0d]);
 
 /** A byte of an unquoted name: an ASCII letter, digit, `_` or `$`, or any byte of a UTF-8 character. */
@@ -267,11 +262,12 @@ function splice(sql: string, edits: readonly NameEdit[]): string | undefined {
 /**
  * The statement with each table reference `rename` maps (by its name parts) pointed at another (schema,
  * table), back as SQL text; the reference keeps its name as its alias, so that columns qualified by the
- * table name still bind (and those qualified by its schema too, rewritten to the alias). The text is the query's own with those names replaced where the parser found
- * them; where that cannot be done, DuckDB's printing of the statement — which is not always SQL that
- * parses back into it (`1e3` prints as `1000.0`, a DECIMAL; a quoted name with a quote inside, before
- * `.*`, comes out unquoted). Either text is parsed again and must be the same statement, or the query is
- * refused: the text run is always the statement checked.
+ * table name still bind (and those qualified by its schema too, rewritten to the alias). The text is the
+ * query's own with those names replaced where the parser found them; where that cannot be done, DuckDB's
+ * printing of the statement — which is not always SQL that parses back into it (`1e3` prints as
+ * `1000.0`, a DECIMAL; a quoted name with a quote inside, before `.*`, comes out unquoted). Either text is
+ * parsed again and must be the same statement, or the query is refused: the text run is always the
+ * statement checked.
  */
 export async function rewriteTableReferences(
   connection: DuckDBConnection,
@@ -284,7 +280,7 @@ export async function rewriteTableReferences(
   const locationOf = (record: Json) =>
     Number((record.query_location as { rawJSON?: string } | undefined)?.rawJSON ?? Number.NaN);
   const edits: NameEdit[] = [];
-  /** The qualified names (folded, dotted) of the tables renamed without an alias of their own: their name becomes it. */
+  /** Qualified names (folded, dotted) of the tables renamed without an alias: their table name becomes it. */
   const renamedAs = new Map<string, string>();
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
@@ -296,7 +292,7 @@ export async function rewriteTableReferences(
     edits.push({
       at: locationOf(record),
       parts,
-      replacement: `${quoted(target.schema)}.${quoted(target.table)}${aliased ? '' : ` AS ${quoted(record.table_name)}`}`,
+      replacement: `${quoteIdentifier(target.schema)}.${quoteIdentifier(target.table)}${aliased ? '' : ` AS ${quoteIdentifier(record.table_name)}`}`,
     });
     if (!aliased) {
       record.alias = record.table_name;
@@ -317,7 +313,11 @@ export async function rewriteTableReferences(
         if (names.length <= length) continue;
         const alias = renamedAs.get(names.slice(0, length).map(folded).join('.'));
         if (alias === undefined) continue;
-        edits.push({ at: locationOf(record), parts: names.slice(0, length), replacement: quoted(alias) });
+        edits.push({
+          at: locationOf(record),
+          parts: names.slice(0, length),
+          replacement: quoteIdentifier(alias),
+        });
         record.column_names = [alias, ...names.slice(length)];
         return;
       }

@@ -1008,19 +1008,14 @@ function sslOptions(
 
 /**
  * A key value as an integer column holds it, for merging a batch's records by key: `1`, `"1"` and `" 1"` are
- * one key (and an integer beyond ±2^53 and its digits as text). Anything else as written: spellings still apart (a timestamptz at two offsets) are named by
- * PostgreSQL — after an INSERT refused to change a row twice, or before a batch of several INSERTs — and
- * their records written one by one, in order.
+ * one key (and an integer beyond ±2^53 and its digits as text). Anything else as written: spellings still
+ * apart (a timestamptz at two offsets) are named by PostgreSQL — after an INSERT refused to change a row
+ * twice, or before a batch of several INSERTs — and their records written one by one, in order.
  */
 export function keySpelling(value: unknown, type: string | undefined): unknown {
   if (value === undefined || value === null) return null;
   if (type !== undefined && /^(smallint|integer|bigint)$/.test(type)) {
-    const text =
-      typeof value === 'number'
-        ? String(value)
-        : typeof value === 'string'
-          ? value.trim()
-          : (numberText(value) ?? '');
+    const text = typeof value === 'string' ? value.trim() : (numberText(value) ?? '');
     if (/^[+-]?\d+$/.test(text)) return BigInt(text).toString();
   }
   return value;
