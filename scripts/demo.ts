@@ -582,7 +582,7 @@ async function main(): Promise<void> {
       const web = await key('--stream', 'pageviews', '--name', 'demo-web');
       const [backend, query] = await Promise.all([
         key('--stream', 'orders', '--name', 'demo-backend'),
-        key('--stream', '*', '--role', 'query', '--name', 'demo-query'),
+        key('--table', 'silver.*,gold.*', '--role', 'query', '--name', 'demo-query'),
       ]);
       return [web, backend, query] as const;
     })(),

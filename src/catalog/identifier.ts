@@ -69,6 +69,11 @@ export function tableIdentifier(namespace: readonly string[], name: string): Tab
   return Object.freeze({ namespace: checkedNamespace, name });
 }
 
+/** A name as DuckDB compares identifiers: ASCII letters folded, nothing else (`K` U+212A is not `k`). */
+export function foldedName(name: string): string {
+  return name.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
 /** "silver.eu" */
 export function namespaceToString(namespace: Namespace): string {
   return namespace.join('.');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { foldedName } from '../catalog/identifier.ts';
 import { createQueryApi, type ApiResponse, type QueryApi } from './http-api.ts';
 import { ReadOnlyQueryEngine } from './read-only.ts';
 import { openTestLakehouse, type TestLakehouse } from './testing.ts';
@@ -159,5 +160,49 @@ describe('query API handlers', () => {
     const answer = parse(old) as { rows: unknown[]; snapshots: Record<string, string> };
     assert.deepEqual(answer.rows, [{ n: 20 }]);
     assert.equal(answer.snapshots['shop.orders'], first);
+  });
+
+  it('shows a key only the tables it is granted, and refuses the others alike whether they exist or not', async () => {
+    await lake.createFromSql('hr.salaries', `select 'ann' as name, 100000 as salary`);
+    // As a key granted shop.* decides (server/keys.ts keyAllowsTable).
+    const canRead = (table: string) => foldedName(table).startsWith('shop.');
+    const run = (sql: string, snapshot_id?: string) =>
+      api.query({ body: { sql, ...(snapshot_id ? { snapshot_id } : {}) }, canRead });
+    const ok = await run('with hr as (select 1 as n) select count(*)::int as n from shop.orders, hr');
+    assert.equal(ok.status, 200, 'a WITH name is not a table');
+    assert.deepEqual((parse(ok) as { rows: unknown[] }).rows, [{ n: 21 }]);
+    for (const sql of [
+      'select * from hr.salaries',
+      'select * from HR.Salaries',
+      'select * from "hr"."salaries"',
+      'select o.id from shop.orders o join hr.salaries s on true',
+      'select * from shop.orders where id in (select salary from hr.salaries)',
+      'with x as (select * from hr.salaries) select * from x',
+      'select * from hr.missing',
+    ]) {
+      const response = await run(sql);
+      assert.equal(response.status, 403, sql);
+      const error = (parse(response) as { error: { code: string; message: string; hint: string } }).error;
+      assert.equal(error.code, 'AUTH_FORBIDDEN', sql);
+      assert.match(error.message, /this API key may not read table hr\./i, sql);
+      assert.match(error.hint, /--table/);
+    }
+    const snapshot = (
+      parse(await api.listSnapshots({ params: { table: 'hr.salaries' } })) as {
+        snapshots: Array<{ snapshot_id: string }>;
+      }
+    ).snapshots[0]!.snapshot_id;
+    assert.equal((await run('select * from hr.salaries', snapshot)).status, 403, 'time travel too');
+    assert.equal((await api.getTable({ params: { table: 'hr.salaries' }, canRead })).status, 403);
+    assert.equal((await api.listSnapshots({ params: { table: 'hr.salaries' }, canRead })).status, 403);
+    assert.equal((await api.getTable({ params: { table: 'hr.missing' }, canRead })).status, 403);
+    assert.equal((await api.getTable({ params: { table: 'shop.orders' }, canRead })).status, 200);
+    const listed = parse(await api.listTables({ canRead })) as { tables: Array<{ table: string }> };
+    assert.deepEqual(
+      listed.tables.map((t) => t.table),
+      ['shop.orders'],
+    );
+    const all = parse(await api.listTables({})) as { tables: Array<{ table: string }> };
+    assert.deepEqual(all.tables.map((t) => t.table).sort(), ['hr.salaries', 'shop.orders']);
   });
 });

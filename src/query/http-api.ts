@@ -14,7 +14,10 @@
  * Arrow IPC stream (arrow-ipc.ts: one record batch; row count, truncation and time in the x-tributary-*
  * headers); the Arrow file format (`…arrow.file`) is answered 406.
  *
- * Errors: INVALID_INPUT and USAGE → 400, TABLE_NOT_FOUND/NAMESPACE_NOT_FOUND/SNAPSHOT_NOT_FOUND → 404,
+ * A caller sees only the tables its key is granted (ApiRequest.canRead): others are left out of the list, and
+ * naming one answers 403 whether it exists or not.
+ *
+ * Errors: INVALID_INPUT and USAGE → 400, AUTH_FORBIDDEN → 403, TABLE_NOT_FOUND/NAMESPACE_NOT_FOUND/SNAPSHOT_NOT_FOUND → 404,
  * QUERY_TIMEOUT → 408, SERVICE_UNAVAILABLE → 503, anything else 500; body `{"error": {code, message, hint}}`.
  */
 import { z } from 'zod';
@@ -27,6 +30,7 @@ import { ARROW_STREAM_TYPE, toArrowStream } from './arrow-ipc.ts';
 import {
   DEFAULT_MAX_ROWS,
   DEFAULT_TIMEOUT_MS,
+  notGranted,
   type ReadOnlyQueryEngine,
   type ReadOnlyQueryResult,
 } from './read-only.ts';
@@ -39,6 +43,8 @@ export interface ApiRequest {
   readonly headers?: Readonly<Record<string, string | readonly string[] | undefined>>;
   /** The parsed JSON body, or the raw text for text/plain. */
   readonly body?: unknown;
+  /** Whether the caller may read a table ("namespace.table"): its key's grants. Every table when absent. */
+  readonly canRead?: (table: string) => boolean;
 }
 
 export interface ApiResponse {
@@ -90,6 +96,7 @@ export interface QueryApi {
 const STATUS: Partial<Record<ErrorCode, number>> = {
   USAGE: 400,
   INVALID_INPUT: 400,
+  AUTH_FORBIDDEN: 403,
   TABLE_NOT_FOUND: 404,
   NAMESPACE_NOT_FOUND: 404,
   SNAPSHOT_NOT_FOUND: 404,
@@ -237,6 +244,7 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
       ...(body.snapshot_id !== undefined ? { snapshotId: BigInt(body.snapshot_id) } : {}),
       ...(asOfMs !== undefined ? { asOfMs } : {}),
       ...(format === 'arrow' ? { columnar: true } : {}),
+      ...(request.canRead ? { canRead: request.canRead } : {}),
     });
     const headers = {
       'x-tributary-row-count': String(result.columnar?.rowCount ?? result.rows.length),
@@ -270,6 +278,7 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
     for (const identifier of await catalog.listAllTables()) {
       const name = tableIdentifierToString(identifier);
       if (namespace && !name.startsWith(`${namespace}.`)) continue;
+      if (request.canRead && !request.canRead(name)) continue;
       const table = await catalog.loadTable(identifier);
       const snapshot = table.currentSnapshot;
       tables.push({
@@ -290,7 +299,9 @@ export function createQueryApi(options: QueryApiOptions): QueryApi {
     const name = request.params?.table;
     if (!name) throw badRequest('no table in the path', 'GET /v1/tables/{namespace.table}');
     // Already decoded by the router: decoding again would read `%25` as an escape (a 500, or another name).
-    return catalog.loadTable(parseTableIdentifier(name));
+    const identifier = parseTableIdentifier(name);
+    if (request.canRead && !request.canRead(name)) throw notGranted(name.split('.'));
+    return catalog.loadTable(identifier);
   };
 
   const getTable = guard(async (request) => {

@@ -18,7 +18,7 @@ import { totalmem } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
 import type { Catalog } from '../catalog/catalog.ts';
-import { tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
+import { foldedName, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError, isTributaryError } from '../errors.ts';
 import { quoteLiteral } from '../iceberg/duckdb.ts';
 import { isLocalLocation, localPathOf } from '../storage/location.ts';
@@ -26,7 +26,6 @@ import type { QueryResult } from './query-engine.ts';
 import {
   ALLOWED_TABLE_FUNCTIONS,
   DENIED_FUNCTIONS,
-  folded,
   parseSingleSelect,
   rewriteTableReferences,
 } from './sql-check.ts';
@@ -51,6 +50,12 @@ export interface ReadOnlyQueryOptions extends SnapshotSelector {
   readonly maxRows?: number;
   /** Return DuckDB's types and values column by column in `columnar` (for Arrow output) instead of `rows`. */
   readonly columnar?: boolean;
+  /**
+   * Whether the caller may read a table, by the name the query gives it (the API key's grants); every
+   * table when absent. Asked before the catalog is, so a table one may not read is refused alike whether
+   * it exists or not.
+   */
+  readonly canRead?: (table: string) => boolean;
 }
 
 export interface ReadOnlyQueryResult extends QueryResult {
@@ -191,12 +196,13 @@ export class ReadOnlyQueryEngine {
     const denied = parsed.functions.find((f) => DENIED_FUNCTIONS.has(f));
     if (denied) throw refused(`the function ${denied}() is not allowed`);
     const catalogTables = new Map<string, TableIdentifier>(
-      (await this.#catalog.listAllTables()).map((t) => [folded(tableIdentifierToString(t)), t]),
+      (await this.#catalog.listAllTables()).map((t) => [foldedName(tableIdentifierToString(t)), t]),
     );
     const used = new Map<string, TableIdentifier>();
     for (const reference of parsed.tables) {
-      const dotted = folded(reference.parts.join('.'));
+      const dotted = foldedName(reference.parts.join('.'));
       if (reference.cte) continue;
+      if (options.canRead && !options.canRead(reference.parts.join('.'))) throw notGranted(reference.parts);
       const identifier = catalogTables.get(dotted);
       if (!identifier) {
         throw refused(
@@ -232,7 +238,7 @@ export class ReadOnlyQueryEngine {
         });
     }
     const text = timeTravel
-      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(folded(parts.join('.'))))
+      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(foldedName(parts.join('.'))))
       : sql;
     const remaining = timeoutMs - (performance.now() - started);
     if (remaining <= 0) throw timedOut(timeoutMs);
@@ -292,6 +298,13 @@ function refused(message: string, hint?: string, cause?: unknown): TributaryErro
   return new TributaryError('INVALID_INPUT', message, {
     hint: hint ?? 'send one SELECT (or WITH … SELECT) statement over catalog tables',
     ...(cause === undefined ? {} : { cause }),
+  });
+}
+
+/** AUTH_FORBIDDEN: a table the caller's key is not granted. */
+export function notGranted(parts: readonly string[]): TributaryError {
+  return new TributaryError('AUTH_FORBIDDEN', `this API key may not read table ${parts.join('.')}`, {
+    hint: 'an admin grants tables when making a key: tributary keys create --role query --table <namespace.table>',
   });
 }
 

@@ -4,6 +4,7 @@
  * The read-only query path refuses anything else; time travel rewrites the table references of the parsed
  * statement and turns it back into SQL (`json_deserialize_sql`).
  */
+import { foldedName } from '../catalog/identifier.ts';
 import { TributaryError } from '../errors.ts';
 import { quoteIdentifier, type DuckDBConnection } from '../iceberg/duckdb.ts';
 
@@ -66,11 +67,6 @@ function nameParts(node: Json): string[] {
   );
 }
 
-/** A name as DuckDB compares identifiers: ASCII letters folded, nothing else (`K` U+212A is not `k`). */
-export function folded(name: string): string {
-  return name.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
-}
-
 /**
  * A WITH name that a reference may bind to: a plain identifier. Anything else is left to the catalog
  * check, which refuses it: DuckDB reads a table name that looks like a file path (`'…/*.parquet'`) as that
@@ -95,7 +91,9 @@ function walkScoped(
   const record = node as Json;
   visit(record, scope);
   const withName = (names: ReadonlySet<string>, name: unknown): ReadonlySet<string> =>
-    typeof name === 'string' && PLAIN_NAME.test(folded(name)) ? new Set([...names, folded(name)]) : names;
+    typeof name === 'string' && PLAIN_NAME.test(foldedName(name))
+      ? new Set([...names, foldedName(name)])
+      : names;
   let inner = scope;
   const entries = (record.cte_map as { map?: Array<{ key?: unknown; value?: unknown }> } | undefined)?.map;
   if (Array.isArray(entries)) {
@@ -155,12 +153,12 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type === 'BASE_TABLE' && typeof record.table_name === 'string') {
       const parts = nameParts(record);
-      tables.push({ parts, cte: parts.length === 1 && scope.has(folded(parts[0]!)) });
+      tables.push({ parts, cte: parts.length === 1 && scope.has(foldedName(parts[0]!)) });
     } else if (record.type === 'TABLE_FUNCTION') {
       const fn = record.function as Json | undefined;
-      if (fn && typeof fn.function_name === 'string') tableFunctions.push(folded(fn.function_name));
+      if (fn && typeof fn.function_name === 'string') tableFunctions.push(foldedName(fn.function_name));
     } else if (record.type === 'FUNCTION' && typeof record.function_name === 'string') {
-      functions.push(folded(record.function_name));
+      functions.push(foldedName(record.function_name));
     } else if (record.type === 'SHOW_REF') {
       otherRefs.push('SHOW_REF');
     }
@@ -238,7 +236,7 @@ function nameEnd(bytes: Buffer, at: number, parts: readonly string[]): number | 
       part = bytes.toString('utf8', i, end);
       i = end;
     }
-    if (folded(part) !== folded(parts[k]!)) return undefined;
+    if (foldedName(part) !== foldedName(parts[k]!)) return undefined;
   }
   return i;
 }
@@ -285,7 +283,7 @@ export async function rewriteTableReferences(
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type !== 'BASE_TABLE' || typeof record.table_name !== 'string') return;
     const parts = nameParts(record);
-    if (parts.length === 1 && scope.has(folded(parts[0]!))) return;
+    if (parts.length === 1 && scope.has(foldedName(parts[0]!))) return;
     const target = rename(parts);
     if (!target) return;
     const aliased = typeof record.alias === 'string' && record.alias !== '';
@@ -296,7 +294,7 @@ export async function rewriteTableReferences(
     });
     if (!aliased) {
       record.alias = record.table_name;
-      if (parts.length > 1) renamedAs.set(parts.map(folded).join('.'), record.table_name);
+      if (parts.length > 1) renamedAs.set(parts.map(foldedName).join('.'), record.table_name);
     }
     record.catalog_name = '';
     record.schema_name = target.schema;
@@ -311,7 +309,7 @@ export async function rewriteTableReferences(
       if (!names.every((name): name is string => typeof name === 'string')) return;
       for (const length of [3, 2]) {
         if (names.length <= length) continue;
-        const alias = renamedAs.get(names.slice(0, length).map(folded).join('.'));
+        const alias = renamedAs.get(names.slice(0, length).map(foldedName).join('.'));
         if (alias === undefined) continue;
         edits.push({
           at: locationOf(record),

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { openSqlDriver } from '../catalog/sql-driver.ts';
 import { isTributaryError } from '../errors.ts';
-import { keyAllowsIngest, KeyStore, KEYS_TABLE } from './keys.ts';
+import { keyAllowsIngest, keyAllowsTable, KeyStore, KEYS_TABLE } from './keys.ts';
 
 describe('API keys', () => {
   it('stores only a salted hash, verifies in constant time, and forgets revoked keys', async () => {
@@ -114,8 +114,73 @@ describe('API keys', () => {
   it('refuses a query key for ingest', async () => {
     const driver = await openSqlDriver('sqlite::memory:');
     const store = await KeyStore.open(driver);
-    const { secret } = await store.create({ name: 'bi', role: 'query', streams: ['*'] });
+    const { secret } = await store.create({ name: 'bi', role: 'query', tables: ['*'] });
     assert.equal(keyAllowsIngest((await store.verify(secret))!, 'clicks'), false);
+    await driver.close();
+  });
+
+  it('grants query keys the tables they name, by name, namespace or all', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    const store = await KeyStore.open(driver);
+    const { secret } = await store.create({
+      name: 'bi',
+      role: 'query',
+      tables: ['gold.*', 'Silver.Orders', 'gold.*'],
+    });
+    const key = (await store.verify(secret))!;
+    assert.deepEqual(key.tables, ['gold.*', 'Silver.Orders'], 'stored once each');
+    assert.deepEqual(key.streams, []);
+    for (const table of ['gold.revenue', 'GOLD.revenue', 'gold.eu.revenue', 'silver.orders', 'SILVER.ORDERS'])
+      assert.ok(keyAllowsTable(key, table), table);
+    for (const table of ['silver.customers', 'silver.orders2', 'bronze.orders', 'golden.x', 'gold'])
+      assert.ok(!keyAllowsTable(key, table), table);
+    const ingest = (await store.verify(
+      (await store.create({ name: 'web', role: 'ingest', streams: ['*'] })).secret,
+    ))!;
+    assert.ok(!keyAllowsTable(ingest, 'gold.revenue'), 'ingest keys read nothing');
+    const admin = (await store.verify(
+      (await store.create({ name: 'ops', role: 'admin', streams: ['*'] })).secret,
+    ))!;
+    assert.deepEqual(admin.tables, ['*']);
+    assert.ok(keyAllowsTable(admin, 'bronze.anything'), 'admin keys read every table unless given tables');
+    await store.revoke('bi');
+    assert.ok(!keyAllowsTable({ ...key, revokedAt: new Date().toISOString() }, 'gold.revenue'));
+
+    const refusals: Array<[Parameters<KeyStore['create']>[0], RegExp]> = [
+      [{ name: 'a', role: 'query' }, /a query key needs the tables it may read/],
+      [{ name: 'a', role: 'query', tables: ['*'], streams: ['s'] }, /takes tables, not streams/],
+      [{ name: 'a', role: 'ingest', streams: ['s'], tables: ['gold.*'] }, /an ingest key reads no tables/],
+      [{ name: 'a', role: 'query', tables: ['orders'] }, /--table "orders": .*no namespace/],
+      [{ name: 'a', role: 'query', tables: ['gold.\u0000x'] }, /--table/],
+      [{ name: 'a', role: 'admin', tables: ['*'] }, /at least one stream/],
+    ];
+    for (const [options, message] of refusals) {
+      await assert.rejects(
+        store.create(options),
+        (e) => isTributaryError(e, 'USAGE') && message.test(e.message),
+        JSON.stringify(options),
+      );
+    }
+    await driver.close();
+  });
+
+  it('adds the grants column to a keys table made before it; its keys read every table', async () => {
+    const driver = await openSqlDriver('sqlite::memory:');
+    await driver.execute(
+      `create table ${KEYS_TABLE} (id varchar(32) primary key, name varchar(200) not null,
+        role varchar(16) not null, streams text not null, salt varchar(64) not null, hash varchar(128) not null,
+        created_at varchar(40) not null, revoked_at varchar(40))`,
+    );
+    await driver.execute(
+      `insert into ${KEYS_TABLE} (id, name, role, streams, salt, hash, created_at) values ('0123456789ab', 'old', 'query', '["*"]', '00', '00', '2026-01-01T00:00:00.000Z')`,
+    );
+    const store = await KeyStore.open(driver);
+    const [old] = await store.list();
+    assert.deepEqual(old?.tables, ['*']);
+    assert.ok(keyAllowsTable(old, 'bronze.events'));
+    const { key } = await store.create({ name: 'new', role: 'query', tables: ['gold.*'] });
+    assert.deepEqual((await store.list()).find((k) => k.id === key.id)?.tables, ['gold.*']);
+    await KeyStore.open(driver); // and again: the column is there
     await driver.close();
   });
 });

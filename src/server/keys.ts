@@ -10,6 +10,7 @@
  */
 import { createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { TributaryError } from '../errors.ts';
+import { foldedName, parseNamespace, parseTableIdentifier } from '../catalog/identifier.ts';
 import { sqlFailureOf, type SqlDriver } from '../catalog/sql-driver.ts';
 
 export const KEY_ROLES = ['ingest', 'query', 'admin'] as const;
@@ -21,6 +22,11 @@ export interface ApiKey {
   readonly role: KeyRole;
   /** Streams the key may send to; "*" for all. */
   readonly streams: readonly string[];
+  /**
+   * Tables the key may read through the query API: "namespace.table", "namespace.*" (its tables and its
+   * sub-namespaces'), or "*" for all. Keys made before grants existed read every table.
+   */
+  readonly tables: readonly string[];
   readonly createdAt: string;
   readonly revokedAt: string | null;
 }
@@ -30,6 +36,7 @@ interface KeyRow {
   name: string;
   role: string;
   streams: string;
+  table_grants: string | null;
   salt: string;
   hash: string;
   created_at: string;
@@ -51,6 +58,7 @@ interface Cached {
 }
 
 export const KEYS_TABLE = 'tributary_api_keys';
+const KEY_COLUMNS = 'id, name, role, streams, table_grants, salt, hash, created_at, revoked_at';
 const KEY_FORMAT = /^trk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$/;
 const NAME_FORMAT = /^[A-Za-z0-9][A-Za-z0-9 ._:@/-]{0,99}$/;
 /** When the database cannot be reached, a cached row older than the TTL is still used this long. */
@@ -64,19 +72,23 @@ function hashSecret(salt: string, secret: string): string {
   return createHmac('sha256', Buffer.from(salt, 'hex')).update(secret).digest('hex');
 }
 
-function toKey(row: KeyRow): ApiKey {
-  let streams: string[];
+/** The strings of a JSON array column; none when it is anything else. */
+function textsOf(json: string): string[] {
   try {
-    const parsed: unknown = JSON.parse(row.streams);
-    streams = Array.isArray(parsed) ? parsed.filter((s): s is string => typeof s === 'string') : [];
+    const parsed: unknown = JSON.parse(json);
+    return Array.isArray(parsed) ? parsed.filter((s): s is string => typeof s === 'string') : [];
   } catch {
-    streams = [];
+    return [];
   }
+}
+
+function toKey(row: KeyRow): ApiKey {
   return {
     id: row.id,
     name: row.name,
     role: (KEY_ROLES as readonly string[]).includes(row.role) ? (row.role as KeyRole) : 'ingest',
-    streams,
+    streams: textsOf(row.streams),
+    tables: row.table_grants === null ? ['*'] : textsOf(row.table_grants),
     createdAt: row.created_at,
     revokedAt: row.revoked_at,
   };
@@ -92,6 +104,39 @@ export function keyAllowsIngest(key: ApiKey, stream: string): boolean {
 /** True when the key may use the query API (read-only SQL, tables). */
 export function keyAllowsQuery(key: ApiKey): boolean {
   return !key.revokedAt && (key.role === 'query' || key.role === 'admin');
+}
+
+/**
+ * True when the key may read `table` ("namespace.table") through the query API. Names compare as DuckDB
+ * compares them: ASCII letters in any case.
+ */
+export function keyAllowsTable(key: ApiKey, table: string): boolean {
+  if (!keyAllowsQuery(key)) return false;
+  const name = foldedName(table);
+  return key.tables.some((grant) => {
+    if (grant === '*') return true;
+    const pattern = foldedName(grant);
+    return pattern.endsWith('.*') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+  });
+}
+
+/**
+ * The table grants of a new key, checked: "*", "namespace.*" or "namespace.table", each a valid identifier.
+ * USAGE otherwise.
+ */
+function checkedGrants(tables: readonly string[]): string[] {
+  for (const grant of tables) {
+    if (grant === '*') continue;
+    try {
+      if (grant.endsWith('.*')) parseNamespace(grant.slice(0, -2));
+      else parseTableIdentifier(grant);
+    } catch (cause) {
+      throw new TributaryError('USAGE', `--table ${JSON.stringify(grant)}: ${(cause as Error).message}`, {
+        hint: 'name tables as namespace.table, every table of a namespace as namespace.*, or all as "*"',
+      });
+    }
+  }
+  return [...new Set(tables)];
 }
 
 export interface KeyStoreOptions {
@@ -118,8 +163,8 @@ export class KeyStore {
   static async open(driver: SqlDriver, options: KeyStoreOptions = {}): Promise<KeyStore> {
     const ddl = [
       `create table if not exists ${KEYS_TABLE} (id varchar(32) primary key, name varchar(200) not null,
-        role varchar(16) not null, streams text not null, salt varchar(64) not null, hash varchar(128) not null,
-        created_at varchar(40) not null, revoked_at varchar(40))`,
+        role varchar(16) not null, streams text not null, table_grants text, salt varchar(64) not null,
+        hash varchar(128) not null, created_at varchar(40) not null, revoked_at varchar(40))`,
       `create unique index if not exists ${KEYS_TABLE}_active_name on ${KEYS_TABLE} (name) where revoked_at is null`,
     ];
     for (const sql of ddl) {
@@ -135,6 +180,7 @@ export class KeyStore {
         }
       }
     }
+    await addTableGrants(driver);
     return new KeyStore(driver, options);
   }
 
@@ -142,10 +188,15 @@ export class KeyStore {
     return this.#driver;
   }
 
+  /**
+   * A new key. Ingest keys name their streams; query keys their tables (`tables`: see ApiKey); admin keys
+   * their streams, and read every table unless given tables.
+   */
   async create(options: {
     name: string;
     role: KeyRole;
-    streams: readonly string[];
+    streams?: readonly string[];
+    tables?: readonly string[];
   }): Promise<{ key: ApiKey; secret: string }> {
     if (!NAME_FORMAT.test(options.name)) {
       throw new TributaryError('USAGE', `"${options.name}" is not a valid key name`, {
@@ -157,9 +208,26 @@ export class KeyStore {
         hint: `use one of ${KEY_ROLES.join(', ')}`,
       });
     }
-    if (options.streams.length === 0) {
+    const streams = options.streams ?? [];
+    const tables = options.tables ?? [];
+    if (options.role === 'query' && streams.length > 0) {
+      throw new TributaryError('USAGE', 'a query key sends no events: it takes tables, not streams', {
+        hint: 'drop --stream; pass --table <namespace.table> (or namespace.*, or "*")',
+      });
+    }
+    if (options.role !== 'query' && streams.length === 0) {
       throw new TributaryError('USAGE', 'a key needs at least one stream', {
         hint: 'pass --stream <name> (repeat it for more, or "*" for every stream)',
+      });
+    }
+    if (options.role === 'ingest' && tables.length > 0) {
+      throw new TributaryError('USAGE', 'an ingest key reads no tables', {
+        hint: 'drop --table, or make a query key (--role query) or an admin key',
+      });
+    }
+    if (options.role === 'query' && tables.length === 0) {
+      throw new TributaryError('USAGE', 'a query key needs the tables it may read', {
+        hint: 'pass --table <namespace.table> (repeat it, or namespace.* for a namespace, "*" for every table)',
       });
     }
     const id = randomBytes(6).toString('hex');
@@ -169,7 +237,9 @@ export class KeyStore {
       id,
       name: options.name,
       role: options.role,
-      streams: JSON.stringify([...new Set(options.streams)]),
+      streams: JSON.stringify([...new Set(streams)]),
+      table_grants:
+        options.role === 'ingest' ? null : JSON.stringify(checkedGrants(tables.length ? tables : ['*'])),
       salt,
       hash: hashSecret(salt, secret),
       created_at: new Date(this.#now()).toISOString(),
@@ -177,8 +247,8 @@ export class KeyStore {
     };
     try {
       await this.#driver.execute(
-        `insert into ${KEYS_TABLE} (id, name, role, streams, salt, hash, created_at, revoked_at) values (?, ?, ?, ?, ?, ?, ?, null)`,
-        [row.id, row.name, row.role, row.streams, row.salt, row.hash, row.created_at],
+        `insert into ${KEYS_TABLE} (id, name, role, streams, table_grants, salt, hash, created_at, revoked_at) values (?, ?, ?, ?, ?, ?, ?, ?, null)`,
+        [row.id, row.name, row.role, row.streams, row.table_grants, row.salt, row.hash, row.created_at],
       );
     } catch (error) {
       if (sqlFailureOf(error) === 'unique-violation') {
@@ -193,7 +263,7 @@ export class KeyStore {
 
   async list(options: { includeRevoked?: boolean } = {}): Promise<ApiKey[]> {
     const rows = await this.#driver.query<KeyRow & Record<string, unknown>>(
-      `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE}` +
+      `select ${KEY_COLUMNS} from ${KEYS_TABLE}` +
         (options.includeRevoked ? '' : ' where revoked_at is null') +
         ' order by created_at, id',
     );
@@ -206,7 +276,7 @@ export class KeyStore {
    */
   async revoke(idOrName: string): Promise<ApiKey | undefined> {
     const rows = await this.#driver.query<KeyRow & Record<string, unknown>>(
-      `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE}
+      `select ${KEY_COLUMNS} from ${KEYS_TABLE}
         where revoked_at is null and (id = ? or name = ?)`,
       [idOrName, idOrName],
     );
@@ -285,10 +355,9 @@ export class KeyStore {
     let loading = this.#loading.get(id);
     if (!loading) {
       loading = this.#driver
-        .query<KeyRow & Record<string, unknown>>(
-          `select id, name, role, streams, salt, hash, created_at, revoked_at from ${KEYS_TABLE} where id = ?`,
-          [id],
-        )
+        .query<KeyRow & Record<string, unknown>>(`select ${KEY_COLUMNS} from ${KEYS_TABLE} where id = ?`, [
+          id,
+        ])
         .then((rows) => rows[0] ?? null)
         .finally(() => this.#loading.delete(id));
       this.#loading.set(id, loading);
@@ -313,6 +382,24 @@ export class KeyStore {
   /** Closes the database connection. */
   async close(): Promise<void> {
     await this.#driver.close();
+  }
+}
+
+/**
+ * Adds the table grants' column to a keys table made before it (its keys, null there, read every table).
+ * Two servers adding it at once: the loser finds it there.
+ */
+async function addTableGrants(driver: SqlDriver): Promise<void> {
+  const present = () =>
+    driver.query(`select table_grants from ${KEYS_TABLE} where 1 = 0`).then(
+      () => true,
+      () => false,
+    );
+  if (await present()) return;
+  try {
+    await driver.execute(`alter table ${KEYS_TABLE} add column table_grants text`);
+  } catch (error) {
+    if (!(await present())) throw error;
   }
 }
 

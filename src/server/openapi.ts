@@ -52,6 +52,96 @@ const commonErrors = {
   '503': errorResponse('The log cannot take more right now; nothing was stored.', true),
 };
 
+/** The query API's answers other than 200 (src/query/http-api.ts). */
+const queryErrors = {
+  '400': errorResponse('Not one read-only SELECT over catalog tables, or an answer over the size limit.'),
+  '401': errorResponse('No valid API key.'),
+  '403': errorResponse(
+    'The key has no query role, or is not granted a table the request names (whether it exists or not).',
+  ),
+  '404': errorResponse('No such table or snapshot.'),
+  '408': errorResponse('The query ran past its time limit and was stopped.'),
+  '429': errorResponse('Over the rate limit of the key or client IP.', true),
+  '503': errorResponse('As many queries are running as the server runs at once.', true),
+};
+
+const tableParameter = {
+  name: 'table',
+  in: 'path',
+  required: true,
+  schema: { type: 'string' },
+  description: 'namespace.table',
+};
+
+/** Paths of the query API: for keys with the query or admin role, on the tables they are granted. */
+const queryPaths = (security: unknown) => ({
+  '/v1/query': {
+    post: {
+      summary: 'Run one read-only SELECT over the catalog tables the key is granted',
+      security,
+      requestBody: {
+        required: true,
+        content: {
+          'application/json': {
+            schema: {
+              type: 'object',
+              required: ['sql'],
+              additionalProperties: false,
+              properties: {
+                sql: { type: 'string' },
+                format: { enum: ['json', 'csv', 'arrow'] },
+                max_rows: { type: 'integer', minimum: 0 },
+                timeout_ms: { type: 'integer', minimum: 1 },
+                snapshot_id: { type: ['string', 'integer'], description: 'Time travel to a snapshot.' },
+                as_of: { type: 'string', format: 'date-time', description: 'Time travel to a time.' },
+              },
+            },
+          },
+          'text/plain': { schema: { type: 'string', description: 'The SQL alone.' } },
+        },
+      },
+      responses: {
+        '200': {
+          description:
+            'The rows (x-tributary-row-count, x-tributary-truncated, x-tributary-elapsed-ms headers).',
+          content: {
+            'application/json': { schema: { type: 'object' } },
+            'text/csv': { schema: { type: 'string' } },
+            'application/vnd.apache.arrow.stream': { schema: { type: 'string', format: 'binary' } },
+          },
+        },
+        '406': errorResponse('None of the accepted types can be produced.'),
+        '415': errorResponse('Send the query as application/json or text/plain.'),
+        ...queryErrors,
+      },
+    },
+  },
+  '/v1/tables': {
+    get: {
+      summary: 'The tables the key is granted',
+      security,
+      parameters: [{ name: 'namespace', in: 'query', required: false, schema: { type: 'string' } }],
+      responses: { '200': { description: 'Tables, with their current snapshot.' }, ...queryErrors },
+    },
+  },
+  '/v1/tables/{table}': {
+    get: {
+      summary: 'A table: schema, partitioning, properties, current snapshot',
+      security,
+      parameters: [tableParameter],
+      responses: { '200': { description: 'The table.' }, ...queryErrors },
+    },
+  },
+  '/v1/tables/{table}/snapshots': {
+    get: {
+      summary: "A table's snapshots, oldest first",
+      security,
+      parameters: [tableParameter],
+      responses: { '200': { description: 'The snapshots.' }, ...queryErrors },
+    },
+  },
+});
+
 const eventsBody = {
   required: true,
   content: {
@@ -100,7 +190,7 @@ export function openApiDocument(options: { streams: readonly string[]; segment: 
   return {
     openapi: '3.1.0',
     info: {
-      title: 'Tributary event collection API',
+      title: 'Tributary event collection and query API',
       version: options.version,
       description:
         'Events are acknowledged (202) only once they are durable in the log. Retries are safe: events with an ' +
@@ -157,6 +247,7 @@ export function openApiDocument(options: { streams: readonly string[]; segment: 
         },
       },
       ...segmentPaths,
+      ...queryPaths([{ bearer: [] }, { apiKey: [] }]),
       '/healthz': {
         get: {
           summary: 'Alive',

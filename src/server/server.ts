@@ -55,7 +55,7 @@ import { verifySignature } from './hmac.ts';
 import { errorBody, HttpError } from './http-error.ts';
 import { Ingestor, type ClientInfo, type IngestOutcome, type IngestResult } from './ingest.ts';
 import type { ApiRequest, QueryApi } from '../query/http-api.ts';
-import { keyAllowsIngest, keyAllowsQuery, type ApiKey, type KeyStore } from './keys.ts';
+import { keyAllowsIngest, keyAllowsQuery, keyAllowsTable, type ApiKey, type KeyStore } from './keys.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
 import { TokenBuckets } from './rate-limit.ts';
@@ -595,7 +595,7 @@ export class IngestServer {
     const presented = presentedKey(request);
     if (presented === undefined) {
       throw new HttpError(401, 'AUTH_REQUIRED', 'the query API needs an API key with the query role', {
-        hint: 'create one: tributary keys create --stream "*" --name <name> --role query',
+        hint: 'create one: tributary keys create --role query --table <namespace.table> --name <name>',
       });
     }
     const admit = (key: ApiKey | undefined) => {
@@ -612,6 +612,7 @@ export class IngestServer {
         );
       }
       this.#limit(`key\0query\0${key.id}`, bucketOf(this.#settings.rate_limit.per_key), `key ${key.id}`);
+      request.tributary!.key = key;
     };
     const known = this.#options.keys.verifyCached(presented);
     if (known !== 'miss') {
@@ -664,11 +665,13 @@ export class IngestServer {
       }
     }
     const api = await this.#options.queryApi!();
+    const key = request.tributary!.key!;
     const apiRequest: ApiRequest = {
       params: request.params as Record<string, string>,
       query: request.query as Record<string, string>,
       headers: request.headers,
       body,
+      canRead: (table) => keyAllowsTable(key, table),
     };
     const response = await api[name](apiRequest);
     await reply

@@ -19,8 +19,8 @@ export interface TestServer {
   readonly log: Log;
   readonly keys: KeyStore;
   readonly registry: Registry;
-  /** Creates a key and returns it. */
-  key(streams: readonly string[], role?: 'ingest' | 'query' | 'admin'): Promise<string>;
+  /** Creates a key and returns it: an ingest or admin key for streams, a query key for tables. */
+  key(scope: readonly string[], role?: 'ingest' | 'query' | 'admin'): Promise<string>;
   /** Every record of a topic, in partition then offset order. */
   records(topic: string): Promise<StoredRecord[]>;
   /** Values of a topic's records, parsed. */
@@ -91,8 +91,10 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     log,
     keys,
     registry,
-    async key(streams, role = 'ingest') {
-      return (await keys.create({ name: `k${Math.random().toString(36).slice(2)}`, role, streams })).secret;
+    async key(scope, role = 'ingest') {
+      const name = `k${Math.random().toString(36).slice(2)}`;
+      const granted = role === 'query' ? { tables: scope } : { streams: scope };
+      return (await keys.create({ name, role, ...granted })).secret;
     },
     records,
     async values(topic) {

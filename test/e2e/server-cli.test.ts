@@ -61,6 +61,19 @@ describe('tributary keys, serve and up', () => {
       { cwd: dir },
     );
     assert.equal(badRole.code, 2);
+    const ungranted = await tributary(['keys', 'create', '--name', 'bi', '--role', 'query'], { cwd: dir });
+    assert.equal(ungranted.code, 2);
+    assert.match(ungranted.stderr, /a query key needs the tables it may read/);
+    const granted = await tributary(
+      ['keys', 'create', '--name', 'bi', '--role', 'query', '--table', 'gold.*,silver.orders'],
+      { cwd: dir },
+    );
+    assert.equal(granted.code, 0, granted.stderr);
+    assert.match(granted.stdout, /role query, tables gold\.\*, silver\.orders/);
+    assert.match(
+      (await tributary(['keys', 'list'], { cwd: dir })).stdout,
+      /bi\s+query\s+gold\.\*,silver\.orders/,
+    );
     assert.equal((await tributary(['keys', 'revoke', 'web shop'], { cwd: dir })).code, 0);
     assert.doesNotMatch((await tributary(['keys', 'list'], { cwd: dir })).stdout, /web shop/);
     assert.match((await tributary(['keys', 'list', '--all'], { cwd: dir })).stdout, /web shop/);

@@ -273,7 +273,7 @@ streams:
     const forbidden = await post(events('orders'), body, { ...json, authorization: `Bearer ${other}` });
     assert.equal(forbidden.status, 403);
     assert.equal(errorOf(forbidden.body).code, 'AUTH_FORBIDDEN');
-    const query = await t.key(['orders'], 'query');
+    const query = await t.key(['*'], 'query');
     assert.equal(
       (await post(events('orders'), body, { ...json, authorization: `Bearer ${query}` })).status,
       403,
@@ -565,6 +565,7 @@ streams:
     assert.equal(openapi.openapi, '3.1.0');
     assert.ok(openapi.paths['/v1/streams/{stream}/events']);
     assert.ok(openapi.paths['/v1/track']);
+    assert.ok(openapi.paths['/v1/query'] && openapi.paths['/v1/tables/{table}/snapshots'], 'the query API');
   });
 });
 
@@ -594,6 +595,15 @@ describe('query API', () => {
         assert.equal((await ask(query, '<sql/>', 'text/xml')).status, 415);
         const tables = await fetch(`${t.url}/v1/tables`, { headers: { authorization: `Bearer ${query}` } });
         assert.equal(tables.status, 200);
+        const shop = await t.key(['shop.*'], 'query');
+        assert.equal((await ask(shop, '{"sql":"select 1 as one"}')).status, 200);
+        const refused = await ask(shop, '{"sql":"select * from hr.salaries"}');
+        assert.equal(refused.status, 403, 'a table the key is not granted');
+        assert.equal(((await refused.json()) as { error: { code: string } }).error.code, 'AUTH_FORBIDDEN');
+        const described = await fetch(`${t.url}/v1/tables/hr.salaries`, {
+          headers: { authorization: `Bearer ${shop}` },
+        });
+        assert.equal(described.status, 403);
       } finally {
         await t.close();
       }

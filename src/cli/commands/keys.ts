@@ -20,7 +20,8 @@ function collect(value: string, previous: string[] = []): string[] {
 }
 
 function row(key: ApiKey): string[] {
-  return [key.id, key.name, key.role, key.streams.join(','), key.createdAt, key.revokedAt ?? ''];
+  const tables = key.role === 'ingest' ? '' : key.tables.join(',');
+  return [key.id, key.name, key.role, key.streams.join(','), tables, key.createdAt, key.revokedAt ?? ''];
 }
 
 export function registerKeys(program: Command, context: () => CliContext): void {
@@ -29,48 +30,65 @@ export function registerKeys(program: Command, context: () => CliContext): void 
   keys
     .command('create')
     .description('Create an API key and print it once (only a salted hash is stored).')
-    .requiredOption(
+    .option(
       '--stream <name>',
-      'a stream the key may send to (repeat, or comma-separate; "*" for all)',
+      'ingest and admin keys: a stream the key may send to (repeat, or comma-separate; "*" for all)',
+      collect,
+    )
+    .option(
+      '--table <name>',
+      'query and admin keys: a table the key may read, namespace.table or namespace.* (repeat, or comma-separate; "*" for all; admin keys default to all)',
       collect,
     )
     .requiredOption('--name <name>', 'what the key is for, e.g. "web-shop" (unique among active keys)')
     .option('--role <role>', `${KEY_ROLES.join(', ')}`, 'ingest')
     .option('--json', 'print JSON')
-    .action(async (options: { stream: string[]; name: string; role: string; json?: boolean }) => {
-      if (!(KEY_ROLES as readonly string[]).includes(options.role)) {
-        throw new TributaryError('USAGE', `--role ${options.role} is not a role`, {
-          hint: `use one of ${KEY_ROLES.join(', ')}`,
-        });
-      }
-      const project = context().loadProject();
-      const configured = Object.keys(project.platform.streams ?? {});
-      const unknown = options.stream.filter((s) => s !== '*' && !configured.includes(s));
-      const store = await openKeyStore(project);
-      try {
-        const { key, secret } = await store.create({
-          name: options.name,
-          role: options.role as KeyRole,
-          streams: options.stream,
-        });
-        if (options.json) {
-          console.log(JSON.stringify({ ...key, key: secret }, null, 2));
-        } else {
-          console.log(
-            `Created key ${key.id} "${key.name}" (role ${key.role}, streams ${key.streams.join(', ')}):\n`,
-          );
-          console.log(`  ${secret}\n`);
-          console.log('Store it now: Tributary keeps only a salted hash and cannot show it again.');
+    .action(
+      async (options: {
+        stream?: string[];
+        table?: string[];
+        name: string;
+        role: string;
+        json?: boolean;
+      }) => {
+        if (!(KEY_ROLES as readonly string[]).includes(options.role)) {
+          throw new TributaryError('USAGE', `--role ${options.role} is not a role`, {
+            hint: `use one of ${KEY_ROLES.join(', ')}`,
+          });
         }
-        if (unknown.length) {
-          console.error(
-            `${color('yellow', 'warning')} no stream named ${unknown.join(', ')} in tributary.yaml yet (streams: ${configured.join(', ') || 'none'})`,
-          );
+        const project = context().loadProject();
+        const configured = Object.keys(project.platform.streams ?? {});
+        const streams = options.stream ?? [];
+        const unknown = streams.filter((s) => s !== '*' && !configured.includes(s));
+        const store = await openKeyStore(project);
+        try {
+          const { key, secret } = await store.create({
+            name: options.name,
+            role: options.role as KeyRole,
+            streams,
+            tables: options.table ?? [],
+          });
+          if (options.json) {
+            console.log(JSON.stringify({ ...key, key: secret }, null, 2));
+          } else {
+            const scope = [
+              ...(key.streams.length ? [`streams ${key.streams.join(', ')}`] : []),
+              ...(key.role === 'ingest' ? [] : [`tables ${key.tables.join(', ')}`]),
+            ];
+            console.log(`Created key ${key.id} "${key.name}" (role ${key.role}, ${scope.join('; ')}):\n`);
+            console.log(`  ${secret}\n`);
+            console.log('Store it now: Tributary keeps only a salted hash and cannot show it again.');
+          }
+          if (unknown.length) {
+            console.error(
+              `${color('yellow', 'warning')} no stream named ${unknown.join(', ')} in tributary.yaml yet (streams: ${configured.join(', ') || 'none'})`,
+            );
+          }
+        } finally {
+          await store.close();
         }
-      } finally {
-        await store.close();
-      }
-    });
+      },
+    );
 
   keys
     .command('list')
@@ -84,7 +102,10 @@ export function registerKeys(program: Command, context: () => CliContext): void 
         if (options.json) console.log(JSON.stringify(list, null, 2));
         else if (list.length === 0)
           console.log('No API keys. Create one with `tributary keys create --stream <s> --name <n>`.');
-        else console.log(formatTable(['id', 'name', 'role', 'streams', 'created', 'revoked'], list.map(row)));
+        else
+          console.log(
+            formatTable(['id', 'name', 'role', 'streams', 'tables', 'created', 'revoked'], list.map(row)),
+          );
       } finally {
         await store.close();
       }
