@@ -4,6 +4,8 @@
  *  - `tributary cdc backfill --where` re-reads part of a table while changes stream in, and the silver
  *    mirror still equals the table.
  *  - A chunk is not read while a commit streamed before its low watermark is not visible yet.
+ *  - int8 values beyond ±2^53 are exact JSON integers in snapshot rows and streamed changes (keys, old
+ *    rows, arrays), and Iceberg `long`s with every digit.
  */
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -321,6 +323,155 @@ describe('postgres CDC snapshots', { skip }, () => {
         500,
       );
       assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
+      await client.end();
+    },
+  );
+
+  it(
+    'writes int8 beyond ±2^53 as exact integers, from the snapshot and the stream, into Iceberg longs',
+    { timeout: 5 * 60_000 },
+    async () => {
+      const client = await server.client();
+      await client.query(
+        `create table public.bigs (id bigint primary key, v bigint, vs bigint[], note text);
+         insert into public.bigs values
+           (9007199254740993, -9223372036854775808, '{9223372036854775807,-9223372036854775808,1}', 'a'),
+           (-9223372036854775808, 9223372036854775807, null, 'b'),
+           (1, 2, '{3}', 'c');`,
+      );
+      const project = makeProject('tributary-cdc-bigs-');
+      project.write(
+        'sources/bigs.yaml',
+        sourceYaml(server.proxy.port, ['public.bigs'], 'slot_name: snap_bigs\n'),
+      );
+      const pipeline = (name: string, transform: string, sink: string) =>
+        project.write(
+          `pipelines/${name}.yaml`,
+          [
+            'source: {type: topic, topic: cdc.bigs}',
+            `transforms: [{type: cdc${transform}}]`,
+            `sinks: [{${sink}}]`,
+            'dlq: {max: 1}',
+            '',
+          ].join('\n'),
+        );
+      pipeline(
+        'silver',
+        '',
+        'type: iceberg, table: silver.bigs, mode: upsert, key: [id], schema: schemas/public.bigs.json',
+      );
+      // A table made from the first records (no schema file): inferred from the values.
+      pipeline('inferred', '', 'type: iceberg, table: silver.bigs_inferred, partition: ""');
+      pipeline('bronze', ', format: change', 'type: iceberg, table: bronze.bigs, partition: ""');
+      assert.equal((await cli(project.root, ['cdc', 'schema', 'bigs', '--out', 'schemas'])).code, 0);
+      const source = new Background(project.root, ['cdc', 'run', 'bigs']);
+      await waitFor(
+        () => `the initial snapshot; the source said:\n${source.output.slice(-3000)}`,
+        async () =>
+          ((await cdcStatus(project.root, 'bigs').catch(() => undefined))?.snapshotted.length ?? 0) === 1,
+        120_000,
+      );
+      await client.query(
+        `insert into bigs values (9223372036854775807, -9007199254740993, '{-9007199254740993}', 'd')`,
+      );
+      await client.query(`update bigs set v = 9223372036854775806 where id = 9007199254740993`);
+      await client.query(`delete from bigs where id = -9223372036854775808`);
+      // The value of each record as the source wrote it, by op.
+      const texts = await waitFor(
+        () => `the streamed changes; the source said:\n${source.output.slice(-3000)}`,
+        async () => {
+          const result = await cli(project.root, ['topics', 'read', 'cdc.bigs', '--limit', '100']);
+          assert.equal(result.code, 0, result.stderr);
+          const values = result.stdout
+            .trim()
+            .split('\n')
+            .filter(Boolean)
+            .map((line) => (JSON.parse(line) as { value: string }).value);
+          return values.length === 6 ? values : undefined;
+        },
+      );
+      const record = (op: string, id: string) =>
+        texts.find((t) => t.startsWith(`{"op":"${op}"`) && t.includes(`"key":{"id":${id}}`)) ??
+        assert.fail(`no ${op} record with key ${id}, digits unquoted:\n${texts.join('\n')}`);
+      assert.match(
+        record('snapshot', '9007199254740993'),
+        /"after":\{"id":9007199254740993,"v":-9223372036854775808,"vs":\[9223372036854775807,-9223372036854775808,1\],/,
+      );
+      assert.match(
+        record('snapshot', '-9223372036854775808'),
+        /"after":\{"id":-9223372036854775808,"v":9223372036854775807,/,
+      );
+      assert.match(record('snapshot', '1'), /"after":\{"id":1,"v":2,"vs":\[3\],/);
+      assert.match(
+        record('insert', '9223372036854775807'),
+        /"after":\{"id":9223372036854775807,"v":-9007199254740993,"vs":\[-9007199254740993\],/,
+      );
+      assert.match(
+        record('update', '9007199254740993'),
+        /"after":\{"id":9007199254740993,"v":9223372036854775806,/,
+      );
+      assert.match(
+        record('delete', '-9223372036854775808'),
+        /"before":\{"id":-9223372036854775808\},"after":null,/,
+        'a delete carries the key as its old row',
+      );
+      assert.equal(await source.kill('SIGTERM'), 0, source.output.slice(-3000));
+
+      for (const name of ['silver', 'inferred', 'bronze']) {
+        const run = await cli(project.root, ['run', name, '--once']);
+        assert.equal(run.code, 0, run.stderr);
+      }
+      const columnTypes = async (table: string) => {
+        const shown = await cli(project.root, ['tables', 'show', table, '--json']);
+        assert.equal(shown.code, 0, shown.stderr);
+        const metadata = JSON.parse(shown.stdout) as {
+          'current-schema-id': number;
+          schemas: Array<{ 'schema-id': number; fields: Array<{ name: string; type: unknown }> }>;
+        };
+        const schema = metadata.schemas.find((s) => s['schema-id'] === metadata['current-schema-id'])!;
+        return Object.fromEntries(schema.fields.map((f) => [f.name, f.type]));
+      };
+      for (const table of ['silver.bigs', 'silver.bigs_inferred']) {
+        const types = await columnTypes(table);
+        assert.equal(types.id, 'long', `${table}.id`);
+        assert.equal(types.v, 'long', `${table}.v`);
+        assert.equal((types.vs as { element: unknown }).element, 'long', `${table}.vs`);
+      }
+      assert.deepEqual(
+        await query(
+          project.root,
+          `select id::varchar as id, v::varchar as v, vs::varchar as vs, note from silver.bigs
+            where _deleted is not true order by id`,
+        ),
+        [
+          { id: '1', v: '2', vs: '[3]', note: 'c' },
+          {
+            id: '9007199254740993',
+            v: '9223372036854775806',
+            vs: '[9223372036854775807, -9223372036854775808, 1]',
+            note: 'a',
+          },
+          { id: '9223372036854775807', v: '-9007199254740993', vs: '[-9007199254740993]', note: 'd' },
+        ],
+        'the mirror equals the table, every digit',
+      );
+      assert.deepEqual(
+        await query(
+          project.root,
+          `select id::varchar as id, v::varchar as v, _deleted from silver.bigs_inferred
+            where id in (-9223372036854775808, 9007199254740993) order by id, v`,
+        ),
+        [
+          { id: '-9223372036854775808', v: '9223372036854775807', _deleted: false },
+          { id: '-9223372036854775808', v: null, _deleted: true },
+          { id: '9007199254740993', v: '-9223372036854775808', _deleted: false },
+          { id: '9007199254740993', v: '9223372036854775806', _deleted: false },
+        ],
+      );
+      assert.deepEqual(
+        await query(project.root, `select "key", before from bronze.bigs where op = 'delete'`),
+        [{ key: '{"id":-9223372036854775808}', before: '{"id":-9223372036854775808}' }],
+      );
       await client.end();
     },
   );

@@ -17,9 +17,8 @@ function writerFor(type: PgType): Writer {
       return (text) => (text === 't' ? 'true' : 'false');
     case 'int':
     case 'int2':
-      return (text) => text; // PostgreSQL's integer text is a JSON number
     case 'int8':
-      return (text) => (Number.isSafeInteger(Number(text)) ? text : `"${text}"`);
+      return (text) => text; // PostgreSQL's integer text is a JSON number, exact at any size
     case 'float':
     case 'float4':
       // PostgreSQL writes 1e+30, which JSON reads; NaN and the infinities are not JSON numbers.
@@ -189,13 +188,8 @@ function byteWriterFor(type: PgType): ByteWrite {
         return (out, text) => out.ascii(text === 't' ? 'true' : 'false');
       case 'int':
       case 'int2':
-        return (out, text) => out.ascii(text);
       case 'int8':
-        // Up to 15 digits is always a safe integer.
-        return (out, text) => {
-          if (text.length <= 15 || Number.isSafeInteger(Number(text))) out.ascii(text);
-          else out.string(text);
-        };
+        return (out, text) => out.ascii(text);
       case 'numeric':
       case 'date':
       case 'time':

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { isBigInteger, parseJsonExact } from '../../core/json.ts';
 import {
   builtinType,
   convertValue,
@@ -19,7 +20,16 @@ describe('values', () => {
     assert.equal(convertValue(type(21), '-32768'), -32768);
     assert.equal(convertValue(type(23), '2147483647'), 2147483647);
     assert.equal(convertValue(type(20), '9007199254740991'), 9007199254740991);
-    assert.equal(convertValue(type(20), '9223372036854775807'), '9223372036854775807', 'beyond 2^53: text');
+    for (const digits of ['9007199254740993', '9223372036854775807', '-9223372036854775808']) {
+      const value = convertValue(type(20), digits);
+      assert.ok(isBigInteger(value), `beyond 2^53, ${digits}: an exact integer`);
+      assert.equal(JSON.stringify({ n: value }), `{"n":${digits}}`, 'written as its digits');
+    }
+    assert.equal(convertValue(type(20), '-9007199254740991'), -9007199254740991);
+    assert.equal(
+      JSON.stringify(convertValue(type(1016), '{9223372036854775807,NULL,-1}')),
+      '[9223372036854775807,null,-1]',
+    );
     assert.equal(convertValue(type(1700), '12.50'), '12.50', 'numeric stays exact');
     assert.equal(convertValue(type(701), '0.1'), 0.1);
     assert.equal(convertValue(type(701), 'NaN'), 'NaN');
@@ -98,6 +108,7 @@ describe('RowEncoder', () => {
     const { rowObject } = await import('./values.ts');
     const oids = [
       16, 21, 23, 20, 20, 1700, 701, 701, 700, 25, 2950, 17, 1082, 1083, 1114, 1184, 1186, 3802, 1009, 1007,
+      20, 20, 1016,
     ];
     const texts = [
       't',
@@ -120,6 +131,9 @@ describe('RowEncoder', () => {
       '{"a": [1, "b"]}',
       '{x,"y z",NULL}',
       '{1,NULL,3}',
+      '9007199254740993',
+      '9223372036854775807',
+      '{-9223372036854775808,NULL,9007199254740993}',
     ];
     const columns = oids.map((typeOid, i) => ({ name: `c${i}`, typeOid, typeMod: -1, key: false }));
     const types = oids.map((oid) => builtinType(oid)!);
@@ -127,9 +141,16 @@ describe('RowEncoder', () => {
       columns.map((c) => c.name),
       types,
     );
-    assert.deepEqual(JSON.parse(encoder.json(texts)), rowObject(columns, types, texts));
+    // Compared as text too: a BigInteger and the JSON digits it stands for are the same.
+    assert.deepEqual(parseJsonExact(encoder.json(texts)), rowObject(columns, types, texts));
+    assert.equal(encoder.json(texts), JSON.stringify(rowObject(columns, types, texts)));
+    assert.match(
+      encoder.json(texts),
+      /"c4":-9223372036854775808,.*"c20":9007199254740993,"c21":9223372036854775807,"c22":\[-9223372036854775808,null,9007199254740993\]\}$/,
+    );
     const withGaps = texts.map((t, i) => (i % 3 === 0 ? null : i % 3 === 1 ? undefined : t));
-    assert.deepEqual(JSON.parse(encoder.json(withGaps)), rowObject(columns, types, withGaps));
+    assert.deepEqual(parseJsonExact(encoder.json(withGaps)), rowObject(columns, types, withGaps));
+    assert.equal(encoder.json(withGaps), JSON.stringify(rowObject(columns, types, withGaps)));
   });
 });
 
@@ -177,7 +198,7 @@ describe('SnapshotEncoder', () => {
     ];
     const names = oids.map((_, i) => (i === 3 ? 'a "name" ✓' : `c${i}`));
     const types = oids.map((oid) => builtinType(oid)!);
-    const keyIndexes = [0, 3];
+    const keyIndexes = [0, 3, 4];
     const rowEncoder = new RowEncoder(names, types);
     const keyEncoder = new RowEncoder(
       keyIndexes.map((i) => names[i]!),
@@ -206,6 +227,11 @@ describe('SnapshotEncoder', () => {
       assert.equal(Buffer.from(views[seq]!).toString('utf8'), expected);
       JSON.parse(expected);
     });
+    // int8 beyond ±2^53, in the key, the row and an array: JSON integers, every digit.
+    assert.match(
+      Buffer.from(views[0]!).toString('utf8'),
+      /"key":\{"c0":7,"a \\"name\\" ✓":9007199254740991,"c4":-9223372036854775808\},.*"c4":-9223372036854775808,.*"c31":\[9223372036854775807,1\],/s,
+    );
   });
 });
 

@@ -9,7 +9,7 @@
  * | PostgreSQL                     | JSON                                   | Iceberg                      |
  * | ------------------------------ | -------------------------------------- | ---------------------------- |
  * | int2, int4                     | number                                 | int                          |
- * | int8                           | number (string beyond ±2^53)           | long                         |
+ * | int8                           | number (BigInteger beyond ±2^53)       | long                         |
  * | numeric(p, s)                  | string, exact ("12.50")                | decimal(p, s); string if p>38 or unconstrained |
  * | float4, float8                 | number ("NaN", "Infinity" as strings)  | float, double                |
  * | bool                           | true / false                           | boolean                      |
@@ -23,10 +23,15 @@
  * | json, jsonb                    | string (the JSON text)                 | string                       |
  * | enum, other types              | string                                 | string                       |
  * | arrays of the above            | arrays (nested for more dimensions)    | list                         |
+ *
+ * An int8 beyond ±2^53 is a BigInteger (core/json.ts), which JSON.stringify writes as its digits: every
+ * int8 reaches the record as an exact JSON integer, as PostgreSQL wrote it.
  */
+import { exactInteger, type BigInteger } from '../../core/json.ts';
 import type { RelationColumn } from './pgoutput.ts';
 
-export type JsonValue = string | number | boolean | null | JsonValue[];
+/** A value of a change record; JSON.stringify writes a BigInteger as its digits. */
+export type JsonValue = string | number | BigInteger | boolean | null | JsonValue[];
 
 /** Settings both the replication and the query connection use, so values print the same way. */
 export const SESSION_SETTINGS: Readonly<Record<string, string>> = {
@@ -216,7 +221,7 @@ export function convertValue(type: PgType, text: string): JsonValue {
       return Number(text);
     case 'int8': {
       const n = Number(text);
-      return Number.isSafeInteger(n) ? n : text;
+      return Number.isSafeInteger(n) ? n : exactInteger(BigInt(text));
     }
     case 'float':
     case 'float4':
