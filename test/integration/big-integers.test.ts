@@ -39,6 +39,19 @@ const BEYOND = [
   '{"n": 2, "id": 1234567890123456789, "min": 9223372036854775807, "huge": -99999999999999999999999999999999999999}',
 ];
 
+/**
+ * Numbers the columns of t.overflow (overflow.schema.json: n int, i int, l long, d decimal(9, 2), w
+ * decimal(38, 0)) cannot hold, beside numbers they can, in one batch; topic `overflow`.
+ */
+const OVERFLOW = [
+  '{"n": 1, "i": 2147483647, "l": 9223372036854775807, "d": 9999999.99, "w": 99999999999999999999999999999999999999}',
+  '{"n": 2, "l": 92233720368547758070}',
+  '{"n": 3, "i": 2147483648}',
+  '{"n": 4, "d": 123456789.123}',
+  '{"n": 5, "w": -123456789012345678901234567890123456789}',
+  '{"n": 6, "i": -2147483648, "l": -9223372036854775808, "d": 0.125, "w": 18446744073709551615}',
+];
+
 describe('integers beyond ±2^53', () => {
   const root = mkdtempSync(path.join(tmpdir(), 'tributary-big-integers-'));
   const bodies: string[] = [];
@@ -79,7 +92,33 @@ describe('integers beyond ±2^53', () => {
       path.join(root, 'ada-only.schema.json'),
       JSON.stringify({ type: 'object', properties: { email: { pattern: '^ada@' } } }),
     );
+    writeFileSync(
+      path.join(root, 'overflow.schema.json'),
+      JSON.stringify({
+        fields: [
+          { name: 'n', type: 'int', required: true },
+          { name: 'i', type: 'int' },
+          { name: 'l', type: 'long' },
+          { name: 'd', type: 'decimal(9, 2)' },
+          { name: 'w', type: 'decimal(38, 0)' },
+        ],
+      }),
+    );
     pipeline('beyond', ['sinks: [{type: iceberg, table: t.beyond, partition: ""}]'], 'beyond');
+    // Into columns too small for some numbers: the records' bytes, and (cast) their values serialized again.
+    for (const [name, transforms] of [
+      ['overflow', []],
+      ['overflow-cast', ['transforms: [{type: cast, fields: {n: integer}}]']],
+    ] as const)
+      pipeline(
+        name,
+        [
+          ...transforms,
+          `sinks: [{type: iceberg, table: t.${name.replace('-', '_')}, schema: overflow.schema.json, partition: ""}]`,
+          'dlq: {table: t._dlq}',
+        ],
+        'overflow',
+      );
     pipeline(
       'queried-beyond',
       [
@@ -132,6 +171,7 @@ describe('integers beyond ±2^53', () => {
     for (const [topic, texts] of [
       ['events', EVENTS],
       ['beyond', BEYOND],
+      ['overflow', OVERFLOW],
     ] as const) {
       await log.ensureTopic(topic, { partitions: 1 });
       await log.append(
@@ -317,6 +357,39 @@ describe('integers beyond ±2^53', () => {
       await query('rejected', 'select id::varchar as id, snowflake::varchar as snowflake from t.rejected'),
       [{ id: '9007199254740993', snowflake: '1234567890123456789' }],
     );
+  });
+
+  it('iceberg: a number its column cannot hold sends that record to the DLQ, saying what to do; the rest are written', async () => {
+    for (const name of ['overflow', 'overflow-cast']) {
+      const table = `t.${name.replace('-', '_')}`;
+      const errors = (
+        await query(name, `select "offset", error from t._dlq where pipeline = '${name}' order by "offset"`)
+      ).map((r) => `${String(r.offset)}: ${String(r.error)}`);
+      const hint = (wider: string, type: string) =>
+        `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${name}); or filter or change them in a transform`;
+      assert.deepEqual(
+        errors,
+        [
+          '1: column l is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: give such values a decimal(38, 0) column (create the table from a schema file that says so), or filter or change them in a transform',
+          `2: column i is int (32-bit); 2147483648 does not fit — ${hint('long', 'int')}`,
+          `3: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${hint('decimal(38, 2)', 'decimal(9, 2)')}`,
+          '4: column w is decimal(38, 0) (at most 38 digits); -123456789012345678901234567890123456789 does not fit — no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), or filter or change them in a transform',
+        ],
+        name,
+      );
+      assert.deepEqual(
+        await query(
+          name,
+          `select n, i, l::varchar as l, d::varchar as d, w::varchar as w from ${table} order by n`,
+        ),
+        [
+          { n: 1, i: 2147483647, l: '9223372036854775807', d: '9999999.99', w: '9'.repeat(38) },
+          // Digits past the scale are rounded (half away from zero).
+          { n: 6, i: -2147483648, l: '-9223372036854775808', d: '0.13', w: '18446744073709551615' },
+        ],
+        `${name}: the other records of the batch are written`,
+      );
+    }
   });
 
   it('postgres sink: bigint and numeric columns hold every digit', { skip: postgres.skip }, async () => {

@@ -8,9 +8,12 @@ import { after, before, describe, it } from 'node:test';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
+import { parseJsonExact } from '../../core/json.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import type { Engine } from '../../iceberg/duckdb.ts';
+import { updateSchema } from '../../iceberg/operations/evolve.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
+import type { NestedField } from '../../iceberg/types.ts';
 import { committedPositions, IcebergSink, icebergSinkSchema } from './iceberg.ts';
 
 let testbed: TestCatalog;
@@ -31,8 +34,8 @@ const encoder = new TextEncoder();
 /** Records from JSON texts; with `raw`, each keeps its text's bytes as the runtime would. */
 function records(texts: readonly string[], raw: boolean): PipelineRecord[] {
   return texts.map((text, offset) => ({
-    // The runtime decodes with TextDecoder, which drops a byte-order mark.
-    value: JSON.parse(text.replace(/^\uFEFF/, '')) as Record<string, unknown>,
+    // The runtime decodes with TextDecoder, which drops a byte-order mark, and reads integers exactly.
+    value: parseJsonExact(text.replace(/^\uFEFF/, '')) as Record<string, unknown>,
     key: null,
     partition: 0,
     offset,
@@ -115,6 +118,114 @@ describe('iceberg sink staging', () => {
       raw.rows.map((r) => r.name),
       ['first', 'last'],
     );
+  });
+});
+
+describe('numbers a column cannot hold', () => {
+  const fields: NestedField[] = [
+    { id: 1, name: 'n', type: 'int', required: true },
+    { id: 2, name: 'i', type: 'int', required: false },
+    { id: 3, name: 'l', type: 'long', required: false },
+    { id: 4, name: 'd', type: 'decimal(9, 2)', required: false },
+    { id: 5, name: 'w', type: 'decimal(38, 0)', required: false },
+  ];
+  const batch = [
+    '{"n": 1, "i": 2147483647, "l": 9223372036854775807, "d": 1234567.125, "w": 99999999999999999999999999999999999999}',
+    '{"n": 2, "l": 92233720368547758070}',
+    '{"n": 3, "i": -2147483649}',
+    '{"n": 4, "i": 9223372036854775808}',
+    '{"n": 5, "d": 123456789.123}',
+    '{"n": 6, "w": 123456789012345678901234567890123456789}',
+    `{"n": 7, "l": ${'9'.repeat(60)}}`,
+    '{"n": 8, "l": 1.5}',
+    '{"n": 9, "i": -2147483648, "l": -9223372036854775808, "d": "-9999999.99", "w": -1}',
+    '{"n": 10, "d": -0.125}',
+  ];
+  const widen = (wider: string, type: string) =>
+    `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay p); or filter or change them in a transform`;
+  const decimalColumn =
+    'give such values a decimal(38, 0) column (create the table from a schema file that says so), or filter or change them in a transform';
+  const noNumber =
+    'no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), or filter or change them in a transform';
+
+  const sinkFor = (table: string) =>
+    new IcebergSink({
+      name: 'iceberg',
+      config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+      fixedSchema: { type: 'struct', fields },
+      pipeline: 'p',
+      topic: 'events',
+      projectRoot: dir,
+      catalog: async () => catalog,
+      engine: async () => engine,
+    });
+  const rowsOf = async (table: string) => {
+    const loaded = await catalog.loadTable(parseTableIdentifier(table));
+    const plan = await planScan(loaded.metadata, loaded.storage);
+    return (
+      await engine.connection.runAndReadAll(
+        `select n, i::varchar as i, l::varchar as l, d::varchar as d, w::varchar as w from ${scanSql(plan, loaded.storage)} order by n`,
+      )
+    ).getRowObjectsJson();
+  };
+
+  it('sends only those records to the DLQ, saying which column, its type, the number and what to do', async () => {
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = sinkFor(table);
+      await sink.open();
+      const result = await sink.write({
+        records: records(batch, raw),
+        positions: new Map([[0, batch.length]]),
+      });
+      await sink.close();
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        [
+          `1: column l is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
+          `2: column i is int (32-bit); -2147483649 does not fit — ${widen('long', 'int')}`,
+          `3: column i is int (32-bit); 9223372036854775808 does not fit — long, the one type Iceberg widens an int to, cannot hold it either: ${decimalColumn}`,
+          `4: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)')}`,
+          `5: column w is decimal(38, 0) (at most 38 digits); 123456789012345678901234567890123456789 does not fit — ${noNumber}`,
+          `6: column l is long (64-bit); ${'9'.repeat(40)}… (60 digits) does not fit — ${noNumber}`,
+          '7: l: cannot read 1.5 as long',
+        ],
+        `raw: ${raw}`,
+      );
+      assert.deepEqual(
+        await rowsOf(table),
+        [
+          // Digits past the scale are rounded (half away from zero), as SQL engines do when they insert.
+          { n: 1, i: '2147483647', l: '9223372036854775807', d: '1234567.13', w: '9'.repeat(38) },
+          { n: 9, i: '-2147483648', l: '-9223372036854775808', d: '-9999999.99', w: '-1' },
+          { n: 10, i: null, l: null, d: '-0.13', w: null },
+        ],
+        `raw: ${raw}: the records of the batch that fit are written`,
+      );
+    }
+  });
+
+  it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
+    const table = `test.t${tables++}`;
+    const sink = sinkFor(table);
+    await sink.open();
+    const texts = ['{"n": 1, "i": -2147483649}', '{"n": 2, "d": 123456789.123}'];
+    const first = await sink.write({ records: records(texts, true), positions: new Map([[0, 2]]) });
+    assert.equal(first.rejected?.length, 2);
+    // What pyiceberg's update_schema().update_column() or Spark's ALTER COLUMN … TYPE commit.
+    await updateSchema(await catalog.loadTable(parseTableIdentifier(table)), [
+      { kind: 'update-column-type', column: 'i', type: 'long' },
+      { kind: 'update-column-type', column: 'd', type: 'decimal(38, 2)' },
+    ]);
+    // Replayed from the DLQ: the same records at later offsets.
+    const replayed = records(texts, true).map((r) => ({ ...r, offset: r.offset + 2 }));
+    const second = await sink.write({ records: replayed, positions: new Map([[0, 4]]) });
+    await sink.close();
+    assert.deepEqual(second.rejected ?? [], []);
+    assert.deepEqual(await rowsOf(table), [
+      { n: 1, i: '-2147483649', l: null, d: null, w: null },
+      { n: 2, i: null, l: null, d: '123456789.12', w: null },
+    ]);
   });
 });
 

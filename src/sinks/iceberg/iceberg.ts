@@ -10,8 +10,9 @@
  * DuckDB connection of its own (lanes of a pipeline with `concurrency` do so side by side), and `write`
  * commits those files with the positions, one batch at a time.
  *
- * Bad records never block good ones: a value that cannot be read as its column's type, a missing
- * required column, or (schema policy `freeze`) a column the table lacks sends that record to the DLQ.
+ * Bad records never block good ones: a value that cannot be read as its column's type (a number too large
+ * for it says what to do), a missing required column, or (schema policy `freeze`) a column the table lacks
+ * sends that record to the DLQ.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -58,7 +59,7 @@ import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spe
 import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
 import { unionByName } from '../../iceberg/schema-update.ts';
 import type { Table } from '../../iceberg/table.ts';
-import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
+import type { IcebergType, NestedField, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
 import { inferStruct } from './infer-schema.ts';
 
 export const icebergSinkSchema = z
@@ -604,7 +605,7 @@ export class IcebergSink implements Sink {
     );
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
-      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${quoteLiteral(`${f.name}: cannot read `)} || left(r${i}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof f.type === 'string' ? f.type : f.type.type}`)} end`;
+      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f, `r${i}`, this.#options.pipeline)} end`;
       return deleted !== undefined && !keys.has(f.name)
         ? `case when ${deleted} is true then null else ${problem} end`
         : problem;
@@ -756,6 +757,92 @@ function ndjson(
   return buffer.subarray(0, at);
 }
 
+/** A whole number as DuckDB reads it from JSON (5, -5, 5.0), in RE2 syntax. */
+const WHOLE_NUMBER = String.raw`\s*-?[0-9]+(\.0+)?\s*`;
+/** Any JSON number as DuckDB reads it (1.5, 1e+38), or as text in a string ("123.45"), in RE2 syntax. */
+const NUMBER = String.raw`\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*`;
+
+/**
+ * Why a staged value (`text`, a SQL expression) that is not null could not be read as its column's type
+ * (see castExpression), as a SQL expression. A number too large for an int, long or decimal column names
+ * the column, its type and the number (cut to 40 characters), and what to do: widen the column when Iceberg
+ * allows a type that holds the number, else give such numbers another column. Other values cannot be read.
+ */
+function unreadableReason(field: NestedField, text: string, pipeline: string): string {
+  const type = field.type;
+  const cannotRead = `${quoteLiteral(`${field.name}: cannot read `)} || left(${text}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof type === 'string' ? type : type.type}`)}`;
+  const range = typeof type === 'string' ? numberRange(type, pipeline) : undefined;
+  if (range === undefined) return cannotRead;
+  // What to do depends on the number: the fix of the first type that holds it.
+  const hint = range.fits.reduceRight(
+    (otherwise, { duckdb, fix }) =>
+      `case when try_cast(${text} as ${duckdb}) is not null then ${quoteLiteral(fix)} else ${otherwise} end`,
+    quoteLiteral(range.otherwise),
+  );
+  const shown = `trim(${text})`;
+  const number = `case when length(${shown}) > 40 then left(${shown}, 40) || '… (' || length(regexp_replace(${shown}, '[^0-9]', '', 'g')) || ' digits)' else ${shown} end`;
+  // A number the cast refused (castExpression takes only whole ones for int and long) was too large.
+  return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${field.name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
+}
+
+/**
+ * For a column of a type a number can be too large for (int, long, decimal): the numbers its cast reads
+ * (RE2), what the type holds, and what to do about a number it cannot hold — the fix of the first of `fits`
+ * (DuckDB types) that holds the number, else `otherwise`.
+ */
+function numberRange(
+  type: PrimitiveType,
+  pipeline: string,
+):
+  | { pattern: string; holds: string; fits: readonly { duckdb: string; fix: string }[]; otherwise: string }
+  | undefined {
+  const transform = 'or filter or change them in a transform';
+  const widen = (wider: string) =>
+    `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${pipeline}); ${transform}`;
+  const exact = `give such values a decimal(38, 0) column (create the table from a schema file that says so), ${transform}`;
+  const otherwise = `no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), ${transform}`;
+  if (type === 'int')
+    return {
+      pattern: WHOLE_NUMBER,
+      holds: 'int (32-bit)',
+      fits: [
+        { duckdb: 'BIGINT', fix: widen('long') },
+        {
+          duckdb: 'DECIMAL(38, 0)',
+          fix: `long, the one type Iceberg widens an int to, cannot hold it either: ${exact}`,
+        },
+      ],
+      otherwise,
+    };
+  if (type === 'long')
+    return {
+      pattern: WHOLE_NUMBER,
+      holds: 'long (64-bit)',
+      fits: [{ duckdb: 'DECIMAL(38, 0)', fix: `Iceberg cannot widen a long: ${exact}` }],
+      otherwise,
+    };
+  const decimal = decimalParts(type);
+  if (decimal === undefined) return undefined;
+  const { precision, scale } = decimal;
+  const whole = precision - scale;
+  return {
+    pattern: NUMBER,
+    holds: `${type} (${
+      scale === 0
+        ? `at most ${precision} digits`
+        : whole > 0
+          ? `at most ${whole} digit${whole > 1 ? 's' : ''} before the point`
+          : 'less than 1 in magnitude'
+    })`,
+    // Iceberg widens a decimal's precision (to 38 at most), never its scale.
+    fits: precision < 38 ? [{ duckdb: `DECIMAL(38, ${scale})`, fix: widen(`decimal(38, ${scale})`) }] : [],
+    otherwise:
+      scale === 0
+        ? otherwise
+        : `no Iceberg decimal of scale ${scale} holds it (38 digits at most): give such values another column (a smaller scale, double or string), ${transform}`,
+  };
+}
+
 /** Reads a staged text (VARCHAR) or JSON value as the Iceberg type; NULL when it is not one. */
 function castExpression(column: string, type: IcebergType): string {
   if (typeof type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
@@ -764,7 +851,7 @@ function castExpression(column: string, type: IcebergType): string {
     case 'long':
       // try_cast would round 1.5 to 2: only whole numbers are integers. DuckDB writes a JSON number such as
       // 5.0 or 1e3 as "5.0" / "1000.0", which JavaScript reads as the integer it is: so is it here.
-      return `case when regexp_full_match(${column}, '\\s*-?[0-9]+(\\.0+)?\\s*') then try_cast(${column} as ${duckdbType(type)}) end`;
+      return `case when regexp_full_match(${column}, ${quoteLiteral(WHOLE_NUMBER)}) then try_cast(${column} as ${duckdbType(type)}) end`;
     case 'boolean':
       return `case lower(${column}) when 'true' then true when 'false' then false end`;
     default:
