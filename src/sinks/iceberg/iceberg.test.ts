@@ -205,6 +205,70 @@ describe('numbers a column cannot hold', () => {
     }
   });
 
+  it('sends a record whose map key its type cannot hold to the DLQ, not the whole batch', async () => {
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+        fixedSchema: {
+          type: 'struct',
+          fields: [
+            { id: 1, name: 'n', type: 'int', required: true },
+            {
+              id: 2,
+              name: 'm',
+              required: false,
+              type: {
+                type: 'map',
+                'key-id': 3,
+                key: 'int',
+                'value-id': 4,
+                value: 'long',
+                'value-required': false,
+              },
+            },
+          ],
+        },
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const texts = [
+        '{"n": 1, "m": {"1": 5, "-2147483648": 6}}',
+        '{"n": 2, "m": {"2147483648": 5}}',
+        '{"n": 3, "m": {"b": 5}}',
+        '{"n": 4, "m": {}}',
+      ];
+      // DuckDB failed the whole statement on such a key, even in try_cast: the batch could never be written.
+      const result = await sink.write({ records: records(texts, raw), positions: new Map([[0, 4]]) });
+      await sink.close();
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        ['1: m: cannot read {"2147483648":5} as map', '2: m: cannot read {"b":5} as map'],
+        `raw: ${raw}`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select n, map_entries(m)::varchar as m from ${scanSql(plan, loaded.storage)} order by n`,
+        )
+      ).getRowObjectsJson();
+      assert.deepEqual(
+        rows,
+        [
+          { n: 1, m: "[{'key': 1, 'value': 5}, {'key': -2147483648, 'value': 6}]" },
+          { n: 4, m: '[]' },
+        ],
+        `raw: ${raw}`,
+      );
+    }
+  });
+
   it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
     const table = `test.t${tables++}`;
     const sink = sinkFor(table);

@@ -843,9 +843,22 @@ function numberRange(
   };
 }
 
+/** Whether a value of the type holds a map whose keys are not strings (see castExpression). */
+function hasTypedKeys(type: IcebergType): boolean {
+  if (typeof type === 'string') return false;
+  if (type.type === 'struct') return type.fields.some((f) => hasTypedKeys(f.type));
+  if (type.type === 'list') return hasTypedKeys(type.element);
+  return type.key !== 'string' || hasTypedKeys(type.value);
+}
+
 /** Reads a staged text (VARCHAR) or JSON value as the Iceberg type; NULL when it is not one. */
 function castExpression(column: string, type: IcebergType): string {
-  if (typeof type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
+  // A JSON key DuckDB cannot cast to a map's key type ("b", or 3000000000 for an int) fails the statement,
+  // and so the whole batch, even in try_cast (a map key cannot be NULL): try() makes that value NULL.
+  if (typeof type !== 'string')
+    return hasTypedKeys(type)
+      ? `try(try_cast(${column} as ${duckdbType(type)}))`
+      : `try_cast(${column} as ${duckdbType(type)})`;
   switch (type) {
     case 'int':
     case 'long':
