@@ -269,6 +269,122 @@ describe('numbers a column cannot hold', () => {
     }
   });
 
+  it('sends a record to the DLQ for a value inside a struct, list or map its type cannot hold', async () => {
+    const nested: NestedField[] = [
+      { id: 1, name: 'n', type: 'int', required: true },
+      {
+        id: 2,
+        name: 's',
+        required: false,
+        type: {
+          type: 'struct',
+          fields: [
+            { id: 3, name: 'x', type: 'long', required: false },
+            { id: 4, name: 't', type: 'timestamptz', required: false },
+            { id: 5, name: 'name', type: 'string', required: false },
+          ],
+        },
+      },
+      {
+        id: 6,
+        name: 'l',
+        required: false,
+        type: { type: 'list', 'element-id': 7, element: 'int', 'element-required': false },
+      },
+      {
+        id: 8,
+        name: 'm',
+        required: false,
+        type: {
+          type: 'map',
+          'key-id': 9,
+          key: 'string',
+          'value-id': 10,
+          value: 'decimal(9, 2)',
+          'value-required': false,
+        },
+      },
+      {
+        id: 11,
+        name: 'ls',
+        required: false,
+        type: {
+          type: 'list',
+          'element-id': 12,
+          element: { type: 'struct', fields: [{ id: 13, name: 'q', type: 'long', required: false }] },
+          'element-required': false,
+        },
+      },
+    ];
+    const texts = [
+      '{"n": 1, "s": {"x": 9223372036854775807, "t": "2026-11-23T10:00:00Z", "name": "a"}, "l": [1, -2147483648], "m": {"a": 1.125}, "ls": [{"q": 1}]}',
+      '{"n": 2, "s": {"x": 92233720368547758070}}',
+      '{"n": 3, "l": [1, 2147483648]}',
+      '{"n": 4, "l": [1.5]}',
+      '{"n": 5, "m": {"a": 1, "b": 123456789}}',
+      '{"n": 6, "ls": [{"q": 1}, {"q": -92233720368547758070}]}',
+      '{"n": 7, "s": {"t": "2026-02-30T10:00:00Z"}}',
+      '{"n": 8, "s": {"x": null, "name": "b"}, "l": [null, 3], "m": {"b": null}, "ls": [null, {}]}',
+      '{"n": 9, "s": {"x": "12", "name": 5}, "l": [5.0]}',
+    ];
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+        fixedSchema: { type: 'struct', fields: nested },
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const result = await sink.write({
+        records: records(texts, raw),
+        positions: new Map([[0, texts.length]]),
+      });
+      await sink.close();
+      // The cast made NULL of each (and 2 of 1.5), and the record was written so.
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        [
+          `1: column s.x is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
+          `2: column l.element is int (32-bit); 2147483648 does not fit — ${widen('long', 'int')}`,
+          '3: l.element: cannot read 1.5 as int',
+          `4: column m.value is decimal(9, 2) (at most 7 digits before the point); 123456789 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)')}`,
+          `5: column ls.element.q is long (64-bit); -92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
+          '6: s.t: cannot read 2026-02-30T10:00:00Z as timestamptz',
+        ],
+        `raw: ${raw}`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select n, s.x::varchar as x, s.name, l::varchar as l, m::varchar as m, ls::varchar as ls
+             from ${scanSql(plan, loaded.storage)} order by n`,
+        )
+      ).getRowObjectsJson();
+      assert.deepEqual(
+        rows,
+        [
+          {
+            n: 1,
+            x: '9223372036854775807',
+            name: 'a',
+            l: '[1, -2147483648]',
+            m: '{a=1.13}',
+            ls: "[{'q': 1}]",
+          },
+          { n: 8, x: null, name: 'b', l: '[NULL, 3]', m: '{b=NULL}', ls: "[NULL, {'q': NULL}]" },
+          { n: 9, x: '12', name: '5', l: '[5]', m: null, ls: null },
+        ],
+        `raw: ${raw}: the records of the batch that fit are written`,
+      );
+    }
+  });
+
   it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
     const table = `test.t${tables++}`;
     const sink = sinkFor(table);

@@ -10,9 +10,9 @@
  * DuckDB connection of its own (lanes of a pipeline with `concurrency` do so side by side), and `write`
  * commits those files with the positions, one batch at a time.
  *
- * Bad records never block good ones: a value that cannot be read as its column's type (a number too large
- * for it says what to do), a missing required column, or (schema policy `freeze`) a column the table lacks
- * sends that record to the DLQ.
+ * Bad records never block good ones: a value that cannot be read as its column's type, at the top or inside a
+ * struct, list or map (a number too large for it says what to do), a missing required column, or (schema
+ * policy `freeze`) a column the table lacks sends that record to the DLQ.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -59,7 +59,7 @@ import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spe
 import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
 import { unionByName } from '../../iceberg/schema-update.ts';
 import type { Table } from '../../iceberg/table.ts';
-import type { IcebergType, NestedField, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
+import type { IcebergType, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
 import { inferStruct } from './infer-schema.ts';
 
 export const icebergSinkSchema = z
@@ -581,7 +581,8 @@ export class IcebergSink implements Sink {
     // Each value is cast once (c<i>), next to its text (r<i>), and the reasons are built from both.
     const inner = schema.fields.map((f, i) => {
       const column = quoteIdentifier(f.name);
-      return `${column} as r${i}, ${castExpression(column, f.type)} as c${i}`;
+      const shadow = typeof f.type === 'string' ? undefined : shadowType(f.type);
+      return `${column} as r${i}, ${castExpression(column, f.type)} as c${i}${shadow === undefined ? '' : `, try_cast(${column} as ${shadow}) as s${i}`}`;
     });
     const casts = schema.fields.map((f, i) => `c${i} as ${quoteIdentifier(f.name)}`);
     if (extra !== undefined) {
@@ -605,7 +606,11 @@ export class IcebergSink implements Sink {
     );
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
-      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f, `r${i}`, this.#options.pipeline)} end`;
+      const inside =
+        typeof f.type === 'string' || shadowType(f.type) === undefined
+          ? undefined
+          : nestedProblem(`c${i}`, `s${i}`, f.type, f.name, this.#options.pipeline, 0);
+      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f.name, f.type, `r${i}`, this.#options.pipeline)}${inside === undefined ? '' : ` when r${i} is not null then ${inside}`} end`;
       return deleted !== undefined && !keys.has(f.name)
         ? `case when ${deleted} is true then null else ${problem} end`
         : problem;
@@ -768,9 +773,8 @@ const NUMBER = String.raw`\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*
  * the column, its type and the number (cut to 40 characters), and what to do: widen the column when Iceberg
  * allows a type that holds the number, else give such numbers another column. Other values cannot be read.
  */
-function unreadableReason(field: NestedField, text: string, pipeline: string): string {
-  const type = field.type;
-  const cannotRead = `${quoteLiteral(`${field.name}: cannot read `)} || left(${text}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof type === 'string' ? type : type.type}`)}`;
+function unreadableReason(name: string, type: IcebergType, text: string, pipeline: string): string {
+  const cannotRead = `${quoteLiteral(`${name}: cannot read `)} || left(${text}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof type === 'string' ? type : type.type}`)}`;
   const range = typeof type === 'string' ? numberRange(type, pipeline) : undefined;
   if (range === undefined) return cannotRead;
   // What to do depends on the number: the fix of the first type that holds it.
@@ -782,7 +786,7 @@ function unreadableReason(field: NestedField, text: string, pipeline: string): s
   const shown = `trim(${text})`;
   const number = `case when length(${shown}) > 40 then left(${shown}, 40) || '… (' || length(regexp_replace(${shown}, '[^0-9]', '', 'g')) || ' digits)' else ${shown} end`;
   // A number the cast refused (castExpression takes only whole ones for int and long) was too large.
-  return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${field.name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
+  return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
 }
 
 /**
@@ -841,6 +845,85 @@ function numberRange(
         ? otherwise
         : `no Iceberg decimal of scale ${scale} holds it (38 digits at most): give such values another column (a smaller scale, double or string), ${transform}`,
   };
+}
+
+/**
+ * The type a nested column is read as a second time to see what its cast lost (see nestedProblem): the same
+ * shape, with the text of each value that can be lost (VARCHAR) in place of its type, and string map keys;
+ * undefined when nothing can be lost (strings read anything).
+ */
+function shadowType(type: IcebergType): string | undefined {
+  if (typeof type === 'string') return type === 'string' ? undefined : 'VARCHAR';
+  if (type.type === 'struct') {
+    const fields = type.fields.flatMap((f) => {
+      const shadow = shadowType(f.type);
+      return shadow === undefined ? [] : [`${quoteIdentifier(f.name)} ${shadow}`];
+    });
+    return fields.length === 0 ? undefined : `STRUCT(${fields.join(', ')})`;
+  }
+  if (type.type === 'list') {
+    const element = shadowType(type.element);
+    return element === undefined ? undefined : `${element}[]`;
+  }
+  const value = shadowType(type.value);
+  return value === undefined ? undefined : `MAP(VARCHAR, ${value})`;
+}
+
+/**
+ * Where the cast of a nested value (`cast`) lost a value its text (`shadow`, of shadowType) holds, the reason
+ * for the first such place, as a SQL expression (NULL when none); undefined when nothing can be lost. try_cast
+ * makes NULL of a field, element or map value it cannot read (an integer beyond int64 in a long) rather than
+ * of the whole, and rounds 1.5 to 2 in an int: each sends the record to the DLQ, as a column of that type
+ * would, naming the place as Iceberg does (`address.zip`, `points.element.x`).
+ */
+function nestedProblem(
+  cast: string,
+  shadow: string,
+  type: IcebergType,
+  path: string,
+  pipeline: string,
+  depth: number,
+): string | undefined {
+  if (typeof type === 'string') {
+    if (type === 'string') return undefined;
+    const rounded =
+      type === 'int' || type === 'long'
+        ? ` or not regexp_full_match(${shadow}, ${quoteLiteral(WHOLE_NUMBER)})`
+        : '';
+    return `case when ${shadow} is not null and (${cast} is null${rounded}) then ${unreadableReason(path, type, shadow, pipeline)} end`;
+  }
+  const p = `p${depth}`;
+  const firstOf = (pairs: string, problem: string | undefined) =>
+    problem === undefined
+      ? undefined
+      : `list_filter(list_transform(${pairs}, lambda ${p}: ${problem}), lambda ${p}: ${p} is not null)[1]`;
+  if (type.type === 'struct') {
+    const fields = type.fields.flatMap((f) => {
+      const problem = nestedProblem(
+        `struct_extract(${cast}, ${quoteLiteral(f.name)})`,
+        `struct_extract(${shadow}, ${quoteLiteral(f.name)})`,
+        f.type,
+        `${path}.${f.name}`,
+        pipeline,
+        depth + 1,
+      );
+      return problem === undefined ? [] : [problem];
+    });
+    return fields.length === 0
+      ? undefined
+      : fields.length === 1
+        ? fields[0]
+        : `coalesce(${fields.join(', ')})`;
+  }
+  if (type.type === 'list')
+    return firstOf(
+      `list_zip(${cast}, ${shadow})`,
+      nestedProblem(`${p}[1]`, `${p}[2]`, type.element, `${path}.element`, pipeline, depth + 1),
+    );
+  return firstOf(
+    `list_zip(map_values(${cast}), map_values(${shadow}))`,
+    nestedProblem(`${p}[1]`, `${p}[2]`, type.value, `${path}.value`, pipeline, depth + 1),
+  );
 }
 
 /** Whether a value of the type holds a map whose keys are not strings (see castExpression). */
