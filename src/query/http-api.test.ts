@@ -205,4 +205,27 @@ describe('query API handlers', () => {
     const all = parse(await api.listTables({})) as { tables: Array<{ table: string }> };
     assert.deepEqual(all.tables.map((t) => t.table).sort(), ['hr.salaries', 'shop.orders']);
   });
+
+  it("refuses the functions that bind SQL or read the engine's catalog, which no table check sees", async () => {
+    await lake.createFromSql('hr.pay', `select 'bob' as name, 123456 as salary`);
+    const canRead = (table: string) => foldedName(table).startsWith('shop.');
+    const files = `${lake.dir}/warehouse/hr/pay/data/*.parquet`;
+    for (const sql of [
+      // Binds (and plans) any text: the table's schema and files, and, as the optimizer prunes by the files'
+      // statistics, their values — this one answered 123456 in one request, never naming hr.pay where it is checked.
+      `with recursive b(lo, hi) as (select 0, 1000000000 union all select if(ok, mid, lo), if(ok, hi, mid) from (select lo, hi, (lo + hi) // 2 mid, json_serialize_plan('select 1 from read_parquet(''${files}'') where salary >= ' || ((lo + hi) // 2), optimize := true) not like '%EMPTY_RESULT%' ok from b where hi - lo > 1)) select max(lo) salary from b`,
+      `select json_serialize_plan('select * from hr.pay') p`,
+      `select main.JSON_SERIALIZE_PLAN('select 1') p`,
+      // System macros running table functions: every view's SQL (columns, types, data files), constraints…
+      'select pg_get_viewdef(i) d from range(0, 1000000) t(i) where d is not null',
+      'select pg_catalog.pg_get_constraintdef(1) d',
+      'select format_type(1, 1) d',
+      "select get_block_size('memory') d",
+    ]) {
+      const response = await api.query({ body: { sql }, canRead });
+      assert.equal(response.status, 400, sql);
+      assert.match(String(response.body), /\(\) is not allowed/, sql);
+      assert.doesNotMatch(String(response.body), /123456|salary"|bob/, sql);
+    }
+  });
 });

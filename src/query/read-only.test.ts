@@ -2,10 +2,12 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { isTributaryError } from '../errors.ts';
 import { deleteWhere } from '../iceberg/operations/write.ts';
 import { parseTableIdentifier } from '../catalog/identifier.ts';
 import { ReadOnlyQueryEngine, runReadOnlyQuery } from './read-only.ts';
+import { ALLOWED_TABLE_FUNCTIONS, DENIED_FUNCTIONS, parseSingleSelect } from './sql-check.ts';
 import { openTestLakehouse, type TestLakehouse } from './testing.ts';
 
 describe('runReadOnlyQuery', () => {
@@ -142,6 +144,38 @@ describe('runReadOnlyQuery', () => {
       'with recursive r(n) as (select 1 union all select n + 1 from r where n < 3) select sum(n)::int s from r',
     );
     assert.deepEqual(recursive.rows, [{ s: 6 }]);
+  });
+
+  it("denies every built-in macro whose body reads what the query itself could not (DuckDB's, as upgraded)", async () => {
+    // A macro is a FUNCTION node in the query: its body (pg_get_viewdef's `FROM duckdb_views()`) is never checked.
+    const instance = await DuckDBInstance.create(':memory:');
+    const connection = await instance.connect();
+    try {
+      const macros = (
+        await connection.runAndReadAll(
+          `select distinct function_name, macro_definition from duckdb_functions()
+           where function_type = 'macro' and macro_definition is not null`,
+        )
+      ).getRows() as Array<[string, string]>;
+      assert.ok(macros.length > 50);
+      const reading: string[] = [];
+      for (const [name, definition] of macros) {
+        const body = await parseSingleSelect(connection, `select ${definition}`);
+        const reads =
+          body.tables.some((t) => !t.cte) ||
+          body.tableFunctions.some((f) => !ALLOWED_TABLE_FUNCTIONS.has(f)) ||
+          body.functions.some((f) => DENIED_FUNCTIONS.has(f));
+        if (reads) reading.push(name);
+      }
+      assert.ok(reading.includes('pg_get_viewdef'));
+      assert.deepEqual(
+        reading.filter((name) => !DENIED_FUNCTIONS.has(name)),
+        [],
+      );
+    } finally {
+      connection.closeSync();
+      instance.closeSync();
+    }
   });
 
   it('runs a time-travel query only as the statement it checked', async () => {

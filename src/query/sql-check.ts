@@ -169,11 +169,23 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
 /** Table functions a read-only query may call: they compute rows and touch no file or setting. */
 export const ALLOWED_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest']);
 
-/** Functions a read-only query may not call: they read the engine's settings, variables and secrets. */
+/**
+ * Functions a read-only query may not call: they read the engine's settings, variables and secrets, or
+ * read what the query's own table check never sees. `json_serialize_plan` binds and plans any SQL text —
+ * any table, any table function over the warehouse's files — and the plan shows their schema and, as the
+ * optimizer prunes by the files' statistics, their values. The built-in macros run table functions in
+ * their bodies: `pg_get_viewdef` (every view's SQL: each table's columns and files), `pg_get_constraintdef`,
+ * `format_type`, `get_block_size` (read-only.test.ts checks that no other macro does).
+ */
 export const DENIED_FUNCTIONS: ReadonlySet<string> = new Set([
   'current_setting',
   'getvariable',
   'which_secret',
+  'json_serialize_plan',
+  'pg_get_viewdef',
+  'pg_get_constraintdef',
+  'format_type',
+  'get_block_size',
 ]);
 
 /** The statement as JSON text without `query_location`s (where in the text a node was: not its meaning). */
