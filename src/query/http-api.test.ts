@@ -206,6 +206,27 @@ describe('query API handlers', () => {
     assert.deepEqual(all.tables.map((t) => t.table).sort(), ['hr.salaries', 'shop.orders']);
   });
 
+  it('takes a name of three parts as DuckDB does, catalog.schema.table, not as a namespace of two levels', async () => {
+    await lake.createFromSql('hr.bonus', `select 'carl' as name, 777777 as bonus`);
+    await lake.createFromSql('memory.hr.bonus', `select 'decoy' as name, 0 as bonus`);
+    // Someone granted hr.bonus has read it: its view "hr"."bonus" is in the engine.
+    assert.equal((await api.query({ body: { sql: 'select count(*) from hr.bonus' } })).status, 200);
+    // As a key granted memory.* decides: the namespace memory.hr, whose view is "memory.hr"."bonus".
+    const canRead = (table: string) => foldedName(table).startsWith('memory.');
+    const granted = await api.query({ body: { sql: 'select name from "memory.hr".bonus' }, canRead });
+    assert.equal(granted.status, 200);
+    assert.deepEqual((parse(granted) as { rows: unknown[] }).rows, [{ name: 'decoy' }]);
+    // memory.hr.bonus is the catalog memory's "hr"."bonus" to DuckDB: hr.bonus, which it answered.
+    for (const sql of ['select * from memory.hr.bonus', 'select * from "memory"."hr"."bonus"']) {
+      const response = await api.query({ body: { sql }, canRead });
+      assert.equal(response.status, 400, sql);
+      assert.match(String(response.body), /no table memory\.hr\.bonus in the catalog/, sql);
+      assert.doesNotMatch(String(response.body), /carl|777777/, sql);
+    }
+    const admin = await api.query({ body: { sql: 'select * from memory.hr.bonus' } });
+    assert.equal(admin.status, 400, 'not a table name, whoever asks');
+  });
+
   it("refuses the functions that bind SQL or read the engine's catalog, which no table check sees", async () => {
     await lake.createFromSql('hr.pay', `select 'bob' as name, 123456 as salary`);
     const canRead = (table: string) => foldedName(table).startsWith('shop.');

@@ -200,14 +200,14 @@ export class ReadOnlyQueryEngine {
     );
     const used = new Map<string, TableIdentifier>();
     for (const reference of parsed.tables) {
-      const dotted = foldedName(reference.parts.join('.'));
       if (reference.cte) continue;
       if (options.canRead && !options.canRead(reference.parts.join('.'))) throw notGranted(reference.parts);
-      const identifier = catalogTables.get(dotted);
-      if (!identifier) {
+      const dotted = viewName(reference.parts);
+      const identifier = dotted === undefined ? undefined : catalogTables.get(dotted);
+      if (dotted === undefined || !identifier) {
         throw refused(
           `no table ${reference.parts.join('.')} in the catalog`,
-          'name tables as namespace.table; GET /v1/tables lists them',
+          'name tables as namespace.table ("silver.eu".orders for a namespace of two levels); GET /v1/tables lists them',
         );
       }
       used.set(dotted, identifier);
@@ -238,7 +238,10 @@ export class ReadOnlyQueryEngine {
         });
     }
     const text = timeTravel
-      ? await rewriteTableReferences(connection, parsed, (parts) => pinned.get(foldedName(parts.join('.'))))
+      ? await rewriteTableReferences(connection, parsed, (parts) => {
+          const dotted = viewName(parts);
+          return dotted === undefined ? undefined : pinned.get(dotted);
+        })
       : sql;
     const remaining = timeoutMs - (performance.now() - started);
     if (remaining <= 0) throw timedOut(timeoutMs);
@@ -292,6 +295,16 @@ export class ReadOnlyQueryEngine {
     this.#admin.closeSync();
     this.#instance.closeSync();
   }
+}
+
+/**
+ * The catalog table (folded "namespace.table") whose view a reference binds to: a view is
+ * `"<namespace>"."<table>"`, so only a name of two parts is one, the namespace of several levels quoted as
+ * one (`"silver.eu".orders`). Three parts are catalog.schema.table to DuckDB: `memory.hr.salaries` is the
+ * view "hr"."salaries", not the table salaries of the namespace memory.hr that its dotted text names.
+ */
+function viewName(parts: readonly string[]): string | undefined {
+  return parts.length === 2 && !parts[1]!.includes('.') ? foldedName(`${parts[0]}.${parts[1]}`) : undefined;
 }
 
 function refused(message: string, hint?: string, cause?: unknown): TributaryError {
