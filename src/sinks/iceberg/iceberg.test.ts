@@ -385,6 +385,212 @@ describe('numbers a column cannot hold', () => {
     }
   });
 
+  it('sends a record to the DLQ for a struct given something other than an object, there or nested', async () => {
+    const nested: NestedField[] = [
+      { id: 1, name: 'n', type: 'int', required: true },
+      {
+        id: 2,
+        name: 'address',
+        required: false,
+        type: {
+          type: 'struct',
+          fields: [
+            { id: 3, name: 'street', type: 'string', required: false },
+            { id: 4, name: 'zip', type: 'int', required: false },
+          ],
+        },
+      },
+      {
+        id: 5,
+        name: 'ls',
+        required: false,
+        type: {
+          type: 'list',
+          'element-id': 6,
+          element: { type: 'struct', fields: [{ id: 7, name: 'q', type: 'string', required: false }] },
+          'element-required': false,
+        },
+      },
+      {
+        id: 8,
+        name: 'm',
+        required: false,
+        type: {
+          type: 'map',
+          'key-id': 9,
+          key: 'string',
+          'value-id': 10,
+          value: { type: 'struct', fields: [{ id: 11, name: 'a', type: 'string', required: false }] },
+          'value-required': false,
+        },
+      },
+      {
+        id: 12,
+        name: 's',
+        required: false,
+        type: {
+          type: 'struct',
+          fields: [
+            {
+              id: 13,
+              name: 'in ner',
+              required: false,
+              type: { type: 'struct', fields: [{ id: 14, name: 'x', type: 'string', required: false }] },
+            },
+          ],
+        },
+      },
+    ];
+    const texts = [
+      '{"n": 1, "address": {"street": "Main St", "zip": 1}, "ls": [{"q": "a"}, null, {}], "m": {"k": {"a": "b"}, "j": null}, "s": {"in ner": {"x": "y"}}}',
+      '{"n": 2, "address": "Main St 1"}',
+      '{"n": 3, "address": 5}',
+      '{"n": 4, "address": [1, 2]}',
+      '{"n": 5, "ls": [{"q": "a"}, "b"]}',
+      '{"n": 6, "m": {"k": {"a": "b"}, "j": 5}}',
+      '{"n": 7, "s": {"in ner": true}}',
+      '{"n": 8, "address": {}, "s": {}, "ls": [], "m": {}}',
+      '{"n": 9, "address": null, "s": {"in ner": null}}',
+    ];
+    const what =
+      'is not an object — send an object of its fields (or null) there, or filter or change such records in a transform';
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+        fixedSchema: { type: 'struct', fields: nested },
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const result = await sink.write({
+        records: records(texts, raw),
+        positions: new Map([[0, texts.length]]),
+      });
+      await sink.close();
+      // The cast made a struct of NULLs of each, and the record was written so.
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        [
+          `1: column address is a struct; "Main St 1" ${what}`,
+          `2: column address is a struct; 5 ${what}`,
+          `3: column address is a struct; [1,2] ${what}`,
+          `4: column ls.element is a struct; "b" ${what}`,
+          `5: column m.value is a struct; 5 ${what}`,
+          `6: column s.in ner is a struct; true ${what}`,
+        ],
+        `raw: ${raw}`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select n, address::varchar as address, ls::varchar as ls, m::varchar as m, s::varchar as s
+             from ${scanSql(plan, loaded.storage)} order by n`,
+        )
+      ).getRowObjectsJson();
+      assert.deepEqual(
+        rows,
+        [
+          {
+            n: 1,
+            address: "{'street': Main St, 'zip': 1}",
+            ls: "[{'q': a}, NULL, {'q': NULL}]",
+            m: "{k={'a': b}, j=NULL}",
+            s: "{'in ner': {'x': y}}",
+          },
+          {
+            n: 8,
+            address: "{'street': NULL, 'zip': NULL}",
+            ls: '[]',
+            m: '{}',
+            s: "{'in ner': NULL}",
+          },
+          { n: 9, address: null, ls: null, m: null, s: "{'in ner': NULL}" },
+        ],
+        `raw: ${raw}: the records of the batch that fit are written`,
+      );
+    }
+  });
+
+  it('sends a number beyond the float range to the DLQ rather than write Infinity (or NULL)', async () => {
+    const floats: NestedField[] = [
+      { id: 1, name: 'n', type: 'int', required: true },
+      { id: 2, name: 'f', type: 'float', required: false },
+      {
+        id: 3,
+        name: 's',
+        required: false,
+        type: { type: 'struct', fields: [{ id: 4, name: 'x', type: 'float', required: false }] },
+      },
+    ];
+    const texts = [
+      '{"n": 1, "f": 3.4e38, "s": {"x": -1.5}}',
+      '{"n": 2, "f": 1e39}',
+      '{"n": 3, "f": -1E39}',
+      '{"n": 4, "f": 1e400}',
+      '{"n": 5, "f": -1e400}',
+      '{"n": 6, "s": {"x": 1e39}}',
+      '{"n": 7, "f": "Infinity", "s": {"x": 1e-50}}',
+      '{"n": 8, "f": "1e39"}',
+    ];
+    const toDouble = widen('double', 'float');
+    const noNumber =
+      'no Iceberg number holds it: give such values a string column, or filter or change them in a transform';
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const sink = new IcebergSink({
+        name: 'iceberg',
+        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
+        fixedSchema: { type: 'struct', fields: floats },
+        pipeline: 'p',
+        topic: 'events',
+        projectRoot: dir,
+        catalog: async () => catalog,
+        engine: async () => engine,
+      });
+      await sink.open();
+      const result = await sink.write({
+        records: records(texts, raw),
+        positions: new Map([[0, texts.length]]),
+      });
+      await sink.close();
+      // The cast made Infinity of each (1e400 from the parsed value: NULL), and the record was written so.
+      assert.deepEqual(
+        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        [
+          `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble}`,
+          `2: column f is float (32-bit, at most ±3.4e38); -1e+39 does not fit — ${toDouble}`,
+          `3: column f is float (32-bit, at most ±3.4e38); a number beyond ±1.8e308 does not fit — ${noNumber}`,
+          `4: column f is float (32-bit, at most ±3.4e38); a number beyond ±1.8e308 does not fit — ${noNumber}`,
+          `5: column s.x is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble}`,
+          `7: column f is float (32-bit, at most ±3.4e38); 1e39 does not fit — ${toDouble}`,
+        ],
+        `raw: ${raw}`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select n, f::varchar as f, s.x::varchar as x from ${scanSql(plan, loaded.storage)} order by n`,
+        )
+      ).getRowObjectsJson();
+      assert.deepEqual(
+        rows,
+        [
+          { n: 1, f: '3.4e+38', x: '-1.5' },
+          // Text that says Infinity is Infinity; a number too small for a float is 0, as it rounds.
+          { n: 7, f: 'inf', x: '0.0' },
+        ],
+        `raw: ${raw}: the records of the batch that fit are written`,
+      );
+    }
+  });
+
   it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
     const table = `test.t${tables++}`;
     const sink = sinkFor(table);

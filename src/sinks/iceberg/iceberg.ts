@@ -11,8 +11,9 @@
  * commits those files with the positions, one batch at a time.
  *
  * Bad records never block good ones: a value that cannot be read as its column's type, at the top or inside a
- * struct, list or map (a number too large for it says what to do), a missing required column, or (schema
- * policy `freeze`) a column the table lacks sends that record to the DLQ.
+ * struct, list or map (a number too large for it, a float's range included, says what to do; so does a struct
+ * given anything but an object), a missing required column, or (schema policy `freeze`) a column the table
+ * lacks sends that record to the DLQ.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -606,17 +607,24 @@ export class IcebergSink implements Sink {
     );
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
-      const inside =
-        typeof f.type === 'string' || shadowType(f.type) === undefined
-          ? undefined
-          : nestedProblem(`c${i}`, `s${i}`, f.type, f.name, this.#options.pipeline, 0);
-      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f.name, f.type, `r${i}`, this.#options.pipeline)}${inside === undefined ? '' : ` when r${i} is not null then ${inside}`} end`;
+      const inside = [
+        ...(typeof f.type === 'string' ? [] : structProblems(`r${i}`, f.type, f.name)),
+        ...(typeof f.type === 'string' || shadowType(f.type) === undefined
+          ? []
+          : [nestedProblem(`c${i}`, `s${i}`, f.type, f.name, this.#options.pipeline, 0)]),
+      ].filter((problem) => problem !== undefined);
+      const within =
+        inside.length === 0
+          ? ''
+          : ` when r${i} is not null then ${inside.length === 1 ? inside[0] : `coalesce(${inside.join(', ')})`}`;
+      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f.name, f.type, `r${i}`, this.#options.pipeline)}${within} end`;
       return deleted !== undefined && !keys.has(f.name)
         ? `case when ${deleted} is true then null else ${problem} end`
         : problem;
     });
     const known = new Set(schema.fields.map((f) => f.name));
     if (extra !== undefined) known.add(extra);
+    const floats = schema.fields.filter((f) => f.type === 'float').map((f) => f.name);
     let scratch = this.#scratch.get(engine);
     if (!scratch) this.#scratch.set(engine, (scratch = { buffer: Buffer.alloc(0) }));
     const load = async (lines: Buffer, into: 'create' | 'insert') => {
@@ -640,11 +648,11 @@ export class IcebergSink implements Sink {
       const to = chunkEnd(records, from, STAGE_CHUNK_BYTES);
       const into = from === 0 ? 'create' : 'insert';
       try {
-        await load(ndjson(records, from, to, known, true, scratch), into);
+        await load(ndjson(records, from, to, known, floats, true, scratch), into);
       } catch (error) {
         // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
         if (!/duplicate key/i.test((error as Error).message)) throw error;
-        await load(ndjson(records, from, to, known, false, scratch), into);
+        await load(ndjson(records, from, to, known, floats, false, scratch), into);
       }
       from = to;
     } while (from < records.length);
@@ -722,12 +730,18 @@ function chunkEnd(records: readonly PipelineRecord[], from: number, bytes: numbe
  * with `_row` spliced in after the opening brace when `useRaw` and the record has them (DuckDB ignores
  * keys it was not asked for), else the value's known columns serialized. Written into `scratch.buffer`
  * (grown when too small, and kept for the next chunk: one buffer rather than one per chunk).
+ *
+ * A value of a float column (`floats`) that is ±Infinity — JSON.parse reads a number beyond the double
+ * range (1e400) so, and JSON.stringify would write null — is written as a number beyond that range, which
+ * the cast refuses as the raw bytes' is (see castExpression): the record goes to the DLQ rather than
+ * being written with NULL.
  */
 function ndjson(
   records: readonly PipelineRecord[],
   from: number,
   to: number,
   known: ReadonlySet<string>,
+  floats: readonly string[],
   useRaw: boolean,
   scratch: { buffer: Buffer },
 ): Buffer {
@@ -753,6 +767,10 @@ function ndjson(
     } else {
       const value: Record<string, unknown> = { _row: row };
       for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
+      for (const key of floats) {
+        const v = value[key];
+        if (v === Infinity || v === -Infinity) value[key] = RawJson.rawJSON(v > 0 ? '1e999' : '-1e999');
+      }
       const text = JSON.stringify(value);
       reserve(Buffer.byteLength(text) + 1);
       at += buffer.write(text, at, 'utf8');
@@ -761,6 +779,9 @@ function ndjson(
   }
   return buffer.subarray(0, at);
 }
+
+/** JSON.rawJSON (Node 21+; not in TypeScript's lib yet): JSON.stringify writes the text as it is. */
+const RawJson = JSON as unknown as { rawJSON(text: string): unknown };
 
 /** A whole number as DuckDB reads it from JSON (5, -5, 5.0), in RE2 syntax. */
 const WHOLE_NUMBER = String.raw`\s*-?[0-9]+(\.0+)?\s*`;
@@ -780,17 +801,21 @@ function unreadableReason(name: string, type: IcebergType, text: string, pipelin
   // What to do depends on the number: the fix of the first type that holds it.
   const hint = range.fits.reduceRight(
     (otherwise, { duckdb, fix }) =>
-      `case when try_cast(${text} as ${duckdb}) is not null then ${quoteLiteral(fix)} else ${otherwise} end`,
+      // A double beyond its range is Infinity, not NULL.
+      `case when ${duckdb === 'DOUBLE' ? `isfinite(try_cast(${text} as DOUBLE))` : `try_cast(${text} as ${duckdb}) is not null`} then ${quoteLiteral(fix)} else ${otherwise} end`,
     quoteLiteral(range.otherwise),
   );
   const shown = `trim(${text})`;
-  const number = `case when length(${shown}) > 40 then left(${shown}, 40) || '… (' || length(regexp_replace(${shown}, '[^0-9]', '', 'g')) || ' digits)' else ${shown} end`;
+  let number = `case when length(${shown}) > 40 then left(${shown}, 40) || '… (' || length(regexp_replace(${shown}, '[^0-9]', '', 'g')) || ' digits)' else ${shown} end`;
+  // Such a number read from a record's value (not its bytes) was Infinity, its digits lost (see ndjson).
+  if (type === 'float')
+    number = `case when isinf(try_cast(${text} as DOUBLE)) then 'a number beyond ±1.8e308' else ${number} end`;
   // A number the cast refused (castExpression takes only whole ones for int and long) was too large.
   return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
 }
 
 /**
- * For a column of a type a number can be too large for (int, long, decimal): the numbers its cast reads
+ * For a column of a type a number can be too large for (int, long, float, decimal): the numbers its cast reads
  * (RE2), what the type holds, and what to do about a number it cannot hold — the fix of the first of `fits`
  * (DuckDB types) that holds the number, else `otherwise`.
  */
@@ -805,6 +830,13 @@ function numberRange(
     `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${pipeline}); ${transform}`;
   const exact = `give such values a decimal(38, 0) column (create the table from a schema file that says so), ${transform}`;
   const otherwise = `no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), ${transform}`;
+  if (type === 'float')
+    return {
+      pattern: NUMBER,
+      holds: 'float (32-bit, at most ±3.4e38)',
+      fits: [{ duckdb: 'DOUBLE', fix: widen('double') }],
+      otherwise: `no Iceberg number holds it: give such values a string column, ${transform}`,
+    };
   if (type === 'int')
     return {
       pattern: WHOLE_NUMBER,
@@ -926,6 +958,41 @@ function nestedProblem(
   );
 }
 
+/**
+ * Where a struct of the type (the column itself, a field, a list element or a map value) holds a JSON value
+ * that is not an object, the reason, as SQL expressions (each NULL when there is none), in the order of the
+ * type; `json` is the staged JSON of the column. try_cast reads a string, number, boolean or array as a
+ * struct of NULLs (`"address": "Main St 1"`), which would be written so: the record goes to the DLQ instead.
+ * Only columns that hold a struct pay for it.
+ */
+function structProblems(json: string, type: IcebergType, name: string): string[] {
+  const problems: string[] = [];
+  const reason = (value: string, place: string) =>
+    `${quoteLiteral(`column ${place} is a struct; `)} || left(${value}::VARCHAR, 80) || ${quoteLiteral(
+      ' is not an object — send an object of its fields (or null) there, or filter or change such records in a transform',
+    )}`;
+  const notObject = (value: string) => `json_type(${value}) not in ('OBJECT', 'NULL')`;
+  const visit = (type: IcebergType, path: string, place: string, many: boolean) => {
+    if (typeof type === 'string') return;
+    if (type.type === 'struct') {
+      if (path === '$') problems.push(`case when ${notObject(json)} then ${reason(json, place)} end`);
+      else if (!many) {
+        const value = `json_extract(${json}, ${quoteLiteral(path)})`;
+        problems.push(`case when ${notObject(value)} then ${reason(value, place)} end`);
+      } else
+        // A path with a wildcard ([*], .*) gives the list of values it reaches.
+        problems.push(
+          `list_transform(list_filter(json_extract(${json}, ${quoteLiteral(path)}), lambda j: ${notObject('j')}), lambda j: ${reason('j', place)})[1]`,
+        );
+      for (const f of type.fields)
+        visit(f.type, `${path}."${f.name.replace(/["\\]/g, '\\$&')}"`, `${place}.${f.name}`, many);
+    } else if (type.type === 'list') visit(type.element, `${path}[*]`, `${place}.element`, true);
+    else visit(type.value, `${path}.*`, `${place}.value`, true);
+  };
+  visit(type, '$', name, false);
+  return problems;
+}
+
 /** Whether a value of the type holds a map whose keys are not strings (see castExpression). */
 function hasTypedKeys(type: IcebergType): boolean {
   if (typeof type === 'string') return false;
@@ -950,6 +1017,10 @@ function castExpression(column: string, type: IcebergType): string {
       return `case when regexp_full_match(${column}, ${quoteLiteral(WHOLE_NUMBER)}) then try_cast(${column} as ${duckdbType(type)}) end`;
     case 'boolean':
       return `case lower(${column}) when 'true' then true when 'false' then false end`;
+    case 'float':
+      // try_cast makes Infinity of a number beyond the float range (1e39): NULL, so that the record goes to
+      // the DLQ (unreadableReason). Text that says Infinity ("inf") is Infinity.
+      return `case when isinf(try_cast(${column} as FLOAT)) and regexp_full_match(${column}, ${quoteLiteral(NUMBER)}) then null else try_cast(${column} as FLOAT) end`;
     default:
       if (decimalParts(type) || type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
       return column;
