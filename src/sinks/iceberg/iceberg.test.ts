@@ -148,11 +148,11 @@ describe('numbers a column cannot hold', () => {
   const noNumber =
     'no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), or filter or change them in a transform';
 
-  const sinkFor = (table: string) =>
+  const sinkFor = (table: string, columns: NestedField[] = fields) =>
     new IcebergSink({
       name: 'iceberg',
       config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-      fixedSchema: { type: 'struct', fields },
+      fixedSchema: { type: 'struct', fields: columns },
       pipeline: 'p',
       topic: 'events',
       projectRoot: dir,
@@ -329,16 +329,7 @@ describe('numbers a column cannot hold', () => {
     ];
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = new IcebergSink({
-        name: 'iceberg',
-        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-        fixedSchema: { type: 'struct', fields: nested },
-        pipeline: 'p',
-        topic: 'events',
-        projectRoot: dir,
-        catalog: async () => catalog,
-        engine: async () => engine,
-      });
+      const sink = sinkFor(table, nested);
       await sink.open();
       const result = await sink.write({
         records: records(texts, raw),
@@ -456,16 +447,7 @@ describe('numbers a column cannot hold', () => {
       'is not an object — send an object of its fields (or null) there, or filter or change such records in a transform';
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = new IcebergSink({
-        name: 'iceberg',
-        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-        fixedSchema: { type: 'struct', fields: nested },
-        pipeline: 'p',
-        topic: 'events',
-        projectRoot: dir,
-        catalog: async () => catalog,
-        engine: async () => engine,
-      });
+      const sink = sinkFor(table, nested);
       await sink.open();
       const result = await sink.write({
         records: records(texts, raw),
@@ -543,16 +525,7 @@ describe('numbers a column cannot hold', () => {
       'no Iceberg number holds it: give such values a string column, or filter or change them in a transform';
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = new IcebergSink({
-        name: 'iceberg',
-        config: icebergSinkSchema.parse({ type: 'iceberg', table }),
-        fixedSchema: { type: 'struct', fields: floats },
-        pipeline: 'p',
-        topic: 'events',
-        projectRoot: dir,
-        catalog: async () => catalog,
-        engine: async () => engine,
-      });
+      const sink = sinkFor(table, floats);
       await sink.open();
       const result = await sink.write({
         records: records(texts, raw),
