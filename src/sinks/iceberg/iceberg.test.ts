@@ -159,6 +159,22 @@ describe('numbers a column cannot hold', () => {
       catalog: async () => catalog,
       engine: async () => engine,
     });
+  /** Writes the texts into `table` through a new sink; the DLQ's reasons, as "offset: reason". */
+  const rejectedBy = async (
+    table: string,
+    texts: readonly string[],
+    raw: boolean,
+    columns: NestedField[] = fields,
+  ) => {
+    const sink = sinkFor(table, columns);
+    await sink.open();
+    const result = await sink.write({
+      records: records(texts, raw),
+      positions: new Map([[0, texts.length]]),
+    });
+    await sink.close();
+    return (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`);
+  };
   const rowsOf = async (table: string) => {
     const loaded = await catalog.loadTable(parseTableIdentifier(table));
     const plan = await planScan(loaded.metadata, loaded.storage);
@@ -172,15 +188,9 @@ describe('numbers a column cannot hold', () => {
   it('sends only those records to the DLQ, saying which column, its type, the number and what to do', async () => {
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = sinkFor(table);
-      await sink.open();
-      const result = await sink.write({
-        records: records(batch, raw),
-        positions: new Map([[0, batch.length]]),
-      });
-      await sink.close();
+      const rejected = await rejectedBy(table, batch, raw);
       assert.deepEqual(
-        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        rejected,
         [
           `1: column l is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
           `2: column i is int (32-bit); -2147483649 does not fit — ${widen('long', 'int')}`,
@@ -329,16 +339,10 @@ describe('numbers a column cannot hold', () => {
     ];
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = sinkFor(table, nested);
-      await sink.open();
-      const result = await sink.write({
-        records: records(texts, raw),
-        positions: new Map([[0, texts.length]]),
-      });
-      await sink.close();
+      const rejected = await rejectedBy(table, texts, raw, nested);
       // The cast made NULL of each (and 2 of 1.5), and the record was written so.
       assert.deepEqual(
-        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        rejected,
         [
           `1: column s.x is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
           `2: column l.element is int (32-bit); 2147483648 does not fit — ${widen('long', 'int')}`,
@@ -447,16 +451,10 @@ describe('numbers a column cannot hold', () => {
       'is not an object — send an object of its fields (or null) there, or filter or change such records in a transform';
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = sinkFor(table, nested);
-      await sink.open();
-      const result = await sink.write({
-        records: records(texts, raw),
-        positions: new Map([[0, texts.length]]),
-      });
-      await sink.close();
+      const rejected = await rejectedBy(table, texts, raw, nested);
       // The cast made a struct of NULLs of each, and the record was written so.
       assert.deepEqual(
-        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        rejected,
         [
           `1: column address is a struct; "Main St 1" ${what}`,
           `2: column address is a struct; 5 ${what}`,
@@ -525,16 +523,10 @@ describe('numbers a column cannot hold', () => {
       'no Iceberg number holds it: give such values a string column, or filter or change them in a transform';
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
-      const sink = sinkFor(table, floats);
-      await sink.open();
-      const result = await sink.write({
-        records: records(texts, raw),
-        positions: new Map([[0, texts.length]]),
-      });
-      await sink.close();
+      const rejected = await rejectedBy(table, texts, raw, floats);
       // The cast made Infinity of each (1e400 from the parsed value: NULL), and the record was written so.
       assert.deepEqual(
-        (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
+        rejected,
         [
           `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble}`,
           `2: column f is float (32-bit, at most ±3.4e38); -1e+39 does not fit — ${toDouble}`,
