@@ -185,6 +185,93 @@ describe('tributary tables and query', () => {
     assert.notEqual(badName.code, 0);
   });
 
+  it('evolves a schema: widens, makes optional, renames, adds and drops; old rows read right', async () => {
+    file(
+      'narrow.json',
+      JSON.stringify({
+        fields: [
+          { name: 'id', type: 'long', required: true },
+          { name: 'price', type: 'float' },
+          { name: 'qty', type: 'int' },
+          { name: 'note', type: 'string', required: true },
+          { name: 'address', type: { type: 'struct', fields: [{ name: 'city', type: 'string' }] } },
+          { name: 'legacy', type: 'string' },
+        ],
+      }),
+    );
+    await ok('tables', 'create', 'shop.orders', '--schema', 'narrow.json');
+    await ok(
+      'tables',
+      'append',
+      'shop.orders',
+      file(
+        'orders.ndjson',
+        '{"id": 1, "price": 1.5, "qty": 2, "note": "a", "address": {"city": "Oslo"}, "legacy": "x"}\n',
+      ),
+    );
+
+    // Bad changes are refused, each with what to do, and change nothing.
+    const before = await ok('tables', 'show', 'shop.orders', '--json');
+    for (const [args, error] of [
+      [['--widen', 'price:int'], /ICEBERG_INVALID_SCHEMA.*Cannot change column price from float to int/],
+      [['--widen', 'nope:double'], /Column nope is not in the schema/],
+      [['--widen', 'qty:strin'], /not an Iceberg type/],
+      [['--widen', 'qty'], /USAGE.*expected column:type/],
+      [['--add', 'id:long'], /Cannot add column id: it already exists/],
+      [['--widen', 'qty:long', '--add', 'qty:int'], /Cannot add column qty/],
+      [[], /USAGE.*needs a change/],
+    ] as const) {
+      const refused = await run('tables', 'evolve', 'shop.orders', ...args);
+      assert.notEqual(refused.code, 0, args.join(' '));
+      assert.match(refused.stderr, error, args.join(' '));
+    }
+    const dryRun = await ok('tables', 'evolve', 'shop.orders', '--widen', 'price:double', '--dry-run');
+    assert.match(dryRun, /Would change shop\.orders: widened price to double\. Nothing was changed/);
+    assert.match(dryRun, /price\s+double/);
+    assert.equal(await ok('tables', 'show', 'shop.orders', '--json'), before);
+
+    const evolved = await ok(
+      'tables',
+      'evolve',
+      'shop.orders',
+      '--widen',
+      'price:double',
+      '--widen',
+      'qty:long',
+      '--optional',
+      'note',
+      '--drop',
+      'legacy',
+      '--rename',
+      'note:comment',
+      '--add',
+      'address.zip:string',
+      '--add',
+      'discount:decimal(12, 2)',
+    );
+    assert.match(evolved, /shop\.orders is at schema 1: widened price to double; widened qty to long/);
+    assert.match(evolved, /comment\s+string\s+no/);
+    assert.doesNotMatch(evolved.split('\n\n')[1]!, /legacy/);
+    await ok(
+      'tables',
+      'append',
+      'shop.orders',
+      file(
+        'wider.ndjson',
+        '{"id": 2, "price": 1e39, "qty": 5000000000, "address": {"city": "Rome", "zip": "00100"}, "discount": 1.25}\n',
+      ),
+    );
+    assert.deepEqual(
+      await queryJson(
+        'select id::int id, price, qty::text qty, comment, address.zip zip, discount::text discount from shop.orders order by id',
+      ),
+      [
+        { id: 1, price: 1.5, qty: '2', comment: 'a', zip: null, discount: null },
+        { id: 2, price: 1e39, qty: '5000000000', comment: null, zip: '00100', discount: '1.25' },
+      ],
+    );
+  });
+
   it('prints how other engines connect', async () => {
     const info = JSON.parse(await ok('catalog', 'info', '--json')) as {
       type: string;

@@ -6,6 +6,8 @@ import { tableIdentifierToString } from '../../catalog/identifier.ts';
 import { parseDuration } from '../../core/config/units.ts';
 import { TributaryError } from '../../errors.ts';
 import { fileRelation, type InputFormat } from '../../iceberg/input-files.ts';
+import { currentSchema } from '../../iceberg/metadata.ts';
+import { updateSchema, withSchemaChanges } from '../../iceberg/operations/evolve.ts';
 import { append } from '../../iceberg/operations/write.ts';
 import {
   compact,
@@ -15,9 +17,10 @@ import {
   rollbackTo,
 } from '../../iceberg/operations/maintenance.ts';
 import { buildSpec, describePartitionSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
-import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
+import { assignFreshIds, parsePrimitiveType, parseSchemaJson } from '../../iceberg/schema.ts';
+import type { SchemaChange } from '../../iceberg/schema-update.ts';
 import { describeSortOrder, parseSortOrder } from '../../iceberg/sort-order.ts';
-import type { IcebergType } from '../../iceberg/types.ts';
+import type { IcebergType, Schema } from '../../iceberg/types.ts';
 import type { CliContext } from '../context.ts';
 import { formatTable } from '../output.ts';
 import { tableArgument, withCatalog } from '../project-catalog.ts';
@@ -28,6 +31,91 @@ function typeName(type: IcebergType): string {
   if (type.type === 'list') return `list<${typeName(type.element)}>`;
   if (type.type === 'map') return `map<${typeName(type.key)}, ${typeName(type.value)}>`;
   return `struct<${type.fields.map((f) => `${f.name}: ${typeName(f.type)}`).join(', ')}>`;
+}
+
+function printSchema(schema: Schema): void {
+  const identifiers = new Set(schema['identifier-field-ids'] ?? []);
+  console.log(
+    formatTable(
+      ['id', 'column', 'type', 'required'],
+      schema.fields.map((f) => [
+        String(f.id),
+        f.name + (identifiers.has(f.id) ? ' (key)' : ''),
+        typeName(f.type),
+        f.required ? 'yes' : 'no',
+      ]),
+    ),
+  );
+}
+
+/** `column:value` as given to an option of `tables evolve` (the value after the last colon). */
+function columnAnd(option: string, text: string, what: string): [string, string] {
+  const at = text.lastIndexOf(':');
+  if (at <= 0 || at === text.length - 1)
+    throw new TributaryError('USAGE', `${option} ${text}: expected column:${what}`, {
+      hint: `e.g. ${option} ${option === '--rename' ? 'amount:total' : 'amount:double'} (nested columns by dotted name: address.city)`,
+    });
+  return [text.slice(0, at).trim(), text.slice(at + 1).trim()];
+}
+
+interface EvolveOptions {
+  widen: string[];
+  optional: string[];
+  drop: string[];
+  rename: string[];
+  add: string[];
+  dryRun?: boolean;
+}
+
+/**
+ * The changes the options of `tables evolve` ask for. Every column is named as it is before the command
+ * (so they apply in this order: widen, make optional, drop, rename, then add, whose names may be freed by
+ * a drop or a rename).
+ */
+function schemaChanges(options: EvolveOptions): SchemaChange[] {
+  const changes: SchemaChange[] = [];
+  for (const text of options.widen) {
+    const [column, type] = columnAnd('--widen', text, 'type');
+    changes.push({ kind: 'update-column-type', column, type: parsePrimitiveType(type, column) });
+  }
+  for (const column of options.optional) changes.push({ kind: 'make-column-optional', column });
+  for (const column of options.drop) changes.push({ kind: 'delete-column', column });
+  for (const text of options.rename) {
+    const [column, newName] = columnAnd('--rename', text, 'new-name');
+    changes.push({ kind: 'rename-column', column, newName });
+  }
+  for (const text of options.add) {
+    const [name, type] = columnAnd('--add', text, 'type');
+    const dot = name.lastIndexOf('.');
+    changes.push({
+      kind: 'add-column',
+      ...(dot > 0 ? { parent: name.slice(0, dot) } : {}),
+      name: dot > 0 ? name.slice(dot + 1) : name,
+      type: parsePrimitiveType(type, name),
+    });
+  }
+  if (changes.length === 0)
+    throw new TributaryError('USAGE', 'tables evolve needs a change', {
+      hint: 'give --widen, --optional, --drop, --rename or --add (see tributary tables evolve --help)',
+    });
+  return changes;
+}
+
+function describeChange(change: SchemaChange): string {
+  switch (change.kind) {
+    case 'update-column-type':
+      return `widened ${change.column} to ${change.type}`;
+    case 'make-column-optional':
+      return `made ${change.column} optional`;
+    case 'delete-column':
+      return `dropped ${change.column}`;
+    case 'rename-column':
+      return `renamed ${change.column} to ${change.newName}`;
+    case 'add-column':
+      return `added ${change.parent ? `${change.parent}.` : ''}${change.name} ${typeName(change.type)}`;
+    default:
+      return change.kind;
+  }
 }
 
 function parseProperties(values: readonly string[]): Record<string, string> {
@@ -102,18 +190,7 @@ export function registerTables(program: Command, context: () => CliContext): voi
           `snapshot    ${snapshot ? `${snapshot['snapshot-id']} (${new Date(snapshot['timestamp-ms']).toISOString()}, ${snapshot.summary['total-records'] ?? '?'} records)` : 'none'}`,
         );
         console.log('\nschema');
-        const identifiers = new Set(table.schema['identifier-field-ids'] ?? []);
-        console.log(
-          formatTable(
-            ['id', 'column', 'type', 'required'],
-            table.schema.fields.map((f) => [
-              String(f.id),
-              f.name + (identifiers.has(f.id) ? ' (key)' : ''),
-              typeName(f.type),
-              f.required ? 'yes' : 'no',
-            ]),
-          ),
-        );
+        printSchema(table.schema);
         const properties = Object.entries(table.metadata.properties);
         if (properties.length) console.log(`\nproperties\n${formatTable(['key', 'value'], properties)}`);
       }),
@@ -246,6 +323,47 @@ export function registerTables(program: Command, context: () => CliContext): voi
         console.log(
           `Dropped ${tableIdentifierToString(identifier)}${options.purge ? ` and deleted ${deleted} file(s)` : ''}.`,
         );
+      }),
+    );
+
+  /** A repeatable option's values, in order. */
+  const collect = (value: string, previous: string[]) => [...previous, value];
+  tables
+    .command('evolve')
+    .description(
+      'Change the schema of a table without rewriting its files: widen a number column, make a column optional, drop, rename or add columns. Columns are named as they are before the command; nested ones by dotted name (address.city).',
+    )
+    .argument('<table>', 'namespace.table')
+    .option(
+      '--widen <column:type>',
+      'int→long, float→double, decimal(P,S)→decimal(P2,S) with P2 > P',
+      collect,
+      [],
+    )
+    .option('--optional <column>', 'let the column hold nulls', collect, [])
+    .option('--drop <column>', 'drop the column (its data stays in old files, unread)', collect, [])
+    .option('--rename <column:new-name>', 'rename the column', collect, [])
+    .option(
+      '--add <column:type>',
+      'add an optional column, e.g. discount:decimal(12,2) or address.zip:string',
+      collect,
+      [],
+    )
+    .option('--dry-run', 'print the schema it would make, and change nothing')
+    .action(async (name: string, options: EvolveOptions) =>
+      withCatalog(context().loadProject(), async (catalog) => {
+        const changes = schemaChanges(options);
+        const table = await catalog.loadTable(tableArgument(name));
+        const done = changes.map(describeChange).join('; ');
+        if (options.dryRun) {
+          const schema = currentSchema(withSchemaChanges(table.metadata, changes));
+          console.log(`Would change ${table.name}: ${done}. Nothing was changed.\n`);
+          printSchema(schema);
+          return;
+        }
+        const schema = currentSchema((await updateSchema(table, changes)).metadata);
+        console.log(`${table.name} is at schema ${schema['schema-id']}: ${done}.\n`);
+        printSchema(schema);
       }),
     );
 
