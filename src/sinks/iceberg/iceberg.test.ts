@@ -556,6 +556,117 @@ describe('numbers a column cannot hold', () => {
     }
   });
 
+  it('sends a number beyond the double range to the DLQ rather than write Infinity (or NULL), there or nested', async () => {
+    const doubles: NestedField[] = [
+      { id: 1, name: 'n', type: 'int', required: true },
+      { id: 2, name: 'd', type: 'double', required: false },
+      {
+        id: 3,
+        name: 's',
+        required: false,
+        type: {
+          type: 'struct',
+          fields: [
+            { id: 4, name: 'x', type: 'double', required: false },
+            { id: 5, name: 'f', type: 'float', required: false },
+          ],
+        },
+      },
+      {
+        id: 6,
+        name: 'l',
+        required: false,
+        type: { type: 'list', 'element-id': 7, element: 'double', 'element-required': false },
+      },
+      {
+        id: 8,
+        name: 'm',
+        required: false,
+        type: {
+          type: 'map',
+          'key-id': 9,
+          key: 'string',
+          'value-id': 10,
+          value: 'double',
+          'value-required': false,
+        },
+      },
+    ];
+    // Halfway between the largest double and 2^1024: it and all above round to Infinity, all below to the largest.
+    const halfway = 2n ** 1024n - 2n ** 970n;
+    const texts = [
+      '{"n": 1, "d": 1.7976931348623157e308, "s": {"x": -1.7976931348623157e308, "f": 1.5}, "l": [1.5], "m": {"a": 2.5}}',
+      '{"n": 2, "d": 1e400}',
+      '{"n": 3, "d": -1E999}',
+      '{"n": 4, "d": 1.8e308}',
+      '{"n": 5, "d": 1.7976931348623158e308}',
+      '{"n": 6, "d": 1.7976931348623159e308}',
+      `{"n": 7, "d": ${halfway}}`,
+      `{"n": 8, "d": ${halfway - 1n}}`,
+      '{"n": 9, "d": "1e400"}',
+      '{"n": 10, "s": {"x": 1e400}}',
+      '{"n": 11, "l": [1, -1e400]}',
+      '{"n": 12, "m": {"a": 1, "b": 1e400}}',
+      '{"n": 13, "s": {"f": 1e400}}',
+      '{"n": 14, "d": "Infinity", "s": {"x": "-Infinity", "f": "NaN"}, "l": ["NaN"], "m": {"a": "inf"}}',
+      '{"n": 15, "d": -0.0, "s": {"x": -0.0, "f": -0.0}, "l": [-0.0], "m": {"a": -0.0}}',
+      '{"n": 16, "d": -0}',
+    ];
+    const beyond = (
+      column: string,
+      type = 'double (64-bit, at most ±1.8e308)',
+      number = 'a number beyond ±1.8e308',
+    ) =>
+      `column ${column} is ${type}; ${number} does not fit — no Iceberg number holds it: give such values a string column, or filter or change them in a transform`;
+    for (const raw of [true, false]) {
+      const table = `test.t${tables++}`;
+      const rejected = await rejectedBy(table, texts, raw, doubles);
+      // The cast made Infinity of each, and the record was written so; from the parsed value (JSON.parse reads
+      // 1e400 as Infinity, JSON.stringify writes null), NULL.
+      assert.deepEqual(
+        rejected,
+        [
+          `1: ${beyond('d')}`,
+          `2: ${beyond('d')}`,
+          `3: ${beyond('d')}`,
+          `5: ${beyond('d')}`,
+          // An integer's digits are kept from the value too (parseJsonExact).
+          `6: ${beyond('d', undefined, `${String(halfway).slice(0, 40)}… (309 digits)`)}`,
+          `8: ${beyond('d')}`,
+          `9: ${beyond('s.x')}`,
+          `10: ${beyond('l.element')}`,
+          `11: ${beyond('m.value')}`,
+          `12: ${beyond('s.f', 'float (32-bit, at most ±3.4e38)')}`,
+        ],
+        `raw: ${raw}`,
+      );
+      const loaded = await catalog.loadTable(parseTableIdentifier(table));
+      const plan = await planScan(loaded.metadata, loaded.storage);
+      const rows = (
+        await engine.connection.runAndReadAll(
+          `select n, d::varchar as d, s::varchar as s, l::varchar as l, m::varchar as m
+             from ${scanSql(plan, loaded.storage)} order by n`,
+        )
+      ).getRowObjectsJson();
+      const max = '1.7976931348623157e+308';
+      assert.deepEqual(
+        rows,
+        [
+          { n: 1, d: max, s: `{'x': -${max}, 'f': 1.5}`, l: '[1.5]', m: '{a=2.5}' },
+          // Digits that round to the largest double are it.
+          { n: 5, d: max, s: null, l: null, m: null },
+          { n: 8, d: max, s: null, l: null, m: null },
+          // Text that says Infinity or NaN is that.
+          { n: 14, d: 'inf', s: "{'x': -inf, 'f': nan}", l: '[nan]', m: '{a=inf}' },
+          // -0.0 keeps its sign; -0 is an integer to DuckDB's JSON reader, 0, but -0 to JSON.parse.
+          { n: 15, d: '-0.0', s: "{'x': -0.0, 'f': -0.0}", l: '[-0.0]', m: '{a=-0.0}' },
+          { n: 16, d: raw ? '0.0' : '-0.0', s: null, l: null, m: null },
+        ],
+        `raw: ${raw}: the records of the batch that fit are written`,
+      );
+    }
+  });
+
   it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
     const table = `test.t${tables++}`;
     const sink = sinkFor(table);

@@ -11,9 +11,9 @@
  * commits those files with the positions, one batch at a time.
  *
  * Bad records never block good ones: a value that cannot be read as its column's type, at the top or inside a
- * struct, list or map (a number too large for it, a float's range included, says what to do; so does a struct
- * given anything but an object), a missing required column, or (schema policy `freeze`) a column the table
- * lacks sends that record to the DLQ.
+ * struct, list or map (a number too large for it, beyond a float's or double's range too, says what to do; so
+ * does a struct given anything but an object), a missing required column, or (schema policy `freeze`) a column
+ * the table lacks sends that record to the DLQ.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -25,7 +25,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { parseTableIdentifier, type TableIdentifier } from '../../catalog/identifier.ts';
 import { byteSize } from '../../core/config/units.ts';
 import type { CheckResult } from '../../core/doctor.ts';
-import { parseJsonExact } from '../../core/json.ts';
+import { isBigInteger, parseJsonExact } from '../../core/json.ts';
 import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
 import type {
   PipelineRecord,
@@ -624,7 +624,10 @@ export class IcebergSink implements Sink {
     });
     const known = new Set(schema.fields.map((f) => f.name));
     if (extra !== undefined) known.add(extra);
-    const floats = schema.fields.filter((f) => f.type === 'float').map((f) => f.name);
+    const floating = schema.fields.flatMap((f) => {
+      const shape = floatingShape(f.type);
+      return shape === undefined ? [] : [{ name: f.name, shape }];
+    });
     let scratch = this.#scratch.get(engine);
     if (!scratch) this.#scratch.set(engine, (scratch = { buffer: Buffer.alloc(0) }));
     const load = async (lines: Buffer, into: 'create' | 'insert') => {
@@ -648,11 +651,11 @@ export class IcebergSink implements Sink {
       const to = chunkEnd(records, from, STAGE_CHUNK_BYTES);
       const into = from === 0 ? 'create' : 'insert';
       try {
-        await load(ndjson(records, from, to, known, floats, true, scratch), into);
+        await load(ndjson(records, from, to, known, floating, true, scratch), into);
       } catch (error) {
         // JSON.parse lets a later duplicate key win where DuckDB refuses the object: serialize the values.
         if (!/duplicate key/i.test((error as Error).message)) throw error;
-        await load(ndjson(records, from, to, known, floats, false, scratch), into);
+        await load(ndjson(records, from, to, known, floating, false, scratch), into);
       }
       from = to;
     } while (from < records.length);
@@ -731,17 +734,18 @@ function chunkEnd(records: readonly PipelineRecord[], from: number, bytes: numbe
  * keys it was not asked for), else the value's known columns serialized. Written into `scratch.buffer`
  * (grown when too small, and kept for the next chunk: one buffer rather than one per chunk).
  *
- * A value of a float column (`floats`) that is ±Infinity — JSON.parse reads a number beyond the double
- * range (1e400) so, and JSON.stringify would write null — is written as a number beyond that range, which
- * the cast refuses as the raw bytes' is (see castExpression): the record goes to the DLQ rather than
- * being written with NULL.
+ * A value at a float or double place of a column (`floating`, see floatingShape) that is ±Infinity —
+ * JSON.parse reads a number beyond the double range (1e400) so, and JSON.stringify would write null — is
+ * written as a number beyond that range, which the cast refuses as the raw bytes' is (see castExpression,
+ * nestedProblem): the record goes to the DLQ rather than being written with NULL. A -0 there is written
+ * -0.0, as the bytes say it (JSON.stringify writes 0).
  */
 function ndjson(
   records: readonly PipelineRecord[],
   from: number,
   to: number,
   known: ReadonlySet<string>,
-  floats: readonly string[],
+  floating: readonly { name: string; shape: FloatingShape }[],
   useRaw: boolean,
   scratch: { buffer: Buffer },
 ): Buffer {
@@ -767,9 +771,9 @@ function ndjson(
     } else {
       const value: Record<string, unknown> = { _row: row };
       for (const [key, v] of Object.entries(record.value)) if (known.has(key)) value[key] = v;
-      for (const key of floats) {
-        const v = value[key];
-        if (v === Infinity || v === -Infinity) value[key] = RawJson.rawJSON(v > 0 ? '1e999' : '-1e999');
+      for (const { name, shape } of floating) {
+        const v = value[name];
+        if (v !== undefined && v !== null) value[name] = exactFloats(v, shape);
       }
       const text = JSON.stringify(value);
       reserve(Buffer.byteLength(text) + 1);
@@ -783,6 +787,76 @@ function ndjson(
 /** JSON.rawJSON (Node 21+; not in TypeScript's lib yet): JSON.stringify writes the text as it is. */
 const RawJson = JSON as unknown as { rawJSON(text: string): unknown };
 
+/**
+ * Where a type holds a float or double: true for one, else the struct fields, list element or map value
+ * that do (by name); undefined when none does. Only those places of a value are looked at (see ndjson).
+ */
+type FloatingShape =
+  | true
+  | { readonly fields: readonly { name: string; shape: FloatingShape }[] }
+  | { readonly element: FloatingShape }
+  | { readonly value: FloatingShape };
+
+function floatingShape(type: IcebergType): FloatingShape | undefined {
+  if (typeof type === 'string') return type === 'float' || type === 'double' ? true : undefined;
+  if (type.type === 'struct') {
+    const fields = type.fields.flatMap((f) => {
+      const shape = floatingShape(f.type);
+      return shape === undefined ? [] : [{ name: f.name, shape }];
+    });
+    return fields.length === 0 ? undefined : { fields };
+  }
+  const inner = floatingShape(type.type === 'list' ? type.element : type.value);
+  return inner === undefined ? undefined : type.type === 'list' ? { element: inner } : { value: inner };
+}
+
+const INFINITY = RawJson.rawJSON('1e999');
+const MINUS_INFINITY = RawJson.rawJSON('-1e999');
+const MINUS_ZERO = RawJson.rawJSON('-0.0');
+
+/**
+ * The value with each ±Infinity or -0 at a float or double place (`shape`) as JSON text that DuckDB reads as
+ * such (see ndjson): the same value when there is none, else a copy of what leads to one.
+ */
+function exactFloats(value: unknown, shape: FloatingShape): unknown {
+  if (shape === true) {
+    if (typeof value !== 'number' || (value !== 0 && Number.isFinite(value))) return value;
+    return value === Infinity
+      ? INFINITY
+      : value === -Infinity
+        ? MINUS_INFINITY
+        : Object.is(value, -0)
+          ? MINUS_ZERO
+          : value;
+  }
+  // Anything but an object or array the cast cannot read anyway; a BigInteger holds no float.
+  if (typeof value !== 'object' || value === null || isBigInteger(value)) return value;
+  if ('element' in shape) {
+    if (!Array.isArray(value)) return value;
+    const list = value as readonly unknown[];
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const exact = exactFloats(list[i], shape.element);
+      if (exact !== list[i]) (copy ??= [...list])[i] = exact;
+    }
+    return copy ?? list;
+  }
+  if (Array.isArray(value)) return value;
+  const object = value as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  const visit = (key: string, inner: FloatingShape) => {
+    const v = object[key];
+    if (v === undefined) return;
+    const exact = exactFloats(v, inner);
+    if (exact !== v) (copy ??= { ...object })[key] = exact;
+  };
+  if ('value' in shape) for (const key of Object.keys(object)) visit(key, shape.value);
+  else for (const { name, shape: inner } of shape.fields) visit(name, inner);
+  return copy ?? object;
+}
+
+/** An integer as JSON writes it (5, -5), in RE2 syntax. */
+const INTEGER = String.raw`\s*-?[0-9]+\s*`;
 /** A whole number as DuckDB reads it from JSON (5, -5, 5.0), in RE2 syntax. */
 const WHOLE_NUMBER = String.raw`\s*-?[0-9]+(\.0+)?\s*`;
 /** Any JSON number as DuckDB reads it (1.5, 1e+38), or as text in a string ("123.45"), in RE2 syntax. */
@@ -807,17 +881,21 @@ function unreadableReason(name: string, type: IcebergType, text: string, pipelin
   );
   const shown = `trim(${text})`;
   let number = `case when length(${shown}) > 40 then left(${shown}, 40) || '… (' || length(regexp_replace(${shown}, '[^0-9]', '', 'g')) || ' digits)' else ${shown} end`;
-  // Such a number read from a record's value (not its bytes) was Infinity, its digits lost (see ndjson).
-  if (type === 'float')
-    number = `case when isinf(try_cast(${text} as DOUBLE)) then 'a number beyond ±1.8e308' else ${number} end`;
+  // A number beyond the double range read from a record's value (not its bytes) was Infinity, its text lost
+  // (see ndjson), unless it was an integer (parseJsonExact keeps its digits): the reason is the same either
+  // way.
+  if (type === 'float' || type === 'double') {
+    const lost = `isinf(try_cast(${text} as DOUBLE)) and not regexp_full_match(${text}, ${quoteLiteral(INTEGER)})`;
+    number = `case when ${lost} then 'a number beyond ±1.8e308' else ${number} end`;
+  }
   // A number the cast refused (castExpression takes only whole ones for int and long) was too large.
   return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
 }
 
 /**
- * For a column of a type a number can be too large for (int, long, float, decimal): the numbers its cast reads
- * (RE2), what the type holds, and what to do about a number it cannot hold — the fix of the first of `fits`
- * (DuckDB types) that holds the number, else `otherwise`.
+ * For a column of a type a number can be too large for (int, long, float, double, decimal): the numbers its
+ * cast reads (RE2), what the type holds, and what to do about a number it cannot hold — the fix of the first
+ * of `fits` (DuckDB types) that holds the number, else `otherwise`.
  */
 function numberRange(
   type: PrimitiveType,
@@ -830,13 +908,17 @@ function numberRange(
     `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${pipeline}); ${transform}`;
   const exact = `give such values a decimal(38, 0) column (create the table from a schema file that says so), ${transform}`;
   const otherwise = `no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), ${transform}`;
+  const noNumber = `no Iceberg number holds it: give such values a string column, ${transform}`;
   if (type === 'float')
     return {
       pattern: NUMBER,
       holds: 'float (32-bit, at most ±3.4e38)',
       fits: [{ duckdb: 'DOUBLE', fix: widen('double') }],
-      otherwise: `no Iceberg number holds it: give such values a string column, ${transform}`,
+      otherwise: noNumber,
     };
+  // No Iceberg type is wider than a double, and a decimal holds 38 digits at most.
+  if (type === 'double')
+    return { pattern: NUMBER, holds: 'double (64-bit, at most ±1.8e308)', fits: [], otherwise: noNumber };
   if (type === 'int')
     return {
       pattern: WHOLE_NUMBER,
@@ -918,11 +1000,14 @@ function nestedProblem(
 ): string | undefined {
   if (typeof type === 'string') {
     if (type === 'string') return undefined;
-    const rounded =
+    // try_cast rounds 1.5 to 2 in an int, and makes Infinity of a number beyond a float's or double's range.
+    const altered =
       type === 'int' || type === 'long'
         ? ` or not regexp_full_match(${shadow}, ${quoteLiteral(WHOLE_NUMBER)})`
-        : '';
-    return `case when ${shadow} is not null and (${cast} is null${rounded}) then ${unreadableReason(path, type, shadow, pipeline)} end`;
+        : type === 'float' || type === 'double'
+          ? ` or isinf(${cast}) and regexp_full_match(${shadow}, ${quoteLiteral(NUMBER)})`
+          : '';
+    return `case when ${shadow} is not null and (${cast} is null${altered}) then ${unreadableReason(path, type, shadow, pipeline)} end`;
   }
   const p = `p${depth}`;
   const firstOf = (pairs: string, problem: string | undefined) =>
@@ -1018,9 +1103,12 @@ function castExpression(column: string, type: IcebergType): string {
     case 'boolean':
       return `case lower(${column}) when 'true' then true when 'false' then false end`;
     case 'float':
-      // try_cast makes Infinity of a number beyond the float range (1e39): NULL, so that the record goes to
-      // the DLQ (unreadableReason). Text that says Infinity ("inf") is Infinity.
-      return `case when isinf(try_cast(${column} as FLOAT)) and regexp_full_match(${column}, ${quoteLiteral(NUMBER)}) then null else try_cast(${column} as FLOAT) end`;
+    case 'double': {
+      // try_cast makes Infinity of a number beyond the type's range (1e39 for a float, 1e400): NULL, so that
+      // the record goes to the DLQ (unreadableReason). Text that says Infinity ("inf") is Infinity.
+      const cast = `try_cast(${column} as ${duckdbType(type)})`;
+      return `case when isinf(${cast}) and regexp_full_match(${column}, ${quoteLiteral(NUMBER)}) then null else ${cast} end`;
+    }
     default:
       if (decimalParts(type) || type !== 'string') return `try_cast(${column} as ${duckdbType(type)})`;
       return column;
