@@ -365,14 +365,14 @@ describe('integers beyond ±2^53', () => {
       const errors = (
         await query(name, `select "offset", error from t._dlq where pipeline = '${name}' order by "offset"`)
       ).map((r) => `${String(r.offset)}: ${String(r.error)}`);
-      const hint = (wider: string, type: string) =>
-        `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${name}); or filter or change them in a transform`;
+      const hint = (wider: string, type: string, column: string) =>
+        `widen the column to ${wider} (tributary tables evolve ${table} --widen ${column}:${wider}, as Iceberg allows ${type} → ${wider}), then replay the record (tributary dlq replay ${name}); or filter or change them in a transform`;
       assert.deepEqual(
         errors,
         [
           '1: column l is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: give such values a decimal(38, 0) column (create the table from a schema file that says so), or filter or change them in a transform',
-          `2: column i is int (32-bit); 2147483648 does not fit — ${hint('long', 'int')}`,
-          `3: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${hint('decimal(38, 2)', 'decimal(9, 2)')}`,
+          `2: column i is int (32-bit); 2147483648 does not fit — ${hint('long', 'int', 'i')}`,
+          `3: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${hint('decimal(38, 2)', 'decimal(9, 2)', 'd')}`,
           '4: column w is decimal(38, 0) (at most 38 digits); -123456789012345678901234567890123456789 does not fit — no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), or filter or change them in a transform',
         ],
         name,

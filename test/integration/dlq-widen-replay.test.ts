@@ -76,7 +76,7 @@ describe('a column widened and the DLQ replayed, as its reason says', { skip: py
     const noNumber =
       'no Iceberg number holds it: give such values a string column, or filter or change them in a transform';
     assert.deepEqual(await dlq(), [
-      `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — widen the column to double (Iceberg allows float → double: with pyiceberg or Spark, see tributary catalog info), ${then}`,
+      `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — widen the column to double (tributary tables evolve lab.readings --widen f:double, as Iceberg allows float → double), ${then}`,
       `2: column f is float (32-bit, at most ±3.4e38); a number beyond ±1.8e308 does not fit — ${noNumber}`,
     ]);
     assert.deepEqual(await rows(), [{ n: 1, f: '1.5', type: 'FLOAT' }]);

@@ -141,8 +141,8 @@ describe('numbers a column cannot hold', () => {
     '{"n": 9, "i": -2147483648, "l": -9223372036854775808, "d": "-9999999.99", "w": -1}',
     '{"n": 10, "d": -0.125}',
   ];
-  const widen = (wider: string, type: string) =>
-    `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay p); or filter or change them in a transform`;
+  const widen = (wider: string, type: string, column: string, table: string) =>
+    `widen the column to ${wider} (tributary tables evolve ${table} --widen ${column}:${wider}, as Iceberg allows ${type} → ${wider}), then replay the record (tributary dlq replay p); or filter or change them in a transform`;
   const decimalColumn =
     'give such values a decimal(38, 0) column (create the table from a schema file that says so), or filter or change them in a transform';
   const noNumber =
@@ -193,9 +193,9 @@ describe('numbers a column cannot hold', () => {
         rejected,
         [
           `1: column l is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
-          `2: column i is int (32-bit); -2147483649 does not fit — ${widen('long', 'int')}`,
+          `2: column i is int (32-bit); -2147483649 does not fit — ${widen('long', 'int', 'i', table)}`,
           `3: column i is int (32-bit); 9223372036854775808 does not fit — long, the one type Iceberg widens an int to, cannot hold it either: ${decimalColumn}`,
-          `4: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)')}`,
+          `4: column d is decimal(9, 2) (at most 7 digits before the point); 123456789.123 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)', 'd', table)}`,
           `5: column w is decimal(38, 0) (at most 38 digits); 123456789012345678901234567890123456789 does not fit — ${noNumber}`,
           `6: column l is long (64-bit); ${'9'.repeat(40)}… (60 digits) does not fit — ${noNumber}`,
           '7: l: cannot read 1.5 as long',
@@ -345,9 +345,9 @@ describe('numbers a column cannot hold', () => {
         rejected,
         [
           `1: column s.x is long (64-bit); 92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
-          `2: column l.element is int (32-bit); 2147483648 does not fit — ${widen('long', 'int')}`,
+          `2: column l.element is int (32-bit); 2147483648 does not fit — ${widen('long', 'int', 'l.element', table)}`,
           '3: l.element: cannot read 1.5 as int',
-          `4: column m.value is decimal(9, 2) (at most 7 digits before the point); 123456789 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)')}`,
+          `4: column m.value is decimal(9, 2) (at most 7 digits before the point); 123456789 does not fit — ${widen('decimal(38, 2)', 'decimal(9, 2)', 'm.value', table)}`,
           `5: column ls.element.q is long (64-bit); -92233720368547758070 does not fit — Iceberg cannot widen a long: ${decimalColumn}`,
           '6: s.t: cannot read 2026-02-30T10:00:00Z as timestamptz',
         ],
@@ -518,22 +518,22 @@ describe('numbers a column cannot hold', () => {
       '{"n": 7, "f": "Infinity", "s": {"x": 1e-50}}',
       '{"n": 8, "f": "1e39"}',
     ];
-    const toDouble = widen('double', 'float');
     const noNumber =
       'no Iceberg number holds it: give such values a string column, or filter or change them in a transform';
     for (const raw of [true, false]) {
       const table = `test.t${tables++}`;
       const rejected = await rejectedBy(table, texts, raw, floats);
+      const toDouble = (column: string) => widen('double', 'float', column, table);
       // The cast made Infinity of each (1e400 from the parsed value: NULL), and the record was written so.
       assert.deepEqual(
         rejected,
         [
-          `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble}`,
-          `2: column f is float (32-bit, at most ±3.4e38); -1e+39 does not fit — ${toDouble}`,
+          `1: column f is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble('f')}`,
+          `2: column f is float (32-bit, at most ±3.4e38); -1e+39 does not fit — ${toDouble('f')}`,
           `3: column f is float (32-bit, at most ±3.4e38); a number beyond ±1.8e308 does not fit — ${noNumber}`,
           `4: column f is float (32-bit, at most ±3.4e38); a number beyond ±1.8e308 does not fit — ${noNumber}`,
-          `5: column s.x is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble}`,
-          `7: column f is float (32-bit, at most ±3.4e38); 1e39 does not fit — ${toDouble}`,
+          `5: column s.x is float (32-bit, at most ±3.4e38); 1e+39 does not fit — ${toDouble('s.x')}`,
+          `7: column f is float (32-bit, at most ±3.4e38); 1e39 does not fit — ${toDouble('f')}`,
         ],
         `raw: ${raw}`,
       );

@@ -605,19 +605,20 @@ export class IcebergSink implements Sink {
     const keys = new Set(
       this.#options.config.key ?? schema.fields.filter((f) => identifiers.has(f.id)).map((f) => f.name),
     );
+    const advice: Advice = { table: this.#options.config.table, pipeline: this.#options.pipeline };
     const problems = schema.fields.map((f, i) => {
       const missing = f.required ? `r${i} is null` : 'false';
       const inside = [
         ...(typeof f.type === 'string' ? [] : structProblems(`r${i}`, f.type, f.name)),
         ...(typeof f.type === 'string' || shadowType(f.type) === undefined
           ? []
-          : [nestedProblem(`c${i}`, `s${i}`, f.type, f.name, this.#options.pipeline, 0)]),
+          : [nestedProblem(`c${i}`, `s${i}`, f.type, f.name, advice, 0)]),
       ].filter((problem) => problem !== undefined);
       const within =
         inside.length === 0
           ? ''
           : ` when r${i} is not null then ${inside.length === 1 ? inside[0] : `coalesce(${inside.join(', ')})`}`;
-      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f.name, f.type, `r${i}`, this.#options.pipeline)}${within} end`;
+      const problem = `case when ${missing} then ${quoteLiteral(`${f.name} is required but missing`)} when r${i} is not null and c${i} is null then ${unreadableReason(f.name, f.type, `r${i}`, advice)}${within} end`;
       return deleted !== undefined && !keys.has(f.name)
         ? `case when ${deleted} is true then null else ${problem} end`
         : problem;
@@ -868,9 +869,9 @@ const NUMBER = String.raw`\s*-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?\s*
  * the column, its type and the number (cut to 40 characters), and what to do: widen the column when Iceberg
  * allows a type that holds the number, else give such numbers another column. Other values cannot be read.
  */
-function unreadableReason(name: string, type: IcebergType, text: string, pipeline: string): string {
+function unreadableReason(name: string, type: IcebergType, text: string, advice: Advice): string {
   const cannotRead = `${quoteLiteral(`${name}: cannot read `)} || left(${text}::VARCHAR, 80) || ${quoteLiteral(` as ${typeof type === 'string' ? type : type.type}`)}`;
-  const range = typeof type === 'string' ? numberRange(type, pipeline) : undefined;
+  const range = typeof type === 'string' ? numberRange(type, name, advice) : undefined;
   if (range === undefined) return cannotRead;
   // What to do depends on the number: the fix of the first type that holds it.
   const hint = range.fits.reduceRight(
@@ -892,6 +893,12 @@ function unreadableReason(name: string, type: IcebergType, text: string, pipelin
   return `case when regexp_full_match(${text}, ${quoteLiteral(range.pattern)}) then ${quoteLiteral(`column ${name} is ${range.holds}; `)} || ${number} || ' does not fit — ' || ${hint} else ${cannotRead} end`;
 }
 
+/** What a DLQ reason's advice names: the table whose column to widen, the pipeline to replay. */
+interface Advice {
+  readonly table: string;
+  readonly pipeline: string;
+}
+
 /**
  * For a column of a type a number can be too large for (int, long, float, double, decimal): the numbers its
  * cast reads (RE2), what the type holds, and what to do about a number it cannot hold — the fix of the first
@@ -899,13 +906,14 @@ function unreadableReason(name: string, type: IcebergType, text: string, pipelin
  */
 function numberRange(
   type: PrimitiveType,
-  pipeline: string,
+  column: string,
+  advice: Advice,
 ):
   | { pattern: string; holds: string; fits: readonly { duckdb: string; fix: string }[]; otherwise: string }
   | undefined {
   const transform = 'or filter or change them in a transform';
   const widen = (wider: string) =>
-    `widen the column to ${wider} (Iceberg allows ${type} → ${wider}: with pyiceberg or Spark, see tributary catalog info), then replay the record (tributary dlq replay ${pipeline}); ${transform}`;
+    `widen the column to ${wider} (tributary tables evolve ${advice.table} --widen ${column}:${wider}, as Iceberg allows ${type} → ${wider}), then replay the record (tributary dlq replay ${advice.pipeline}); ${transform}`;
   const exact = `give such values a decimal(38, 0) column (create the table from a schema file that says so), ${transform}`;
   const otherwise = `no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), ${transform}`;
   const noNumber = `no Iceberg number holds it: give such values a string column, ${transform}`;
@@ -995,7 +1003,7 @@ function nestedProblem(
   shadow: string,
   type: IcebergType,
   path: string,
-  pipeline: string,
+  advice: Advice,
   depth: number,
 ): string | undefined {
   if (typeof type === 'string') {
@@ -1007,7 +1015,7 @@ function nestedProblem(
         : type === 'float' || type === 'double'
           ? ` or isinf(${cast}) and regexp_full_match(${shadow}, ${quoteLiteral(NUMBER)})`
           : '';
-    return `case when ${shadow} is not null and (${cast} is null${altered}) then ${unreadableReason(path, type, shadow, pipeline)} end`;
+    return `case when ${shadow} is not null and (${cast} is null${altered}) then ${unreadableReason(path, type, shadow, advice)} end`;
   }
   const p = `p${depth}`;
   const firstOf = (pairs: string, problem: string | undefined) =>
@@ -1021,7 +1029,7 @@ function nestedProblem(
         `struct_extract(${shadow}, ${quoteLiteral(f.name)})`,
         f.type,
         `${path}.${f.name}`,
-        pipeline,
+        advice,
         depth + 1,
       );
       return problem === undefined ? [] : [problem];
@@ -1035,11 +1043,11 @@ function nestedProblem(
   if (type.type === 'list')
     return firstOf(
       `list_zip(${cast}, ${shadow})`,
-      nestedProblem(`${p}[1]`, `${p}[2]`, type.element, `${path}.element`, pipeline, depth + 1),
+      nestedProblem(`${p}[1]`, `${p}[2]`, type.element, `${path}.element`, advice, depth + 1),
     );
   return firstOf(
     `list_zip(map_values(${cast}), map_values(${shadow}))`,
-    nestedProblem(`${p}[1]`, `${p}[2]`, type.value, `${path}.value`, pipeline, depth + 1),
+    nestedProblem(`${p}[1]`, `${p}[2]`, type.value, `${path}.value`, advice, depth + 1),
   );
 }
 
