@@ -4,8 +4,10 @@
  *
  *  1. The text is parsed by DuckDB before anything runs: exactly one statement, a SELECT (or WITH … SELECT),
  *     naming only catalog tables and the WITH names in scope where they are named, calling no table function
- *     but range/generate_series/unnest; time travel runs a rewritten text only if it parses back into the
- *     statement checked (sql-check.ts), and only ever one statement (a prepared one).
+ *     but range/generate_series/unnest and only the functions that compute values (allowed-functions.ts, an
+ *     allowlist: a function DuckDB adds is refused until it is classified there); time travel runs a
+ *     rewritten text only if it parses back into the statement checked (sql-check.ts), and only ever one
+ *     statement (a prepared one).
  *     COPY, ATTACH, INSTALL, LOAD, SET, PRAGMA, CREATE, two statements, read_csv('/etc/passwd'), query('…')
  *     are all refused with INVALID_INPUT, and have no effect.
  *  2. The DuckDB instance is hardened once, before any query: no external access except the warehouse's
@@ -23,12 +25,8 @@ import { TributaryError, isTributaryError } from '../errors.ts';
 import { quoteLiteral } from '../iceberg/duckdb.ts';
 import { isLocalLocation, localPathOf } from '../storage/location.ts';
 import type { QueryResult } from './query-engine.ts';
-import {
-  ALLOWED_TABLE_FUNCTIONS,
-  DENIED_FUNCTIONS,
-  parseSingleSelect,
-  rewriteTableReferences,
-} from './sql-check.ts';
+import { ALLOWED_FUNCTIONS, ALLOWED_FUNCTIONS_HINT, ALLOWED_TABLE_FUNCTIONS } from './allowed-functions.ts';
+import { parseSingleSelect, rewriteTableReferences } from './sql-check.ts';
 import { SNAPSHOT_SCHEMA, TableViews, type SnapshotSelector } from './table-views.ts';
 
 export interface ReadOnlyEngineOptions {
@@ -102,13 +100,6 @@ export class ReadOnlyQueryEngine {
   }
 
   static async open(catalog: Catalog, options: ReadOnlyEngineOptions = {}): Promise<ReadOnlyQueryEngine> {
-    const instance = await DuckDBInstance.create(':memory:', {
-      autoinstall_known_extensions: 'false',
-      autoload_known_extensions: 'false',
-      ...(options.threads ? { threads: String(options.threads) } : {}),
-      memory_limit: options.memoryLimit ?? `${Math.max(256, Math.floor(totalmem() / 4 / 2 ** 20))}MB`,
-    });
-    const admin = await instance.connect();
     // Directories DuckDB may read: the warehouse, and the location of any table kept outside it.
     const roots = new Set<string>();
     const addRoot = (location: string) => {
@@ -125,16 +116,7 @@ export class ReadOnlyQueryEngine {
         // an unreadable table is refused when queried
       }
     }
-    try {
-      await admin.run(`set TimeZone = 'UTC'`);
-      await admin.run(`set allowed_directories = [${[...roots].map(quoteLiteral).join(', ')}]`);
-      await admin.run('set enable_external_access = false');
-      await admin.run('set lock_configuration = true');
-    } catch (cause) {
-      admin.closeSync();
-      instance.closeSync();
-      throw cause;
-    }
+    const { instance, admin } = await openHardenedInstance([...roots], options);
     return new ReadOnlyQueryEngine(catalog, instance, admin, [...roots], options.maxConcurrent ?? 4);
   }
 
@@ -193,8 +175,8 @@ export class ReadOnlyQueryEngine {
         `query catalog tables by name; table functions allowed: ${[...ALLOWED_TABLE_FUNCTIONS].join(', ')}`,
       );
     }
-    const denied = parsed.functions.find((f) => DENIED_FUNCTIONS.has(f));
-    if (denied) throw refused(`the function ${denied}() is not allowed`);
+    const denied = parsed.functions.find((f) => !ALLOWED_FUNCTIONS.has(f));
+    if (denied) throw refused(`the function ${denied}() is not allowed`, ALLOWED_FUNCTIONS_HINT);
     const catalogTables = new Map<string, TableIdentifier>(
       (await this.#catalog.listAllTables()).map((t) => [foldedName(tableIdentifierToString(t)), t]),
     );
@@ -295,6 +277,36 @@ export class ReadOnlyQueryEngine {
     this.#admin.closeSync();
     this.#instance.closeSync();
   }
+}
+
+/**
+ * The DuckDB instance read-only queries run on (layer 2), with the connection the engine keeps for its own
+ * work: it reads only `directories`, loads no extension but those built in, and its configuration is locked
+ * before any query. allowed-functions.test.ts lists the functions of an instance opened here, so that
+ * whatever it ever loads is classified there.
+ */
+export async function openHardenedInstance(
+  directories: readonly string[],
+  options: ReadOnlyEngineOptions = {},
+): Promise<{ instance: DuckDBInstance; admin: DuckDBConnection }> {
+  const instance = await DuckDBInstance.create(':memory:', {
+    autoinstall_known_extensions: 'false',
+    autoload_known_extensions: 'false',
+    ...(options.threads ? { threads: String(options.threads) } : {}),
+    memory_limit: options.memoryLimit ?? `${Math.max(256, Math.floor(totalmem() / 4 / 2 ** 20))}MB`,
+  });
+  const admin = await instance.connect();
+  try {
+    await admin.run(`set TimeZone = 'UTC'`);
+    await admin.run(`set allowed_directories = [${directories.map(quoteLiteral).join(', ')}]`);
+    await admin.run('set enable_external_access = false');
+    await admin.run('set lock_configuration = true');
+  } catch (cause) {
+    admin.closeSync();
+    instance.closeSync();
+    throw cause;
+  }
+  return { instance, admin };
 }
 
 /**

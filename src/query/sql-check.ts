@@ -27,7 +27,10 @@ export interface ParsedSelect {
   readonly tables: readonly TableReference[];
   /** Table functions called in FROM clauses (range, read_csv, query…), lower-case. */
   readonly tableFunctions: readonly string[];
-  /** Other functions called (scalar, aggregate, window), lower-case. */
+  /**
+   * Other functions called, lower-case: scalar functions, macros, aggregates, window functions, and the
+   * operators DuckDB parses as calls (`+`, `||`, `~~` for LIKE; not casts, comparisons, AND, IN, CASE).
+   */
   readonly functions: readonly string[];
   /** Node types that make it more than a plain query (SHOW_REF for DESCRIBE/SUMMARIZE). */
   readonly otherRefs: readonly string[];
@@ -150,6 +153,8 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
   const tableFunctions: string[] = [];
   const functions: string[] = [];
   const otherRefs: string[] = [];
+  /** The FUNCTION nodes that name table functions: those are tableFunctions, not functions. */
+  const tableFunctionNodes = new Set<unknown>();
   walkScoped(statement, new Set(), (record, scope) => {
     if (record.type === 'BASE_TABLE' && typeof record.table_name === 'string') {
       const parts = nameParts(record);
@@ -157,7 +162,9 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
     } else if (record.type === 'TABLE_FUNCTION') {
       const fn = record.function as Json | undefined;
       if (fn && typeof fn.function_name === 'string') tableFunctions.push(foldedName(fn.function_name));
-    } else if (record.type === 'FUNCTION' && typeof record.function_name === 'string') {
+      tableFunctionNodes.add(fn);
+    } else if (typeof record.function_name === 'string' && !tableFunctionNodes.has(record)) {
+      // A FUNCTION or a WINDOW node (`sum(x) over ()`), or any other that names a function.
       functions.push(foldedName(record.function_name));
     } else if (record.type === 'SHOW_REF') {
       otherRefs.push('SHOW_REF');
@@ -165,28 +172,6 @@ export async function parseSingleSelect(connection: DuckDBConnection, sql: strin
   });
   return { sql, serialized: text, tables, tableFunctions, functions, otherRefs };
 }
-
-/** Table functions a read-only query may call: they compute rows and touch no file or setting. */
-export const ALLOWED_TABLE_FUNCTIONS: ReadonlySet<string> = new Set(['range', 'generate_series', 'unnest']);
-
-/**
- * Functions a read-only query may not call: they read the engine's settings, variables and secrets, or
- * read what the query's own table check never sees. `json_serialize_plan` binds and plans any SQL text —
- * any table, any table function over the warehouse's files — and the plan shows their schema and, as the
- * optimizer prunes by the files' statistics, their values. The built-in macros run table functions in
- * their bodies: `pg_get_viewdef` (every view's SQL: each table's columns and files), `pg_get_constraintdef`,
- * `format_type`, `get_block_size` (read-only.test.ts checks that no other macro does).
- */
-export const DENIED_FUNCTIONS: ReadonlySet<string> = new Set([
-  'current_setting',
-  'getvariable',
-  'which_secret',
-  'json_serialize_plan',
-  'pg_get_viewdef',
-  'pg_get_constraintdef',
-  'format_type',
-  'get_block_size',
-]);
 
 /** The statement as JSON text without `query_location`s (where in the text a node was: not its meaning). */
 function meaning(statement: unknown): string {
