@@ -4,6 +4,12 @@
  * was being committed is issued together (`appendTogether`: one transaction, one fsync), and answers are
  * posted back in batches.
  *
+ * Other threads talk to it too, each through a port of its own (`ThreadedLog#connect`, the `connect`
+ * request): their appends join the same rounds, in the order they arrive, and are decided by the same
+ * dedupe store; each is answered on the port it came from. A port that closes (its thread ended) is
+ * forgotten: its appends already received are still appended, their answers dropped, and its reads are
+ * aborted. Only the thread that started the worker opens the dedupe store and closes the log.
+ *
  * Deduplication happens here, for appends that carry a stream's event ids (dedupe.ts): the round decides
  * which of its events are duplicates of ids the stream accepted within its window — or of an earlier
  * event of the same round — drops them, and once the transaction is durable keeps the ids of the others.
@@ -12,7 +18,7 @@
  * the journal just after the answers leave; a write that fails is retried with a growing delay, and
  * /readyz reports the dedupe store failed (`dedupeFailure`) meanwhile.
  */
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { isTributaryError } from '../errors.ts';
 import { EmbeddedLog, MAX_RECORDS_PER_TRANSACTION, type EmbeddedLogOptions } from '../log/embedded-log.ts';
 import type { Log } from '../log/log.ts';
@@ -54,6 +60,8 @@ export type Request =
   /** Opens the dedupe store and recovers the ids of the crash window; answered with how many. */
   | { readonly op: 'dedupe'; readonly id: number; readonly options: DedupeOptions }
   | { readonly op: 'abort'; readonly id: number }
+  /** Serves `port` too (transferred with the message), as another client of the same log; not answered. */
+  | { readonly op: 'connect'; readonly port: MessagePort }
   | { readonly op: 'call'; readonly id: number; readonly method: string; readonly args: readonly unknown[] };
 
 export interface SerializedError {
@@ -112,6 +120,20 @@ const METHODS = new Set([
   'close',
 ]);
 
+/** What a client over a port is refused: only the thread that started the worker opens the store and closes the log. */
+const NOT_OWNER = {
+  dedupe: {
+    code: 'INTERNAL',
+    message:
+      'a client over a port cannot open the dedupe store: the thread that started the log worker opens it, and appends from every port use it',
+  },
+  close: {
+    code: 'INTERNAL',
+    message:
+      'a client over a port cannot close the log: the thread that started the log worker closes it (close() of a port client closes its port)',
+  },
+} as const satisfies Record<string, SerializedError>;
+
 /** The highest offset per partition of `pairs` ([partition, offset, …]): the watermarks an append completes. */
 function marksOf(topic: string, pairs: Float64Array): Acknowledged[] {
   const highest = new Map<number, number>();
@@ -123,6 +145,19 @@ function marksOf(topic: string, pairs: Float64Array): Acknowledged[] {
   const marks: Acknowledged[] = [];
   for (const [partition, offset] of highest) marks.push({ topic, partition, offset });
   return marks;
+}
+
+/** A thread the worker serves: the one that started it (parentPort) or one connected by a port. */
+interface Client {
+  readonly port: MessagePort;
+  /** The thread that started the worker: it alone opens the dedupe store and closes the log. */
+  readonly owner: boolean;
+  /** Answers not posted yet: one `replies` message per turn. */
+  replies: Reply[];
+  /** Its reads under way, by request id (ids are the client's own). */
+  readonly aborts: Map<number, AbortController>;
+  /** Its port closed: answers are dropped. */
+  closed: boolean;
 }
 
 /** An append of a round, with the records kept (its duplicates dropped) and the ids it admitted. */
@@ -160,23 +195,30 @@ function deduplicate(
 }
 
 async function main(): Promise<void> {
-  const port = parentPort!;
   const options = workerData as WorkerOptions;
   let log: EmbeddedLog;
   try {
     log = await EmbeddedLog.open(options.log);
   } catch (error) {
-    port.postMessage({ ready: false, error: serializeError(error) } satisfies Message);
+    parentPort!.postMessage({ ready: false, error: serializeError(error) } satisfies Message);
     return;
   }
   let dedupe: DedupeStore | undefined;
-  const aborts = new Map<number, AbortController>();
-  let replies: Reply[] = [];
+  /** The clients whose ports are open. */
+  const clients = new Set<Client>();
+  const broadcast = (message: Message) => {
+    for (const client of clients) client.port.postMessage(message);
+  };
   /** Rounds answered kept ids that the store has not written yet. */
   let unwritten = false;
   let retry: NodeJS.Timeout | undefined;
   let retryMs = RETRY_FIRST_MS;
-  let failing = false;
+  /** Why writes to the dedupe store fail, as last told to the clients; undefined while they succeed. */
+  let failing: string | undefined;
+  const report = (failure: string | undefined) => {
+    failing = failure;
+    broadcast({ dedupeFailure: failure ?? null });
+  };
   // A failed write keeps the ids queued in the store (they are in its memory already), and is tried again
   // later with what was queued meanwhile.
   const write = () => {
@@ -184,8 +226,7 @@ async function main(): Promise<void> {
     if (!dedupe) return;
     const error = dedupe.flush();
     if (error) {
-      if (!failing) port.postMessage({ dedupeFailure: error.message } satisfies Message);
-      failing = true;
+      if (failing === undefined) report(error.message);
       retry = setTimeout(write, retryMs);
       retryMs = Math.min(2 * retryMs, RETRY_LAST_MS);
       return;
@@ -195,43 +236,50 @@ async function main(): Promise<void> {
     // A journal that stopped (a failed sync) keeps /readyz failed, but holds nothing: the ids are in
     // memory, and a restart reads them again from the log.
     const stopped = dedupe.journalFailure;
-    if (stopped && !failing) port.postMessage({ dedupeFailure: stopped.message } satisfies Message);
-    else if (!stopped && failing) port.postMessage({ dedupeFailure: null } satisfies Message);
-    failing = stopped !== undefined;
+    if (stopped && failing === undefined) report(stopped.message);
+    else if (!stopped && failing !== undefined) report(undefined);
   };
   // Once a second: the figures, and a write of what waits for time rather than for more ids (the
   // watermarks, synced to ingest.db at most once a second), so that it is not left until the next append.
   const tick = setInterval(() => {
     if (!dedupe) return;
-    port.postMessage({ dedupeStats: dedupe.stats } satisfies Message);
+    broadcast({ dedupeStats: dedupe.stats });
     if (retry === undefined) write();
   }, TICK_MS);
   tick.unref();
   let scheduled = false;
-  const reply = (answer: Reply) => {
-    replies.push(answer);
+  /** The clients with answers to post. */
+  let answering: Client[] = [];
+  const postReplies = () => {
+    scheduled = false;
+    const posting = answering;
+    answering = [];
+    // The answers leave first: their events are durable, and their ids already in the store's memory.
+    for (const client of posting) {
+      const batch = client.replies;
+      client.replies = [];
+      if (!client.closed) client.port.postMessage({ replies: batch } satisfies Message);
+    }
+    // While a retry is due, these wait for it rather than meet the failure again now.
+    if (unwritten && retry === undefined) write();
+  };
+  const reply = (client: Client, answer: Reply) => {
+    if (client.replies.push(answer) === 1) answering.push(client);
     if (scheduled) return;
     scheduled = true;
-    setImmediate(() => {
-      scheduled = false;
-      const batch = replies;
-      replies = [];
-      // The answers leave first: their events are durable, and their ids already in the store's memory.
-      port.postMessage({ replies: batch } satisfies Message);
-      // While a retry is due, these wait for it rather than meet the failure again now.
-      if (unwritten && retry === undefined) write();
-    });
+    setImmediate(postReplies);
   };
-  const settle = (id: number, work: Promise<unknown>) =>
+  const settle = (client: Client, id: number, work: Promise<unknown>) =>
     work.then(
-      (value) => reply({ id, ok: true, value }),
-      (error: unknown) => reply({ id, ok: false, error: serializeError(error) }),
+      (value) => reply(client, { id, ok: true, value }),
+      (error: unknown) => reply(client, { id, ok: false, error: serializeError(error) }),
     );
 
   /** The last opening of the dedupe store (the `dedupe` request), settled or not. */
   let opening: Promise<unknown> = Promise.resolve();
-  /** Appends received, not yet in a round. */
+  /** Appends received, not yet in a round, and who sent each. */
   const queue: DecodedAppend[] = [];
+  const senders: Client[] = [];
   let roundActive = false;
   let roundScheduled = false;
   /** While the dedupe store is being opened, no round starts (they would be decided without it). */
@@ -254,6 +302,7 @@ async function main(): Promise<void> {
   const round = () => {
     roundScheduled = false;
     const appends: DecodedAppend[] = [];
+    const from: Client[] = [];
     let records = 0;
     while (
       queue.length > 0 &&
@@ -261,6 +310,7 @@ async function main(): Promise<void> {
     ) {
       const append = queue.shift()!;
       appends.push(append);
+      from.push(senders.shift()!);
       records += append.records.count;
     }
     roundActive = true;
@@ -292,18 +342,21 @@ async function main(): Promise<void> {
       );
     } catch (error) {
       // Nothing of the round was appended: it fails whole, and the next one goes on.
-      for (const append of appends)
+      appends.forEach((append, i) => {
         void settle(
+          from[i]!,
           append.id,
           Promise.reject(error instanceof Error ? error : new Error(String(error))),
         ).finally(done);
+      });
       return;
     }
     let next = 0;
     items.forEach((item, i) => {
       const id = appends[i]!.id;
+      const client = from[i]!;
       if (item instanceof Error) {
-        void settle(id, Promise.reject(item)).finally(done);
+        void settle(client, id, Promise.reject(item)).finally(done);
         return;
       }
       // Settled in the order of the log (one transaction resolves its appends in order), so the
@@ -316,22 +369,32 @@ async function main(): Promise<void> {
         }
         return item.append.positions ? pairs : null;
       });
-      void settle(id, kept).finally(done);
+      void settle(client, id, kept).finally(done);
     });
   };
 
-  port.on('message', (request: Request) => {
+  const serve = (client: Client, request: Request) => {
     if (request.op === 'append') {
-      for (const append of decodeAppends(new Uint8Array(request.buffer, 0, request.length)))
+      for (const append of decodeAppends(new Uint8Array(request.buffer, 0, request.length))) {
         queue.push(append);
+        senders.push(client);
+      }
       scheduleRound();
       return;
     }
     if (request.op === 'abort') {
-      aborts.get(request.id)?.abort();
+      client.aborts.get(request.id)?.abort();
+      return;
+    }
+    if (request.op === 'connect') {
+      attach(request.port, false);
       return;
     }
     if (request.op === 'dedupe') {
+      if (!client.owner) {
+        reply(client, { id: request.id, ok: false, error: NOT_OWNER.dedupe });
+        return;
+      }
       const { directory, windows, maxIds, topics } = request.options;
       // One opening at a time, in the order asked.
       const opened = opening
@@ -348,7 +411,7 @@ async function main(): Promise<void> {
             try {
               const recovered = await store.recover(log, new Map(topics));
               dedupe = store;
-              port.postMessage({ dedupeStats: store.stats } satisfies Message);
+              broadcast({ dedupeStats: store.stats });
               return recovered;
             } catch (error) {
               store.close();
@@ -360,25 +423,39 @@ async function main(): Promise<void> {
           }
         });
       opening = opened;
-      void settle(request.id, opened);
+      void settle(client, request.id, opened);
       return;
     }
     if (!METHODS.has(request.method)) {
-      reply({ id: request.id, ok: false, error: { message: `unknown log method ${request.method}` } });
+      reply(client, {
+        id: request.id,
+        ok: false,
+        error: { message: `unknown log method ${request.method}` },
+      });
       return;
     }
     const args = [...request.args];
     if (request.method === 'read') {
       const controller = new AbortController();
-      aborts.set(request.id, controller);
+      client.aborts.set(request.id, controller);
       args[3] = { ...(args[3] ?? {}), signal: controller.signal };
     }
     if (request.method === 'close') {
+      if (!client.owner) {
+        reply(client, { id: request.id, ok: false, error: NOT_OWNER.close });
+        return;
+      }
       // The rounds first: what was received is appended, its ids kept; then the log, then the store.
-      paused = false;
-      const drained = idle();
-      scheduleRound();
+      // After this turn: appends that other ports sent before this close and that arrive in it join them
+      // (no order holds between the messages of two ports; what arrives later fails, the log closed).
+      const drained = new Promise(setImmediate).then(() => {
+        paused = false;
+        const rounds = idle();
+        scheduleRound();
+        return rounds;
+      });
       void settle(
+        client,
         request.id,
         drained
           .then(() => log.close())
@@ -392,11 +469,29 @@ async function main(): Promise<void> {
     }
     const method = (log as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[request.method]!;
     void settle(
+      client,
       request.id,
-      (async () => method.apply(log as Log, args))().finally(() => aborts.delete(request.id)),
+      (async () => method.apply(log as Log, args))().finally(() => client.aborts.delete(request.id)),
     );
-  });
-  port.postMessage({ ready: true } satisfies Message);
+  };
+  const attach = (port: MessagePort, owner: boolean) => {
+    const client: Client = { port, owner, replies: [], aborts: new Map(), closed: false };
+    clients.add(client);
+    port.on('message', (request: Request) => serve(client, request));
+    // Its thread ended, or closed the port: what it appended is still appended (answers dropped), what
+    // it reads stops.
+    port.on('close', () => {
+      client.closed = true;
+      clients.delete(client);
+      for (const controller of client.aborts.values()) controller.abort();
+    });
+    if (owner) return;
+    // A client that connects late learns where the dedupe store stands at once, not at the next change.
+    if (dedupe) port.postMessage({ dedupeStats: dedupe.stats } satisfies Message);
+    if (failing !== undefined) port.postMessage({ dedupeFailure: failing } satisfies Message);
+  };
+  attach(parentPort!, true);
+  parentPort!.postMessage({ ready: true } satisfies Message);
 }
 
 await main();

@@ -5,8 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
+import { Worker, type MessagePort } from 'node:worker_threads';
 import { Registry } from 'prom-client';
 import { createLogger } from '../core/logger.ts';
+import { isTributaryError } from '../errors.ts';
 import { loadProject } from '../core/project.ts';
 import { EmbeddedLog } from '../log/embedded-log.ts';
 import type { Log, LogRecord } from '../log/log.ts';
@@ -23,6 +25,23 @@ import { ThreadedLog } from './threaded-log.ts';
 logCases('embedded on a worker thread', (directory) =>
   ThreadedLog.open({ directory, retentionIntervalMs: 0 }),
 );
+
+// And so does a client of that worker over a port; its close closes the owner too, for the suite's reopen.
+logCases('embedded on a worker thread, over a port', async (directory) => {
+  const owner = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  const client = ThreadedLog.overPort(owner.connect());
+  const close = async () => {
+    await client.close();
+    await owner.close();
+  };
+  return new Proxy(client, {
+    get: (target, property) => {
+      if (property === 'close') return close;
+      const value: unknown = Reflect.get(target, property);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+});
 
 it('deduplicates in the worker as it appends, and keeps the ids of what became durable', async () => {
   const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
@@ -372,5 +391,287 @@ it('records the ids of the events appended when the DLQ append failed, with a lo
     await log.close();
     dedupe.close();
     rmSync(root, { recursive: true, force: true });
+  }
+});
+
+const encode = (text: string) => new TextEncoder().encode(text);
+const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+
+/**
+ * Runs `body` — JavaScript, the body of an async function of `log` (a ThreadedLog over `port`) and `data`
+ * — on a thread of its own, as an HTTP thread would; resolves with what it returns once the thread ended.
+ */
+function onThread(port: MessagePort, body: string, data?: unknown): Promise<unknown> {
+  const source = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.module).then(async ({ ThreadedLog }) => {
+      const log = ThreadedLog.overPort(workerData.port);
+      parentPort.postMessage(await (async (log, data) => { ${body} })(log, workerData.data));
+    });`;
+  const module = new URL('./threaded-log.ts', import.meta.url).href;
+  const worker = new Worker(source, { eval: true, workerData: { module, port, data }, transferList: [port] });
+  let result: unknown;
+  worker.on('message', (message: unknown) => (result = message));
+  return new Promise((resolve, reject) => {
+    worker.once('error', reject);
+    worker.once('exit', (code) => (code === 0 ? resolve(result) : reject(new Error(`exit ${code}`))));
+  });
+}
+
+/** Every record of `topic`, by partition, each partition's offsets checked to run from 0 without a gap. */
+async function readAll(log: Log, topic: string): Promise<Map<string, { partition: number; offset: number }>> {
+  const found = new Map<string, { partition: number; offset: number }>();
+  for (const { partition, start, end } of await log.offsets(topic)) {
+    assert.equal(start, 0);
+    const records = await log.read(topic, partition, 0, { maxRecords: end + 1 });
+    assert.deepEqual(
+      records.map((r) => r.offset),
+      Array.from({ length: end }, (_, i) => i),
+      `partition ${partition} has no gap`,
+    );
+    for (const r of records) {
+      assert.ok(!found.has(decode(r.value)), `${decode(r.value)} once`);
+      found.set(decode(r.value), { partition, offset: r.offset });
+    }
+  }
+  return found;
+}
+
+it('appends from another thread through a port while the owner appends: one log, every record once', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  try {
+    await log.ensureTopic('events', { partitions: 3 });
+    // 60 appends of 10 records each side, in waves of 20 at once (batched as the server's requests are).
+    const thread = onThread(
+      log.connect(),
+      `const positions = {};
+      for (let wave = 0; wave < 3; wave++)
+        await Promise.all(Array.from({ length: 20 }, async (_, a) => {
+          const values = Array.from({ length: 10 }, (_, r) => 't' + (wave * 20 + a) + '.' + r);
+          const got = await log.append('events', values.map((v, r) => ({ key: 'k' + r, value: new TextEncoder().encode(v) })));
+          values.forEach((v, r) => (positions[v] = got[r]));
+        }));
+      await log.close();
+      return positions;`,
+    ) as Promise<Record<string, { partition: number; offset: number }>>;
+    const positions: Record<string, { partition: number; offset: number }> = {};
+    for (let wave = 0; wave < 3; wave++)
+      await Promise.all(
+        Array.from({ length: 20 }, async (_, a) => {
+          const values = Array.from({ length: 10 }, (_, r) => `o${wave * 20 + a}.${r}`);
+          const got = await log.append(
+            'events',
+            values.map((v, r) => ({ key: `k${r}`, value: encode(v) })),
+          );
+          values.forEach((v, r) => (positions[v] = got[r]!));
+        }),
+      );
+    Object.assign(positions, await thread);
+    const found = await readAll(log, 'events');
+    assert.equal(found.size, 1200);
+    assert.deepEqual(Object.fromEntries(found), positions, 'each append answered with its records’ places');
+  } finally {
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+it('deduplicates across the owner and its ports with one store: an id kept once, wherever it came from', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  const client = ThreadedLog.overPort(log.connect());
+  try {
+    await log.ensureTopic('events.s', { partitions: 2 });
+    const options = {
+      directory,
+      windows: [['s', 60_000]],
+      maxIds: 10_000,
+      topics: [['events.s', 's']],
+    } as const;
+    await assert.rejects(client.openDedupe(options), /cannot open the dedupe store/);
+    await log.openDedupe(options);
+    const marked = (id: string) => ({
+      value: encode(id),
+      headers: { [HEADER_EVENT_ID]: id, [HEADER_DEDUPE]: '1' },
+    });
+    // At once from both: one round, decided in the order received.
+    const together = await Promise.all([
+      log.appendDeduplicating('events.s', [marked('x')], 's'),
+      client.appendDeduplicating('events.s', [marked('x')], 's'),
+    ]);
+    assert.deepEqual(together.sort(), [0, 1]);
+    assert.equal(await client.appendDeduplicating('events.s', [marked('y')], 's'), 0);
+    assert.equal(await log.appendDeduplicating('events.s', [marked('y'), marked('z')], 's'), 1);
+    assert.equal(await client.appendDeduplicating('events.s', [marked('z')], 's'), 1);
+    // From a thread of its own, overlapping the owner's: ids 0–99 there, 50–149 here.
+    const thread = onThread(
+      log.connect(),
+      `let duplicates = 0;
+      const marked = (id) => ({ value: new TextEncoder().encode(id), headers: { 'tributary-event-id': id, 'tributary-dedupe': '1' } });
+      await Promise.all(Array.from({ length: 20 }, async (_, a) => {
+        const dropped = await log.appendDeduplicating('events.s', Array.from({ length: 5 }, (_, r) => marked('n' + (a * 5 + r))), 's');
+        duplicates += dropped;
+      }));
+      await log.close();
+      return duplicates;`,
+    );
+    let duplicates = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async (_, a) => {
+        const ids = Array.from({ length: 5 }, (_, r) => marked(`n${50 + a * 5 + r}`));
+        const dropped = await log.appendDeduplicating('events.s', ids, 's');
+        duplicates += dropped;
+      }),
+    );
+    duplicates += (await thread) as number;
+    assert.equal(duplicates, 50);
+    const found = await readAll(log, 'events.s');
+    assert.deepEqual(
+      [...found.keys()].sort(),
+      ['x', 'y', 'z', ...Array.from({ length: 150 }, (_, i) => `n${i}`)].sort(),
+    );
+    await until(() => client.dedupeStats.ids === 153, 'a port client gets the figures too');
+    assert.equal(client.dedupeFailure, undefined);
+  } finally {
+    await client.close();
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+it('closes a port client once its appends are answered, and leaves the log open for the owner', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+  try {
+    await log.ensureTopic('events', { partitions: 1 });
+    await log.ensureTopic('quiet', { partitions: 1 });
+    const client = ThreadedLog.overPort(log.connect());
+    const waiting = client.read('quiet', 0, 0, { waitMs: 60_000 });
+    waiting.catch(() => undefined);
+    const issued = [
+      client.append('events', [{ value: encode('a') }]),
+      client.append('events', [{ value: encode('b') }]),
+    ];
+    const closed = client.close();
+    await assert.rejects(client.append('events', [{ value: encode('c') }]), /closed/, 'refused once closing');
+    await closed;
+    const positions = await Promise.all(issued);
+    assert.equal(positions.length, 2, 'issued before close: appended and answered');
+    await assert.rejects(waiting, /closed/, 'a read still waiting fails as closed');
+    await assert.rejects(client.offsets('events'), /closed/);
+    // The owner goes on, and connects other clients.
+    await log.append('events', [{ value: encode('d') }]);
+    const other = ThreadedLog.overPort(log.connect());
+    await other.append('events', [{ value: encode('e') }]);
+    await other.close();
+    assert.deepEqual([...(await readAll(log, 'events')).keys()].sort(), ['a', 'b', 'd', 'e']);
+  } finally {
+    await log.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
+});
+
+it(
+  'answers or fails, never leaves waiting, the appends of a thread while the owner closes the log',
+  { timeout: 30_000 },
+  async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+    const log = await ThreadedLog.open({ directory, retentionIntervalMs: 0 });
+    await log.ensureTopic('events', { partitions: 1 });
+    const client = ThreadedLog.overPort(log.connect());
+    let appended = 0;
+    const watch = setInterval(() => {
+      client.offsets('events').then(
+        ([o]) => (appended = o!.end),
+        () => clearInterval(watch),
+      );
+    }, 5);
+    // This thread's client, and another thread's appending as fast as it can, while the owner closes.
+    const thread = onThread(
+      log.connect(),
+      `const appended = [];
+      let failure;
+      for (let n = 0; !failure; n++) {
+        const values = Array.from({ length: 8 }, (_, a) => 't' + n + '.' + a);
+        const settled = await Promise.allSettled(values.map((v) => log.append('events', [{ value: new TextEncoder().encode(v) }])));
+        settled.forEach((s, a) => (s.status === 'fulfilled' ? appended.push(values[a]) : (failure ??= s.reason)));
+      }
+      const later = await log.append('events', [{ value: new Uint8Array(1) }]).catch((e) => e);
+      return { appended, failure: failure.code, later: later.code, retryable: later.retryable };`,
+    ) as Promise<{ appended: string[]; failure: string; later: string; retryable: boolean }>;
+    await log.append('events', [{ value: encode('first') }]);
+    await until(() => appended >= 100, 'the thread appends');
+    // Sent to the worker before the owner's close (c), and after it (d).
+    const append = (value: string) => client.append('events', [{ value: encode(value) }]);
+    const before = Promise.allSettled(Array.from({ length: 8 }, (_, a) => append(`c${a}`)));
+    await new Promise(setImmediate);
+    const closing = log.close();
+    const after = Promise.allSettled(Array.from({ length: 8 }, (_, a) => append(`d${a}`)));
+    await closing;
+    const settled = [...(await before), ...(await after)];
+    const result = await thread;
+    for (const s of settled)
+      if (s.status === 'rejected') assert.equal((s.reason as { code: string }).code, 'STORAGE_IO');
+    assert.equal(result.failure, 'STORAGE_IO');
+    assert.deepEqual([result.later, result.retryable], ['STORAGE_IO', true], 'the worker is gone');
+    await assert.rejects(client.append('events', [{ value: encode('x') }]), {
+      code: 'STORAGE_IO',
+      retryable: true,
+    });
+    clearInterval(watch);
+    await client.close();
+    // What was answered is in the log.
+    const reopened = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    try {
+      const found = await readAll(reopened, 'events');
+      const answered = settled.flatMap((s, a) =>
+        s.status === 'fulfilled' ? [a < 8 ? `c${a}` : `d${a - 8}`] : [],
+      );
+      for (const value of [...answered, ...result.appended, 'first']) assert.ok(found.has(value), value);
+      assert.ok(result.appended.length > 0, 'the thread appended before the close');
+    } finally {
+      await reopened.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  },
+);
+
+it('fails the calls of a port client, waiting and later, with STORAGE_IO when the log worker dies', async () => {
+  const directory = mkdtempSync(path.join(tmpdir(), 'threaded-log-'));
+  // The owner on a thread of its own, which ends without closing the log: its worker dies with it.
+  const module = new URL('./threaded-log.ts', import.meta.url).href;
+  const owner = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+    import(workerData.module).then(async ({ ThreadedLog }) => {
+      const log = await ThreadedLog.open({ directory: workerData.directory, retentionIntervalMs: 0 });
+      await log.ensureTopic('events', { partitions: 1 });
+      const port = log.connect();
+      parentPort.postMessage(port, [port]);
+    });`,
+    { eval: true, workerData: { module, directory } },
+  );
+  try {
+    const port = await new Promise<MessagePort>((resolve) => owner.once('message', resolve));
+    const client = ThreadedLog.overPort(port);
+    assert.equal((await client.append('events', [{ value: encode('a') }])).length, 1);
+    const gone = { code: 'STORAGE_IO', retryable: true };
+    const waiting = assert.rejects(client.read('events', 0, 1, { waitMs: 60_000 }), gone);
+    // In flight as the worker dies: answered before, or failed so.
+    const appending = client.append('events', [{ value: encode('b') }]).then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    await owner.terminate();
+    await waiting;
+    const failed = await appending;
+    if (failed !== undefined)
+      assert.ok(isTributaryError(failed, 'STORAGE_IO') && failed.retryable, 'appended, or failed so');
+    await assert.rejects(client.append('events', [{ value: encode('c') }]), gone);
+    await assert.rejects(client.offsets('events'), gone);
+    await client.close();
+  } finally {
+    await owner.terminate();
+    rmSync(directory, { recursive: true, force: true });
   }
 });

@@ -9,8 +9,15 @@
  *
  * `tributary up` and `tributary serve` use it for the server and the pipelines together (one log
  * instance per process: the embedded log keeps its offsets in memory).
+ *
+ * Other threads of the process (HTTP servers on worker threads) append to the same log worker directly:
+ * the owner — the ThreadedLog that `open` started — makes a port for each (`connect`), and the thread
+ * builds its client on it (`ThreadedLog.overPort`). A client over a port is the same Log, batched the same
+ * way, and deduplicates with the store the owner opened; it cannot open the store nor close the log: its
+ * `close` closes only its port. When the worker fails or the owner closes the log, its port closes: what
+ * it was waiting for, and what it asks later, fails with the retryable STORAGE_IO error the owner sees.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, Worker, type MessagePort, type TransferListItem } from 'node:worker_threads';
 import { TributaryError, type ErrorCode } from '../errors.ts';
 import { positionsOf, type EmbeddedLogOptions } from '../log/embedded-log.ts';
 import type {
@@ -29,6 +36,7 @@ import type {
   DedupeStats,
   Message,
   Reply,
+  Request,
   SerializedError,
   WorkerOptions,
 } from './log-worker.ts';
@@ -55,8 +63,17 @@ function toError(error: SerializedError): TributaryError {
   });
 }
 
+/** What a ThreadedLog posts its requests to: the log worker (on its owner's thread) or a port to it. */
+interface Endpoint {
+  postMessage(request: Request, transfer?: readonly TransferListItem[]): void;
+}
+
 export class ThreadedLog implements Log {
-  readonly #worker: Worker;
+  readonly #endpoint: Endpoint;
+  /** The log worker, on the thread that started it (the owner); undefined for a client over a port. */
+  readonly #worker: Worker | undefined;
+  /** For a client over a port: the port (closed by `close`). */
+  readonly #port: MessagePort | undefined;
   readonly #waiting = new Map<number, Waiter>();
   #next = 1;
   /** Appends not yet sent, encoded (append-codec.ts). */
@@ -68,10 +85,11 @@ export class ThreadedLog implements Log {
   #dedupeFailure: string | undefined;
   #dedupeStats: DedupeStats = { ids: 0, bytes: 0, forgotEarly: 0 };
   #closed = false;
+  /** A client over a port closing: called once no append is left unanswered. */
+  #onAnswered: (() => void) | undefined;
 
-  private constructor(worker: Worker) {
-    this.#worker = worker;
-    worker.on('message', (message: Message) => {
+  private constructor(endpoint: Worker | MessagePort) {
+    const listener = (message: Message) => {
       if ('dedupeStats' in message) {
         this.#dedupeStats = message.dedupeStats;
         return;
@@ -84,19 +102,31 @@ export class ThreadedLog implements Log {
       // The worker answers after each commit: it is free now, so it gets what waited meanwhile.
       this.#flush();
       for (const reply of message.replies) this.#settle(reply);
-    });
+    };
     const fail = (why: string) => {
       this.#failure ??= new TributaryError('STORAGE_IO', `the log worker ${why}`, {
         retryable: true,
         hint: 'see the log above; restart Tributary',
       });
-      for (const waiter of this.#waiting.values()) waiter.reject(this.#failure);
-      this.#waiting.clear();
+      this.#rejectWaiting(this.#failure);
     };
-    worker.on('error', (error: Error) => fail(`failed: ${error.message}`));
-    worker.on('exit', (code) => {
-      if (!this.#closed) fail(`exited with code ${code}`);
-    });
+    this.#endpoint = endpoint;
+    if (endpoint instanceof Worker) {
+      this.#worker = endpoint;
+      endpoint.on('message', listener);
+      endpoint.on('error', (error: Error) => fail(`failed: ${error.message}`));
+      endpoint.on('exit', (code) => {
+        if (!this.#closed) fail(`exited with code ${code}`);
+      });
+    } else {
+      this.#port = endpoint;
+      endpoint.on('message', listener);
+      // The worker exited (failed, or its owner closed the log), or this client closed its port.
+      endpoint.on('close', () => {
+        if (this.#closed && this.#onAnswered === undefined) this.#rejectWaiting(closedError());
+        else fail('is gone: it failed, or the thread that opened the log closed it');
+      });
+    }
   }
 
   /** Starts the worker on the embedded log `options` describes. */
@@ -128,11 +158,33 @@ export class ThreadedLog implements Log {
     return new ThreadedLog(worker);
   }
 
+  /**
+   * A client of the log worker over `port`, a port made by `connect` of the ThreadedLog that opened the
+   * log (or of another client) and transferred to this thread. It is a Log as the owner is, and
+   * `appendDeduplicating` uses the dedupe store the owner opened; `openDedupe` is refused. `close` closes
+   * the port only, once the appends already issued are answered.
+   */
+  static overPort(port: MessagePort): ThreadedLog {
+    return new ThreadedLog(port);
+  }
+
+  /**
+   * A new port to the log worker, to transfer to another thread (`postMessage(…, [port])`) that makes its
+   * client on it (`overPort`). Its appends join the owner's rounds: one transaction, one dedupe store,
+   * decided in the order the worker receives them (each thread's in the order it issued them).
+   */
+  connect(): MessagePort {
+    this.#check();
+    const { port1, port2 } = new MessageChannel();
+    this.#endpoint.postMessage({ op: 'connect', port: port2 }, [port2]);
+    return port1;
+  }
+
   #settle(reply: Reply): void {
     const waiter = this.#waiting.get(reply.id);
     if (!waiter) return;
     this.#waiting.delete(reply.id);
-    if (waiter.append) this.#unanswered--;
+    if (waiter.append && --this.#unanswered === 0) this.#onAnswered?.();
     if (!reply.ok) waiter.reject(toError(reply.error));
     else if (waiter.append === 'positions')
       waiter.resolve(reply.value === null ? [] : positionsOf(reply.value as Float64Array));
@@ -158,29 +210,51 @@ export class ThreadedLog implements Log {
    * many it recovered.
    */
   openDedupe(options: DedupeOptions): Promise<number> {
-    this.#check();
+    if (!this.#worker)
+      return Promise.reject(
+        new TributaryError('INTERNAL', 'a client of the log over a port cannot open the dedupe store', {
+          hint: 'the thread that opened the log (ThreadedLog.open) opens it; appendDeduplicating from a port uses it',
+        }),
+      );
+    const refused = this.#refused();
+    if (refused) return refused;
     const id = this.#next++;
     return new Promise<number>((resolve, reject) => {
       this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.#worker.postMessage({ op: 'dedupe', id, options });
+      this.#endpoint.postMessage({ op: 'dedupe', id, options });
     });
   }
 
   #check(): void {
     if (this.#failure) throw this.#failure;
-    if (this.#closed) throw new TributaryError('STORAGE_IO', 'the embedded log is closed');
+    if (this.#closed) throw closedError();
+  }
+
+  /** `#check` for a call that answers with a promise: the promise rejected, or undefined when it may go. */
+  #refused(): Promise<never> | undefined {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(closedError());
+    return undefined;
+  }
+
+  /** Fails every call waiting for an answer with `error`. */
+  #rejectWaiting(error: TributaryError): void {
+    for (const waiter of this.#waiting.values()) waiter.reject(error);
+    this.#waiting.clear();
+    this.#onAnswered?.();
   }
 
   #call<T>(method: string, args: unknown[], signal?: AbortSignal): Promise<T> {
-    this.#check();
+    const refused = this.#refused();
+    if (refused) return refused;
     const id = this.#next++;
     return new Promise<T>((resolve, reject) => {
       this.#waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
       if (signal) {
-        const onAbort = () => this.#worker.postMessage({ op: 'abort', id });
+        const onAbort = () => this.#endpoint.postMessage({ op: 'abort', id });
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      this.#worker.postMessage({ op: 'call', id, method, args });
+      this.#endpoint.postMessage({ op: 'call', id, method, args });
     });
   }
 
@@ -204,11 +278,8 @@ export class ThreadedLog implements Log {
     dedupe: string | undefined,
     positions: boolean,
   ): Promise<RecordPosition[] | number> {
-    try {
-      this.#check();
-    } catch (error) {
-      return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-    }
+    const refused = this.#refused();
+    if (refused) return refused;
     if (records.length === 0) return Promise.resolve(dedupe === undefined ? [] : 0);
     const id = this.#next++;
     try {
@@ -245,7 +316,7 @@ export class ThreadedLog implements Log {
     if (this.#outbox.appends === 0) return;
     this.#unanswered += this.#outbox.appends;
     const { buffer, length } = this.#outbox.take();
-    this.#worker.postMessage({ op: 'append', buffer, length }, [buffer]);
+    this.#endpoint.postMessage({ op: 'append', buffer, length }, [buffer]);
   }
 
   ensureTopic(name: string, config: TopicConfig): Promise<TopicInfo> {
@@ -287,12 +358,28 @@ export class ThreadedLog implements Log {
     return this.#call('enforceRetention', []);
   }
 
-  /** Lets appends already accepted finish, closes the log in the worker, and stops the worker. */
+  /**
+   * The owner: lets appends already accepted (from every port too) finish, closes the log in the worker,
+   * and stops the worker. A client over a port: refuses calls from now on, waits for the answers to its
+   * appends already issued, and closes its port; the log stays open. Calls still waiting then (a read's
+   * long poll) fail as closed.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#flush();
-    if (!this.#failure) await this.#call('close', []).catch(() => undefined);
-    this.#closed = true;
-    await this.#worker.terminate();
+    if (this.#worker) {
+      if (!this.#failure) await this.#call('close', []).catch(() => undefined);
+      this.#closed = true;
+      await this.#worker.terminate();
+    } else {
+      this.#closed = true;
+      if (this.#unanswered > 0 && !this.#failure)
+        await new Promise<void>((resolve) => (this.#onAnswered = resolve));
+      this.#onAnswered = undefined;
+      this.#port!.close();
+    }
+    this.#rejectWaiting(closedError());
   }
 }
+
+const closedError = () => new TributaryError('STORAGE_IO', 'the embedded log is closed');
