@@ -26,6 +26,8 @@ export interface ReadinessOptions {
   readonly sources?: () => readonly SourceHandleForHealth[];
   /** Why the ingest dedupe store cannot be written right now (threaded-log.ts), if it cannot. */
   readonly dedupeFailure?: () => string | undefined;
+  /** The server's extra HTTP threads (http-threads.ts), when it has some. */
+  readonly httpThreads?: () => ComponentHealth;
   readonly stallAfterMs: number;
   /** A topic the server writes to: reading its end proves the log is open. */
   readonly probeTopic?: string;
@@ -165,6 +167,7 @@ export async function readiness(options: ReadinessOptions): Promise<Readiness> {
             detail: `cannot write event ids or Idempotency-Key answers to disk (retrying; they are kept in memory meanwhile): ${failure}`,
           };
   }
+  if (options.httpThreads) components['http threads'] = options.httpThreads();
   await Promise.all(checks);
   const unhealthy = Object.entries(components)
     .filter(([, health]) => health.status !== 'ok')

@@ -28,6 +28,7 @@ import {
 import { HttpError } from './http-error.ts';
 import { InflightIds } from './inflight.ts';
 import type { ServerMetrics } from './metrics.ts';
+import { PendingWrites } from './pending.ts';
 import { schemaErrors, type EventError, type Stream } from './streams.ts';
 
 export interface ClientInfo {
@@ -61,6 +62,12 @@ export interface IngestInput {
    */
   readonly prepare?: (event: Record<string, unknown>, newId: () => string) => EventError[];
 }
+
+/**
+ * What the Ingestor asks of the dedupe store (dedupe.ts): each stream's window, and the Idempotency-Keys'
+ * answers — and the ids, for a log that does not deduplicate them itself.
+ */
+export type IngestDedupe = Pick<DedupeStore, 'windowOf' | 'batch' | 'seen' | 'record' | 'written'>;
 
 export interface IngestResult {
   /** Events now in the stream: newly appended plus duplicates already there. */
@@ -208,7 +215,7 @@ function safeStringify(value: unknown): string | null {
 
 export class Ingestor {
   readonly #log: Log;
-  readonly #dedupe: DedupeStore;
+  readonly #dedupe: IngestDedupe;
   readonly #metrics: ServerMetrics;
   readonly #logger: Logger;
   readonly #limits: IngestLimits;
@@ -217,8 +224,8 @@ export class Ingestor {
    * deduplicates the ids itself.
    */
   readonly #inflight = new InflightIds();
-  #pendingAppends = 0;
-  #pendingBytes = 0;
+  /** The requests and bytes waiting for the log, of every HTTP thread of the server (pending.ts). */
+  readonly #pending: PendingWrites;
   /** Where events are spliced with their added fields, for a log that copies them (`DeduplicatingLog`). */
   #scratch = Buffer.alloc(0);
   #failures = 0;
@@ -227,32 +234,32 @@ export class Ingestor {
 
   constructor(options: {
     log: Log;
-    dedupe: DedupeStore;
+    dedupe: IngestDedupe;
     metrics: ServerMetrics;
     logger: Logger;
     limits: IngestLimits;
+    /** Shared with the server's other HTTP threads (default: this thread's alone). */
+    pending?: PendingWrites;
   }) {
     this.#log = options.log;
     this.#dedupe = options.dedupe;
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#limits = options.limits;
-    this.#metrics.pending = () => ({ appends: this.#pendingAppends, bytes: this.#pendingBytes });
-  }
-
-  get pendingAppends(): number {
-    return this.#pendingAppends;
-  }
-
-  get pendingBytes(): number {
-    return this.#pendingBytes;
+    this.#pending = options.pending ?? new PendingWrites();
+    // This thread's own: the metrics of the server's threads are added up (http-threads.ts).
+    this.#metrics.pending = () => {
+      const { requests, bytes } = this.#pending.own;
+      return { appends: requests, bytes };
+    };
   }
 
   /** Throws 503 when a request of about `bytes` would exceed the backpressure limits. */
   checkCapacity(bytes: number): void {
+    const pendingBytes = this.#pending.bytes;
     if (
-      this.#pendingAppends + 1 > this.#limits.maxPendingAppends ||
-      (this.#pendingBytes > 0 && this.#pendingBytes + bytes > this.#limits.maxPendingBytes)
+      this.#pending.requests + 1 > this.#limits.maxPendingAppends ||
+      (pendingBytes > 0 && pendingBytes + bytes > this.#limits.maxPendingBytes)
     ) {
       throw new HttpError(
         503,
@@ -425,8 +432,7 @@ export class Ingestor {
     },
   ): Promise<number> {
     if (records.length === 0 && dlqRecords.length === 0) return 0;
-    this.#pendingAppends++;
-    this.#pendingBytes += bytes;
+    this.#pending.add(1, bytes);
     const started = performance.now();
     // Issued in the same turn of the event loop, so the embedded log commits both in one transaction.
     const [main, dlq] = await Promise.allSettled([
@@ -440,8 +446,7 @@ export class Ingestor {
         : Promise.resolve<RecordPosition[]>([]),
     ]);
     this.#metrics.appendSeconds.observe({ stream: stream.name }, (performance.now() - started) / 1000);
-    this.#pendingAppends--;
-    this.#pendingBytes -= bytes;
+    this.#pending.add(-1, -bytes);
     // Recorded at once (no await since the appends settled), in the order the log acknowledged.
     if (!dedupe.byLog && dedupe.on && main.status === 'fulfilled') {
       // (Only the stream topic's positions: recovery reads no DLQ.)

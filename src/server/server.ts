@@ -24,6 +24,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { createRequire } from 'node:module';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import inject from 'light-my-request';
 import Fastify, {
   LogController,
   type FastifyInstance,
@@ -53,11 +54,19 @@ import { DedupeStore } from './dedupe.ts';
 import { readiness, type PipelineHandle, type SourceHandleForHealth } from './health.ts';
 import { verifySignature } from './hmac.ts';
 import { errorBody, HttpError } from './http-error.ts';
-import { Ingestor, type ClientInfo, type IngestOutcome, type IngestResult } from './ingest.ts';
+import { HttpThreads, httpThreadCount, type ForwardedAnswer, type ForwardedRequest } from './http-threads.ts';
+import {
+  Ingestor,
+  type ClientInfo,
+  type IngestDedupe,
+  type IngestOutcome,
+  type IngestResult,
+} from './ingest.ts';
 import type { ApiRequest, QueryApi } from '../query/http-api.ts';
 import { keyAllowsIngest, keyAllowsQuery, keyAllowsTable, type ApiKey, type KeyStore } from './keys.ts';
 import { createServerMetrics, type ServerMetrics } from './metrics.ts';
 import { openApiDocument } from './openapi.ts';
+import { PendingWrites } from './pending.ts';
 import { TokenBuckets } from './rate-limit.ts';
 import { prepareSegmentEvent, SEGMENT_BATCH, SEGMENT_CALLS, segmentEvents } from './segment.ts';
 import { resolveStreams, type Stream } from './streams.ts';
@@ -132,6 +141,20 @@ export interface ServerOptions {
   readonly dedupeDirectory?: string;
   readonly host?: string;
   readonly port?: number;
+  /** Set on the server's extra HTTP threads (http-worker.ts). */
+  readonly thread?: ThreadShare;
+}
+
+/** What an extra HTTP thread shares with the first (see http-threads.ts). */
+export interface ThreadShare {
+  /** The rate limits' buckets (rate-limit.ts `shared`). */
+  readonly buckets: SharedArrayBuffer;
+  /** The requests and bytes waiting for the log (pending.ts `shared`). */
+  readonly pending: SharedArrayBuffer;
+  readonly threads: number;
+  readonly slot: number;
+  /** Hands a request this thread does not serve to the first thread, which answers it. */
+  readonly forward: (request: IncomingMessage, response: ServerResponse) => void;
 }
 
 /**
@@ -191,10 +214,17 @@ export class IngestServer {
   readonly #settings: PlatformConfig['server'];
   readonly #metrics: ServerMetrics;
   readonly #ingestor: Ingestor;
-  readonly #dedupe: DedupeStore;
+  /** The Idempotency-Keys' answers (and the ids, for a log that does not deduplicate); the first thread's. */
+  readonly #dedupe: DedupeStore | undefined;
   /** Ingests under way, which close() waits for, answered or not (their client may have left). */
   readonly #ingesting = new Set<Promise<unknown>>();
-  readonly #buckets = new TokenBuckets();
+  readonly #buckets: TokenBuckets;
+  readonly #pending: PendingWrites;
+  /** How many threads serve HTTP (see http-threads.ts); this one is the first unless `options.thread`. */
+  readonly #threadCount: number;
+  #threads: HttpThreads | undefined;
+  /** What answers each request, also those another thread hands over. */
+  readonly #listener: (request: IncomingMessage, response: ServerResponse) => void;
   readonly #clientIp: ClientIp;
   readonly #startedAt = Date.now();
   readonly #tls: boolean;
@@ -203,20 +233,29 @@ export class IngestServer {
   private constructor(
     options: ServerOptions,
     streams: Map<string, Stream>,
-    dedupe: DedupeStore,
+    dedupe: DedupeStore | undefined,
     tls: { cert: Buffer; key: Buffer } | undefined,
+    threadCount: number,
   ) {
     this.#options = options;
     this.#settings = options.project.platform.server;
     this.streams = streams;
     this.#dedupe = dedupe;
     this.#tls = tls !== undefined;
+    this.#threadCount = threadCount;
+    const thread = options.thread;
+    this.#buckets = new TokenBuckets(undefined, thread?.buckets);
+    this.#pending = thread
+      ? new PendingWrites(thread.threads, thread.pending, thread.slot)
+      : new PendingWrites(threadCount);
     this.#metrics = createServerMetrics(options.registry);
     const log = options.log;
-    this.#metrics.dedupe = () => (log instanceof ThreadedLog ? log.dedupeStats : dedupe.stats);
+    // The log's thread keeps the ids for all threads: the first one reports them.
+    if (dedupe) this.#metrics.dedupe = () => (log instanceof ThreadedLog ? log.dedupeStats : dedupe.stats);
     this.#ingestor = new Ingestor({
       log: options.log,
-      dedupe,
+      dedupe: dedupe ?? windowsOnly(streams),
+      pending: this.#pending,
       metrics: this.#metrics,
       logger: options.logger,
       limits: {
@@ -226,6 +265,11 @@ export class IngestServer {
       },
     });
     this.#clientIp = new ClientIp(this.#settings.trusted_proxies);
+    let fastify: ((request: IncomingMessage, response: ServerResponse) => void) | undefined;
+    this.#listener = (request, response) => {
+      if (this.#closed) this.#refuseWhileClosing(response);
+      else if (!this.#serveEvents(request, response)) (thread?.forward ?? fastify!)(request, response);
+    };
     this.app = Fastify({
       loggerInstance: options.logger.child({ component: 'server' }),
       // No log line per request: requests are counted in /metrics.
@@ -240,12 +284,10 @@ export class IngestServer {
       forceCloseConnections: 'idle',
       routerOptions: { maxParamLength: 200 },
       clientErrorHandler: (error, socket) => clientError(error, socket),
-      // Events go to #serveEvents first; every other request to Fastify.
+      // Events go to #serveEvents first; every other request to Fastify (on an extra thread, to the first).
       serverFactory: (handler) => {
-        const listener = (request: IncomingMessage, response: ServerResponse) => {
-          if (this.#closed) this.#refuseWhileClosing(response);
-          else if (!this.#serveEvents(request, response)) handler(request, response);
-        };
+        fastify = handler;
+        const listener = this.#listener;
         // request_timeout checked every second rather than Node's 30 s, so a slow client gets 408 on time.
         const options = { connectionsCheckingInterval: 1000 };
         const server = tls
@@ -263,31 +305,7 @@ export class IngestServer {
   static async create(options: ServerOptions): Promise<IngestServer> {
     const { project, log, logger } = options;
     const streams = resolveStreams(project, logger);
-    const needsKeys =
-      [...streams.values()].some((s) => s.config.auth === 'key') ||
-      project.platform.server.segment !== undefined;
-    if (needsKeys && !options.keys) {
-      throw new TributaryError('INTERNAL', 'the server needs a key store for streams with auth: key');
-    }
-    const tlsConfig = project.platform.server.tls;
-    let tls: { cert: Buffer; key: Buffer } | undefined;
-    if (tlsConfig) {
-      try {
-        tls = {
-          cert: readFileSync(projectPath(project, tlsConfig.cert)),
-          key: readFileSync(projectPath(project, tlsConfig.key)),
-        };
-      } catch (cause) {
-        throw new TributaryError(
-          'CONFIG_INVALID',
-          `server.tls: cannot read ${(cause as { path?: string }).path ?? 'the files'}`,
-          {
-            cause,
-            hint: 'check server.tls.cert and server.tls.key: PEM files relative to the project, readable by this user',
-          },
-        );
-      }
-    }
+    const tls = prepare(options, streams);
     for (const stream of streams.values()) {
       // The stream's retention is the configuration's: changing it changes the topics' on the next start.
       const { max_age: retentionMs, max_bytes: retentionBytes } = stream.config.retention ?? {};
@@ -309,19 +327,35 @@ export class IngestServer {
     try {
       if (recovered)
         logger.info({ recovered }, `recovered ${recovered} event id(s) from the log for deduplication`);
-      return new IngestServer(options, streams, dedupe, tls);
+      const threads = httpThreadCount(project.platform.server.threads, {
+        threadedLog: log instanceof ThreadedLog,
+        logger,
+      });
+      return new IngestServer(options, streams, dedupe, tls, threads);
     } catch (error) {
       dedupe.close();
       throw error;
     }
   }
 
+  /**
+   * The server of an extra HTTP thread (http-worker.ts): the first thread created the topics and opened
+   * the dedupe store; this one shares its limits and hands it what only it serves (`options.thread`).
+   */
+  static forThread(options: ServerOptions & { readonly thread: ThreadShare }): IngestServer {
+    const streams = resolveStreams(options.project, options.logger);
+    const tls = prepare(options, streams);
+    return new IngestServer(options, streams, undefined, tls, options.thread.threads);
+  }
+
   /** Starts listening; resolves with the URL. */
   async listen(): Promise<string> {
     const host = this.#options.host ?? this.#settings.host;
     const port = this.#options.port ?? this.#settings.port;
+    // Several threads: each listens on the address and port, and the kernel spreads the connections.
+    const reusePort = this.#threadCount > 1;
     try {
-      await this.app.listen({ host, port });
+      await this.app.listen({ host, port, ...(reusePort ? { reusePort } : {}) });
     } catch (cause) {
       const code = (cause as NodeJS.ErrnoException).code;
       throw new TributaryError(
@@ -338,11 +372,61 @@ export class IngestServer {
     }
     this.app.server.headersTimeout = Math.min(this.#settings.request_timeout, 60_000);
     const url = this.url;
+    if (this.#options.thread) return url;
+    if (this.#threadCount > 1) {
+      try {
+        this.#threads = await this.#startThreads();
+      } catch (error) {
+        await this.app.close();
+        throw error;
+      }
+    }
+    const threads = this.#threadCount > 1 ? `, ${this.#threadCount} threads` : '';
     this.#options.logger.info(
-      { url, streams: [...this.streams.keys()] },
-      `server listening on ${url} (${this.streams.size} stream(s))`,
+      { url, streams: [...this.streams.keys()], threads: this.#threadCount },
+      `server listening on ${url} (${this.streams.size} stream(s)${threads})`,
     );
     return url;
+  }
+
+  #startThreads(): Promise<HttpThreads> {
+    const { project, logger } = this.#options;
+    const address = this.app.server.address() as AddressInfo;
+    return HttpThreads.start({
+      threads: this.#threadCount,
+      log: this.#options.log as ThreadedLog,
+      logger,
+      answer: (request) => this.#answerForwarded(request),
+      data: {
+        project: {
+          root: project.root,
+          platformFile: project.platformFile,
+          platform: project.platform,
+          platformSecretPaths: project.platformSecretPaths,
+        },
+        logLevel: logger.level,
+        buckets: this.#buckets.shared,
+        pending: this.#pending.shared,
+        host: address.address,
+        port: address.port,
+      },
+    });
+  }
+
+  /**
+   * Answers a request another HTTP thread handed over (see http-threads.ts) as if it came to this one:
+   * through the same listener, from the client's address.
+   */
+  async #answerForwarded(request: ForwardedRequest): Promise<ForwardedAnswer> {
+    const body = request.body;
+    const response = await inject(this.#listener, {
+      method: request.method as 'GET',
+      url: request.url,
+      headers: request.headers,
+      ...(body.length > 0 ? { payload: Buffer.from(body.buffer, body.byteOffset, body.length) } : {}),
+      ...(request.remoteAddress === undefined ? {} : { remoteAddress: request.remoteAddress }),
+    });
+    return { status: response.statusCode, headers: response.headers, body: response.rawPayload };
   }
 
   get url(): string {
@@ -367,12 +451,13 @@ export class IngestServer {
     // then (once the server stops listening, Node no longer enforces request_timeout itself).
     const deadline = setTimeout(() => this.app.server.closeAllConnections(), this.#settings.request_timeout);
     try {
-      await this.app.close();
+      // The other threads hand over requests until they are closed: answered 503 now.
+      await Promise.all([this.app.close(), this.#threads?.close()]);
     } finally {
       clearTimeout(deadline);
     }
     await Promise.allSettled(this.#ingesting);
-    this.#dedupe.close();
+    this.#dedupe?.close();
   }
 
   #routes(): void {
@@ -479,8 +564,9 @@ export class IngestServer {
         sources: this.#options.sources,
         dedupeFailure: () =>
           (log instanceof ThreadedLog ? log.dedupeFailure : undefined) ??
-          this.#dedupe.writeFailure ??
-          this.#dedupe.journalFailure?.message,
+          this.#dedupe?.writeFailure ??
+          this.#dedupe?.journalFailure?.message,
+        ...(this.#threads ? { httpThreads: () => this.#threads!.health() } : {}),
         stallAfterMs: this.#settings.stall_after,
         startedAt: this.#startedAt,
         ...(probe ? { probeTopic: probe } : {}),
@@ -493,7 +579,8 @@ export class IngestServer {
       });
     });
     app.get('/metrics', async (_request, reply) => {
-      const text = await this.#options.registry.metrics();
+      const registry = this.#options.registry;
+      const text = this.#threads ? await this.#threads.metrics(registry) : await registry.metrics();
       return reply.type(this.#options.registry.contentType).send(text);
     });
     const openapi = JSON.stringify(
@@ -803,6 +890,8 @@ export class IngestServer {
    */
   #serveEvents(request: IncomingMessage, response: ServerResponse): boolean {
     if (request.method !== 'POST') return false;
+    // Idempotency-Keys' answers are kept by the first thread: another hands it such requests.
+    if (this.#options.thread && request.headers['idempotency-key'] !== undefined) return false;
     const name = eventsStreamOf(request.url ?? '');
     if (name === undefined) return false;
     this.#events(request, response, name).catch((error: unknown) => {
@@ -1057,6 +1146,54 @@ export class IngestServer {
       ),
     };
   }
+}
+
+/** Checks what the server needs before starting, and reads its TLS files when it has some. */
+function prepare(
+  options: ServerOptions,
+  streams: ReadonlyMap<string, Stream>,
+): { cert: Buffer; key: Buffer } | undefined {
+  const project = options.project;
+  const needsKeys =
+    [...streams.values()].some((s) => s.config.auth === 'key') ||
+    project.platform.server.segment !== undefined;
+  if (needsKeys && !options.keys) {
+    throw new TributaryError('INTERNAL', 'the server needs a key store for streams with auth: key');
+  }
+  const tlsConfig = project.platform.server.tls;
+  if (!tlsConfig) return undefined;
+  try {
+    return {
+      cert: readFileSync(projectPath(project, tlsConfig.cert)),
+      key: readFileSync(projectPath(project, tlsConfig.key)),
+    };
+  } catch (cause) {
+    throw new TributaryError(
+      'CONFIG_INVALID',
+      `server.tls: cannot read ${(cause as { path?: string }).path ?? 'the files'}`,
+      {
+        cause,
+        hint: 'check server.tls.cert and server.tls.key: PEM files relative to the project, readable by this user',
+      },
+    );
+  }
+}
+
+/**
+ * The dedupe store of an extra HTTP thread: the streams' windows. Event ids are deduplicated by the log's
+ * thread, and the requests with an Idempotency-Key are the first thread's (#serveEvents hands them over).
+ */
+function windowsOnly(streams: ReadonlyMap<string, Stream>): IngestDedupe {
+  const firstThreadOnly = (): never => {
+    throw new TributaryError('INTERNAL', 'Idempotency-Keys are kept by the first HTTP thread only');
+  };
+  return {
+    windowOf: (stream) => streams.get(stream)?.config.dedupe_window ?? 0,
+    batch: firstThreadOnly,
+    seen: firstThreadOnly,
+    record: firstThreadOnly,
+    written: firstThreadOnly,
+  };
 }
 
 /** Writes a JSON answer, its type and length added to `headers`. */

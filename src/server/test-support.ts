@@ -11,6 +11,7 @@ import type { PipelineHandle } from './health.ts';
 import { KeyStore } from './keys.ts';
 import { IngestServer } from './server.ts';
 import { lazyQueryApi, openKeyStore } from './start.ts';
+import { ThreadedLog } from './threaded-log.ts';
 
 export interface TestServer {
   readonly url: string;
@@ -38,6 +39,8 @@ export interface TestServerOptions {
   readonly wrapLog?: (log: Log) => Log;
   readonly pipelines?: () => readonly PipelineHandle[];
   readonly keyCacheTtlMs?: number;
+  /** The log on its worker thread, as `tributary serve` runs it (needed for server.threads > 1). */
+  readonly threadedLog?: boolean;
 }
 
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
@@ -46,11 +49,14 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
   for (const [name, content] of Object.entries(options.files ?? {}))
     writeFileSync(path.join(root, name), content);
   const project = loadProject(root);
-  const embedded = await EmbeddedLog.open({
+  const logOptions = {
     directory: path.join(root, '.tributary', 'log'),
-    durability: 'os',
+    durability: 'os' as const,
     retentionIntervalMs: 0,
-  });
+  };
+  const embedded: Log = options.threadedLog
+    ? await ThreadedLog.open(logOptions)
+    : await EmbeddedLog.open(logOptions);
   const log = options.wrapLog ? options.wrapLog(embedded) : embedded;
   const store = await openKeyStore(project);
   const keys =

@@ -97,6 +97,13 @@ const serverSchema = z
   .strictObject({
     host: z.string().default('127.0.0.1').describe('Address the HTTP server listens on (0.0.0.0 for all).'),
     port: z.number().int().min(0).max(65535).default(8080).describe('Port the HTTP server listens on.'),
+    threads: z
+      .union([z.literal('auto'), z.number().int().min(1).max(64)])
+      .default('auto')
+      .describe(
+        'Threads serving HTTP, each listening on the port (Linux, SO_REUSEPORT; one thread elsewhere). auto: ' +
+          'one per core, at most 4.',
+      ),
     tls: z
       .strictObject({
         cert: z.string().min(1).describe('PEM certificate chain file, relative to the project.'),
@@ -107,8 +114,10 @@ const serverSchema = z
         'Serve HTTPS with this certificate (and send Strict-Transport-Security). Absent: plain HTTP.',
       ),
     body_limit: byteSize(
-      'Largest request body, before and after gzip decoding; larger requests get 413.',
-    ).default(1024 * 1024),
+      'Largest request body (512MiB at most), before and after gzip decoding; larger requests get 413.',
+    )
+      .refine((bytes) => bytes <= 512 * 2 ** 20, 'must be at most 512MiB')
+      .default(1024 * 1024),
     max_events: z
       .number()
       .int()
@@ -155,8 +164,10 @@ const serverSchema = z
           'tributary_ingest_dedupe_ids).',
       ),
     max_pending_bytes: byteSize(
-      'Bytes of events waiting for the log, at most; beyond it requests get 503 with Retry-After.',
-    ).default(64 * 1024 * 1024),
+      'Bytes of events waiting for the log, at most (1GiB at most); beyond it requests get 503 with Retry-After.',
+    )
+      .refine((bytes) => bytes <= 2 ** 30, 'must be at most 1GiB')
+      .default(64 * 1024 * 1024),
     segment: z
       .strictObject({
         stream: z

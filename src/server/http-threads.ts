@@ -1,0 +1,282 @@
+/**
+ * The server's extra HTTP threads (`server.threads`). One thread's event loop parses, checks and answers
+ * every request, and with batches it is what runs out first, while the log's commits run on their own thread
+ * (threaded-log.ts). So the server can run more: each extra thread (http-worker.ts) listens on the same
+ * address and port — the kernel spreads new connections over the threads (SO_REUSEPORT, Linux) — and serves
+ * POST /v1/streams/{stream}/events itself, appending straight to the log's thread over its own port.
+ *
+ * What must be one for the whole server stays with the first thread, which also serves every request as it
+ * does alone:
+ * - rate limits and backpressure are counted in memory all threads share (rate-limit.ts, pending.ts);
+ * - event ids are deduplicated by the log's thread, whichever thread appends them;
+ * - a request carrying an Idempotency-Key, and any request but events (Segment, the query API, health,
+ *   metrics, OpenAPI, CORS preflights), is handed to the first thread whole and answered with its answer;
+ * - GET /metrics adds up every thread's server metrics.
+ */
+import { availableParallelism } from 'node:os';
+import { Worker, type MessagePort } from 'node:worker_threads';
+import {
+  AggregatorRegistry,
+  type MetricObjectWithValues,
+  type MetricValue,
+  type Registry,
+} from 'prom-client';
+import type { Logger } from '../core/logger.ts';
+import type { Project } from '../core/project.ts';
+import { TributaryError } from '../errors.ts';
+import type { ComponentHealth } from './health.ts';
+import type { ThreadedLog } from './threaded-log.ts';
+
+type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
+
+/** What an extra thread is started with. */
+export interface HttpWorkerData {
+  /** The project, as far as the server reads it (structured-cloned: no pipelines nor sources). */
+  readonly project: Pick<Project, 'root' | 'platformFile' | 'platform' | 'platformSecretPaths'>;
+  readonly logLevel: string;
+  /** Its own connection to the log's thread (ThreadedLog.connect). */
+  readonly log: MessagePort;
+  readonly buckets: SharedArrayBuffer;
+  readonly pending: SharedArrayBuffer;
+  readonly threads: number;
+  /** Which of the server's threads it is (the first is 0). */
+  readonly slot: number;
+  /** Where the first thread listens. */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** A request an extra thread hands to the first, its body read whole. */
+export interface ForwardedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly body: Uint8Array;
+  readonly remoteAddress: string | undefined;
+}
+
+export interface ForwardedAnswer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | number | undefined>;
+  readonly body: Uint8Array;
+}
+
+/** Extra thread → first thread. */
+export type WorkerMessage =
+  | { readonly op: 'ready' }
+  | { readonly op: 'failed'; readonly message: string; readonly code?: string; readonly hint?: string }
+  | ({ readonly op: 'forward'; readonly id: number } & ForwardedRequest)
+  | { readonly op: 'metrics'; readonly id: number; readonly metrics: MetricsJson }
+  | { readonly op: 'closed' };
+
+/** First thread → extra thread. */
+export type MainMessage =
+  | ({ readonly op: 'answer'; readonly id: number } & ForwardedAnswer)
+  | { readonly op: 'metrics'; readonly id: number }
+  | { readonly op: 'close' };
+
+/** A thread's metrics not in the sum after this long (it is busy or stuck; /readyz says which). */
+const METRICS_WAIT_MS = 2000;
+
+/**
+ * How many threads serve HTTP: `auto` is one per core, at most 4 (the log's thread, and in `tributary up`
+ * the pipelines, need CPU too); one where the kernel cannot share a port between sockets, or where the log
+ * is not on its own thread.
+ */
+export function httpThreadCount(
+  setting: number | 'auto',
+  options: { readonly threadedLog: boolean; readonly logger: Logger },
+): number {
+  const wanted = setting === 'auto' ? Math.min(4, availableParallelism()) : setting;
+  if (wanted <= 1 || !options.threadedLog) return 1;
+  if (process.platform !== 'linux') {
+    if (setting !== 'auto')
+      options.logger.warn(
+        `server.threads: ${setting} needs SO_REUSEPORT, which Tributary uses on Linux only; serving on one thread`,
+      );
+    return 1;
+  }
+  return wanted;
+}
+
+interface Thread {
+  readonly slot: number;
+  readonly worker: Worker;
+  /** Why it stopped serving, once it did. */
+  failure?: string;
+  exited: boolean;
+}
+
+export class HttpThreads {
+  readonly #threads: Thread[];
+  readonly #logger: Logger;
+  readonly #metricsWaiting = new Map<number, (metrics: MetricsJson) => void>();
+  #next = 1;
+  #closing = false;
+
+  private constructor(threads: Thread[], logger: Logger) {
+    this.#threads = threads;
+    this.#logger = logger;
+  }
+
+  /**
+   * Starts threads 1 to `threads - 1`, listening where the first thread does; resolves once all listen.
+   * `answer` serves a request one of them hands over.
+   */
+  static async start(options: {
+    readonly threads: number;
+    readonly log: ThreadedLog;
+    readonly logger: Logger;
+    readonly answer: (request: ForwardedRequest) => Promise<ForwardedAnswer>;
+    readonly data: Omit<HttpWorkerData, 'log' | 'slot' | 'threads'>;
+  }): Promise<HttpThreads> {
+    const started: Thread[] = [];
+    const threads = new HttpThreads(started, options.logger);
+    try {
+      for (let slot = 1; slot < options.threads; slot++) {
+        const log = options.log.connect();
+        const workerData: HttpWorkerData = { ...options.data, log, slot, threads: options.threads };
+        const worker = new Worker(new URL('./http-worker.ts', import.meta.url), {
+          workerData,
+          transferList: [log],
+        });
+        const thread: Thread = { slot, worker, exited: false };
+        started.push(thread);
+        threads.#watch(thread, options.answer);
+      }
+      await Promise.all(started.map((thread) => threads.#ready(thread)));
+      return threads;
+    } catch (error) {
+      await threads.close();
+      throw error;
+    }
+  }
+
+  #ready(thread: Thread): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onMessage = (message: WorkerMessage) => {
+        if (message.op === 'ready') {
+          done();
+          resolve();
+        } else if (message.op === 'failed') {
+          done();
+          reject(
+            new TributaryError(
+              (message.code as 'CONFIG_INVALID' | undefined) ?? 'SERVICE_UNAVAILABLE',
+              `HTTP thread ${thread.slot} failed to start: ${message.message}`,
+              message.hint ? { hint: message.hint } : {},
+            ),
+          );
+        }
+      };
+      const onExit = (code: number) => {
+        done();
+        reject(
+          new TributaryError('SERVICE_UNAVAILABLE', `HTTP thread ${thread.slot} exited with code ${code}`),
+        );
+      };
+      const done = () => {
+        thread.worker.off('message', onMessage);
+        thread.worker.off('exit', onExit);
+      };
+      thread.worker.on('message', onMessage);
+      thread.worker.once('exit', onExit);
+    });
+  }
+
+  #watch(thread: Thread, answer: (request: ForwardedRequest) => Promise<ForwardedAnswer>): void {
+    const worker = thread.worker;
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.op === 'forward') {
+        const { id, op: _op, ...request } = message;
+        answer(request).then(
+          (answered) => worker.postMessage({ op: 'answer', id, ...answered } satisfies MainMessage),
+          (error: unknown) => {
+            this.#logger.error({ err: error }, 'unexpected error answering a request of another HTTP thread');
+            const body = new TextEncoder().encode(
+              JSON.stringify({
+                error: { code: 'INTERNAL', message: 'the server failed to handle the request' },
+              }),
+            );
+            worker.postMessage({
+              op: 'answer',
+              id,
+              status: 500,
+              headers: { 'content-type': 'application/json; charset=utf-8' },
+              body,
+            } satisfies MainMessage);
+          },
+        );
+      } else if (message.op === 'metrics') {
+        this.#metricsWaiting.get(message.id)?.(message.metrics);
+      }
+    });
+    // Its sockets close with it: the kernel gives new connections to the other threads. Requests it had
+    // taken are lost to their clients unanswered, so not acknowledged (they retry).
+    worker.on('error', (error: Error) => {
+      thread.failure ??= error.message;
+      this.#logger.error({ err: error, thread: thread.slot }, `HTTP thread ${thread.slot} failed`);
+    });
+    worker.on('exit', (code) => {
+      thread.exited = true;
+      if (this.#closing) return;
+      thread.failure ??= `exited with code ${code}`;
+      this.#logger.error(`HTTP thread ${thread.slot} ${thread.failure}; the other threads go on serving`);
+    });
+  }
+
+  /** For /readyz: failed once a thread stopped serving (the others go on; a restart brings it back). */
+  health(): ComponentHealth {
+    const failed = this.#threads.filter((t) => t.failure !== undefined);
+    if (failed.length === 0) return { status: 'ok', detail: `${this.#threads.length + 1} threads serving` };
+    return {
+      status: 'failed',
+      detail: failed.map((t) => `thread ${t.slot} ${t.failure}`).join('; ') + ' (restart Tributary)',
+    };
+  }
+
+  /** `registry`'s metrics with every thread's server metrics added in, as Prometheus text. */
+  async metrics(registry: Registry): Promise<string> {
+    const own = await registry.getMetricsAsJSON();
+    const theirs = await Promise.all(
+      this.#threads.filter((t) => t.failure === undefined).map((t) => this.#metricsOf(t)),
+    );
+    const all = [own, ...theirs.filter((m): m is MetricsJson => m !== undefined)];
+    return AggregatorRegistry.aggregate(all).metrics();
+  }
+
+  #metricsOf(thread: Thread): Promise<MetricsJson | undefined> {
+    const id = this.#next++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#metricsWaiting.delete(id);
+        resolve(undefined);
+      }, METRICS_WAIT_MS);
+      this.#metricsWaiting.set(id, (metrics) => {
+        clearTimeout(timer);
+        this.#metricsWaiting.delete(id);
+        resolve(metrics);
+      });
+      thread.worker.postMessage({ op: 'metrics', id } satisfies MainMessage);
+    });
+  }
+
+  /** Each thread stops listening, answers what it took (its appends complete), and ends. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await Promise.all(
+      this.#threads.map(async ({ worker, exited }) => {
+        if (exited) return;
+        const ended = new Promise<void>((resolve) => {
+          worker.on('message', (message: WorkerMessage) => {
+            if (message.op === 'closed') resolve();
+          });
+          worker.once('exit', () => resolve());
+        });
+        worker.postMessage({ op: 'close' } satisfies MainMessage);
+        await ended;
+        await worker.terminate();
+      }),
+    );
+  }
+}

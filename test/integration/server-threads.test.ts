@@ -1,0 +1,169 @@
+/**
+ * The server on two HTTP threads (server.threads: 2, the log on its worker thread as `tributary serve`
+ * runs it). Every request opens its own connection, so the kernel spreads them over both threads: what the
+ * threads share — event-id dedupe, rate limits, Idempotency-Keys, metrics — must hold whichever serves.
+ */
+import assert from 'node:assert/strict';
+import { request } from 'node:http';
+import { after, before, describe, it } from 'node:test';
+import { startTestServer, type TestServer } from '../../src/server/test-support.ts';
+
+interface Answer {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  readonly text: string;
+}
+
+/** One request on a connection of its own (no keep-alive agent). */
+function send(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: options.method ?? 'GET', headers: options.headers, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, headers: res.headers, text: Buffer.concat(chunks).toString() }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** The value of a metric's sample in Prometheus text (0 when absent). */
+function sample(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+}
+
+describe('server on two HTTP threads', () => {
+  let t: TestServer;
+  let key: string;
+  let queryKey: string;
+  const events = (stream: string) => `${t.url}/v1/streams/${stream}/events`;
+  const auth = () => ({ 'content-type': 'application/json', authorization: `Bearer ${key}` });
+
+  before(async () => {
+    t = await startTestServer({
+      threadedLog: true,
+      yaml: `
+server:
+  threads: 2
+  body_limit: 16KiB
+  rate_limit:
+    per_key: {requests_per_second: 0}
+    per_ip: {requests_per_second: 0}
+streams:
+  clicks: {}
+  limited:
+    rate_limit:
+      per_key: {requests_per_second: 0.001, burst: 10}
+`,
+    });
+    key = await t.key(['clicks', 'limited']);
+    queryKey = await t.key(['lab.readings'], 'query');
+  });
+  after(async () => t.close());
+
+  it('serves events on both threads, deduplicating ids whichever thread takes them', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        send(events('clicks'), {
+          method: 'POST',
+          headers: auth(),
+          // Every id twice: half of the requests are duplicates, on whichever thread.
+          body: JSON.stringify([{ id: `e${i % 20}`, n: i }]),
+        }),
+      ),
+    );
+    for (const answer of answers) assert.equal(answer.status, 202, answer.text);
+    const duplicates = answers.reduce(
+      (n, a) => n + (JSON.parse(a.text) as { duplicates: number }).duplicates,
+      0,
+    );
+    assert.equal(duplicates, 20);
+    assert.equal(await t.count('events.clicks'), 20);
+
+    // This thread's own registry counted some requests; the /metrics of either thread counts all of them.
+    const own = sample(
+      await t.registry.metrics(),
+      'tributary_http_requests_total',
+      'stream="clicks",status="202"',
+    );
+    assert.ok(own > 0 && own < 40, `the first thread served ${own} of 40 (the kernel spreads connections)`);
+    const metrics = await send(`${t.url}/metrics`);
+    assert.equal(metrics.status, 200);
+    assert.equal(sample(metrics.text, 'tributary_http_requests_total', 'stream="clicks",status="202"'), 40);
+    assert.equal(sample(metrics.text, 'tributary_ingest_events_accepted_total', 'stream="clicks"'), 20);
+  });
+
+  it("counts a key's rate limit once across the threads", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, (_, i) =>
+        send(events('limited'), { method: 'POST', headers: auth(), body: JSON.stringify({ n: i }) }),
+      ),
+    );
+    const statuses = answers.map((a) => a.status).sort();
+    assert.equal(statuses.filter((s) => s === 202).length, 10, statuses.join(','));
+    assert.equal(statuses.filter((s) => s === 429).length, 20, statuses.join(','));
+    assert.equal(await t.count('events.limited'), 10);
+  });
+
+  it('answers an Idempotency-Key retry with the first answer, whichever thread takes each', async () => {
+    const headers = { ...auth(), 'idempotency-key': 'batch-7' };
+    const body = JSON.stringify([{ n: 1 }, { n: 2 }]);
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => send(events('clicks'), { method: 'POST', headers, body })),
+    );
+    for (const answer of answers) assert.equal(answer.status, 202, answer.text);
+    const ids = new Set(answers.map((a) => JSON.stringify((JSON.parse(a.text) as { ids: string[] }).ids)));
+    assert.equal(ids.size, 1, 'every answer carries the same event ids');
+    assert.equal(answers.filter((a) => a.headers['idempotent-replayed'] === 'true').length, 11);
+    const other = await send(events('clicks'), {
+      method: 'POST',
+      headers,
+      body: JSON.stringify([{ n: 3 }]),
+    });
+    assert.equal(other.status, 422);
+  });
+
+  it('answers every other endpoint on any connection as the first thread does', async () => {
+    for (let i = 0; i < 12; i++) {
+      const health = await send(`${t.url}/healthz`);
+      assert.equal(health.status, 200);
+      assert.deepEqual(JSON.parse(health.text), { status: 'ok' });
+      assert.equal(health.headers['x-content-type-options'], 'nosniff');
+
+      const ready = await send(`${t.url}/readyz`);
+      assert.equal(ready.status, 200, ready.text);
+      const components = (JSON.parse(ready.text) as { components: Record<string, { status: string }> })
+        .components;
+      assert.equal(components['http threads']?.status, 'ok');
+
+      const openapi = await send(`${t.url}/openapi.json`);
+      assert.equal(openapi.status, 200);
+      assert.match(openapi.text, /"openapi"/);
+
+      const missing = await send(`${t.url}/v1/nothing-here`, { method: 'POST', body: 'x' });
+      assert.equal(missing.status, 404);
+      assert.match(missing.text, /no endpoint POST \/v1\/nothing-here/);
+
+      const unknown = await send(events('nope'), { method: 'POST', headers: auth(), body: '{}' });
+      assert.equal(unknown.status, 404);
+
+      const large = await send(`${t.url}/v1/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${queryKey}` },
+        body: Buffer.alloc(20 * 1024, 0x20),
+      });
+      assert.equal(large.status, 413, large.text);
+    }
+  });
+});
