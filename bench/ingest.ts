@@ -18,7 +18,7 @@
  * Goals (issue 5): at least Bento's events/s; p99 under 50 ms at 80% of the peak rate.
  * Bento v1.17.0 is installed into ~/.cache/tributary/bento (`go install …`, or `go build` in a scratch module
  * where the proxy refuses what `go install` asks); when that fails, the error is
- * reported and only Tributary is measured. `npm run bench -- ingest [seconds per turn, default 10]`.
+ * reported and only Tributary is measured. `npm run bench -- ingest [seconds per turn, default 10] [server.threads, default auto]`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -327,6 +327,8 @@ const benchmark: Benchmark = {
     'HTTP ingest on loopback (autocannon): single events (200 connections) and 100-event batches (50), at peak and at 80% of peak; Tributary serve (fsync, key auth, dedupe) vs Bento http_server → drop',
   async run(args) {
     const seconds = Number(args[0] ?? 10);
+    // server.threads: the configuration's default unless given.
+    const threads = args[1] === undefined ? 'auto' : Number(args[1]);
     const dir = mkdtempSync(path.join(tmpdir(), 'bench-ingest-'));
     writeFileSync(
       path.join(dir, 'tributary.yaml'),
@@ -336,6 +338,7 @@ const benchmark: Benchmark = {
         'logging: {level: warn, format: json}',
         'server:',
         '  port: 0',
+        `  threads: ${threads}`,
         '  rate_limit: {per_key: {requests_per_second: 0}, per_ip: {requests_per_second: 0}}',
         '  max_pending_appends: 100000',
         'streams:',
@@ -413,7 +416,7 @@ const benchmark: Benchmark = {
       ...(peer ? { peer } : {}),
       headline: 'batch events/s',
       notes:
-        `${TURNS} alternating turns of ${seconds} s at peak per phase, after 2 s warm-up; 200-byte events with unique ids; Tributary: fsync log, API key, ` +
+        `${TURNS} alternating turns of ${seconds} s at peak per phase, after 2 s warm-up; 200-byte events with unique ids; Tributary: fsync log, API key, server.threads ${threads}, ` +
         `dedupe; both servers and autocannon on the same 2 cores` +
         `${touched ? `; ${touched.gib} GiB of free memory touched first` : ''}${note}`,
     };

@@ -79,15 +79,16 @@ export type MainMessage =
 const METRICS_WAIT_MS = 2000;
 
 /**
- * How many threads serve HTTP: `auto` is one per core, at most 4 (the log's thread, and in `tributary up`
- * the pipelines, need CPU too); one where the kernel cannot share a port between sockets, or where the log
- * is not on its own thread.
+ * How many threads serve HTTP: `auto` is one per core but one, at most 4 — the log's thread commits on a
+ * core of its own (and in `tributary up` the pipelines need CPU too): on 2 cores, two HTTP threads beside
+ * the log's took more CPU per event and served fewer (docs/ingest.md, Performance). One where the kernel
+ * cannot share a port between sockets, or where the log is not on its own thread.
  */
 export function httpThreadCount(
   setting: number | 'auto',
   options: { readonly threadedLog: boolean; readonly logger: Logger },
 ): number {
-  const wanted = setting === 'auto' ? Math.min(4, availableParallelism()) : setting;
+  const wanted = setting === 'auto' ? Math.min(4, availableParallelism() - 1) : setting;
   if (wanted <= 1 || !options.threadedLog) return 1;
   if (process.platform !== 'linux') {
     if (setting !== 'auto')

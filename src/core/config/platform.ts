@@ -102,7 +102,7 @@ const serverSchema = z
       .default('auto')
       .describe(
         'Threads serving HTTP, each listening on the port (Linux, SO_REUSEPORT; one thread elsewhere). auto: ' +
-          'one per core, at most 4.',
+          'one per core but one (the log commits on its own thread), at most 4.',
       ),
     tls: z
       .strictObject({
