@@ -25,6 +25,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Project } from '../core/project.ts';
 import { TributaryError } from '../errors.ts';
 import type { ComponentHealth } from './health.ts';
+import type { PendingWrites } from './pending.ts';
 import type { ThreadedLog } from './threaded-log.ts';
 
 type MetricsJson = Array<MetricObjectWithValues<MetricValue<string>>>;
@@ -38,6 +39,8 @@ export interface HttpWorkerData {
   readonly log: MessagePort;
   readonly buckets: SharedArrayBuffer;
   readonly pending: SharedArrayBuffer;
+  /** Whether the first thread serves the query API. */
+  readonly queryApi: boolean;
   readonly threads: number;
   /** Which of the server's threads it is (the first is 0). */
   readonly slot: number;
@@ -106,18 +109,22 @@ interface Thread {
   /** Why it stopped serving, once it did. */
   failure?: string;
   exited: boolean;
+  /** Its metrics as last collected: counted while it does not answer (counters never go back). */
+  metrics?: MetricsJson;
 }
 
 export class HttpThreads {
   readonly #threads: Thread[];
   readonly #logger: Logger;
+  readonly #pending: PendingWrites;
   readonly #metricsWaiting = new Map<number, (metrics: MetricsJson) => void>();
   #next = 1;
   #closing = false;
 
-  private constructor(threads: Thread[], logger: Logger) {
+  private constructor(threads: Thread[], logger: Logger, pending: PendingWrites) {
     this.#threads = threads;
     this.#logger = logger;
+    this.#pending = pending;
   }
 
   /**
@@ -128,11 +135,13 @@ export class HttpThreads {
     readonly threads: number;
     readonly log: ThreadedLog;
     readonly logger: Logger;
+    /** The first thread's backpressure counts, shared with the others (see `data.pending`). */
+    readonly pending: PendingWrites;
     readonly answer: (request: ForwardedRequest) => Promise<ForwardedAnswer>;
     readonly data: Omit<HttpWorkerData, 'log' | 'slot' | 'threads'>;
   }): Promise<HttpThreads> {
     const started: Thread[] = [];
-    const threads = new HttpThreads(started, options.logger);
+    const threads = new HttpThreads(started, options.logger, options.pending);
     try {
       for (let slot = 1; slot < options.threads; slot++) {
         const log = options.log.connect();
@@ -220,6 +229,8 @@ export class HttpThreads {
     });
     worker.on('exit', (code) => {
       thread.exited = true;
+      // What it had sent the log is appended or dropped by now: its requests no longer wait.
+      this.#pending.clear(thread.slot);
       if (this.#closing) return;
       thread.failure ??= `exited with code ${code}`;
       this.#logger.error(`HTTP thread ${thread.slot} ${thread.failure}; the other threads go on serving`);
@@ -240,7 +251,10 @@ export class HttpThreads {
   async metrics(registry: Registry): Promise<string> {
     const own = await registry.getMetricsAsJSON();
     const theirs = await Promise.all(
-      this.#threads.filter((t) => t.failure === undefined).map((t) => this.#metricsOf(t)),
+      this.#threads.map(async (thread) => {
+        if (!thread.exited) thread.metrics = (await this.#metricsOf(thread)) ?? thread.metrics;
+        return thread.metrics;
+      }),
     );
     const all = [own, ...theirs.filter((m): m is MetricsJson => m !== undefined)];
     return AggregatorRegistry.aggregate(all).metrics();

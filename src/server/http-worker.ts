@@ -8,8 +8,7 @@ import { Registry } from 'prom-client';
 import { createLogger } from '../core/logger.ts';
 import type { Project } from '../core/project.ts';
 import { isTributaryError } from '../errors.ts';
-import { readBody } from './body.ts';
-import { errorBody, HttpError } from './http-error.ts';
+import { errorBody } from './http-error.ts';
 import type { HttpWorkerData, MainMessage, WorkerMessage } from './http-threads.ts';
 import type { KeyStore } from './keys.ts';
 import { IngestServer } from './server.ts';
@@ -24,54 +23,59 @@ const post = (message: WorkerMessage) => port.postMessage(message);
 const forwarded = new Map<number, ServerResponse>();
 let next = 1;
 
-/** Reads the request's body (within the body limit) and hands the request to the first thread. */
-function forward(request: IncomingMessage, response: ServerResponse, bodyLimit: number): void {
-  readBody(request, bodyLimit).then(
-    (body) => {
-      const id = next++;
-      forwarded.set(id, response);
-      // Once the client is gone, its answer has nowhere to go.
-      response.once('close', () => forwarded.delete(id));
-      const headers = { ...request.headers };
-      // The body travels whole: its length is known, however it was sent.
-      delete headers['transfer-encoding'];
-      delete headers['content-length'];
-      post({
-        op: 'forward',
-        id,
-        method: request.method ?? 'GET',
-        url: request.url ?? '/',
-        headers,
-        body: body,
-        remoteAddress: request.socket.remoteAddress,
-      });
-    },
-    (error: unknown) => {
-      if (response.destroyed) return;
-      // Over the limit: answered as the first thread would; the rest of the body is not read.
-      if (error instanceof HttpError) {
-        const body = JSON.stringify(error.body());
-        response.writeHead(error.status, {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': String(Buffer.byteLength(body)),
-          connection: 'close',
-        });
-        response.end(body);
-      } else response.destroy();
-    },
-  );
+/** Hands a request to the first thread (IngestServer#handOver read its body, if it takes one). */
+function forward(request: IncomingMessage, response: ServerResponse, body: Buffer | undefined): void {
+  const remoteAddress = request.socket.remoteAddress;
+  // Gone already: nothing to answer. (Never forwarded without the client's address, which rate limits and
+  // trusted proxies go by.)
+  if (remoteAddress === undefined || response.destroyed) {
+    response.destroy();
+    return;
+  }
+  const id = next++;
+  forwarded.set(id, response);
+  // Once the client is gone, its answer has nowhere to go.
+  response.once('close', () => forwarded.delete(id));
+  const headers = { ...request.headers };
+  if (body) {
+    // The body travels whole: its length is known, however it was sent.
+    delete headers['transfer-encoding'];
+    headers['content-length'] = String(body.length);
+  } else {
+    // Not read, so not sent: the first thread answers without one (Node discards it here).
+    delete headers['transfer-encoding'];
+    delete headers['content-length'];
+  }
+  post({
+    op: 'forward',
+    id,
+    method: request.method ?? 'GET',
+    url: request.url ?? '/',
+    headers,
+    body: body ?? new Uint8Array(0),
+    remoteAddress,
+  });
 }
+
+/** Headers of the first thread's answer that are about its connection, not this one. */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'transfer-encoding', 'date'];
 
 function answer(message: Extract<MainMessage, { op: 'answer' }>): void {
   const response = forwarded.get(message.id);
   if (!response) return;
   forwarded.delete(message.id);
-  if (response.destroyed) return;
+  if (response.destroyed || response.headersSent) return;
   const headers = { ...message.headers };
-  delete headers['transfer-encoding'];
-  headers['content-length'] = message.body.length;
-  response.writeHead(message.status, headers);
-  response.end(message.body);
+  // This connection follows its own client (keep-alive, HTTP/1.0) unless the first thread closes it.
+  const close = headers.connection === 'close';
+  for (const name of HOP_BY_HOP) delete headers[name];
+  if (close) headers.connection = 'close';
+  const status = message.status;
+  // A HEAD answer keeps the length of what GET would send; 204 and 304 have none.
+  if (status === 204 || status === 304) delete headers['content-length'];
+  else if (response.req.method !== 'HEAD') headers['content-length'] = message.body.length;
+  response.writeHead(status, headers);
+  response.end(response.req.method === 'HEAD' ? undefined : message.body);
 }
 
 async function main(): Promise<void> {
@@ -99,7 +103,8 @@ async function main(): Promise<void> {
         pending: data.pending,
         threads: data.threads,
         slot: data.slot,
-        forward: (request, response) => forward(request, response, platform.server.body_limit),
+        queryApi: data.queryApi,
+        forward,
       },
     });
     await server.listen();
@@ -117,7 +122,10 @@ async function main(): Promise<void> {
   port.on('message', (message: MainMessage) => {
     if (message.op === 'answer') answer(message);
     else if (message.op === 'metrics')
-      void registry.getMetricsAsJSON().then((metrics) => post({ op: 'metrics', id: message.id, metrics }));
+      registry.getMetricsAsJSON().then(
+        (metrics) => post({ op: 'metrics', id: message.id, metrics }),
+        (error: unknown) => logger.warn({ err: error }, 'cannot collect the metrics of this thread'),
+      );
     else if (message.op === 'close') {
       void (async () => {
         try {

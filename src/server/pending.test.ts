@@ -21,3 +21,15 @@ describe('PendingWrites', () => {
     assert.throws(() => new PendingWrites(2, undefined, 2), /slot 2 is not one of 2 threads/);
   });
 });
+
+describe('PendingWrites beyond 32 bits', () => {
+  it('counts more than 2 GiB waiting on one thread, and forgets a thread that ended', () => {
+    const first = new PendingWrites(2);
+    const second = new PendingWrites(2, first.shared, 1);
+    for (let i = 0; i < 5; i++) second.add(1, 512 * 2 ** 20);
+    assert.equal(first.bytes, 5 * 512 * 2 ** 20);
+    first.clear(1);
+    assert.equal(first.requests, 0);
+    assert.equal(first.bytes, 0);
+  });
+});

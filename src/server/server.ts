@@ -22,7 +22,7 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { createRequire } from 'node:module';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import inject from 'light-my-request';
 import Fastify, {
@@ -88,6 +88,11 @@ interface RequestState {
   key: ApiKey | undefined;
   /** Segment: the write key may come in the body (analytics.js); checked after parsing. */
   keyDeferred: boolean;
+  /**
+   * Whether the checks take rate-limit tokens: not when an extra thread checks a request before handing it
+   * to the first, which checks it again (#handOver).
+   */
+  charge: boolean;
   /** The client IP, once something asked for it (see Exchange.ip). */
   ip: string | undefined;
 }
@@ -100,6 +105,7 @@ function newRequestState(): RequestState {
     encoding: 'identity',
     key: undefined,
     keyDeferred: false,
+    charge: true,
     ip: undefined,
   };
 }
@@ -153,8 +159,13 @@ export interface ThreadShare {
   readonly pending: SharedArrayBuffer;
   readonly threads: number;
   readonly slot: number;
-  /** Hands a request this thread does not serve to the first thread, which answers it. */
-  readonly forward: (request: IncomingMessage, response: ServerResponse) => void;
+  /** Whether the first thread serves the query API. */
+  readonly queryApi: boolean;
+  /**
+   * Hands a request this thread does not serve to the first thread, which answers it: with its body, read
+   * here within the limit, or without (a request that takes none, or whose checks failed).
+   */
+  readonly forward: (request: IncomingMessage, response: ServerResponse, body: Buffer | undefined) => void;
 }
 
 /**
@@ -268,7 +279,9 @@ export class IngestServer {
     let fastify: ((request: IncomingMessage, response: ServerResponse) => void) | undefined;
     this.#listener = (request, response) => {
       if (this.#closed) this.#refuseWhileClosing(response);
-      else if (!this.#serveEvents(request, response)) (thread?.forward ?? fastify!)(request, response);
+      else if (this.#serveEvents(request, response)) return;
+      else if (thread) this.#handOver(request, response);
+      else fastify!(request, response);
     };
     this.app = Fastify({
       loggerInstance: options.logger.child({ component: 'server' }),
@@ -353,9 +366,12 @@ export class IngestServer {
     const host = this.#options.host ?? this.#settings.host;
     const port = this.#options.port ?? this.#settings.port;
     // Several threads: each listens on the address and port, and the kernel spreads the connections.
-    const reusePort = this.#threadCount > 1;
+    const reusePort = this.#threadCount > 1 || this.#options.thread !== undefined;
     try {
-      await this.app.listen({ host, port, ...(reusePort ? { reusePort } : {}) });
+      // The port is taken once without sharing first, so that it is not shared with another process (a
+      // second Tributary there would split the connections, each with its own dedupe and limits).
+      const free = reusePort && !this.#options.thread ? await probePort(host, port) : port;
+      await this.app.listen({ host, port: free, ...(reusePort ? { reusePort } : {}) });
     } catch (cause) {
       const code = (cause as NodeJS.ErrnoException).code;
       throw new TributaryError(
@@ -396,6 +412,7 @@ export class IngestServer {
       threads: this.#threadCount,
       log: this.#options.log as ThreadedLog,
       logger,
+      pending: this.#pending,
       answer: (request) => this.#answerForwarded(request),
       data: {
         project: {
@@ -407,6 +424,7 @@ export class IngestServer {
         logLevel: logger.level,
         buckets: this.#buckets.shared,
         pending: this.#pending.shared,
+        queryApi: this.#options.queryApi !== undefined,
         host: address.address,
         port: address.port,
       },
@@ -422,7 +440,8 @@ export class IngestServer {
     const response = await inject(this.#listener, {
       method: request.method as 'GET',
       url: request.url,
-      headers: request.headers,
+      // light-my-request adds its own User-Agent to a request without one, which enrichment would store.
+      headers: { 'user-agent': undefined, ...request.headers },
       ...(body.length > 0 ? { payload: Buffer.from(body.buffer, body.byteOffset, body.length) } : {}),
       ...(request.remoteAddress === undefined ? {} : { remoteAddress: request.remoteAddress }),
     });
@@ -452,7 +471,8 @@ export class IngestServer {
     const deadline = setTimeout(() => this.app.server.closeAllConnections(), this.#settings.request_timeout);
     try {
       // The other threads hand over requests until they are closed: answered 503 now.
-      await Promise.all([this.app.close(), this.#threads?.close()]);
+      const closed = await Promise.allSettled([this.app.close(), this.#threads?.close()]);
+      for (const result of closed) if (result.status === 'rejected') throw result.reason;
     } finally {
       clearTimeout(deadline);
     }
@@ -548,7 +568,8 @@ export class IngestServer {
       app.route({
         method,
         url,
-        onRequest: (request, _reply, done) => settle(() => this.#gateQuery(request), done),
+        onRequest: (request, _reply, done) =>
+          settle(() => this.#gateQuery(request.raw, request.tributary!), done),
         handler: async (request, reply) => this.#handleQuery(request, reply, name),
       });
     }
@@ -640,7 +661,7 @@ export class IngestServer {
     }
 
     // Without a limit, no bucket name is built (nor the client IP looked up) for nothing.
-    if (stream.perIp.rate > 0)
+    if (stream.perIp.rate > 0 && state.charge)
       this.#limit(`ip\0${stream.name}\0${exchange.ip}`, stream.perIp, 'this client IP');
 
     const auth = stream.config.auth;
@@ -668,17 +689,19 @@ export class IngestServer {
   }
 
   /** The query API's checks: enabled (404), IP rate limit (429), a key with the query role (401/403). */
-  #gateQuery(request: FastifyRequest): Promise<void> | undefined {
-    if (!this.#options.queryApi || !this.#options.keys) {
+  #gateQuery(request: IncomingMessage, state: RequestState): Promise<void> | undefined {
+    const enabled = this.#options.thread?.queryApi ?? this.#options.queryApi !== undefined;
+    if (!enabled || !this.#options.keys) {
       throw new HttpError(404, 'STREAM_NOT_FOUND', 'the query API is not enabled in this process', {
         hint: 'run `tributary serve` or `tributary up`',
       });
     }
-    this.#limit(
-      `ip\0query\0${this.#ipOf(request.raw)}`,
-      bucketOf(this.#settings.rate_limit.per_ip),
-      'this client IP',
-    );
+    if (state.charge)
+      this.#limit(
+        `ip\0query\0${this.#ipOf(request)}`,
+        bucketOf(this.#settings.rate_limit.per_ip),
+        'this client IP',
+      );
     const presented = presentedKey(request);
     if (presented === undefined) {
       throw new HttpError(401, 'AUTH_REQUIRED', 'the query API needs an API key with the query role', {
@@ -698,8 +721,9 @@ export class IngestServer {
           },
         );
       }
-      this.#limit(`key\0query\0${key.id}`, bucketOf(this.#settings.rate_limit.per_key), `key ${key.id}`);
-      request.tributary!.key = key;
+      if (state.charge)
+        this.#limit(`key\0query\0${key.id}`, bucketOf(this.#settings.rate_limit.per_key), `key ${key.id}`);
+      state.key = key;
     };
     const known = this.#options.keys.verifyCached(presented);
     if (known !== 'miss') {
@@ -805,7 +829,8 @@ export class IngestServer {
       );
     }
     state.key = key;
-    if (stream.perKey.rate > 0) this.#limit(`key\0${stream.name}\0${key.id}`, stream.perKey, `key ${key.id}`);
+    if (stream.perKey.rate > 0 && state.charge)
+      this.#limit(`key\0${stream.name}\0${key.id}`, stream.perKey, `key ${key.id}`);
   }
 
   #limit(bucket: string, limit: { rate: number; burst: number }, who: string): void {
@@ -899,6 +924,80 @@ export class IngestServer {
       response.destroy();
     });
     return true;
+  }
+
+  /**
+   * On an extra thread, a request the first thread serves: first the checks that come before the body, as
+   * the first thread makes them but without taking rate-limit tokens (it takes them); a request that fails
+   * them is answered here, before its body is read. Then the body is read within the limit and the request
+   * handed over. A request that takes no body (any but POST to events, Segment or the query API) is handed
+   * over as it is: the first thread answers it without reading one.
+   */
+  #handOver(request: IncomingMessage, response: ServerResponse): void {
+    const forward = this.#options.thread!.forward;
+    const state = newRequestState();
+    state.charge = false;
+    const headers: Record<string, string> = { ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS) };
+    const exchange = this.#exchangeOf(request, state, (header, value) => (headers[header] = value));
+    let route = 'unmatched';
+    void (async () => {
+      const checks = this.#checksOf(request, exchange);
+      if (!checks) {
+        forward(request, response, undefined);
+        return;
+      }
+      route = checks.route;
+      const checking = checks.check();
+      if (checking) await checking;
+      forward(request, response, await readBody(request, this.#settings.body_limit));
+    })().catch((error: unknown) => {
+      if (response.destroyed) return;
+      const answer = this.#errorAnswer(error, request.url ?? '');
+      Object.assign(headers, answer.headers);
+      if (answer.status === 413) headers.connection = 'close';
+      sendJson(response, answer.status, headers, JSON.stringify(answer.body));
+      const stream = state.stream?.name ?? '-';
+      this.#metrics.requests.inc({ route, stream, status: String(answer.status) });
+    });
+  }
+
+  /** The checks before the body of a request that takes one (see #handOver), with its route's name. */
+  #checksOf(
+    request: IncomingMessage,
+    exchange: Exchange,
+  ): { route: string; check: () => Promise<void> | undefined } | undefined {
+    if (request.method !== 'POST') return undefined;
+    const url = request.url ?? '';
+    const name = eventsStreamOf(url);
+    if (name !== undefined) {
+      return {
+        route: ROUTE_EVENTS,
+        check: () => {
+          const stream = this.streams.get(name);
+          if (!stream)
+            throw new HttpError(
+              404,
+              'STREAM_NOT_FOUND',
+              `no stream named ${JSON.stringify(name.slice(0, 100))}`,
+              {
+                hint: 'streams are configured under streams: in tributary.yaml',
+              },
+            );
+          return this.#gate(exchange, stream, false);
+        },
+      };
+    }
+    const path = url.split('?')[0]!;
+    if (path === '/v1/query') return { route: path, check: () => this.#gateQuery(request, exchange.state) };
+    const segment = this.#settings.segment ? this.streams.get(this.#settings.segment.stream) : undefined;
+    const endpoint = path.slice('/v1/'.length);
+    if (
+      segment &&
+      path.startsWith('/v1/') &&
+      (Object.hasOwn(SEGMENT_CALLS, endpoint) || SEGMENT_BATCH.has(endpoint))
+    )
+      return { route: path, check: () => this.#gate(exchange, segment, true) };
+    return undefined;
   }
 
   /** 503 to any request once the server is closing: it answers those it took, and takes no more. */
@@ -1146,6 +1245,21 @@ export class IngestServer {
       ),
     };
   }
+}
+
+/**
+ * Listens on `host:port` without SO_REUSEPORT and closes again: fails with EADDRINUSE when another socket
+ * has it, even one that shares it. Resolves with the port (the one picked, for port 0).
+ */
+function probePort(host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen({ host, port, exclusive: true }, () => {
+      const taken = (probe.address() as AddressInfo).port;
+      probe.close(() => resolve(taken));
+    });
+  });
 }
 
 /** Checks what the server needs before starting, and reads its TLS files when it has some. */

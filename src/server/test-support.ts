@@ -41,6 +41,8 @@ export interface TestServerOptions {
   readonly keyCacheTtlMs?: number;
   /** The log on its worker thread, as `tributary serve` runs it (needed for server.threads > 1). */
   readonly threadedLog?: boolean;
+  /** Default 0: a free port. */
+  readonly port?: number;
 }
 
 export async function startTestServer(options: TestServerOptions): Promise<TestServer> {
@@ -73,10 +75,20 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     logger: createLogger({ level: 'silent' }),
     keys,
     host: '127.0.0.1',
-    port: 0,
+    port: options.port ?? 0,
     ...(options.pipelines ? { pipelines: options.pipelines } : {}),
   });
-  const url = await server.listen();
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (error) {
+    await server.close();
+    await query.close();
+    await store.close();
+    await embedded.close();
+    rmSync(root, { recursive: true, force: true });
+    throw error;
+  }
   const records = async (topic: string) => {
     const all: StoredRecord[] = [];
     for (const { partition, start, end } of await embedded.offsets(topic)) {

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
+import { createServer } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { startTestServer, type TestServer } from '../../src/server/test-support.ts';
 
@@ -62,12 +63,16 @@ server:
     per_ip: {requests_per_second: 0}
 streams:
   clicks: {}
+  agents:
+    enrich: {user_agent: true}
+  browser:
+    cors_origins: [https://shop.example.com]
   limited:
     rate_limit:
       per_key: {requests_per_second: 0.001, burst: 10}
 `,
     });
-    key = await t.key(['clicks', 'limited']);
+    key = await t.key(['clicks', 'agents', 'limited']);
     queryKey = await t.key(['lab.readings'], 'query');
   });
   after(async () => t.close());
@@ -164,6 +169,84 @@ streams:
         body: Buffer.alloc(20 * 1024, 0x20),
       });
       assert.equal(large.status, 413, large.text);
+    }
+  });
+
+  it('checks a request it hands over before reading its body, and adds nothing to it', async () => {
+    // Headers only, a body announced and never sent: refused at once on every connection.
+    const refusals = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => {
+        return new Promise<number>((resolve, reject) => {
+          const req = request(
+            events(i % 2 ? 'clicks' : 'nope'),
+            {
+              method: 'POST',
+              agent: false,
+              headers: {
+                'content-type': 'application/json',
+                'content-length': '1000',
+                'idempotency-key': `k${i}`,
+              },
+            },
+            (res) => {
+              res.resume();
+              resolve(res.statusCode!);
+              req.destroy();
+            },
+          );
+          req.on('error', (error: NodeJS.ErrnoException) => {
+            if (error.code !== 'ECONNRESET') reject(error);
+          });
+          req.setTimeout(5000, () => reject(new Error('no answer before the body: it waited for it')));
+          req.flushHeaders();
+        });
+      }),
+    );
+    assert.deepEqual(refusals.sort(), [...Array<number>(6).fill(401), ...Array<number>(6).fill(404)]);
+
+    // No User-Agent sent, none stored, on whichever thread.
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        send(events('agents'), {
+          method: 'POST',
+          headers: { ...auth(), 'idempotency-key': `agent-${i}` },
+          body: JSON.stringify({ n: i }),
+        }),
+      ),
+    );
+    for (const answer of answers) assert.equal(answer.status, 202, answer.text);
+    for (const value of await t.values('events.agents')) assert.equal(value._user_agent, undefined);
+  });
+
+  it('answers HEAD and preflights with the lengths the first thread gives', async () => {
+    for (let i = 0; i < 12; i++) {
+      const head = await send(`${t.url}/healthz`, { method: 'HEAD' });
+      assert.equal(head.status, 200);
+      assert.equal(head.headers['content-length'], String(JSON.stringify({ status: 'ok' }).length));
+      assert.equal(head.text, '');
+      const preflight = await send(events('browser'), {
+        method: 'OPTIONS',
+        headers: { origin: 'https://shop.example.com', 'access-control-request-method': 'POST' },
+      });
+      assert.equal(preflight.status, 204);
+      assert.equal(preflight.headers['content-length'], undefined);
+      assert.equal(preflight.headers['access-control-allow-origin'], 'https://shop.example.com');
+    }
+  });
+
+  it('refuses a port another socket holds, even one that shares it', async () => {
+    const other = createServer();
+    await new Promise<void>((resolve) =>
+      other.listen({ host: '127.0.0.1', port: 0, reusePort: true }, resolve),
+    );
+    const port = (other.address() as { port: number }).port;
+    try {
+      await assert.rejects(
+        startTestServer({ threadedLog: true, port, yaml: 'server: {threads: 2}\nstreams: {s: {}}\n' }),
+        /cannot listen on 127\.0\.0\.1:\d+.*EADDRINUSE|another process uses port/s,
+      );
+    } finally {
+      other.close();
     }
   });
 });
