@@ -9,6 +9,7 @@ import {
   parseJsonExact,
   replaceBigIntegers,
   replaceLeaves,
+  stringifyExact,
   type BigInteger,
 } from './json.ts';
 
@@ -97,5 +98,21 @@ describe('BigInteger helpers', () => {
       replaceLeaves(value, (leaf) => leaf),
       value,
     );
+  });
+});
+
+describe('stringifyExact', () => {
+  it('writes what JSON.stringify does, but Infinity as 1e999 and NaN as "NaN" rather than null', () => {
+    const value = { a: 1, b: null, c: [Infinity, -Infinity, NaN, 2], d: { e: Infinity }, f: 'null' };
+    assert.equal(
+      stringifyExact(value),
+      '{"a":1,"b":null,"c":[1e999,-1e999,"NaN",2],"d":{"e":1e999},"f":"null"}',
+    );
+    assert.deepEqual(value.c, [Infinity, -Infinity, NaN, 2], 'the value is not changed');
+    // Read back, Infinity is Infinity again.
+    assert.deepEqual(JSON.parse(stringifyExact({ x: -Infinity })), { x: -Infinity });
+    const plain = { a: [1, null], b: exactInteger(2n ** 64n) };
+    assert.equal(stringifyExact(plain), JSON.stringify(plain));
+    assert.equal(stringifyExact(undefined), 'null');
   });
 });

@@ -150,3 +150,23 @@ export function replaceLeaves(value: unknown, replace: (leaf: unknown) => unknow
   }
   return copy ?? value;
 }
+
+/**
+ * JSON.stringify, but a number that is not finite keeps its meaning: JSON.stringify writes null for
+ * Infinity, -Infinity and NaN (a transform's result, or 1e400 as JSON.parse reads it), and the value would
+ * be taken for a null. Here ±Infinity is written as a number beyond every range, ±1e999 (which JSON.parse
+ * reads back as ±Infinity, and a typed reader refuses as out of range), and NaN as the text "NaN". Costs a
+ * search of the text for "null", and a second pass only when it has one.
+ */
+export function stringifyExact(value: unknown): string {
+  const text = JSON.stringify(value) as string | undefined;
+  if (text === undefined || !text.includes('null')) return text ?? 'null';
+  const finite = replaceLeaves(value, (leaf) =>
+    typeof leaf !== 'number' || Number.isFinite(leaf)
+      ? leaf
+      : Number.isNaN(leaf)
+        ? 'NaN'
+        : RawJson.rawJSON(leaf > 0 ? '1e999' : '-1e999'),
+  );
+  return finite === value ? text : JSON.stringify(finite);
+}

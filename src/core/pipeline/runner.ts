@@ -23,7 +23,7 @@ import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:time
 import { isTributaryError, TributaryError } from '../../errors.ts';
 import type { Log, StoredRecord } from '../../log/log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
-import { parseJsonExact } from '../json.ts';
+import { parseJsonExact, stringifyExact } from '../json.ts';
 import type { Logger } from '../logger.ts';
 import type { PipelineMetrics } from '../metrics.ts';
 import { batchCommitted } from './heap.ts';
@@ -180,7 +180,8 @@ export function dlqRow(
     stage: rejection.stage,
     error: rejection.error,
     // The bytes read, where the value is still theirs: they are the record as sent (see `#decode`).
-    payload: rejection.raw ?? (record.raw ? decoder.decode(record.raw) : JSON.stringify(record.value)),
+    // A value's Infinity is kept as 1e999 (not null): replayed, it meets the same check again.
+    payload: rejection.raw ?? (record.raw ? decoder.decode(record.raw) : stringifyExact(record.value)),
     topic,
     partition: record.partition,
     offset: record.offset,

@@ -667,6 +667,66 @@ describe('numbers a column cannot hold', () => {
     }
   });
 
+  it("sends a record value's Infinity to the DLQ wherever it is, rather than write NULL; NaN is NaN", async () => {
+    const columns: NestedField[] = [
+      { id: 1, name: 'n', type: 'int', required: true },
+      { id: 2, name: 'i', type: 'int', required: false },
+      { id: 3, name: 'w', type: 'decimal(38, 0)', required: false },
+      { id: 4, name: 's', type: 'string', required: false },
+      { id: 5, name: 'x', type: 'double', required: false },
+      {
+        id: 6,
+        name: 'l',
+        required: false,
+        type: { type: 'list', 'element-id': 7, element: 'long', 'element-required': false },
+      },
+    ];
+    // As a transform leaves them: values, no bytes.
+    const values: Array<Record<string, unknown>> = [
+      { n: 1, i: Infinity },
+      { n: 2, w: -Infinity },
+      { n: 3, l: [1, Infinity] },
+      { n: 4, i: NaN },
+      { n: 5, x: NaN, s: 'kept', i: 7, l: [null, 2] },
+      { n: 6, s: Infinity },
+    ];
+    const table = `test.t${tables++}`;
+    const sink = sinkFor(table, columns);
+    await sink.open();
+    const result = await sink.write({
+      records: values.map((value, offset) => ({
+        value,
+        key: null,
+        partition: 0,
+        offset,
+        timestamp: 0,
+        headers: {},
+      })),
+      positions: new Map([[0, values.length]]),
+    });
+    await sink.close();
+    const rejected = (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`);
+    // Before, JSON.stringify wrote null for each: NULL in the table. The reasons are those of the bytes 1e999.
+    assert.deepEqual(rejected, [
+      '0: i: cannot read 1e999 as int',
+      '1: column w is decimal(38, 0) (at most 38 digits); -1e999 does not fit — no Iceberg number holds it exactly: give such values a string column (or double, which rounds them), or filter or change them in a transform',
+      '2: l.element: cannot read 1e999 as long',
+      '3: i: cannot read NaN as int',
+    ]);
+    const loaded = await catalog.loadTable(parseTableIdentifier(table));
+    const plan = await planScan(loaded.metadata, loaded.storage);
+    const rows = (
+      await engine.connection.runAndReadAll(
+        `select n, i, w::varchar as w, s, x::varchar as x, l::varchar as l from ${scanSql(plan, loaded.storage)} order by n`,
+      )
+    ).getRowObjectsJson();
+    assert.deepEqual(rows, [
+      { n: 5, i: 7, w: null, s: 'kept', x: 'nan', l: '[NULL, 2]' },
+      // A string column keeps a number's text, as the bytes' 1e400 is kept: Infinity's is 1e999.
+      { n: 6, i: null, w: null, s: '1e999', x: null, l: null },
+    ]);
+  });
+
   it('writes them once the columns are widened as the reason says, by another engine meanwhile', async () => {
     const table = `test.t${tables++}`;
     const sink = sinkFor(table);

@@ -25,7 +25,7 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { parseTableIdentifier, type TableIdentifier } from '../../catalog/identifier.ts';
 import { byteSize } from '../../core/config/units.ts';
 import type { CheckResult } from '../../core/doctor.ts';
-import { isBigInteger, parseJsonExact } from '../../core/json.ts';
+import { isBigInteger, parseJsonExact, stringifyExact } from '../../core/json.ts';
 import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
 import type {
   PipelineRecord,
@@ -776,7 +776,9 @@ function ndjson(
         const v = value[name];
         if (v !== undefined && v !== null) value[name] = exactFloats(v, shape);
       }
-      const text = JSON.stringify(value);
+      // Elsewhere than at a float or double place, a number that is not finite too is written as the bytes
+      // would say it (1e999), not as null: refused by its column's cast rather than written as NULL.
+      const text = stringifyExact(value);
       reserve(Buffer.byteLength(text) + 1);
       at += buffer.write(text, at, 'utf8');
     }
