@@ -4,17 +4,22 @@
  * values, bad values going to the DLQ with the same reasons.
  */
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
 import type { Catalog } from '../../catalog/catalog.ts';
 import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
 import { parseJsonExact } from '../../core/json.ts';
+import { createLogger } from '../../core/logger.ts';
+import { createResources } from '../../core/pipeline/components.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import type { Engine } from '../../iceberg/duckdb.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
 import type { NestedField } from '../../iceberg/types.ts';
-import { committedPositions, IcebergSink, icebergSinkSchema } from './iceberg.ts';
+import type { Log } from '../../log/log.ts';
+import { committedPositions, IcebergSink, icebergSinkDefinition, icebergSinkSchema } from './iceberg.ts';
 
 let testbed: TestCatalog;
 let dir: string;
@@ -920,5 +925,57 @@ describe('prepared appends', () => {
       await engine.connection.runAndReadAll(`select id from ${scanSql(plan, loaded.storage)} order by id`)
     ).getRowObjectsJson();
     assert.deepEqual(rows, [{ id: '1' }, { id: '2' }]);
+  });
+});
+
+describe('doctor', () => {
+  it('fails a table unlike its schema file, and warns when the table only widened a column', async () => {
+    const table = `test.t${tables++}`;
+    writeFileSync(
+      path.join(dir, 'declared.json'),
+      JSON.stringify({
+        fields: [
+          { name: 'n', type: 'int', required: true },
+          { name: 'q', type: 'int' },
+        ],
+      }),
+    );
+    writeFileSync(
+      path.join(dir, 'other.json'),
+      JSON.stringify({
+        fields: [
+          { name: 'n', type: 'int', required: true },
+          { name: 'q', type: 'string' },
+        ],
+      }),
+    );
+    const sink = sinkOf(table, { schema: 'declared.json' });
+    await sink.open();
+    await sink.write({ records: records(['{"n": 1, "q": 2}'], true), positions: new Map([[0, 1]]) });
+    await sink.close();
+    const check = async (schema: string) => {
+      const resources = createResources();
+      resources.provide('catalog', async () => catalog);
+      return icebergSinkDefinition.check!(icebergSinkSchema.parse({ type: 'iceberg', table, schema }), {
+        pipeline: 'p',
+        sourceTopic: 'events',
+        projectRoot: dir,
+        log: undefined as unknown as Log,
+        logger: createLogger({ level: 'silent' }),
+        resources,
+      });
+    };
+    assert.equal((await check('declared.json'))[0]?.status, 'pass');
+    // The DLQ's advice taken: the column widened to long (tributary tables evolve --widen q:long).
+    await updateSchema(await catalog.loadTable(parseTableIdentifier(table)), [
+      { kind: 'update-column-type', column: 'q', type: 'long' },
+    ]);
+    const [widened] = await check('declared.json');
+    assert.equal(widened?.status, 'warn');
+    assert.match(widened?.detail ?? '', /column q is long in the table, int in declared\.json \(widened/);
+    assert.match(widened?.fix ?? '', /write the wider types in declared\.json/);
+    const [unlike] = await check('other.json');
+    assert.equal(unlike?.status, 'fail');
+    assert.match(unlike?.detail ?? '', /column q is long in the table, string in other\.json/);
   });
 });

@@ -57,7 +57,7 @@ import {
   type WrittenFiles,
 } from '../../iceberg/operations/write.ts';
 import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
-import { assignFreshIds, parseSchemaJson } from '../../iceberg/schema.ts';
+import { assignFreshIds, isPromotionAllowed, parseSchemaJson } from '../../iceberg/schema.ts';
 import { unionByName } from '../../iceberg/schema-update.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
@@ -1137,6 +1137,8 @@ async function checkIcebergSink(
   }
   const table = await catalog.loadTable(identifier);
   const problems: string[] = [];
+  /** Columns widened in the table (`tributary tables evolve --widen`) past what the schema file says. */
+  const widened: string[] = [];
   if (config.schema) {
     const declared = parseSchemaJson(
       JSON.parse(readFileSync(path.resolve(context.projectRoot, config.schema), 'utf8')),
@@ -1150,9 +1152,15 @@ async function checkIcebergSink(
         typeof existing.type === 'string' &&
         typeof field.type === 'string'
       ) {
-        problems.push(
-          `column ${field.name} is ${existing.type} in the table, ${field.type} in ${config.schema}`,
-        );
+        // Wider in the table: it holds every value the file allows (the DLQ's widen-and-replay made it so).
+        if (isPromotionAllowed(field.type, existing.type))
+          widened.push(
+            `column ${field.name} is ${existing.type} in the table, ${field.type} in ${config.schema}`,
+          );
+        else
+          problems.push(
+            `column ${field.name} is ${existing.type} in the table, ${field.type} in ${config.schema}`,
+          );
       }
     }
   }
@@ -1160,20 +1168,28 @@ async function checkIcebergSink(
     if (!table.schema.fields.some((f) => f.name === key))
       problems.push(`key column ${key} is not in the table`);
   }
-  return problems.length
-    ? [
-        {
-          status: 'fail',
-          detail: `${config.table}: ${problems.join('; ')}`,
-          fix: 'evolve the table (or the schema file) so they agree',
-        },
-      ]
-    : [
-        {
-          status: 'pass',
-          detail: `${config.table}: ${table.schema.fields.length} columns, ${table.metadata.snapshots.length} snapshot(s)`,
-        },
-      ];
+  if (problems.length)
+    return [
+      {
+        status: 'fail',
+        detail: `${config.table}: ${problems.join('; ')}`,
+        fix: 'evolve the table (or the schema file) so they agree',
+      },
+    ];
+  if (widened.length)
+    return [
+      {
+        status: 'warn',
+        detail: `${config.table}: ${widened.join('; ')} (widened: the table holds every value the file allows)`,
+        fix: `write the wider types in ${config.schema}, so that a table made from it (another environment, a rebuild) is alike`,
+      },
+    ];
+  return [
+    {
+      status: 'pass',
+      detail: `${config.table}: ${table.schema.fields.length} columns, ${table.metadata.snapshots.length} snapshot(s)`,
+    },
+  ];
 }
 
 export const icebergSinkDefinition: SinkDefinition = {
