@@ -639,36 +639,53 @@ describe('TLS', () => {
       t.skip(`openssl cannot make a test certificate: ${made.error?.message ?? made.stderr}`);
       return;
     }
-    const server = await startTestServer({
-      yaml: 'server:\n  tls: {cert: cert.pem, key: key.pem}\nstreams:\n  s: {auth: none}\n',
-      files: {
-        'cert.pem': readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
-        'key.pem': readFileSync(path.join(dir, 'key.pem'), 'utf8'),
-      },
-    });
-    try {
-      assert.match(server.url, /^https:\/\//);
-      const response = await new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
-        const request = httpsRequest(
-          `${server.url}/v1/streams/s/events`,
-          { method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } },
-          (res) => {
-            res.resume();
-            res.on('end', () =>
-              resolve({
-                status: res.statusCode ?? 0,
-                hsts: res.headers['strict-transport-security'],
-              }),
-            );
-          },
-        );
-        request.on('error', reject);
-        request.end('{"over":"tls"}');
+    // On one thread, and on two (each of the 12 requests on its own connection: both threads answer).
+    for (const threads of [1, 2]) {
+      const server = await startTestServer({
+        yaml: `server:\n  threads: ${threads}\n  tls: {cert: cert.pem, key: key.pem}\nstreams:\n  s: {auth: none}\n`,
+        files: {
+          'cert.pem': readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
+          'key.pem': readFileSync(path.join(dir, 'key.pem'), 'utf8'),
+        },
+        threadedLog: threads > 1,
       });
-      assert.equal(response.status, 202);
-      assert.match(response.hsts ?? '', /max-age=/);
-    } finally {
-      await server.close();
+      const send = (url: string, method: string, body?: string) =>
+        new Promise<{ status: number; hsts: string | undefined }>((resolve, reject) => {
+          const request = httpsRequest(
+            url,
+            {
+              method,
+              agent: false,
+              rejectUnauthorized: false,
+              headers: { 'content-type': 'application/json' },
+            },
+            (res) => {
+              res.resume();
+              res.on('end', () =>
+                resolve({
+                  status: res.statusCode ?? 0,
+                  hsts: res.headers['strict-transport-security'],
+                }),
+              );
+            },
+          );
+          request.on('error', reject);
+          request.end(body);
+        });
+      try {
+        assert.match(server.url, /^https:\/\//);
+        for (let i = 0; i < 12; i++) {
+          const response = await send(`${server.url}/v1/streams/s/events`, 'POST', '{"over":"tls"}');
+          assert.equal(response.status, 202, `threads: ${threads}`);
+          assert.match(response.hsts ?? '', /max-age=/);
+          const health = await send(`${server.url}/healthz`, 'GET');
+          assert.equal(health.status, 200);
+          assert.match(health.hsts ?? '', /max-age=/);
+        }
+        assert.equal(await server.count('events.s'), 12);
+      } finally {
+        await server.close();
+      }
     }
   });
 });
