@@ -9,6 +9,9 @@
  * stream (403) and under its rate limit (429), and the log has room (503). Then the body is read within
  * the limit (413), decoded, its signature checked for HMAC streams (401), parsed and validated (400), and
  * the events are acknowledged (202) only once the log made them durable.
+ *
+ * With `server.threads` above one, extra threads (http-worker.ts) run this same server on the same port;
+ * see http-threads.ts for what they share and what they hand to the first.
  */
 import { isUtf8 } from 'node:buffer';
 import { createHash } from 'node:crypto';
@@ -163,7 +166,7 @@ export interface ThreadShare {
   readonly queryApi: boolean;
   /**
    * Hands a request this thread does not serve to the first thread, which answers it: with its body, read
-   * here within the limit, or without (a request that takes none, or whose checks failed).
+   * here within the limit once its checks passed (#handOver), or without one (a request that takes none).
    */
   readonly forward: (request: IncomingMessage, response: ServerResponse, body: Buffer | undefined) => void;
 }
