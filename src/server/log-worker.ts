@@ -120,6 +120,13 @@ const METHODS = new Set([
   'close',
 ]);
 
+const CLOSING: SerializedError = {
+  code: 'STORAGE_IO',
+  message: 'the log is closing: Tributary is stopping',
+  retryable: true,
+  hint: 'retry after the Retry-After delay',
+};
+
 /** What a client over a port is refused: only the thread that started the worker opens the store and closes the log. */
 const NOT_OWNER = {
   dedupe: {
@@ -373,7 +380,18 @@ async function main(): Promise<void> {
     });
   };
 
+  /** Set once the owner's close has drained the rounds: nothing more is appended. */
+  let logClosed = false;
   const serve = (client: Client, request: Request) => {
+    // Another thread's request that comes once the owner closed the log: the process is stopping, and
+    // whoever sent it is told to retry (an HTTP thread answers 503), not that something is wrong.
+    if (logClosed && request.op !== 'connect' && request.op !== 'abort') {
+      if (request.op === 'append') {
+        for (const append of decodeAppends(new Uint8Array(request.buffer, 0, request.length)))
+          reply(client, { id: append.id, ok: false, error: CLOSING });
+      } else reply(client, { id: request.id, ok: false, error: CLOSING });
+      return;
+    }
     if (request.op === 'append') {
       for (const append of decodeAppends(new Uint8Array(request.buffer, 0, request.length))) {
         queue.push(append);
@@ -458,7 +476,10 @@ async function main(): Promise<void> {
         client,
         request.id,
         drained
-          .then(() => log.close())
+          .then(() => {
+            logClosed = true;
+            return log.close();
+          })
           .then(() => {
             clearTimeout(retry);
             clearInterval(tick);
