@@ -1,14 +1,17 @@
 /**
- * `tributary doctor` checks of the server configuration: the port is free, the TLS files are readable and
- * valid, and every stream can be used (its schema compiles, it has a key or a signature secret).
+ * `tributary doctor` checks of the server configuration: the port is free, the HTTP threads suit the
+ * machine, the TLS files are readable and valid, and every stream can be used (its schema compiles, it has
+ * a key or a signature secret).
  */
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
 import type { CheckResult, DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
 import { projectPath, type Project } from '../core/project.ts';
+import { httpThreadCount } from './http-threads.ts';
 import { keyAllowsIngest } from './keys.ts';
 import { openKeyStore } from './start.ts';
 import { resolveStreams } from './streams.ts';
@@ -52,6 +55,37 @@ const portCheck: DoctorCheck = {
         probe.close(() => resolve({ status: 'pass', detail: `${host}:${port} is free` }));
       });
     });
+  },
+};
+
+/**
+ * How many threads will serve HTTP, and a warning when the setting asks for more than this machine
+ * gains from: one where ports cannot be shared, or as many as its cores (the log's thread needs one).
+ */
+const threadsCheck: DoctorCheck = {
+  component: 'server',
+  name: 'HTTP threads',
+  async run(project) {
+    const setting = project.platform.server.threads;
+    const cores = availableParallelism();
+    const threads = httpThreadCount(setting, {
+      threadedLog: true,
+      logger: createLogger({ level: 'silent' }),
+    });
+    const detail = `${threads} thread(s) serve HTTP (server.threads: ${setting}; ${cores} core(s))`;
+    if (setting !== 'auto' && setting > threads)
+      return {
+        status: 'warn',
+        detail: `${detail}: more threads need SO_REUSEPORT, which Tributary uses on Linux only`,
+        fix: 'set server.threads: 1 (or auto)',
+      };
+    if (setting !== 'auto' && setting > 1 && setting >= cores)
+      return {
+        status: 'warn',
+        detail: `${detail}: the log commits on a thread of its own, which then shares a core with HTTP threads (on 2 cores a second HTTP thread served fewer events; see docs/ingest.md)`,
+        fix: 'set server.threads: auto (one per core but one)',
+      };
+    return { status: 'pass', detail };
   },
 };
 
@@ -171,5 +205,5 @@ function streamChecks(project: Project): DoctorCheck[] {
 }
 
 export function serverChecks(project: Project): DoctorCheck[] {
-  return [portCheck, tlsCheck, ...streamChecks(project)];
+  return [portCheck, threadsCheck, tlsCheck, ...streamChecks(project)];
 }

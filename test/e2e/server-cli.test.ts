@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
@@ -181,6 +181,20 @@ describe('tributary keys, serve and up', () => {
       'server:\n  tls: {cert: missing.pem, key: missing.key}\nstreams:\n  clicks: {}\n',
     );
     assert.match((await tributary(['doctor'], { cwd: dir })).stdout, /fail\s+server\s+TLS certificate/);
+
+    // auto passes; two HTTP threads on two cores or fewer are warned about (the log's thread needs one).
+    writeFileSync(path.join(dir, 'tributary.yaml'), 'streams:\n  clicks: {}\n');
+    assert.match(
+      (await tributary(['doctor'], { cwd: dir })).stdout,
+      /pass\s+server\s+HTTP threads\s+\d+ thread\(s\) serve HTTP \(server\.threads: auto; \d+ core\(s\)\)/,
+    );
+    if (availableParallelism() <= 2) {
+      writeFileSync(path.join(dir, 'tributary.yaml'), 'server:\n  threads: 2\nstreams:\n  clicks: {}\n');
+      assert.match(
+        (await tributary(['doctor'], { cwd: dir })).stdout,
+        /warn\s+server\s+HTTP threads\s+2 thread\(s\) serve HTTP .*shares a core with HTTP threads/,
+      );
+    }
 
     writeFileSync(path.join(dir, 'tributary.yaml'), 'streams:\n  clicks: {}\n');
     await tributary(['keys', 'create', '--stream', 'clicks', '--name', 'k'], { cwd: dir });
