@@ -4,7 +4,6 @@
  * a key or a signature secret).
  */
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { X509Certificate } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
@@ -13,6 +12,7 @@ import { createLogger } from '../core/logger.ts';
 import { projectPath, type Project } from '../core/project.ts';
 import { httpThreadCount } from './http-threads.ts';
 import { keyAllowsIngest } from './keys.ts';
+import { probePort } from './server.ts';
 import { openKeyStore } from './start.ts';
 import { resolveStreams } from './streams.ts';
 
@@ -31,30 +31,24 @@ const portCheck: DoctorCheck = {
   async run(project) {
     const { host, port } = project.platform.server;
     if (port === 0) return { status: 'pass', detail: `${host}: a free port is picked at start` };
-    return new Promise<CheckResult>((resolve) => {
-      const probe = createServer();
-      probe.once('error', (error: NodeJS.ErrnoException) => {
-        if (error.code === 'EADDRINUSE') {
-          resolve({
-            status: 'warn',
-            detail: `${host}:${port} is in use (by Tributary itself if it is running)`,
-            fix: `stop the process listening there, or set server.port`,
-          });
-        } else {
-          resolve({
-            status: 'fail',
-            detail: `cannot listen on ${host}:${port}: ${error.message}`,
-            fix:
-              error.code === 'EACCES'
-                ? 'ports below 1024 need privileges: use a higher server.port'
-                : 'check server.host (an address of this machine, or 0.0.0.0)',
-          });
-        }
-      });
-      probe.listen({ host, port, exclusive: true }, () => {
-        probe.close(() => resolve({ status: 'pass', detail: `${host}:${port} is free` }));
-      });
-    });
+    return probePort(host, port).then(
+      (): CheckResult => ({ status: 'pass', detail: `${host}:${port} is free` }),
+      (error: NodeJS.ErrnoException): CheckResult =>
+        error.code === 'EADDRINUSE'
+          ? {
+              status: 'warn',
+              detail: `${host}:${port} is in use (by Tributary itself if it is running)`,
+              fix: `stop the process listening there, or set server.port`,
+            }
+          : {
+              status: 'fail',
+              detail: `cannot listen on ${host}:${port}: ${error.message}`,
+              fix:
+                error.code === 'EACCES'
+                  ? 'ports below 1024 need privileges: use a higher server.port'
+                  : 'check server.host (an address of this machine, or 0.0.0.0)',
+            },
+    );
   },
 };
 

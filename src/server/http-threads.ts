@@ -25,6 +25,7 @@ import type { Logger } from '../core/logger.ts';
 import type { Project } from '../core/project.ts';
 import { TributaryError } from '../errors.ts';
 import type { ComponentHealth } from './health.ts';
+import { errorBody } from './http-error.ts';
 import type { PendingWrites } from './pending.ts';
 import type { ThreadedLog } from './threaded-log.ts';
 
@@ -204,9 +205,9 @@ export class HttpThreads {
           (error: unknown) => {
             this.#logger.error({ err: error }, 'unexpected error answering a request of another HTTP thread');
             const body = new TextEncoder().encode(
-              JSON.stringify({
-                error: { code: 'INTERNAL', message: 'the server failed to handle the request' },
-              }),
+              JSON.stringify(
+                errorBody('INTERNAL', 'the server failed to handle the request', 'see the server log'),
+              ),
             );
             worker.postMessage({
               op: 'answer',

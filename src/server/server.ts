@@ -955,13 +955,35 @@ export class IngestServer {
       forward(request, response, await readBody(request, this.#settings.body_limit));
     })().catch((error: unknown) => {
       if (response.destroyed) return;
-      const answer = this.#errorAnswer(error, request.url ?? '');
-      Object.assign(headers, answer.headers);
-      if (answer.status === 413) headers.connection = 'close';
-      sendJson(response, answer.status, headers, JSON.stringify(answer.body));
-      const stream = state.stream?.name ?? '-';
-      this.#metrics.requests.inc({ route, stream, status: String(answer.status) });
+      const status = this.#sendErrorAnswer(response, error, request.url ?? '', headers);
+      this.#metrics.requests.inc({ route, stream: state.stream?.name ?? '-', status: String(status) });
     });
+  }
+
+  /** The stream named in an events URL; 404 when there is none. */
+  #streamNamed(name: string): Stream {
+    const stream = this.streams.get(name);
+    if (!stream) {
+      throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named ${JSON.stringify(name.slice(0, 100))}`, {
+        hint: 'streams are configured under streams: in tributary.yaml',
+      });
+    }
+    return stream;
+  }
+
+  /** Answers a request served on node:http that failed with `error` (see #errorAnswer); returns the status. */
+  #sendErrorAnswer(
+    response: ServerResponse,
+    error: unknown,
+    url: string,
+    headers: Record<string, string>,
+  ): number {
+    const answer = this.#errorAnswer(error, url);
+    Object.assign(headers, answer.headers);
+    // A body too large is not read to its end: the connection cannot carry another request.
+    if (answer.status === 413) headers.connection = 'close';
+    sendJson(response, answer.status, headers, JSON.stringify(answer.body));
+    return answer.status;
   }
 
   /** The checks before the body of a request that takes one (see #handOver), with its route's name. */
@@ -975,19 +997,7 @@ export class IngestServer {
     if (name !== undefined) {
       return {
         route: ROUTE_EVENTS,
-        check: () => {
-          const stream = this.streams.get(name);
-          if (!stream)
-            throw new HttpError(
-              404,
-              'STREAM_NOT_FOUND',
-              `no stream named ${JSON.stringify(name.slice(0, 100))}`,
-              {
-                hint: 'streams are configured under streams: in tributary.yaml',
-              },
-            );
-          return this.#gate(exchange, stream, false);
-        },
+        check: () => this.#gate(exchange, this.#streamNamed(name), false),
       };
     }
     const path = url.split('?')[0]!;
@@ -1019,34 +1029,16 @@ export class IngestServer {
     const headers: Record<string, string> = { ...(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS) };
     const exchange = this.#exchangeOf(request, state, (header, value) => (headers[header] = value));
     let status = 202;
-    let body: string;
     try {
-      const stream = this.streams.get(name);
-      if (!stream) {
-        throw new HttpError(
-          404,
-          'STREAM_NOT_FOUND',
-          `no stream named ${JSON.stringify(name.slice(0, 100))}`,
-          {
-            hint: 'streams are configured under streams: in tributary.yaml',
-          },
-        );
-      }
-      const checking = this.#gate(exchange, stream, false);
+      const checking = this.#gate(exchange, this.#streamNamed(name), false);
       if (checking) await checking;
       const outcome = await this.#ingestEvents(exchange, await readBody(request, this.#settings.body_limit));
       if (outcome.replayed) headers['idempotent-replayed'] = 'true';
-      body = JSON.stringify(outcome.result);
+      sendJson(response, status, headers, JSON.stringify(outcome.result));
     } catch (error) {
       if (response.destroyed) return; // the client went away
-      const answer = this.#errorAnswer(error, request.url ?? '');
-      status = answer.status;
-      Object.assign(headers, answer.headers);
-      // A body too large is not read to its end: the connection cannot carry another request.
-      if (status === 413) headers.connection = 'close';
-      body = JSON.stringify(answer.body);
+      status = this.#sendErrorAnswer(response, error, request.url ?? '', headers);
     }
-    sendJson(response, status, headers, body);
     const stream = state.stream?.name ?? '-';
     this.#metrics.requests.inc({ route: ROUTE_EVENTS, stream, status: String(status) });
     this.#metrics.requestSeconds.observe(
@@ -1254,7 +1246,7 @@ export class IngestServer {
  * Listens on `host:port` without SO_REUSEPORT and closes again: fails with EADDRINUSE when another socket
  * has it, even one that shares it. Resolves with the port (the one picked, for port 0).
  */
-function probePort(host: string, port: number): Promise<number> {
+export function probePort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const probe = createNetServer();
     probe.once('error', reject);

@@ -78,15 +78,18 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     port: options.port ?? 0,
     ...(options.pipelines ? { pipelines: options.pipelines } : {}),
   });
-  let url: string;
-  try {
-    url = await server.listen();
-  } catch (error) {
+  const close = async () => {
     await server.close();
     await query.close();
     await store.close();
     await embedded.close();
     rmSync(root, { recursive: true, force: true });
+  };
+  let url: string;
+  try {
+    url = await server.listen();
+  } catch (error) {
+    await close();
     throw error;
   }
   const records = async (topic: string) => {
@@ -123,12 +126,6 @@ export async function startTestServer(options: TestServerOptions): Promise<TestS
     async count(topic) {
       return (await embedded.offsets(topic)).reduce((n, o) => n + o.end - o.start, 0);
     },
-    async close() {
-      await server.close();
-      await query.close();
-      await store.close();
-      await embedded.close();
-      rmSync(root, { recursive: true, force: true });
-    },
+    close,
   };
 }

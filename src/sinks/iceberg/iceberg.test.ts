@@ -50,6 +50,13 @@ function records(texts: readonly string[], raw: boolean): PipelineRecord[] {
   }));
 }
 
+/** What `sql` reads from the current snapshot of `table` (`from`: the table's scan), as JSON rows. */
+async function queryTable(table: string, sql: (from: string) => string) {
+  const loaded = await catalog.loadTable(parseTableIdentifier(table));
+  const plan = await planScan(loaded.metadata, loaded.storage);
+  return (await engine.connection.runAndReadAll(sql(scanSql(plan, loaded.storage)))).getRowObjectsJson();
+}
+
 /** A sink of pipeline p on topic events writing `table`, configured with `config` (type and table added). */
 function sinkOf(table: string, config: Record<string, unknown> = {}): IcebergSink {
   return new IcebergSink({
@@ -71,13 +78,10 @@ async function write(texts: readonly string[], raw: boolean, partition = 'day(ts
   // The first record of each batch fixes the inferred types.
   const result = await sink.write({ records: records(texts, raw), positions: new Map([[0, texts.length]]) });
   await sink.close();
-  const loaded = await catalog.loadTable(parseTableIdentifier(table));
-  const plan = await planScan(loaded.metadata, loaded.storage);
-  const rows = (
-    await engine.connection.runAndReadAll(
-      `select * exclude (ts), epoch_us(ts) as ts from ${scanSql(plan, loaded.storage)} order by id`,
-    )
-  ).getRowObjectsJson();
+  const rows = await queryTable(
+    table,
+    (from) => `select * exclude (ts), epoch_us(ts) as ts from ${from} order by id`,
+  );
   return {
     rows,
     rejected: (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`),
@@ -181,13 +185,11 @@ describe('numbers a column cannot hold', () => {
     return (result.rejected ?? []).map((r) => `${r.record.offset}: ${r.error}`);
   };
   const rowsOf = async (table: string) => {
-    const loaded = await catalog.loadTable(parseTableIdentifier(table));
-    const plan = await planScan(loaded.metadata, loaded.storage);
-    return (
-      await engine.connection.runAndReadAll(
-        `select n, i::varchar as i, l::varchar as l, d::varchar as d, w::varchar as w from ${scanSql(plan, loaded.storage)} order by n`,
-      )
-    ).getRowObjectsJson();
+    return await queryTable(
+      table,
+      (from) =>
+        `select n, i::varchar as i, l::varchar as l, d::varchar as d, w::varchar as w from ${from} order by n`,
+    );
   };
 
   it('sends only those records to the DLQ, saying which column, its type, the number and what to do', async () => {
@@ -266,13 +268,10 @@ describe('numbers a column cannot hold', () => {
         ['1: m: cannot read {"2147483648":5} as map', '2: m: cannot read {"b":5} as map'],
         `raw: ${raw}`,
       );
-      const loaded = await catalog.loadTable(parseTableIdentifier(table));
-      const plan = await planScan(loaded.metadata, loaded.storage);
-      const rows = (
-        await engine.connection.runAndReadAll(
-          `select n, map_entries(m)::varchar as m from ${scanSql(plan, loaded.storage)} order by n`,
-        )
-      ).getRowObjectsJson();
+      const rows = await queryTable(
+        table,
+        (from) => `select n, map_entries(m)::varchar as m from ${from} order by n`,
+      );
       assert.deepEqual(
         rows,
         [
@@ -358,14 +357,11 @@ describe('numbers a column cannot hold', () => {
         ],
         `raw: ${raw}`,
       );
-      const loaded = await catalog.loadTable(parseTableIdentifier(table));
-      const plan = await planScan(loaded.metadata, loaded.storage);
-      const rows = (
-        await engine.connection.runAndReadAll(
-          `select n, s.x::varchar as x, s.name, l::varchar as l, m::varchar as m, ls::varchar as ls
-             from ${scanSql(plan, loaded.storage)} order by n`,
-        )
-      ).getRowObjectsJson();
+      const rows = await queryTable(
+        table,
+        (from) => `select n, s.x::varchar as x, s.name, l::varchar as l, m::varchar as m, ls::varchar as ls
+             from ${from} order by n`,
+      );
       assert.deepEqual(
         rows,
         [
@@ -470,14 +466,11 @@ describe('numbers a column cannot hold', () => {
         ],
         `raw: ${raw}`,
       );
-      const loaded = await catalog.loadTable(parseTableIdentifier(table));
-      const plan = await planScan(loaded.metadata, loaded.storage);
-      const rows = (
-        await engine.connection.runAndReadAll(
-          `select n, address::varchar as address, ls::varchar as ls, m::varchar as m, s::varchar as s
-             from ${scanSql(plan, loaded.storage)} order by n`,
-        )
-      ).getRowObjectsJson();
+      const rows = await queryTable(
+        table,
+        (from) => `select n, address::varchar as address, ls::varchar as ls, m::varchar as m, s::varchar as s
+             from ${from} order by n`,
+      );
       assert.deepEqual(
         rows,
         [
@@ -542,13 +535,10 @@ describe('numbers a column cannot hold', () => {
         ],
         `raw: ${raw}`,
       );
-      const loaded = await catalog.loadTable(parseTableIdentifier(table));
-      const plan = await planScan(loaded.metadata, loaded.storage);
-      const rows = (
-        await engine.connection.runAndReadAll(
-          `select n, f::varchar as f, s.x::varchar as x from ${scanSql(plan, loaded.storage)} order by n`,
-        )
-      ).getRowObjectsJson();
+      const rows = await queryTable(
+        table,
+        (from) => `select n, f::varchar as f, s.x::varchar as x from ${from} order by n`,
+      );
       assert.deepEqual(
         rows,
         [
@@ -645,14 +635,11 @@ describe('numbers a column cannot hold', () => {
         ],
         `raw: ${raw}`,
       );
-      const loaded = await catalog.loadTable(parseTableIdentifier(table));
-      const plan = await planScan(loaded.metadata, loaded.storage);
-      const rows = (
-        await engine.connection.runAndReadAll(
-          `select n, d::varchar as d, s::varchar as s, l::varchar as l, m::varchar as m
-             from ${scanSql(plan, loaded.storage)} order by n`,
-        )
-      ).getRowObjectsJson();
+      const rows = await queryTable(
+        table,
+        (from) => `select n, d::varchar as d, s::varchar as s, l::varchar as l, m::varchar as m
+             from ${from} order by n`,
+      );
       const max = '1.7976931348623157e+308';
       assert.deepEqual(
         rows,
@@ -718,13 +705,10 @@ describe('numbers a column cannot hold', () => {
       '2: l.element: cannot read 1e999 as long',
       '3: i: cannot read NaN as int',
     ]);
-    const loaded = await catalog.loadTable(parseTableIdentifier(table));
-    const plan = await planScan(loaded.metadata, loaded.storage);
-    const rows = (
-      await engine.connection.runAndReadAll(
-        `select n, i, w::varchar as w, s, x::varchar as x, l::varchar as l from ${scanSql(plan, loaded.storage)} order by n`,
-      )
-    ).getRowObjectsJson();
+    const rows = await queryTable(
+      table,
+      (from) => `select n, i, w::varchar as w, s, x::varchar as x, l::varchar as l from ${from} order by n`,
+    );
     assert.deepEqual(rows, [
       { n: 5, i: 7, w: null, s: 'kept', x: 'nan', l: '[NULL, 2]' },
       // A string column keeps a number's text, as the bytes' 1e400 is kept: Infinity's is 1e999.
