@@ -12,6 +12,10 @@
  * - a request carrying an Idempotency-Key, and any request but events (Segment, the query API, health,
  *   metrics, OpenAPI, CORS preflights), is handed to the first thread whole and answered with its answer;
  * - GET /metrics adds up every thread's server metrics.
+ *
+ * A thread that stops (an uncaught error, or it ran out of memory) is started again, sooner the first
+ * time, later each time it stops again soon after (RESTART_FIRST_MS to RESTART_MAX_MS); meanwhile the
+ * others serve, and /readyz names it.
  */
 import { availableParallelism } from 'node:os';
 import { Worker, type MessagePort } from 'node:worker_threads';
@@ -81,6 +85,11 @@ export type MainMessage =
 
 /** A thread's metrics not in the sum after this long (it is busy or stuck; /readyz says which). */
 const METRICS_WAIT_MS = 2000;
+/** A thread that stopped is started again after this long, doubled each time it stops again soon after. */
+const RESTART_FIRST_MS = 500;
+const RESTART_MAX_MS = 30_000;
+/** A thread that served this long before it stopped is started again after RESTART_FIRST_MS. */
+const STEADY_MS = 60_000;
 
 /**
  * How many threads serve HTTP: `auto` is one per core but one, at most 4 — the log's thread commits on a
@@ -106,26 +115,46 @@ export function httpThreadCount(
 
 interface Thread {
   readonly slot: number;
-  readonly worker: Worker;
-  /** Why it stopped serving, once it did. */
+  /** The thread serving in this slot: another one once it stopped and was started again. */
+  worker: Worker;
+  startedAt: number;
+  /** Why it stopped serving, while it is not serving again. */
   failure?: string;
   exited: boolean;
+  /** How many times in a row it stopped soon after it started. */
+  stops: number;
+  restart?: NodeJS.Timeout;
   /** Its metrics as last collected: counted while it does not answer (counters never go back). */
   metrics?: MetricsJson;
 }
 
+/**
+ * Counters and histograms: what a stopped thread counted stays in the sums. (Its gauges said what was
+ * then, and prom-client types `type` as a numeric enum although the JSON holds its name.)
+ */
+function keepsCounting(metric: MetricsJson[number]): boolean {
+  const type = metric.type as unknown as string;
+  return type === 'counter' || type === 'histogram';
+}
+
+type StartOptions = Parameters<typeof HttpThreads.start>[0];
+
 export class HttpThreads {
-  readonly #threads: Thread[];
+  readonly #threads: Thread[] = [];
+  readonly #options: StartOptions;
   readonly #logger: Logger;
-  readonly #pending: PendingWrites;
   readonly #metricsWaiting = new Map<number, (metrics: MetricsJson) => void>();
+  /**
+   * The counters and histograms of threads that stopped, as last collected: the threads started in their
+   * place count from zero, and the sums must not go back.
+   */
+  readonly #stopped: MetricsJson[] = [];
   #next = 1;
   #closing = false;
 
-  private constructor(threads: Thread[], logger: Logger, pending: PendingWrites) {
-    this.#threads = threads;
-    this.#logger = logger;
-    this.#pending = pending;
+  private constructor(options: StartOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
   }
 
   /**
@@ -141,26 +170,50 @@ export class HttpThreads {
     readonly answer: (request: ForwardedRequest) => Promise<ForwardedAnswer>;
     readonly data: Omit<HttpWorkerData, 'log' | 'slot' | 'threads'>;
   }): Promise<HttpThreads> {
-    const started: Thread[] = [];
-    const threads = new HttpThreads(started, options.logger, options.pending);
+    const threads = new HttpThreads(options);
     try {
       for (let slot = 1; slot < options.threads; slot++) {
-        const log = options.log.connect();
-        const workerData: HttpWorkerData = { ...options.data, log, slot, threads: options.threads };
-        const worker = new Worker(new URL('./http-worker.ts', import.meta.url), {
-          workerData,
-          transferList: [log],
-        });
-        const thread: Thread = { slot, worker, exited: false };
-        started.push(thread);
-        threads.#watch(thread, options.answer);
+        const thread: Thread = {
+          slot,
+          worker: threads.#spawn(slot),
+          startedAt: Date.now(),
+          exited: false,
+          stops: 0,
+        };
+        threads.#threads.push(thread);
+        threads.#watch(thread);
       }
-      await Promise.all(started.map((thread) => threads.#ready(thread)));
+      await Promise.all(threads.#threads.map((thread) => threads.#ready(thread)));
       return threads;
     } catch (error) {
       await threads.close();
       throw error;
     }
+  }
+
+  #spawn(slot: number): Worker {
+    const options = this.#options;
+    const log = options.log.connect();
+    const workerData: HttpWorkerData = { ...options.data, log, slot, threads: options.threads };
+    return new Worker(new URL('./http-worker.ts', import.meta.url), { workerData, transferList: [log] });
+  }
+
+  /** Starts a thread in the place of one that stopped (see the module's comment). */
+  #restart(thread: Thread): void {
+    thread.restart = undefined;
+    if (this.#closing) return;
+    thread.worker = this.#spawn(thread.slot);
+    thread.startedAt = Date.now();
+    thread.exited = false;
+    this.#watch(thread);
+    this.#ready(thread).then(
+      () => {
+        thread.failure = undefined;
+        this.#logger.info(`HTTP thread ${thread.slot} serves again`);
+      },
+      // It exited: its exit handler says why and starts another.
+      () => undefined,
+    );
   }
 
   #ready(thread: Thread): Promise<void> {
@@ -195,12 +248,12 @@ export class HttpThreads {
     });
   }
 
-  #watch(thread: Thread, answer: (request: ForwardedRequest) => Promise<ForwardedAnswer>): void {
+  #watch(thread: Thread): void {
     const worker = thread.worker;
     worker.on('message', (message: WorkerMessage) => {
       if (message.op === 'forward') {
         const { id, op: _op, ...request } = message;
-        answer(request).then(
+        this.#options.answer(request).then(
           (answered) => worker.postMessage({ op: 'answer', id, ...answered } satisfies MainMessage),
           (error: unknown) => {
             this.#logger.error({ err: error }, 'unexpected error answering a request of another HTTP thread');
@@ -231,20 +284,37 @@ export class HttpThreads {
     worker.on('exit', (code) => {
       thread.exited = true;
       // What it had sent the log is appended or dropped by now: its requests no longer wait.
-      this.#pending.clear(thread.slot);
+      this.#options.pending.clear(thread.slot);
+      if (thread.metrics) this.#stopped.push(thread.metrics.filter(keepsCounting));
+      thread.metrics = undefined;
       if (this.#closing) return;
       thread.failure ??= `exited with code ${code}`;
-      this.#logger.error(`HTTP thread ${thread.slot} ${thread.failure}; the other threads go on serving`);
+      thread.stops = Date.now() - thread.startedAt >= STEADY_MS ? 1 : thread.stops + 1;
+      const delay = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** (thread.stops - 1));
+      this.#logger.error(
+        `HTTP thread ${thread.slot} ${thread.failure}; the other threads go on serving, and it starts again in ${delay} ms`,
+      );
+      thread.restart = setTimeout(() => this.#restart(thread), delay);
     });
   }
 
-  /** For /readyz: failed once a thread stopped serving (the others go on; a restart brings it back). */
+  /** The thread serving in `slot` (1 to threads − 1) now. */
+  worker(slot: number): Worker | undefined {
+    return this.#threads.find((thread) => thread.slot === slot)?.worker;
+  }
+
+  /** For /readyz: failed while a thread is not serving (the others go on; it is started again). */
   health(): ComponentHealth {
     const failed = this.#threads.filter((t) => t.failure !== undefined);
     if (failed.length === 0) return { status: 'ok', detail: `${this.#threads.length + 1} threads serving` };
     return {
       status: 'failed',
-      detail: failed.map((t) => `thread ${t.slot} ${t.failure}`).join('; ') + ' (restart Tributary)',
+      detail: failed
+        .map(
+          (t) =>
+            `thread ${t.slot} ${t.failure} (starting again${t.stops > 1 ? `, stopped ${t.stops} times in a row` : ''})`,
+        )
+        .join('; '),
     };
   }
 
@@ -253,11 +323,15 @@ export class HttpThreads {
     const own = await registry.getMetricsAsJSON();
     const theirs = await Promise.all(
       this.#threads.map(async (thread) => {
-        if (!thread.exited) thread.metrics = (await this.#metricsOf(thread)) ?? thread.metrics;
-        return thread.metrics;
+        const worker = thread.worker;
+        if (thread.exited) return undefined;
+        const metrics = await this.#metricsOf(thread);
+        // Kept only while the thread that sent them serves (once it stopped, they are in #stopped).
+        if (metrics && thread.worker === worker && !thread.exited) thread.metrics = metrics;
+        return thread.worker === worker && !thread.exited ? thread.metrics : undefined;
       }),
     );
-    const all = [own, ...theirs.filter((m): m is MetricsJson => m !== undefined)];
+    const all = [own, ...this.#stopped, ...theirs.filter((m): m is MetricsJson => m !== undefined)];
     return AggregatorRegistry.aggregate(all).metrics();
   }
 
@@ -280,6 +354,7 @@ export class HttpThreads {
   /** Each thread stops listening, answers what it took (its appends complete), and ends. */
   async close(): Promise<void> {
     this.#closing = true;
+    for (const thread of this.#threads) clearTimeout(thread.restart);
     await Promise.all(
       this.#threads.map(async ({ worker, exited }) => {
         if (exited) return;

@@ -462,6 +462,11 @@ export class IngestServer {
     return (this.app.server.address() as AddressInfo | null)?.port ?? 0;
   }
 
+  /** The extra HTTP threads, once listening with `server.threads` above one. */
+  get httpThreads(): HttpThreads | undefined {
+    return this.#threads;
+  }
+
   /**
    * Stops accepting requests, answers those in flight (their appends complete, even those whose client
    * left), then closes the store.

@@ -234,6 +234,40 @@ streams:
     }
   });
 
+  it('starts a thread that stopped again, its counts kept in the sums', async () => {
+    const count = async () =>
+      sample(
+        (await send(`${t.url}/metrics`)).text,
+        'tributary_http_requests_total',
+        'stream="clicks",status="202"',
+      );
+    const post = (i: number) =>
+      send(events('clicks'), { method: 'POST', headers: auth(), body: JSON.stringify({ id: `again-${i}` }) });
+    for (let i = 0; i < 20; i++) assert.equal((await post(i)).status, 202);
+    const before = await count(); // collects the thread's metrics: what it counted stays counted
+    const stopped = t.server.httpThreads!.worker(1)!;
+    await stopped.terminate();
+    const ready = await send(`${t.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.match(ready.text, /thread 1 exited with code 1 \(starting again\)/);
+    for (let i = 0; (await send(`${t.url}/readyz`)).status !== 200; i++) {
+      assert.ok(i < 100, 'the thread serves again within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.notEqual(t.server.httpThreads!.worker(1), stopped);
+    const own = sample(
+      await t.registry.metrics(),
+      'tributary_http_requests_total',
+      'stream="clicks",status="202"',
+    );
+    for (let i = 20; i < 60; i++) assert.equal((await post(i)).status, 202);
+    const served =
+      sample(await t.registry.metrics(), 'tributary_http_requests_total', 'stream="clicks",status="202"') -
+      own;
+    assert.ok(served < 40, `the new thread served ${40 - served} of 40`);
+    assert.equal(await count(), before + 40);
+  });
+
   it('refuses a port another socket holds, even one that shares it', async () => {
     const other = createServer();
     await new Promise<void>((resolve) =>
