@@ -202,7 +202,15 @@ export class HttpThreads {
   #restart(thread: Thread): void {
     thread.restart = undefined;
     if (this.#closing) return;
-    thread.worker = this.#spawn(thread.slot);
+    try {
+      thread.worker = this.#spawn(thread.slot);
+    } catch (error) {
+      // The log's thread is gone (its own component of /readyz says why): tried again later.
+      thread.failure = `cannot start again: ${(error as Error).message}`;
+      this.#logger.error({ err: error }, `HTTP thread ${thread.slot} cannot start again`);
+      thread.restart = setTimeout(() => this.#restart(thread), RESTART_MAX_MS);
+      return;
+    }
     thread.startedAt = Date.now();
     thread.exited = false;
     this.#watch(thread);
