@@ -142,19 +142,19 @@ type StartOptions = Parameters<typeof HttpThreads.start>[0];
 export class HttpThreads {
   readonly #threads: Thread[] = [];
   readonly #options: StartOptions;
-  readonly #logger: Logger;
   readonly #metricsWaiting = new Map<number, (metrics: MetricsJson) => void>();
   /**
    * The counters and histograms of threads that stopped, as last collected: the threads started in their
-   * place count from zero, and the sums must not go back.
+   * place count from zero, and the sums must not go back. Added up into one at each collection, so a
+   * thread that keeps stopping does not make the list grow.
    */
   readonly #stopped: MetricsJson[] = [];
+  #folding = false;
   #next = 1;
   #closing = false;
 
   private constructor(options: StartOptions) {
     this.#options = options;
-    this.#logger = options.logger;
   }
 
   /**
@@ -207,7 +207,7 @@ export class HttpThreads {
     } catch (error) {
       // The log's thread is gone (its own component of /readyz says why): tried again later.
       thread.failure = `cannot start again: ${(error as Error).message}`;
-      this.#logger.error({ err: error }, `HTTP thread ${thread.slot} cannot start again`);
+      this.#options.logger.error({ err: error }, `HTTP thread ${thread.slot} cannot start again`);
       thread.restart = setTimeout(() => this.#restart(thread), RESTART_MAX_MS);
       return;
     }
@@ -217,7 +217,7 @@ export class HttpThreads {
     this.#ready(thread).then(
       () => {
         thread.failure = undefined;
-        this.#logger.info(`HTTP thread ${thread.slot} serves again`);
+        this.#options.logger.info(`HTTP thread ${thread.slot} serves again`);
       },
       // It exited: its exit handler says why and starts another.
       () => undefined,
@@ -264,7 +264,10 @@ export class HttpThreads {
         this.#options.answer(request).then(
           (answered) => worker.postMessage({ op: 'answer', id, ...answered } satisfies MainMessage),
           (error: unknown) => {
-            this.#logger.error({ err: error }, 'unexpected error answering a request of another HTTP thread');
+            this.#options.logger.error(
+              { err: error },
+              'unexpected error answering a request of another HTTP thread',
+            );
             const body = new TextEncoder().encode(
               JSON.stringify(
                 errorBody('INTERNAL', 'the server failed to handle the request', 'see the server log'),
@@ -287,7 +290,7 @@ export class HttpThreads {
     // taken are lost to their clients unanswered, so not acknowledged (they retry).
     worker.on('error', (error: Error) => {
       thread.failure ??= error.message;
-      this.#logger.error({ err: error, thread: thread.slot }, `HTTP thread ${thread.slot} failed`);
+      this.#options.logger.error({ err: error, thread: thread.slot }, `HTTP thread ${thread.slot} failed`);
     });
     worker.on('exit', (code) => {
       thread.exited = true;
@@ -299,7 +302,7 @@ export class HttpThreads {
       thread.failure ??= `exited with code ${code}`;
       thread.stops = Date.now() - thread.startedAt >= STEADY_MS ? 1 : thread.stops + 1;
       const delay = Math.min(RESTART_MAX_MS, RESTART_FIRST_MS * 2 ** (thread.stops - 1));
-      this.#logger.error(
+      this.#options.logger.error(
         `HTTP thread ${thread.slot} ${thread.failure}; the other threads go on serving, and it starts again in ${delay} ms`,
       );
       thread.restart = setTimeout(() => this.#restart(thread), delay);
@@ -329,6 +332,17 @@ export class HttpThreads {
   /** `registry`'s metrics with every thread's server metrics added in, as Prometheus text. */
   async metrics(registry: Registry): Promise<string> {
     const own = await registry.getMetricsAsJSON();
+    if (this.#stopped.length > 1 && !this.#folding) {
+      // Those stopped meanwhile are pushed after the ones added up, and stay.
+      this.#folding = true;
+      try {
+        const count = this.#stopped.length;
+        const sum = await AggregatorRegistry.aggregate(this.#stopped.slice(0, count)).getMetricsAsJSON();
+        this.#stopped.splice(0, count, sum);
+      } finally {
+        this.#folding = false;
+      }
+    }
     const theirs = await Promise.all(
       this.#threads.map(async (thread) => {
         const worker = thread.worker;
