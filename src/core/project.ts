@@ -77,52 +77,34 @@ export function loadProject(start?: string, options: ProjectLoadOptions = {}): P
   const root = findProjectRoot(start);
   const platformFile = path.join(root, PLATFORM_FILE);
   const platform = loadConfigFile(platformFile, platformSchema, options);
-  const pipelines = new Map<string, Pipeline>();
-  const dir = path.join(root, PIPELINES_DIR);
-  const files = existsSync(dir)
-    ? readdirSync(dir)
-        .filter((f) => /\.ya?ml$/.test(f))
-        .sort()
-    : [];
-  for (const fileName of files) {
-    const name = fileName.replace(/\.ya?ml$/, '');
-    const file = path.join(dir, fileName);
-    if (!PIPELINE_NAME.test(name)) {
-      throw new TributaryError(
-        'CONFIG_INVALID',
-        `${path.relative(process.cwd(), file)}: "${name}" is not a valid pipeline name`,
-        {
-          hint: 'rename the file: lower-case letters, digits, _ and -, starting with a letter',
-        },
-      );
-    }
-    if (pipelines.has(name)) {
-      throw new TributaryError('CONFIG_DUPLICATE', `two files define pipeline "${name}" (.yaml and .yml)`, {
-        hint: 'keep one of them',
-      });
-    }
-    const loaded = loadConfigFile(file, options.pipelineSchema ?? genericPipelineSchema, options);
-    pipelines.set(name, {
-      name,
-      file,
-      config: loaded.value as PipelineConfig,
-      secretPaths: loaded.secretPaths,
-    });
-  }
   return {
     root,
     platformFile,
     platform: platform.value,
     platformSecretPaths: platform.secretPaths,
-    pipelines,
-    sources: loadSources(root, options),
+    pipelines: loadNamedFiles<Pipeline>(
+      path.join(root, PIPELINES_DIR),
+      'pipeline',
+      options.pipelineSchema ?? genericPipelineSchema,
+      options,
+    ),
+    sources: loadNamedFiles<SourceFile>(
+      path.join(root, SOURCES_DIR),
+      'source',
+      options.sourceSchema ?? genericSourceSchema,
+      options,
+    ),
   };
 }
 
-/** `sources/*.yaml`: one source per file, named by the file. */
-function loadSources(root: string, options: ProjectLoadOptions): Map<string, SourceFile> {
-  const sources = new Map<string, SourceFile>();
-  const dir = path.join(root, SOURCES_DIR);
+/** `pipelines/*.yaml` or `sources/*.yaml`: one pipeline or source per file, named by the file. */
+function loadNamedFiles<Loaded extends Pipeline | SourceFile>(
+  dir: string,
+  kind: 'pipeline' | 'source',
+  schema: z.ZodType,
+  options: ProjectLoadOptions,
+): Map<string, Loaded> {
+  const loaded = new Map<string, Loaded>();
   const files = existsSync(dir)
     ? readdirSync(dir)
         .filter((f) => /\.ya?ml$/.test(f))
@@ -134,24 +116,20 @@ function loadSources(root: string, options: ProjectLoadOptions): Map<string, Sou
     if (!PIPELINE_NAME.test(name)) {
       throw new TributaryError(
         'CONFIG_INVALID',
-        `${path.relative(process.cwd(), file)}: "${name}" is not a valid source name`,
+        `${path.relative(process.cwd(), file)}: "${name}" is not a valid ${kind} name`,
         { hint: 'rename the file: lower-case letters, digits, _ and -, starting with a letter' },
       );
     }
-    if (sources.has(name)) {
-      throw new TributaryError('CONFIG_DUPLICATE', `two files define source "${name}" (.yaml and .yml)`, {
+    if (loaded.has(name)) {
+      throw new TributaryError('CONFIG_DUPLICATE', `two files define ${kind} "${name}" (.yaml and .yml)`, {
         hint: 'keep one of them',
       });
     }
-    const loaded = loadConfigFile(file, options.sourceSchema ?? genericSourceSchema, options);
-    sources.set(name, {
-      name,
-      file,
-      config: loaded.value as SourceFile['config'],
-      secretPaths: loaded.secretPaths,
-    });
+    const { value, secretPaths } = loadConfigFile(file, schema, options);
+    // The schema is the registered components' (or the generic one): it gave the config its shape.
+    loaded.set(name, { name, file, config: value, secretPaths } as Loaded);
   }
-  return sources;
+  return loaded;
 }
 
 /** A path from the configuration, resolved against the project root. */
