@@ -36,14 +36,14 @@ after(() => testbed.close());
 
 const encoder = new TextEncoder();
 
-/** Records from JSON texts; with `raw`, each keeps its text's bytes as the runtime would. */
-function records(texts: readonly string[], raw: boolean): PipelineRecord[] {
-  return texts.map((text, offset) => ({
+/** Records from JSON texts at offsets from `from`; with `raw`, each keeps its text's bytes as the runtime would. */
+function records(texts: readonly string[], raw: boolean, from = 0): PipelineRecord[] {
+  return texts.map((text, i) => ({
     // The runtime decodes with TextDecoder, which drops a byte-order mark, and reads integers exactly.
     value: parseJsonExact(text.replace(/^\uFEFF/, '')) as Record<string, unknown>,
     key: null,
     partition: 0,
-    offset,
+    offset: from + i,
     timestamp: 0,
     headers: {},
     ...(raw ? { raw: encoder.encode(text) } : {}),
@@ -758,7 +758,7 @@ describe('upsert with delete_column', () => {
         '{"id":3,"v":"C","_deleted":false}',
         '{"id":4,"_deleted":true}',
       ];
-      await sink.write({ records: records(second, raw), positions: new Map([[0, 7]]) });
+      await sink.write({ records: records(second, raw, 3), positions: new Map([[0, 7]]) });
       await sink.close();
       const loaded = await catalog.loadTable(parseTableIdentifier(table));
       assert.deepEqual(
@@ -822,7 +822,7 @@ describe('upsert deletions carrying the key alone', () => {
       const sink = sinkFor(marker);
       await sink.open();
       const second = [`{"id":1,"${marker}":true}`, `{"id":2,"${marker}":false}`, `{"${marker}":true}`];
-      const result = await sink.write({ records: records(second, true), positions: new Map([[0, 5]]) });
+      const result = await sink.write({ records: records(second, true, 2), positions: new Map([[0, 5]]) });
       await sink.close();
       assert.deepEqual(
         (result.rejected ?? []).map((r) => r.error),
@@ -863,6 +863,56 @@ describe('empty batches', () => {
     await sink.flush(); // nothing left: no new snapshot
     assert.equal((await catalog.loadTable(parseTableIdentifier(table))).metadata.snapshots.length, 2);
     await sink.close();
+  });
+});
+
+describe('two processes running one pipeline', () => {
+  it('writes only the records past what the other committed, and never moves a position back', async () => {
+    const table = `test.t${tables++}`;
+    const events = (from: number, to: number, partition: number): PipelineRecord[] =>
+      records(
+        Array.from({ length: to - from }, (_, i) => `{"id": "${partition}-${from + i}"}`),
+        true,
+        from,
+      ).map((r) => ({ ...r, partition }));
+    const first = sinkOf(table);
+    const second = sinkOf(table);
+    await first.open();
+    await first.write({ records: events(0, 2, 1), positions: new Map([[1, 2]]) });
+    assert.deepEqual(await second.open(), new Map([[1, 2]]));
+    // The first commits offsets 0–99 of partition 0 and 2–9 of partition 1; the second, which read the
+    // table before, then offers 0–149 of partition 0 (its batch boundaries differ) with partition 1 at 2.
+    await first.write({
+      records: [...events(0, 100, 0), ...events(2, 10, 1)],
+      positions: new Map([
+        [0, 100],
+        [1, 10],
+      ]),
+    });
+    const prepared = await second.prepare(events(0, 150, 0));
+    await second.write({
+      records: events(0, 150, 0),
+      positions: new Map([
+        [0, 150],
+        [1, 2],
+      ]),
+      prepared,
+    });
+    const rows = await queryTable(
+      table,
+      (from) => `select count(*) as n, count(distinct id) as ids from ${from}`,
+    );
+    assert.deepEqual(rows, [{ n: '160', ids: '160' }]);
+    const loaded = await catalog.loadTable(parseTableIdentifier(table));
+    assert.deepEqual(
+      committedPositions(loaded, 'p', 'events'),
+      new Map([
+        [0, 150],
+        [1, 10],
+      ]),
+    );
+    await first.close();
+    await second.close();
   });
 });
 

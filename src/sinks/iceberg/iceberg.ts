@@ -258,8 +258,8 @@ export class IcebergSink implements Sink {
   }
 
   async write(batch: SinkBatch): Promise<SinkResult> {
-    const { records, positions } = batch;
     const prepared = batch.prepared as PreparedAppend | undefined;
+    let { records, positions } = batch;
     if (records.length === 0 && Date.now() - this.#lastCommit < EMPTY_COMMIT_INTERVAL_MS) {
       this.#unsaved = positions; // committed by the next write, or by flush() when the pipeline stops
       return {};
@@ -278,6 +278,16 @@ export class IcebergSink implements Sink {
     // Prepared files are left alone here: an earlier attempt of this very write may have committed them
     // (and failed after the commit point); otherwise they are orphans, which maintenance removes.
     if ([...positions].every(([p, o]) => (current.get(p) ?? -1) >= o)) return {};
+    // Part of it, or positions past it: written by another process running this pipeline since the runtime
+    // read them (its commit is whole, so every record before its positions is in the table). Only the
+    // records past them are written, and no partition's position goes back.
+    const lacking = records.filter((r) => r.offset >= (current.get(r.partition) ?? 0));
+    if (lacking.length < records.length) records = lacking;
+    if ([...current].some(([p, o]) => o > (positions.get(p) ?? 0))) {
+      const ahead = new Map(positions);
+      for (const [p, o] of current) ahead.set(p, Math.max(o, ahead.get(p) ?? 0));
+      positions = ahead;
+    }
     if (prepared) {
       // Files written against the table's current schema and spec, lately, are committed as they are;
       // otherwise (the schema evolved meanwhile, or they are old: see PREPARED_MAX_AGE_MS) the batch is
