@@ -5,6 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
+import { parseTableIdentifier } from '../../src/catalog/identifier.ts';
+import { withCatalog } from '../../src/cli/project-catalog.ts';
+import { loadProject } from '../../src/core/project.ts';
+import { upsert } from '../../src/iceberg/operations/write.ts';
 import { tributary } from '../cli.ts';
 
 const project = mkdtempSync(path.join(tmpdir(), 'tributary-tables-'));
@@ -72,10 +76,31 @@ describe('tributary tables and query', () => {
       'select count(*)::int as n, count(user_id)::int as users from shop.events',
     );
     assert.deepEqual(count, { n: 102, users: 101 });
-    assert.match(await ok('tables', 'list'), /shop\.events\s+102\s+2/);
+    assert.match(await ok('tables', 'list'), /shop\.events\s+102\s+0\s+2/);
     const shown = await ok('tables', 'show', 'shop.events');
     assert.match(shown, /partition\s+day\(ts\), bucket\(4, user_id\)/);
     assert.match(shown, /amount\s+double/);
+  });
+
+  it("says how many rows delete files remove, beside the data files' records", async () => {
+    await ok('tables', 'create', 'shop.upserted', '--schema', 'schema.json');
+    await ok('tables', 'append', 'shop.upserted', file('u.ndjson', rows(0, 10)));
+    // An upsert (as the Iceberg sink's upsert mode makes) of 3 existing keys: 3 position deletes.
+    await withCatalog(loadProject(project), async (catalog, engine) => {
+      const table = await catalog.loadTable(parseTableIdentifier('shop.upserted'));
+      await upsert(table, engine, `(select unnest([1, 2, 3])::bigint as id, 'u9' as user_id)`, {
+        keyColumns: ['id'],
+      });
+    });
+    const [count] = await queryJson('select count(*)::int as n from shop.upserted');
+    assert.deepEqual(count, { n: 10 });
+    const listed = await ok('tables', 'list');
+    assert.match(listed, /shop\.upserted\s+13\s+3\s+2/);
+    assert.match(listed, /holds fewer rows than records until `tributary tables compact`/);
+    assert.match(await ok('tables', 'show', 'shop.upserted'), /13 records, 3 deletes\)/);
+    await ok('tables', 'compact', 'shop.upserted');
+    assert.match(await ok('tables', 'list'), /shop\.upserted\s+10\s+0\s+3/);
+    await ok('tables', 'drop', 'shop.upserted');
   });
 
   it('answers queries as a table, JSON and CSV', async () => {

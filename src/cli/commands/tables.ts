@@ -128,6 +128,21 @@ function parseProperties(values: readonly string[]): Record<string, string> {
   );
 }
 
+/**
+ * A snapshot's record counts from its summary, as Iceberg keeps them: the records of its data files, and
+ * the delete records (position and equality) of its delete files. Rows an upsert replaced or deleted are
+ * in both until a compaction rewrites them, so the first is not the table's row count when the second is
+ * not 0 — which only a scan tells, too costly for a listing.
+ */
+function recordCounts(summary: Record<string, string> | undefined): { records: string; deletes: string } {
+  const deletes =
+    Number(summary?.['total-position-deletes'] ?? 0) + Number(summary?.['total-equality-deletes'] ?? 0);
+  return { records: summary?.['total-records'] ?? '0', deletes: String(deletes) };
+}
+
+const DELETES_NOTE =
+  'records counts the rows of data files, deletes the rows delete files remove (an upsert replaced or deleted them): a table with deletes holds fewer rows than records until `tributary tables compact`; `tributary query "select count(*) from <table>"` counts them.';
+
 export function registerTables(program: Command, context: () => CliContext): void {
   const tables = program.command('tables').description('Create, inspect, load and maintain Iceberg tables.');
 
@@ -141,24 +156,26 @@ export function registerTables(program: Command, context: () => CliContext): voi
         const identifiers = namespace
           ? await catalog.registry.listTables(namespace.split('.'))
           : await catalog.listAllTables();
-        const rows: Array<{ table: string; snapshots: number; records: string }> = [];
+        const rows: Array<{ table: string; snapshots: number; records: string; deletes: string }> = [];
         for (const identifier of identifiers) {
           const table = await catalog.loadTable(identifier);
           rows.push({
             table: tableIdentifierToString(identifier),
             snapshots: table.metadata.snapshots.length,
-            records: table.currentSnapshot?.summary['total-records'] ?? '0',
+            ...recordCounts(table.currentSnapshot?.summary),
           });
         }
         if (options.json) console.log(JSON.stringify(rows, null, 2));
         else if (rows.length === 0) console.log('No tables yet: create one with `tributary tables create`.');
-        else
+        else {
           console.log(
             formatTable(
-              ['table', 'records', 'snapshots'],
-              rows.map((r) => [r.table, r.records, String(r.snapshots)]),
+              ['table', 'records', 'deletes', 'snapshots'],
+              rows.map((r) => [r.table, r.records, r.deletes, String(r.snapshots)]),
             ),
           );
+          if (rows.some((r) => r.deletes !== '0')) console.log(`\n${DELETES_NOTE}`);
+        }
       }),
     );
 
@@ -186,9 +203,11 @@ export function registerTables(program: Command, context: () => CliContext): voi
         console.log(`metadata    ${table.metadataLocation}`);
         console.log(`partition   ${describePartitionSpec(table.spec, table.schema) || 'unpartitioned'}`);
         console.log(`sort order  ${describeSortOrder(table.sortOrder, table.schema) || 'unsorted'}`);
+        const counts = snapshot && recordCounts(snapshot.summary);
         console.log(
-          `snapshot    ${snapshot ? `${snapshot['snapshot-id']} (${new Date(snapshot['timestamp-ms']).toISOString()}, ${snapshot.summary['total-records'] ?? '?'} records)` : 'none'}`,
+          `snapshot    ${snapshot ? `${snapshot['snapshot-id']} (${new Date(snapshot['timestamp-ms']).toISOString()}, ${counts!.records} records${counts!.deletes === '0' ? '' : `, ${counts!.deletes} deletes`})` : 'none'}`,
         );
+        if (counts && counts.deletes !== '0') console.log(DELETES_NOTE);
         console.log('\nschema');
         printSchema(table.schema);
         const properties = Object.entries(table.metadata.properties);
