@@ -38,7 +38,11 @@ const catalogCheck: DoctorCheck = {
   },
 };
 
-/** A check per configured transform and sink that declares one. */
+/**
+ * A check per configured transform and sink: a sink's or transform's own `check` where it declares one;
+ * any other transform is built as the pipeline would build it (its schema file read and compiled, its SQL
+ * checked, its module loaded) and closed, so that what stops `up` stops `doctor` too.
+ */
 function componentChecks(project: Project): DoctorCheck[] {
   const checks: DoctorCheck[] = [];
   for (const pipeline of project.pipelines.values()) {
@@ -53,8 +57,13 @@ function componentChecks(project: Project): DoctorCheck[] {
       })),
     ];
     for (const { config, definition } of components) {
-      if (!definition?.check) continue;
-      const check = definition.check.bind(definition);
+      if (!definition || (!definition.check && definition.kind === 'sink')) continue;
+      const check = async (context: ComponentContext): Promise<CheckResult[]> => {
+        if (definition.check) return definition.check(config, context);
+        const transform = await definition.create(config, context);
+        await transform.close?.();
+        return [{ status: 'pass', detail: 'built as the pipeline builds it' }];
+      };
       checks.push({
         component: `${pipeline.name}: ${definition.kind} ${config.type}`,
         name: definition.kind === 'sink' ? 'reachable and compatible' : 'configured',
@@ -69,7 +78,7 @@ function componentChecks(project: Project): DoctorCheck[] {
             resources,
           };
           try {
-            const results = await check(config, context);
+            const results = await check(context);
             const worst =
               results.find((r) => r.status === 'fail') ??
               results.find((r) => r.status === 'warn') ??

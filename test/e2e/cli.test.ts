@@ -45,6 +45,34 @@ describe('tributary CLI', () => {
     assert.match(again.stderr, /already exists/);
   });
 
+  it('fails a transform that cannot be built as up would build it (a schema file that is not there, SQL that reads no batch)', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    mkdirSync(path.join(dir, 'schemas'), { recursive: true });
+    writeFileSync(path.join(dir, 'schemas', 'order.json'), '{"type": "object"}');
+    const pipeline = (transforms: string) =>
+      writeFileSync(
+        path.join(dir, 'pipelines', 'orders.yaml'),
+        `source: {type: topic, topic: events.orders}\ntransforms:\n${transforms}sinks: [{type: stdout}]\n`,
+      );
+    pipeline('  - {type: validate, schema: schemas/order.json}\n');
+    const good = await tributary(['doctor'], { cwd: dir });
+    assert.equal(good.code, 0, good.stdout + good.stderr);
+    assert.match(good.stdout, /pass\s+orders: transform validate\s+configured/);
+    pipeline('  - {type: validate, schema: schemas/ordr.json}\n');
+    const missing = await tributary(['doctor'], { cwd: dir });
+    assert.equal(missing.code, 1);
+    assert.match(
+      missing.stdout,
+      /fail\s+orders: transform validate\s+configured\s+validate: cannot read the JSON Schema file schemas\/ordr\.json/,
+    );
+    assert.match(missing.stdout, /relative to the project root/);
+    pipeline('  - {type: sql, query: "select * from orders"}\n');
+    const unbound = await tributary(['doctor'], { cwd: dir });
+    assert.equal(unbound.code, 1);
+    assert.match(unbound.stdout, /fail\s+orders: transform sql\s+configured/);
+  });
+
   it('finds the project from a subdirectory and with --project', async () => {
     const dir = newDir();
     await tributary(['init', dir]);
