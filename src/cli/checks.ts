@@ -1,5 +1,7 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
+import path from 'node:path';
 import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
+import { didYouMean } from '../core/config/did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
 import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
@@ -8,6 +10,8 @@ import type { Project } from '../core/project.ts';
 import { isTributaryError } from '../errors.ts';
 import type { Log } from '../log/log.ts';
 import { serverChecks } from '../server/checks.ts';
+import { streamDlqTopic, streamTopic } from '../server/streams.ts';
+import { dlqTopic } from '../sinks/iceberg/dlq.ts';
 import { openProjectCatalog } from './project-catalog.ts';
 
 function failure(error: unknown, fallbackFix: string): CheckResult {
@@ -150,11 +154,47 @@ function sourceChecks(project: Project): DoctorCheck[] {
   return checks;
 }
 
+/**
+ * Per pipeline: something of the project writes the topic it reads — a stream, a source, a pipeline's
+ * DLQ. Only a warning: a topic may be written from outside (`tributary topics produce`, a Kafka producer),
+ * but a misspelt one would otherwise be made empty by the pipeline, which waits on it for ever.
+ */
+function topicChecks(project: Project): DoctorCheck[] {
+  const writers = new Map<string, string>();
+  for (const [name, config] of Object.entries(project.platform.streams ?? {})) {
+    writers.set(streamTopic(name, config), `stream ${name}`);
+    writers.set(streamDlqTopic(name, config), `stream ${name} (its rejected events)`);
+  }
+  for (const source of project.sources.values()) {
+    const definition = sourceDefinitions.find((d) => d.type === source.config.type);
+    if (definition) writers.set(definition.topic(source.name, source.config), `source ${source.name}`);
+  }
+  for (const name of project.pipelines.keys()) writers.set(dlqTopic(name), `pipeline ${name} (its DLQ)`);
+  return [...project.pipelines.values()].map((pipeline) => ({
+    component: `pipeline ${pipeline.name}`,
+    name: 'source topic',
+    async run(): Promise<CheckResult> {
+      const topic = pipeline.config.source.topic;
+      const writer = writers.get(topic);
+      if (writer) return { status: 'pass', detail: `${topic}, written by ${writer}` };
+      // A stream's or source's name given for its topic is the likely slip.
+      const suggestion =
+        [`events.${topic}`, `cdc.${topic}`].find((t) => writers.has(t)) ?? didYouMean(topic, writers.keys());
+      return {
+        status: 'warn',
+        detail: `no stream, source or pipeline of this project writes topic ${topic}${suggestion ? ` (did you mean ${suggestion}?)` : ''}`,
+        fix: `set source.topic in ${path.relative(project.root, pipeline.file)} to the topic that is written (a stream writes events.<stream>, a CDC source cdc.<source>), or ignore this if something outside the project writes ${topic}`,
+      };
+    },
+  }));
+}
+
 export function allChecks(project: Project): DoctorCheck[] {
   return [
     ...platformChecks,
     catalogCheck,
     ...serverChecks(project),
+    ...topicChecks(project),
     ...componentChecks(project),
     ...sourceChecks(project),
   ];

@@ -44,6 +44,11 @@ export function streamTopic(name: string, config: Pick<StreamConfig, 'topic'>): 
   return config.topic ?? `events.${name}`;
 }
 
+/** Where the stream's rejected events go (`on_invalid: dlq`). */
+export function streamDlqTopic(name: string, config: Pick<StreamConfig, 'topic' | 'dlq_topic'>): string {
+  return config.dlq_topic ?? `${streamTopic(name, config)}.dlq`;
+}
+
 function bucket(limit: { requests_per_second: number; burst: number }): BucketLimit {
   return { rate: limit.requests_per_second, burst: limit.burst };
 }
@@ -54,7 +59,7 @@ export function resolveStreams(project: Project, logger: Logger): Map<string, St
   const topics = new Map<string, string>();
   for (const [name, config] of Object.entries(project.platform.streams ?? {})) {
     const topic = streamTopic(name, config);
-    const dlqTopic = config.dlq_topic ?? `${topic}.dlq`;
+    const dlqTopic = streamDlqTopic(name, config);
     for (const t of [topic, dlqTopic]) {
       const other = topics.get(t);
       if (other !== undefined && other !== name) {

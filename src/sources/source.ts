@@ -65,6 +65,8 @@ export interface SourceDefinition<Schema extends z.ZodObject = z.ZodObject> {
   readonly type: string;
   readonly schema: Schema;
   create(config: z.output<Schema>, context: SourceContext): RunningSource;
+  /** The log topic the source named `name` writes into. */
+  topic(name: string, config: z.output<Schema>): string;
   /** Preflight checks for `tributary doctor`, each named; must not change anything. */
   check?(config: z.output<Schema>, context: Omit<SourceContext, 'log'>): Promise<NamedCheck[]>;
 }

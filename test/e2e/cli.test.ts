@@ -45,7 +45,7 @@ describe('tributary CLI', () => {
     assert.match(again.stderr, /already exists/);
   });
 
-  it('fails a transform that cannot be built as up would build it (a schema file that is not there, SQL that reads no batch)', async () => {
+  it('warns of a topic nothing writes, and fails a transform that cannot be built as up would build it (a schema file that is not there, SQL that reads no batch)', async () => {
     const dir = newDir();
     await tributary(['init', dir]);
     mkdirSync(path.join(dir, 'schemas'), { recursive: true });
@@ -59,6 +59,24 @@ describe('tributary CLI', () => {
     const good = await tributary(['doctor'], { cwd: dir });
     assert.equal(good.code, 0, good.stdout + good.stderr);
     assert.match(good.stdout, /pass\s+orders: transform validate\s+configured/);
+    // Nothing of the project writes events.orders yet; then a stream does.
+    assert.match(
+      good.stdout,
+      /warn\s+pipeline orders\s+source topic\s+no stream, source or pipeline of this project writes topic events\.orders/,
+    );
+    appendFileSync(path.join(dir, 'tributary.yaml'), '\nstreams:\n  orders: {}\n');
+    assert.match(
+      (await tributary(['doctor'], { cwd: dir })).stdout,
+      /pass\s+pipeline orders\s+source topic\s+events\.orders, written by stream orders/,
+    );
+    writeFileSync(
+      path.join(dir, 'pipelines', 'misspelt.yaml'),
+      'source: {type: topic, topic: orders}\nsinks: [{type: stdout}]\n',
+    );
+    assert.match(
+      (await tributary(['doctor'], { cwd: dir })).stdout,
+      /warn\s+pipeline misspelt\s+source topic\s+.*writes topic orders \(did you mean events\.orders\?\)/,
+    );
     pipeline('  - {type: validate, schema: schemas/ordr.json}\n');
     const missing = await tributary(['doctor'], { cwd: dir });
     assert.equal(missing.code, 1);

@@ -1,7 +1,7 @@
 /** The `postgres_cdc` source and its `cdc` transform, as registered components. */
 import type { SourceDefinition } from '../source.ts';
 import { checkPostgresCdc } from './checks.ts';
-import { postgresCdcSchema } from './config.ts';
+import { postgresCdcSchema, resolvedNames } from './config.ts';
 import { PostgresCdcSource } from './source.ts';
 
 export { cdcTransform } from './transform.ts';
@@ -14,6 +14,9 @@ export const postgresCdcDefinition: SourceDefinition<typeof postgresCdcSchema> =
   schema: postgresCdcSchema,
   create(config, context) {
     return new PostgresCdcSource({ name: context.name, config: config, context });
+  },
+  topic(name, config) {
+    return resolvedNames(name, config).topic;
   },
   check(config, context) {
     return checkPostgresCdc(context.name, config, context.project.root);
