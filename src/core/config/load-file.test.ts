@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { isTributaryError, type TributaryError } from '../../errors.ts';
 import { parseConfigText } from './load-file.ts';
+import { pipelineSchemaFor } from './pipeline.ts';
 import { platformSchema } from './platform.ts';
 
 const parse = (text: string, env: Record<string, string> = {}) =>
@@ -120,6 +121,29 @@ describe('configuration files', () => {
       'CONFIG_INVALID',
     );
     assert.match(enumError.message, /log\.durability: must be one of "fsync", "os"/);
+  });
+
+  it('names the component types, and the likely one, for a type that is none of them', () => {
+    const component = <Kind extends 'transform' | 'sink'>(kind: Kind, type: string) => ({
+      kind,
+      type,
+      schema: z.strictObject({ type: z.literal(type), fields: z.array(z.string()).optional() }),
+      create: () => Promise.reject(new Error('not built here')),
+    });
+    const schema = pipelineSchemaFor({
+      transforms: [component('transform', 'mask'), component('transform', 'filter')],
+      sinks: [component('sink', 'iceberg'), component('sink', 'file')],
+    });
+    const text =
+      'source: {type: topic, topic: t}\ntransforms:\n  - {type: masks, fields: [a]}\nsinks: [{type: file}]\n';
+    const error = expectError(
+      () => parseConfigText(text, '/project/pipelines/p.yaml', schema, {}),
+      'CONFIG_INVALID',
+    );
+    assert.match(
+      error.message,
+      /p\.yaml:3: transforms\[0\]\.type: must be one of "mask", "filter" — did you mean "mask"\?/,
+    );
   });
 
   it('reports YAML syntax errors with a line', () => {

@@ -145,7 +145,10 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     case 'invalid_value':
       return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'invalid_union':
-      return 'does not match any of the allowed forms';
+      // A schema's own message (a component type that is none of the registered ones) says more.
+      return issue.message && issue.message !== 'Invalid input'
+        ? issue.message
+        : 'does not match any of the allowed forms';
     default:
       return issue.message.replace(/^Invalid input: /, '');
   }

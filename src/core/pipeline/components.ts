@@ -4,6 +4,7 @@
  * the registered components, so core code never imports a component.
  */
 import { z } from 'zod';
+import { didYouMean } from '../config/did-you-mean.ts';
 import { TributaryError } from '../../errors.ts';
 import type { CheckResult } from '../doctor.ts';
 import type { Logger } from '../logger.ts';
@@ -85,5 +86,14 @@ export function componentUnion(definitions: readonly ComponentDefinition<'transf
   const schemas = definitions.map((d) => d.schema);
   if (schemas.length === 0) return z.looseObject({ type: z.string() });
   if (schemas.length === 1) return schemas[0]!;
-  return z.discriminatedUnion('type', schemas as unknown as [z.ZodObject, z.ZodObject, ...z.ZodObject[]]);
+  const types = definitions.map((d) => d.type);
+  return z.discriminatedUnion('type', schemas as unknown as [z.ZodObject, z.ZodObject, ...z.ZodObject[]], {
+    // A type that is none of them: name them, and the likely one (zod's own message says neither).
+    error: (issue) => {
+      if (issue.code !== 'invalid_union' || issue.errors.length > 0) return undefined;
+      const given = (issue.input as { type?: unknown } | undefined)?.type;
+      const suggestion = typeof given === 'string' ? didYouMean(given, types) : undefined;
+      return `must be one of ${types.map((t) => `"${t}"`).join(', ')}${suggestion ? ` — did you mean "${suggestion}"?` : ''}`;
+    },
+  });
 }
