@@ -8,6 +8,7 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import { namespaceToString, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError } from '../errors.ts';
+import { didYouMean } from '../core/config/did-you-mean.ts';
 import type { Engine } from '../iceberg/duckdb.ts';
 import { parseSingleSelect } from './sql-check.ts';
 import { TableViews } from './table-views.ts';
@@ -76,7 +77,21 @@ export class QueryEngine {
     try {
       reader = await this.#engine.connection.runAndReadAll(sql);
     } catch (cause) {
-      throw new TributaryError('INVALID_INPUT', `query failed: ${(cause as Error).message.split('\n')[0]}`, {
+      const message = (cause as Error).message.split('\n')[0]!;
+      // DuckDB says "schema silver does not exist" of silver.order when silver holds tables but not that
+      // one (only the tables a query names are attached): say which table, and the likely one.
+      const missing = /^Catalog Error: Table with name (.+?) does not exist\b/.exec(message)?.[1];
+      if (missing) {
+        const names = (await this.#catalog.listAllTables()).map((t) => tableIdentifierToString(t));
+        const suggestion = didYouMean(missing.replace(/"/g, ''), names);
+        throw new TributaryError('INVALID_INPUT', `query failed: there is no table ${missing}`, {
+          cause,
+          hint: suggestion
+            ? `did you mean ${suggestion}? (see \`tributary tables list\`)`
+            : 'name tables as namespace.table (see `tributary tables list`)',
+        });
+      }
+      throw new TributaryError('INVALID_INPUT', `query failed: ${message}`, {
         cause,
         hint: 'name tables as namespace.table (see `tributary tables list`)',
       });

@@ -149,6 +149,10 @@ describe('tributary tables and query', () => {
   });
 
   it('refuses bad input with a clear error and changes nothing', async () => {
+    // A table of an existing namespace misspelt: named, with the likely one (DuckDB blamed the namespace).
+    const misspelt = await run('query', 'select count(*) from shop.event');
+    assert.equal(misspelt.code, 1);
+    assert.match(misspelt.stderr, /there is no table "shop\.event" \(did you mean shop\.events\?/);
     const snapshots = await snapshotCount('shop.events');
     const extra = await run(
       'tables',
