@@ -2,14 +2,95 @@
 import type { Command } from 'commander';
 import { parseTableIdentifier } from '../../catalog/identifier.ts';
 import { dlqTableOf, openProjectLog, pipelineNamed } from '../../components.ts';
+import { HEADER_REPLAY_FOR } from '../../core/pipeline/runner.ts';
+import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { deleteWhere } from '../../iceberg/operations/write.ts';
+import type { Log, StoredRecord } from '../../log/log.ts';
 import { QueryEngine } from '../../query/query-engine.ts';
+import { HEADER_IDEMPOTENCY_KEY, HEADER_IDEMPOTENCY_SCOPE } from '../../server/dedupe.ts';
+import { streamTopic } from '../../server/streams.ts';
+import { CHUNK_HEADER, POSITION_HEADER } from '../../sources/postgres-cdc/state.ts';
 import type { CliContext } from '../context.ts';
 import { formatTable } from '../output.ts';
 import { withCatalog } from '../project-catalog.ts';
 
 const sqlString = (text: string) => `'${text.replace(/'/g, "''")}'`;
+
+/**
+ * Headers of a rejected record that its replay does not carry: they say where it was first appended, not
+ * what it is. The CDC source resumes after the position its topic's last record carries (an old one would
+ * have it write changes again), and an Idempotency-Key names the HTTP request that appended the record.
+ */
+const NOT_REPLAYED = new Set([
+  POSITION_HEADER,
+  CHUNK_HEADER,
+  HEADER_IDEMPOTENCY_KEY,
+  HEADER_IDEMPOTENCY_SCOPE,
+]);
+
+/**
+ * The pipeline `name`. An HTTP stream is no pipeline: its invalid events (`on_invalid: dlq`) are in a log
+ * topic, which the error names, rather than in a DLQ table.
+ */
+function dlqPipeline(project: Project, name: string) {
+  const stream = project.platform.streams?.[name];
+  if (stream && !project.pipelines.has(name)) {
+    const topic = streamTopic(name, stream);
+    const dlqTopic = stream.dlq_topic ?? `${topic}.dlq`;
+    const readers = [...project.pipelines].filter(([, p]) => p.config.source.topic === topic).map(([n]) => n);
+    // What the pipelines reading the stream rejected is in their DLQs.
+    const pipelines = readers.length
+      ? `; the DLQs of the pipelines reading ${topic}: tributary dlq list ${readers.join(' | ')}`
+      : '';
+    throw stream.on_invalid === 'dlq'
+      ? new TributaryError(
+          'USAGE',
+          `no pipeline named "${name}": stream ${name} keeps its invalid events in topic ${dlqTopic}`,
+          { hint: `tributary topics read ${dlqTopic}; fixed, they are sent to the stream again${pipelines}` },
+        )
+      : new TributaryError(
+          'USAGE',
+          `no pipeline named "${name}": stream ${name} refuses invalid events (on_invalid: reject)`,
+          { hint: `with on_invalid: dlq it keeps them in topic ${dlqTopic}${pipelines}` },
+        );
+  }
+  return pipelineNamed(project, name);
+}
+
+/**
+ * The headers of the records the DLQ rows were rejected at (their topic, partition and offset), or none
+ * where the log no longer holds the record (retention removed it). Reads the log in runs: rows mostly
+ * come in offset order.
+ */
+async function originalHeaders(
+  log: Log,
+  rows: readonly Record<string, unknown>[],
+): Promise<Readonly<Record<string, string>>[]> {
+  const topics = new Map<string, boolean>();
+  let run = { of: '', from: 0, to: 0, records: new Map<number, StoredRecord>() };
+  const headers: Readonly<Record<string, string>>[] = [];
+  for (const { topic, partition, offset } of rows) {
+    if (typeof topic !== 'string' || partition == null || offset == null) {
+      headers.push({});
+      continue;
+    }
+    const [p, at] = [Number(partition), Number(offset)];
+    const of = `${topic}\0${p}`;
+    if (of !== run.of || at < run.from || at >= run.to) {
+      if (!topics.has(topic)) topics.set(topic, (await log.describeTopic(topic)) !== undefined);
+      const read = topics.get(topic) ? await log.read(topic, p, at, { maxRecords: 1000 }) : [];
+      run = {
+        of,
+        from: at,
+        to: (read.at(-1)?.offset ?? at) + 1,
+        records: new Map(read.map((r) => [r.offset, r])),
+      };
+    }
+    headers.push(run.records.get(at)?.headers ?? {});
+  }
+  return headers;
+}
 
 export function registerDlq(program: Command, context: () => CliContext): void {
   const dlq = program
@@ -24,7 +105,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
     .option('--json', 'print JSON')
     .action(async (name: string, options: { limit: string; json?: boolean }) => {
       const project = context().loadProject();
-      pipelineNamed(project, name);
+      dlqPipeline(project, name);
       const table = dlqTableOf(project, name);
       const limit = Number(options.limit);
       if (!Number.isInteger(limit) || limit < 1)
@@ -66,7 +147,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
           hint: 'write partition:offset, e.g. 2:1041',
         });
       const project = context().loadProject();
-      pipelineNamed(project, name);
+      dlqPipeline(project, name);
       await withCatalog(project, async (catalog, engine) => {
         const result = await new QueryEngine(catalog, engine).query(
           `select * from ${dlqTableOf(project, name)} where pipeline = ${sqlString(name)} and "partition" = ${match[1]} and "offset" = ${match[2]} order by failed_at desc limit 1`,
@@ -83,13 +164,13 @@ export function registerDlq(program: Command, context: () => CliContext): void {
   dlq
     .command('replay')
     .description(
-      'Send rejected records back through the pipeline (after fixing its schema or transforms), and remove them from the DLQ.',
+      'Send rejected records back through the pipeline (after fixing its schema or transforms), and remove them from the DLQ. Other pipelines reading its topic skip them.',
     )
     .argument('<pipeline>', 'the pipeline')
     .option('--where <sql>', 'only the DLQ rows matching this SQL condition, e.g. "stage = \'validate\'"')
     .action(async (name: string, options: { where?: string }) => {
       const project = context().loadProject();
-      const pipeline = pipelineNamed(project, name);
+      const pipeline = dlqPipeline(project, name);
       const table = dlqTableOf(project, name);
       const condition = `pipeline = ${sqlString(name)}${options.where ? ` and (${options.where})` : ''}`;
       const log = await openProjectLog(project);
@@ -101,7 +182,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
           }
           const rows = (
             await new QueryEngine(catalog, engine).query(
-              `select key, payload from ${table} where ${condition} order by "partition", "offset"`,
+              `select key, payload, topic, "partition", "offset" from ${table} where ${condition} order by "partition", "offset"`,
             )
           ).rows;
           if (rows.length === 0) {
@@ -110,20 +191,30 @@ export function registerDlq(program: Command, context: () => CliContext): void {
           }
           const encoder = new TextEncoder();
           const topic = pipeline.config.source.topic;
+          const headers = await originalHeaders(log, rows);
           for (let i = 0; i < rows.length; i += 1000) {
             await log.append(
               topic,
-              rows.slice(i, i + 1000).map((r) => ({
+              rows.slice(i, i + 1000).map((r, j) => ({
                 key: typeof r.key === 'string' ? r.key : null,
                 value: encoder.encode(
                   typeof r.payload === 'string' ? r.payload : JSON.stringify(r.payload ?? null),
                 ),
+                // Other pipelines read this topic too: the header has them skip what is this one's alone.
+                headers: {
+                  ...Object.fromEntries(
+                    Object.entries(headers[i + j]!).filter(([h]) => !NOT_REPLAYED.has(h)),
+                  ),
+                  [HEADER_REPLAY_FOR]: name,
+                },
               })),
             );
           }
           // Appended first, removed second: a crash in between replays these records twice, never loses them.
           await deleteWhere(await catalog.loadTable(parseTableIdentifier(table)), engine, condition);
-          console.log(`Replayed ${rows.length} record(s) into ${topic}; removed them from ${table}.`);
+          console.log(
+            `Replayed ${rows.length} record(s) into ${topic} for ${name}; removed them from ${table}.`,
+          );
         });
       } finally {
         await log.close();

@@ -9,7 +9,7 @@ import { EmbeddedLog } from '../../log/embedded-log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
 import { LazyRecord } from './lazy-record.ts';
 import type { PipelineRecord, Positions, Rejection, Sink, SinkBatch, Transform } from './model.ts';
-import { PipelineRunner } from './runner.ts';
+import { HEADER_REPLAY_FOR, PipelineRunner } from './runner.ts';
 
 const directory = mkdtempSync(path.join(tmpdir(), 'tributary-runner-'));
 after(() => rmSync(directory, { recursive: true, force: true }));
@@ -40,8 +40,9 @@ class MemorySink implements Sink {
   async close() {}
 }
 
-/** A runner of topic `events` with the given parts, batches of at most 5,000 records unless told. */
+/** A runner `test` of topic `events` with the given parts, batches of at most 5,000 records unless told. */
 function testRunner(options: {
+  name?: string;
   log: EmbeddedLog;
   transforms?: Transform[];
   sinks: Sink[];
@@ -67,7 +68,7 @@ function testRunner(options: {
     shutdown_timeout: 1000,
   } satisfies PipelineConfig;
   return new PipelineRunner({
-    name: 'test',
+    name: options.name ?? 'test',
     config,
     log: options.log,
     transforms: options.transforms ?? [],
@@ -265,6 +266,49 @@ describe('PipelineRunner', () => {
         `usesRaw: ${usesRaw}`,
       );
     }
+  });
+
+  it('skips the records replayed for another pipeline of its topic, and moves past them', async () => {
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    await log.ensureTopic('events', { partitions: 1 });
+    const encoder = new TextEncoder();
+    await log.append('events', [
+      { value: encoder.encode('{"n": 0}') },
+      {
+        value: encoder.encode('{"n": 1}'),
+        headers: { [HEADER_REPLAY_FOR]: 'test', 'tributary-event-id': 'e-1' },
+      },
+      { value: encoder.encode('{"n": 2}'), headers: { [HEADER_REPLAY_FOR]: 'other' } },
+      // Not even decoded by `test`: what `other` rejects is no rejection of `test`.
+      { value: encoder.encode('{"n": '), headers: { [HEADER_REPLAY_FOR]: 'other' } },
+      { value: encoder.encode('{"n": 4}') },
+    ]);
+    const results = [];
+    for (const name of ['test', 'other']) {
+      const calls: number[] = [];
+      const sink = new MemorySink('lake', false);
+      const dlq = new MemorySink('dlq', false);
+      await testRunner({
+        name,
+        log,
+        transforms: [checkN(calls)],
+        sinks: [sink],
+        dlq,
+        exitWhenIdle: true,
+      }).run();
+      results.push({
+        name,
+        calls,
+        written: sink.batches.flat().map((r) => r.value.n),
+        rejected: dlq.batches.flat().map((r) => r.offset),
+        at: [sink.positions.get(0), dlq.positions.get(0)],
+      });
+    }
+    await log.close();
+    assert.deepEqual(results, [
+      { name: 'test', calls: [3], written: [0, 1, 4], rejected: [], at: [5, 5] },
+      { name: 'other', calls: [3], written: [0, 2, 4], rejected: [3], at: [5, 5] },
+    ]);
   });
 
   it('hands sinks and the DLQ exact values when the transforms read numbers as doubles only', async () => {

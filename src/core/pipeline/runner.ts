@@ -13,7 +13,8 @@
  *     of empty batches), the batch is the records of [base, ahead) up to the batch limits: what the lagging
  *     sinks missed, replayed for them alone, in as many batches as the limits take. Otherwise it is the
  *     next records from base, up to the batch limits.
- *  3. Records are decoded and transformed; rejected ones go to the DLQ sink with their reason.
+ *  3. Records are decoded and transformed (but those replayed for another pipeline, which are skipped);
+ *     rejected ones go to the DLQ sink with their reason.
  *  4. Each sink that lacks the batch writes it with the positions after it; a sink that has it is skipped.
  *  5. Once every sink committed, the pipeline's consumer-group offsets in the log move (for lag and tools).
  * The positions of a lane's batch cover its partitions alone; positions are per partition throughout.
@@ -136,6 +137,13 @@ export interface RunnerOptions {
   /** Stop after the source has no more records (for tests, backfills and `--once`). */
   readonly exitWhenIdle?: boolean;
 }
+
+/**
+ * The header of a record `tributary dlq replay` appended to a pipeline's source topic: the pipeline it is
+ * replayed for. The other pipelines reading that topic skip it (they read it and move past it, but no
+ * transform or sink of theirs sees it), so that it is not written a second time into their sinks.
+ */
+export const HEADER_REPLAY_FOR = 'tributary-replay-for';
 
 /** The consumer group a pipeline's progress is recorded under in the log. */
 export function pipelineGroup(name: string): string {
@@ -432,16 +440,20 @@ export class PipelineRunner {
   }
 
   /**
-   * Reads a batch and passes it through the transforms. A batch read ahead lets the event loop turn first
-   * and between its slices: reading and validating run in promise continuations alone, which would
-   * otherwise hold off the I/O callbacks of the commit in flight (DuckDB, storage) until the whole batch
-   * is done, and the sinks would wait for it instead of working beside it.
+   * Reads a batch and passes its records through the transforms, except those replayed for another
+   * pipeline (HEADER_REPLAY_FOR). A batch read ahead lets the event loop turn first and between its
+   * slices: reading and validating run in promise continuations alone, which would otherwise hold off the
+   * I/O callbacks of the commit in flight (DuckDB, storage) until the whole batch is done, and the sinks
+   * would wait for it instead of working beside it.
    */
   async #prepare(read: () => Promise<StoredRecord[]>, ahead = false): Promise<PreparedBatch> {
     if (ahead) await yieldToEventLoop();
     const stored = await read();
     if (stored.length === 0) return { stored, records: [], rejected: [] };
-    return { stored, ...(await this.#transform(stored)) };
+    // The positions after the batch come from `stored`, so the records skipped are passed like the others.
+    const addressed = (r: StoredRecord) => (r.headers[HEADER_REPLAY_FOR] ?? this.name) === this.name;
+    const own = stored.every(addressed) ? stored : stored.filter(addressed);
+    return { stored, ...(await this.#transform(own)) };
   }
 
   /**
