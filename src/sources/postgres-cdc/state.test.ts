@@ -54,6 +54,15 @@ describe('source state in the log', () => {
       const positions = await lastPositions(log, topic);
       assert.equal(positions.size > 0, true);
       for (const position of positions.values()) assert.equal(position.lsn, 0x100n);
+      // Records replayed from a DLQ after them carry no position: the last one that does still counts.
+      const replayed = Array.from({ length: 20 }, () => ({
+        key: 'a',
+        value,
+        headers: { 'tributary-replay-for': 'p' },
+      }));
+      await log.append(topic, replayed);
+      await log.append(topic, replayed);
+      assert.deepEqual(await lastPositions(log, topic), positions);
     } finally {
       await log.close();
       rmSync(dir, { recursive: true, force: true });

@@ -84,9 +84,9 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * The partition's last record before `end`. Usually at `end - 1`, but a log can have offsets without a
- * record (the embedded log's, after a machine with durability "os" stopped before they were on disk):
- * then further back, a window 16 times wider each time.
+ * The partition's last record before `end` (that `matches`). Usually at `end - 1`, but a log can have
+ * offsets without a record (the embedded log's, after a machine with durability "os" stopped before they
+ * were on disk), or records that do not match: then further back, a window 16 times wider each time.
  */
 export async function readLastRecord(
   log: Log,
@@ -94,6 +94,7 @@ export async function readLastRecord(
   partition: number,
   end: number,
   start: number,
+  matches: (record: StoredRecord) => boolean = () => true,
 ): Promise<StoredRecord | undefined> {
   for (let span = 1; ; span *= 16) {
     const from = Math.max(start, end - span);
@@ -104,8 +105,8 @@ export async function readLastRecord(
         (record) => record.offset < end,
       );
       if (records.length === 0) break;
-      last = records.at(-1);
-      next = last!.offset + 1;
+      last = records.findLast(matches) ?? last;
+      next = records.at(-1)!.offset + 1;
     }
     if (last) return last;
     if (from === start) return undefined;
@@ -163,7 +164,15 @@ export async function saveState(log: Log, topic: string, state: SourceState): Pr
 export async function lastPositions(log: Log, topic: string): Promise<Map<number, Position>> {
   const out = new Map<number, Position>();
   for (const partition of await log.offsets(topic)) {
-    const record = await readLastRecord(log, topic, partition.partition, partition.end, partition.start);
+    // The last record with a position: records replayed from a DLQ (`tributary dlq replay`) carry none.
+    const record = await readLastRecord(
+      log,
+      topic,
+      partition.partition,
+      partition.end,
+      partition.start,
+      (r) => r.headers[POSITION_HEADER] !== undefined,
+    );
     const position = parsePosition(record?.headers[POSITION_HEADER]);
     if (position) out.set(partition.partition, position);
   }
