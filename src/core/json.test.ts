@@ -35,6 +35,28 @@ describe('parseJsonExact', () => {
     assert.throws(() => parseJsonExact('{"a": 12345678901234567890'), SyntaxError);
   });
 
+  it('reads nesting of any depth, where the reviver would exhaust the stack, as the reviver reads the rest', () => {
+    const deep = (levels: number) => `${'['.repeat(levels)}-12345678901234567890${']'.repeat(levels)}`;
+    const shallow =
+      '{ "id" : 9007199254740993, "__proto__": {"x": 1}, "a": 1, "s": "[{\\"\\\\:,}]", ' +
+      '"a": [ {}, [], 1.5e3, -0, true, null, "\\u00e9" ], "1": 2 }';
+    for (const levels of [5_000, 100_000]) {
+      const text = `{"shallow": ${shallow}, "deep": ${deep(levels)}, "n": 12345678901234567890}`;
+      const value = parseJsonExact(text) as Record<string, unknown>;
+      assert.equal(JSON.stringify(value.shallow), JSON.stringify(parseJsonExact(shallow)));
+      const object = value.shallow as Record<string, unknown>;
+      assert.deepEqual(Object.keys(object), ['1', 'id', '__proto__', 'a', 's']);
+      assert.equal(Object.getPrototypeOf(object), Object.prototype, '__proto__ stays data');
+      assert.ok(isBigInteger(object.id) && isBigInteger(value.n));
+      let inner = value.deep;
+      let depth = 0;
+      for (; Array.isArray(inner); depth++) inner = inner[0] as unknown;
+      assert.equal(depth, levels);
+      assert.equal(numberText(inner), '-12345678901234567890');
+    }
+    assert.throws(() => parseJsonExact(`${deep(5_000)},`), SyntaxError);
+  });
+
   it('looks for a run of 16 digits, wherever it starts', () => {
     for (let at = 0; at < 40; at++) {
       const prefix = 'x'.repeat(at);

@@ -50,10 +50,54 @@ function exactReviver(_key: string, value: unknown, context?: ReviverContext): u
 /**
  * JSON.parse, with integers beyond ±2^53 read as BigIntegers. Text that cannot hold one (no run of 16
  * digits: the shortest integer that is not safe, 9007199254740992, has 16) is read by plain JSON.parse,
- * at its speed; the rest, with a reviver, several times slower.
+ * at its speed; the rest, with a reviver, several times slower. Any depth of nesting is read: the
+ * reviver, which V8 calls recursively, exhausts the stack a few thousand levels deep, and such text is
+ * read again without it (`parseDeep`).
  */
 export function parseJsonExact(text: string): unknown {
-  return mayHoldBigInteger(text) ? JSON.parse(text, exactReviver) : JSON.parse(text);
+  if (!mayHoldBigInteger(text)) return JSON.parse(text);
+  try {
+    return JSON.parse(text, exactReviver);
+  } catch (error) {
+    if (error instanceof RangeError) return parseDeep(text);
+    throw error;
+  }
+}
+
+/** A JSON token: an opening or closing bracket, a string (a key when a colon follows), or a scalar. */
+const TOKEN = /[\s,]*(?:([[{])|[\]}]|("[^"\\]*(?:\\.[^"\\]*)*")(\s*:)?|([^\s,\]}]+))/y;
+
+/**
+ * What `JSON.parse(text, exactReviver)` gives, read with a stack of open containers instead of recursion.
+ * Strings and scalars are read by JSON.parse, and members are defined (a `__proto__` key stays data, a
+ * repeated key keeps its first place and its last value), as JSON.parse does.
+ */
+function parseDeep(text: string): unknown {
+  JSON.parse(text); // the same error for invalid text; below, the text is valid JSON
+  const open: Array<unknown[] | Record<string, unknown>> = [];
+  let key = '';
+  let root: unknown;
+  const add = (value: unknown) => {
+    const parent = open.at(-1);
+    if (parent === undefined) root = value;
+    else if (Array.isArray(parent)) parent.push(value);
+    else Object.defineProperty(parent, key, { value, writable: true, enumerable: true, configurable: true });
+  };
+  TOKEN.lastIndex = 0;
+  for (let match = TOKEN.exec(text); match !== null; match = TOKEN.exec(text)) {
+    const [, bracket, string, colon, scalar] = match;
+    if (bracket !== undefined) {
+      const container = bracket === '[' ? [] : {};
+      add(container);
+      open.push(container);
+    } else if (string !== undefined) {
+      if (colon === undefined) add(JSON.parse(string));
+      else key = JSON.parse(string) as string;
+    } else if (scalar !== undefined) {
+      add(exactReviver('', JSON.parse(scalar), { source: scalar }));
+    } else open.pop();
+  }
+  return root;
 }
 
 /**

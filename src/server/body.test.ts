@@ -106,6 +106,25 @@ describe('request bodies', () => {
     assert.equal(nestedDeeperThan({ a: { b: [1, { c: 2 }] } }, 3), true);
   });
 
+  it('leaves an event nested past the stack to the depth check, also beside an integer beyond 2^53', () => {
+    const deep = `{"name":"deep","a":${'['.repeat(3000)}${']'.repeat(3000)}}`;
+    const ok = '{"name":"ok","n":12345678901234567890}';
+    const text = `[${ok},${deep}]`;
+    const items = parseEvents(text, 'json', 10, new TextEncoder().encode(text));
+    assert.equal(JSON.stringify(items[0]!.value), ok, 'exact');
+    assert.equal(nestedDeeperThan(items[1]!.value, 64), true);
+    const lines = parseEvents(
+      `${ok}\n${deep.replace('"deep"', '"deep","n":12345678901234567890')}`,
+      'ndjson',
+      10,
+    );
+    assert.deepEqual(
+      lines.map((line) => line.parseError),
+      [undefined, undefined],
+    );
+    assert.equal(nestedDeeperThan(lines[1]!.value, 64), true);
+  });
+
   it('decodes gzip within the limit and refuses bombs and garbage', async () => {
     const small = gzipSync('{"a":1}');
     assert.equal((await decodeBody(small, 'gzip', 100)).toString(), '{"a":1}');

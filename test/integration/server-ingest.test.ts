@@ -911,6 +911,20 @@ streams:
       assert.equal(track.status, 200);
       const [segment] = await t.records('events.web');
       assert.match(new TextDecoder().decode(segment!.value), /"order_id":1234567890123456789[,}]/);
+      // Such an integer is read with a reviver, which recursed past the stack on a deep event.
+      const deep = await fetch(`${t.url}/v1/batch`, {
+        method: 'POST',
+        headers: { ...json, authorization: `Basic ${Buffer.from(`${key}:`).toString('base64')}` },
+        body: `{"batch": [{"type": "track", "event": "order", "userId": "u1", "properties": {"order_id": 1234567890123456789}}, {"type": "track", "event": "deep", "userId": "u1", "properties": {"a": ${'['.repeat(3000)}${']'.repeat(3000)}}}]}`,
+      });
+      const deepError = errorOf((await deep.json()) as Record<string, unknown>);
+      assert.equal(deep.status, 400);
+      assert.deepEqual(
+        deepError.events?.map((e) => e.index),
+        [1],
+        'the deep event alone is invalid',
+      );
+      assert.match(JSON.stringify(deepError.events), /deeper than 64 levels/);
     } finally {
       await t.close();
     }
