@@ -154,6 +154,11 @@ export interface BodyItem {
    * they are, so that an event is not serialized again (JSON.stringify costs more than the parse).
    */
   readonly source?: Uint8Array;
+  /**
+   * With `source`: how many members the objects in it have, at every depth. More than its value has when
+   * an object repeats a key (JSON.parse keeps the last).
+   */
+  readonly members?: number;
   /** 1-based line number (NDJSON). */
   readonly line?: number;
   readonly parseError?: string;
@@ -206,21 +211,26 @@ export function parseEvents(
   if (Array.isArray(value)) {
     if (value.length === 0) throw emptyBody();
     if (value.length > maxEvents) throw tooMany(value.length, maxEvents);
-    const ranges = bytes ? objectRanges(bytes, value.length) : undefined;
+    const ranges = bytes ? objectRanges(bytes, value.length, 2) : undefined;
     const items: BodyItem[] = new Array<BodyItem>(value.length);
     for (let index = 0; index < value.length; index++) {
-      const end = ranges ? ranges[2 * index + 1]! : 0;
+      const end = ranges ? ranges[3 * index + 1]! : 0;
       items[index] =
         end > 0
-          ? { index, value: value[index] as unknown, source: bytes!.subarray(ranges![2 * index], end) }
+          ? {
+              index,
+              value: value[index] as unknown,
+              source: bytes!.subarray(ranges![3 * index], end),
+              members: ranges![3 * index + 2],
+            }
           : { index, value: value[index] as unknown };
     }
     return items;
   }
   if (value !== null && typeof value === 'object' && !isBigInteger(value)) {
     if (!bytes) return [{ index: 0, value }];
-    // Valid JSON holding one object: only whitespace (and a BOM) surrounds its braces.
-    return [{ index: 0, value, source: bytes.subarray(bytes.indexOf(0x7b), bytes.lastIndexOf(0x7d) + 1) }];
+    const [start = 0, end = 0, members] = objectRanges(bytes, 1, 1);
+    return [{ index: 0, value, source: bytes.subarray(start, end), members }];
   }
   throw new HttpError(400, 'INVALID_INPUT', 'the body must be a JSON object or an array of objects', {
     details: { events: [{ index: null, errors: [{ path: '', message: 'must be object or array' }] }] },
@@ -252,16 +262,19 @@ function parseNdjson(text: string, maxEvents: number): BodyItem[] {
 }
 
 /**
- * Where each object element of a JSON array starts and ends in `bytes`, which JSON.parse has already read
- * as an array of `count` elements (so the text is valid JSON: only strings need care). Pairs [start, end)
- * by element index; end 0 for an element that is not an object.
+ * Where each object element of a JSON array (`top` 2; or the JSON object itself, `top` 1) starts and ends
+ * in `bytes`, which JSON.parse has already read as `count` elements (so the text is valid JSON: only
+ * strings need care), and how many members its objects have at every depth (its colons outside strings).
+ * Triples [start, end, members] by element index; end 0 for an element that is not an object.
  */
-export function objectRanges(bytes: Uint8Array, count: number): Int32Array {
-  const ranges = new Int32Array(2 * count);
+export function objectRanges(bytes: Uint8Array, count: number, top: 1 | 2): Int32Array {
+  const ranges = new Int32Array(3 * count);
   const length = bytes.length;
   let depth = 0;
   let index = 0;
   let start = 0;
+  let members = 0;
+  let membersBefore = 0;
   for (let i = 0; i < length; i++) {
     const c = bytes[i]!;
     if (c === 0x22) {
@@ -271,32 +284,53 @@ export function objectRanges(bytes: Uint8Array, count: number): Int32Array {
         if (d === 0x5c) i++;
         else if (d === 0x22) break;
       }
+    } else if (c === 0x3a) {
+      members++;
     } else if (c === 0x7b || c === 0x5b) {
-      if (++depth === 2 && c === 0x7b) start = i;
-    } else if (c === 0x7d || c === 0x5d) {
-      if (--depth === 1 && c === 0x7d && index < count) {
-        ranges[2 * index] = start;
-        ranges[2 * index + 1] = i + 1;
+      if (++depth === top && c === 0x7b) {
+        start = i;
+        membersBefore = members;
       }
-    } else if (c === 0x2c && depth === 1) {
+    } else if (c === 0x7d || c === 0x5d) {
+      if (--depth === top - 1 && c === 0x7d && index < count) {
+        ranges[3 * index] = start;
+        ranges[3 * index + 1] = i + 1;
+        ranges[3 * index + 2] = members - membersBefore;
+      }
+    } else if (c === 0x2c && depth === top - 1) {
       index++;
     }
   }
   return ranges;
 }
 
-/** True when objects and arrays nest deeper than `max` inside `value` (a bounded recursion). */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
-  if (value === null || typeof value !== 'object' || isBigInteger(value)) return false;
-  if (max <= 0) return true;
+/**
+ * How many members the objects in `value` have, at every depth; -1 when objects and arrays nest deeper
+ * than `max` inside it (a bounded recursion).
+ */
+export function membersWithin(value: unknown, max: number): number {
+  if (value === null || typeof value !== 'object' || isBigInteger(value)) return 0;
+  if (max <= 0) return -1;
+  let members = 0;
   if (Array.isArray(value)) {
-    for (const item of value) if (nestedDeeperThan(item, max - 1)) return true;
-    return false;
+    for (const item of value) {
+      const within = membersWithin(item, max - 1);
+      if (within < 0) return -1;
+      members += within;
+    }
+    return members;
   }
   for (const key in value) {
-    if (nestedDeeperThan((value as Record<string, unknown>)[key], max - 1)) return true;
+    const within = membersWithin((value as Record<string, unknown>)[key], max - 1);
+    if (within < 0) return -1;
+    members += within + 1;
   }
-  return false;
+  return members;
+}
+
+/** True when objects and arrays nest deeper than `max` inside `value` (a bounded recursion). */
+export function nestedDeeperThan(value: unknown, max: number): boolean {
+  return membersWithin(value, max) < 0;
 }
 
 /** The fields enrichment may add (ingest.ts): an event holding one is not taken by `scanEvents`. */
@@ -441,7 +475,7 @@ let idEnd = -1;
 
 /**
  * Past the event at `i`: a non-empty object whose `idField` is absent, null, or a string of 1 to 256
- * ASCII characters without escapes, and that holds none of the fields enrichment adds (its id in
+ * ASCII characters without escapes, once, and that holds none of the fields enrichment adds (its id in
  * `idStart`/`idEnd`). A negative number when it is not such an event, or not valid JSON.
  */
 function endOfEvent(b: Buffer, i: number, limit: number, idField: string): number {
@@ -449,6 +483,7 @@ function endOfEvent(b: Buffer, i: number, limit: number, idField: string): numbe
   i = skipWhitespace(b, i + 1);
   if (b[i] === 0x7d) return NOT_PLAIN;
   idStart = -1;
+  let idSeen = false;
   for (;;) {
     if (b[i] !== 0x22) return INVALID;
     const keyStart = i + 1;
@@ -458,7 +493,9 @@ function endOfEvent(b: Buffer, i: number, limit: number, idField: string): numbe
     if (b[i] !== 0x3a) return INVALID;
     i = skipWhitespace(b, i + 1);
     if (bytesAre(b, keyStart, keyEnd, idField)) {
-      // The last one counts when the field repeats, as for JSON.parse.
+      // A repeated id is read as JSON.parse reads it, the last one: the event is then stored as read.
+      if (idSeen) return NOT_PLAIN;
+      idSeen = true;
       if (b[i] === 0x22) {
         const start = i + 1;
         if ((i = endOfString(b, i, true)) < 0) return i;

@@ -14,7 +14,7 @@ import { isBigInteger, nearestNumber, parseJsonExact, replaceBigIntegers } from 
 import type { Logger } from '../core/logger.ts';
 import type { Log, LogRecord, RecordPosition } from '../log/log.ts';
 import { truncateIp } from '../transforms/mask/ip.ts';
-import { nestedDeeperThan, type BodyItem } from './body.ts';
+import { membersWithin, objectRanges, type BodyItem } from './body.ts';
 import {
   HEADER_DEDUPE,
   HEADER_EVENT_ID,
@@ -503,6 +503,7 @@ export class Ingestor {
             index: item.index,
             value: parseJsonExact(decoder.decode(item.source)),
             source: item.source,
+            members: objectRanges(item.source!, 1, 1)[2],
           },
           newId,
         );
@@ -521,7 +522,8 @@ export class Ingestor {
     if (item.parseError !== undefined) return invalid([{ path: '', message: item.parseError }]);
     const value = item.value;
     if (!isPlainObject(value)) return invalid([{ path: '', message: 'must be a JSON object' }]);
-    if (nestedDeeperThan(value, this.#limits.maxDepth)) {
+    const members = membersWithin(value, this.#limits.maxDepth);
+    if (members < 0) {
       return invalid([
         { path: '', message: `nests objects and arrays deeper than ${this.#limits.maxDepth} levels` },
       ]);
@@ -565,8 +567,10 @@ export class Ingestor {
       stableId: id === undefined || given ? newId.stable : idValue !== undefined && idValue !== null,
       value,
       raw: undefined,
-      // prepare changes the value: its original bytes are then not the event.
-      source: input.prepare ? undefined : item.source,
+      // prepare changes the value: its original bytes are then not the event. Nor are they when an object
+      // repeats a key: JSON.parse kept the last value, the one checked, where another reader may keep the
+      // first.
+      source: input.prepare || members !== item.members ? undefined : item.source,
       original: undefined,
       errors: undefined,
     };

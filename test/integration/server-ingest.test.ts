@@ -196,6 +196,46 @@ streams:
     assert.equal(values.find((v) => v.id === 'e-1')!.note, 'a } in a string');
   });
 
+  it('stores an event whose object repeats a key as it was validated, not as sent', async () => {
+    // JSON.parse keeps the last of the duplicates, which the schema checks; a reader keeping the first
+    // would read the bytes as sent otherwise: user an object, amount not a number.
+    const body =
+      '[{"id":"dupk1","user":{"evil":[1,2,3]},"amount":"not-a-number","user":"ok","amount":1},' +
+      '{"id":"dupk2","user":"ann","amount":2,"meta":{"n":12345678901234567890,"x":"a:b","x":2}},' +
+      '{"id":"dupk3","user":"bob","amount":3,"note":"a:b"}]';
+    const answer = await post(events('orders'), body, auth());
+    assert.equal(answer.status, 202, JSON.stringify(answer.body));
+    const texts = new Map(
+      (await t.records('events.orders')).map((r) => [
+        r.headers['tributary-event-id']!,
+        new TextDecoder().decode(r.value),
+      ]),
+    );
+    assert.match(texts.get('dupk1')!, /^\{"id":"dupk1","user":"ok","amount":1,"_received_at"/);
+    assert.match(
+      texts.get('dupk2')!,
+      /^\{"id":"dupk2","user":"ann","amount":2,"meta":\{"n":12345678901234567890,"x":2\},/,
+    );
+    assert.match(
+      texts.get('dupk3')!,
+      /^\{"id":"dupk3","user":"bob","amount":3,"note":"a:b","_received_at"/,
+      'as sent',
+    );
+    const one = await post(events('orders'), '{"id":"dupk4","user":1,"user":"cy","amount":4}', auth());
+    assert.equal(one.status, 202, JSON.stringify(one.body));
+    const [stored] = (await t.records('events.orders')).filter(
+      (r) => r.headers['tributary-event-id'] === 'dupk4',
+    );
+    assert.match(new TextDecoder().decode(stored!.value), /^\{"id":"dupk4","user":"cy","amount":4,/);
+    // Without a schema, the id is all the server reads: a repeated one is stored as read too.
+    const id = await post(events('open'), '{"id":"dupk5","a":1,"id":"dupk6"}', json);
+    assert.deepEqual(id.body.ids, ['dupk6']);
+    const [open] = (await t.records('open-events')).filter(
+      (r) => r.headers['tributary-event-id'] === 'dupk6',
+    );
+    assert.equal(new TextDecoder().decode(open!.value), '{"id":"dupk6","a":1}');
+  });
+
   it('answers 400 with the JSON path and message of every violation, and accepts nothing', async () => {
     const before = await t.count('events.orders');
     const bad = await post(
