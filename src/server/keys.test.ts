@@ -138,6 +138,7 @@ describe('API keys', () => {
       (await store.create({ name: 'web', role: 'ingest', streams: ['*'] })).secret,
     ))!;
     assert.ok(!keyAllowsTable(ingest, 'gold.revenue'), 'ingest keys read nothing');
+    assert.deepEqual(ingest.tables, [], 'and say so (keys list --json)');
     const admin = (await store.verify(
       (await store.create({ name: 'ops', role: 'admin', streams: ['*'] })).secret,
     ))!;

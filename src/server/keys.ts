@@ -83,12 +83,15 @@ function textsOf(json: string): string[] {
 }
 
 function toKey(row: KeyRow): ApiKey {
+  const role = (KEY_ROLES as readonly string[]).includes(row.role) ? (row.role as KeyRole) : 'ingest';
   return {
     id: row.id,
     name: row.name,
-    role: (KEY_ROLES as readonly string[]).includes(row.role) ? (row.role as KeyRole) : 'ingest',
+    role,
     streams: textsOf(row.streams),
-    tables: row.table_grants === null ? ['*'] : textsOf(row.table_grants),
+    // An ingest key reads no table; a key of another role stored without grants (before there were any)
+    // reads them all.
+    tables: row.table_grants !== null ? textsOf(row.table_grants) : role === 'ingest' ? [] : ['*'],
     createdAt: row.created_at,
     revokedAt: row.revoked_at,
   };

@@ -163,9 +163,8 @@ export async function runPipelines(
       console.log(`Probes listening on ${probes.url} (/healthz, /readyz, /metrics)`);
     }
     if (models && jobsOf(models).length > 0) {
+      // It says it started, with its jobs.
       scheduler = await startScheduler(project, { logger, metrics: registry, models });
-      const { jobs } = scheduler.status();
-      logger.info({ jobs: jobs.map((j) => j.name) }, `scheduler started with ${jobs.length} job(s)`);
     }
     let stopServer: (() => void) | undefined;
     const serverStopped = server
