@@ -36,6 +36,26 @@ describe('tributary CLI', () => {
     const yaml = readFileSync(path.join(dir, 'tributary.yaml'), 'utf8');
     assert.match(yaml, /# The durable log every source writes into/);
     assert.match(yaml, /^project: shop$/m);
+    // Optional sections are there, commented out; the example stream works once uncommented.
+    assert.match(yaml, /^ {2}# tls: \{cert: …, key: …\}$/m);
+    assert.match(yaml, /^# streams: \{<name>: \{topic: …,/m);
+    const example = yaml.slice(yaml.indexOf('# For example'));
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      `${yaml}\n${example
+        .split('\n')
+        .slice(1)
+        .map((line) => line.replace(/^# ?/, ''))
+        .join('\n')}`,
+    );
+    writeFileSync(path.join(dir, 'schemas', 'pageview.json'), '{"type": "object"}');
+    const printed = await tributary(['config', 'print', '--json'], { cwd: dir });
+    assert.equal(printed.code, 0, printed.stderr);
+    assert.equal(
+      (JSON.parse(printed.stdout) as { platform: { streams: Record<string, { on_invalid: string }> } })
+        .platform.streams.pageviews!.on_invalid,
+      'dlq',
+    );
     const doctor = await tributary(['doctor'], { cwd: dir });
     assert.equal(doctor.code, 0, doctor.stdout + doctor.stderr);
     assert.match(doctor.stdout, /pass\s+platform\s+node version/);

@@ -25,6 +25,25 @@ export function registerInit(program: Command): void {
     });
 }
 
+/** The first thing most projects add: a stream, as an example under the commented outline of `streams`. */
+const STREAM_EXAMPLE = `
+# For example (then: tributary keys create --stream pageviews --name web):
+# streams:
+#   pageviews:
+#     schema: schemas/pageview.json # every event must match it
+#     on_invalid: dlq # invalid events go to events.pageviews.dlq, the valid ones are accepted
+#     cors_origins: ["https://www.example.com"] # browsers of this site may send
+`;
+
+const PIPELINE_EXAMPLE = `For example, \`pipelines/bronze_pageviews.yaml\`:
+
+\`\`\`yaml
+source: { type: topic, topic: events.pageviews } # what the stream pageviews writes
+sinks:
+  - { type: iceberg, table: bronze.pageviews }
+\`\`\`
+`;
+
 export function initProject(root: string, force: boolean): string[] {
   const platformFile = path.join(root, PLATFORM_FILE);
   if (existsSync(platformFile) && !force) {
@@ -42,10 +61,12 @@ export function initProject(root: string, force: boolean): string[] {
   const files: Record<string, string> = {
     [PLATFORM_FILE]:
       header +
-      renderCommentedYaml(toJsonSchema(platformSchema), { ...defaults, project: path.basename(root) }),
+      renderCommentedYaml(toJsonSchema(platformSchema), { ...defaults, project: path.basename(root) }) +
+      STREAM_EXAMPLE,
     [path.join(PIPELINES_DIR, 'README.md')]:
       '# Pipelines\n\nOne YAML file per pipeline: a source, ordered transforms and sinks. The file name is the pipeline name.\n' +
-      'See `tributary config schema` for the keys.\n',
+      'The keys: `tributary config schema pipelines/*.yaml`, docs/pipelines.md and docs/reference/configuration.md.\n\n' +
+      PIPELINE_EXAMPLE,
     [path.join('schemas', 'README.md')]:
       '# Schemas\n\nJSON Schemas that `validate` transforms and streams refer to.\n',
     [path.join('models', 'README.md')]:

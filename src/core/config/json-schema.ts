@@ -72,7 +72,34 @@ export function renderCommentedYaml(schema: JsonSchema, value: Record<string, un
     }
     if (indent === 0) lines.push('');
   }
+  // Keys without a default (optional sections: server.tls, streams…), commented out, with what they hold.
+  for (const [key, property] of Object.entries(resolved.properties ?? {})) {
+    if (key in value) continue;
+    if (property.description)
+      lines.push(...wrap(property.description, 100 - indent).map((line) => `${pad}# ${line}`));
+    // Long outlines go on over lines, after their commas.
+    const [first = '', ...rest] = `${key}: ${outline(property)}`.split(/(?<=,) /);
+    let line = `${pad}# ${first}`;
+    for (const part of rest) {
+      if (line.length + part.length + 1 > 100) {
+        lines.push(line);
+        line = `${pad}#   ${part}`;
+      } else line += ` ${part}`;
+    }
+    lines.push(line);
+    if (indent === 0) lines.push('');
+  }
   return lines.join('\n');
+}
+
+/** What an optional key takes, in a line: an object's keys, a map's entries, or its type. */
+function outline(schema: JsonSchema): string {
+  const object = (schema.anyOf ?? schema.oneOf ?? [schema]).find((option) => option.type === 'object');
+  if (object?.properties) return `{${Object.keys(object.properties).join(': …, ')}: …}`;
+  if (object && typeof object.additionalProperties === 'object')
+    return `{<name>: ${outline(object.additionalProperties as JsonSchema)}}`;
+  const type = schema.type ?? (schema.anyOf ?? schema.oneOf)?.map((option) => option.type).find(Boolean);
+  return `<${Array.isArray(type) ? type.join(' | ') : (type ?? 'value')}>`;
 }
 
 function wrap(text: string, width: number): string[] {
