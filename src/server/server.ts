@@ -53,6 +53,7 @@ import {
   type ContentEncoding,
 } from './body.ts';
 import { ClientIp } from './client-ip.ts';
+import { originAllowed } from './cors.ts';
 import { DedupeStore } from './dedupe.ts';
 import { readiness, type PipelineHandle, type SourceHandleForHealth } from './health.ts';
 import { verifySignature } from './hmac.ts';
@@ -859,8 +860,7 @@ export class IngestServer {
   #cors(exchange: Exchange, stream: Stream): boolean {
     const origin = exchange.headers.origin;
     if (origin === undefined) return false;
-    const allowed = stream.corsAny || stream.corsOrigins.has(origin.replace(/\/+$/, '').toLowerCase());
-    if (!allowed) {
+    if (!originAllowed(origin, stream.corsAny, stream.corsOrigins)) {
       throw new HttpError(
         403,
         'AUTH_FORBIDDEN',

@@ -12,6 +12,7 @@ import type { StreamConfig } from '../core/config/platform.ts';
 import type { Logger } from '../core/logger.ts';
 import { projectPath, type Project } from '../core/project.ts';
 import { TributaryError } from '../errors.ts';
+import { canonicalOrigin } from './cors.ts';
 import { defaultSignatureHeader, type HmacSettings } from './hmac.ts';
 import type { BucketLimit } from './rate-limit.ts';
 
@@ -99,7 +100,7 @@ export function resolveStreams(project: Project, logger: Logger): Map<string, St
       validate: config.schema ? compileStreamSchema(project, name, config.schema, logger) : undefined,
       hmac,
       corsAny: config.cors_origins.includes('*'),
-      corsOrigins: new Set(config.cors_origins.map((o) => o.replace(/\/+$/, '').toLowerCase())),
+      corsOrigins: new Set(config.cors_origins.map(canonicalOrigin)),
       perKey: bucket(config.rate_limit?.per_key ?? server.rate_limit.per_key),
       perIp: bucket(config.rate_limit?.per_ip ?? server.rate_limit.per_ip),
       partitionKey: config.partition_key?.split('.'),

@@ -494,6 +494,12 @@ streams:
       (await post(events('browser'), '{}', { ...json, origin: 'https://evil.example' })).status,
       403,
     );
+    // An origin no browser sends is refused, even one that is an allowed origin with slashes after it.
+    for (const origin of ['https://shop.example.com', 'https://a'].map((o) => o + '/'.repeat(8000))) {
+      const refused = await post(events('browser'), '{}', { ...json, origin: origin + 'x' });
+      assert.equal(refused.status, 403);
+      assert.equal((await post(events('browser'), '{}', { ...json, origin })).status, 403);
+    }
   });
 
   it('sends security headers on every response', async () => {
