@@ -308,7 +308,11 @@ export class IngestServer {
         // request_timeout checked every second rather than Node's 30 s, so a slow client gets 408 on time.
         const options = { connectionsCheckingInterval: 1000 };
         const server = tls
-          ? createHttpsServer({ ...options, cert: tls.cert, key: tls.key }, listener)
+          ? createHttpsServer(
+              // A handshake gets request_timeout too, not Node's 120 s.
+              { ...options, cert: tls.cert, key: tls.key, handshakeTimeout: this.#settings.request_timeout },
+              listener,
+            )
           : createHttpServer(options, listener);
         server.keepAliveTimeout = this.#settings.keep_alive_timeout;
         server.requestTimeout = this.#settings.request_timeout;

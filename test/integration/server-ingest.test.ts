@@ -5,13 +5,15 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { gzipSync } from 'node:zlib';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, type TestContext } from 'node:test';
 import { TributaryError } from '../../src/errors.ts';
 import type { Log } from '../../src/log/log.ts';
 import { sign } from '../../src/server/hmac.ts';
@@ -658,7 +660,8 @@ describe('query API', () => {
 });
 
 describe('TLS', () => {
-  it('serves HTTPS with the configured certificate and sends Strict-Transport-Security', async (t) => {
+  /** A self-signed certificate for 127.0.0.1 as project files; the test is skipped if openssl cannot make one. */
+  function certificateFiles(t: TestContext): Record<string, string> | undefined {
     const dir = mkdtempSync(path.join(tmpdir(), 'tributary-tls-'));
     const made = spawnSync(
       'openssl',
@@ -683,16 +686,22 @@ describe('TLS', () => {
     );
     if (made.status !== 0) {
       t.skip(`openssl cannot make a test certificate: ${made.error?.message ?? made.stderr}`);
-      return;
+      return undefined;
     }
+    return {
+      'cert.pem': readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
+      'key.pem': readFileSync(path.join(dir, 'key.pem'), 'utf8'),
+    };
+  }
+
+  it('serves HTTPS with the configured certificate and sends Strict-Transport-Security', async (t) => {
+    const files = certificateFiles(t);
+    if (!files) return;
     // On one thread, and on two (each of the 12 requests on its own connection: both threads answer).
     for (const threads of [1, 2]) {
       const server = await startTestServer({
         yaml: `server:\n  threads: ${threads}\n  tls: {cert: cert.pem, key: key.pem}\nstreams:\n  s: {auth: none}\n`,
-        files: {
-          'cert.pem': readFileSync(path.join(dir, 'cert.pem'), 'utf8'),
-          'key.pem': readFileSync(path.join(dir, 'key.pem'), 'utf8'),
-        },
+        files,
         threadedLog: threads > 1,
       });
       const send = (url: string, method: string, body?: string) =>
@@ -729,6 +738,34 @@ describe('TLS', () => {
           assert.match(health.hsts ?? '', /max-age=/);
         }
         assert.equal(await server.count('events.s'), 12);
+      } finally {
+        await server.close();
+      }
+    }
+  });
+
+  it('closes a connection that does not complete the TLS handshake within request_timeout', async (t) => {
+    const files = certificateFiles(t);
+    if (!files) return;
+    for (const threads of [1, 2]) {
+      const server = await startTestServer({
+        yaml: `server:\n  threads: ${threads}\n  request_timeout: 1s\n  tls: {cert: cert.pem, key: key.pem}\nstreams:\n  s: {auth: none}\n`,
+        files,
+        threadedLog: threads > 1,
+      });
+      try {
+        // Connections that send nothing, several so that both threads get some. Node's default is 120 s.
+        const started = performance.now();
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            const socket = connect(server.server.port, '127.0.0.1');
+            socket.on('error', () => {}); // a reset closes it too
+            socket.setTimeout(10_000, () => socket.destroy());
+            await once(socket, 'close');
+          }),
+        );
+        const seconds = (performance.now() - started) / 1000;
+        assert.ok(seconds < 10, `threads: ${threads}: the server held the connections for ${seconds} s`);
       } finally {
         await server.close();
       }

@@ -131,7 +131,7 @@ const serverSchema = z
       .default(64)
       .describe('Deepest nesting of objects and arrays inside an event; deeper events are invalid.'),
     request_timeout: duration(
-      'Time a client has to send a whole request (headers and body); slower ones get 408.',
+      'Time a client has to send a whole request (headers and body; slower ones get 408), and to complete a TLS handshake.',
     ).default(30_000),
     keep_alive_timeout: duration('How long an idle keep-alive connection stays open.').default(72_000),
     trusted_proxies: z
