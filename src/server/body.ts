@@ -187,6 +187,19 @@ function jsonMessage(error: unknown): string {
   return message.length > 300 ? `${message.slice(0, 300)}…` : message;
 }
 
+/** A JSON body as one value (integers beyond ±2^53 kept exact). */
+export function parseJsonBody(text: string): unknown {
+  if (text.trim() === '') throw emptyBody();
+  try {
+    return parseJsonExact(text);
+  } catch (error) {
+    throw new HttpError(400, 'INVALID_INPUT', `the body is not valid JSON: ${jsonMessage(error)}`, {
+      hint: 'send a JSON object, a JSON array of objects, or NDJSON with Content-Type: application/x-ndjson',
+      details: { events: [{ index: null, errors: [{ path: '', message: jsonMessage(error) }] }] },
+    });
+  }
+}
+
 /**
  * The events of a body. With `bytes` (the body `text` was decoded from), the objects of a JSON body carry
  * their original bytes (`source`).
@@ -198,16 +211,7 @@ export function parseEvents(
   bytes?: Uint8Array,
 ): BodyItem[] {
   if (format === 'ndjson') return parseNdjson(text, maxEvents);
-  if (text.trim() === '') throw emptyBody();
-  let value: unknown;
-  try {
-    value = parseJsonExact(text);
-  } catch (error) {
-    throw new HttpError(400, 'INVALID_INPUT', `the body is not valid JSON: ${jsonMessage(error)}`, {
-      hint: 'send a JSON object, a JSON array of objects, or NDJSON with Content-Type: application/x-ndjson',
-      details: { events: [{ index: null, errors: [{ path: '', message: jsonMessage(error) }] }] },
-    });
-  }
+  const value = parseJsonBody(text);
   if (Array.isArray(value)) {
     if (value.length === 0) throw emptyBody();
     if (value.length > maxEvents) throw tooMany(value.length, maxEvents);

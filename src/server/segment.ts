@@ -42,14 +42,23 @@ export interface SegmentBody {
 
 /** The events of a Segment call or batch body (already parsed JSON). */
 export function segmentEvents(body: unknown, endpoint: string, maxEvents: number): SegmentBody {
+  const call = SEGMENT_CALLS[endpoint];
   if (!isPlainObject(body)) {
-    throw new HttpError(400, 'INVALID_INPUT', 'a Segment call must be a JSON object', {
-      details: { events: [{ index: null, errors: [{ path: '', message: 'must be object' }] }] },
-    });
+    const notArray = Array.isArray(body) ? ', not an array' : '';
+    throw new HttpError(
+      400,
+      'INVALID_INPUT',
+      `a Segment ${call ? 'call' : 'batch'} must be a JSON object${notArray}`,
+      {
+        hint: call
+          ? `send one ${call} call as an object; several calls go to /v1/batch as {"batch": [{"type": "${call}", …}, …]}`
+          : 'send {"batch": [{"type": "track", …}, …]}',
+        details: { events: [{ index: null, errors: [{ path: '', message: 'must be object' }] }] },
+      },
+    );
   }
   const writeKey = typeof body.writeKey === 'string' ? body.writeKey : undefined;
   delete body.writeKey;
-  const call = SEGMENT_CALLS[endpoint];
   if (call) {
     body.type = call;
     return { items: [{ index: 0, value: body }], writeKey };

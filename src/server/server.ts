@@ -47,6 +47,7 @@ import {
   encodingOf,
   formatOf,
   parseEvents,
+  parseJsonBody,
   readBody,
   scanEvents,
   type BodyFormat,
@@ -1158,8 +1159,9 @@ export class IngestServer {
     const state = exchange.state;
     const stream = state.stream!;
     const body = await this.#decodedBody(exchange, request.body);
-    const [item] = parseEvents(decodeUtf8(body), 'json', 1);
-    const { items, writeKey } = segmentEvents(item?.value, endpoint, this.#settings.max_events);
+    // One JSON value, not a list of events: segmentEvents refuses anything but an object.
+    const parsed = parseJsonBody(decodeUtf8(body));
+    const { items, writeKey } = segmentEvents(parsed, endpoint, this.#settings.max_events);
     if (state.keyDeferred) {
       if (writeKey === undefined) {
         throw new HttpError(401, 'AUTH_REQUIRED', 'the Segment endpoints need a write key', {

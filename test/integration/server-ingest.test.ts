@@ -570,6 +570,14 @@ streams:
     });
     assert.equal(invalid.status, 400);
     assert.equal(errorOf(invalid.body).events?.[0]?.errors[0]?.path, '/userId');
+    // A call is one object: an array is refused, whatever its length (/v1/batch takes several calls).
+    for (const length of [1, 2]) {
+      const calls = Array.from({ length }, (_, i) => ({ userId: 'u1', event: 'x', messageId: `arr-${i}` }));
+      const array = await post(`${t.url}/v1/track`, JSON.stringify(calls), { ...json, authorization: basic });
+      assert.equal(array.status, 400, `${length} call(s) in an array`);
+      assert.equal(errorOf(array.body).message, 'a Segment call must be a JSON object, not an array');
+      assert.match(errorOf(array.body).hint ?? '', /\/v1\/batch/);
+    }
     // A timestamp and a sentAt so far apart that the corrected time is no date: the event keeps its own.
     const extreme = await post(
       `${t.url}/v1/track`,
