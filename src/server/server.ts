@@ -30,6 +30,7 @@ import type { Duplex } from 'node:stream';
 import inject from 'light-my-request';
 import Fastify, {
   LogController,
+  type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -302,6 +303,8 @@ export class IngestServer {
       forceCloseConnections: 'idle',
       routerOptions: { maxParamLength: 200 },
       clientErrorHandler: (error, socket) => clientError(error, socket),
+      // The router's own errors (a path that is not valid percent-encoding, an over-long parameter).
+      frameworkErrors: (error, request, reply) => this.#frameworkError(error, request, reply),
       // Events go to #serveEvents first; every other request to Fastify (on an extra thread, to the first).
       serverFactory: (handler) => {
         fastify = handler;
@@ -507,36 +510,21 @@ export class IngestServer {
       done();
     });
     app.addHook('onResponse', (request, reply, done) => {
-      const state = request.tributary;
-      const route = request.routeOptions.url ?? 'unmatched';
-      const stream = state?.stream?.name ?? '-';
-      this.#metrics.requests.inc({ route, stream, status: String(reply.statusCode) });
-      if (state)
-        this.#metrics.requestSeconds.observe({ route, stream }, (performance.now() - state.startedAt) / 1000);
+      this.#count(request, reply.statusCode);
       done();
     });
 
     app.setErrorHandler((error, request, reply) => this.#sendError(error, request, reply));
-    app.setNotFoundHandler((request, reply) => {
-      void reply
-        .code(404)
-        .send(
-          errorBody(
-            'STREAM_NOT_FOUND',
-            `no endpoint ${request.method} ${request.url.split('?')[0]}`,
-            'see GET /openapi.json for the API',
-          ),
-        );
-    });
+    app.setNotFoundHandler((request, reply) =>
+      this.#sendError(noEndpoint(request.method, request.url), request, reply),
+    );
 
     // POST to ROUTE_EVENTS is served by #serveEvents.
     app.route({
       method: 'OPTIONS',
       url: ROUTE_EVENTS,
       handler: async (request, reply) => {
-        const name = (request.params as { stream: string }).stream;
-        const stream = this.streams.get(name);
-        if (!stream) throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named "${name}"`);
+        const stream = this.#streamNamed((request.params as { stream: string }).stream);
         this.#preflight(request, reply, stream);
       },
     });
@@ -622,6 +610,16 @@ export class IngestServer {
       openApiDocument({ streams: [...this.streams.keys()], segment: segmentStream !== undefined, version }),
     );
     app.get('/openapi.json', async (_request, reply) => reply.type('application/json').send(openapi));
+  }
+
+  /** Counts a request Fastify answered in /metrics. */
+  #count(request: FastifyRequest, status: number): void {
+    const state = request.tributary;
+    const route = request.routeOptions.url ?? 'unmatched';
+    const stream = state?.stream?.name ?? '-';
+    this.#metrics.requests.inc({ route, stream, status: String(status) });
+    if (state)
+      this.#metrics.requestSeconds.observe({ route, stream }, (performance.now() - state.startedAt) / 1000);
   }
 
   /** The checks before the body is read (see the module comment). */
@@ -973,12 +971,30 @@ export class IngestServer {
   /** The stream named in an events URL; 404 when there is none. */
   #streamNamed(name: string): Stream {
     const stream = this.streams.get(name);
-    if (!stream) {
-      throw new HttpError(404, 'STREAM_NOT_FOUND', `no stream named ${JSON.stringify(name.slice(0, 100))}`, {
-        hint: 'streams are configured under streams: in tributary.yaml',
-      });
-    }
+    if (!stream) throw noStreamNamed(name);
     return stream;
+  }
+
+  /**
+   * An error of Fastify's router, raised before any hook ran (none runs for it): answered like every
+   * other error, with the security headers, and counted. An over-long parameter names nothing that
+   * exists: 404, as the events POST (served without the router) answers for the same name.
+   */
+  #frameworkError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+    request.tributary = newRequestState();
+    reply.headers(this.#tls ? SECURITY_HEADERS_TLS : SECURITY_HEADERS);
+    const url = request.raw.url ?? '';
+    let answer: unknown = error;
+    if (error.code === 'FST_ERR_BAD_URL') {
+      answer = new HttpError(400, 'INVALID_INPUT', 'the path is not valid percent-encoding', {
+        hint: 'encode each path segment as UTF-8, percent-encoded (encodeURIComponent)',
+      });
+    } else if (error.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+      const stream = eventsStreamOf(url);
+      answer = stream === undefined ? noEndpoint(request.method, url) : noStreamNamed(stream);
+    }
+    this.#sendError(answer, request, reply);
+    this.#count(request, reply.statusCode);
   }
 
   /** Answers a request served on node:http that failed with `error` (see #errorAnswer); returns the status. */
@@ -1354,6 +1370,18 @@ function clientError(error: Error & { code?: string }, socket: Duplex): void {
     );
   }
   socket.destroy(error);
+}
+
+function noStreamNamed(name: string): HttpError {
+  return new HttpError(404, 'STREAM_NOT_FOUND', `no stream named ${JSON.stringify(name.slice(0, 100))}`, {
+    hint: 'streams are configured under streams: in tributary.yaml',
+  });
+}
+
+function noEndpoint(method: string, url: string): HttpError {
+  return new HttpError(404, 'STREAM_NOT_FOUND', `no endpoint ${method} ${url.split('?')[0]}`, {
+    hint: 'see GET /openapi.json for the API',
+  });
 }
 
 const EVENTS_PREFIX = '/v1/streams/';

@@ -518,6 +518,42 @@ streams:
     }
   });
 
+  it("answers the router's errors in the API's shape, with the security headers, and counts them", async () => {
+    const unmatched = async (status: number) => {
+      const metrics = await (await fetch(`${t.url}/metrics`)).text();
+      const line = new RegExp(
+        `tributary_http_requests_total\\{route="unmatched",stream="-",status="${status}"\\} (\\d+)`,
+      );
+      return Number(line.exec(metrics)?.[1] ?? 0);
+    };
+    const before = { 400: await unmatched(400), 404: await unmatched(404) };
+    const badPath = await fetch(`${t.url}/v1/streams/%E0%A4%A/events`, {
+      method: 'POST',
+      headers: json,
+      body: '{}',
+    });
+    assert.equal(badPath.status, 400);
+    assert.equal(errorOf((await badPath.json()) as Record<string, unknown>).code, 'INVALID_INPUT');
+    assert.equal(badPath.headers.get('x-content-type-options'), 'nosniff');
+    assert.equal(badPath.headers.get('cache-control'), 'no-store');
+    // Over the router's parameter length: the preflight gets what the POST gets.
+    const long = events('s'.repeat(300));
+    for (const method of ['POST', 'OPTIONS']) {
+      const response = await fetch(long, {
+        method,
+        headers: { ...json, origin: 'https://shop.example.com' },
+        ...(method === 'POST' ? { body: '{}' } : {}),
+      });
+      assert.equal(response.status, 404, method);
+      const error = errorOf((await response.json()) as Record<string, unknown>);
+      assert.equal(error.code, 'STREAM_NOT_FOUND', method);
+      assert.match(error.message, /^no stream named "s{100}"$/, method);
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff', method);
+    }
+    assert.equal(await unmatched(400), before[400] + 1);
+    assert.equal(await unmatched(404), before[404] + 1, 'the POST is counted under its route');
+  });
+
   it('maps Segment calls onto the configured stream, with the write key as basic auth or in the body', async () => {
     const basic = `Basic ${Buffer.from(`${key}:`).toString('base64')}`;
     const track = await post(
