@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { it } from 'node:test';
-import { ClientIp } from './client-ip.ts';
+import { ClientIp, rateLimitedAs } from './client-ip.ts';
 
 it('believes X-Forwarded-For only through trusted proxies, read from the right', () => {
   const none = new ClientIp([]);
@@ -25,4 +25,16 @@ it('believes X-Forwarded-For only through trusted proxies, read from the right',
   assert.equal(proxies.of('10.0.0.1', '203.0.113.9:4711'), '203.0.113.9', 'a port written by the proxy');
   assert.equal(proxies.of('10.0.0.1', '[2001:db8::1]:443'), '2001:db8::1', 'an IPv6 address with a port');
   assert.equal(proxies.of('10.0.0.1', '203.0.113.9,,10.0.0.7'), '203.0.113.9', 'empty entries skipped');
+});
+
+it('counts an IPv6 client by its /64 for rate limits, an IPv4 one by its address', () => {
+  assert.equal(rateLimitedAs('203.0.113.9'), '203.0.113.9');
+  assert.equal(rateLimitedAs('::ffff:203.0.113.9'), '203.0.113.9', 'IPv4-mapped');
+  assert.equal(rateLimitedAs('::FFFF:cb00:7109'), '203.0.113.9', 'IPv4-mapped, in hex');
+  const prefix = '2001:db8:0:1::/64';
+  for (const address of ['2001:db8:0:1::1', '2001:db8::1:ffff:ffff:ffff:ffff', '2001:0DB8:0000:0001:a:b:c:d'])
+    assert.equal(rateLimitedAs(address), prefix, address);
+  assert.equal(rateLimitedAs('2001:db8:0:2::1'), '2001:db8:0:2::/64', 'the next /64');
+  assert.equal(rateLimitedAs('fe80::1%eth0'), 'fe80::/64', 'without the zone id');
+  assert.equal(rateLimitedAs('::1'), '::/64');
 });

@@ -3,9 +3,11 @@
  * (`server.trusted_proxies`) — the address it says it forwarded for. X-Forwarded-For is read from the
  * right, past every trusted proxy, to the first address that is not one: a client can put anything at the
  * left of the header, but not past the proxies that appended to it. Ports (`1.2.3.4:5678`, `[::1]:443`)
- * and empty entries are skipped over; IPv4-mapped IPv6 addresses count as the IPv4 address.
+ * and empty entries are skipped over; IPv4-mapped IPv6 addresses count as the IPv4 address. The per-IP
+ * rate limits count an IPv6 client by its /64 (rateLimitedAs).
  */
 import { BlockList, isIP } from 'node:net';
+import { expandIpv6, formatIpv6 } from '../transforms/mask/ip.ts';
 
 export class ClientIp {
   readonly #trusted: BlockList | undefined;
@@ -59,4 +61,19 @@ function withoutPort(entry: string): string {
 /** An IPv4 address as such when it comes IPv4-mapped (::ffff:127.0.0.1, from a dual-stack socket). */
 function unmapped(address: string): string {
   return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+}
+
+/**
+ * Whom a per-IP rate limit counts a client IP as: an IPv4 address as it is (also written as IPv6,
+ * ::ffff:a.b.c.d), an IPv6 address by its /64 in canonical text — a host is commonly given a whole /64,
+ * so it could otherwise take a new bucket with each address.
+ */
+export function rateLimitedAs(ip: string): string {
+  if (!ip.includes(':')) return ip; // IPv4 (ClientIp gives addresses only)
+  const zone = ip.indexOf('%');
+  const groups = expandIpv6(zone < 0 ? ip : ip.slice(0, zone));
+  const [a, b, c, d, e, f, g = 0, h = 0] = groups;
+  if (a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff)
+    return `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`;
+  return `${formatIpv6([...groups.slice(0, 4), 0, 0, 0, 0])}/64`;
 }

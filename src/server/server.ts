@@ -54,7 +54,7 @@ import {
   type BodyFormat,
   type ContentEncoding,
 } from './body.ts';
-import { ClientIp } from './client-ip.ts';
+import { ClientIp, rateLimitedAs } from './client-ip.ts';
 import { originAllowed } from './cors.ts';
 import { DedupeStore } from './dedupe.ts';
 import { readiness, type PipelineHandle, type SourceHandleForHealth } from './health.ts';
@@ -674,7 +674,7 @@ export class IngestServer {
 
     // Without a limit, no bucket name is built (nor the client IP looked up) for nothing.
     if (stream.perIp.rate > 0 && state.charge)
-      this.#limit(`ip\0${stream.name}\0${exchange.ip}`, stream.perIp, 'this client IP');
+      this.#limit(`ip\0${stream.name}\0${rateLimitedAs(exchange.ip)}`, stream.perIp, 'this client IP');
 
     const auth = stream.config.auth;
     if (auth === 'key' || (segment && auth !== 'none')) {
@@ -710,7 +710,7 @@ export class IngestServer {
     }
     if (state.charge)
       this.#limit(
-        `ip\0query\0${this.#ipOf(request)}`,
+        `ip\0query\0${rateLimitedAs(this.#ipOf(request))}`,
         bucketOf(this.#settings.rate_limit.per_ip),
         'this client IP',
       );

@@ -839,6 +839,33 @@ describe('trusted proxies, backpressure and readiness', () => {
     }
   });
 
+  it('counts IPv6 clients by their /64 for the per-IP rate limit', async () => {
+    const t = await startTestServer({
+      yaml:
+        'server:\n  trusted_proxies: [127.0.0.1/32]\nstreams:\n  s:\n    auth: none\n' +
+        '    enrich: {client_ip: full}\n    rate_limit: {per_ip: {requests_per_second: 1, burst: 2}}\n',
+    });
+    try {
+      const from = async (client: string) =>
+        (await post(`${t.url}/v1/streams/s/events`, '{}', { ...json, 'x-forwarded-for': client })).status;
+      // Three addresses of one /64: one bucket of two.
+      assert.deepEqual(
+        [await from('2001:db8:0:1::1'), await from('2001:db8:0:1::2'), await from('2001:db8:0:1:a:b:c:d')],
+        [202, 202, 429],
+      );
+      assert.equal(await from('2001:db8:0:2::1'), 202, 'another /64');
+      assert.deepEqual([await from('203.0.113.9'), await from('::ffff:cb00:7109')], [202, 202]);
+      assert.equal(await from('::ffff:203.0.113.9'), 429, 'IPv4-mapped: the IPv4 address');
+      assert.deepEqual(
+        (await t.values('events.s')).map((e) => e._client_ip).sort(),
+        ['2001:db8:0:1::1', '2001:db8:0:1::2', '2001:db8:0:2::1', '203.0.113.9', '::ffff:cb00:7109'].sort(),
+        'events keep the whole address',
+      );
+    } finally {
+      await t.close();
+    }
+  });
+
   it('answers 503 with Retry-After when too many appends are in flight or the log fails, storing nothing', async () => {
     let release: () => void = () => undefined;
     let gate: Promise<void> = Promise.resolve();

@@ -19,8 +19,8 @@ function truncateIpv4(address: string): string {
   return `${address.split('.').slice(0, 3).map(Number).join('.')}.0`;
 }
 
-/** The eight 16-bit groups of a valid IPv6 address. */
-function expandIpv6(address: string): number[] {
+/** The eight 16-bit groups of a valid IPv6 address (without a zone id). */
+export function expandIpv6(address: string): number[] {
   const toGroups = (part: string): number[] =>
     part === ''
       ? []
@@ -37,7 +37,7 @@ function expandIpv6(address: string): number[] {
 }
 
 /** Lowercase hex without leading zeros; the longest run of two or more zero groups becomes "::". */
-function formatIpv6(groups: readonly number[]): string {
+export function formatIpv6(groups: readonly number[]): string {
   let bestStart = -1;
   let bestLength = 1;
   for (let start = 0; start < groups.length;) {
