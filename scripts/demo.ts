@@ -751,7 +751,7 @@ async function summary({ base, queryKey, cdc, begun }: SummaryContext): Promise<
   }
   const sql = 'select status, count(*) as orders from silver.orders group by status order by status';
   console.log(
-    `${dim('$')} curl -s ${base}/v1/query -H "authorization: Bearer $QUERY_KEY" -H 'accept: text/csv' -d '{"sql": "${sql}"}'`,
+    `${dim('$')} curl -s ${base}/v1/query -H "authorization: Bearer $QUERY_KEY" -H 'content-type: application/json' -H 'accept: text/csv' -d '{"sql": "${sql}"}'`,
   );
   console.log(
     await fetch(`${base}/v1/query`, {

@@ -771,7 +771,10 @@ export class IngestServer {
           'UNSUPPORTED_MEDIA_TYPE',
           'send the query as application/json or text/plain',
           {
-            hint: 'e.g. {"sql": "select count(*) from silver.orders"}',
+            hint:
+              type === 'application/x-www-form-urlencoded'
+                ? 'set Content-Type: application/json (curl -d sends application/x-www-form-urlencoded)'
+                : 'set Content-Type: application/json with {"sql": "select …"}, or text/plain with the SQL alone',
           },
         );
       }

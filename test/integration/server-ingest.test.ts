@@ -685,6 +685,13 @@ describe('query API', () => {
         assert.equal(text.status, 200);
         assert.equal((await ask(query, '{"sql":"drop table x"}')).status, 400, 'read-only');
         assert.equal((await ask(query, '<sql/>', 'text/xml')).status, 415);
+        // What curl -d sends unless told otherwise: the hint says which header to set.
+        const form = await ask(query, '{"sql": "select 1"}', 'application/x-www-form-urlencoded');
+        assert.equal(form.status, 415);
+        assert.equal(
+          ((await form.json()) as { error: { hint: string } }).error.hint,
+          'set Content-Type: application/json (curl -d sends application/x-www-form-urlencoded)',
+        );
         const tables = await fetch(`${t.url}/v1/tables`, { headers: { authorization: `Bearer ${query}` } });
         assert.equal(tables.status, 200);
         const shop = await t.key(['shop.*'], 'query');
