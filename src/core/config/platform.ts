@@ -5,7 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { byteSize, duration as durationText } from './units.ts';
+import { byteSize, durationOrMs as duration } from './units.ts';
 
 export const PLATFORM_FILE = 'tributary.yaml';
 
@@ -46,16 +46,6 @@ const sqlCatalog = z
       .describe('sqlite:<path> (relative to the project) or postgresql://user:password@host:port/database.'),
   })
   .describe('Where tables are registered.');
-
-/**
- * A duration as text ("30s") or a number of milliseconds: `tributary init` writes the defaults out as
- * numbers, so both must read back.
- */
-function duration(description: string) {
-  return z
-    .union([z.number().int().nonnegative(), durationText(description)])
-    .describe(`${description} A duration such as "500ms", "30s", "5m" or "7d", or a number of milliseconds.`);
-}
 
 /** Names of streams: also a URL path segment and part of a topic name. */
 export const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;

@@ -53,6 +53,17 @@ export function duration(description: string) {
     });
 }
 
+/**
+ * A duration written as text ("30s") or a number of milliseconds in YAML; milliseconds in code. Both read
+ * back: `tributary init` writes the defaults out as numbers, and a source's configuration is parsed again
+ * after the project loaded it.
+ */
+export function durationOrMs(description: string) {
+  return z
+    .union([z.number().int().nonnegative(), duration(description)])
+    .describe(`${description} A duration such as "500ms", "30s", "5m" or "7d", or a number of milliseconds.`);
+}
+
 /** A size written as text ("16MiB") or a number of bytes in YAML; bytes in code. */
 export function byteSize(description: string) {
   return z

@@ -1,14 +1,6 @@
 /** `sources/<name>.yaml` for `type: postgres_cdc`: change data capture from PostgreSQL into a log topic. */
 import { z } from 'zod';
-import { duration as textDuration } from '../../core/config/units.ts';
-
-/**
- * A duration as text ("10s"), or as milliseconds: parsing is idempotent, so a source's configuration
- * parses again after the project loaded it.
- */
-function duration(description: string) {
-  return z.union([z.number().int().nonnegative(), textDuration(description)]);
-}
+import { durationOrMs as duration } from '../../core/config/units.ts';
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
 const QUALIFIED = /^[A-Za-z_][A-Za-z0-9_$]{0,62}\.[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
