@@ -834,12 +834,15 @@ export class IngestServer {
       });
     }
     if (!keyAllowsIngest(key, stream.name)) {
+      const sends = key.role === 'ingest' || key.role === 'admin';
       throw new HttpError(
         403,
         'AUTH_FORBIDDEN',
-        `key ${key.id} (${key.name}) may not send events to stream ${stream.name}`,
+        sends
+          ? `key ${key.id} (${key.name}) may not send events to stream ${stream.name}`
+          : `key ${key.id} (${key.name}) is a ${key.role} key: it sends no events`,
         {
-          hint: `create a key for it: tributary keys create --stream ${stream.name} --name <name>`,
+          hint: `create ${sends ? 'a key for it' : 'an ingest key'}: tributary keys create --stream ${stream.name} --name <name>`,
         },
       );
     }

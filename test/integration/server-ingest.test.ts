@@ -315,11 +315,13 @@ streams:
     const forbidden = await post(events('orders'), body, { ...json, authorization: `Bearer ${other}` });
     assert.equal(forbidden.status, 403);
     assert.equal(errorOf(forbidden.body).code, 'AUTH_FORBIDDEN');
+    assert.match(errorOf(forbidden.body).message, /may not send events to stream orders/);
     const query = await t.key(['*'], 'query');
-    assert.equal(
-      (await post(events('orders'), body, { ...json, authorization: `Bearer ${query}` })).status,
-      403,
-    );
+    const asQuery = await post(events('orders'), body, { ...json, authorization: `Bearer ${query}` });
+    assert.equal(asQuery.status, 403);
+    // Told its role is the matter, not the stream.
+    assert.match(errorOf(asQuery.body).message, /is a query key: it sends no events/);
+    assert.match(errorOf(asQuery.body).hint!, /an ingest key: tributary keys create --stream orders/);
     const revoked = await t.keys.create({ name: 'to-revoke', role: 'ingest', streams: ['orders'] });
     assert.equal(
       (await post(events('orders'), body, { ...json, authorization: `Bearer ${revoked.secret}` })).status,
