@@ -5,7 +5,7 @@
  */
 import { openCatalog } from './catalog/open.ts';
 import { pipelineSchemaFor } from './core/config/pipeline.ts';
-import { didYouMean } from './core/config/did-you-mean.ts';
+import { didYouMean } from './did-you-mean.ts';
 import type { Logger } from './core/logger.ts';
 import type { PipelineMetrics } from './core/metrics.ts';
 import {

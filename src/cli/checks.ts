@@ -1,7 +1,7 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
 import path from 'node:path';
 import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
-import { didYouMean } from '../core/config/did-you-mean.ts';
+import { didYouMean } from '../did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
 import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';

@@ -8,7 +8,7 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import { namespaceToString, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError } from '../errors.ts';
-import { didYouMean } from '../core/config/did-you-mean.ts';
+import { didYouMean } from '../did-you-mean.ts';
 import type { Engine } from '../iceberg/duckdb.ts';
 import { parseSingleSelect } from './sql-check.ts';
 import { TableViews } from './table-views.ts';

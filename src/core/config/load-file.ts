@@ -8,7 +8,7 @@ import { isNode, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import type { z } from 'zod';
 import { TributaryError } from '../../errors.ts';
 import { exactInteger, isBigInteger } from '../json.ts';
-import { didYouMean } from './did-you-mean.ts';
+import { didYouMean } from '../../did-you-mean.ts';
 import { substitutePlaceholders, type SecretPaths } from './placeholders.ts';
 
 export interface LoadedFile<T> {

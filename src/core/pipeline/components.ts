@@ -4,7 +4,7 @@
  * the registered components, so core code never imports a component.
  */
 import { z } from 'zod';
-import { didYouMean } from '../config/did-you-mean.ts';
+import { didYouMean } from '../../did-you-mean.ts';
 import { TributaryError } from '../../errors.ts';
 import type { CheckResult } from '../doctor.ts';
 import type { Logger } from '../logger.ts';
