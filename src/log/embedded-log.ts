@@ -212,7 +212,7 @@ export class EmbeddedLog implements Log {
       // The commit that takes the WAL past this checkpoints it, and the appends waiting for that commit
       // wait for the checkpoint too. With batches in the database, SQLite's default (1,000 pages: 32 MiB
       // with 32 KiB pages) stalled a commit for 65–85 ms about every 0.4 s under 100-event batches (ingest
-      // notes in docs/ingest.md); a few megabytes bound the WAL the same whatever the page size.
+      // notes in docs/ingest-performance.md); a few megabytes bound the WAL the same whatever the page size.
       const { page_size: pageSize } = db.prepare('pragma page_size').get() as { page_size: number };
       db.exec(`pragma wal_autocheckpoint = ${Math.max(1, Math.round(CHECKPOINT_BYTES / pageSize))}`);
       // Before anything is added to it.

@@ -76,7 +76,7 @@ const threadsCheck: DoctorCheck = {
     if (setting !== 'auto' && setting > 1 && setting >= cores)
       return {
         status: 'warn',
-        detail: `${detail}: the log commits on a thread of its own, which then shares a core with HTTP threads (on 2 cores a second HTTP thread served fewer events; see docs/ingest.md)`,
+        detail: `${detail}: the log commits on a thread of its own, which then shares a core with HTTP threads (on 2 cores a second HTTP thread served fewer events; see docs/ingest-performance.md)`,
         fix: 'set server.threads: auto (one per core but one)',
       };
     return { status: 'pass', detail };

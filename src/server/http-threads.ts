@@ -94,7 +94,7 @@ const STEADY_MS = 60_000;
 /**
  * How many threads serve HTTP: `auto` is one per core but one, at most 4 — the log's thread commits on a
  * core of its own (and in `tributary up` the pipelines need CPU too): on 2 cores, two HTTP threads beside
- * the log's took more CPU per event and served fewer (docs/ingest.md, Performance). One where the kernel
+ * the log's took more CPU per event and served fewer (docs/ingest-performance.md). One where the kernel
  * cannot share a port between sockets, or where the log is not on its own thread.
  */
 export function httpThreadCount(
