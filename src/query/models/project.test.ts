@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { splitHeader } from './project.ts';
-import { scheduleFileSchema } from './config.ts';
+import type { z } from 'zod';
+import { isTributaryError } from '../../errors.ts';
+import { modelConfigSchema, scheduleFileSchema, testsFileSchema } from './config.ts';
+import { parseYamlConfig } from './yaml.ts';
 
 describe('model file headers', () => {
   it('ends a /* --- */ header at the */ that ends a line, not at one inside a cron schedule', () => {
@@ -47,6 +50,33 @@ describe('models/schedule.yaml', () => {
     assert.equal(
       scheduleFileSchema.safeParse({ jobs: [{ ...job('5m').jobs[0], kind: 'expire' }] }).success,
       true,
+    );
+  });
+});
+
+describe('model configuration errors', () => {
+  const hintOf = (text: string, schema: z.ZodType): string => {
+    try {
+      parseYamlConfig({ file: '/project/models/x.yaml', text }, schema);
+    } catch (error) {
+      assert.ok(isTributaryError(error, 'CONFIG_INVALID'));
+      return `${error.message} | ${error.hint}`;
+    }
+    return assert.fail('no error');
+  };
+
+  it('suggests the likely key or data test, also under a map of tables', () => {
+    assert.match(
+      hintOf('materialised: table\n', modelConfigSchema),
+      /unknown key "materialised" \| did you mean "materialized"\?/,
+    );
+    assert.match(
+      hintOf('tables:\n  gold.a:\n    test:\n      - not_null: [x]\n', testsFileSchema),
+      /tables\.gold\.a\.test: unknown key "test" \| did you mean "tests"\?/,
+    );
+    assert.match(
+      hintOf('tables:\n  gold.a:\n    tests:\n      - not_nul: [x]\n', testsFileSchema),
+      /:4: tables\.gold\.a\.tests\.0: is not one of the accepted forms \| did you mean "not_null"\?/,
     );
   });
 });

@@ -5,7 +5,8 @@
  */
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml';
-import type { z } from 'zod';
+import { toJSONSchema, type z } from 'zod';
+import { didYouMean } from '../../did-you-mean.ts';
 import { TributaryError } from '../../errors.ts';
 
 export interface YamlSource {
@@ -69,9 +70,48 @@ export function parseYamlConfig<S extends z.ZodType>(source: YamlSource, schema:
       : issue.code === 'invalid_union'
         ? 'is not one of the accepted forms'
         : issue.message;
+  // An unknown key, or the key of a one-key form (a data test) that is none of the forms': the likely one.
+  const given = valueAt(raw, issue.path);
+  const unknown =
+    keys[0] ??
+    (issue.code === 'invalid_union' && given && typeof given === 'object' && !Array.isArray(given)
+      ? Object.keys(given)[0]
+      : undefined);
+  const suggestion = unknown === undefined ? undefined : didYouMean(unknown, keysAt(schema, issue.path));
   throw new TributaryError('CONFIG_INVALID', `${where(node?.range?.[0])}: ${label}: ${message}`, {
-    hint: 'see docs/models.md and docs/reference/models.md for the accepted keys',
+    hint: suggestion
+      ? `did you mean "${suggestion}"?`
+      : 'see docs/models.md and docs/reference/models.md for the accepted keys',
   });
+}
+
+function valueAt(value: unknown, at: ReadonlyArray<PropertyKey>): unknown {
+  for (const step of at)
+    value = value && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[step] : undefined;
+  return value;
+}
+
+/** The keys the object at `at` (a path into the configuration) may have, from the schema. */
+function keysAt(schema: z.ZodType, at: ReadonlyArray<PropertyKey>): string[] {
+  type Json = {
+    properties?: Record<string, Json>;
+    additionalProperties?: Json | boolean;
+    items?: Json;
+    anyOf?: Json[];
+    oneOf?: Json[];
+  };
+  const options = (json: Json): Json[] => [json, ...(json.anyOf ?? []), ...(json.oneOf ?? [])];
+  const entry = (json: Json): Json[] =>
+    typeof json.additionalProperties === 'object' ? [json.additionalProperties] : [];
+  let nodes: Json[] = [toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as Json];
+  for (const step of at) {
+    nodes = nodes
+      .flatMap(options)
+      .flatMap((json) =>
+        typeof step === 'number' ? (json.items ?? []) : (json.properties?.[String(step)] ?? entry(json)),
+      );
+  }
+  return [...new Set(nodes.flatMap(options).flatMap((json) => Object.keys(json.properties ?? {})))];
 }
 
 function nodeAt(doc: Document, at: ReadonlyArray<string | number>, wantKey: boolean): Node | undefined {
