@@ -987,10 +987,11 @@ describe('doctor', () => {
     await sink.open();
     await sink.write({ records: records(['{"n": 1, "q": 2}'], true), positions: new Map([[0, 1]]) });
     await sink.close();
-    const check = async (schema: string) => {
+    const check = async (schema: string, settings: Record<string, unknown> = {}) => {
       const resources = createResources();
       resources.provide('catalog', async () => catalog);
-      return icebergSinkDefinition.check!(icebergSinkSchema.parse({ type: 'iceberg', table, schema }), {
+      const config = icebergSinkSchema.parse({ type: 'iceberg', table, schema, ...settings });
+      return icebergSinkDefinition.check!(config, {
         pipeline: 'p',
         sourceTopic: 'events',
         projectRoot: dir,
@@ -1011,5 +1012,10 @@ describe('doctor', () => {
     const [unlike] = await check('other.json');
     assert.equal(unlike?.status, 'fail');
     assert.match(unlike?.detail ?? '', /column q is long in the table, string in other\.json/);
+    // An upsert key the table lacks: the pipeline's slip, and the likely column.
+    const [misspelt] = await check('declared.json', { mode: 'upsert', key: ['nn'] });
+    assert.equal(misspelt?.status, 'fail');
+    assert.match(misspelt?.detail ?? '', /key column nn is not in the table \(did you mean n\?\)/);
+    assert.equal(misspelt?.fix, "in the pipeline's iceberg sink, key: n rather than nn");
   });
 });

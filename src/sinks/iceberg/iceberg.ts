@@ -35,6 +35,7 @@ import type {
   SinkBatch,
   SinkResult,
 } from '../../core/pipeline/model.ts';
+import { didYouMean } from '../../did-you-mean.ts';
 import { isTributaryError, TributaryError } from '../../errors.ts';
 import {
   decimalParts,
@@ -1174,16 +1175,28 @@ async function checkIcebergSink(
       }
     }
   }
+  // A key the table lacks is most often a slip in the pipeline (orderid for order_id): say which column.
+  const keyFixes: string[] = [];
   for (const key of config.mode === 'upsert' ? (config.key ?? []) : []) {
-    if (!table.schema.fields.some((f) => f.name === key))
-      problems.push(`key column ${key} is not in the table`);
+    if (table.schema.fields.some((f) => f.name === key)) continue;
+    const likely = didYouMean(
+      key,
+      table.schema.fields.map((f) => f.name),
+    );
+    problems.push(`key column ${key} is not in the table${likely ? ` (did you mean ${likely}?)` : ''}`);
+    keyFixes.push(
+      likely ? `key: ${likely} rather than ${key}` : `a key column of the table instead of ${key}`,
+    );
   }
   if (problems.length)
     return [
       {
         status: 'fail',
         detail: `${config.table}: ${problems.join('; ')}`,
-        fix: 'evolve the table (or the schema file) so they agree',
+        fix:
+          problems.length === keyFixes.length
+            ? `in the pipeline's iceberg sink, ${keyFixes.join('; ')}`
+            : 'evolve the table (or the schema file) so they agree',
       },
     ];
   if (widened.length)
