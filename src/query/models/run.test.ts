@@ -231,6 +231,13 @@ from ref('customers') c left join ref('silver.orders') o using (customer_id) gro
     assert.equal((await run(changedType, { fullRefresh: true })).status, 'failed');
     assert.equal(await rowCount('gold.t'), 2, 'a failed full refresh keeps the rows');
     // A trailing semicolon and a closing comment are fine.
+    // A column that is not there: DuckDB's own words, not the table library's "cannot be read".
+    const unbound = await run(`select id, nope from ref('bronze.src')`);
+    assert.equal(unbound.status, 'failed');
+    assert.match(
+      String((unbound.error as Error).message),
+      /model gold\.t: its SQL failed: Binder Error: Referenced column "nope" not found/,
+    );
     assert.equal((await run(`select id, v, b from ref('bronze.src');\n-- done`)).status, 'ok');
     assert.equal((await run(`select id, v, b from ref('bronze.src'); -- done\r\n`)).status, 'ok');
     assert.equal((await run(`select id, v, b || '; -- x' as b from ref('bronze.src')`)).status, 'ok');

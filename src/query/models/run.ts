@@ -98,6 +98,16 @@ function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0] ?? '';
 }
 
+/**
+ * What DuckDB said of a model's SQL: the table library's wrapping of it ("the input cannot be read", for
+ * an input that may be a file) says nothing more of a query.
+ */
+function sqlError(cause: unknown): string {
+  return firstLine(
+    isTributaryError(cause, 'INVALID_INPUT') && cause.cause !== undefined ? cause.cause : cause,
+  );
+}
+
 /** The model's SQL with each ref replaced by the relation `bind` gives for its table. */
 export function compileSql(model: Model, project: ModelProject, bind: (table: string) => string): string {
   // The query is wrapped (`(…)`, `create view … as …`): without a closing semicolon, and ending with a line
@@ -177,7 +187,7 @@ export async function defineView(context: ModelContext, project: ModelProject, m
     await context.engine.connection.run(`create schema if not exists ${schema}`);
     await context.engine.connection.run(`create or replace view ${quotedName(model.name)} as ${sql}`);
   } catch (cause) {
-    throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+    throw modelFailed(model, `its SQL failed: ${sqlError(cause)}`, cause);
   }
 }
 
@@ -237,7 +247,7 @@ async function planTable(
   try {
     columns = await describeRelation(context.engine, relation);
   } catch (cause) {
-    throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+    throw modelFailed(model, `its SQL failed: ${sqlError(cause)}`, cause);
   }
   const struct = structOfColumns(columns);
   const { catalog } = context;
@@ -369,7 +379,7 @@ export async function runModel(
     try {
       await context.engine.connection.run(`describe select * from ${quotedName(model.name)}`);
     } catch (cause) {
-      throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+      throw modelFailed(model, `its SQL failed: ${sqlError(cause)}`, cause);
     }
     return done({ action: 'view', rowsWritten: 0, consumed: {} });
   }
@@ -414,7 +424,7 @@ async function runFull(
     try {
       await context.engine.connection.run(`create temp table ${stage} as select * from ${relation}`);
     } catch (cause) {
-      throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+      throw modelFailed(model, `its SQL failed: ${sqlError(cause)}`, cause);
     }
     relation = stage;
   }
@@ -587,7 +597,7 @@ async function runIncremental(
   try {
     await connection.run(`create temp table ${stage} as ${sql}`);
   } catch (cause) {
-    throw modelFailed(model, `its SQL failed: ${firstLine(cause)}`, cause);
+    throw modelFailed(model, `its SQL failed: ${sqlError(cause)}`, cause);
   }
   try {
     const table = await context.catalog.loadTable(model.identifier);
