@@ -85,7 +85,8 @@ describe('tributary keys, serve and up', () => {
     { timeout: 120_000 },
     async () => {
       const dir = project(
-        'project: up\nlogging: {format: json}\nserver:\n  port: 0\nstreams:\n  clicks:\n    auth: none\n',
+        // An address not on this machine: `up` listens where --host and --port say.
+        'project: up\nlogging: {format: json}\nserver:\n  host: 192.0.2.1\nstreams:\n  clicks:\n    auth: none\n',
       );
       mkdirSync(path.join(dir, 'pipelines'));
       writeFileSync(
@@ -97,7 +98,7 @@ describe('tributary keys, serve and up', () => {
         path.join(dir, 'models', 'gold', 'pages.sql'),
         "/* ---\nafter: [bronze.clicks]\n--- */\nselect page, count(*) as clicks from ref('bronze.clicks') group by page\n",
       );
-      const up = start(['up'], dir);
+      const up = start(['up', '--host', '127.0.0.1', '--port', '0'], dir);
       try {
         const url = await up.url;
         const events = Array.from({ length: 25 }, (_, i) => ({ id: `c${i}`, page: `/p${i % 3}` }));

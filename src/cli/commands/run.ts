@@ -16,7 +16,7 @@ import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
-import { healthOption, withHealthOptions } from '../options.ts';
+import { healthOption, port, withHealthOptions } from '../options.ts';
 import { loadModels, type ModelProject } from '../../query/models/project.ts';
 import { jobsOf } from '../../query/scheduler/jobs.ts';
 import { startScheduler, type SchedulerHandle } from '../../query/scheduler/scheduler.ts';
@@ -49,8 +49,17 @@ export function registerRun(program: Command, context: () => CliContext): void {
       'stop each pipeline when its source topic has no more records (no server, sources or scheduler)',
     )
     .option('--no-server', 'run without the HTTP server')
+    .option('--host <address>', "the HTTP server's address (default: server.host)")
+    .option('--port <port>', "the HTTP server's port; 0 picks a free one (default: server.port)", port)
     .action(
-      async (options: { once?: boolean; server?: boolean; healthPort?: number; healthHost: string }) => {
+      async (options: {
+        once?: boolean;
+        server?: boolean;
+        host?: string;
+        port?: number;
+        healthPort?: number;
+        healthHost: string;
+      }) => {
         const project = context().loadProject();
         const names = [...project.pipelines.keys()];
         const once = options.once ?? false;
@@ -70,6 +79,8 @@ export function registerRun(program: Command, context: () => CliContext): void {
         }
         await runPipelines(project, names, once, context().verbose, {
           serve,
+          host: options.host,
+          port: options.port,
           sources: !once,
           models,
           health: serve ? undefined : healthOption(options),
