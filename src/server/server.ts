@@ -540,7 +540,7 @@ export class IngestServer {
           if (!segmentStream) {
             done(
               new HttpError(404, 'STREAM_NOT_FOUND', 'the Segment-compatible endpoints are not enabled', {
-                hint: 'set server.segment.stream in tributary.yaml',
+                hint: 'set server.segment.stream in tributary.yaml and start the server again',
               }),
             );
             return;
@@ -1380,7 +1380,7 @@ function clientError(error: Error & { code?: string }, socket: Duplex): void {
 
 function noStreamNamed(name: string): HttpError {
   return new HttpError(404, 'STREAM_NOT_FOUND', `no stream named ${JSON.stringify(name.slice(0, 100))}`, {
-    hint: 'streams are configured under streams: in tributary.yaml',
+    hint: 'streams are configured under streams: in tributary.yaml (the server reads it when it starts)',
   });
 }
 
