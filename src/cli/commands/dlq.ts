@@ -63,6 +63,15 @@ function dlqPipeline(project: Project, name: string) {
  * where the log no longer holds the record (retention removed it). Reads the log in runs: rows mostly
  * come in offset order.
  */
+/** A DLQ row's source position as one text, in SQL and here alike ('' for a row without one). */
+const POSITION_SQL = `coalesce(topic || ':' || "partition" || ':' || "offset", '')`;
+function positionOf(row: Record<string, unknown>): string {
+  const { topic, partition, offset } = row;
+  return topic == null || partition == null || offset == null
+    ? ''
+    : `${String(topic)}:${String(partition)}:${String(offset)}`;
+}
+
 async function originalHeaders(
   log: Log,
   rows: readonly Record<string, unknown>[],
@@ -79,7 +88,16 @@ async function originalHeaders(
     const of = `${topic}\0${p}`;
     if (of !== run.of || at < run.from || at >= run.to) {
       if (!topics.has(topic)) topics.set(topic, (await log.describeTopic(topic)) !== undefined);
-      const read = topics.get(topic) ? await log.read(topic, p, at, { maxRecords: 1000 }) : [];
+      // Up to the last of the next rows of this partition within 1,000 offsets (rows come by partition and
+      // offset): scattered rejections read one record each, not a thousand.
+      let last = at;
+      for (let next = headers.length + 1; next < rows.length; next++) {
+        const row = rows[next]!;
+        const ahead = Number(row.offset);
+        if (row.topic !== topic || Number(row.partition) !== p || !(ahead < at + 1000)) break;
+        last = Math.max(last, ahead);
+      }
+      const read = topics.get(topic) ? await log.read(topic, p, at, { maxRecords: last - at + 1 }) : [];
       run = {
         of,
         from: at,
@@ -210,8 +228,25 @@ export function registerDlq(program: Command, context: () => CliContext): void {
               })),
             );
           }
-          // Appended first, removed second: a crash in between replays these records twice, never loses them.
-          await deleteWhere(await catalog.loadTable(parseTableIdentifier(table)), engine, condition);
+          // Appended first, removed second: a crash in between replays these records twice, never loses
+          // them. Only the rows replayed are removed, by their positions: the pipeline may have rejected
+          // more that match the condition meanwhile.
+          await engine.connection.run(
+            'create or replace temp table dlq_replayed (position varchar primary key)',
+          );
+          const positions = [...new Set(rows.map(positionOf))];
+          for (let i = 0; i < positions.length; i += 1000)
+            await engine.connection.run(
+              `insert into dlq_replayed values ${positions
+                .slice(i, i + 1000)
+                .map((position) => `(${sqlString(position)})`)
+                .join(', ')}`,
+            );
+          await deleteWhere(
+            await catalog.loadTable(parseTableIdentifier(table)),
+            engine,
+            `(${condition}) and ${POSITION_SQL} in (select position from dlq_replayed)`,
+          );
           console.log(
             `Replayed ${rows.length} record(s) into ${topic} for ${name}; removed them from ${table}.`,
           );
