@@ -188,13 +188,16 @@ function jsonMessage(error: unknown): string {
 }
 
 /** A JSON body as one value (integers beyond ±2^53 kept exact). */
-export function parseJsonBody(text: string): unknown {
+export function parseJsonBody(
+  text: string,
+  hint = 'send a JSON object, a JSON array of objects, or NDJSON with Content-Type: application/x-ndjson',
+): unknown {
   if (text.trim() === '') throw emptyBody();
   try {
     return parseJsonExact(text);
   } catch (error) {
     throw new HttpError(400, 'INVALID_INPUT', `the body is not valid JSON: ${jsonMessage(error)}`, {
-      hint: 'send a JSON object, a JSON array of objects, or NDJSON with Content-Type: application/x-ndjson',
+      hint,
       details: { events: [{ index: null, errors: [{ path: '', message: jsonMessage(error) }] }] },
     });
   }

@@ -1182,7 +1182,12 @@ export class IngestServer {
     const stream = state.stream!;
     const body = await this.#decodedBody(exchange, request.body);
     // One JSON value, not a list of events: segmentEvents refuses anything but an object.
-    const parsed = parseJsonBody(decodeUtf8(body));
+    const parsed = parseJsonBody(
+      decodeUtf8(body),
+      SEGMENT_BATCH.has(endpoint)
+        ? 'send one JSON object: {"batch": [calls…]}'
+        : 'send one call as a JSON object; several go to /v1/batch as {"batch": [calls…]}',
+    );
     const { items, writeKey } = segmentEvents(parsed, endpoint, this.#settings.max_events);
     if (state.keyDeferred) {
       if (writeKey === undefined) {

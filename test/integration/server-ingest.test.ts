@@ -616,6 +616,13 @@ streams:
       assert.equal(errorOf(array.body).message, 'a Segment call must be a JSON object, not an array');
       assert.match(errorOf(array.body).hint ?? '', /\/v1\/batch/);
     }
+    // Not JSON at all: what a Segment call is, not the events endpoint's forms.
+    const garbled = await post(`${t.url}/v1/track`, '{"userId": ', { ...json, authorization: basic });
+    assert.equal(garbled.status, 400);
+    assert.equal(
+      errorOf(garbled.body).hint,
+      'send one call as a JSON object; several go to /v1/batch as {"batch": [calls…]}',
+    );
     // A timestamp and a sentAt so far apart that the corrected time is no date: the event keeps its own.
     const extreme = await post(
       `${t.url}/v1/track`,
