@@ -335,11 +335,6 @@ export function membersWithin(value: unknown, max: number): number {
   return members;
 }
 
-/** True when objects and arrays nest deeper than `max` inside `value` (a bounded recursion). */
-export function nestedDeeperThan(value: unknown, max: number): boolean {
-  return membersWithin(value, max) < 0;
-}
-
 /** The fields enrichment may add (ingest.ts): an event holding one is not taken by `scanEvents`. */
 const ADDED_FIELDS = ['_received_at', '_client_ip', '_user_agent'];
 const MAX_SCANNED_ID = 256;

@@ -259,6 +259,9 @@ describe('tributary keys, serve and up', () => {
       path.join(dir, 'models', 'gold', 'numbers.sql'),
       '/* ---\nschedule: "*/1 * * * *"\n--- */\nselect 1 as n\n',
     );
+    const misplaced = await tributary(['up', '--no-server', '--port', '0'], { cwd: dir });
+    assert.equal(misplaced.code, 2);
+    assert.match(misplaced.stderr, /--host and --port are the HTTP server's.*--health-port/);
     const up = start(['up', '--no-server', '--health-port', '0'], dir);
     try {
       const url = await up.url;

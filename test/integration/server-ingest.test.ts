@@ -859,7 +859,7 @@ describe('trusted proxies, backpressure and readiness', () => {
     const t = await startTestServer({
       yaml:
         'server:\n  trusted_proxies: [127.0.0.1/32]\nstreams:\n  s:\n    auth: none\n' +
-        '    enrich: {client_ip: full}\n    rate_limit: {per_ip: {requests_per_second: 1, burst: 2}}\n',
+        '    enrich: {client_ip: full}\n    rate_limit: {per_ip: {requests_per_second: 0.01, burst: 2}}\n',
     });
     try {
       const from = async (client: string) =>
@@ -1085,7 +1085,7 @@ streams:
       const deep = await fetch(`${t.url}/v1/batch`, {
         method: 'POST',
         headers: { ...json, authorization: `Basic ${Buffer.from(`${key}:`).toString('base64')}` },
-        body: `{"batch": [{"type": "track", "event": "order", "userId": "u1", "properties": {"order_id": 1234567890123456789}}, {"type": "track", "event": "deep", "userId": "u1", "properties": {"a": ${'['.repeat(3000)}${']'.repeat(3000)}}}]}`,
+        body: `{"batch": [{"type": "track", "event": "order", "userId": "u1", "properties": {"order_id": 1234567890123456789}}, {"type": "track", "event": "deep", "userId": "u1", "properties": {"a": ${'['.repeat(20_000)}${']'.repeat(20_000)}}}]}`,
       });
       const deepError = errorOf((await deep.json()) as Record<string, unknown>);
       assert.equal(deep.status, 400);

@@ -117,7 +117,7 @@ streams:
     assert.match(JSON.stringify(refused.body), /deeper than 16 levels/);
     // An integer beyond 2^53 is read with a reviver, which recursed past the stack at such depths.
     const ok = '{"name":"ok","n":12345678901234567890}';
-    const deepBeside = `[${ok},{"name":"deep","a":${'['.repeat(3000)}${']'.repeat(3000)}}]`;
+    const deepBeside = `[${ok},{"name":"deep","a":${'['.repeat(20_000)}${']'.repeat(20_000)}}]`;
     const split = await send('lenient', deepBeside);
     assert.equal(split.status, 202, JSON.stringify(split.body));
     assert.equal(split.body.accepted, 1);

@@ -30,7 +30,7 @@ const STREAM_EXAMPLE = `
 # For example (then: tributary keys create --stream pageviews --name web):
 # streams:
 #   pageviews:
-#     schema: schemas/pageview.json # every event must match it
+#     schema: schemas/pageview.json # a JSON Schema you write there: every event must match it
 #     on_invalid: dlq # invalid events go to events.pageviews.dlq, the valid ones are accepted
 #     cors_origins: ["https://www.example.com"] # browsers of this site may send
 `;

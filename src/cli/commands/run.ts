@@ -64,6 +64,16 @@ export function registerRun(program: Command, context: () => CliContext): void {
         const names = [...project.pipelines.keys()];
         const once = options.once ?? false;
         const serve = options.server !== false && !once;
+        if (!serve && (options.host !== undefined || options.port !== undefined))
+          throw new TributaryError(
+            'USAGE',
+            "--host and --port are the HTTP server's, which does not run here",
+            {
+              hint: once
+                ? '--once runs the pipelines alone: leave out --host and --port'
+                : 'with --no-server, the probes listen on --health-port (and --health-host)',
+            },
+          );
         // Sources and the scheduler never run out of work: not with --once. Models are read before anything
         // starts, so a broken model file stops `up` with its error at once.
         const models = once ? undefined : loadModels(project.root);
