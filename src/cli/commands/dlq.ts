@@ -67,9 +67,11 @@ function dlqPipeline(project: Project, name: string) {
 const POSITION_SQL = `coalesce(topic || ':' || "partition" || ':' || "offset", '')`;
 function positionOf(row: Record<string, unknown>): string {
   const { topic, partition, offset } = row;
-  return topic == null || partition == null || offset == null
-    ? ''
-    : `${String(topic)}:${String(partition)}:${String(offset)}`;
+  // As the query answers them: the topic a string, the partition a number, the offset (BIGINT) a string.
+  const text = (value: unknown) =>
+    typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+  const parts = [text(topic), text(partition), text(offset)];
+  return parts.includes(undefined) ? '' : parts.join(':');
 }
 
 async function originalHeaders(
