@@ -13,6 +13,23 @@
 /** Next offset to process, per partition of the source topic. */
 export type Positions = ReadonlyMap<number, number>;
 
+/** The records a sink that committed `committed` still lacks: those at or past its position. */
+export function recordsPast<R extends { readonly partition: number; readonly offset: number }>(
+  records: readonly R[],
+  committed: Positions,
+): readonly R[] {
+  const lacking = records.filter((r) => r.offset >= (committed.get(r.partition) ?? 0));
+  return lacking.length === records.length ? records : lacking;
+}
+
+/** Each partition at the further of its two positions: what a sink commits never moves one back. */
+export function furthest(a: Positions, b: Positions): Positions {
+  if (![...b].some(([p, o]) => o > (a.get(p) ?? 0))) return a;
+  const merged = new Map(a);
+  for (const [p, o] of b) merged.set(p, Math.max(o, merged.get(p) ?? 0));
+  return merged;
+}
+
 export interface PipelineRecord {
   /** The record's body: a JSON object (the event, the row change). */
   readonly value: Record<string, unknown>;

@@ -31,7 +31,15 @@ import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:f
 import path from 'node:path';
 import type { CheckResult } from '../../core/doctor.ts';
 import type { Logger } from '../../core/logger.ts';
-import type { PipelineRecord, Positions, Sink, SinkBatch, SinkResult } from '../../core/pipeline/model.ts';
+import {
+  furthest,
+  recordsPast,
+  type PipelineRecord,
+  type Positions,
+  type Sink,
+  type SinkBatch,
+  type SinkResult,
+} from '../../core/pipeline/model.ts';
 import { TributaryError } from '../../errors.ts';
 import type { FileSinkConfig } from './config.ts';
 
@@ -124,11 +132,8 @@ export class FileSink implements Sink {
         },
       );
     }
-    const records = batch.records.filter((r) => r.offset >= (this.#positions.get(r.partition) ?? 0));
-    const positions = new Map(this.#positions);
-    for (const [partition, offset] of batch.positions) {
-      positions.set(partition, Math.max(offset, positions.get(partition) ?? 0));
-    }
+    const records = recordsPast(batch.records, this.#positions);
+    const positions = furthest(this.#positions, batch.positions);
     const advances = [...positions].some(([p, o]) => this.#positions.get(p) !== o);
     if (records.length === 0 && !advances) return {};
 

@@ -27,13 +27,15 @@ import { byteSize } from '../../core/config/units.ts';
 import type { CheckResult } from '../../core/doctor.ts';
 import { isBigInteger, parseJsonExact, stringifyExact } from '../../core/json.ts';
 import type { ComponentContext, SinkDefinition } from '../../core/pipeline/components.ts';
-import type {
-  PipelineRecord,
-  Positions,
-  Rejection,
-  Sink,
-  SinkBatch,
-  SinkResult,
+import {
+  furthest,
+  recordsPast,
+  type PipelineRecord,
+  type Positions,
+  type Rejection,
+  type Sink,
+  type SinkBatch,
+  type SinkResult,
 } from '../../core/pipeline/model.ts';
 import { didYouMean } from '../../did-you-mean.ts';
 import { isTributaryError, TributaryError } from '../../errors.ts';
@@ -282,13 +284,8 @@ export class IcebergSink implements Sink {
     // Part of it, or positions past it: written by another process running this pipeline since the runtime
     // read them (its commit is whole, so every record before its positions is in the table). Only the
     // records past them are written, and no partition's position goes back.
-    const lacking = records.filter((r) => r.offset >= (current.get(r.partition) ?? 0));
-    if (lacking.length < records.length) records = lacking;
-    if ([...current].some(([p, o]) => o > (positions.get(p) ?? 0))) {
-      const ahead = new Map(positions);
-      for (const [p, o] of current) ahead.set(p, Math.max(o, ahead.get(p) ?? 0));
-      positions = ahead;
-    }
+    records = recordsPast(records, current);
+    positions = furthest(positions, current);
     if (prepared) {
       // Files written against the table's current schema and spec, lately, are committed as they are;
       // otherwise (the schema evolved meanwhile, or they are old: see PREPARED_MAX_AGE_MS) the batch is
