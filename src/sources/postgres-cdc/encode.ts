@@ -24,11 +24,11 @@ function writerFor(type: PgType): Writer {
       // PostgreSQL writes 1e+30, which JSON reads; NaN and the infinities are not JSON numbers.
       return (text) => (SPECIAL_FLOATS.has(text) ? `"${text}"` : String(Number(text)));
     case 'numeric':
-    case 'date':
     case 'time':
     case 'uuid':
     case 'interval':
       return (text) => `"${text}"`; // digits, signs, dashes, colons, letters: nothing to escape
+    case 'date':
     case 'timestamp':
     case 'timestamptz':
       return (text) => `"${convertValue(type, text) as string}"`;
@@ -191,13 +191,13 @@ function byteWriterFor(type: PgType): ByteWrite {
       case 'int8':
         return (out, text) => out.ascii(text);
       case 'numeric':
-      case 'date':
       case 'time':
       case 'uuid':
       case 'interval':
         return (out, text) => out.string(text);
       case 'float':
       case 'float4':
+      case 'date':
       case 'timestamp':
       case 'timestamptz':
         break;

@@ -41,6 +41,12 @@ describe('values', () => {
     assert.equal(convertValue(type(1184), '2026-11-23 10:11:12+05:30'), '2026-11-23T10:11:12+05:30');
     assert.equal(convertValue(type(1184), '2026-11-23 10:11:12-08'), '2026-11-23T10:11:12-08:00');
     assert.equal(convertValue(type(1184), 'infinity'), 'infinity');
+    // BC as ISO 8601's astronomical year (1 BC is year 0), which DuckDB and Iceberg read as BC.
+    assert.equal(convertValue(type(1082), '0044-03-15 BC'), '-0043-03-15');
+    assert.equal(convertValue(type(1082), '0001-12-31 BC'), '0000-12-31');
+    assert.equal(convertValue(type(1082), '4714-11-24 BC'), '-4713-11-24');
+    assert.equal(convertValue(type(1114), '0044-03-15 12:00:00 BC'), '-0043-03-15T12:00:00');
+    assert.equal(convertValue(type(1184), '0100-01-01 00:00:00+00 BC'), '-0099-01-01T00:00:00Z');
     assert.equal(convertValue(type(17), '\\xdeadbeef'), '\\xdeadbeef');
     assert.equal(convertValue(type(3802), '{"a": 1}'), '{"a": 1}', 'json stays text');
     assert.equal(convertValue(type(1186), 'P1DT2H'), 'P1DT2H');

@@ -226,18 +226,35 @@ export function convertValue(type: PgType, text: string): JsonValue {
     case 'float':
     case 'float4':
       return SPECIAL_FLOATS.has(text) ? text : Number(text);
+    case 'date':
+      return withoutEra(text, (date) => date);
     case 'timestamp':
-      return text.length >= 19 && text[10] === ' ' ? `${text.slice(0, 10)}T${text.slice(11)}` : text;
+      return withoutEra(text, (t) =>
+        t.length >= 19 && t[10] === ' ' ? `${t.slice(0, 10)}T${t.slice(11)}` : t,
+      );
     case 'timestamptz':
-      return isoTimestamptz(text);
+      return withoutEra(text, isoTimestamptz);
     default:
       return text;
   }
 }
 
+/**
+ * A date or timestamp `convert`ed, with PostgreSQL's " BC" as ISO 8601's astronomical year instead
+ * ("0044-03-15 BC" → "-0043-03-15": 1 BC is year 0), which DuckDB and Iceberg read; cast as it was written,
+ * DuckDB dropped the era and made it 44 AD.
+ */
+function withoutEra(text: string, convert: (text: string) => string): string {
+  if (!text.endsWith(' BC')) return convert(text);
+  const iso = convert(text.slice(0, -3));
+  const digits = /^\d+/.exec(iso)?.[0] ?? '';
+  const year = Number(digits) - 1;
+  return `${year === 0 ? '0000' : `-${String(year).padStart(4, '0')}`}${iso.slice(digits.length)}`;
+}
+
 /** "2026-11-23 10:11:12.5+00" → "2026-11-23T10:11:12.5Z"; other offsets become ±hh:mm. */
 function isoTimestamptz(text: string): string {
-  if (text.length < 22 || text[10] !== ' ') return text; // infinity, BC dates: as PostgreSQL wrote them
+  if (text.length < 22 || text[10] !== ' ') return text; // infinity: as PostgreSQL wrote it
   const body = `${text.slice(0, 10)}T${text.slice(11)}`;
   const zone = /([+-])(\d{2})(?::?(\d{2}))?(?::?(\d{2}))?$/.exec(body);
   if (!zone) return body;
