@@ -13,6 +13,7 @@
  * SHA-256 hash, as it usually holds personal data) goes to `tributary_privacy_audit` in the catalog database.
  */
 import { createHash, randomUUID } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
@@ -352,10 +353,15 @@ export async function exportRows(
     if (format === 'ndjson') {
       const union = nonEmpty.length
         ? nonEmpty
-            .map((p) => `select ${quoteLiteral(p.table)} as "table", to_json(s) as "row" from (${p.sql}) s`)
+            // The row by an alias no column has: a column named like it would be taken for it.
+            .map(
+              (p) =>
+                `select ${quoteLiteral(p.table)} as "table", to_json(__tributary_row) as "row" from (${p.sql}) __tributary_row`,
+            )
             .join(' union all ')
         : `select NULL::VARCHAR as "table", NULL::JSON as "row" where false`;
       await engine.connection.run(`copy (${union}) to ${target} (format json)`);
+      await quoteSpecialFloats(options.to);
     } else {
       const union = nonEmpty.length
         ? nonEmpty
@@ -392,6 +398,24 @@ export async function exportRows(
     });
   }
   return result;
+}
+
+/**
+ * DuckDB writes a float's NaN and infinities into JSON as the bare words NaN, Infinity and -Infinity, which
+ * no JSON reader takes: they become strings ("NaN"), as change data capture writes them. Words inside
+ * strings are left alone.
+ */
+async function quoteSpecialFloats(file: string): Promise<void> {
+  const text = await readFile(file, 'utf8');
+  if (!/NaN|Infinity/.test(text)) return;
+  let out = '';
+  let at = 0;
+  for (const match of text.matchAll(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/g)) {
+    if (match[0].startsWith('"')) continue;
+    out += `${text.slice(at, match.index)}"${match[0]}"`;
+    at = match.index + match[0].length;
+  }
+  await writeFile(file, out + text.slice(at));
 }
 
 export interface AuditRecord {

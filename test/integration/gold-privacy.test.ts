@@ -48,6 +48,29 @@ describe('erase and export', () => {
   });
   after(() => lake.close());
 
+  it('exports a float’s NaN and infinities as JSON strings, which JSON readers take', async () => {
+    await lake.createFromSql(
+      'ops.readings',
+      `select 'p-nan' as user_id, 'NaN or Infinity' as note, 'nan'::double as a, 'inf'::double as b,
+         {'c': '-inf'::double, 'd': 1.5} as s, ['nan'::double, 2.0] as l`,
+    );
+    const to = path.join(lake.dir, 'p-nan.ndjson');
+    await exportRows(lake.catalog, lake.engine, { where: "user_id = 'p-nan'", to, tables: ['ops.readings'] });
+    const [line] = readFileSync(to, 'utf8').trim().split('\n');
+    assert.deepEqual(JSON.parse(line!), {
+      table: 'ops.readings',
+      row: {
+        user_id: 'p-nan',
+        note: 'NaN or Infinity',
+        a: 'NaN',
+        b: 'Infinity',
+        s: { c: '-Infinity', d: 1.5 },
+        l: ['NaN', 2],
+      },
+    });
+    await lake.catalog.dropTable(parseTableIdentifier('ops.readings'));
+  });
+
   it('exports a person’s rows from every table as NDJSON and Parquet', async () => {
     const to = path.join(lake.dir, 'u4.ndjson');
     const result = await exportRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", to });
