@@ -22,7 +22,7 @@ import {
   type TableIdentifier,
 } from '../catalog/identifier.ts';
 import type { SqlDriver } from '../catalog/sql-driver.ts';
-import { TributaryError } from '../errors.ts';
+import { isTributaryError, TributaryError } from '../errors.ts';
 import { writeDataFiles } from '../iceberg/data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
 import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
@@ -182,7 +182,7 @@ export async function eraseRows(
   const skipped: Array<{ table: string; reason: string }> = [];
   for (const identifier of tables) {
     const table = await catalog.loadTable(identifier);
-    const counted = await countMatches(engine, table, options.where);
+    let counted = await countMatches(engine, table, options.where);
     if ('error' in counted) {
       if (explicit) {
         throw new TributaryError(
@@ -196,7 +196,20 @@ export async function eraseRows(
       skipped.push({ table: table.name, reason: counted.error });
       continue;
     }
-    results.push(await eraseFromTable(engine, table, options, counted.rows, id));
+    // A pipeline committing to the table meanwhile makes the commit conflict: read it again and retry.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        results.push(await eraseFromTable(engine, table, options, counted.rows, id));
+        break;
+      } catch (error) {
+        if (!isTributaryError(error, 'ICEBERG_COMMIT_CONFLICT') || attempt === ERASE_ATTEMPTS) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt * Math.random()));
+        await table.refresh();
+        const again = await countMatches(engine, table, options.where);
+        if ('error' in again) throw error;
+        counted = again;
+      }
+    }
   }
   if (audit && !options.dryRun) {
     await recordAudit(audit, {
@@ -219,6 +232,9 @@ export async function eraseRows(
   }
   return { id, dryRun: options.dryRun ?? false, tables: results, skipped };
 }
+
+/** Tries of an erasure whose commit lost to another writer of the table (a running pipeline). */
+const ERASE_ATTEMPTS = 10;
 
 async function eraseFromTable(
   engine: Engine,
@@ -270,7 +286,13 @@ async function eraseFromTable(
       readSnapshotId: plan.snapshot?.['snapshot-id'] ?? null,
       summary: { 'tributary.erase': id },
     });
-    await producer.commit();
+    try {
+      await producer.commit();
+    } catch (error) {
+      // Files of the other rows, never committed: none holds the erased ones, but none should stay.
+      for (const file of kept) await table.storage.delete(file.filePath).catch(() => undefined);
+      throw error;
+    }
     snapshotId = producer.snapshotId;
   }
   // Every snapshot before this one may reach the rows: all of them go (refs other than main are kept by

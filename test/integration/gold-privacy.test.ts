@@ -102,6 +102,39 @@ describe('erase and export', () => {
     ]);
   });
 
+  it('erases from a table another writer commits to meanwhile: the erasure is made again on the new state', async () => {
+    await lake.createFromSql('ops.live', `select 'p-live' as user_id, i::bigint as n from range(3) r(i)`);
+    await lake.appendSql('ops.live', `select 'other' as user_id, 9::bigint as n`);
+    // While the erasure writes its files, a pipeline commits a row of the same person.
+    let raced = 0;
+    const connection = lake.engine.connection;
+    const racing = {
+      ...lake.engine,
+      connection: new Proxy(connection, {
+        get(target, property) {
+          const value = Reflect.get(target, property) as unknown;
+          if (property !== 'runAndReadAll') return typeof value === 'function' ? value.bind(target) : value;
+          return async (sql: string) => {
+            if (/^copy /.test(sql) && raced++ === 0)
+              await lake.appendSql('ops.live', `select 'p-live' as user_id, 100::bigint as n`);
+            return target.runAndReadAll(sql);
+          };
+        },
+      }),
+    };
+    const result = await eraseRows(lake.catalog, racing, {
+      where: "user_id = 'p-live'",
+      tables: ['ops.live'],
+    });
+    assert.equal(raced, 2, 'written twice: the first commit lost to the append');
+    assert.equal(result.tables[0]!.rows, 4, 'the row appended meanwhile is erased too');
+    const query = new QueryEngine(lake.catalog, lake.engine);
+    assert.deepEqual((await query.query('select user_id, n from ops.live')).rows, [
+      { user_id: 'other', n: '9' },
+    ]);
+    await lake.catalog.dropTable(parseTableIdentifier('ops.live'));
+  });
+
   it('erases the rows from every snapshot and every file, with an audit record', async () => {
     const audit = await openSqlDriver(resolveCatalogUri(`sqlite:${lake.dir}/catalog.db`, lake.dir));
     try {
