@@ -113,7 +113,8 @@ describe('erase and export', () => {
       connection: new Proxy(connection, {
         get(target, property) {
           const value = Reflect.get(target, property) as unknown;
-          if (property !== 'runAndReadAll') return typeof value === 'function' ? value.bind(target) : value;
+          if (property !== 'runAndReadAll')
+            return typeof value === 'function' ? (value.bind(target) as unknown) : value;
           return async (sql: string) => {
             if (/^copy /.test(sql) && raced++ === 0)
               await lake.appendSql('ops.live', `select 'p-live' as user_id, 100::bigint as n`);
