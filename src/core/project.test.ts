@@ -20,6 +20,12 @@ function projectWith(files: Record<string, string>): string {
   return root;
 }
 
+/** The pipelines or sources of the project at `root`: read when asked for. */
+const loadedAs = (root: string, kind: 'pipeline' | 'source') => {
+  const project = loadProject(root);
+  return kind === 'pipeline' ? project.pipelines : project.sources;
+};
+
 const pipeline = 'source: {type: topic, topic: events}\nsinks: [{type: stdout}]\n';
 const source = 'type: postgres\n';
 
@@ -39,6 +45,16 @@ describe('loadProject', () => {
     assert.equal(project.sources.get('shop')!.config.type, 'postgres');
   });
 
+  it('reads pipelines and sources when asked for: a command that uses neither needs none of their secrets', () => {
+    const root = projectWith({
+      'sources/shop.yaml': 'type: postgres\npassword: ${TRIBUTARY_TEST_UNSET_PASSWORD}\n',
+    });
+    const project = loadProject(root, { env: {} });
+    assert.equal(project.platform.project, 'test');
+    assert.equal(project.pipelines.size, 0);
+    assert.throws(() => project.sources, /TRIBUTARY_TEST_UNSET_PASSWORD is not set/);
+  });
+
   it('has no pipelines or sources without their folders', () => {
     const project = loadProject(projectWith({}));
     assert.equal(project.pipelines.size, 0);
@@ -52,7 +68,7 @@ describe('loadProject', () => {
     it(`refuses a ${kind} file whose name is not a ${kind} name, saying how to rename it`, () => {
       const root = projectWith({ [`${folder}/Bad Name.yaml`]: text });
       assert.throws(
-        () => loadProject(root),
+        () => loadedAs(root, kind),
         (error: Error & { code?: string; hint?: string }) => {
           assert.equal(error.code, 'CONFIG_INVALID');
           assert.match(error.message, new RegExp(`"Bad Name" is not a valid ${kind} name`));
@@ -65,7 +81,7 @@ describe('loadProject', () => {
     it(`refuses two files of one ${kind} (.yaml and .yml)`, () => {
       const root = projectWith({ [`${folder}/orders.yaml`]: text, [`${folder}/orders.yml`]: text });
       assert.throws(
-        () => loadProject(root),
+        () => loadedAs(root, kind),
         (error: Error & { code?: string }) => {
           assert.equal(error.code, 'CONFIG_DUPLICATE');
           assert.equal(error.message, `two files define ${kind} "orders" (.yaml and .yml)`);

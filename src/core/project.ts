@@ -77,23 +77,31 @@ export function loadProject(start?: string, options: ProjectLoadOptions = {}): P
   const root = findProjectRoot(start);
   const platformFile = path.join(root, PLATFORM_FILE);
   const platform = loadConfigFile(platformFile, platformSchema, options);
+  // Pipelines and sources are read when first asked for: a command that uses neither (query, tables,
+  // models) does not need, say, the CDC source's password in its environment.
+  let pipelines: Map<string, Pipeline> | undefined;
+  let sources: Map<string, SourceFile> | undefined;
   return {
     root,
     platformFile,
     platform: platform.value,
     platformSecretPaths: platform.secretPaths,
-    pipelines: loadNamedFiles<Pipeline>(
-      path.join(root, PIPELINES_DIR),
-      'pipeline',
-      options.pipelineSchema ?? genericPipelineSchema,
-      options,
-    ),
-    sources: loadNamedFiles<SourceFile>(
-      path.join(root, SOURCES_DIR),
-      'source',
-      options.sourceSchema ?? genericSourceSchema,
-      options,
-    ),
+    get pipelines() {
+      return (pipelines ??= loadNamedFiles<Pipeline>(
+        path.join(root, PIPELINES_DIR),
+        'pipeline',
+        options.pipelineSchema ?? genericPipelineSchema,
+        options,
+      ));
+    },
+    get sources() {
+      return (sources ??= loadNamedFiles<SourceFile>(
+        path.join(root, SOURCES_DIR),
+        'source',
+        options.sourceSchema ?? genericSourceSchema,
+        options,
+      ));
+    },
   };
 }
 
