@@ -176,6 +176,48 @@ describe('postgres CDC slots', { skip }, () => {
   );
 
   it(
+    'fails the publication check for a role that may read the tables but not publish them',
+    { timeout: 120_000 },
+    async () => {
+      const client = await server.client();
+      await client.query(`drop role if exists cdc_limited`);
+      await client.query(`create role cdc_limited login replication password 'limited'`);
+      await client.query(`grant select on public.quiet to cdc_limited`);
+      try {
+        const project = makeProject('tributary-cdc-rights-');
+        project.write(
+          'sources/limited.yaml',
+          sourceYaml(server.proxy.port, ['public.quiet'], 'slot_name: limited_slot\n')
+            .replace('user: tributary', 'user: cdc_limited')
+            .replace('${PG_PASSWORD}', 'limited'),
+        );
+        const outcomes = JSON.parse((await cli(project.root, ['doctor', '--json'])).stdout) as Array<{
+          component: string;
+          name: string;
+          result: { status: string; detail: string; fix?: string };
+        }>;
+        const check = (name: string) =>
+          outcomes.find((o) => o.component === 'source limited' && o.name === name)?.result;
+        assert.equal(check('tables')?.status, 'pass', 'it reads them');
+        const publication = check('publication');
+        assert.equal(publication?.status, 'fail');
+        assert.match(
+          publication?.detail ?? '',
+          /cdc_limited cannot create publication tributary_limited: no CREATE privilege on the database; it does not own public\.quiet/,
+        );
+        assert.match(
+          publication?.fix ?? '',
+          /as the tables' owner \(or a superuser\), run CREATE PUBLICATION/,
+        );
+      } finally {
+        await client.query(`drop owned by cdc_limited`);
+        await client.query(`drop role cdc_limited`);
+        await client.end();
+      }
+    },
+  );
+
+  it(
     'reports healthy, then stalled while its pipeline commits nothing (for /readyz)',
     { timeout: 120_000 },
     async () => {

@@ -122,11 +122,46 @@ export async function checkPostgresCdc(
       'select count(*)::text as n from pg_publication where pubname = $1',
       [publication],
     );
+    // What making or extending the publication takes, which the source does when create_publication
+    // allows: CREATE on the database, ownership of the tables (and of the publication), or a superuser.
+    // As text, like every answer here (the connection reads types as text).
+    const rights = await one<{ superuser: string; can_create: string; owns_publication: string | null }>(
+      `select r.rolsuper::text as superuser,
+         has_database_privilege(current_database(), 'CREATE')::text as can_create,
+         (select pg_has_role(p.pubowner, 'USAGE') from pg_publication p where p.pubname = $1)::text as owns_publication
+       from pg_roles r where r.rolname = current_user`,
+      [publication],
+    );
+    const notOwned = (
+      await client.query<{ t: string }>(
+        `select n.nspname || '.' || c.relname as t from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname || '.' || c.relname = any($1::text[]) and not pg_has_role(c.relowner, 'USAGE')`,
+        [config.tables],
+      )
+    ).rows.map((r) => r.t);
+    const asOwner = (statement: string) =>
+      `as the tables' owner (or a superuser), run ${statement}; or let ${config.user} own the tables${pub?.n === '0' ? ' and GRANT CREATE ON DATABASE to it' : ''}`;
+    const cannotMake = (needs: string[], statement: string): CheckResult => ({
+      status: 'fail',
+      detail: `${config.user} cannot ${pub?.n === '0' ? 'create' : 'extend'} publication ${publication}: ${needs.join('; ')}`,
+      fix: asOwner(statement),
+    });
+    const lacks = (creating: boolean): string[] =>
+      rights?.superuser === 'true'
+        ? []
+        : [
+            ...(creating && rights?.can_create !== 'true' ? ['no CREATE privilege on the database'] : []),
+            ...(!creating && rights?.owns_publication === 'false' ? ['it does not own the publication'] : []),
+            ...(notOwned.length ? [`it does not own ${notOwned.join(', ')}`] : []),
+          ];
     if (pub?.n === '0') {
+      const create = `CREATE PUBLICATION ${quoteIdent(publication)} FOR TABLE ${config.tables.map(quoteTable).join(', ')}`;
       add(
         'publication',
         config.create_publication
-          ? { status: 'pass', detail: `${publication} does not exist yet; the source creates it` }
+          ? lacks(true).length
+            ? cannotMake(lacks(true), create)
+            : { status: 'pass', detail: `${publication} does not exist yet; the source creates it` }
           : {
               status: 'fail',
               detail: `publication ${publication} does not exist`,
@@ -143,15 +178,18 @@ export async function checkPostgresCdc(
         ).rows.map((r) => r.t),
       );
       const missing = config.tables.filter((t) => !members.has(t));
+      const alter = `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${missing.map(quoteTable).join(', ')}`;
       add(
         'publication',
         missing.length === 0
           ? { status: 'pass', detail: `${publication} has every table` }
-          : {
-              status: config.create_publication ? 'warn' : 'fail',
-              detail: `${publication} lacks ${missing.join(', ')}${config.create_publication ? ' (the source adds them)' : ''}`,
-              fix: `ALTER PUBLICATION ${quoteIdent(publication)} ADD TABLE ${missing.map(quoteTable).join(', ')}`,
-            },
+          : config.create_publication && lacks(false).length
+            ? cannotMake(lacks(false), alter)
+            : {
+                status: config.create_publication ? 'warn' : 'fail',
+                detail: `${publication} lacks ${missing.join(', ')}${config.create_publication ? ' (the source adds them)' : ''}`,
+                fix: alter,
+              },
       );
     }
 

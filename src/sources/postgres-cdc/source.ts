@@ -584,7 +584,9 @@ export class PostgresCdcSource implements RunningSource {
     if (code === '42501')
       return new TributaryError('CDC_NOT_READY', `source ${this.name}: ${message}`, {
         cause: error,
-        hint: `grant the role what it needs: ALTER ROLE ${this.#config.user} REPLICATION, and SELECT on the tables`,
+        hint: /publication|database/i.test(message)
+          ? `making or extending the publication takes CREATE on the database and owning the tables: create it as their owner (\`tributary doctor\` prints the statement), or set create_publication: false once it exists`
+          : `grant the role what it needs: ALTER ROLE ${this.#config.user} REPLICATION, and SELECT on the tables (\`tributary doctor\` checks each)`,
       });
     if (isRetryable(error))
       return new TributaryError('SERVICE_UNAVAILABLE', `source ${this.name}: ${message}`, {
