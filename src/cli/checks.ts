@@ -138,12 +138,12 @@ function sourceChecks(project: Project): DoctorCheck[] {
           try {
             const found = await all();
             const result = found.find((c) => c.name === name) ?? found.find((c) => c.name === 'queries');
-            return (
-              result?.result ?? {
-                status: 'warn',
-                detail: 'not checked: no connection (see the connection check)',
-              }
-            );
+            if (result) return result.result;
+            // A check the source did not make: it could not connect, or there is nothing to check yet.
+            const connected = found.find((c) => c.name === 'connection')?.result.status === 'pass';
+            return connected
+              ? { status: 'pass', detail: 'nothing to check yet (see the slot check)' }
+              : { status: 'warn', detail: 'not checked: no connection (see the connection check)' };
           } catch (error) {
             return failure(error, `check ${source.file}`);
           }
