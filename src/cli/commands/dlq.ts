@@ -9,7 +9,7 @@ import { deleteWhere } from '../../iceberg/operations/write.ts';
 import type { Log, StoredRecord } from '../../log/log.ts';
 import { QueryEngine } from '../../query/query-engine.ts';
 import { HEADER_IDEMPOTENCY_KEY, HEADER_IDEMPOTENCY_SCOPE } from '../../server/dedupe.ts';
-import { streamTopic } from '../../server/streams.ts';
+import { streamDlqTopic, streamTopic } from '../../server/streams.ts';
 import { CHUNK_HEADER, POSITION_HEADER } from '../../sources/postgres-cdc/state.ts';
 import type { CliContext } from '../context.ts';
 import { formatTable } from '../output.ts';
@@ -37,7 +37,7 @@ function dlqPipeline(project: Project, name: string) {
   const stream = project.platform.streams?.[name];
   if (stream && !project.pipelines.has(name)) {
     const topic = streamTopic(name, stream);
-    const dlqTopic = stream.dlq_topic ?? `${topic}.dlq`;
+    const dlqTopic = streamDlqTopic(name, stream);
     const readers = [...project.pipelines].filter(([, p]) => p.config.source.topic === topic).map(([n]) => n);
     // What the pipelines reading the stream rejected is in their DLQs.
     const pipelines = readers.length
@@ -58,13 +58,9 @@ function dlqPipeline(project: Project, name: string) {
   return pipelineNamed(project, name);
 }
 
-/**
- * The headers of the records the DLQ rows were rejected at (their topic, partition and offset), or none
- * where the log no longer holds the record (retention removed it). Reads the log in runs: rows mostly
- * come in offset order.
- */
 /** A DLQ row's source position as one text, in SQL and here alike ('' for a row without one). */
 const POSITION_SQL = `coalesce(topic || ':' || "partition" || ':' || "offset", '')`;
+
 function positionOf(row: Record<string, unknown>): string {
   const { topic, partition, offset } = row;
   // As the query answers them: the topic a string, the partition a number, the offset (BIGINT) a string.
@@ -74,6 +70,11 @@ function positionOf(row: Record<string, unknown>): string {
   return parts.includes(undefined) ? '' : parts.join(':');
 }
 
+/**
+ * The headers of the records the DLQ rows were rejected at (their topic, partition and offset), or none
+ * where the log no longer holds the record (retention removed it). Reads the log in runs: rows mostly
+ * come in offset order.
+ */
 async function originalHeaders(
   log: Log,
   rows: readonly Record<string, unknown>[],
