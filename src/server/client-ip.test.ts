@@ -12,6 +12,10 @@ it('believes X-Forwarded-For only through trusted proxies, read from the right',
   assert.equal(proxies.of('10.1.2.3', undefined), '10.1.2.3', 'a proxy without the header');
   assert.equal(proxies.of('10.1.2.3', '203.0.113.9'), '203.0.113.9');
   assert.equal(proxies.of('::ffff:10.1.2.3', '203.0.113.9'), '203.0.113.9', 'a mapped proxy address');
+  for (const spelling of ['::ffff:cb00:7109', '::FFFF:203.0.113.9', '0:0:0:0:0:ffff:cb00:7109'])
+    assert.equal(proxies.of('10.1.2.3', spelling), '203.0.113.9', `a client forwarded as ${spelling}`);
+  assert.equal(none.of('::ffff:7f00:1', undefined), '127.0.0.1', 'a mapped peer in hex');
+  assert.equal(proxies.of('10.1.2.3', '2001:db8::ffff:1'), '2001:db8::ffff:1', 'not mapped: as it is');
   // The client wrote 1.1.1.1 itself; the proxies appended what they saw.
   assert.equal(proxies.of('10.0.0.1', '1.1.1.1, 203.0.113.9, 192.0.2.1'), '203.0.113.9');
   assert.equal(

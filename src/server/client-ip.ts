@@ -58,9 +58,18 @@ function withoutPort(entry: string): string {
   return colon > 0 && colon === entry.lastIndexOf(':') ? entry.slice(0, colon) : entry;
 }
 
-/** An IPv4 address as such when it comes IPv4-mapped (::ffff:127.0.0.1, from a dual-stack socket). */
+/**
+ * An IPv4 address as such when it comes IPv4-mapped: ::ffff:127.0.0.1 from a dual-stack socket, and any
+ * other spelling of it a proxy may write into X-Forwarded-For (::FFFF:7f00:1, 0:0:0:0:0:ffff:127.0.0.1),
+ * so that the same client is stored and rate-limited as one address.
+ */
 function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && isIP(address.slice(7)) === 4 ? address.slice(7) : address;
+  if (address.startsWith('::ffff:') && isIP(address.slice(7)) === 4) return address.slice(7);
+  if (!/ffff/i.test(address) || isIP(address) !== 6) return address;
+  const [a, b, c, d, e, f, g = 0, h = 0] = expandIpv6(address);
+  return a === 0 && b === 0 && c === 0 && d === 0 && e === 0 && f === 0xffff
+    ? `${g >> 8}.${g & 0xff}.${h >> 8}.${h & 0xff}`
+    : address;
 }
 
 /**
