@@ -12,6 +12,18 @@ export function port(text: string): number {
   return value;
 }
 
+/** A count from the command line: a whole number, at least `min`. */
+export function wholeNumber(option: string, min = 1): (text: string) => number {
+  return (text) => {
+    const value = Number(text);
+    if (text.trim() === '' || !Number.isSafeInteger(value) || value < min)
+      throw new TributaryError('USAGE', `${option} ${text}: not a whole number ≥ ${min}`, {
+        hint: `write ${option} ${Math.max(min, 1) * 10}, say`,
+      });
+    return value;
+  };
+}
+
 /** `--health-port`/`--health-host` as runPipelines takes them. */
 export function healthOption(options: {
   healthPort?: number;

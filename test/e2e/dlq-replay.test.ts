@@ -1,7 +1,7 @@
 /**
  * `tributary dlq replay` as a user runs it, with two pipelines on one topic: the records replayed for one
  * reach it once, with the headers they came with, and never the other pipeline, whose file would
- * otherwise hold them twice. And `tributary dlq list <stream>` says where a stream's invalid events are.
+ * otherwise hold them twice. (A stream's invalid events: stream-dlq.test.ts.)
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,12 +39,7 @@ describe('tributary dlq replay with two pipelines on one topic', () => {
   it('sends the records back to the pipeline they were rejected by alone', async () => {
     writeFileSync(
       path.join(root, 'tributary.yaml'),
-      [
-        'project: replay',
-        'log: {backend: embedded, partitions: 1}',
-        'streams: {orders: {on_invalid: dlq}, clicks: {}}',
-        '',
-      ].join('\n'),
+      ['project: replay', 'log: {backend: embedded, partitions: 1}', ''].join('\n'),
     );
     mkdirSync(path.join(root, 'pipelines'));
     const pipeline = (name: string, transforms: string) =>
@@ -106,15 +101,5 @@ describe('tributary dlq replay with two pipelines on one topic', () => {
       `1 ${replayed(1)}`,
       `3 ${replayed(3)}`,
     ]);
-  });
-
-  it('names the topic of a stream’s invalid events when asked for its DLQ', async () => {
-    const orders = await tributary(['dlq', 'list', 'orders'], { cwd: root });
-    assert.equal(orders.code, 2);
-    assert.match(orders.stderr, /stream orders keeps its invalid events in topic events\.orders\.dlq/);
-    assert.match(orders.stderr, /tributary topics read events\.orders\.dlq/);
-    const clicks = await tributary(['dlq', 'replay', 'clicks'], { cwd: root });
-    assert.equal(clicks.code, 2);
-    assert.match(clicks.stderr, /stream clicks refuses invalid events \(on_invalid: reject\)/);
   });
 });

@@ -3,36 +3,18 @@
  * pipelines (events posted over HTTP reach an Iceberg table; /metrics shows both), `doctor`'s server checks.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
-import { CLI, tributary } from '../cli.ts';
+import { startCli, tributary } from '../cli.ts';
 
 function project(yaml: string): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'tributary-server-cli-'));
   writeFileSync(path.join(dir, 'tributary.yaml'), yaml);
   return dir;
-}
-
-function start(args: string[], cwd: string) {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    void exited.then((code) => reject(new Error(`exited with ${code}: ${stderr}`)));
-  });
-  return { child, exited, url, stderr: () => stderr };
 }
 
 describe('tributary keys, serve and up', () => {
@@ -98,7 +80,7 @@ describe('tributary keys, serve and up', () => {
         path.join(dir, 'models', 'gold', 'pages.sql'),
         "/* ---\nafter: [bronze.clicks]\n--- */\nselect page, count(*) as clicks from ref('bronze.clicks') group by page\n",
       );
-      const up = start(['up', '--host', '127.0.0.1', '--port', '0'], dir);
+      const up = startCli(['up', '--host', '127.0.0.1', '--port', '0'], dir);
       try {
         const url = await up.url;
         const events = Array.from({ length: 25 }, (_, i) => ({ id: `c${i}`, page: `/p${i % 3}` }));
@@ -199,7 +181,7 @@ describe('tributary keys, serve and up', () => {
 
     writeFileSync(path.join(dir, 'tributary.yaml'), 'streams:\n  clicks: {}\n');
     await tributary(['keys', 'create', '--stream', 'clicks', '--name', 'k'], { cwd: dir });
-    const serve = start(['serve', '--port', '0'], dir);
+    const serve = startCli(['serve', '--port', '0'], dir);
     try {
       const url = await serve.url;
       assert.equal((await fetch(`${url}/healthz`)).status, 200);
@@ -230,7 +212,7 @@ describe('tributary keys, serve and up', () => {
     const bad = await tributary(['run', 'clicks', '--health-port', 'eighty'], { cwd: dir });
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /eighty is not a port number/);
-    const worker = start(['run', 'clicks', '--health-port', '0'], dir);
+    const worker = startCli(['run', 'clicks', '--health-port', '0'], dir);
     try {
       const url = await worker.url;
       assert.equal((await fetch(`${url}/healthz`)).status, 200);
@@ -262,7 +244,7 @@ describe('tributary keys, serve and up', () => {
     const misplaced = await tributary(['up', '--no-server', '--port', '0'], { cwd: dir });
     assert.equal(misplaced.code, 2);
     assert.match(misplaced.stderr, /--host and --port are the HTTP server's.*--health-port/);
-    const up = start(['up', '--no-server', '--health-port', '0'], dir);
+    const up = startCli(['up', '--no-server', '--health-port', '0'], dir);
     try {
       const url = await up.url;
       const ready = (await (await fetch(`${url}/readyz`)).json()) as { status: string };

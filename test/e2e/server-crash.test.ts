@@ -5,14 +5,14 @@
  * event that got a 202 and no event twice — also for requests that had only an Idempotency-Key.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, it } from 'node:test';
 import { EmbeddedLog } from '../../src/log/embedded-log.ts';
-import { CLI, tributary } from '../cli.ts';
+import { startCli, tributary } from '../cli.ts';
 
 interface Sent {
   readonly body: string;
@@ -28,21 +28,9 @@ after(() => {
 async function startServer(
   project: string,
 ): Promise<{ child: ChildProcess; url: string; exited: Promise<number | null> }> {
-  const child = spawn(process.execPath, [CLI, 'serve'], { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] });
+  const { child, url, exited } = startCli(['serve'], project);
   children.add(child);
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening on (http:\/\/\S+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    void exited.then((code) => reject(new Error(`serve exited with ${code}:\n${stderr}`)));
-  });
-  return { child, url, exited };
+  return { child, url: await url, exited };
 }
 
 it(

@@ -7,11 +7,13 @@ import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { deleteWhere } from '../../iceberg/operations/write.ts';
 import type { Log, StoredRecord } from '../../log/log.ts';
+import { parseJsonExact, stringifyExact } from '../../core/json.ts';
 import { QueryEngine } from '../../query/query-engine.ts';
 import { HEADER_IDEMPOTENCY_KEY, HEADER_IDEMPOTENCY_SCOPE } from '../../server/dedupe.ts';
 import { streamDlqTopic, streamTopic } from '../../server/streams.ts';
 import { CHUNK_HEADER, POSITION_HEADER } from '../../sources/postgres-cdc/state.ts';
 import type { CliContext } from '../context.ts';
+import { wholeNumber } from '../options.ts';
 import { formatTable } from '../output.ts';
 import { withCatalog } from '../project-catalog.ts';
 
@@ -30,32 +32,82 @@ const NOT_REPLAYED = new Set([
 ]);
 
 /**
- * The pipeline `name`. An HTTP stream is no pipeline: its invalid events (`on_invalid: dlq`) are in a log
- * topic, which the error names, rather than in a DLQ table.
+ * The HTTP stream `name`, when there is one and no pipeline of that name: its invalid events
+ * (`on_invalid: dlq`) are in a log topic, not in a DLQ table.
  */
+function httpStream(project: Project, name: string) {
+  const config = project.platform.streams?.[name];
+  if (!config || project.pipelines.has(name)) return undefined;
+  const topic = streamTopic(name, config);
+  // What the pipelines reading the stream rejected is in their DLQs.
+  const readers = [...project.pipelines].filter(([, p]) => p.config.source.topic === topic).map(([n]) => n);
+  const pipelines = readers.length
+    ? `; the DLQs of the pipelines reading ${topic}: tributary dlq list ${readers.join(' | ')}`
+    : '';
+  if (config.on_invalid !== 'dlq')
+    throw new TributaryError(
+      'USAGE',
+      `stream ${name} refuses invalid events (on_invalid: reject): it has no DLQ`,
+      { hint: `with on_invalid: dlq it keeps them in topic ${streamDlqTopic(name, config)}${pipelines}` },
+    );
+  return { name, config, dlqTopic: streamDlqTopic(name, config), pipelines };
+}
+
+/** The pipeline `name` (a stream's name is answered by the stream commands above). */
 function dlqPipeline(project: Project, name: string) {
-  const stream = project.platform.streams?.[name];
-  if (stream && !project.pipelines.has(name)) {
-    const topic = streamTopic(name, stream);
-    const dlqTopic = streamDlqTopic(name, stream);
-    const readers = [...project.pipelines].filter(([, p]) => p.config.source.topic === topic).map(([n]) => n);
-    // What the pipelines reading the stream rejected is in their DLQs.
-    const pipelines = readers.length
-      ? `; the DLQs of the pipelines reading ${topic}: tributary dlq list ${readers.join(' | ')}`
-      : '';
-    throw stream.on_invalid === 'dlq'
-      ? new TributaryError(
-          'USAGE',
-          `no pipeline named "${name}": stream ${name} keeps its invalid events in topic ${dlqTopic}`,
-          { hint: `tributary topics read ${dlqTopic}; fixed, they are sent to the stream again${pipelines}` },
-        )
-      : new TributaryError(
-          'USAGE',
-          `no pipeline named "${name}": stream ${name} refuses invalid events (on_invalid: reject)`,
-          { hint: `with on_invalid: dlq it keeps them in topic ${dlqTopic}${pipelines}` },
-        );
-  }
   return pipelineNamed(project, name);
+}
+
+/** A stream's DLQ entry as the server wrote it (ingest.ts `#dlqRecord`). */
+interface StreamDlqEntry {
+  readonly id?: string;
+  readonly error?: string;
+  readonly payload?: string | null;
+  readonly received_at?: string;
+}
+
+function streamDlqEntry(record: StoredRecord): StreamDlqEntry {
+  try {
+    const value = JSON.parse(new TextDecoder().decode(record.value)) as StreamDlqEntry | null;
+    return value !== null && typeof value === 'object' ? value : {};
+  } catch {
+    return {};
+  }
+}
+
+/** The newest `limit` records of a topic, newest first (by time, then position). */
+async function newestRecords(log: Log, topic: string, limit: number): Promise<StoredRecord[]> {
+  const records: StoredRecord[] = [];
+  for (const { partition, start, end } of await log.offsets(topic)) {
+    for (let at = Math.max(start, end - limit); at < end;) {
+      const read = await log.read(topic, partition, at, { maxRecords: Math.min(1000, end - at) });
+      if (read.length === 0) break;
+      records.push(...read);
+      at = read.at(-1)!.offset + 1;
+    }
+  }
+  return records
+    .sort((a, b) => b.timestamp - a.timestamp || a.partition - b.partition || b.offset - a.offset)
+    .slice(0, limit);
+}
+
+/**
+ * An event of the stream's DLQ as it can be sent to the stream again: the payload the client sent, with
+ * the id the server gave it put in the stream's id field when the event had none — so that sending it
+ * twice stores it once (within the stream's dedupe_window). A payload that is not a JSON object is given
+ * as it was.
+ */
+function payloadToResend(entry: StreamDlqEntry, idField: string): string {
+  const payload = entry.payload ?? 'null';
+  try {
+    const value = parseJsonExact(payload);
+    if (value === null || typeof value !== 'object' || Array.isArray(value) || entry.id === undefined)
+      return payload;
+    const event = value as Record<string, unknown>;
+    return event[idField] === undefined ? stringifyExact({ ...event, [idField]: entry.id }) : payload;
+  } catch {
+    return payload;
+  }
 }
 
 /** A DLQ row's source position as one text, in SQL and here alike ('' for a row without one). */
@@ -120,17 +172,62 @@ export function registerDlq(program: Command, context: () => CliContext): void {
 
   dlq
     .command('list')
-    .description('List the rejected records of a pipeline, newest first, with stage and reason.')
-    .argument('<pipeline>', 'the pipeline')
-    .option('--limit <n>', 'at most this many', '50')
+    .description(
+      "List the rejected records of a pipeline, or an HTTP stream's invalid events, newest first, with the reason.",
+    )
+    .argument('<pipeline>', 'the pipeline, or a stream with on_invalid: dlq')
+    .option('--limit <n>', 'at most this many', wholeNumber('--limit'), 50)
     .option('--json', 'print JSON')
-    .action(async (name: string, options: { limit: string; json?: boolean }) => {
+    .option(
+      '--payloads',
+      'a stream only: print the events themselves as NDJSON, in the order received, each with the id it was given — to fix and send again',
+    )
+    .action(async (name: string, options: { limit: number; json?: boolean; payloads?: boolean }) => {
       const project = context().loadProject();
+      const limit = options.limit;
+      const stream = httpStream(project, name);
+      if (stream) {
+        const log = await openProjectLog(project);
+        try {
+          const records = (await log.describeTopic(stream.dlqTopic))
+            ? await newestRecords(log, stream.dlqTopic, limit)
+            : [];
+          const entries = records.map(streamDlqEntry);
+          if (options.payloads) {
+            for (const entry of entries.reverse())
+              console.log(payloadToResend(entry, stream.config.id_field));
+          } else if (options.json)
+            console.log(
+              JSON.stringify(
+                records.map((r, i) => ({ partition: r.partition, offset: r.offset, ...entries[i] })),
+                null,
+                2,
+              ),
+            );
+          else if (records.length === 0) console.log(`No invalid events in ${stream.dlqTopic}.`);
+          else
+            console.log(
+              formatTable(
+                ['position', 'id', 'error', 'received at'],
+                records.map((r, i) => [
+                  `${r.partition}:${r.offset}`,
+                  String(entries[i]!.id ?? ''),
+                  String(entries[i]!.error ?? '').slice(0, 100),
+                  String(entries[i]!.received_at ?? new Date(r.timestamp).toISOString()),
+                ]),
+              ),
+            );
+        } finally {
+          await log.close();
+        }
+        return;
+      }
+      if (options.payloads)
+        throw new TributaryError('USAGE', '--payloads lists the events of an HTTP stream', {
+          hint: `a pipeline's rejected records are sent again with tributary dlq replay ${name}`,
+        });
       dlqPipeline(project, name);
       const table = dlqTableOf(project, name);
-      const limit = Number(options.limit);
-      if (!Number.isInteger(limit) || limit < 1)
-        throw new TributaryError('USAGE', '--limit must be a whole number ≥ 1');
       await withCatalog(project, async (catalog, engine) => {
         if (!(await catalog.tableExists(parseTableIdentifier(table)))) {
           console.log(options.json ? '[]' : `No rejected records: ${table} does not exist yet.`);
@@ -158,8 +255,8 @@ export function registerDlq(program: Command, context: () => CliContext): void {
 
   dlq
     .command('show')
-    .description('Show one rejected record in full: reason, stage, position and payload.')
-    .argument('<pipeline>', 'the pipeline')
+    .description('Show one rejected record (or invalid event) in full: reason, stage, position and payload.')
+    .argument('<pipeline>', 'the pipeline, or a stream with on_invalid: dlq')
     .argument('<position>', 'partition:offset, as `dlq list` prints it')
     .action(async (name: string, position: string) => {
       const match = /^(\d+):(\d+)$/.exec(position);
@@ -168,6 +265,32 @@ export function registerDlq(program: Command, context: () => CliContext): void {
           hint: 'write partition:offset, e.g. 2:1041',
         });
       const project = context().loadProject();
+      const stream = httpStream(project, name);
+      if (stream) {
+        const log = await openProjectLog(project);
+        try {
+          const [partition, offset] = [Number(match[1]), Number(match[2])];
+          const info = await log.describeTopic(stream.dlqTopic);
+          const [record] =
+            info && partition < info.partitions
+              ? await log.read(stream.dlqTopic, partition, offset, { maxRecords: 1 })
+              : [];
+          if (record?.offset !== offset)
+            throw new TributaryError('USAGE', `no invalid event of ${name} at ${position}`, {
+              hint: `see \`tributary dlq list ${name}\``,
+            });
+          console.log(
+            JSON.stringify(
+              { partition, offset, ...streamDlqEntry(record), headers: record.headers },
+              null,
+              2,
+            ),
+          );
+        } finally {
+          await log.close();
+        }
+        return;
+      }
       dlqPipeline(project, name);
       await withCatalog(project, async (catalog, engine) => {
         const result = await new QueryEngine(catalog, engine).query(
@@ -191,6 +314,15 @@ export function registerDlq(program: Command, context: () => CliContext): void {
     .option('--where <sql>', 'only the DLQ rows matching this SQL condition, e.g. "stage = \'validate\'"')
     .action(async (name: string, options: { where?: string }) => {
       const project = context().loadProject();
+      const stream = httpStream(project, name);
+      if (stream)
+        throw new TributaryError(
+          'USAGE',
+          `stream ${name}'s invalid events are sent to it again over HTTP, where they are checked and deduplicated`,
+          {
+            hint: `tributary dlq list ${name} --payloads --limit <n> > events.ndjson, fix them, then POST the file to /v1/streams/${name}/events (content-type application/x-ndjson): each keeps its id, so sending it twice stores it once${stream.pipelines}`,
+          },
+        );
       const pipeline = dlqPipeline(project, name);
       const table = dlqTableOf(project, name);
       const condition = `pipeline = ${sqlString(name)}${options.where ? ` and (${options.where})` : ''}`;

@@ -12,6 +12,7 @@ import { jobsOf } from '../../query/scheduler/jobs.ts';
 import { openRunHistory, runJobNow } from '../../query/scheduler/scheduler.ts';
 import { createLogger } from '../../core/logger.ts';
 import type { CliContext } from '../context.ts';
+import { wholeNumber } from '../options.ts';
 import { color, formatTable } from '../output.ts';
 
 const STATUSES: readonly RunStatus[] = ['running', 'succeeded', 'failed', 'timed_out', 'abandoned'];
@@ -46,14 +47,12 @@ export function registerRuns(program: Command, context: () => CliContext): void 
     .description('List runs (every attempt), newest first.')
     .option('--job <name>', 'only this job')
     .option('--status <status>', `only runs with this status: ${STATUSES.join(', ')}`)
-    .option('--limit <n>', 'at most this many', '50')
+    .option('--limit <n>', 'at most this many', wholeNumber('--limit'), 50)
     .option('--json', 'print JSON')
-    .action(async (options: { job?: string; status?: string; limit: string; json?: boolean }) => {
+    .action(async (options: { job?: string; status?: string; limit: number; json?: boolean }) => {
       if (options.status && !STATUSES.includes(options.status as RunStatus))
         throw new TributaryError('USAGE', `--status ${options.status}: choose ${STATUSES.join(', ')}`);
-      const limit = Number(options.limit);
-      if (!Number.isInteger(limit) || limit < 1)
-        throw new TributaryError('USAGE', `--limit ${options.limit}: not a positive number`);
+      const limit = options.limit;
       const { history, driver } = await openRunHistory(context().loadProject());
       try {
         const rows = await history.list({
