@@ -8,9 +8,14 @@ import { isTributaryError, type TributaryError } from '../../errors.ts';
 import { parseConfigText } from './load-file.ts';
 import { pipelineSchemaFor } from './pipeline.ts';
 import { platformSchema } from './platform.ts';
+import { REDACTED, redactSecrets, UNRESOLVED } from './redact.ts';
 
 const parse = (text: string, env: Record<string, string> = {}) =>
   parseConfigText(text, '/project/tributary.yaml', platformSchema, { env });
+
+/** As tributary.yaml is read: a value whose placeholder is unresolved throws when read. */
+const parseDeferring = (text: string, env: Record<string, string> = {}, file = '/project/tributary.yaml') =>
+  parseConfigText(text, file, platformSchema, { env, unresolved: 'defer' });
 
 function expectError(fn: () => unknown, code: TributaryError['code']): TributaryError {
   try {
@@ -153,5 +158,96 @@ describe('configuration files', () => {
 
   it('rejects duplicate keys', () => {
     expectError(() => parse('project: a\nproject: b\n'), 'CONFIG_SYNTAX');
+  });
+});
+
+describe('unresolved placeholders, deferred', () => {
+  it('loads, and throws the error of a value when it is read, not before', () => {
+    const { value, unresolved } = parseDeferring(
+      'project: shop\nserver:\n  host: 0.0.0.0\n  port: ${TRB_UNSET_PORT}\n',
+    );
+    assert.equal(value.project, 'shop');
+    assert.equal(value.server.host, '0.0.0.0');
+    assert.equal(value.catalog.type, 'sql');
+    const error = expectError(() => value.server.port, 'CONFIG_UNRESOLVED_VARIABLE');
+    assert.match(error.message, /tributary\.yaml:4: environment variable TRB_UNSET_PORT is not set/);
+    assert.match(error.hint ?? '', /export TRB_UNSET_PORT=/);
+    assert.deepEqual(
+      unresolved.map((u) => [u.path, u.errors.map((e) => e.context.variable)]),
+      [[['server', 'port'], ['TRB_UNSET_PORT']]],
+    );
+    // Set, it is validated and typed as ever.
+    assert.equal(
+      parseDeferring('server:\n  port: ${TRB_UNSET_PORT}\n', { TRB_UNSET_PORT: '9090' }).value.server.port,
+      9090,
+    );
+    const invalid = expectError(
+      () => parseDeferring('server:\n  port: ${TRB_UNSET_PORT}\n', { TRB_UNSET_PORT: 'eighty' }),
+      'CONFIG_INVALID',
+    );
+    assert.match(invalid.message, /server\.port: expected number/);
+  });
+
+  it('defers what needs the value where leaving it out is invalid: a required key, a list item', () => {
+    const { value, unresolved } = parseDeferring(
+      'server:\n  tls: {cert: cert.pem, key: "${file:/nonexistent/tributary-key}"}\n' +
+        '  trusted_proxies: [10.0.0.0/8, "${TRB_UNSET_PROXY}"]\n' +
+        'streams:\n  hooks:\n    auth: hmac\n    hmac: {secret: "${TRB_UNSET_SECRET}"}\n',
+    );
+    assert.deepEqual(
+      unresolved.map((u) => u.path),
+      [
+        ['server', 'tls'],
+        ['server', 'trusted_proxies'],
+        ['streams', 'hooks', 'hmac'],
+      ],
+    );
+    expectError(() => value.server.tls, 'CONFIG_SECRET_FILE');
+    expectError(() => value.server.trusted_proxies, 'CONFIG_UNRESOLVED_VARIABLE');
+    expectError(() => value.streams?.hooks?.hmac, 'CONFIG_UNRESOLVED_VARIABLE');
+    // What does not depend on them reads as ever: the streams' names, a stream's other settings.
+    assert.equal(value.server.stall_after, 300_000);
+    assert.deepEqual(Object.keys(value.streams ?? {}), ['hooks']);
+    assert.equal(value.streams?.hooks?.auth, 'hmac');
+    // Printed: shown unresolved, secrets still redacted.
+    const printed = redactSecrets(value) as { server: Record<string, unknown> };
+    assert.equal(printed.server.tls, UNRESOLVED);
+    assert.equal(printed.server.port, 8080);
+  });
+
+  it('still fails the load at once on a typo or a wrong value elsewhere, even next to an unresolved value', () => {
+    const typo = expectError(
+      () => parseDeferring('server:\n  port: ${TRB_UNSET_PORT}\n  hots: 0.0.0.0\n'),
+      'CONFIG_UNKNOWN_KEY',
+    );
+    assert.match(typo.message, /:3: unknown key "hots" in server/);
+    const wrong = expectError(
+      () =>
+        parseDeferring('server:\n  port: ${TRB_UNSET_PORT}\nlog:\n  backend: embedded\n  partitions: 0\n'),
+      'CONFIG_INVALID',
+    );
+    assert.match(wrong.message, /:5: log\.partitions/);
+    expectError(() => parseDeferring('project: ${1NOT_A_NAME}\n'), 'CONFIG_INVALID');
+  });
+
+  it('lists every unresolved placeholder, several in one value too, and keeps secret files redacted', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'trb-'));
+    writeFileSync(path.join(dir, 'name.txt'), 'from-a-file\n');
+    const { value, unresolved, secretPaths } = parseDeferring(
+      'project: ${file:name.txt}\ncatalog:\n  type: sql\n  uri: "postgresql://${TRB_UNSET_USER}:${TRB_UNSET_PW}@db/c"\n',
+      {},
+      path.join(dir, 'tributary.yaml'),
+    );
+    assert.deepEqual(
+      unresolved.flatMap((u) =>
+        u.errors.map((e) => `${String(e.context.line)} ${String(e.context.variable)}`),
+      ),
+      ['4 TRB_UNSET_USER', '4 TRB_UNSET_PW'],
+    );
+    assert.equal(value.project, 'from-a-file');
+    assert.deepEqual(secretPaths, [['project']]);
+    const printed = redactSecrets(value, secretPaths) as { project: unknown; catalog: unknown };
+    assert.equal(printed.project, REDACTED);
+    assert.deepEqual(printed.catalog, { type: 'sql', name: 'tributary', uri: UNRESOLVED });
   });
 });

@@ -1,6 +1,14 @@
 /**
  * Reads one YAML configuration file and validates it against a component's zod schema. Every error names
  * the file and line, says what was expected, and for an unknown key suggests the closest known one.
+ *
+ * A value whose placeholder cannot be resolved (a variable not set, a secret file not readable) either
+ * fails the load (`unresolved: 'throw'`, the default) or is deferred (`'defer'`, how tributary.yaml is
+ * read): the file loads, every other value validated as usual, and reading that value throws its error.
+ * Deferred by value rather than by file or top-level section, so that a command stops exactly when it
+ * reads what it cannot have: `tributary run` reads server.stall_after but not server.tls, `keys create`
+ * the names of the streams but not their HMAC secrets. See validateDeferring for how such a value is
+ * validated.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -9,17 +17,32 @@ import type { z } from 'zod';
 import { TributaryError } from '../../errors.ts';
 import { exactInteger, isBigInteger } from '../json.ts';
 import { didYouMean } from '../../did-you-mean.ts';
-import { substitutePlaceholders, type SecretPaths } from './placeholders.ts';
+import {
+  substitutePlaceholders,
+  type PlaceholderContext,
+  type SecretPaths,
+  type UnresolvedValue,
+} from './placeholders.ts';
+
+export type { UnresolvedValue } from './placeholders.ts';
 
 export interface LoadedFile<T> {
   readonly file: string;
+  /** With unresolved values deferred: reading one of them (see `unresolved`) throws its error. */
   readonly value: T;
   /** Values that came from `${file:...}` secrets, redacted when printed. */
   readonly secretPaths: SecretPaths;
+  /**
+   * The parts of `value` that depend on an unresolved placeholder, in the order of the file, with its
+   * errors; reading one throws the first. Empty unless `unresolved: 'defer'`.
+   */
+  readonly unresolved: readonly UnresolvedValue[];
 }
 
 export interface LoadOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** What an unresolved placeholder does: fail the load (the default), or fail the value's readers. */
+  readonly unresolved?: 'throw' | 'defer';
 }
 
 export function loadConfigFile<S extends z.ZodType>(
@@ -37,6 +60,35 @@ export function parseConfigText<S extends z.ZodType>(
   schema: S,
   options: LoadOptions = {},
 ): LoadedFile<z.output<S>> {
+  const { doc, context } = parseYaml(text, file, options);
+  const { secretPaths, unresolved: unresolvedScalars } = substitutePlaceholders(doc, context);
+  const first = unresolvedScalars[0]?.errors[0];
+  if (first && options.unresolved !== 'defer') throw first;
+  keepBigIntegers(doc);
+  const raw: unknown = doc.toJS() ?? {};
+  const { value, unresolved } = validateDeferring(raw, unresolvedScalars, {
+    display: context.file,
+    doc,
+    lineCounter: context.lineCounter,
+    schema,
+  });
+  return { file, value: value as z.output<S>, secretPaths, unresolved };
+}
+
+/**
+ * Every placeholder of a configuration file that cannot be resolved, in the order of the file, without
+ * validating it: for the commands that report them all (`config check`, `doctor`) rather than stop at the first.
+ */
+export function findUnresolvedPlaceholders(file: string, options: LoadOptions = {}): TributaryError[] {
+  const { doc, context } = parseYaml(readFileSync(file, 'utf8'), file, options);
+  return substitutePlaceholders(doc, context).unresolved.flatMap((value) => value.errors);
+}
+
+function parseYaml(
+  text: string,
+  file: string,
+  options: LoadOptions,
+): { doc: Document; context: PlaceholderContext } {
   const display = path.relative(process.cwd(), file) || file;
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
@@ -48,17 +100,130 @@ export function parseConfigText<S extends z.ZodType>(
       hint: 'fix the YAML syntax (indentation, quotes, a missing colon)',
     });
   }
-  const secretPaths = substitutePlaceholders(doc, {
-    file: display,
-    lineCounter,
-    env: options.env ?? process.env,
-    baseDir: path.dirname(file),
+  return {
+    doc,
+    context: { file: display, lineCounter, env: options.env ?? process.env, baseDir: path.dirname(file) },
+  };
+}
+
+type Path = ReadonlyArray<string | number>;
+
+/**
+ * Validates a file, some of whose values may be unresolved, and makes each of those a getter that throws.
+ *
+ * An unresolved value cannot be validated: its type is only known once it resolves (`port: ${PORT}` is a
+ * number when PORT is set). So it is left out of validation, and so is a list it is an item of (leaving out
+ * one item would renumber the others). Where leaving it out makes what holds it invalid — a required key,
+ * a union that no longer matches — that is left out instead, up to the top level, where the file cannot load
+ * at all. Everything else is validated at once as usual; an unknown key, even next to an unresolved value, is
+ * a typo and fails the load. In the validated value, what was left out is a getter that throws the first
+ * error of its placeholders, whatever default validation gave it.
+ */
+function validateDeferring(
+  raw: unknown,
+  scalars: readonly UnresolvedValue[],
+  context: Omit<IssueContext, 'raw'>,
+): { value: unknown; unresolved: UnresolvedValue[] } {
+  let deferred: UnresolvedValue[] = [];
+  for (const scalar of scalars) {
+    const owner = listOwner(scalar.path);
+    if (owner.length === 0) throw scalar.errors[0]!; // an item of a file that is a list: nothing to defer
+    deferred = defer(deferred, owner, scalar.errors);
+  }
+  for (;;) {
+    const input = deferred.reduce((node, { path: at }) => withoutValueAt(node, at, 0), raw);
+    const result = context.schema.safeParse(input);
+    if (result.success) {
+      for (const entry of deferred) throwWhenRead(result.data, entry);
+      return { value: result.data, unresolved: deferred };
+    }
+    const real: z.core.$ZodIssue[] = [];
+    const holders: Path[] = [];
+    for (const issue of result.error.issues) {
+      const at = issue.path as Path;
+      const left =
+        issue.code === 'unrecognized_keys' ? undefined : deferred.find((d) => isPrefix(at, d.path));
+      if (!left) real.push(issue);
+      // Failed at a value left out (it is required): what holds it is left out too. Failed above one (a
+      // union that no longer matches, a refinement of its object): that is left out.
+      else holders.push(at.length === left.path.length ? at.slice(0, -1) : at);
+    }
+    if (real.length > 0) throw issueToError(real, { ...context, raw: input });
+    const before = deferred;
+    for (const holder of holders) {
+      const owner = listOwner(holder);
+      if (owner.length === 0) throw deferred.find((d) => isPrefix(holder, d.path))!.errors[0]!;
+      deferred = defer(deferred, owner, []);
+    }
+    // Nothing more to leave out, yet still invalid (cannot happen with the schemas of today): say why.
+    if (deferred.length === before.length && deferred.every((d, i) => d.path === before[i]!.path))
+      throw issueToError(result.error.issues, { ...context, raw: input });
+  }
+}
+
+/** `at`, or the list it is in, or the list that one is in… (a list item cannot be left out alone). */
+function listOwner(at: Path): Path {
+  let end = at.length;
+  while (end > 0 && typeof at[end - 1] === 'number') end--;
+  return at.slice(0, end);
+}
+
+function isPrefix(prefix: ReadonlyArray<PropertyKey>, at: ReadonlyArray<PropertyKey>): boolean {
+  return prefix.length <= at.length && prefix.every((part, i) => String(part) === String(at[i]));
+}
+
+/** The deferred values with `at` added: one entry for `at` and everything below it. */
+function defer(
+  deferred: readonly UnresolvedValue[],
+  at: Path,
+  errors: readonly TributaryError[],
+): UnresolvedValue[] {
+  const holder = deferred.find((d) => isPrefix(d.path, at));
+  const merged = (entries: readonly UnresolvedValue[]): UnresolvedValue => ({
+    path: holder?.path ?? at,
+    errors: [...entries.flatMap((e) => e.errors), ...errors].sort(byLine),
   });
-  keepBigIntegers(doc);
-  const raw: unknown = doc.toJS() ?? {};
-  const result = schema.safeParse(raw);
-  if (!result.success) throw issueToError(result.error.issues, { display, doc, lineCounter, schema, raw });
-  return { file, value: result.data, secretPaths };
+  if (holder) return deferred.map((d) => (d === holder ? merged([d]) : d));
+  const below = deferred.filter((d) => isPrefix(at, d.path));
+  return [...deferred.filter((d) => !below.includes(d)), merged(below)].sort((a, b) =>
+    byLine(a.errors[0], b.errors[0]),
+  );
+}
+
+function byLine(a: TributaryError | undefined, b: TributaryError | undefined): number {
+  return Number(a?.context.line ?? 0) - Number(b?.context.line ?? 0);
+}
+
+/** A copy of `node` without the value at `at` (only what leads to it is copied). */
+function withoutValueAt(node: unknown, at: Path, depth: number): unknown {
+  if (!node || typeof node !== 'object') return node;
+  const key = String(at[depth]);
+  if (!Object.hasOwn(node, key)) return node;
+  const copy = (Array.isArray(node) ? [...(node as unknown[])] : { ...node }) as Record<string, unknown>;
+  if (depth === at.length - 1) delete copy[key];
+  else copy[key] = withoutValueAt(copy[key], at, depth + 1);
+  return copy;
+}
+
+/** Makes the value at `entry.path` (or what holds it, where validation left no place for it) throw. */
+function throwWhenRead(value: unknown, entry: UnresolvedValue): void {
+  const error = entry.errors[0]!;
+  if (!value || typeof value !== 'object') throw error;
+  let holder = value as Record<string, unknown>;
+  let key = String(entry.path[0]);
+  for (let depth = 1; depth < entry.path.length; depth++) {
+    const next = holder[key];
+    if (!next || typeof next !== 'object') break;
+    holder = next as Record<string, unknown>;
+    key = String(entry.path[depth]);
+  }
+  Object.defineProperty(holder, key, {
+    enumerable: true,
+    configurable: true,
+    get(): never {
+      throw error;
+    },
+  });
 }
 
 /**

@@ -4,8 +4,14 @@ import { isBigInteger } from '../json.ts';
 /** Keys whose values are secrets wherever they appear. */
 export const SECRET_KEY = /(password|passwd|secret|token|credential|private_key|api_key|access_key|salt)/i;
 export const REDACTED = '«redacted»';
+/** What is printed for a value that depends on an unresolved placeholder (reading it would throw). */
+export const UNRESOLVED = '«unresolved»';
 
-/** A deep copy of `value` with secret keys, secret-file values and passwords inside URIs replaced. */
+/**
+ * A deep copy of `value` with secret keys, secret-file values and passwords inside URIs replaced, and
+ * values deferred for an unresolved placeholder (getters that throw, config/load-file.ts) shown as
+ * UNRESOLVED, so that the whole configuration prints even where this environment lacks some of it.
+ */
 export function redactSecrets(
   value: unknown,
   secretPaths: ReadonlyArray<ReadonlyArray<string | number>> = [],
@@ -16,12 +22,18 @@ export function redactSecrets(
     if (Array.isArray(node)) return node.map((item, i) => walk(item, [...at, i]));
     if (node && typeof node === 'object' && !isBigInteger(node)) {
       return Object.fromEntries(
-        Object.entries(node).map(([key, child]) => [
-          key,
-          SECRET_KEY.test(key) && child !== undefined && child !== null
-            ? REDACTED
-            : walk(child, [...at, key]),
-        ]),
+        Object.entries(Object.getOwnPropertyDescriptors(node))
+          .filter(([, property]) => property.enumerable)
+          .map(([key, property]) => {
+            if (property.get) return [key, UNRESOLVED];
+            const child: unknown = property.value;
+            return [
+              key,
+              SECRET_KEY.test(key) && child !== undefined && child !== null
+                ? REDACTED
+                : walk(child, [...at, key]),
+            ];
+          }),
       );
     }
     return typeof node === 'string' ? redactUriPassword(node) : node;
