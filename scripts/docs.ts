@@ -56,7 +56,9 @@ function rows(schema: JsonSchema, prefix: string, out: string[][]): void {
 function configurationReference(): string {
   let text =
     `${GENERATED}# Configuration reference\n\nValues may use \`\${VAR}\`, \`\${VAR:-default}\` and \`\${file:/path/to/secret}\`. ` +
-    'An unquoted value that is exactly one placeholder takes the type of what it resolves to (`port: ${PORT}` is a number); quote it to keep a string.\n';
+    'An unquoted value that is exactly one placeholder takes the type of what it resolves to (`port: ${PORT}` is a number); quote it to keep a string. ' +
+    'In `tributary.yaml`, a value whose variable is not set (or whose secret file cannot be read) stops only the commands that read it, with its file, line and variable; ' +
+    'the server needs all of them before it starts, and `tributary config check` lists every one. In pipeline and source files it stops the commands that read the file.\n';
   for (const [file, schema] of Object.entries(configSchemas(pipelineSchema, sourceSchema))) {
     const out: string[][] = [];
     rows(schema, '', out);

@@ -37,6 +37,11 @@ export const errorCodes = {
     kind: 'usage',
     summary: 'A configuration value has the wrong type or is out of range.',
   },
+  CONFIG_CHECK_FAILED: {
+    kind: 'usage',
+    summary:
+      '`tributary config check` found invalid configuration or placeholders that cannot be resolved (listed above it).',
+  },
   CONFIG_DUPLICATE: {
     kind: 'usage',
     summary: 'Two pipelines or components share a name that must be unique.',

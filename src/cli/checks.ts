@@ -3,7 +3,7 @@ import path from 'node:path';
 import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
 import { didYouMean } from '../did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
-import { platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
+import { placeholderChecks, platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ComponentContext } from '../core/pipeline/components.ts';
 import type { Project } from '../core/project.ts';
@@ -189,13 +189,37 @@ function topicChecks(project: Project): DoctorCheck[] {
   }));
 }
 
+/**
+ * Checks made from the configuration. Where making them reads a value that is unresolved here (listed by
+ * the placeholder checks), one failed check says so, and the other checks still run.
+ */
+function checksOf(component: string, make: () => DoctorCheck[]): DoctorCheck[] {
+  try {
+    return make();
+  } catch (error) {
+    if (
+      !isTributaryError(error, 'CONFIG_UNRESOLVED_VARIABLE') &&
+      !isTributaryError(error, 'CONFIG_SECRET_FILE')
+    )
+      throw error;
+    return [
+      {
+        component,
+        name: 'configured',
+        run: () => Promise.resolve(failure(error, 'see the placeholder checks')),
+      },
+    ];
+  }
+}
+
 export function allChecks(project: Project): DoctorCheck[] {
   return [
+    ...placeholderChecks(project),
     ...platformChecks,
     catalogCheck,
-    ...serverChecks(project),
-    ...topicChecks(project),
-    ...componentChecks(project),
-    ...sourceChecks(project),
+    ...checksOf('server', () => serverChecks(project)),
+    ...checksOf('pipelines', () => topicChecks(project)),
+    ...checksOf('pipelines', () => componentChecks(project)),
+    ...checksOf('sources', () => sourceChecks(project)),
   ];
 }

@@ -4,7 +4,8 @@
  */
 import { accessSync, constants, existsSync, statfsSync } from 'node:fs';
 import path from 'node:path';
-import { projectPath, type Project } from './project.ts';
+import { isTributaryError } from '../errors.ts';
+import { projectPath, unresolvedPlaceholders, type Project } from './project.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail';
 
@@ -38,7 +39,12 @@ export async function runChecks(project: Project, checks: readonly DoctorCheck[]
     try {
       result = await check.run(project);
     } catch (error) {
-      result = { status: 'fail', detail: error instanceof Error ? error.message : String(error) };
+      // Such as a value of tributary.yaml the check read that is unresolved here: its hint is the fix.
+      result = {
+        status: 'fail',
+        detail: error instanceof Error ? error.message : String(error),
+        ...(isTributaryError(error) && error.hint ? { fix: error.hint } : {}),
+      };
     }
     outcomes.push({ component: check.component, name: check.name, result });
   }
@@ -84,6 +90,32 @@ function writableDirCheck(name: string, configured: (project: Project) => string
       return { status: 'pass', detail: `${dir} (${(bytes / 1024 ** 3).toFixed(1)} GiB free)` };
     },
   };
+}
+
+/**
+ * A failed check per placeholder of the configuration files that cannot be resolved here (all of them, where
+ * the commands stop at the first they read), or one that passes.
+ */
+export function placeholderChecks(project: Project): DoctorCheck[] {
+  const unresolved = unresolvedPlaceholders(project);
+  if (unresolved.length === 0)
+    return [
+      {
+        component: 'config',
+        name: 'placeholders',
+        run: () =>
+          Promise.resolve({
+            status: 'pass',
+            detail: 'every ${…} of tributary.yaml, pipelines/ and sources/ resolves',
+          }),
+      },
+    ];
+  return unresolved.map((error) => ({
+    component: 'config',
+    name: 'placeholders',
+    run: () =>
+      Promise.resolve({ status: 'fail', detail: error.message, ...(error.hint ? { fix: error.hint } : {}) }),
+  }));
 }
 
 export const platformChecks: readonly DoctorCheck[] = [

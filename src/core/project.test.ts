@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { loadProject } from './project.ts';
+import { loadProject, requireResolvedPlatform, unresolvedPlaceholders } from './project.ts';
 
 const roots: string[] = [];
 after(() => roots.forEach((root) => rmSync(root, { recursive: true, force: true })));
@@ -53,6 +53,47 @@ describe('loadProject', () => {
     assert.equal(project.platform.project, 'test');
     assert.equal(project.pipelines.size, 0);
     assert.throws(() => project.sources, /TRIBUTARY_TEST_UNSET_PASSWORD is not set/);
+  });
+
+  it('reads tributary.yaml at once, but a value of it that needs an unset variable stops only its readers', () => {
+    const root = projectWith({
+      'tributary.yaml':
+        'project: test\nserver:\n  tls: {cert: c.pem, key: "${file:/nonexistent/tributary.key}"}\n' +
+        'catalog:\n  type: sql\n  uri: "postgresql://app:${TRIBUTARY_TEST_UNSET_PW}@db/c"\n',
+      'sources/shop.yaml': 'type: postgres\npassword: ${TRIBUTARY_TEST_UNSET_PASSWORD}\n',
+    });
+    const project = loadProject(root, { env: {} });
+    assert.equal(project.platform.project, 'test');
+    assert.equal(project.platform.server.port, 8080);
+    assert.equal(project.platform.log.path, '.tributary/log');
+    assert.throws(() => project.platform.server.tls, /tributary\.yaml:3: cannot read secret file/);
+    assert.throws(
+      () => project.platform.catalog.uri,
+      /tributary\.yaml:6: environment variable TRIBUTARY_TEST_UNSET_PW/,
+    );
+    // For those who report them: all of them, in every file.
+    assert.deepEqual(
+      unresolvedPlaceholders(project, { env: {} }).map((e) =>
+        e.message.replace(/^.*?(tributary\.yaml|shop\.yaml)/, '$1'),
+      ),
+      [
+        'tributary.yaml:3: cannot read secret file /nonexistent/tributary.key',
+        'tributary.yaml:6: environment variable TRIBUTARY_TEST_UNSET_PW is not set',
+        'shop.yaml:2: environment variable TRIBUTARY_TEST_UNSET_PASSWORD is not set',
+      ],
+    );
+    // The server needs all of tributary.yaml before it starts.
+    assert.throws(
+      () => requireResolvedPlatform(project),
+      (error: Error & { code?: string; hint?: string }) => {
+        assert.equal(error.code, 'CONFIG_SECRET_FILE');
+        assert.match(error.message, /tributary\.yaml:3: .* \(and 1 more unresolved\)$/);
+        assert.match(error.hint ?? '', /tributary config check/);
+        return true;
+      },
+    );
+    const resolved = loadProject(root, { env: { TRIBUTARY_TEST_UNSET_PW: 'pw' } });
+    assert.equal(resolved.platform.catalog.uri, 'postgresql://app:pw@db/c');
   });
 
   it('has no pipelines or sources without their folders', () => {

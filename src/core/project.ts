@@ -6,7 +6,12 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
-import { loadConfigFile, type LoadOptions } from './config/load-file.ts';
+import {
+  findUnresolvedPlaceholders,
+  loadConfigFile,
+  type LoadOptions,
+  type UnresolvedValue,
+} from './config/load-file.ts';
 import { z } from 'zod';
 import {
   genericPipelineSchema,
@@ -40,8 +45,15 @@ export interface Pipeline {
 export interface Project {
   readonly root: string;
   readonly platformFile: string;
+  /**
+   * tributary.yaml. A value that depends on a variable not set here (or a secret file not readable) throws
+   * CONFIG_UNRESOLVED_VARIABLE (CONFIG_SECRET_FILE) when read, naming file, line and variable: a command
+   * stops when it reads what it cannot have, not before (see config/load-file.ts).
+   */
   readonly platform: PlatformConfig;
   readonly platformSecretPaths: SecretPaths;
+  /** Where `platform` throws when read, and why (empty when every placeholder resolved). */
+  readonly platformUnresolved: readonly UnresolvedValue[];
   readonly pipelines: ReadonlyMap<string, Pipeline>;
   /** The sources of `sources/*.yaml` (change data capture into log topics), by name. */
   readonly sources: ReadonlyMap<string, SourceFile>;
@@ -66,7 +78,7 @@ export function findProjectRoot(start: string = process.cwd()): string {
   }
 }
 
-export interface ProjectLoadOptions extends LoadOptions {
+export interface ProjectLoadOptions extends Pick<LoadOptions, 'env'> {
   /** The schema pipeline files are validated with: the registered components' (src/components.ts). */
   readonly pipelineSchema?: z.ZodType;
   /** The schema source files are validated with: the registered sources' (src/components.ts). */
@@ -76,9 +88,12 @@ export interface ProjectLoadOptions extends LoadOptions {
 export function loadProject(start?: string, options: ProjectLoadOptions = {}): Project {
   const root = findProjectRoot(start);
   const platformFile = path.join(root, PLATFORM_FILE);
-  const platform = loadConfigFile(platformFile, platformSchema, options);
-  // Pipelines and sources are read when first asked for: a command that uses neither (query, tables,
-  // models) does not need, say, the CDC source's password in its environment.
+  const env = options.env;
+  // tributary.yaml is read at once — a mistake in it stops every command — but a value of it that needs a
+  // variable not set here stops only the commands that read it: the server's TLS key need not be on a
+  // developer's machine for `tributary query`. Pipelines and sources are read when first asked for, whole:
+  // a command that uses neither (query, tables, models) does not need, say, the CDC source's password.
+  const platform = loadConfigFile(platformFile, platformSchema, { env, unresolved: 'defer' });
   let pipelines: Map<string, Pipeline> | undefined;
   let sources: Map<string, SourceFile> | undefined;
   return {
@@ -86,12 +101,13 @@ export function loadProject(start?: string, options: ProjectLoadOptions = {}): P
     platformFile,
     platform: platform.value,
     platformSecretPaths: platform.secretPaths,
+    platformUnresolved: platform.unresolved,
     get pipelines() {
       return (pipelines ??= loadNamedFiles<Pipeline>(
         path.join(root, PIPELINES_DIR),
         'pipeline',
         options.pipelineSchema ?? genericPipelineSchema,
-        options,
+        { env },
       ));
     },
     get sources() {
@@ -99,7 +115,7 @@ export function loadProject(start?: string, options: ProjectLoadOptions = {}): P
         path.join(root, SOURCES_DIR),
         'source',
         options.sourceSchema ?? genericSourceSchema,
-        options,
+        { env },
       ));
     },
   };
@@ -110,15 +126,10 @@ function loadNamedFiles<Loaded extends Pipeline | SourceFile>(
   dir: string,
   kind: 'pipeline' | 'source',
   schema: z.ZodType,
-  options: ProjectLoadOptions,
+  options: LoadOptions,
 ): Map<string, Loaded> {
   const loaded = new Map<string, Loaded>();
-  const files = existsSync(dir)
-    ? readdirSync(dir)
-        .filter((f) => /\.ya?ml$/.test(f))
-        .sort()
-    : [];
-  for (const fileName of files) {
+  for (const fileName of yamlFiles(dir)) {
     const name = fileName.replace(/\.ya?ml$/, '');
     const file = path.join(dir, fileName);
     if (!PIPELINE_NAME.test(name)) {
@@ -138,6 +149,48 @@ function loadNamedFiles<Loaded extends Pipeline | SourceFile>(
     loaded.set(name, { name, file, config: value, secretPaths } as Loaded);
   }
   return loaded;
+}
+
+function yamlFiles(dir: string): string[] {
+  return existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+    : [];
+}
+
+/**
+ * Every placeholder of the project's configuration files (tributary.yaml, pipelines/, sources/) that cannot
+ * be resolved in this environment, each an error naming file, line and variable: what `config check` and
+ * `doctor` report, all at once, where other commands stop at the first they read.
+ */
+export function unresolvedPlaceholders(
+  project: Pick<Project, 'root' | 'platformUnresolved'>,
+  options: Pick<LoadOptions, 'env'> = {},
+): TributaryError[] {
+  const files = [PIPELINES_DIR, SOURCES_DIR].flatMap((dir) =>
+    yamlFiles(path.join(project.root, dir)).map((f) => path.join(project.root, dir, f)),
+  );
+  return [
+    ...project.platformUnresolved.flatMap((value) => value.errors),
+    ...files.flatMap((file) => findUnresolvedPlaceholders(file, options)),
+  ];
+}
+
+/**
+ * For a process that reads all of tributary.yaml and runs for long (the server): throws now, before
+ * anything starts, when any of its values is unresolved, rather than when a request first reads it.
+ */
+export function requireResolvedPlatform(project: Pick<Project, 'platformUnresolved'>): void {
+  const errors = project.platformUnresolved.flatMap((value) => value.errors);
+  const first = errors[0];
+  if (!first) return;
+  throw errors.length === 1
+    ? first
+    : new TributaryError(first.code, `${first.message} (and ${errors.length - 1} more unresolved)`, {
+        context: first.context,
+        hint: `${first.hint ?? ''}; \`tributary config check\` lists them all`,
+      });
 }
 
 /** A path from the configuration, resolved against the project root. */

@@ -79,7 +79,13 @@ function answer(message: Extract<MainMessage, { op: 'answer' }>): void {
 }
 
 async function main(): Promise<void> {
-  const project: Project = { ...data.project, pipelines: new Map(), sources: new Map() };
+  // The first thread starts only when every value of tributary.yaml is resolved (requireResolvedPlatform).
+  const project: Project = {
+    ...data.project,
+    platformUnresolved: [],
+    pipelines: new Map(),
+    sources: new Map(),
+  };
   const platform = project.platform;
   const logger = createLogger({ level: data.logLevel, format: platform.logging.format }).child({
     thread: data.slot,

@@ -39,7 +39,7 @@ import type { Registry } from 'prom-client';
 import type { SqlDriver } from '../catalog/sql-driver.ts';
 import type { PlatformConfig } from '../core/config/platform.ts';
 import type { Logger } from '../core/logger.ts';
-import { projectPath, type Project } from '../core/project.ts';
+import { projectPath, requireResolvedPlatform, type Project } from '../core/project.ts';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.ts';
 import type { Log } from '../log/log.ts';
 import {
@@ -329,6 +329,9 @@ export class IngestServer {
   /** Resolves the streams, creates their topics, recovers the dedupe store; does not listen yet. */
   static async create(options: ServerOptions): Promise<IngestServer> {
     const { project, log, logger } = options;
+    // The server reads tributary.yaml throughout (a stream's HMAC secret at its first request): all of it
+    // is resolved before it starts, never found missing while it serves.
+    requireResolvedPlatform(project);
     const streams = resolveStreams(project, logger);
     const tls = prepare(options, streams);
     for (const stream of streams.values()) {

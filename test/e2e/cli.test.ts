@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -16,7 +16,7 @@ describe('tributary CLI', () => {
     const version = await tributary(['--version']);
     assert.equal(version.code, 0);
     assert.match(version.stdout, /^\d+\.\d+\.\d+/);
-    for (const command of ['init', 'doctor', 'config', 'config print', 'config schema']) {
+    for (const command of ['init', 'doctor', 'config', 'config check', 'config print', 'config schema']) {
       const result = await tributary([...command.split(' '), '--help']);
       assert.equal(result.code, 0, command);
       assert.match(result.stdout, /Usage: tributary/);
@@ -121,19 +121,40 @@ describe('tributary CLI', () => {
     assert.match(nowhere.stderr, /CONFIG_NOT_FOUND.*tributary init/);
   });
 
-  it('exits 2 naming file, line and variable for a missing environment variable', async () => {
+  it('stops only the commands that read a value whose variable is not set, naming file, line and variable', async () => {
     const dir = newDir();
     writeFileSync(
       path.join(dir, 'tributary.yaml'),
-      'project: demo\nserver:\n  port: ${TRIBUTARY_TEST_UNSET_PORT}\n',
+      'project: demo\nserver:\n  port: ${TRIBUTARY_TEST_UNSET_PORT}\n  tls: {cert: c.pem, key: "${file:/nonexistent/tls.key}"}\n' +
+        'streams:\n  hooks:\n    auth: hmac\n    hmac: {secret: "${TRIBUTARY_TEST_UNSET_SECRET}"}\n',
     );
-    const result = await tributary(['doctor'], { cwd: dir });
-    assert.equal(result.code, 2);
+    mkdirSync(path.join(dir, 'pipelines'));
+    writeFileSync(
+      path.join(dir, 'pipelines', 'copy.yaml'),
+      'source: {type: topic, topic: events}\nsinks: [{type: stdout}]\n',
+    );
+    writeFileSync(path.join(dir, 'events.ndjson'), '{"n": 1}\n{"n": 2}\n');
+    // Commands that read none of those values work: tables, query, keys, topics, a pipeline run.
+    for (const args of [
+      ['tables', 'list'],
+      ['query', 'select 42 as answer'],
+      ['keys', 'list'],
+      ['topics', 'produce', 'events', 'events.ndjson'],
+      ['run', 'copy', '--once'],
+    ]) {
+      const result = await tributary(args, { cwd: dir });
+      assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`);
+    }
+    assert.match((await tributary(['query', 'select 42 as answer'], { cwd: dir })).stdout, /42/);
+    // The server needs all of it: it does not start, and says why in one line.
+    const serve = await tributary(['serve', '--port', '0'], { cwd: dir });
+    assert.equal(serve.code, 2);
     assert.match(
-      result.stderr,
-      /tributary\.yaml:3: environment variable TRIBUTARY_TEST_UNSET_PORT is not set/,
+      serve.stderr,
+      /CONFIG_UNRESOLVED_VARIABLE\] tributary\.yaml:3: environment variable TRIBUTARY_TEST_UNSET_PORT is not set \(and 2 more unresolved\)/,
     );
-    assert.equal(result.stderr.trim().split('\n').length, 1, 'one line');
+    assert.equal(serve.stderr.trim().split('\n').length, 1, 'one line');
+    // Set, the value is validated and typed as ever.
     const withVar = await tributary(['config', 'print', '--json'], {
       cwd: dir,
       env: { TRIBUTARY_TEST_UNSET_PORT: '9999' },
@@ -141,6 +162,85 @@ describe('tributary CLI', () => {
     assert.equal(
       (JSON.parse(withVar.stdout) as { platform: { server: { port: number } } }).platform.server.port,
       9999,
+    );
+  });
+
+  it('stops a command that opens the catalog when catalog.uri needs a variable that is not set', async () => {
+    const dir = newDir();
+    writeFileSync(
+      path.join(dir, 'tributary.yaml'),
+      'project: demo\ncatalog:\n  type: sql\n  uri: "postgresql://app:${TRIBUTARY_TEST_UNSET_PW}@127.0.0.1:1/catalog"\n',
+    );
+    for (const args of [
+      ['tables', 'list'],
+      ['query', 'select 1'],
+      ['keys', 'list'],
+    ]) {
+      const result = await tributary(args, { cwd: dir });
+      assert.equal(result.code, 2, args.join(' '));
+      assert.match(
+        result.stderr,
+        /^error \[CONFIG_UNRESOLVED_VARIABLE\] tributary\.yaml:4: environment variable TRIBUTARY_TEST_UNSET_PW is not set \(export TRIBUTARY_TEST_UNSET_PW=/,
+      );
+    }
+  });
+
+  it('lists every unresolved placeholder in config check (exit 2), doctor (failed checks) and config print', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    appendFileSync(
+      path.join(dir, 'tributary.yaml'),
+      '\nstreams:\n  hooks:\n    auth: hmac\n    hmac: {secret: "${TRIBUTARY_TEST_UNSET_SECRET}"}\n' +
+        '    cors_origins: ["${TRIBUTARY_TEST_UNSET_ORIGIN}"]\n',
+    );
+    const lines = readFileSync(path.join(dir, 'tributary.yaml'), 'utf8').split('\n');
+    const line = (text: string) => lines.findIndex((l) => l.includes(text)) + 1;
+    mkdirSync(path.join(dir, 'sources'));
+    writeFileSync(
+      path.join(dir, 'sources', 'shop.yaml'),
+      'type: postgres_cdc\ndatabase: shop\nuser: cdc\npassword: ${TRIBUTARY_TEST_UNSET_PG}\ntables: [public.orders]\n',
+    );
+    const expected = [
+      `tributary.yaml:${line('TRIBUTARY_TEST_UNSET_SECRET')}: environment variable TRIBUTARY_TEST_UNSET_SECRET is not set`,
+      `tributary.yaml:${line('TRIBUTARY_TEST_UNSET_ORIGIN')}: environment variable TRIBUTARY_TEST_UNSET_ORIGIN is not set`,
+      `sources/shop.yaml:4: environment variable TRIBUTARY_TEST_UNSET_PG is not set`,
+    ];
+    const check = await tributary(['config', 'check'], { cwd: dir });
+    assert.equal(check.code, 2, check.stdout + check.stderr);
+    for (const problem of expected)
+      assert.ok(check.stdout.includes(problem), `${problem} in\n${check.stdout}`);
+    assert.match(check.stdout, /→ export TRIBUTARY_TEST_UNSET_SECRET=\.\.\., or give a default/);
+    assert.match(check.stderr, /CONFIG_CHECK_FAILED\] 3 configuration problems/);
+
+    const doctor = await tributary(['doctor'], { cwd: dir });
+    assert.equal(doctor.code, 1, doctor.stderr);
+    const failed = doctor.stdout.split('\n').filter((l) => /^fail\s+config\s+placeholders\s/.test(l));
+    assert.equal(failed.length, expected.length, doctor.stdout);
+    expected.forEach((problem, i) => assert.ok(failed[i]!.includes(`${problem} → export`), failed[i]));
+    assert.match(doctor.stdout, /pass\s+catalog\s+catalog reachable/);
+
+    const printed = await tributary(['config', 'print'], { cwd: dir });
+    // The sources' password is unresolved too: config print reads sources whole, as `cdc run` does.
+    assert.equal(printed.code, 2);
+    rmSync(path.join(dir, 'sources', 'shop.yaml'));
+    const platformOnly = await tributary(['config', 'print'], { cwd: dir });
+    assert.equal(platformOnly.code, 0, platformOnly.stderr);
+    assert.match(platformOnly.stdout, /hmac: «unresolved»/);
+    assert.match(platformOnly.stdout, /cors_origins: «unresolved»/);
+    assert.match(
+      platformOnly.stderr,
+      /^warning: tributary\.yaml:\d+: environment variable TRIBUTARY_TEST_UNSET_SECRET is not set/m,
+    );
+
+    const set = {
+      TRIBUTARY_TEST_UNSET_SECRET: 's3cret',
+      TRIBUTARY_TEST_UNSET_ORIGIN: 'https://shop.example.com',
+    };
+    const passes = await tributary(['config', 'check'], { cwd: dir, env: set });
+    assert.equal(passes.code, 0, passes.stdout + passes.stderr);
+    assert.match(
+      passes.stdout,
+      /Configuration ok: tributary\.yaml, 0 pipeline\(s\), 0 source\(s\), \d+ model\(s\)\./,
     );
   });
 

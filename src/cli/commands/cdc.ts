@@ -48,6 +48,8 @@ export function registerCdc(program: Command, context: () => CliContext): void {
         level: context().verbose ? 'debug' : project.platform.logging.level,
         format: project.platform.logging.format,
       });
+      // Read before anything starts, like every setting: an unresolved one stops the start, not a probe.
+      const stallAfterMs = health ? project.platform.server.stall_after : 0;
       const log = await openProjectLog(project);
       let probes: ProbeServer | undefined;
       try {
@@ -62,7 +64,7 @@ export function registerCdc(program: Command, context: () => CliContext): void {
               readiness({
                 log,
                 sources: () => [{ name, status: () => source.status() }],
-                stallAfterMs: project.platform.server.stall_after,
+                stallAfterMs,
                 startedAt,
               }),
           });

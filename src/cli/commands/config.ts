@@ -1,4 +1,7 @@
-/** `tributary config print | schema`: the configuration as Tributary sees it, and its JSON Schema. */
+/**
+ * `tributary config check | print | schema`: the configuration checked without connecting to anything, the
+ * configuration as Tributary sees it, and its JSON Schema.
+ */
 import path from 'node:path';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
@@ -6,16 +9,59 @@ import { pipelineSchema, sourceSchema } from '../../components.ts';
 import { configSchemas } from '../../core/config/json-schema.ts';
 import { redactSecrets } from '../../core/config/redact.ts';
 import { isBigInteger } from '../../core/json.ts';
-import { TributaryError } from '../../errors.ts';
+import { unresolvedPlaceholders } from '../../core/project.ts';
+import { isTributaryError, TributaryError } from '../../errors.ts';
+import { loadModels } from '../../query/models/project.ts';
 import type { CliContext } from '../context.ts';
 
 export function registerConfig(program: Command, context: () => CliContext): void {
-  const config = program.command('config').description('Show the rendered configuration or its JSON Schema.');
+  const config = program
+    .command('config')
+    .description('Check the configuration, show it rendered, or print its JSON Schema.');
+
+  config
+    .command('check')
+    .description(
+      'Check every configuration file (tributary.yaml, pipelines, sources, models) without connecting to ' +
+        'anything; list every placeholder that cannot be resolved here; exit 2 on any problem.',
+    )
+    .action(() => {
+      const project = context().loadProject(); // tributary.yaml: a mistake in it stops here, as everywhere
+      const problems: TributaryError[] = unresolvedPlaceholders(project);
+      // Each as the commands that use it read it (the first unresolved placeholder of pipelines/ and
+      // sources/ stops that, and is listed already).
+      const counts: string[] = [];
+      for (const [what, read] of [
+        ['pipeline(s)', () => project.pipelines.size],
+        ['source(s)', () => project.sources.size],
+        ['model(s)', () => loadModels(project.root).models.size],
+      ] as const) {
+        try {
+          counts.push(`${read()} ${what}`);
+        } catch (error) {
+          if (!isTributaryError(error)) throw error;
+          if (!problems.some((p) => p.message === error.message)) problems.push(error);
+        }
+      }
+      if (problems.length > 0) {
+        for (const problem of problems)
+          console.log(problem.hint ? `${problem.message} → ${problem.hint}` : problem.message);
+        throw new TributaryError(
+          'CONFIG_CHECK_FAILED',
+          `${problems.length} configuration problem${problems.length > 1 ? 's' : ''}`,
+          {
+            hint: 'fix what is listed above; a placeholder needs its variable (or secret file) where the command runs',
+          },
+        );
+      }
+      console.log(`Configuration ok: tributary.yaml, ${counts.join(', ')}.`);
+    });
 
   config
     .command('print')
     .description(
-      'Print the configuration with placeholders substituted, defaults filled in and secrets redacted.',
+      'Print the configuration with placeholders substituted, defaults filled in and secrets redacted; ' +
+        'a value of tributary.yaml whose placeholder cannot be resolved here shows as «unresolved».',
     )
     .option('--json', 'print JSON instead of YAML')
     .action((options: { json?: boolean }) => {
@@ -34,6 +80,9 @@ export function registerConfig(program: Command, context: () => CliContext): voi
       const yaml = () =>
         stringify(rendered, (_key, value: unknown) => (isBigInteger(value) ? BigInt(value.rawJSON) : value));
       console.log(options.json ? JSON.stringify(rendered, null, 2) : yaml().trimEnd());
+      // What shows as «unresolved», and why: on stderr, so that the output stays the configuration.
+      for (const { errors } of project.platformUnresolved)
+        for (const error of errors) console.error(`warning: ${error.toLine()}`);
     });
 
   config

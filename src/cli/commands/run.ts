@@ -14,7 +14,7 @@ import { buildPipeline, openProjectLog, startSources, type SourceHandle } from '
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
-import type { Project } from '../../core/project.ts';
+import { requireResolvedPlatform, type Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { healthOption, port, withHealthOptions } from '../options.ts';
 import { loadModels, type ModelProject } from '../../query/models/project.ts';
@@ -122,6 +122,10 @@ export async function runPipelines(
     health?: { host: string; port: number } | undefined;
   } = {},
 ): Promise<void> {
+  // The server needs every value of tributary.yaml: an unresolved one stops it before anything starts.
+  if (options.serve) requireResolvedPlatform(project);
+  // Read before anything starts, like every setting: an unresolved one stops the start, not a probe.
+  const stallAfterMs = options.health ? project.platform.server.stall_after : 0;
   const logger = projectLogger(project, verbose);
   // With the server, the log runs on a worker thread so that its commits never block requests.
   const log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
@@ -177,7 +181,7 @@ export async function runPipelines(
             log,
             pipelines: () => built.map(({ runner, topic }) => ({ runner, topic })),
             sources: () => sources,
-            stallAfterMs: project.platform.server.stall_after,
+            stallAfterMs,
             startedAt,
           }),
       });
