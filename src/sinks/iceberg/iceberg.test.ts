@@ -12,12 +12,13 @@ import type { Catalog } from '../../catalog/catalog.ts';
 import { openTestCatalog, type TestCatalog } from '../../catalog/test-support.ts';
 import { parseJsonExact } from '../../core/json.ts';
 import { createLogger } from '../../core/logger.ts';
+import { COLUMN_TYPES_HEADER } from '../../core/pipeline/column-types.ts';
 import { createResources } from '../../core/pipeline/components.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import type { Engine } from '../../iceberg/duckdb.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
 import { planScan, scanSql } from '../../iceberg/scan.ts';
-import type { NestedField } from '../../iceberg/types.ts';
+import { describeType, type NestedField } from '../../iceberg/types.ts';
 import type { Log } from '../../log/log.ts';
 import { committedPositions, IcebergSink, icebergSinkDefinition, icebergSinkSchema } from './iceberg.ts';
 
@@ -932,6 +933,103 @@ describe('a table inferred from the data', () => {
       ['id', 'name'],
     );
     assert.deepEqual(committedPositions(loaded, 'p', 'events'), new Map([[0, 11]]));
+    await sink.close();
+  });
+});
+
+describe('declared column types', () => {
+  const declaring = (types: Record<string, unknown>, texts: readonly string[], from: number) =>
+    records(texts, true, from).map((r) => ({
+      ...r,
+      headers: { [COLUMN_TYPES_HEADER]: JSON.stringify(types) },
+    }));
+  const columnTypes = async (table: string) =>
+    Object.fromEntries(
+      (await catalog.loadTable(parseTableIdentifier(table))).schema.fields.map((f) => [
+        f.name,
+        typeof f.type === 'string' ? f.type : describeType(f.type),
+      ]),
+    );
+
+  it('makes and adds columns of the declared types, not those the values suggest, and writes the values so', async () => {
+    const table = `test.t${tables++}`;
+    const sink = sinkOf(table, { partition: '' });
+    await sink.open();
+    const first = { id: 'int', note: 'string', when: 'timestamp' };
+    await sink.write({
+      records: declaring(
+        first,
+        ['{"id": 1, "note": "2026-11-23", "when": "2026-11-23T10:11:12.5", "n": 1}'],
+        0,
+      ),
+      positions: new Map([[0, 1]]),
+    });
+    // Declared: id int (not long), note string (not date), when timestamp; n, undeclared, inferred.
+    assert.deepEqual(await columnTypes(table), { id: 'int', note: 'string', when: 'timestamp', n: 'long' });
+    // n is a column already: a type declared for it now changes nothing.
+    const later = {
+      ...first,
+      n: 'string',
+      amount: 'decimal(10, 2)',
+      uid: 'uuid',
+      tags: { type: 'list', element: 'int' },
+    };
+    const result = await sink.write({
+      records: [
+        // A record without the header, and one declaring a type that is not one: inferred.
+        ...records(['{"id": 2, "extra": 5}'], true, 1),
+        ...declaring(
+          { ...later, odd: 'no such type' },
+          [
+            '{"id": 3, "n": 7, "amount": "12.5", "uid": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "tags": [1, 2], "odd": "x"}',
+          ],
+          2,
+        ),
+        ...declaring(later, ['{"id": 4, "amount": null, "tags": null}'], 3),
+      ],
+      positions: new Map([[0, 4]]),
+    });
+    assert.deepEqual(result.rejected ?? [], []);
+    assert.deepEqual(await columnTypes(table), {
+      id: 'int',
+      note: 'string',
+      when: 'timestamp',
+      n: 'long',
+      extra: 'long',
+      amount: 'decimal(10, 2)',
+      uid: 'uuid',
+      tags: 'list<int>',
+      odd: 'string',
+    });
+    assert.deepEqual(
+      await queryTable(
+        table,
+        (from) =>
+          `select id, amount::varchar as amount, uid::varchar as uid, tags::varchar as tags from ${from} where id = 3`,
+      ),
+      [{ id: 3, amount: '12.50', uid: 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', tags: '[1, 2]' }],
+    );
+    await sink.close();
+  });
+
+  it('does not let a declared type add a column under schema_policy freeze', async () => {
+    const table = `test.t${tables++}`;
+    const sink = sinkOf(table, { partition: '', schema_policy: 'freeze' });
+    await sink.open();
+    await sink.write({ records: records(['{"id": 1, "n": 1}'], true), positions: new Map([[0, 1]]) });
+    const result = await sink.write({
+      records: declaring(
+        { id: 'int', n: 'int', amount: 'decimal(10, 2)' },
+        ['{"id": 2, "n": 2, "amount": "1.50"}'],
+        1,
+      ),
+      positions: new Map([[0, 2]]),
+    });
+    assert.deepEqual(
+      (result.rejected ?? []).map((r) => r.error),
+      [`${table} has no column amount (schema_policy: freeze)`],
+    );
+    assert.deepEqual(await columnTypes(table), { id: 'long', n: 'long' });
     await sink.close();
   });
 });

@@ -64,7 +64,7 @@ import { assignFreshIds, isPromotionAllowed, parseSchemaJson } from '../../icebe
 import { unionByName } from '../../iceberg/schema-update.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
-import { inferStruct } from './infer-schema.ts';
+import { DeclaredTypes, inferStruct, withDeclaredTypes } from './infer-schema.ts';
 
 export const icebergSinkSchema = z
   .strictObject({
@@ -92,7 +92,7 @@ export const icebergSinkSchema = z
       .string()
       .optional()
       .describe(
-        'JSON schema file for creating the table (see docs/tables.md); default: inferred from the first records written (a batch all filtered out makes no table).',
+        "JSON schema file for creating the table (see docs/tables.md); default: inferred from the first records written (a batch all filtered out makes no table), with the types they declare where they do (the cdc transform: PostgreSQL's).",
       ),
     partition: z
       .string()
@@ -102,7 +102,7 @@ export const icebergSinkSchema = z
       .enum(['evolve', 'freeze', 'fail'])
       .default('evolve')
       .describe(
-        'A record with columns the table lacks: evolve adds them; freeze sends the record to the DLQ; fail stops the pipeline.',
+        "A record with columns the table lacks: evolve adds them, of the types the records declare (the cdc transform: PostgreSQL's) or else inferred from the values; freeze sends the record to the DLQ; fail stops the pipeline.",
       ),
     target_file_size: byteSize('Target size of the Parquet data files.').default(128 * 1024 * 1024),
     properties: z
@@ -196,6 +196,8 @@ export class IcebergSink implements Sink {
   readonly #keyIndex = new KeyIndex();
   /** Prepares under way. */
   readonly #preparing = new Set<Promise<PreparedAppend | undefined>>();
+  /** Column types the records declare, used where columns would otherwise be inferred. */
+  readonly #declared = new DeclaredTypes();
 
   constructor(options: IcebergSinkOptions) {
     this.name = options.name;
@@ -331,11 +333,14 @@ export class IcebergSink implements Sink {
           return extra.length === 0;
         });
       } else {
-        // Only the records that have a new column are decoded (when they came as raw bytes).
-        const incoming = inferStruct(
-          accepted
-            .filter((r) => fieldsOf(r).some((k) => unknown.has(k)))
-            .map((r) => Object.fromEntries(Object.entries(r.value).filter(([k]) => unknown.has(k)))),
+        // Only the records that have a new column are decoded (when they came as raw bytes). A type
+        // they declare (a CDC column's, as PostgreSQL has it) wins over the one their values suggest.
+        const adding = accepted.filter((r) => fieldsOf(r).some((k) => unknown.has(k)));
+        const incoming = withDeclaredTypes(
+          inferStruct(
+            adding.map((r) => Object.fromEntries(Object.entries(r.value).filter(([k]) => unknown.has(k)))),
+          ),
+          this.#declared.of(adding),
         );
         await updateSchema(table, unionByName(table.schema, incoming));
       }
@@ -509,7 +514,7 @@ export class IcebergSink implements Sink {
         );
       }
       struct = parseSchemaJson(json);
-    } else struct = inferStruct(valuesOf(records));
+    } else struct = withDeclaredTypes(inferStruct(valuesOf(records)), this.#declared.of(records));
     // The deletion marker decides what is written; it is not data.
     if (config.delete_column)
       struct = { ...struct, fields: struct.fields.filter((f) => f.name !== config.delete_column) };

@@ -2,8 +2,14 @@
  * An Iceberg struct type that holds a batch of JSON objects, for tables created from their first batch.
  * Integers are longs; an integer beyond int64 (a BigInteger, see core/json.ts) makes its column
  * decimal(38, 0), which holds 38 digits exactly (a larger one is refused by the sink, with its reason).
+ *
+ * Types the records declare (`DeclaredTypes`: the header of core/pipeline/column-types.ts, which the cdc
+ * transform sets from PostgreSQL's types) win over those inferred from the values.
  */
 import { fitsInt64, isBigInteger } from '../../core/json.ts';
+import { COLUMN_TYPES_HEADER } from '../../core/pipeline/column-types.ts';
+import type { PipelineRecord } from '../../core/pipeline/model.ts';
+import { parseSchemaJson } from '../../iceberg/schema.ts';
 import type { IcebergType, NestedField, StructType } from '../../iceberg/types.ts';
 
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})$/;
@@ -95,4 +101,60 @@ export function inferStruct(values: Iterable<Record<string, unknown>>): StructTy
   for (const value of values) shape = merge(shape, shapeOf(value));
   const type = toType(shape);
   return typeof type === 'object' && type.type === 'struct' ? type : { type: 'struct', fields: [] };
+}
+
+/** The declared column types of records, each header text read once (a sink keeps one). */
+export class DeclaredTypes {
+  readonly #parsed = new Map<string, ReadonlyMap<string, IcebergType>>();
+
+  /** The types the records declare, by field name; where two records differ, the later one's. */
+  of(records: Iterable<PipelineRecord>): Map<string, IcebergType> {
+    const out = new Map<string, IcebergType>();
+    let last: string | undefined;
+    for (const record of records) {
+      const text = record.headers[COLUMN_TYPES_HEADER];
+      if (text === undefined || text === last) continue;
+      last = text;
+      let parsed = this.#parsed.get(text);
+      if (!parsed) this.#parsed.set(text, (parsed = parseDeclared(text)));
+      for (const [name, type] of parsed) out.set(name, type);
+    }
+    return out;
+  }
+}
+
+/** A header's types; one that is not JSON, or a type that is not an Iceberg type Tributary writes, is left out. */
+function parseDeclared(text: string): ReadonlyMap<string, IcebergType> {
+  const out = new Map<string, IcebergType>();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return out;
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) return out;
+  for (const [name, type] of Object.entries(json as Record<string, unknown>)) {
+    try {
+      const field = parseSchemaJson({ fields: [{ name, type, required: false }] }).fields[0]!;
+      out.set(name, field.type);
+    } catch {
+      // inferred instead
+    }
+  }
+  return out;
+}
+
+/** The struct with the declared types in place of the inferred ones of the fields it names. */
+export function withDeclaredTypes(
+  struct: StructType,
+  declared: ReadonlyMap<string, IcebergType>,
+): StructType {
+  if (declared.size === 0) return struct;
+  return {
+    ...struct,
+    fields: struct.fields.map((f) => {
+      const type = declared.get(f.name);
+      return type === undefined ? f : { ...f, type };
+    }),
+  };
 }

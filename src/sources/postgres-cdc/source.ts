@@ -39,6 +39,7 @@ import { formatLsn, lsnKey, maxLsn, minLsn, parseLsn, type Lsn } from './lsn.ts'
 import { cdcMetrics, type CdcMetrics } from './metrics.ts';
 import { decodePgOutput, type PgOutputMessage, type RelationColumn, type TupleValues } from './pgoutput.ts';
 import { startReplication, type ReplicationStream } from './replication.ts';
+import { columnTypesOf, SCHEMA_HEADER, SchemaTopic, schemaTopicOf } from './schema-topic.ts';
 import {
   applyChunkMark,
   CHUNK_HEADER,
@@ -101,6 +102,8 @@ interface Relation {
   readonly types: readonly PgType[];
   /** Positions of the primary-key columns among `columns`. */
   readonly keyIndexes: readonly number[];
+  /** The id of its shape in the schema topic (captured tables). */
+  readonly schema?: string;
   readonly rows: RowEncoder;
   readonly keys: RowEncoder;
 }
@@ -117,6 +120,8 @@ interface PendingRecord {
   readonly encoded?: Uint8Array;
   /** About how many bytes it will take (for memory bounds). */
   readonly size: number;
+  /** The id of its table's shape (header `cdc.schema`, see schema-topic.ts). */
+  readonly schema: string | undefined;
   /** An update whose unchanged TOASTed values have to be read back before it is written. */
   toast?: ToastFix;
   headers?: Record<string, string>;
@@ -173,7 +178,7 @@ interface Chunk {
   readonly id: string;
   readonly task: SnapshotTask;
   rows?: string[][];
-  fields?: { names: string[]; types: PgType[]; keyIndexes: number[] };
+  fields?: { names: string[]; types: PgType[]; keyIndexes: number[]; schema: string };
   windowOpen: boolean;
   readonly changed: Set<string>;
   /** When its rows were read (the snapshot records' time). */
@@ -265,6 +270,8 @@ export class PostgresCdcSource implements RunningSource {
   #error: unknown;
   #detail = 'starting';
   #stored: StoredState | undefined;
+  /** Shapes of the captured tables (schema-topic.ts); made with the topics, at the first session. */
+  #schemas: SchemaTopic | undefined;
   /** Per partition, the position of the last record written (changes at or before it are skipped). */
   #written = new Map<number, Position>();
   #confirmed: Lsn = 0n;
@@ -455,6 +462,9 @@ export class PostgresCdcSource implements RunningSource {
           await this.#log.ensureTopic(this.#topic, { partitions: this.#partitions })
         ).partitions;
         await this.#log.ensureTopic(stateTopicOf(this.#topic), { partitions: 1 });
+        await this.#log.ensureTopic(schemaTopicOf(this.#topic), { partitions: 1 });
+        this.#schemas = new SchemaTopic(this.#log, this.#topic);
+        await this.#schemas.refresh();
         this.#stored = await loadState(this.#log, this.#topic);
         this.#written = await lastPositions(this.#log, this.#topic);
         if (!this.#stored.secret) this.#stored.secret = randomBytes(32).toString('hex');
@@ -889,6 +899,17 @@ export class PostgresCdcSource implements RunningSource {
       });
     }
     const types = message.columns.map((c) => this.#types.get(c.typeOid));
+    // The shape is in the schema topic before any change record that names it.
+    const schema = info
+      ? await this.#schemas!.put(
+          table,
+          columnTypesOf(
+            message.columns.map((c) => c.name),
+            types,
+            message.columns.map((c) => c.typeMod),
+          ),
+        )
+      : undefined;
     this.#relations.set(message.oid, {
       table,
       tableJson: JSON.stringify(table),
@@ -896,6 +917,7 @@ export class PostgresCdcSource implements RunningSource {
       columns: message.columns,
       types,
       keyIndexes,
+      ...(schema === undefined ? {} : { schema }),
       rows: new RowEncoder(
         message.columns.map((c) => c.name),
         types,
@@ -1051,6 +1073,7 @@ export class PostgresCdcSource implements RunningSource {
       value,
       // A TOASTed value still to be read back: count it as large.
       size: value?.length ?? 64 * 1024,
+      schema: relation.schema,
       ...(toast ? { toast: { relation, after, envelope } } : {}),
     };
     txn.records.push(record);
@@ -1161,12 +1184,14 @@ export class PostgresCdcSource implements RunningSource {
       const values = encodeTexts(texts);
       let text = 0;
       kept.forEach((record) => {
+        const headers: Record<string, string> =
+          record.schema === undefined
+            ? { [POSITION_HEADER]: record.positionText }
+            : { [POSITION_HEADER]: record.positionText, [SCHEMA_HEADER]: record.schema };
         records.push({
           key: record.key,
           value: record.encoded ?? values[text++]!,
-          headers: record.headers
-            ? { [POSITION_HEADER]: record.positionText, ...record.headers }
-            : { [POSITION_HEADER]: record.positionText },
+          headers: record.headers ? { ...headers, ...record.headers } : headers,
         });
         let byOp = counts.get(record.table);
         if (!byOp) counts.set(record.table, (byOp = {}));
@@ -1484,10 +1509,19 @@ export class PostgresCdcSource implements RunningSource {
     const oids = result.fields.map((f) => f.dataTypeID);
     await this.#lookupTypes(query, oids);
     const names = result.fields.map((f) => f.name);
+    const types = oids.map((oid) => this.#types.get(oid));
     chunk.fields = {
       names,
-      types: oids.map((oid) => this.#types.get(oid)),
+      types,
       keyIndexes: info.primaryKey.map((k) => names.indexOf(k)),
+      schema: await this.#schemas!.put(
+        task.table,
+        columnTypesOf(
+          names,
+          types,
+          result.fields.map((f) => f.dataTypeModifier),
+        ),
+      ),
     };
     chunk.rows = result.rows;
     await emitFlushed(query, prefix, `${chunk.id}:high`);
@@ -1570,6 +1604,7 @@ export class PostgresCdcSource implements RunningSource {
         value: undefined,
         encoded,
         size: encoded.length,
+        schema: fields.schema,
       });
       bytes += encoded.length;
       seq++;

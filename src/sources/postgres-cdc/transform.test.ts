@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
+import { COLUMN_TYPES_HEADER } from '../../core/pipeline/column-types.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
+import { EmbeddedLog } from '../../log/embedded-log.ts';
+import { SCHEMA_HEADER, SchemaTopic, schemaTopicOf } from './schema-topic.ts';
 import { applyChunkMark, comparePositions, emptyState, formatPosition, parsePosition } from './state.ts';
 import { cdcTransform } from './transform.ts';
 import { postgresCdcSchema, resolvedNames } from './config.ts';
@@ -77,6 +83,60 @@ describe('cdc transform', () => {
         },
       ],
     );
+  });
+});
+
+describe('cdc transform: column types', () => {
+  it('hands the declared types of the shape a record names to the sinks, with the columns it adds', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tributary-cdc-types-'));
+    const open = () => EmbeddedLog.open({ directory: dir, durability: 'os', retentionIntervalMs: 0 });
+    // The pipeline's process opens the log before the source makes its schema topic.
+    const pipelineLog = await open();
+    const sourceLog = await open();
+    try {
+      await sourceLog.ensureTopic(schemaTopicOf('cdc.shop'), { partitions: 1 });
+      const shapes = new SchemaTopic(sourceLog, 'cdc.shop');
+      const id = await shapes.put('public.orders', { id: 'int', amount: 'decimal(10, 2)' });
+      assert.equal(await shapes.put('public.orders', { id: 'int', amount: 'decimal(10, 2)' }), id, 'once');
+      const context = { log: pipelineLog, sourceTopic: 'cdc.shop' } as never;
+      const transform = await cdcTransform.create(
+        cdcTransform.schema.parse({ type: 'cdc', metadata: ['commit_time'] }),
+        context,
+      );
+      const named = (offset: number, schema: string | undefined): PipelineRecord => ({
+        ...record(offset, change('insert', { after: { id: offset, amount: '1.50' } })),
+        headers: schema === undefined ? {} : { [SCHEMA_HEADER]: schema },
+      });
+      const result = await transform.process([named(0, id), named(1, 'unknown-id'), named(2, undefined)]);
+      assert.deepEqual(
+        result.records.map((r) => r.headers[COLUMN_TYPES_HEADER]),
+        [
+          JSON.stringify({
+            id: 'int',
+            amount: 'decimal(10, 2)',
+            _deleted: 'boolean',
+            _commit_time: 'timestamptz',
+          }),
+          undefined,
+          undefined,
+        ],
+      );
+      assert.equal(result.records[0]!.headers[SCHEMA_HEADER], id, 'the other headers stay');
+      const history = await cdcTransform.create(
+        cdcTransform.schema.parse({ type: 'cdc', format: 'change' }),
+        context,
+      );
+      const changes = await history.process([named(0, id)]);
+      assert.equal(
+        changes.records[0]!.headers[COLUMN_TYPES_HEADER],
+        undefined,
+        'format change: its own rows',
+      );
+    } finally {
+      await pipelineLog.close();
+      await sourceLog.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -9,13 +9,31 @@
  *  - `format: change` (bronze): one flat row per change — op, table, positions, commit time, and the key,
  *    old and new rows as JSON text — so one table holds the history of every captured table, in order
  *    of (`commit_position`, `seq`).
+ *
+ * In `format: row`, each row goes on with the types of its table's columns as PostgreSQL declares them
+ * (header `tributary-column-types`, core/pipeline/column-types.ts), looked up by the shape its change
+ * record names (schema-topic.ts), and those of the columns added here: an Iceberg sink that adds a column
+ * gives it that type rather than one inferred from the JSON values.
  */
 import { z } from 'zod';
+import { COLUMN_TYPES_HEADER } from '../../core/pipeline/column-types.ts';
 import type { ComponentDefinition } from '../../core/pipeline/components.ts';
 import type { PipelineRecord, Rejection, Transform } from '../../core/pipeline/model.ts';
 import { parseLsn } from './lsn.ts';
+import { SCHEMA_HEADER, SchemaTopic } from './schema-topic.ts';
+import type { IcebergTypeJson } from './values.ts';
 
 const METADATA = ['op', 'table', 'lsn', 'commit_lsn', 'commit_time', 'xid'] as const;
+
+/** The types of the metadata columns (`_op`, …) format row adds. */
+const METADATA_TYPES: Readonly<Record<(typeof METADATA)[number], IcebergTypeJson>> = {
+  op: 'string',
+  table: 'string',
+  lsn: 'string',
+  commit_lsn: 'string',
+  commit_time: 'timestamptz',
+  xid: 'long',
+};
 
 const SUMMARY =
   'Turns change records of a CDC topic into rows: the current row (silver) or a flat change (bronze).';
@@ -107,8 +125,25 @@ export const cdcTransform: ComponentDefinition<'transform', typeof schema> = {
   kind: 'transform',
   type: 'cdc',
   schema,
-  async create(config) {
+  async create(config, context) {
     const tables = config.tables ? new Set(config.tables) : undefined;
+    // format row: per shape id, the column types header of its rows (undefined: the shape is unknown).
+    const added: Record<string, IcebergTypeJson> = { [config.delete_column]: 'boolean' };
+    for (const field of config.metadata) added[`_${field}`] = METADATA_TYPES[field];
+    const typesById = new Map<string, string | undefined>();
+    let schemas: SchemaTopic | undefined;
+    const lookUp = async (id: string): Promise<string | undefined> => {
+      schemas ??= new SchemaTopic(context.log, context.sourceTopic);
+      // Shapes are in the schema topic before the records that name them: read what came since.
+      if (schemas.get(id) === undefined) await schemas.refresh();
+      const columns = schemas.get(id);
+      const types =
+        columns === undefined
+          ? undefined
+          : JSON.stringify({ ...(JSON.parse(columns) as Record<string, IcebergTypeJson>), ...added });
+      typesById.set(id, types);
+      return types;
+    };
     const transform: Transform = {
       name: 'cdc',
       // Each row goes on as its JSON too: sinks write those bytes, and a batch waits for them as bytes.
@@ -123,9 +158,22 @@ export const cdcTransform: ComponentDefinition<'transform', typeof schema> = {
             continue;
           }
           if (tables && !tables.has(change.table)) continue;
-          const value = config.format === 'row' ? changeToRow(change, config) : changeToHistory(change);
+          if (config.format === 'change') {
+            const value = changeToHistory(change);
+            out.push({ ...record, value, raw: Buffer.from(JSON.stringify(value)) });
+            continue;
+          }
+          const value = changeToRow(change, config);
+          const id = record.headers[SCHEMA_HEADER];
+          let types = id === undefined ? undefined : typesById.get(id);
+          if (id !== undefined && types === undefined && !typesById.has(id)) types = await lookUp(id);
           // Buffer.from: small strings share pooled slabs rather than one allocation each.
-          out.push({ ...record, value, raw: Buffer.from(JSON.stringify(value)) });
+          const raw = Buffer.from(JSON.stringify(value));
+          out.push(
+            types === undefined
+              ? { ...record, value, raw }
+              : { ...record, headers: { ...record.headers, [COLUMN_TYPES_HEADER]: types }, value, raw },
+          );
         }
         return { records: out, rejected };
       },
