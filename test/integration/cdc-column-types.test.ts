@@ -4,6 +4,7 @@
  * `tributary cdc schema` says the table has it now — decimal(10, 2), timestamptz, date, uuid… — not as a
  * type guessed from the JSON values (a numeric's "12.50" is not a string column), and writes the values
  * in that type. A table made from the first records (no schema file) takes the declared types too.
+ * `cdc schema` says which NOT NULL columns it leaves optional (docs/cdc.md, Required columns).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -89,6 +90,11 @@ describe('postgres CDC column types', { skip }, () => {
       pipeline('inferred', 'type: iceberg, table: silver.orders_inferred, partition: ""');
       const before = await cli(project.root, ['cdc', 'schema', 'shop', '--out', 'schemas']);
       assert.equal(before.code, 0, before.stderr);
+      assert.match(
+        before.stderr,
+        /public\.orders: note is NOT NULL in PostgreSQL but optional in the schema/,
+        'cdc schema says that NOT NULL columns are optional',
+      );
 
       const source = new Background(project.root, ['cdc', 'run', 'shop']);
       const silver = new Background(project.root, ['run', 'silver']);

@@ -165,7 +165,7 @@ export function registerCdc(program: Command, context: () => CliContext): void {
   cdc
     .command('schema')
     .description(
-      "Print the Iceberg schema of a source's table (or write one file per table), for a sink's `schema:`.",
+      "Print the Iceberg schema of a source's table (or write one file per table), for a sink's `schema:`. Types are PostgreSQL's, as the source declares them to the sinks; only primary-key columns are required (NOT NULL ones too are optional, and named on stderr).",
     )
     .argument('<source>', 'the source')
     .option('--table <table>', 'one table (default: every table of the source)')
@@ -177,15 +177,27 @@ export function registerCdc(program: Command, context: () => CliContext): void {
       const config = cdcConfig(project, name);
       const tables = options.table ? [options.table] : config.tables;
       const schemas = await tableSchemas(config, project, tables, options.deleteColumn || undefined);
+      // On stderr: what is printed on stdout stays a schema file.
+      for (const [table, { notNull }] of schemas) {
+        if (notNull.length === 0) continue;
+        console.error(
+          `note: ${table}: ${notNull.join(', ')} ${notNull.length > 1 ? 'are' : 'is'} NOT NULL in PostgreSQL but optional in the schema, as every column outside the primary key: a tombstone carries only the key, and a column added or made nullable upstream can be null (docs/cdc.md)`,
+        );
+      }
       if (!options.out) {
+        const only = options.table ? schemas.get(options.table)?.schema : undefined;
         console.log(
-          JSON.stringify(options.table ? schemas.get(options.table) : Object.fromEntries(schemas), null, 2),
+          JSON.stringify(
+            only ?? Object.fromEntries([...schemas].map(([table, { schema }]) => [table, schema])),
+            null,
+            2,
+          ),
         );
         return;
       }
       const dir = path.resolve(options.out);
       mkdirSync(dir, { recursive: true });
-      for (const [table, schema] of schemas) {
+      for (const [table, { schema }] of schemas) {
         const file = path.join(dir, `${table}.json`);
         writeFileSync(file, JSON.stringify(schema, null, 2) + '\n');
         console.log(`wrote ${path.relative(process.cwd(), file)}`);

@@ -6,7 +6,7 @@ import { TributaryError } from '../../errors.ts';
 import type { Log } from '../../log/log.ts';
 import { resolvedNames, type PostgresCdcConfig } from './config.ts';
 import { connect } from './connection.ts';
-import { icebergSchemaFor, type IcebergSchemaJson } from './schema.ts';
+import { icebergSchemaFor, type TableSchema } from './schema.ts';
 import { signalPrefix, signBackfill } from './source.ts';
 import { loadState, type SnapshotTask } from './state.ts';
 
@@ -149,10 +149,10 @@ export async function tableSchemas(
   project: Project,
   tables: readonly string[],
   deleteColumn: string | undefined,
-): Promise<Map<string, IcebergSchemaJson>> {
+): Promise<Map<string, TableSchema>> {
   const client = await connect(config, project.root, { applicationName: 'tributary-cdc-schema' });
   try {
-    const out = new Map<string, IcebergSchemaJson>();
+    const out = new Map<string, TableSchema>();
     for (const table of tables)
       out.set(table, await icebergSchemaFor(client, table, deleteColumn ? { deleteColumn } : {}));
     return out;
