@@ -5,13 +5,15 @@
 import { ensureService, requireServices, ServiceUnavailable, type ServiceDefinition } from './harness.ts';
 import { postgres, type PostgresInfo } from './postgres.ts';
 import { pyiceberg, type PyicebergInfo } from './pyiceberg.ts';
+import { s3, type S3Info } from './s3.ts';
 
-export const services = { postgres, pyiceberg } as const;
+export const services = { postgres, pyiceberg, s3 } as const;
 export type ServiceName = keyof typeof services;
 
 interface Infos {
   postgres: PostgresInfo;
   pyiceberg: PyicebergInfo;
+  s3: S3Info;
 }
 
 export type ServiceHandle<Info> =
