@@ -1,6 +1,6 @@
 /**
  * The conformance suite every `Storage` implementation passes: call `storageCases` from a test file with a
- * factory of fresh, empty locations (`local.test.ts` for local disk; the S3 backend will run the same cases).
+ * factory of fresh, empty locations (`local.test.ts` for local disk, test/integration/storage-s3.test.ts for S3).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

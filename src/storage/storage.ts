@@ -1,6 +1,6 @@
 /**
  * Bytes at locations: the one interface the table format, the catalog and the query engine use to read and
- * write files. Local disk today (`LocalStorage`), S3-compatible object stores later, behind the same contract.
+ * write files: local disk (`LocalStorage`) and S3-compatible object stores (`S3Storage`), behind the same contract.
  *
  * Locations are URIs as Iceberg metadata writes them: `file:///abs/path` (pyiceberg), `file:/abs/path`
  * (Java's HadoopFileIO), `s3://bucket/key`; a plain absolute path is accepted too. Paths after the scheme are
