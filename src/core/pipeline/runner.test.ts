@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
+import { TributaryError } from '../../errors.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import type { PipelineConfig } from '../config/pipeline.ts';
 import { LazyRecord } from './lazy-record.ts';
@@ -53,6 +54,7 @@ function testRunner(options: {
   maxBytes?: number;
   partitions?: number;
   exitWhenIdle?: boolean;
+  logger?: Logger;
 }): PipelineRunner {
   const config = {
     source: { type: 'topic', topic: 'events', start: 'earliest' },
@@ -74,7 +76,7 @@ function testRunner(options: {
     transforms: options.transforms ?? [],
     sinks: options.sinks,
     dlq: options.dlq,
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
     defaultPartitions: options.partitions ?? 1,
     exitWhenIdle: options.exitWhenIdle ?? false,
   });
@@ -404,6 +406,38 @@ describe('PipelineRunner', () => {
     await running;
     await log.close();
     assert.deepEqual(sink.sizes, [10, 10], 'the second batch holds what arrived during the first commit');
+  });
+
+  it('logs a retried sink failure as one JSON object with one "pipeline" key (the logger it gets names it)', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'warn', base: undefined }, { write: (line: string) => lines.push(line) });
+    const log = await EmbeddedLog.open({ directory: mkdtempSync(path.join(directory, 'log-')) });
+    await log.ensureTopic('events', { partitions: 1 });
+    await log.append('events', [{ value: new TextEncoder().encode('{"n": 1}') }]);
+    let failures = 0;
+    const sink = new (class extends MemorySink {
+      override async write(batch: SinkBatch) {
+        if (batch.records.length && failures++ === 0)
+          throw new TributaryError('SERVICE_UNAVAILABLE', 'catalog down', { retryable: true });
+        return super.write(batch);
+      }
+    })('flaky', false);
+    const runner = testRunner({
+      log,
+      sinks: [sink],
+      dlq: new MemorySink('dlq', false),
+      exitWhenIdle: true,
+      // As buildPipeline gives it: a child logger that already carries the pipeline's name.
+      logger: logger.child({ pipeline: 'test' }),
+    });
+    await runner.run();
+    await log.close();
+    assert.equal(sink.batches.flat().length, 1);
+    const retry = lines.find((line) => line.includes('retrying'));
+    assert.ok(retry, lines.join(''));
+    // JSON.parse keeps the last of duplicate keys, but Elasticsearch and other strict parsers reject the line.
+    assert.equal(retry.match(/"pipeline":/g)?.length, 1, retry);
+    assert.equal((JSON.parse(retry) as { pipeline: string; stage: string }).stage, 'flaky');
   });
 });
 

@@ -130,6 +130,7 @@ export interface RunnerOptions {
   readonly sinks: readonly Sink[];
   /** Receives rejected records as DLQ rows (see `dlqRow`). */
   readonly dlq: Sink;
+  /** The pipeline's logger, already bound to `{pipeline: name}` (buildPipeline's child): lines add no `pipeline` key. */
   readonly logger: Logger;
   readonly metrics?: PipelineMetrics;
   /** Partitions of the source topic when the pipeline has to create it. */
@@ -735,7 +736,7 @@ export class PipelineRunner {
         }
         this.#options.metrics?.sinkRetries.inc({ pipeline: this.name, sink: stage });
         this.#options.logger.warn(
-          { pipeline: this.name, stage, attempt, err: error },
+          { stage, attempt, err: error },
           `${stage} failed, retrying in up to ${delay} ms: ${(error as Error).message}`,
         );
         await sleep(Math.random() * delay);
