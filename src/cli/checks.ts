@@ -3,7 +3,14 @@ import path from 'node:path';
 import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
 import { didYouMean } from '../did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
-import { placeholderChecks, platformChecks, type CheckResult, type DoctorCheck } from '../core/doctor.ts';
+import { resolveWarehouse } from '../catalog/open.ts';
+import {
+  checkWritableDir,
+  placeholderChecks,
+  platformChecks,
+  type CheckResult,
+  type DoctorCheck,
+} from '../core/doctor.ts';
 import { createLogger } from '../core/logger.ts';
 import type { ComponentContext } from '../core/pipeline/components.ts';
 import type { Project } from '../core/project.ts';
@@ -12,6 +19,7 @@ import type { Log } from '../log/log.ts';
 import { serverChecks } from '../server/checks.ts';
 import { streamDlqTopic, streamTopic } from '../server/streams.ts';
 import { dlqTopic } from '../sinks/iceberg/dlq.ts';
+import { localPathOf, storageFor } from '../storage/index.ts';
 import { openProjectCatalog } from './project-catalog.ts';
 
 function failure(error: unknown, fallbackFix: string): CheckResult {
@@ -21,6 +29,26 @@ function failure(error: unknown, fallbackFix: string): CheckResult {
     fix: isTributaryError(error) && error.hint ? error.hint : fallbackFix,
   };
 }
+
+/**
+ * The warehouse as the catalog opens it: a relative path or a `file:` URI is a local directory, which must
+ * be writable; any other location (`s3://…`) fails with the storage module's own error, as `up` would.
+ */
+const warehouseCheck: DoctorCheck = {
+  component: 'platform',
+  name: 'warehouse directory',
+  async run(project) {
+    let directory: string;
+    try {
+      const location = resolveWarehouse(project.platform.warehouse, project.root);
+      storageFor(location);
+      directory = localPathOf(location);
+    } catch (error) {
+      return failure(error, 'set warehouse in tributary.yaml to a local directory or a file:// URI');
+    }
+    return checkWritableDir(directory);
+  },
+};
 
 const catalogCheck: DoctorCheck = {
   component: 'catalog',
@@ -216,6 +244,7 @@ export function allChecks(project: Project): DoctorCheck[] {
   return [
     ...placeholderChecks(project),
     ...platformChecks,
+    warehouseCheck,
     catalogCheck,
     ...checksOf('server', () => serverChecks(project)),
     ...checksOf('pipelines', () => topicChecks(project)),

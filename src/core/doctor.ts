@@ -62,32 +62,36 @@ function existingAncestor(dir: string): string {
   return current;
 }
 
+/** Whether this user can create and write `dir` (or its nearest existing ancestor), and the disk space there. */
+export function checkWritableDir(dir: string): CheckResult {
+  const probe = existingAncestor(dir);
+  try {
+    accessSync(probe, constants.W_OK);
+  } catch {
+    return {
+      status: 'fail',
+      detail: `${probe} is not writable`,
+      fix: `give this user write access to ${probe}, or configure another path`,
+    };
+  }
+  const free = statfsSync(probe);
+  const bytes = Number(free.bavail) * Number(free.bsize);
+  if (bytes < LOW_DISK_BYTES) {
+    return {
+      status: 'warn',
+      detail: `${dir}: only ${(bytes / 1024 ** 2).toFixed(0)} MiB free`,
+      fix: 'free disk space or move the data elsewhere',
+    };
+  }
+  return { status: 'pass', detail: `${dir} (${(bytes / 1024 ** 3).toFixed(1)} GiB free)` };
+}
+
 function writableDirCheck(name: string, configured: (project: Project) => string): DoctorCheck {
   return {
     component: 'platform',
     name,
     async run(project) {
-      const dir = configured(project);
-      const probe = existingAncestor(dir);
-      try {
-        accessSync(probe, constants.W_OK);
-      } catch {
-        return {
-          status: 'fail',
-          detail: `${probe} is not writable`,
-          fix: `give this user write access to ${probe}, or configure another path`,
-        };
-      }
-      const free = statfsSync(probe);
-      const bytes = Number(free.bavail) * Number(free.bsize);
-      if (bytes < LOW_DISK_BYTES) {
-        return {
-          status: 'warn',
-          detail: `${dir}: only ${(bytes / 1024 ** 2).toFixed(0)} MiB free`,
-          fix: 'free disk space or move the data elsewhere',
-        };
-      }
-      return { status: 'pass', detail: `${dir} (${(bytes / 1024 ** 3).toFixed(1)} GiB free)` };
+      return checkWritableDir(configured(project));
     },
   };
 }
@@ -118,6 +122,10 @@ export function placeholderChecks(project: Project): DoctorCheck[] {
   }));
 }
 
+/**
+ * The checks of the machine. The warehouse's is the CLI's (`warehouseCheck` in cli/checks.ts): a warehouse
+ * may be a URI, which the storage module reads.
+ */
 export const platformChecks: readonly DoctorCheck[] = [
   {
     component: 'platform',
@@ -133,7 +141,6 @@ export const platformChecks: readonly DoctorCheck[] = [
           };
     },
   },
-  writableDirCheck('warehouse directory', (project) => projectPath(project, project.platform.warehouse)),
   writableDirCheck('log directory', (project) => projectPath(project, project.platform.log.path)),
   {
     component: 'platform',

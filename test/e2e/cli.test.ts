@@ -111,6 +111,28 @@ describe('tributary CLI', () => {
     assert.match(unbound.stdout, /fail\s+orders: transform sql\s+configured/);
   });
 
+  it('checks the warehouse where the catalog puts it: a file:// URI as its directory, S3 as not supported yet', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    const file = path.join(dir, 'tributary.yaml');
+    const yaml = readFileSync(file, 'utf8');
+    const warehouse = (location: string) =>
+      writeFileSync(file, yaml.replace(/^warehouse: .*$/m, `warehouse: ${location}`));
+    const elsewhere = path.join(newDir(), 'warehouse');
+    warehouse(`file://${elsewhere}`);
+    const local = await tributary(['doctor'], { cwd: dir });
+    assert.equal(local.code, 0, local.stdout + local.stderr);
+    assert.match(local.stdout, new RegExp(`pass\\s+platform\\s+warehouse directory\\s+${elsewhere} \\(`));
+    assert.doesNotMatch(local.stdout, /file:/);
+    warehouse('s3://bucket/warehouse');
+    const s3 = await tributary(['doctor'], { cwd: dir });
+    assert.equal(s3.code, 1);
+    assert.match(
+      s3.stdout,
+      /fail\s+platform\s+warehouse directory\s+S3 storage is not supported yet: s3:\/\/bucket\/warehouse → Use a local warehouse/,
+    );
+  });
+
   it('finds the project from a subdirectory and with --project', async () => {
     const dir = newDir();
     await tributary(['init', dir]);

@@ -316,7 +316,10 @@ export const platformSchema = z
     warehouse: z
       .string()
       .default('.tributary/warehouse')
-      .describe('Root of table data and metadata: a directory relative to the project.'),
+      .describe(
+        'Root of table data and metadata: a directory relative to the project, or a file:///absolute/path ' +
+          'URI. S3-compatible storage (s3://) is planned, not built: doctor fails on it.',
+      ),
     log: embeddedLog.prefault({ backend: 'embedded' }),
     catalog: sqlCatalog.prefault({ type: 'sql' }),
     server: serverSchema,
