@@ -128,6 +128,28 @@ describe('configuration files', () => {
     assert.match(enumError.message, /log\.durability: must be one of "fsync", "os"/);
   });
 
+  it('says that a log backend or catalog type of the production plans is not built, and what to use today', () => {
+    const kafka = expectError(
+      () => parse('log:\n  backend: kafka\n  brokers: [kafka:9092]\n'),
+      'CONFIG_INVALID',
+    );
+    assert.match(
+      kafka.message,
+      /:2: log\.backend: must be one of "embedded" — the Kafka\/Redpanda backend is planned, not built: keep the embedded log/,
+    );
+    const rest = expectError(
+      () => parse('catalog:\n  type: rest\n  uri: http://polaris:8181/api/catalog\n'),
+      'CONFIG_INVALID',
+    );
+    assert.match(
+      rest.message,
+      /:2: catalog\.type: must be one of "sql" — REST catalogs .* are planned, not built: for many writers use the SQL catalog on PostgreSQL/,
+    );
+    // Left out, the value gets the plain message.
+    const missing = expectError(() => parse('log:\n  path: /data/log\n'), 'CONFIG_INVALID');
+    assert.match(missing.message, /log\.backend: must be one of "embedded"( \(|$)/);
+  });
+
   it('names the component types, and the likely one, for a type that is none of them', () => {
     const component = <Kind extends 'transform' | 'sink'>(kind: Kind, type: string) => ({
       kind,

@@ -250,9 +250,11 @@ interface IssueContext {
 
 function issueToError(issues: readonly z.core.$ZodIssue[], context: IssueContext): TributaryError {
   // An unknown key is usually a typo, and the typo also causes "missing required" issues: report it first.
-  const ordered = [...issues].sort(
-    (a, b) => Number(b.code === 'unrecognized_keys') - Number(a.code === 'unrecognized_keys'),
-  );
+  // Before it, a value the schema explains (`log.backend: kafka`, planned, not built): the keys written for
+  // that kind (`brokers`) are unknown because of it.
+  const rank = (issue: z.core.$ZodIssue) =>
+    issue.code === 'invalid_value' && hasOwnMessage(issue) ? 2 : issue.code === 'unrecognized_keys' ? 1 : 0;
+  const ordered = [...issues].sort((a, b) => rank(b) - rank(a));
   const issue = ordered[0];
   if (!issue) return new TributaryError('INTERNAL', 'configuration failed validation without an issue');
   const more =
@@ -307,8 +309,11 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
       return input === undefined
         ? `is required (${issue.expected})`
         : `expected ${issue.expected}, got ${typeName(input)}`;
-    case 'invalid_value':
-      return `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'invalid_value': {
+      const allowed = `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+      // A schema's own message (a backend that is planned, not built) says why the value is not one of them.
+      return hasOwnMessage(issue) ? `${allowed} — ${issue.message}` : allowed;
+    }
     case 'invalid_union':
       // A schema's own message (a component type that is none of the registered ones) says more.
       return issue.message && issue.message !== 'Invalid input'
@@ -317,6 +322,11 @@ function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
     default:
       return issue.message.replace(/^Invalid input: /, '');
   }
+}
+
+/** The issue carries its schema's own message, not zod's default ("Invalid input: …", "Invalid option: …"). */
+function hasOwnMessage(issue: z.core.$ZodIssue): boolean {
+  return issue.message !== '' && !issue.message.startsWith('Invalid ');
 }
 
 function hintFor(issue: z.core.$ZodIssue, input: unknown): string | undefined {

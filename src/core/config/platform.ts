@@ -11,7 +11,14 @@ export const PLATFORM_FILE = 'tributary.yaml';
 
 const embeddedLog = z
   .strictObject({
-    backend: z.literal('embedded').describe('The embedded log: SQLite files on local disk, no services.'),
+    backend: z
+      .literal('embedded', {
+        error: (issue) =>
+          issue.input === undefined
+            ? undefined
+            : 'the Kafka/Redpanda backend is planned, not built: keep the embedded log, on a persistent volume (docs/deployment.md)',
+      })
+      .describe('The embedded log: SQLite files on local disk, no services.'),
     path: z
       .string()
       .default('.tributary/log')
@@ -37,7 +44,12 @@ const embeddedLog = z
 const sqlCatalog = z
   .strictObject({
     type: z
-      .literal('sql')
+      .literal('sql', {
+        error: (issue) =>
+          issue.input === undefined
+            ? undefined
+            : 'REST catalogs (Polaris, Lakekeeper, Nessie, Glue) are planned, not built: for many writers use the SQL catalog on PostgreSQL, uri: postgresql://… (docs/deployment.md)',
+      })
       .describe("A SQL catalog: the tables of Iceberg's JDBC catalog and pyiceberg's SqlCatalog."),
     name: z.string().min(1).default('tributary').describe('Catalog name, as other engines will call it.'),
     uri: z
