@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -14,6 +14,7 @@ import pg from 'pg';
 import { failsWith } from '../../src/catalog/sql-catalog.case.ts';
 import { openSqlCatalog } from '../../src/catalog/sql-catalog.ts';
 import { fileLocationOf, LocalStorage } from '../../src/storage/index.ts';
+import { tributary } from '../cli.ts';
 import { useService } from '../services/index.ts';
 import { runPython } from '../services/pyiceberg.ts';
 
@@ -286,6 +287,56 @@ print(json.dumps({"rows": ours.load_table("bronze.orders_v1").scan().to_arrow().
       });
     } finally {
       await admin(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    }
+  });
+
+  it('`tributary catalog info` gives pyiceberg a URI it opens, also for a catalog written postgres://', async () => {
+    const serverUrl = postgres.info?.url ?? '';
+    const database = `tributary_catalog_info_${randomUUID().replaceAll('-', '')}`;
+    const client = new pg.Client({ connectionString: serverUrl });
+    await client.connect();
+    await client.query(`CREATE DATABASE ${database}`);
+    const url = new URL(serverUrl);
+    url.pathname = `/${database}`;
+    try {
+      await withDir(async (dir) => {
+        // The short scheme libpq, Heroku and many platforms hand out; the catalog accepts it.
+        const uri = url.toString().replace(/^postgresql:/, 'postgres:');
+        await writeFile(
+          path.join(dir, 'tributary.yaml'),
+          `project: info\ncatalog:\n  type: sql\n  uri: "${uri}"\n`,
+        );
+        await writeFile(path.join(dir, 'schema.json'), '{"fields": [{"name": "id", "type": "long"}]}');
+        await writeFile(path.join(dir, 'rows.ndjson'), '{"id": 1}\n{"id": 2}\n');
+        const ok = async (...args: string[]) => {
+          const result = await tributary(args, { cwd: dir });
+          assert.equal(result.code, 0, `tributary ${args.join(' ')}: ${result.stderr}`);
+          return result.stdout;
+        };
+        await ok('tables', 'create', 'shop.events', '--schema', 'schema.json');
+        await ok('tables', 'append', 'shop.events', 'rows.ndjson');
+        const info = await ok('catalog', 'info');
+        const printed = /SqlCatalog\("tributary", uri="([^"]+)", warehouse="([^"]+)"\)/.exec(info);
+        assert.ok(printed, info);
+        // The password is redacted in what it prints; the user puts theirs back.
+        const [, sqlalchemy = '', warehouse = ''] = printed;
+        assert.match(sqlalchemy, /^postgresql\+psycopg2:\/\/.*«redacted»@/);
+        const rows = await python<number>(
+          `
+ours = SqlCatalog("tributary", uri=os.environ["URI"], warehouse=os.environ["PRINTED_WAREHOUSE"])
+print(json.dumps(ours.load_table("shop.events").scan().to_arrow().num_rows))
+`,
+          {
+            URI: sqlalchemy.replace('«redacted»', url.password),
+            PRINTED_WAREHOUSE: warehouse,
+            WAREHOUSE: path.join(dir, 'warehouse'),
+          },
+        );
+        assert.equal(rows, 2);
+      });
+    } finally {
+      await client.query(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+      await client.end();
     }
   });
 });

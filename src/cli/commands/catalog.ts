@@ -25,10 +25,10 @@ export function registerCatalog(program: Command, context: () => CliContext): vo
         console.log(JSON.stringify(info, null, 2));
         return;
       }
-      // SQLAlchemy spells an absolute SQLite path with four slashes.
+      // SQLAlchemy spells an absolute SQLite path with four slashes, and knows no `postgres://` (1.4 dropped it).
       const sqlalchemy = uri.startsWith('sqlite:')
         ? `sqlite:///${uri.slice('sqlite:'.length)}`
-        : info.uri.replace(/^postgresql:/, 'postgresql+psycopg2:');
+        : info.uri.replace(/^postgres(?:ql)?:/, 'postgresql+psycopg2:');
       const tables = await withCatalog(project, async (opened) => {
         const rows: Array<{ name: string; metadata: string }> = [];
         for (const identifier of await opened.listAllTables()) {
