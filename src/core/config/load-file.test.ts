@@ -145,9 +145,15 @@ describe('configuration files', () => {
       rest.message,
       /:2: catalog\.type: must be one of "sql" — REST catalogs .* are planned, not built: for many writers use the SQL catalog on PostgreSQL/,
     );
-    // Left out, the value gets the plain message.
-    const missing = expectError(() => parse('log:\n  path: /data/log\n'), 'CONFIG_INVALID');
-    assert.match(missing.message, /log\.backend: must be one of "embedded"( \(|$)/);
+  });
+
+  it('takes a catalog or log section without its type, which has one value today', () => {
+    // As docs/deployment.md says to switch the catalog: `catalog.uri: postgresql://…`, and nothing more.
+    const { value } = parse('log:\n  path: /data/log\ncatalog:\n  uri: postgresql://app@db:5432/catalog\n');
+    assert.equal(value.log.backend, 'embedded');
+    assert.equal(value.log.path, '/data/log');
+    assert.equal(value.catalog.type, 'sql');
+    assert.equal(value.catalog.uri, 'postgresql://app@db:5432/catalog');
   });
 
   it('names the component types, and the likely one, for a type that is none of them', () => {

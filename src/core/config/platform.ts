@@ -13,11 +13,10 @@ const embeddedLog = z
   .strictObject({
     backend: z
       .literal('embedded', {
-        error: (issue) =>
-          issue.input === undefined
-            ? undefined
-            : 'the Kafka/Redpanda backend is planned, not built: keep the embedded log, on a persistent volume (docs/deployment.md)',
+        error:
+          'the Kafka/Redpanda backend is planned, not built: keep the embedded log, on a persistent volume (docs/deployment.md)',
       })
+      .default('embedded')
       .describe('The embedded log: SQLite files on local disk, no services.'),
     path: z
       .string()
@@ -45,11 +44,10 @@ const sqlCatalog = z
   .strictObject({
     type: z
       .literal('sql', {
-        error: (issue) =>
-          issue.input === undefined
-            ? undefined
-            : 'REST catalogs (Polaris, Lakekeeper, Nessie, Glue) are planned, not built: for many writers use the SQL catalog on PostgreSQL, uri: postgresql://… (docs/deployment.md)',
+        error:
+          'REST catalogs (Polaris, Lakekeeper, Nessie, Glue) are planned, not built: for many writers use the SQL catalog on PostgreSQL, uri: postgresql://… (docs/deployment.md)',
       })
+      .default('sql')
       .describe("A SQL catalog: the tables of Iceberg's JDBC catalog and pyiceberg's SqlCatalog."),
     name: z.string().min(1).default('tributary').describe('Catalog name, as other engines will call it.'),
     uri: z
@@ -332,8 +330,8 @@ export const platformSchema = z
         'Root of table data and metadata: a directory relative to the project, or a file:///absolute/path ' +
           'URI. S3-compatible storage (s3://) is planned, not built: doctor fails on it.',
       ),
-    log: embeddedLog.prefault({ backend: 'embedded' }),
-    catalog: sqlCatalog.prefault({ type: 'sql' }),
+    log: embeddedLog.prefault({}),
+    catalog: sqlCatalog.prefault({}),
     server: serverSchema,
     streams: z
       .record(
