@@ -259,11 +259,22 @@ export function openApiDocument(options: { streams: readonly string[]; segment: 
         get: {
           summary: 'Ready: log and catalog reachable, dedupe store writable, no pipeline failed or stalled',
           security: [],
+          parameters: [
+            {
+              name: 'exclude',
+              in: 'query',
+              required: false,
+              description:
+                'Leave these out: `pipelines`, `sources` or both, comma-separated — ready to take events whatever the pipelines do (for a load balancer or Kubernetes readiness probe).',
+              schema: { type: 'string', examples: ['pipelines,sources'] },
+            },
+          ],
           responses: {
             '200': {
               description: 'Ready.',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } },
             },
+            '400': { description: '`exclude` names something that cannot be left out.' },
             '503': {
               description: 'Not ready; the body names the unhealthy components.',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } },

@@ -580,14 +580,19 @@ export class IngestServer {
     }
 
     app.get('/healthz', async () => ({ status: 'ok' }));
-    app.get('/readyz', async (_request, reply) => {
+    app.get('/readyz', async (request, reply) => {
+      const excluded = readinessExclusions((request.query as Record<string, unknown>).exclude);
+      if (typeof excluded === 'string')
+        throw new HttpError(400, 'INVALID_INPUT', excluded, {
+          hint: 'leave out exclude=, or give pipelines, sources or both: /readyz?exclude=pipelines,sources',
+        });
       const probe = this.streams.values().next().value?.topic;
       const log = this.#options.log;
       const result = await readiness({
         log: this.#options.log,
         catalog: this.#options.catalog ?? this.#options.keys?.driver,
-        pipelines: this.#options.pipelines,
-        sources: this.#options.sources,
+        ...(excluded.has('pipelines') ? {} : { pipelines: this.#options.pipelines }),
+        ...(excluded.has('sources') ? {} : { sources: this.#options.sources }),
         dedupeFailure: () =>
           (log instanceof ThreadedLog ? log.dedupeFailure : undefined) ??
           this.#dedupe?.writeFailure ??
@@ -602,6 +607,7 @@ export class IngestServer {
         status: ready ? 'ok' : 'unavailable',
         unhealthy: this.#closed ? [...result.unhealthy, 'server (shutting down)'] : result.unhealthy,
         components: result.components,
+        ...(excluded.size ? { excluded: [...excluded] } : {}),
       });
     });
     app.get('/metrics', async (_request, reply) => {
@@ -1465,4 +1471,25 @@ export function presentedKey(request: { readonly headers: IncomingHttpHeaders })
   const header = request.headers['x-api-key'];
   const value = Array.isArray(header) ? header[0] : header;
   return value ? value.trim() : undefined;
+}
+
+/**
+ * `/readyz?exclude=pipelines,sources` (as Kubernetes' own /readyz?exclude=…): readiness to take events, for
+ * a load balancer or a Kubernetes readiness probe — a pipeline that failed (a schema it refuses, say) is
+ * the pipeline's to fix, and taking the server out of the Service for it would stop ingest too. The set
+ * of names, or what is wrong with the parameter.
+ */
+function readinessExclusions(parameter: unknown): Set<'pipelines' | 'sources'> | string {
+  const excluded = new Set<'pipelines' | 'sources'>();
+  if (parameter === undefined) return excluded;
+  const values = Array.isArray(parameter) ? parameter : [parameter];
+  for (const value of values) {
+    for (const name of String(value).split(',')) {
+      const trimmed = name.trim();
+      if (trimmed === 'pipelines' || trimmed === 'sources') excluded.add(trimmed);
+      else if (trimmed !== '')
+        return `exclude: "${trimmed.slice(0, 40)}" is not something /readyz can leave out`;
+    }
+  }
+  return excluded;
 }

@@ -964,6 +964,17 @@ describe('trusted proxies, backpressure and readiness', () => {
         components: Record<string, { detail: string }>;
       };
       assert.match(failed.components['pipeline orders']!.detail, /failed: sink exploded/);
+      // Ready to take events all the same: what a Kubernetes readiness probe asks (deploy/kubernetes).
+      const ingest = await fetch(`${t.url}/readyz?exclude=pipelines,sources`);
+      assert.equal(ingest.status, 200);
+      const ingestBody = (await ingest.json()) as { components: object; excluded: string[] };
+      assert.equal('pipeline orders' in ingestBody.components, false);
+      assert.deepEqual(ingestBody.excluded, ['pipelines', 'sources']);
+      assert.equal((await fetch(`${t.url}/readyz?exclude=pipelines&exclude=sources`)).status, 200);
+      const unknown = await fetch(`${t.url}/readyz?exclude=log`);
+      assert.equal(unknown.status, 400);
+      const { error } = (await unknown.json()) as { error: { message: string } };
+      assert.equal(error.message, 'exclude: "log" is not something /readyz can leave out');
     } finally {
       await t.close();
     }
