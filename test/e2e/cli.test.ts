@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
-import { tributary } from '../cli.ts';
+import { startCli, tributary } from '../cli.ts';
 
 const newDir = () => mkdtempSync(path.join(tmpdir(), 'tributary-e2e-'));
 
@@ -131,6 +131,14 @@ describe('tributary CLI', () => {
       s3.stdout,
       /fail\s+platform\s+warehouse directory\s+S3 storage is not supported yet: s3:\/\/bucket\/warehouse → Use a local warehouse/,
     );
+    // `up` refuses to start rather than take events no table can receive.
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\nstreams:\n  clicks: {}\n`);
+    const up = startCli(['up', '--port', '0'], dir);
+    up.url.catch(() => undefined);
+    const stop = setTimeout(() => up.child.kill('SIGKILL'), 30_000);
+    assert.equal(await up.exited, 2, up.stderr());
+    clearTimeout(stop);
+    assert.match(up.stderr(), /S3 storage is not supported yet: s3:\/\/bucket\/warehouse/);
   });
 
   it('finds the project from a subdirectory and with --project', async () => {

@@ -16,6 +16,8 @@ import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
 import { requireResolvedPlatform, type Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
+import { resolveWarehouse } from '../../catalog/open.ts';
+import { storageFor } from '../../storage/index.ts';
 import { healthOption, port, withHealthOptions } from '../options.ts';
 import { loadModels, type ModelProject } from '../../query/models/project.ts';
 import { jobsOf } from '../../query/scheduler/jobs.ts';
@@ -124,6 +126,9 @@ export async function runPipelines(
 ): Promise<void> {
   // The server needs every value of tributary.yaml: an unresolved one stops it before anything starts.
   if (options.serve) requireResolvedPlatform(project);
+  // A warehouse no storage can open (s3:// today) fails every pipeline's first commit: refuse to start,
+  // rather than take events that no table can receive.
+  storageFor(resolveWarehouse(project.platform.warehouse, project.root));
   // Read before anything starts, like every setting: an unresolved one stops the start, not a probe.
   const stallAfterMs = options.health ? project.platform.server.stall_after : 0;
   const logger = projectLogger(project, verbose);
