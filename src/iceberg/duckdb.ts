@@ -21,6 +21,9 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from '@duckdb/node-api';
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { parseTransform } from './transforms.ts';
 import type { IcebergType, IcebergValue, PrimitiveType } from './types.ts';
@@ -34,8 +37,19 @@ export interface Engine {
   close(): void;
 }
 
+/**
+ * Where a DuckDB instance spills what does not fit its memory: a directory of its own under the system's
+ * temporary directory. DuckDB's default is `.tmp` in the working directory, which a container's read-only
+ * root (the Kubernetes manifests) cannot take, and its spill files have fixed names, so two instances must
+ * not share one. DuckDB creates it on the first spill and removes it when the instance closes.
+ */
+export function duckdbTempDirectory(): string {
+  return path.join(tmpdir(), `tributary-duckdb-${randomUUID()}`);
+}
+
 export async function openEngine(options: { threads?: number; memoryLimit?: string } = {}): Promise<Engine> {
   const instance = await DuckDBInstance.create(':memory:', {
+    temp_directory: duckdbTempDirectory(),
     ...(options.threads ? { threads: String(options.threads) } : {}),
     ...(options.memoryLimit ? { memory_limit: options.memoryLimit } : {}),
   });

@@ -22,7 +22,7 @@ import { DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValu
 import type { Catalog } from '../catalog/catalog.ts';
 import { foldedName, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { TributaryError, isTributaryError } from '../errors.ts';
-import { quoteLiteral } from '../iceberg/duckdb.ts';
+import { duckdbTempDirectory, quoteLiteral } from '../iceberg/duckdb.ts';
 import { isLocalLocation, localPathOf } from '../storage/location.ts';
 import type { QueryResult } from './query-engine.ts';
 import { ALLOWED_FUNCTIONS, ALLOWED_FUNCTIONS_HINT, ALLOWED_TABLE_FUNCTIONS } from './allowed-functions.ts';
@@ -290,6 +290,7 @@ export async function openHardenedInstance(
   options: ReadOnlyEngineOptions = {},
 ): Promise<{ instance: DuckDBInstance; admin: DuckDBConnection }> {
   const instance = await DuckDBInstance.create(':memory:', {
+    temp_directory: duckdbTempDirectory(),
     autoinstall_known_extensions: 'false',
     autoload_known_extensions: 'false',
     ...(options.threads ? { threads: String(options.threads) } : {}),

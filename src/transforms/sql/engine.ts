@@ -39,7 +39,11 @@ export class SqlEngine {
 
   static async open(logger: Logger): Promise<SqlEngine> {
     const directory = await mkdtemp(path.join(tmpdir(), 'tributary-sql-'));
-    const instance = await DuckDBInstance.create(':memory:');
+    // Spills into its own directory, not DuckDB's default `.tmp` in the working directory (a container's
+    // read-only root cannot take it; see duckdbTempDirectory in iceberg/duckdb.ts).
+    const instance = await DuckDBInstance.create(':memory:', {
+      temp_directory: path.join(directory, 'spill'),
+    });
     const connection = await instance.connect();
     try {
       await connection.run(`SET TimeZone = 'UTC'`);
