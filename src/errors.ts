@@ -126,6 +126,11 @@ export const errorCodes = {
     summary: 'A scheduled job failed after its retries, or ran past its timeout.',
   },
   PIPELINE_FAILED: { kind: 'failure', summary: 'A pipeline stopped on an error that retrying cannot fix.' },
+  PIPELINE_RUNNING: {
+    kind: 'failure',
+    summary:
+      'The pipeline already runs in another process on this machine (`up` or `run`); the message names its pid.',
+  },
   CDC_NOT_READY: {
     kind: 'failure',
     summary:

@@ -124,6 +124,15 @@ describe('tributary keys, serve and up', () => {
         };
         assert.equal(ready.status, 'ok');
         assert.ok(ready.components['pipeline clicks']);
+        // A second process for the same pipeline is refused, naming the one that runs it.
+        const second = await tributary(['run', 'clicks', '--once'], { cwd: dir });
+        assert.equal(second.code, 1);
+        assert.match(
+          second.stderr,
+          new RegExp(
+            `\\[PIPELINE_RUNNING\\] pipeline clicks already runs in process ${up.child.pid} on this machine`,
+          ),
+        );
         up.child.kill('SIGTERM');
         assert.equal(await up.exited, 0, up.stderr());
       } finally {
@@ -141,6 +150,8 @@ describe('tributary keys, serve and up', () => {
       );
       assert.equal(gold.code, 0, gold.stderr);
       assert.equal((JSON.parse(gold.stdout) as Array<{ n: number }>)[0]?.n, 25);
+      // Stopped, it left no lock behind.
+      assert.equal((await tributary(['run', 'clicks', '--once'], { cwd: dir })).code, 0);
     },
   );
 

@@ -8,13 +8,17 @@
  * With the server running, a pipeline that fails does not stop the process: ingest goes on (events are
  * durable in the log), /readyz reports the failed pipeline, and the exit code is 1 when the process stops.
  */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { buildPipeline, openProjectLog, startSources, type SourceHandle } from '../../components.ts';
 import { createLogger, type Logger } from '../../core/logger.ts';
 import { createPipelineMetrics } from '../../core/metrics.ts';
 import type { PipelineRunner } from '../../core/pipeline/runner.ts';
-import { requireResolvedPlatform, type Project } from '../../core/project.ts';
+import type { Log } from '../../log/log.ts';
+import { takePidLock, type PidLock } from '../../core/pid-lock.ts';
+import { projectPath, requireResolvedPlatform, type Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { resolveWarehouse } from '../../catalog/open.ts';
 import { storageFor } from '../../storage/index.ts';
@@ -132,8 +136,16 @@ export async function runPipelines(
   // Read before anything starts, like every setting: an unresolved one stops the start, not a probe.
   const stallAfterMs = options.health ? project.platform.server.stall_after : 0;
   const logger = projectLogger(project, verbose);
-  // With the server, the log runs on a worker thread so that its commits never block requests.
-  const log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
+  // One process runs a pipeline: a second one's commits would fail against the first's, and stop it.
+  const locks = lockPipelines(project, names, logger);
+  let log: Log;
+  try {
+    // With the server, the log runs on a worker thread so that its commits never block requests.
+    log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
+  } catch (error) {
+    for (const lock of locks) lock.release();
+    throw error;
+  }
   const registry = new Registry();
   // The process's CPU, memory, event-loop delay and GC pauses, under prom-client's standard names.
   collectDefaultMetrics({ register: registry });
@@ -254,5 +266,42 @@ export async function runPipelines(
     await scheduler?.stop();
     for (const { close } of built) await close();
     await log.close();
+    for (const lock of locks) lock.release();
   }
+}
+
+/**
+ * Takes each pipeline's lock (`<log.path>/pipelines/<name>.lock`), or fails naming the process that runs
+ * it. Machine-wide only, as the embedded log is.
+ */
+function lockPipelines(project: Project, names: readonly string[], logger: Logger): PidLock[] {
+  const directory = path.join(projectPath(project, project.platform.log.path), 'pipelines');
+  mkdirSync(directory, { recursive: true });
+  const locks: PidLock[] = [];
+  try {
+    for (const name of names)
+      locks.push(
+        takePidLock(
+          path.join(directory, `${name}.lock`),
+          (pid) =>
+            new TributaryError(
+              'PIPELINE_RUNNING',
+              `pipeline ${name} already runs in process ${pid ?? '(unknown)'} on this machine`,
+              {
+                context: { pipeline: name, pid },
+                hint: `stop that process (tributary up or tributary run ${name}) first: a second one running the pipeline would fail its commits against the first's and stop it`,
+              },
+            ),
+          (pid) =>
+            logger.warn(
+              { pipeline: name, pid },
+              `pipeline ${name}: taking over the lock of process ${pid}, which is gone`,
+            ),
+        ),
+      );
+  } catch (error) {
+    for (const lock of locks) lock.release();
+    throw error;
+  }
+  return locks;
 }

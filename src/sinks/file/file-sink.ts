@@ -16,21 +16,12 @@
  * again from empty, keeping the positions; one cut to any other length is an error, since committed lines
  * would be lost.
  */
-import {
-  accessSync,
-  closeSync,
-  constants,
-  existsSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { CheckResult } from '../../core/doctor.ts';
 import type { Logger } from '../../core/logger.ts';
+import { lockHolder, takePidLock, type PidLock } from '../../core/pid-lock.ts';
 import {
   furthest,
   recordsPast,
@@ -76,7 +67,7 @@ export class FileSink implements Sink {
   readonly #logger: Logger;
   readonly #afterDataSync: FileSinkOptions['afterDataSync'];
   #file: FileHandle | undefined;
-  #locked = false;
+  #locked: PidLock | undefined;
   /** What the positions file says. */
   #length = 0;
   readonly #positions = new Map<number, number>();
@@ -172,13 +163,7 @@ export class FileSink implements Sink {
         },
       ];
     }
-    let writer: number | undefined;
-    try {
-      const owner = Number(readFileSync(this.lockPath, 'utf8').trim());
-      if (Number.isInteger(owner) && owner > 0 && isAlive(owner)) writer = owner;
-    } catch {
-      // no lock: nobody writes it now
-    }
+    const writer = lockHolder(this.lockPath);
     let committed: Committed | undefined;
     try {
       committed = await this.#readCommitted();
@@ -219,10 +204,8 @@ export class FileSink implements Sink {
     const file = this.#file;
     this.#file = undefined;
     await file?.close().catch(() => undefined);
-    if (this.#locked) {
-      this.#locked = false;
-      await rm(this.lockPath, { force: true }).catch(() => undefined);
-    }
+    this.#locked?.release();
+    this.#locked = undefined;
   }
 
   /** The open data file; reopened when the path no longer leads to it (renamed or removed from outside). */
@@ -362,46 +345,24 @@ export class FileSink implements Sink {
 
   /** Takes `<path>.lock`, or fails naming the process that holds it. */
   #lock(): void {
-    for (let attempt = 0; attempt < 3; attempt++) {
-      try {
-        const fd = openSync(this.lockPath, 'wx');
-        try {
-          writeSync(fd, String(process.pid));
-        } finally {
-          closeSync(fd);
-        }
-        this.#locked = true;
-        return;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw this.#ioError('lock', error);
-      }
-      let owner: number;
-      try {
-        owner = Number(readFileSync(this.lockPath, 'utf8').trim() || 'NaN');
-      } catch {
-        continue; // released meanwhile: try again
-      }
-      if (Number.isInteger(owner) && owner > 0 && owner !== process.pid && !isAlive(owner)) {
-        this.#logger.warn(
-          { lock: this.lockPath, pid: owner },
-          'taking over the lock of a process that is gone',
-        );
-        rmSync(this.lockPath, { force: true });
-        continue;
-      }
-      throw new TributaryError(
-        'STORAGE_IO',
-        `File sink ${this.name}: ${this.path} is being written by process ${Number.isNaN(owner) ? '(unknown)' : owner}`,
-        {
-          context: { sink: this.name, path: this.path, lock: this.lockPath, pid: owner },
-          hint: `Stop the other writer; if there is none, remove ${this.lockPath}.`,
-        },
+    try {
+      this.#locked = takePidLock(
+        this.lockPath,
+        (owner) =>
+          new TributaryError(
+            'STORAGE_IO',
+            `File sink ${this.name}: ${this.path} is being written by process ${owner ?? '(unknown)'}`,
+            {
+              context: { sink: this.name, path: this.path, lock: this.lockPath, pid: owner },
+              hint: `Stop the other writer; if there is none, remove ${this.lockPath}.`,
+            },
+          ),
+        (pid) =>
+          this.#logger.warn({ lock: this.lockPath, pid }, 'taking over the lock of a process that is gone'),
       );
+    } catch (error) {
+      throw this.#ioError('lock', error);
     }
-    throw new TributaryError('STORAGE_IO', `File sink ${this.name}: cannot take ${this.lockPath}`, {
-      context: { sink: this.name, lock: this.lockPath },
-      retryable: true,
-    });
   }
 
   async #io<T>(action: string, work: () => Promise<T>): Promise<T> {
@@ -442,14 +403,5 @@ async function syncDirectory(directory: string): Promise<void> {
     if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EBADF') throw error;
   } finally {
     await handle?.close();
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
