@@ -141,6 +141,28 @@ describe('tributary CLI', () => {
     assert.match(up.stderr(), /S3 storage is not supported yet: s3:\/\/bucket\/warehouse/);
   });
 
+  it('tells a failure several checks meet once: the catalog down', async () => {
+    const dir = newDir();
+    await tributary(['init', dir]);
+    const file = path.join(dir, 'tributary.yaml');
+    writeFileSync(
+      file,
+      `${readFileSync(file, 'utf8').replace(/^ {2}uri: sqlite:.*$/m, '  uri: postgresql://u:p@127.0.0.1:1/x')}\nstreams:\n  clicks: {}\n`,
+    );
+    mkdirSync(path.join(dir, 'pipelines'), { recursive: true });
+    writeFileSync(
+      path.join(dir, 'pipelines', 'clicks.yaml'),
+      'source: {type: topic, topic: events.clicks}\nsinks: [{type: iceberg, table: bronze.clicks}]\n',
+    );
+    const doctor = await tributary(['doctor'], { cwd: dir });
+    assert.equal(doctor.code, 1, doctor.stderr);
+    const failed = doctor.stdout.split('\n').filter((line) => line.startsWith('fail'));
+    assert.match(failed[0]!, /catalog\s+catalog reachable\s+Catalog database .*ECONNREFUSED/);
+    assert.ok(failed.length >= 3, doctor.stdout);
+    for (const line of failed.slice(1)) assert.match(line, /the same as catalog: catalog reachable, above$/);
+    assert.equal(doctor.stdout.match(/ECONNREFUSED/g)?.length, 1, doctor.stdout);
+  });
+
   it('finds the project from a subdirectory and with --project', async () => {
     const dir = newDir();
     await tributary(['init', dir]);

@@ -23,12 +23,14 @@ export function registerDoctor(program: Command, context: () => CliContext): voi
       if (options.json) {
         console.log(JSON.stringify(outcomes, null, 2));
       } else {
-        const rows = outcomes.map(({ component, name, result }) => [
-          marks[result.status],
-          component,
-          name,
-          result.fix ? `${result.detail} → ${result.fix}` : result.detail,
-        ]);
+        // A failure several checks meet (the catalog down fails every check that needs it) is told once.
+        const told = new Map<string, string>();
+        const rows = outcomes.map(({ component, name, result }) => {
+          const text = result.fix ? `${result.detail} → ${result.fix}` : result.detail;
+          const first = result.status === 'pass' ? undefined : told.get(text);
+          if (result.status !== 'pass' && first === undefined) told.set(text, `${component}: ${name}`);
+          return [marks[result.status], component, name, first ? `the same as ${first}, above` : text];
+        });
         console.log(formatTable(['status', 'component', 'check', 'detail'], rows));
       }
       const failed = outcomes.filter((o) => o.result.status === 'fail').length;
