@@ -22,6 +22,7 @@ import {
   type TableIdentifier,
 } from '../catalog/identifier.ts';
 import type { SqlDriver } from '../catalog/sql-driver.ts';
+import { didYouMean } from '../did-you-mean.ts';
 import { isTributaryError, TributaryError } from '../errors.ts';
 import { writeDataFiles } from '../iceberg/data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
@@ -152,6 +153,38 @@ async function targetTables(
   return { tables: await catalog.listAllTables(), explicit: false };
 }
 
+/**
+ * The condition applies to no table (a misspelt column, an unquoted string): nothing would be erased or
+ * exported, which must not pass for "this person has no data". Says why, with the column meant if a table
+ * has one like the missing one.
+ */
+async function noTableApplies(
+  catalog: Catalog,
+  skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>,
+): Promise<TributaryError> {
+  const columns = new Set<string>();
+  for (const identifier of await catalog.listAllTables())
+    for (const field of (await catalog.loadTable(identifier)).schema.fields) columns.add(field.name);
+  const missingColumn = (reason: string) => /Referenced column "([^"]+)" not found/.exec(reason)?.[1];
+  // A column some table has is missing only from the others: not why the condition applies to none.
+  const telling = skipped.filter((s) => !columns.has(missingColumn(s.reason) ?? ''));
+  const reasons = [...new Set((telling.length ? telling : skipped).map((s) => s.reason))];
+  const missing = [...new Set(telling.flatMap((s) => missingColumn(s.reason) ?? []))];
+  const meant = missing.flatMap((name) => {
+    const close = name.length >= 3 ? didYouMean(name, columns) : undefined;
+    return close ? [`"${name}": did you mean "${close}"?`] : [];
+  });
+  return new TributaryError(
+    'INVALID_INPUT',
+    skipped.length
+      ? `the condition applies to no table: ${reasons.slice(0, 3).join('; ')}`
+      : 'the condition applies to no table: the catalog has none',
+    {
+      hint: `${meant.length ? `${meant.join(' ')} ` : ''}name columns that exist (strings in single quotes, e.g. "user_id = 'u-42'"), or pass --tables`,
+    },
+  );
+}
+
 /** Counts the rows of the current snapshot matching `where`; undefined when it cannot be evaluated on the table. */
 async function countMatches(
   engine: Engine,
@@ -211,6 +244,7 @@ export async function eraseRows(
       }
     }
   }
+  if (!explicit && results.length === 0) throw await noTableApplies(catalog, skipped);
   if (audit && !options.dryRun) {
     await recordAudit(audit, {
       id,
@@ -369,6 +403,7 @@ export async function exportRows(
       rows: counted.rows,
     });
   }
+  if (!explicit && parts.length === 0) throw await noTableApplies(catalog, skipped);
   const nonEmpty = parts.filter((p) => p.rows > 0);
   const target = quoteLiteral(options.to);
   try {

@@ -102,6 +102,34 @@ describe('erase and export', () => {
     ]);
   });
 
+  it('fails, dry run and export too, when the condition applies to no table, and records no audit entry', async () => {
+    const audit = await openSqlDriver(resolveCatalogUri(`sqlite:${lake.dir}/catalog.db`, lake.dir));
+    try {
+      const before = (await listAudit(audit)).length;
+      for (const dryRun of [true, false]) {
+        await assert.rejects(
+          eraseRows(lake.catalog, lake.engine, { where: "usr_id = 'u4'", dryRun }, audit),
+          (error: Error & { code?: string; hint?: string }) =>
+            error.code === 'INVALID_INPUT' &&
+            /applies to no table: .*"usr_id" not found/.test(error.message) &&
+            /did you mean "user_id"/.test(error.hint ?? ''),
+        );
+      }
+      await assert.rejects(
+        exportRows(
+          lake.catalog,
+          lake.engine,
+          { where: 'user_id = u4', to: path.join(lake.dir, 'none.ndjson') },
+          audit,
+        ),
+        /applies to no table: .*"u4" not found/,
+      );
+      assert.equal((await listAudit(audit)).length, before, 'no audit record of an erasure that did nothing');
+    } finally {
+      await audit.close();
+    }
+  });
+
   it('erases from a table another writer commits to meanwhile: the erasure is made again on the new state', async () => {
     await lake.createFromSql('ops.live', `select 'p-live' as user_id, i::bigint as n from range(3) r(i)`);
     await lake.appendSql('ops.live', `select 'other' as user_id, 9::bigint as n`);

@@ -110,11 +110,6 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             },
           );
         }
-        if (!options.dryRun && result.tables.length === 0 && !tables) {
-          throw new TributaryError('INVALID_INPUT', 'the condition applies to no table', {
-            hint: 'name columns that exist, or pass --tables',
-          });
-        }
       },
     );
 
