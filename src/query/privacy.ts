@@ -69,12 +69,27 @@ export interface EraseTableResult {
   readonly gcDisabled: boolean;
 }
 
+/** A table the condition does not apply to (a column it names is missing). */
+export interface SkippedTable {
+  readonly table: string;
+  readonly reason: string;
+  /**
+   * Columns holding other rows' values as JSON text, which a condition on a column does not reach: a change
+   * table's key, before and after, a dead-letter table's payload.
+   */
+  readonly jsonColumns?: readonly string[];
+  /** The same condition over those columns, when the condition is a column equal to a value. */
+  readonly jsonWhere?: string;
+  /** The rows jsonWhere matches (the person's data, left as it is). */
+  readonly jsonRows?: number;
+}
+
 export interface EraseResult {
   readonly id: string;
   readonly dryRun: boolean;
   readonly tables: readonly EraseTableResult[];
   /** Tables the condition does not apply to (a column it names is missing). */
-  readonly skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>;
+  readonly skipped: readonly SkippedTable[];
 }
 
 function firstLine(error: unknown): string {
@@ -158,10 +173,7 @@ async function targetTables(
  * exported, which must not pass for "this person has no data". Says why, with the column meant if a table
  * has one like the missing one.
  */
-async function noTableApplies(
-  catalog: Catalog,
-  skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>,
-): Promise<TributaryError> {
+async function noTableApplies(catalog: Catalog, skipped: readonly SkippedTable[]): Promise<TributaryError> {
   const columns = new Set<string>();
   for (const identifier of await catalog.listAllTables())
     for (const field of (await catalog.loadTable(identifier)).schema.fields) columns.add(field.name);
@@ -183,6 +195,60 @@ async function noTableApplies(
       hint: `${meant.length ? `${meant.join(' ')} ` : ''}name columns that exist (strings in single quotes, e.g. "user_id = 'u-42'"), or pass --tables`,
     },
   );
+}
+
+/** A change table's JSON text columns (key, before, after), or a dead-letter table's (payload). */
+function jsonTextColumns(schema: Schema): string[] {
+  const text = new Set(schema.fields.filter((f) => f.type === 'string').map((f) => f.name));
+  if (text.has('before') && text.has('after')) return ['key', 'before', 'after'].filter((c) => text.has(c));
+  if (text.has('payload') && text.has('stage') && text.has('error')) return ['payload'];
+  return [];
+}
+
+/**
+ * `column = 'value'` (or a number) as the same condition over JSON text columns, each holding an object with
+ * the row's columns; undefined for any other condition.
+ */
+export function jsonCondition(where: string, columns: readonly string[]): string | undefined {
+  const match =
+    /^\s*(?:"((?:[^"]|"")+)"|([A-Za-z_][A-Za-z0-9_]*))\s*=\s*('(?:[^']|'')*'|-?\d+(?:\.\d+)?)\s*$/.exec(
+      where,
+    );
+  if (!match || columns.length === 0) return undefined;
+  const name = match[1]?.replaceAll('""', '"') ?? match[2] ?? '';
+  const value = match[3]!.startsWith("'") ? match[3]! : quoteLiteral(match[3]!);
+  const path = quoteLiteral(
+    /^[A-Za-z_][A-Za-z0-9_]*$/.test(name) ? `$.${name}` : `$.${JSON.stringify(name)}`,
+  );
+  // The columns are key, before, after or payload: no quotes needed.
+  return columns.map((c) => `json_extract_string(${c}, ${path}) = ${value}`).join(' or ');
+}
+
+async function skippedTable(
+  engine: Engine,
+  table: Table,
+  where: string,
+  reason: string,
+): Promise<SkippedTable> {
+  const jsonColumns = jsonTextColumns(table.schema);
+  if (jsonColumns.length === 0) return { table: table.name, reason };
+  const jsonWhere = jsonCondition(where, jsonColumns);
+  const counted = jsonWhere === undefined ? undefined : await countMatches(engine, table, jsonWhere);
+  return {
+    table: table.name,
+    reason,
+    jsonColumns,
+    ...(jsonWhere !== undefined && counted && 'rows' in counted ? { jsonWhere, jsonRows: counted.rows } : {}),
+  };
+}
+
+/** For the audit record: the tables left out, by name (a reason can quote the condition's values). */
+function skippedForAudit(skipped: readonly SkippedTable[]): unknown[] {
+  return skipped.map((s) => ({
+    table: s.table,
+    ...(s.jsonColumns ? { jsonColumns: s.jsonColumns } : {}),
+    ...(s.jsonRows !== undefined ? { jsonRows: s.jsonRows } : {}),
+  }));
 }
 
 /** Counts the rows of the current snapshot matching `where`; undefined when it cannot be evaluated on the table. */
@@ -212,7 +278,7 @@ export async function eraseRows(
   const id = randomUUID();
   const { tables, explicit } = await targetTables(catalog, options);
   const results: EraseTableResult[] = [];
-  const skipped: Array<{ table: string; reason: string }> = [];
+  const skipped: SkippedTable[] = [];
   for (const identifier of tables) {
     const table = await catalog.loadTable(identifier);
     let counted = await countMatches(engine, table, options.where);
@@ -226,7 +292,7 @@ export async function eraseRows(
           },
         );
       }
-      skipped.push({ table: table.name, reason: counted.error });
+      skipped.push(await skippedTable(engine, table, options.where, counted.error));
       continue;
     }
     // A pipeline committing to the table meanwhile makes the commit conflict: read it again and retry.
@@ -261,6 +327,7 @@ export async function eraseRows(
           deletedFiles: r.deletedFiles,
           remainingFiles: r.remainingFiles.length,
         })),
+        skipped: skippedForAudit(skipped),
       },
     });
   }
@@ -365,7 +432,7 @@ export interface ExportResult {
   readonly format: 'ndjson' | 'parquet';
   readonly rows: number;
   readonly tables: ReadonlyArray<{ readonly table: string; readonly rows: number }>;
-  readonly skipped: ReadonlyArray<{ readonly table: string; readonly reason: string }>;
+  readonly skipped: readonly SkippedTable[];
 }
 
 /**
@@ -383,7 +450,7 @@ export async function exportRows(
   const format = options.format ?? (/\.parquet$/i.test(options.to) ? 'parquet' : 'ndjson');
   const { tables, explicit } = await targetTables(catalog, options);
   const parts: Array<{ table: string; sql: string; rows: number }> = [];
-  const skipped: Array<{ table: string; reason: string }> = [];
+  const skipped: SkippedTable[] = [];
   for (const identifier of tables) {
     const table = await catalog.loadTable(identifier);
     const counted = await countMatches(engine, table, options.where);
@@ -393,7 +460,7 @@ export async function exportRows(
           'INVALID_INPUT',
           `the condition cannot be evaluated on ${table.name}: ${counted.error}`,
         );
-      skipped.push({ table: table.name, reason: counted.error });
+      skipped.push(await skippedTable(engine, table, options.where, counted.error));
       continue;
     }
     const plan = await planScan(table.metadata, table.storage);
@@ -451,7 +518,7 @@ export async function exportRows(
       kind: 'export',
       actor: options.actor,
       where: options.where,
-      detail: { format, rows: result.rows, tables: result.tables },
+      detail: { format, rows: result.rows, tables: result.tables, skipped: skippedForAudit(skipped) },
     });
   }
   return result;

@@ -130,6 +130,55 @@ describe('erase and export', () => {
     }
   });
 
+  it('says which tables keep the person’s values as JSON text (change and dead-letter tables), with the condition that reaches them', async () => {
+    await lake.createFromSql(
+      'bronze.changes',
+      `select * from (values
+         ('insert', '{"id":1}', NULL, '{"id":1,"user_id":"u4","email":"mail4@example.com"}'),
+         ('update', '{"id":1}', '{"id":1,"user_id":"u4"}', '{"id":1,"user_id":"u4","email":"new@example.com"}'),
+         ('insert', '{"id":2}', NULL, '{"id":2,"user_id":"u5"}')) v(op, key, before, after)`,
+    );
+    await lake.createFromSql(
+      'bronze._dlq',
+      `select 'p' as pipeline, 'validate' as stage, '/amount: must be number' as error,
+         '{"user_id":"u4","amount":"lots"}' as payload`,
+    );
+    const audit = await openSqlDriver(resolveCatalogUri(`sqlite:${lake.dir}/catalog.db`, lake.dir));
+    try {
+      const to = path.join(lake.dir, 'u4-json.ndjson');
+      const exported = await exportRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", to }, audit);
+      const dry = await eraseRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", dryRun: true });
+      for (const skipped of [exported.skipped, dry.skipped]) {
+        const byTable = new Map(skipped.map((s) => [s.table, s]));
+        assert.deepEqual(byTable.get('bronze.changes')?.jsonColumns, ['key', 'before', 'after']);
+        assert.equal(byTable.get('bronze.changes')?.jsonRows, 2);
+        assert.equal(byTable.get('bronze._dlq')?.jsonRows, 1);
+        assert.equal(byTable.get('ops.metrics')?.jsonColumns, undefined);
+      }
+      // The condition given reaches them with --tables.
+      const where = dry.skipped.find((s) => s.table === 'bronze.changes')!.jsonWhere!;
+      const reached = await eraseRows(lake.catalog, lake.engine, {
+        where,
+        tables: ['bronze.changes'],
+        dryRun: true,
+      });
+      assert.equal(reached.tables[0]!.rows, 2);
+      // The audit record says which tables the export left out, and names no value.
+      const [record] = await listAudit(audit);
+      assert.equal(record?.id, exported.id);
+      const detail = record?.detail as { skipped: Array<{ table: string; jsonRows?: number }> };
+      assert.deepEqual(
+        detail.skipped.find((s) => s.table === 'bronze.changes'),
+        { table: 'bronze.changes', jsonColumns: ['key', 'before', 'after'], jsonRows: 2 },
+      );
+      assert.doesNotMatch(JSON.stringify(record), /u4/);
+    } finally {
+      await audit.close();
+      await lake.catalog.dropTable(parseTableIdentifier('bronze.changes'));
+      await lake.catalog.dropTable(parseTableIdentifier('bronze._dlq'));
+    }
+  });
+
   it('erases from a table another writer commits to meanwhile: the erasure is made again on the new state', async () => {
     await lake.createFromSql('ops.live', `select 'p-live' as user_id, i::bigint as n from range(3) r(i)`);
     await lake.appendSql('ops.live', `select 'other' as user_id, 9::bigint as n`);

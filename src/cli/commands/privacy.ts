@@ -9,7 +9,7 @@ import { resolveCatalogUri } from '../../catalog/open.ts';
 import { openSqlDriver } from '../../catalog/sql-driver.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
-import { eraseRows, exportRows } from '../../query/privacy.ts';
+import { eraseRows, exportRows, type SkippedTable } from '../../query/privacy.ts';
 import type { CliContext } from '../context.ts';
 import { color, formatTable } from '../output.ts';
 import { withCatalog } from '../project-catalog.ts';
@@ -20,6 +20,29 @@ function tablesOption(value: string | undefined): string[] | undefined {
     ?.split(',')
     .map((t) => t.trim())
     .filter(Boolean);
+}
+
+/** Quoted for a POSIX shell's double quotes. */
+function shellQuoted(text: string): string {
+  return `"${text.replace(/[\\"$`]/g, '\\$&')}"`;
+}
+
+/**
+ * Tables left out that keep the values as JSON text (change tables, dead-letter tables): the person's data
+ * may be there, out of the condition's reach. Said on stderr, with the command that reaches them.
+ */
+function warnJsonText(command: 'erase' | 'export', skipped: readonly SkippedTable[]): void {
+  for (const s of skipped) {
+    if (!s.jsonColumns || s.jsonRows === 0) continue;
+    const what =
+      s.jsonRows === undefined
+        ? `${s.table} keeps rows as JSON text (${s.jsonColumns.join(', ')}), which the condition does not reach`
+        : `${s.jsonRows} row(s) of ${s.table} match it in JSON text (${s.jsonColumns.join(', ')}), which the condition does not reach`;
+    const how = s.jsonWhere
+      ? `tributary ${command} --tables ${s.table} --where ${shellQuoted(s.jsonWhere)}${command === 'export' ? ' --to …' : ''}`
+      : `tributary ${command} --tables ${s.table} with a condition on the JSON, e.g. ${shellQuoted(`json_extract_string(${s.jsonColumns.at(-1)}, '$.user_id') = 'u-42'`)}`;
+    console.error(`${color('yellow', 'warning')} ${what}: ${how}`);
+  }
 }
 
 async function withAudit<T>(
@@ -99,6 +122,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
           if (result.skipped.length)
             console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
         }
+        warnJsonText('erase', result.skipped);
         const remaining = result.tables.filter((t) => t.remainingFiles.length);
         const shared = remaining.filter((t) => t.gcDisabled).map((t) => t.table);
         if (remaining.length) {
@@ -152,5 +176,8 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
         `wrote ${result.rows} row(s) from ${result.tables.filter((t) => t.rows > 0).length} table(s) to ${result.file} (${result.format})`,
       );
       for (const t of result.tables.filter((t) => t.rows > 0)) console.log(`  ${t.table}: ${t.rows}`);
+      if (result.skipped.length)
+        console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
+      warnJsonText('export', result.skipped);
     });
 }
