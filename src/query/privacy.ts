@@ -423,7 +423,10 @@ export interface ExportOptions extends PrivacyRequest {
   /** The file to write: NDJSON (`{"table": …, "row": {…}}` per line) or Parquet (by extension or `format`). */
   readonly to: string;
   readonly format?: 'ndjson' | 'parquet';
+  /** Who asked (for the audit record); default: the OS user. */
   readonly actor?: string;
+  /** Why, e.g. the request's ticket (kept in the audit record). */
+  readonly reason?: string;
 }
 
 export interface ExportResult {
@@ -518,7 +521,13 @@ export async function exportRows(
       kind: 'export',
       actor: options.actor,
       where: options.where,
-      detail: { format, rows: result.rows, tables: result.tables, skipped: skippedForAudit(skipped) },
+      detail: {
+        reason: options.reason ?? null,
+        format,
+        rows: result.rows,
+        tables: result.tables,
+        skipped: skippedForAudit(skipped),
+      },
     });
   }
   return result;

@@ -179,6 +179,29 @@ describe('erase and export', () => {
     }
   });
 
+  it('records who ran an export and why', async () => {
+    const audit = await openSqlDriver(resolveCatalogUri(`sqlite:${lake.dir}/catalog.db`, lake.dir));
+    try {
+      const exported = await exportRows(
+        lake.catalog,
+        lake.engine,
+        {
+          where: "user_id = 'u3'",
+          to: path.join(lake.dir, 'u3.ndjson'),
+          actor: 'dpo@example.com',
+          reason: 'access request 12',
+        },
+        audit,
+      );
+      const [record] = await listAudit(audit);
+      assert.equal(record?.id, exported.id);
+      assert.equal(record?.actor, 'dpo@example.com');
+      assert.equal((record?.detail as { reason?: string }).reason, 'access request 12');
+    } finally {
+      await audit.close();
+    }
+  });
+
   it('erases from a table another writer commits to meanwhile: the erasure is made again on the new state', async () => {
     await lake.createFromSql('ops.live', `select 'p-live' as user_id, i::bigint as n from range(3) r(i)`);
     await lake.appendSql('ops.live', `select 'other' as user_id, 9::bigint as n`);

@@ -69,7 +69,8 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
       'comma-separated tables (default: every table whose columns the condition names)',
     )
     .option('--dry-run', 'count the matching rows and files, change nothing')
-    .option('--reason <text>', 'why (kept in the audit record)')
+    .option('--reason <text>', 'why, e.g. the request (kept in the audit record)')
+    .option('--actor <name>', 'who runs it (kept in the audit record; default: the OS user)')
     .option('--json', 'print the result as JSON')
     .action(
       async (options: {
@@ -77,6 +78,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
         tables?: string;
         dryRun?: boolean;
         reason?: string;
+        actor?: string;
         json?: boolean;
       }) => {
         const project = context().loadProject();
@@ -93,6 +95,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
                   ...(tables ? { tables } : {}),
                   ...(options.dryRun ? { dryRun: true } : {}),
                   ...(options.reason ? { reason: options.reason } : {}),
+                  ...(options.actor ? { actor: options.actor } : {}),
                 },
                 audit,
               );
@@ -152,32 +155,45 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
       'comma-separated tables (default: every table whose columns the condition names)',
     )
     .option('--format <format>', 'ndjson or parquet (default: from the file extension)')
-    .action(async (options: { where: string; to: string; tables?: string; format?: string }) => {
-      if (options.format && options.format !== 'ndjson' && options.format !== 'parquet')
-        throw new TributaryError('USAGE', `--format ${options.format}: choose ndjson or parquet`);
-      const project = context().loadProject();
-      const tables = tablesOption(options.tables);
-      const result = await withCatalog(project, (catalog, engine) =>
-        withAudit(project, (audit) =>
-          exportRows(
-            catalog,
-            engine,
-            {
-              where: options.where,
-              to: path.resolve(options.to),
-              ...(tables ? { tables } : {}),
-              ...(options.format ? { format: options.format as 'ndjson' | 'parquet' } : {}),
-            },
-            audit,
+    .option('--reason <text>', 'why, e.g. the request (kept in the audit record)')
+    .option('--actor <name>', 'who runs it (kept in the audit record; default: the OS user)')
+    .action(
+      async (options: {
+        where: string;
+        to: string;
+        tables?: string;
+        format?: string;
+        reason?: string;
+        actor?: string;
+      }) => {
+        if (options.format && options.format !== 'ndjson' && options.format !== 'parquet')
+          throw new TributaryError('USAGE', `--format ${options.format}: choose ndjson or parquet`);
+        const project = context().loadProject();
+        const tables = tablesOption(options.tables);
+        const result = await withCatalog(project, (catalog, engine) =>
+          withAudit(project, (audit) =>
+            exportRows(
+              catalog,
+              engine,
+              {
+                where: options.where,
+                to: path.resolve(options.to),
+                ...(tables ? { tables } : {}),
+                ...(options.format ? { format: options.format as 'ndjson' | 'parquet' } : {}),
+                ...(options.reason ? { reason: options.reason } : {}),
+                ...(options.actor ? { actor: options.actor } : {}),
+              },
+              audit,
+            ),
           ),
-        ),
-      );
-      console.log(
-        `wrote ${result.rows} row(s) from ${result.tables.filter((t) => t.rows > 0).length} table(s) to ${result.file} (${result.format})`,
-      );
-      for (const t of result.tables.filter((t) => t.rows > 0)) console.log(`  ${t.table}: ${t.rows}`);
-      if (result.skipped.length)
-        console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
-      warnJsonText('export', result.skipped);
-    });
+        );
+        console.log(
+          `wrote ${result.rows} row(s) from ${result.tables.filter((t) => t.rows > 0).length} table(s) to ${result.file} (${result.format})`,
+        );
+        for (const t of result.tables.filter((t) => t.rows > 0)) console.log(`  ${t.table}: ${t.rows}`);
+        if (result.skipped.length)
+          console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
+        warnJsonText('export', result.skipped);
+      },
+    );
 }
