@@ -119,7 +119,7 @@ export const errorCodes = {
   ERASE_INCOMPLETE: {
     kind: 'failure',
     summary:
-      'After `tributary erase`, files under a table still hold matching rows (kept by a branch or tag, or added meanwhile).',
+      'After `tributary erase`, files under a table still hold matching rows (kept by a branch or tag, or added meanwhile), or change and dead-letter tables hold them as JSON text.',
   },
   JOB_FAILED: {
     kind: 'failure',

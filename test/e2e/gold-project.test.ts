@@ -257,6 +257,36 @@ jobs:
       );
     }
     assert.ok(((await query('select count(*)::int as n from bronze.orders'))[0]!.n as number) > 200);
+
+    // A change table keeps the customer in JSON text: erase is not done (exit 1) until that is erased too.
+    write(
+      'changes.json',
+      JSON.stringify({
+        fields: ['op', 'key', 'before', 'after'].map((name) => ({ name, type: 'string', required: false })),
+      }),
+    );
+    write(
+      'changes.ndjson',
+      [
+        { op: 'insert', key: '{"id":1}', before: null, after: '{"id":1,"customer_id":"c2"}' },
+        { op: 'insert', key: '{"id":2}', before: null, after: '{"id":2,"customer_id":"c3"}' },
+      ]
+        .map((row) => JSON.stringify(row))
+        .join('\n'),
+    );
+    await ok('tables', 'create', 'bronze.changes', '--schema', 'changes.json');
+    await ok('tables', 'append', 'bronze.changes', 'changes.ndjson');
+    const partly = await run('erase', '--where', "customer_id = 'c2'");
+    assert.equal(partly.code, 1, partly.stderr);
+    assert.match(
+      partly.stderr,
+      /\[ERASE_INCOMPLETE\] matching values remain as JSON text in bronze\.changes \(1 row\(s\)\)/,
+    );
+    const command = /tributary erase --tables bronze\.changes --where "(.+)"$/m.exec(partly.stderr);
+    assert.ok(command, partly.stderr);
+    await ok('erase', '--tables', 'bronze.changes', '--where', command[1]!.replace(/\\(.)/g, '$1'));
+    assert.deepEqual(await query(`select count(*)::int as n from bronze.changes`), [{ n: 1 }]);
+    assert.equal((await run('erase', '--where', "customer_id = 'c2'")).code, 0);
   });
 
   it('names a cycle and exits 2', async () => {

@@ -126,6 +126,15 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
         }
         warnJsonText('erase', result.skipped);
+        // Not done while the person's values remain in JSON text: a script reading the exit status must
+        // not mark the request done (the warnings above give the commands that reach them).
+        const inJson = options.dryRun ? [] : result.skipped.filter((s) => (s.jsonRows ?? 0) > 0);
+        if (inJson.length)
+          throw new TributaryError(
+            'ERASE_INCOMPLETE',
+            `matching values remain as JSON text in ${inJson.map((s) => `${s.table} (${s.jsonRows} row(s))`).join(', ')}`,
+            { hint: 'erase them with the commands the warnings above give, then the request is done' },
+          );
         const remaining = result.tables.filter((t) => t.remainingFiles.length);
         const shared = remaining.filter((t) => t.gcDisabled).map((t) => t.table);
         if (remaining.length) {
