@@ -276,11 +276,17 @@ jobs:
     );
     await ok('tables', 'create', 'bronze.changes', '--schema', 'changes.json');
     await ok('tables', 'append', 'bronze.changes', 'changes.ndjson');
+    await ok('topics', 'produce', 'events.orders', 'changes.ndjson');
     const partly = await run('erase', '--where', "customer_id = 'c2'");
     assert.equal(partly.code, 1, partly.stderr);
     assert.match(
       partly.stderr,
       /\[ERASE_INCOMPLETE\] matching values remain as JSON text in bronze\.changes \(1 row\(s\)\)/,
+    );
+    // The log keeps the raw records, which erase cannot reach: it says so, with their retention.
+    assert.match(
+      partly.stderr,
+      /warning the log keeps the raw records until their retention, out of erase's reach: .*events\.orders \(kept forever\)/,
     );
     const command = /tributary erase --tables bronze\.changes --where "(.+)"$/m.exec(partly.stderr);
     assert.ok(command, partly.stderr);

@@ -7,8 +7,10 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { resolveCatalogUri } from '../../catalog/open.ts';
 import { openSqlDriver } from '../../catalog/sql-driver.ts';
+import { openProjectLog } from '../../components.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
+import { formatMs } from '../../query/models/config.ts';
 import { eraseRows, exportRows, type SkippedTable } from '../../query/privacy.ts';
 import type { CliContext } from '../context.ts';
 import { color, formatTable } from '../output.ts';
@@ -42,6 +44,31 @@ function warnJsonText(command: 'erase' | 'export', skipped: readonly SkippedTabl
       ? `tributary ${command} --tables ${s.table} --where ${shellQuoted(s.jsonWhere)}${command === 'export' ? ' --to …' : ''}`
       : `tributary ${command} --tables ${s.table} with a condition on the JSON, e.g. ${shellQuoted(`json_extract_string(${s.jsonColumns.at(-1)}, '$.user_id') = 'u-42'`)}`;
     console.error(`${color('yellow', 'warning')} ${what}: ${how}`);
+  }
+}
+
+/**
+ * The log's topics keep the raw records (the events, CDC changes, rejected records) until their retention
+ * removes them: erase cannot reach them, and a pipeline reading them again (a reset, a new pipeline,
+ * `dlq replay`) would write the person back. Said after every erasure, with each topic's retention.
+ */
+async function warnLogTopics(project: Project): Promise<void> {
+  const log = await openProjectLog(project);
+  try {
+    const kept: string[] = [];
+    for (const topic of await log.listTopics()) {
+      const records = (await log.offsets(topic.name)).reduce((n, o) => n + o.end - o.start, 0);
+      if (records > 0)
+        kept.push(
+          `${topic.name} (${topic.retentionMs === undefined ? 'kept forever' : formatMs(topic.retentionMs)})`,
+        );
+    }
+    if (kept.length)
+      console.error(
+        `${color('yellow', 'warning')} the log keeps the raw records until their retention, out of erase's reach: ${kept.join(', ')}; reading them again (a pipeline reset, a new pipeline, dlq replay) would bring the rows back — set streams.<name>.retention (docs/ingest.md, Retention)`,
+      );
+  } finally {
+    await log.close();
   }
 }
 
@@ -126,6 +153,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
         }
         warnJsonText('erase', result.skipped);
+        if (!options.dryRun) await warnLogTopics(project);
         // Not done while the person's values remain in JSON text: a script reading the exit status must
         // not mark the request done (the warnings above give the commands that reach them).
         const inJson = options.dryRun ? [] : result.skipped.filter((s) => (s.jsonRows ?? 0) > 0);
