@@ -13,7 +13,7 @@
  * SHA-256 hash, as it usually holds personal data) goes to `tributary_privacy_audit` in the catalog database.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
@@ -477,6 +477,9 @@ export async function exportRows(
   const nonEmpty = parts.filter((p) => p.rows > 0);
   const target = quoteLiteral(options.to);
   try {
+    // A person's data: readable by this user alone (DuckDB would write it as the umask says, 0644 mostly).
+    await writeFile(options.to, '', { mode: 0o600 });
+    await chmod(options.to, 0o600);
     if (format === 'ndjson') {
       const union = nonEmpty.length
         ? nonEmpty
@@ -497,6 +500,7 @@ export async function exportRows(
         : `select NULL::VARCHAR as _table where false`;
       await engine.connection.run(`copy (${union}) to ${target} (format parquet, compression zstd)`);
     }
+    await chmod(options.to, 0o600);
   } catch (cause) {
     throw new TributaryError('INVALID_INPUT', `the export could not be written: ${firstLine(cause)}`, {
       cause,

@@ -93,6 +93,8 @@ describe('erase and export', () => {
     );
     const parquet = path.join(lake.dir, 'u4.parquet');
     await exportRows(lake.catalog, lake.engine, { where: "user_id = 'u4'", to: parquet });
+    // A person's data, readable by this user alone, whatever the umask.
+    for (const file of [to, parquet]) assert.equal(statSync(file).mode & 0o777, 0o600, file);
     const reader = await lake.engine.connection.runAndReadAll(
       `select _table, count(*)::int from read_parquet(${quoteLiteral(parquet)}) group by 1 order by 1`,
     );
