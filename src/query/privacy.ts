@@ -577,6 +577,10 @@ async function ensureAuditTable(driver: SqlDriver): Promise<void> {
   );
 }
 
+function predicateHash(where: string): string {
+  return createHash('sha256').update(where).digest('hex');
+}
+
 async function recordAudit(
   driver: SqlDriver,
   entry: { id: string; kind: 'erase' | 'export'; actor: string | undefined; where: string; detail: unknown },
@@ -592,20 +596,22 @@ async function recordAudit(
   }
   await driver.execute(
     `INSERT INTO ${AUDIT_TABLE} (id, kind, at, actor, predicate_sha256, detail) VALUES (?, ?, ?, ?, ?, ?)`,
-    [
-      entry.id,
-      entry.kind,
-      Date.now(),
-      actor,
-      createHash('sha256').update(entry.where).digest('hex'),
-      JSON.stringify(entry.detail),
-    ],
+    [entry.id, entry.kind, Date.now(), actor, predicateHash(entry.where), JSON.stringify(entry.detail)],
   );
 }
 
 /** The audit records, newest first. */
-export async function listAudit(driver: SqlDriver, limit = 50): Promise<AuditRecord[]> {
+/**
+ * The audit records, newest first; with `where`, those made with exactly that condition (by its hash, as
+ * they keep it: the condition usually names the person).
+ */
+export async function listAudit(
+  driver: SqlDriver,
+  limit = 50,
+  options: { where?: string } = {},
+): Promise<AuditRecord[]> {
   await ensureAuditTable(driver);
+  const hash = options.where === undefined ? undefined : predicateHash(options.where);
   const rows = await driver.query<{
     id: string;
     kind: string;
@@ -613,7 +619,10 @@ export async function listAudit(driver: SqlDriver, limit = 50): Promise<AuditRec
     actor: string;
     predicate_sha256: string;
     detail: string;
-  }>(`SELECT * FROM ${AUDIT_TABLE} ORDER BY at DESC LIMIT ?`, [limit]);
+  }>(
+    `SELECT * FROM ${AUDIT_TABLE}${hash ? ' WHERE predicate_sha256 = ?' : ''} ORDER BY at DESC LIMIT ?`,
+    hash ? [hash, limit] : [limit],
+  );
   return rows.map((r) => ({
     id: r.id,
     kind: r.kind as 'erase' | 'export',

@@ -293,6 +293,19 @@ jobs:
     await ok('erase', '--tables', 'bronze.changes', '--where', command[1]!.replace(/\\(.)/g, '$1'));
     assert.deepEqual(await query(`select count(*)::int as n from bronze.changes`), [{ n: 1 }]);
     assert.equal((await run('erase', '--where', "customer_id = 'c2'")).code, 0);
+
+    // The audit record, for the compliance officer: by the request's condition, newest first.
+    const c1 = await ok('audit', '--where', "customer_id = 'c1'");
+    const records = c1.trim().split('\n').slice(1);
+    assert.equal(records.length, 2, c1);
+    assert.match(records[0]!, /^\S+\s+erase\s+\S+\s+\S+\s+request 7\s+\d+\s+.*bronze\.orders/);
+    assert.match(records[1]!, /^\S+\s+export\s+/);
+    assert.doesNotMatch(c1, /customer_id|'c1'/, 'not the condition');
+    assert.match(
+      await ok('audit', '--where', "customer_id = 'c9'"),
+      /No erasure or export with this condition/,
+    );
+    assert.equal((JSON.parse(await ok('audit', '--json', '--limit', '2')) as unknown[]).length, 2);
   });
 
   it('names a cycle and exits 2', async () => {

@@ -11,8 +11,9 @@ import { openProjectLog } from '../../components.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { formatMs } from '../../query/models/config.ts';
-import { eraseRows, exportRows, type SkippedTable } from '../../query/privacy.ts';
+import { eraseRows, exportRows, listAudit, type SkippedTable } from '../../query/privacy.ts';
 import type { CliContext } from '../context.ts';
+import { wholeNumber } from '../options.ts';
 import { color, formatTable } from '../output.ts';
 import { withCatalog } from '../project-catalog.ts';
 import { Progress } from '../progress.ts';
@@ -233,4 +234,53 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
         warnJsonText('export', result.skipped);
       },
     );
+
+  program
+    .command('audit')
+    .description(
+      'List the privacy audit records (erasures and exports), newest first: who, when, why, which tables, how many rows.',
+    )
+    .option(
+      '--where <condition>',
+      'only those made with exactly this condition (matched by its SHA-256, as the records keep it)',
+    )
+    .option('--limit <n>', 'at most this many', wholeNumber('--limit'), 50)
+    .option('--json', 'print JSON')
+    .action(async (options: { where?: string; limit: number; json?: boolean }) => {
+      const project = context().loadProject();
+      const records = await withAudit(project, (audit) =>
+        listAudit(audit, options.limit, options.where === undefined ? {} : { where: options.where }),
+      );
+      if (options.json) {
+        console.log(JSON.stringify(records, null, 2));
+        return;
+      }
+      if (records.length === 0) {
+        console.log(
+          options.where ? 'No erasure or export with this condition.' : 'No erasure or export yet.',
+        );
+        return;
+      }
+      console.log(
+        formatTable(
+          ['id', 'kind', 'at', 'actor', 'reason', 'rows', 'tables'],
+          records.map((r) => {
+            const detail = (r.detail ?? {}) as {
+              reason?: string | null;
+              tables?: ReadonlyArray<{ table: string; rows: number }>;
+            };
+            const tables = detail.tables ?? [];
+            return [
+              r.id,
+              r.kind,
+              new Date(r.at).toISOString(),
+              r.actor,
+              detail.reason ?? '',
+              String(tables.reduce((n, t) => n + t.rows, 0)),
+              tables.map((t) => t.table).join(', '),
+            ];
+          }),
+        ),
+      );
+    });
 }
