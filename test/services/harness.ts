@@ -128,7 +128,8 @@ async function withLock<T>(lockFile: string, work: () => Promise<T>): Promise<T>
   }
 }
 
-function isAlive(pid: number): boolean {
+/** Whether a process of this id runs (one of another user's counts). */
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -201,4 +202,33 @@ export function commandExists(command: string): boolean {
 
 export function requireServices(): boolean {
   return process.env.TRIBUTARY_REQUIRE_SERVICES === '1';
+}
+
+/**
+ * A Python virtual environment in the cache with one pip requirement installed, for the services that are
+ * Python packages (pyiceberg, moto): made once per version, `venvDir/.installed` marking it complete.
+ * Returns the venv's python.
+ */
+export async function installPythonVenv(
+  service: string,
+  venvDir: string,
+  requirement: string,
+  modules: readonly string[],
+): Promise<string> {
+  const python = path.join(venvDir, 'bin', 'python');
+  const marker = path.join(venvDir, '.installed');
+  if (existsSync(marker)) return python;
+  if (!commandExists('python3'))
+    throw new ServiceUnavailable(service, 'python3 is not installed: install Python 3.9 or later');
+  rmSync(venvDir, { recursive: true, force: true });
+  const venv = await run('python3', ['-m', 'venv', venvDir]);
+  if (venv.code !== 0)
+    throw new ServiceUnavailable(
+      service,
+      `python3 -m venv failed (install python3-venv): ${venv.stderr.trim()}`,
+    );
+  await runChecked(python, ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', requirement]);
+  await runChecked(python, ['-c', `import ${modules.join(', ')}`]);
+  await runChecked('touch', [marker]);
+  return python;
 }

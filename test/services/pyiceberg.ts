@@ -2,16 +2,9 @@
  * pyiceberg, the independent reader and writer of our Iceberg tables, in a Python virtual environment
  * from PyPI. Cached in ~/.cache/tributary per version; nothing to start: tests run Python scripts in it.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import {
-  CACHE_ROOT,
-  commandExists,
-  run,
-  runChecked,
-  ServiceUnavailable,
-  type ServiceDefinition,
-} from './harness.ts';
+import { CACHE_ROOT, installPythonVenv, runChecked, type ServiceDefinition } from './harness.ts';
 
 export const PYICEBERG_VERSION = '0.12.0';
 const venvDir = path.join(CACHE_ROOT, `pyiceberg-${PYICEBERG_VERSION}`);
@@ -28,27 +21,12 @@ export const pyiceberg: ServiceDefinition<PyicebergInfo> = {
   name: 'pyiceberg',
 
   async install() {
-    if (existsSync(marker)) return;
-    if (!commandExists('python3')) {
-      throw new ServiceUnavailable('pyiceberg', 'python3 is not installed: install Python 3.9 or later');
-    }
-    rmSync(venvDir, { recursive: true, force: true });
-    const venv = await run('python3', ['-m', 'venv', venvDir]);
-    if (venv.code !== 0)
-      throw new ServiceUnavailable(
-        'pyiceberg',
-        `python3 -m venv failed (install python3-venv): ${venv.stderr.trim()}`,
-      );
-    await runChecked(python, [
-      '-m',
-      'pip',
-      'install',
-      '-q',
-      '--disable-pip-version-check',
+    await installPythonVenv(
+      'pyiceberg',
+      venvDir,
       `pyiceberg[sql-sqlite,sql-postgres,pyarrow]==${PYICEBERG_VERSION}`,
-    ]);
-    await runChecked(python, ['-c', 'import pyiceberg, pyarrow, sqlalchemy']);
-    await runChecked('touch', [marker]);
+      ['pyiceberg', 'pyarrow', 'sqlalchemy'],
+    );
   },
 
   async start() {

@@ -12,23 +12,21 @@
  *   the same guarantee. Clients still send concurrently (their requests queue in the listen backlog).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   CACHE_ROOT,
-  commandExists,
   freePort,
-  run,
+  installPythonVenv,
+  isAlive,
   runChecked,
-  ServiceUnavailable,
   type ServiceDefinition,
 } from './harness.ts';
 
 export const MOTO_VERSION = '5.2.5';
 const venvDir = path.join(CACHE_ROOT, `moto-${MOTO_VERSION}`);
 const python = path.join(venvDir, 'bin', 'python');
-const marker = path.join(venvDir, '.installed');
 
 const REGION = 'us-east-1';
 const BUCKET = 'tributary-tests';
@@ -81,40 +79,15 @@ async function answers(endpoint: string): Promise<boolean> {
   }
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 export const s3: ServiceDefinition<S3Info> = {
   name: 's3',
 
   async install() {
-    if (existsSync(marker)) return;
-    if (!commandExists('python3')) {
-      throw new ServiceUnavailable('s3', 'python3 is not installed: install Python 3.9 or later');
-    }
-    rmSync(venvDir, { recursive: true, force: true });
-    const venv = await run('python3', ['-m', 'venv', venvDir]);
-    if (venv.code !== 0)
-      throw new ServiceUnavailable(
-        's3',
-        `python3 -m venv failed (install python3-venv): ${venv.stderr.trim()}`,
-      );
-    await runChecked(python, [
-      '-m',
-      'pip',
-      'install',
-      '-q',
-      '--disable-pip-version-check',
-      `moto[server]==${MOTO_VERSION}`,
+    await installPythonVenv('s3', venvDir, `moto[server]==${MOTO_VERSION}`, [
+      'moto.server',
+      'boto3',
+      'werkzeug',
     ]);
-    await runChecked(python, ['-c', 'import moto.server, boto3, werkzeug']);
-    await runChecked('touch', [marker]);
   },
 
   async start(stateDir) {
