@@ -247,6 +247,8 @@ jobs:
     assert.match(exported, /wrote \d+ row\(s\) from 4 table\(s\)/);
     const lines = readFileSync(path.join(project, 'c1.ndjson'), 'utf8').trim().split('\n');
     assert.ok(lines.length > 60);
+    const dry = await ok('erase', '--where', "customer_id = 'c1'", '--dry-run');
+    assert.match(dry, /the erasure would expire every snapshot before it in .*bronze\.orders.*: time travel/);
     const erased = await ok('erase', '--where', "customer_id = 'c1'", '--reason', 'request 7');
     assert.match(erased, /bronze\.orders\s+\d+/);
     for (const table of ['bronze.orders', 'bronze.customers', 'silver.orders', 'gold.customer_revenue']) {

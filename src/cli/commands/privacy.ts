@@ -152,6 +152,12 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
           );
           if (result.skipped.length)
             console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
+          // What the dry run cannot show in its counts: the real run takes time travel away.
+          const expiring = result.tables.filter((t) => (t.rows > 0 || t.inHistory) && !t.gcDisabled);
+          if (options.dryRun && expiring.length)
+            console.log(
+              `the erasure would expire every snapshot before it in ${expiring.map((t) => t.table).join(', ')}: time travel to before it is gone there`,
+            );
         }
         warnJsonText('erase', result.skipped);
         if (!options.dryRun) await warnLogTopics(project);
