@@ -30,7 +30,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { TributaryError } from '../errors.ts';
+import { isTributaryError, TributaryError } from '../errors.ts';
 import type { Storage, StorageEntry, StorageStat } from './storage.ts';
 
 export interface S3Credentials {
@@ -277,15 +277,12 @@ export class S3Storage implements Storage {
   }
 
   async exists(location: string): Promise<boolean> {
-    const target = parseS3Location(location);
     try {
-      await this.#client.send(new HeadObjectCommand({ Bucket: target.bucket, Key: target.key }));
-      this.#knownBuckets.add(target.bucket);
+      await this.stat(location);
       return true;
     } catch (error) {
-      if (!isNotFound(error)) throw this.#error(error, 'check', location);
-      await this.#refuseMissingBucket(target.bucket, 'check', location, error);
-      return false;
+      if (isTributaryError(error, 'STORAGE_NOT_FOUND')) return false;
+      throw error;
     }
   }
 

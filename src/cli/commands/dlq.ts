@@ -53,11 +53,6 @@ function httpStream(project: Project, name: string) {
   return { name, config, dlqTopic: streamDlqTopic(name, config), pipelines };
 }
 
-/** The pipeline `name` (a stream's name is answered by the stream commands above). */
-function dlqPipeline(project: Project, name: string) {
-  return pipelineNamed(project, name);
-}
-
 /** A stream's DLQ entry as the server wrote it (ingest.ts `#dlqRecord`). */
 interface StreamDlqEntry {
   readonly id?: string;
@@ -66,9 +61,11 @@ interface StreamDlqEntry {
   readonly received_at?: string;
 }
 
+const decoder = new TextDecoder();
+
 function streamDlqEntry(record: StoredRecord): StreamDlqEntry {
   try {
-    const value = JSON.parse(new TextDecoder().decode(record.value)) as StreamDlqEntry | null;
+    const value = JSON.parse(decoder.decode(record.value)) as StreamDlqEntry | null;
     return value !== null && typeof value === 'object' ? value : {};
   } catch {
     return {};
@@ -226,7 +223,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
         throw new TributaryError('USAGE', '--payloads lists the events of an HTTP stream', {
           hint: `a pipeline's rejected records are sent again with tributary dlq replay ${name}`,
         });
-      dlqPipeline(project, name);
+      pipelineNamed(project, name);
       const table = dlqTableOf(project, name);
       await withCatalog(project, async (catalog, engine) => {
         if (!(await catalog.tableExists(parseTableIdentifier(table)))) {
@@ -291,7 +288,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
         }
         return;
       }
-      dlqPipeline(project, name);
+      pipelineNamed(project, name);
       await withCatalog(project, async (catalog, engine) => {
         const result = await new QueryEngine(catalog, engine).query(
           `select * from ${dlqTableOf(project, name)} where pipeline = ${sqlString(name)} and "partition" = ${match[1]} and "offset" = ${match[2]} order by failed_at desc limit 1`,
@@ -323,7 +320,7 @@ export function registerDlq(program: Command, context: () => CliContext): void {
             hint: `tributary dlq list ${name} --payloads --limit <n> > events.ndjson, fix them, then POST the file to /v1/streams/${name}/events (content-type application/x-ndjson): each keeps its id, so sending it twice stores it once${stream.pipelines}`,
           },
         );
-      const pipeline = dlqPipeline(project, name);
+      const pipeline = pipelineNamed(project, name);
       const table = dlqTableOf(project, name);
       const condition = `pipeline = ${sqlString(name)}${options.where ? ` and (${options.where})` : ''}`;
       const log = await openProjectLog(project);
