@@ -231,10 +231,13 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             ),
           ),
         );
+        // Every table searched is listed, those without a match too: "0 rows from bronze.x" is an answer,
+        // a table left out of the list is a question.
+        const withRows = result.tables.filter((t) => t.rows > 0).length;
         console.log(
-          `wrote ${result.rows} row(s) from ${result.tables.filter((t) => t.rows > 0).length} table(s) to ${result.file} (${result.format})`,
+          `wrote ${result.rows} row(s) from ${withRows} table(s) of ${result.tables.length} searched to ${result.file} (${result.format})`,
         );
-        for (const t of result.tables.filter((t) => t.rows > 0)) console.log(`  ${t.table}: ${t.rows}`);
+        for (const t of result.tables) console.log(`  ${t.table}: ${t.rows}`);
         if (result.skipped.length)
           console.log(color('dim', `not applicable: ${result.skipped.map((s) => s.table).join(', ')}`));
         warnJsonText('export', result.skipped);
