@@ -310,6 +310,26 @@ jobs:
     assert.equal((JSON.parse(await ok('audit', '--json', '--limit', '2')) as unknown[]).length, 2);
   });
 
+  it('warns when a model erase reached is built from a table it did not reach', async () => {
+    // bronze.tickets names the customer `cust`: `customer_id = …` does not reach it, but the model it
+    // feeds has customer_id, so erase reaches the model, whose next rebuild would bring the rows back.
+    write('tickets.json', JSON.stringify({ fields: [{ name: 'cust', type: 'string' }] }));
+    await ok('tables', 'create', 'bronze.tickets', '--schema', 'tickets.json');
+    await ok('tables', 'append', 'bronze.tickets', write('t.ndjson', '{"cust":"c4"}\n{"cust":"c0"}\n'));
+    write(
+      'models/gold/customer_tickets.sql',
+      `select cust as customer_id, count(*) as tickets from ref('bronze.tickets') group by all\n`,
+    );
+    await ok('models', 'run', '--select', 'gold.customer_tickets');
+    const erased = await run('erase', '--where', "customer_id = 'c4'");
+    assert.equal(erased.code, 0, erased.stderr);
+    assert.match(
+      erased.stderr,
+      /warning gold\.customer_tickets is built from bronze\.tickets, which the condition did not reach: .*--full-refresh/,
+    );
+    assert.doesNotMatch(erased.stderr, /gold\.customer_revenue is built/, 'its inputs were all reached');
+  });
+
   it('names a cycle and exits 2', async () => {
     write('models/gold/loop_a.sql', `select * from ref('gold.loop_b')`);
     write('models/gold/loop_b.sql', `select * from ref('gold.loop_a')`);

@@ -11,6 +11,7 @@ import { openProjectLog } from '../../components.ts';
 import type { Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
 import { formatMs } from '../../query/models/config.ts';
+import { loadModels, type ModelProject } from '../../query/models/project.ts';
 import { eraseRows, exportRows, listAudit, type SkippedTable } from '../../query/privacy.ts';
 import type { CliContext } from '../context.ts';
 import { wholeNumber } from '../options.ts';
@@ -45,6 +46,37 @@ function warnJsonText(command: 'erase' | 'export', skipped: readonly SkippedTabl
       ? `tributary ${command} --tables ${s.table} --where ${shellQuoted(s.jsonWhere)}${command === 'export' ? ' --to …' : ''}`
       : `tributary ${command} --tables ${s.table} with a condition on the JSON, e.g. ${shellQuoted(`json_extract_string(${s.jsonColumns.at(-1)}, '$.user_id') = 'u-42'`)}`;
     console.error(`${color('yellow', 'warning')} ${what}: ${how}`);
+  }
+}
+
+/**
+ * A model the erasure reached, built from tables it did not reach (the condition names columns they do not
+ * have): if one of them holds the person under other columns (`cust` where the model says `customer_id`),
+ * the model's next full rebuild brings their rows back. Said on stderr, naming the model and those tables.
+ */
+function warnModelInputs(project: Project, reached: ReadonlySet<string>): void {
+  let models: ModelProject;
+  try {
+    models = loadModels(project.root);
+  } catch {
+    return; // a models folder that does not load is `models list`'s to explain, not erase's
+  }
+  for (const model of models.models.values()) {
+    if (!reached.has(model.name)) continue;
+    const inputs = new Set<string>();
+    const visit = (refs: readonly string[]) => {
+      for (const ref of refs) {
+        if (inputs.has(ref)) continue;
+        inputs.add(ref);
+        visit(models.models.get(ref)?.refs ?? []);
+      }
+    };
+    visit(model.refs);
+    const unreached = [...inputs].filter((table) => !reached.has(table));
+    if (unreached.length)
+      console.error(
+        `${color('yellow', 'warning')} ${model.name} is built from ${unreached.join(', ')}, which the condition did not reach: if the person is there under other columns, rebuilding ${model.name} (models run --full-refresh) brings their rows back — erase there too, with --tables and a condition on those columns`,
+      );
   }
 }
 
@@ -160,6 +192,7 @@ export function registerPrivacy(program: Command, context: () => CliContext): vo
             );
         }
         warnJsonText('erase', result.skipped);
+        warnModelInputs(project, new Set(result.tables.map((t) => t.table)));
         if (!options.dryRun) await warnLogTopics(project);
         // Not done while the person's values remain in JSON text: a script reading the exit status must
         // not mark the request done (the warnings above give the commands that reach them).
