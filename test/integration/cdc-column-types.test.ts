@@ -4,7 +4,8 @@
  * `tributary cdc schema` says the table has it now — decimal(10, 2), timestamptz, date, uuid… — not as a
  * type guessed from the JSON values (a numeric's "12.50" is not a string column), and writes the values
  * in that type. A table made from the first records (no schema file) takes the declared types too.
- * `cdc schema` says which NOT NULL columns it leaves optional (docs/cdc.md, Required columns).
+ * `cdc schema` says which NOT NULL columns it leaves optional (docs/cdc.md, Required columns). A column
+ * widened upstream (`ALTER COLUMN … TYPE bigint`) is widened in the table as Iceberg allows.
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -207,6 +208,91 @@ describe('postgres CDC column types', { skip }, () => {
           `${table}: the values in their types`,
         );
       }
+      await client.end();
+    },
+  );
+
+  it(
+    'widens a column whose type is widened upstream (ALTER COLUMN TYPE), as Iceberg allows',
+    { timeout: 5 * 60_000 },
+    async () => {
+      const client = await server.client();
+      await client.query(
+        `create table public.items (id int primary key, qty int, price numeric(10, 2), ratio real, label text);
+         insert into public.items values (1, 5, 9.99, 0.5, 'first');`,
+      );
+      const project = makeProject('tributary-cdc-widen-');
+      project.write(
+        'sources/shop.yaml',
+        sourceYaml(server.proxy.port, ['public.items'], 'slot_name: widen_shop\n'),
+      );
+      project.write(
+        'pipelines/mirror.yaml',
+        [
+          'source: {type: topic, topic: cdc.shop}',
+          'transforms: [{type: cdc}]',
+          'sinks: [{type: iceberg, table: silver.items, partition: ""}]',
+          'dlq: {max: 1}',
+          'batch: {max_records: 1000, interval: 100ms}',
+          '',
+        ].join('\n'),
+      );
+      const source = new Background(project.root, ['cdc', 'run', 'shop']);
+      const mirror = new Background(project.root, ['run', 'mirror']);
+      const output = () => `source:\n${source.output.slice(-2000)}\nmirror:\n${mirror.output.slice(-2000)}`;
+      const rows = async (id: number) =>
+        (
+          await query(project.root, `select count(*)::int as n from silver.items where id = ${id}`).catch(
+            () => [],
+          )
+        )[0]?.n;
+      await waitFor(
+        () => `the snapshot; ${output()}`,
+        async () => (await rows(1)) === 1,
+        120_000,
+        500,
+      );
+
+      // Wider types: int → bigint, numeric(10, 2) → numeric(14, 2), real → double precision; and one
+      // Iceberg cannot widen (text → int), whose values still fit a string column.
+      await client.query(
+        `alter table items alter column qty type bigint, alter column price type numeric(14, 2),
+           alter column ratio type double precision, alter column label type int using 7`,
+      );
+      await client.query(`insert into items values (2, 9007199254740993, 123456789012.34, 1e300, 8)`);
+      await waitFor(
+        () => `the new row; ${output()}`,
+        async () => (await rows(2)) === 1,
+        120_000,
+        500,
+      );
+      for (const bg of [mirror, source]) assert.equal(await bg.kill('SIGTERM'), 0, output());
+
+      const shown = await cli(project.root, ['tables', 'show', 'silver.items', '--json']);
+      assert.equal(shown.code, 0, shown.stderr);
+      const metadata = JSON.parse(shown.stdout) as {
+        'current-schema-id': number;
+        schemas: Array<{ 'schema-id': number; fields: Array<{ name: string; type: unknown }> }>;
+      };
+      const schema = metadata.schemas.find((s) => s['schema-id'] === metadata['current-schema-id'])!;
+      assert.deepEqual(Object.fromEntries(schema.fields.map((f) => [f.name, f.type])), {
+        id: 'int',
+        qty: 'long',
+        price: 'decimal(14, 2)',
+        ratio: 'double',
+        label: 'string',
+        _deleted: 'boolean', // the cdc transform's delete marker
+      });
+      assert.deepEqual(
+        await query(
+          project.root,
+          `select qty::varchar as qty, price::varchar as price, ratio, label from silver.items order by id`,
+        ),
+        [
+          { qty: '5', price: '9.99', ratio: 0.5, label: 'first' },
+          { qty: '9007199254740993', price: '123456789012.34', ratio: 1e300, label: '8' },
+        ],
+      );
       await client.end();
     },
   );

@@ -61,9 +61,15 @@ import {
 } from '../../iceberg/operations/write.ts';
 import { buildSpec, parsePartitionExpression } from '../../iceberg/partition-spec.ts';
 import { assignFreshIds, isPromotionAllowed, parseSchemaJson } from '../../iceberg/schema.ts';
-import { unionByName } from '../../iceberg/schema-update.ts';
+import { unionByName, type SchemaChange } from '../../iceberg/schema-update.ts';
 import type { Table } from '../../iceberg/table.ts';
-import type { IcebergType, PrimitiveType, Schema, StructType } from '../../iceberg/types.ts';
+import {
+  sameType,
+  type IcebergType,
+  type PrimitiveType,
+  type Schema,
+  type StructType,
+} from '../../iceberg/types.ts';
 import { DeclaredTypes, inferStruct, withDeclaredTypes } from './infer-schema.ts';
 
 export const icebergSinkSchema = z
@@ -231,7 +237,8 @@ export class IcebergSink implements Sink {
     if (this.#options.config.mode !== 'append' || records.length === 0) return undefined;
     const table = await this.#ensureTable(records);
     const schema = table.schema;
-    if (this.#unknownColumns(schema, records).size > 0) return undefined;
+    if (this.#unknownColumns(schema, records).size > 0 || this.#widenings(schema, records).length > 0)
+      return undefined;
     const engine = this.#idleEngines.pop() ?? (await this.#openEngine());
     try {
       const rejected: Rejection[] = [];
@@ -344,6 +351,10 @@ export class IcebergSink implements Sink {
         );
         await updateSchema(table, unionByName(table.schema, incoming));
       }
+    }
+    if (this.#options.config.schema_policy === 'evolve') {
+      const widen = this.#widenings(table.schema, accepted);
+      if (widen.length) await updateSchema(table, widen);
     }
     const engine = await this.#options.engine();
     const stage = await this.#stage(engine, table.schema, accepted, rejected);
@@ -546,6 +557,29 @@ export class IcebergSink implements Sink {
       this.#table = await catalog.loadTable(this.#identifier);
     }
     return this.#table;
+  }
+
+  /**
+   * Columns whose type the records declare wider than the table's, as Iceberg widens a type (int → long,
+   * float → double, a decimal's precision): a CDC column changed upstream by `ALTER COLUMN … TYPE`. Under
+   * schema_policy evolve the table takes the wider type before the batch is staged, so the values the
+   * new type allows fit; a change Iceberg does not allow (int → text) is left, and values the column
+   * cannot hold go to the DLQ with what to do.
+   */
+  #widenings(schema: Schema, records: readonly PipelineRecord[]): SchemaChange[] {
+    if (this.#options.config.schema_policy !== 'evolve') return [];
+    const changes: SchemaChange[] = [];
+    for (const [name, type] of this.#declared.of(records)) {
+      const field = schema.fields.find((f) => f.name === name);
+      if (
+        field &&
+        typeof type === 'string' &&
+        !sameType(field.type, type) &&
+        isPromotionAllowed(field.type, type)
+      )
+        changes.push({ kind: 'update-column-type', column: name, type });
+    }
+    return changes;
   }
 
   #unknownColumns(schema: Schema, records: readonly PipelineRecord[]): Set<string> {
