@@ -37,7 +37,7 @@ import Fastify, {
 } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { SqlDriver } from '../catalog/sql-driver.ts';
-import type { PlatformConfig } from '../core/config/platform.ts';
+import { topicRetentionOf, type PlatformConfig } from '../core/config/platform.ts';
 import type { Logger } from '../core/logger.ts';
 import { projectPath, requireResolvedPlatform, type Project } from '../core/project.ts';
 import { isTributaryError, TributaryError, type ErrorCode } from '../errors.ts';
@@ -336,13 +336,11 @@ export class IngestServer {
     const tls = prepare(options, streams);
     for (const stream of streams.values()) {
       // The stream's retention is the configuration's: changing it changes the topics' on the next start.
-      const { max_age: retentionMs, max_bytes: retentionBytes } = stream.config.retention ?? {};
       for (const topic of [stream.topic, stream.dlqTopic]) {
         const existing = await log.describeTopic(topic);
         await log.ensureTopic(topic, {
           partitions: Math.max(existing?.partitions ?? 0, stream.partitions),
-          ...(retentionMs === undefined ? {} : { retentionMs }),
-          ...(retentionBytes === undefined ? {} : { retentionBytes }),
+          ...topicRetentionOf(stream.config.retention),
         });
       }
     }

@@ -224,7 +224,11 @@ describe('postgres CDC column types', { skip }, () => {
       const project = makeProject('tributary-cdc-widen-');
       project.write(
         'sources/shop.yaml',
-        sourceYaml(server.proxy.port, ['public.items'], 'slot_name: widen_shop\n'),
+        sourceYaml(
+          server.proxy.port,
+          ['public.items'],
+          'slot_name: widen_shop\nretention: {max_age: 7d, max_bytes: 1GiB}\n',
+        ),
       );
       project.write(
         'pipelines/mirror.yaml',
@@ -267,6 +271,13 @@ describe('postgres CDC column types', { skip }, () => {
         500,
       );
       for (const bg of [mirror, source]) assert.equal(await bg.kill('SIGTERM'), 0, output());
+
+      // The source's retention is its change topic's; its state and column types are kept.
+      const topics = await cli(project.root, ['topics', 'list']);
+      assert.equal(topics.code, 0, topics.stderr);
+      assert.match(topics.stdout, /^cdc\.shop\s+\d+\s+\d+\s+\d+\s+7d, 1\.0 GiB a partition$/m);
+      assert.match(topics.stdout, /^cdc\.shop\.state\s+1\s+\d+\s+\d+\s+forever$/m);
+      assert.match(topics.stdout, /^cdc\.shop\.schemas\s+1\s+\d+\s+\d+\s+forever$/m);
 
       const shown = await cli(project.root, ['tables', 'show', 'silver.items', '--json']);
       assert.equal(shown.code, 0, shown.stderr);

@@ -4,9 +4,11 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { openProjectLog } from '../../components.ts';
+import { formatByteSize } from '../../core/config/units.ts';
 import { parseJsonExact } from '../../core/json.ts';
 import { TributaryError } from '../../errors.ts';
 import type { LogRecord, StoredRecord } from '../../log/log.ts';
+import { formatMs } from '../../query/models/config.ts';
 import type { CliContext } from '../context.ts';
 import { wholeNumber } from '../options.ts';
 import { formatTable } from '../output.ts';
@@ -16,7 +18,7 @@ export function registerTopics(program: Command, context: () => CliContext): voi
 
   topics
     .command('list')
-    .description('List topics with their partitions and record counts.')
+    .description('List topics with their partitions, record counts and retention.')
     .option('--json', 'print JSON')
     .action(async (options: { json?: boolean }) => {
       const log = await openProjectLog(context().loadProject());
@@ -29,14 +31,22 @@ export function registerTopics(program: Command, context: () => CliContext): voi
             partitions: topic.partitions,
             records: offsets.reduce((n, o) => n + o.end - o.start, 0),
             end: offsets.reduce((n, o) => n + o.end, 0),
+            ...(topic.retentionMs === undefined ? {} : { retentionMs: topic.retentionMs }),
+            ...(topic.retentionBytes === undefined ? {} : { retentionBytes: topic.retentionBytes }),
           });
         }
         if (options.json) console.log(JSON.stringify(rows, null, 2));
         else
           console.log(
             formatTable(
-              ['topic', 'partitions', 'records', 'appended'],
-              rows.map((r) => [r.topic, String(r.partitions), String(r.records), String(r.end)]),
+              ['topic', 'partitions', 'records', 'appended', 'retention'],
+              rows.map((r) => [
+                r.topic,
+                String(r.partitions),
+                String(r.records),
+                String(r.end),
+                retentionText(r.retentionMs, r.retentionBytes),
+              ]),
             ),
           );
       } finally {
@@ -210,4 +220,13 @@ export function registerTopics(program: Command, context: () => CliContext): voi
         }
       },
     );
+}
+
+/** "forever", "7d", "10.0 GiB a partition", or both: what retention removes. */
+function retentionText(ms: number | undefined, bytes: number | undefined): string {
+  const limits = [
+    ...(ms === undefined ? [] : [formatMs(ms)]),
+    ...(bytes === undefined ? [] : [`${formatByteSize(bytes)} a partition`]),
+  ];
+  return limits.length ? limits.join(', ') : 'forever';
 }

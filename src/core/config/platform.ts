@@ -57,6 +57,32 @@ const sqlCatalog = z
   })
   .describe('Where tables are registered.');
 
+/**
+ * How long a log topic keeps its records, in a stream's or a source's configuration; `max_age` and
+ * `max_bytes` become the topic's `retentionMs` and `retentionBytes`.
+ */
+export function topicRetention(description: string, maxAge: string) {
+  return z
+    .strictObject({
+      max_age: duration(maxAge).optional(),
+      max_bytes: byteSize(
+        'Per partition: the oldest records are removed while the topic holds more than this.',
+      ).optional(),
+    })
+    .optional()
+    .describe(description);
+}
+
+/** A `retention` section as the log's topic settings (absent keys: no limit). */
+export function topicRetentionOf(
+  retention: { max_age?: number | undefined; max_bytes?: number | undefined } | undefined,
+): { retentionMs?: number; retentionBytes?: number } {
+  return {
+    ...(retention?.max_age === undefined ? {} : { retentionMs: retention.max_age }),
+    ...(retention?.max_bytes === undefined ? {} : { retentionBytes: retention.max_bytes }),
+  };
+}
+
 /** Names of streams: also a URL path segment and part of a topic name. */
 export const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -224,20 +250,11 @@ const streamSchema = z
       .max(1024)
       .optional()
       .describe('Partitions of the topic when the server creates it (default: log.partitions).'),
-    retention: z
-      .strictObject({
-        max_age: duration(
-          'Records older than this are removed from the topic (and from its DLQ topic).',
-        ).optional(),
-        max_bytes: byteSize(
-          'Per partition: the oldest records are removed while the topic holds more than this.',
-        ).optional(),
-      })
-      .optional()
-      .describe(
-        "How long the log keeps the stream's events (default: forever). Removal does not wait for pipelines: " +
-          'keep it well above the longest time a pipeline may be stopped, or events it has not read are lost.',
-      ),
+    retention: topicRetention(
+      "How long the log keeps the stream's events (default: forever). Removal does not wait for pipelines: " +
+        'keep it well above the longest time a pipeline may be stopped, or events it has not read are lost.',
+      'Records older than this are removed from the topic (and from its DLQ topic).',
+    ),
     schema: z
       .string()
       .min(1)

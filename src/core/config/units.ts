@@ -35,6 +35,18 @@ export function parseByteSize(text: string): number | undefined {
   return Math.round(Number(match[1]) * (SIZE_UNITS[(match[2] ?? 'b').toLowerCase()] ?? NaN));
 }
 
+/** Bytes for people: "512 bytes", "16.0 MiB", "1.5 GiB" (binary units, which parseByteSize reads back). */
+export function formatByteSize(bytes: number): string {
+  for (const [unit, size] of [
+    ['TiB', 1024 ** 4],
+    ['GiB', 1024 ** 3],
+    ['MiB', 1024 ** 2],
+    ['KiB', 1024],
+  ] as const)
+    if (bytes >= size) return `${(bytes / size).toFixed(1)} ${unit}`;
+  return `${bytes} bytes`;
+}
+
 /** A duration written as text ("30s") in YAML; milliseconds in code. */
 export function duration(description: string) {
   return z

@@ -3,18 +3,13 @@
  * only; never changes anything.
  */
 import type pg from 'pg';
+import { formatByteSize } from '../../core/config/units.ts';
 import type { CheckResult } from '../../core/doctor.ts';
 import type { NamedCheck } from '../source.ts';
 import { resolvedNames, type PostgresCdcConfig } from './config.ts';
 import { connect, quoteIdent, quoteTable } from './connection.ts';
 
 const GiB = 1024 ** 3;
-
-function bytes(n: number): string {
-  if (n >= GiB) return `${(n / GiB).toFixed(1)} GiB`;
-  if (n >= 1024 ** 2) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
-  return `${n} bytes`;
-}
 
 /** Types stored out of line when large (TOAST): the ones whose unchanged values an update may omit. */
 const TOASTABLE = `t.typlen = -1`;
@@ -277,16 +272,16 @@ export async function checkPostgresCdc(
         safe !== undefined && safe < GiB
           ? {
               status: 'warn',
-              detail: `${bytes(lag)} behind; only ${bytes(Math.max(0, safe))} more before max_slot_wal_keep_size invalidates the slot`,
+              detail: `${formatByteSize(lag)} behind; only ${formatByteSize(Math.max(0, safe))} more before max_slot_wal_keep_size invalidates the slot`,
               fix: 'check that the source and the pipelines reading its topic run and commit',
             }
           : lag > 10 * GiB
             ? {
                 status: 'warn',
-                detail: `${bytes(lag)} behind the current WAL position`,
+                detail: `${formatByteSize(lag)} behind the current WAL position`,
                 fix: 'check that the source and its pipelines run and commit',
               }
-            : { status: 'pass', detail: `${bytes(lag)} behind the current WAL position` },
+            : { status: 'pass', detail: `${formatByteSize(lag)} behind the current WAL position` },
       );
     }
 

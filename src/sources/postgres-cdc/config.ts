@@ -1,5 +1,6 @@
 /** `sources/<name>.yaml` for `type: postgres_cdc`: change data capture from PostgreSQL into a log topic. */
 import { z } from 'zod';
+import { topicRetention } from '../../core/config/platform.ts';
 import { durationOrMs as duration } from '../../core/config/units.ts';
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
@@ -56,6 +57,13 @@ export const postgresCdcSchema = z
       .describe(
         "Partitions of the topic when it is created (default: the log's). Records are keyed by table and primary key, so the changes of a row stay in order.",
       ),
+    retention: topicRetention(
+      "How long the log keeps the source's changes in its topic (default: forever); the topics of its state " +
+        "and of its tables' column types are kept. Removal does not wait for pipelines: keep it well above " +
+        'the longest time a pipeline may be stopped, or changes it has not read are lost (a backfill copies ' +
+        'the tables again).',
+      'Changes older than this are removed from the topic.',
+    ),
     slot_name: z
       .string()
       .regex(/^[a-z0-9_]{1,63}$/, 'must be lower-case letters, digits and _ (at most 63)')

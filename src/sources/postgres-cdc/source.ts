@@ -20,6 +20,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
+import { topicRetentionOf } from '../../core/config/platform.ts';
 import { pipelineGroup } from '../../core/pipeline/runner.ts';
 import type { Logger } from '../../core/logger.ts';
 import { isTributaryError, TributaryError } from '../../errors.ts';
@@ -459,7 +460,10 @@ export class PostgresCdcSource implements RunningSource {
       const slot = await this.#ensureSlot(this.#control);
       if (!this.#stored) {
         this.#partitions = (
-          await this.#log.ensureTopic(this.#topic, { partitions: this.#partitions })
+          await this.#log.ensureTopic(this.#topic, {
+            partitions: this.#partitions,
+            ...topicRetentionOf(config.retention),
+          })
         ).partitions;
         await this.#log.ensureTopic(stateTopicOf(this.#topic), { partitions: 1 });
         await this.#log.ensureTopic(schemaTopicOf(this.#topic), { partitions: 1 });
