@@ -98,7 +98,7 @@ async function warnLogTopics(project: Project): Promise<void> {
     }
     if (kept.length)
       console.error(
-        `${color('yellow', 'warning')} the log keeps the raw records until their retention, out of erase's reach: ${kept.join(', ')}; reading them again (a pipeline reset, a new pipeline, dlq replay) would bring the rows back — set streams.<name>.retention (docs/ingest.md, Retention)`,
+        `${color('yellow', 'warning')} the log keeps the raw records until their retention, out of erase's reach: ${kept.join(', ')}; reading them again (a pipeline reset, a new pipeline, dlq replay) would bring the rows back — set streams.<name>.retention (docs/ingest.md, Retention) or a CDC source's retention (docs/cdc.md)`,
       );
   } finally {
     await log.close();
