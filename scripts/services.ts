@@ -32,7 +32,7 @@ for (const name of chosen) {
       break;
     }
     default:
-      console.error('usage: npm run services -- <start|stop|status> [postgres|pyiceberg|s3 …]');
+      console.error('usage: npm run services -- <start|stop|status> [kafka|postgres|pyiceberg|s3 …]');
       process.exit(2);
   }
 }

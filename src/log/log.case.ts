@@ -1,6 +1,10 @@
 /**
  * The conformance suite every log backend runs: `logCases('embedded', open)` registers the tests.
  * `open(dir)` opens (or reopens) a log whose state lives in `dir`.
+ *
+ * A backend whose retention is its server's (Kafka removes old segments on its own schedule) says so with
+ * `retention: 'server'` and gives `removeBefore`, which removes a partition's records below an offset as
+ * retention would: the suite then checks that reads start after them, instead of timing removal itself.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
@@ -14,7 +18,22 @@ const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const records = (from: number, to: number, key?: string): LogRecord[] =>
   Array.from({ length: to - from }, (_, i) => ({ key: key ?? null, value: encode(String(from + i)) }));
 
-export function logCases(name: string, open: (directory: string) => Promise<Log>): void {
+export interface LogCaseOptions {
+  readonly retention?: 'enforced' | 'server';
+  /** With `retention: 'server'`: removes the records of a partition below `offset`, as retention does. */
+  readonly removeBefore?: (
+    directory: string,
+    topic: string,
+    partition: number,
+    offset: number,
+  ) => Promise<void>;
+}
+
+export function logCases(
+  name: string,
+  open: (directory: string) => Promise<Log>,
+  options: LogCaseOptions = {},
+): void {
   const fresh = () => mkdtempSync(path.join(tmpdir(), `tributary-log-${name}-`));
 
   describe(`log conformance: ${name}`, () => {
@@ -224,31 +243,79 @@ export function logCases(name: string, open: (directory: string) => Promise<Log>
       }
     });
 
-    it('removes records past retention by age and by size, and reads start after them', async () => {
+    it('keeps the retention asked for on the topic, and takes it off again', async () => {
       const log = await open(fresh());
       try {
-        await log.ensureTopic('old', { partitions: 1, retentionMs: 60_000 });
-        const now = Date.now();
-        // Retention removes whole appends (record batches, as Kafka removes whole segments): append one by one.
-        await log.append('old', [{ value: encode('ancient'), timestamp: now - 120_000 }]);
-        await log.append('old', [{ value: encode('older'), timestamp: now - 90_000 }]);
-        await log.append('old', [{ value: encode('recent'), timestamp: now }]);
-        await log.ensureTopic('big', { partitions: 1, retentionBytes: 50 });
-        for (let i = 0; i < 30; i++) await log.append('big', [{ value: encode('x'.repeat(10)) }]);
-        assert.ok((await log.enforceRetention()) >= 2);
-        const [old] = await log.offsets('old');
-        assert.deepEqual(old, { partition: 0, start: 2, end: 3 });
+        const asked = { partitions: 2, retentionMs: 3_600_000, retentionBytes: 1_000_000 };
+        assert.deepEqual(await log.ensureTopic('kept', asked), { name: 'kept', ...asked });
+        assert.deepEqual(await log.describeTopic('kept'), { name: 'kept', ...asked });
         assert.deepEqual(
-          (await log.read('old', 0, 0)).map((r) => decode(r.value)),
-          ['recent'],
+          (await log.listTopics()).find((t) => t.name === 'kept'),
+          { name: 'kept', ...asked },
         );
-        const [big] = await log.offsets('big');
-        assert.equal(big?.end, 30);
-        assert.equal(big?.start, 25, 'the newest 50 bytes are kept');
+        await log.ensureTopic('kept', { partitions: 1 });
+        assert.deepEqual(
+          await log.describeTopic('kept'),
+          { name: 'kept', partitions: 2 },
+          'kept forever, never shrunk',
+        );
+        await log.ensureTopic('kept', { partitions: 3 });
+        assert.equal((await log.describeTopic('kept'))?.partitions, 3, 'grown');
+        assert.equal(await log.describeTopic('never-made'), undefined);
       } finally {
         await log.close();
       }
     });
+
+    if (options.retention === 'server') {
+      it('reads from the start offset when records below it were removed', async () => {
+        const dir = fresh();
+        const log = await open(dir);
+        try {
+          await log.ensureTopic('old', { partitions: 1, retentionMs: 60_000 });
+          for (let i = 0; i < 5; i++) await log.append('old', records(i, i + 1));
+          await options.removeBefore!(dir, 'old', 0, 3);
+          const [old] = await log.offsets('old');
+          assert.deepEqual(old, { partition: 0, start: 3, end: 5 });
+          assert.deepEqual(
+            (await log.read('old', 0, 0)).map((r) => [r.offset, decode(r.value)]),
+            [
+              [3, '3'],
+              [4, '4'],
+            ],
+          );
+          assert.equal(typeof (await log.enforceRetention()), 'number');
+        } finally {
+          await log.close();
+        }
+      });
+    } else {
+      it('removes records past retention by age and by size, and reads start after them', async () => {
+        const log = await open(fresh());
+        try {
+          await log.ensureTopic('old', { partitions: 1, retentionMs: 60_000 });
+          const now = Date.now();
+          // Retention removes whole appends (record batches, as Kafka removes whole segments): append one by one.
+          await log.append('old', [{ value: encode('ancient'), timestamp: now - 120_000 }]);
+          await log.append('old', [{ value: encode('older'), timestamp: now - 90_000 }]);
+          await log.append('old', [{ value: encode('recent'), timestamp: now }]);
+          await log.ensureTopic('big', { partitions: 1, retentionBytes: 50 });
+          for (let i = 0; i < 30; i++) await log.append('big', [{ value: encode('x'.repeat(10)) }]);
+          assert.ok((await log.enforceRetention()) >= 2);
+          const [old] = await log.offsets('old');
+          assert.deepEqual(old, { partition: 0, start: 2, end: 3 });
+          assert.deepEqual(
+            (await log.read('old', 0, 0)).map((r) => decode(r.value)),
+            ['recent'],
+          );
+          const [big] = await log.offsets('big');
+          assert.equal(big?.end, 30);
+          assert.equal(big?.start, 25, 'the newest 50 bytes are kept');
+        } finally {
+          await log.close();
+        }
+      });
+    }
 
     it('refuses bad topic names, unknown topics and partitions', async () => {
       const log = await open(fresh());

@@ -1,5 +1,5 @@
 /**
- * The test-services harness. Each service (PostgreSQL, pyiceberg, an S3 server; later Kafka, a REST catalog) is one
+ * The test-services harness. Each service (PostgreSQL, pyiceberg, an S3 server, Kafka; later a REST catalog) is one
  * module exporting a `ServiceDefinition`: how to install it (cached across runs), start it on loopback on a
  * private port, and stop it. Tests call `useService(name)`; `npm run services -- start <name>` does the same
  * by hand.

@@ -3,14 +3,16 @@
  * provisioned here — a skip reason for the suite (or a failure under TRIBUTARY_REQUIRE_SERVICES=1).
  */
 import { ensureService, requireServices, ServiceUnavailable, type ServiceDefinition } from './harness.ts';
+import { kafka, type KafkaInfo } from './kafka.ts';
 import { postgres, type PostgresInfo } from './postgres.ts';
 import { pyiceberg, type PyicebergInfo } from './pyiceberg.ts';
 import { s3, type S3Info } from './s3.ts';
 
-export const services = { postgres, pyiceberg, s3 } as const;
+export const services = { kafka, postgres, pyiceberg, s3 } as const;
 export type ServiceName = keyof typeof services;
 
 interface Infos {
+  kafka: KafkaInfo;
   postgres: PostgresInfo;
   pyiceberg: PyicebergInfo;
   s3: S3Info;
