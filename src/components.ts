@@ -3,6 +3,7 @@
  * how a configured project becomes running pipelines. The CLI, the server and the docs generator start
  * here; nothing below imports it.
  */
+import { readFileSync } from 'node:fs';
 import { openCatalog } from './catalog/open.ts';
 import { pipelineSchemaFor } from './core/config/pipeline.ts';
 import { didYouMean } from './did-you-mean.ts';
@@ -20,6 +21,7 @@ import { projectPath, type Project } from './core/project.ts';
 import { TributaryError } from './errors.ts';
 import { openEngine } from './iceberg/duckdb.ts';
 import { EmbeddedLog } from './log/embedded-log.ts';
+import { KafkaLog, type KafkaLogOptions } from './log/kafka-log.ts';
 import type { Log } from './log/log.ts';
 import { DlqSink, DLQ_TABLE_NAME } from './sinks/iceberg/dlq.ts';
 import { sinkDefinitions } from './sinks/index.ts';
@@ -38,7 +40,65 @@ export const pipelineSchema = pipelineSchemaFor({ transforms: transformDefinitio
 /** The project's log, as tributary.yaml configures it. */
 export async function openProjectLog(project: Project): Promise<Log> {
   const config = project.platform.log;
+  if (config.backend === 'kafka') return KafkaLog.open(kafkaLogOptions(project));
   return EmbeddedLog.open({ directory: projectPath(project, config.path), durability: config.durability });
+}
+
+const SASL_MECHANISMS = {
+  plain: 'PLAIN',
+  'scram-sha-256': 'SCRAM-SHA-256',
+  'scram-sha-512': 'SCRAM-SHA-512',
+} as const;
+
+/** The KafkaLog options of a project whose log.backend is kafka; TLS files are read here. */
+export function kafkaLogOptions(project: Project): KafkaLogOptions {
+  const config = project.platform.log;
+  if (config.backend !== 'kafka') throw new TributaryError('INTERNAL', 'log.backend is not kafka');
+  const file = (key: string, relative: string | undefined) => {
+    if (relative === undefined) return undefined;
+    const location = projectPath(project, relative);
+    try {
+      return readFileSync(location);
+    } catch (cause) {
+      throw new TributaryError(
+        'CONFIG_INVALID',
+        `log.tls.${key}: cannot read ${location}: ${(cause as Error).message}`,
+        {
+          cause,
+          hint: 'give a PEM file, relative to the project',
+        },
+      );
+    }
+  };
+  const tls = config.tls;
+  return {
+    brokers: config.brokers,
+    clientId: config.client_id,
+    prefix: config.prefix,
+    ...(config.replication_factor === undefined ? {} : { replicationFactor: config.replication_factor }),
+    ...(tls === undefined || tls === false
+      ? {}
+      : tls === true
+        ? { tls: true }
+        : {
+            tls: Object.fromEntries(
+              Object.entries({
+                ca: file('ca', tls.ca),
+                cert: file('cert', tls.cert),
+                key: file('key', tls.key),
+              }).filter(([, value]) => value !== undefined),
+            ),
+          }),
+    ...(config.sasl
+      ? {
+          sasl: {
+            mechanism: SASL_MECHANISMS[config.sasl.mechanism],
+            username: config.sasl.username,
+            password: config.sasl.password,
+          },
+        }
+      : {}),
+  };
 }
 
 export interface BuildOptions {

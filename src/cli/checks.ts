@@ -1,6 +1,12 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
 import path from 'node:path';
-import { projectResources, sinkDefinitions, sourceDefinitions, transformDefinitions } from '../components.ts';
+import {
+  openProjectLog,
+  projectResources,
+  sinkDefinitions,
+  sourceDefinitions,
+  transformDefinitions,
+} from '../components.ts';
 import { didYouMean } from '../did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
 import { resolveWarehouse } from '../catalog/open.ts';
@@ -66,6 +72,34 @@ const catalogCheck: DoctorCheck = {
       }
     } catch (error) {
       return failure(error, 'check catalog.uri in tributary.yaml and that the database is running');
+    }
+  },
+};
+
+/** With log.backend kafka: the brokers answer (and take the credentials), and the project's topics are listed. */
+const kafkaCheck: DoctorCheck = {
+  component: 'log',
+  name: 'kafka brokers reachable',
+  async run(project) {
+    const config = project.platform.log;
+    if (config.backend !== 'kafka') return { status: 'pass', detail: 'embedded log: no brokers' };
+    const brokers = config.brokers.join(', ');
+    try {
+      const log = await openProjectLog(project);
+      try {
+        const topics = await log.listTopics();
+        return {
+          status: 'pass',
+          detail: `${brokers} answer; ${topics.length} topic(s)${config.prefix ? ` under prefix "${config.prefix}"` : ''}`,
+        };
+      } finally {
+        await log.close();
+      }
+    } catch (error) {
+      return failure(
+        error,
+        `check that the brokers ${brokers} run and that log.brokers, log.tls and log.sasl are right`,
+      );
     }
   },
 };
@@ -246,6 +280,7 @@ export function allChecks(project: Project): DoctorCheck[] {
     ...platformChecks,
     warehouseCheck,
     catalogCheck,
+    ...(project.platform.log.backend === 'kafka' ? [kafkaCheck] : []),
     ...checksOf('server', () => serverChecks(project)),
     ...checksOf('pipelines', () => topicChecks(project)),
     ...checksOf('pipelines', () => componentChecks(project)),

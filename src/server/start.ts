@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { Registry } from 'prom-client';
 import { openCatalog, resolveCatalogUri } from '../catalog/open.ts';
 import { openSqlDriver } from '../catalog/sql-driver.ts';
+import { openProjectLog } from '../components.ts';
 import type { Logger } from '../core/logger.ts';
 import { projectPath, type Project } from '../core/project.ts';
 import type { Log } from '../log/log.ts';
@@ -15,11 +16,14 @@ import { IngestServer } from './server.ts';
 import { ThreadedLog } from './threaded-log.ts';
 
 /**
- * The project's embedded log on a worker thread (threaded-log.ts), for processes that serve HTTP: its
- * commits never block request handling. The pipelines of the same process share it.
+ * The log of a process that serves HTTP. The embedded log runs on a worker thread (threaded-log.ts), so
+ * that its commits never block request handling; the Kafka log is network requests already, and is
+ * used in-process (it batches concurrent appends into one produce request itself). The pipelines of the
+ * same process share it.
  */
-export function openThreadedLog(project: Project): Promise<ThreadedLog> {
+export function openServerLog(project: Project): Promise<Log> {
   const config = project.platform.log;
+  if (config.backend !== 'embedded') return openProjectLog(project);
   const directory = projectPath(project, config.path);
   return ThreadedLog.open({ directory, durability: config.durability });
 }

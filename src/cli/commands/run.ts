@@ -28,7 +28,7 @@ import { jobsOf } from '../../query/scheduler/jobs.ts';
 import { startScheduler, type SchedulerHandle } from '../../query/scheduler/scheduler.ts';
 import { readiness } from '../../server/health.ts';
 import { startProbeServer, type ProbeServer } from '../../server/probe-server.ts';
-import { openThreadedLog, startProjectServer } from '../../server/start.ts';
+import { openServerLog, startProjectServer } from '../../server/start.ts';
 import type { CliContext } from '../context.ts';
 
 export function registerRun(program: Command, context: () => CliContext): void {
@@ -140,8 +140,8 @@ export async function runPipelines(
   const locks = lockPipelines(project, names, logger);
   let log: Log;
   try {
-    // With the server, the log runs on a worker thread so that its commits never block requests.
-    log = options.serve ? await openThreadedLog(project) : await openProjectLog(project);
+    // With the server, the embedded log runs on a worker thread so that its commits never block requests.
+    log = options.serve ? await openServerLog(project) : await openProjectLog(project);
   } catch (error) {
     for (const lock of locks) lock.release();
     throw error;

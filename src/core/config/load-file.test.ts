@@ -128,15 +128,7 @@ describe('configuration files', () => {
     assert.match(enumError.message, /log\.durability: must be one of "fsync", "os"/);
   });
 
-  it('says that a log backend or catalog type of the production plans is not built, and what to use today', () => {
-    const kafka = expectError(
-      () => parse('log:\n  backend: kafka\n  brokers: [kafka:9092]\n'),
-      'CONFIG_INVALID',
-    );
-    assert.match(
-      kafka.message,
-      /:2: log\.backend: must be one of "embedded" — the Kafka\/Redpanda backend is planned, not built: keep the embedded log/,
-    );
+  it('says that a catalog type of the production plans is not built, and what to use today', () => {
     const rest = expectError(
       () => parse('catalog:\n  type: rest\n  uri: http://polaris:8181/api/catalog\n'),
       'CONFIG_INVALID',
@@ -145,6 +137,38 @@ describe('configuration files', () => {
       rest.message,
       /:2: catalog\.type: must be one of "sql" — REST catalogs .* are planned, not built: for many writers use the SQL catalog on PostgreSQL/,
     );
+  });
+
+  it('takes a Kafka log with its brokers, and refuses one without them or with keys of the embedded log', () => {
+    const platform = parse(
+      'log:\n  backend: kafka\n  brokers: [kafka-1:9092, "[::1]:9093"]\n  sasl: {mechanism: scram-sha-512, username: u, password: p}\n  tls: true\n',
+    ).value;
+    assert.deepEqual(platform.log, {
+      backend: 'kafka',
+      brokers: ['kafka-1:9092', '[::1]:9093'],
+      client_id: 'tributary',
+      prefix: '',
+      partitions: 4,
+      path: '.tributary/log',
+      sasl: { mechanism: 'scram-sha-512', username: 'u', password: 'p' },
+      tls: true,
+    });
+    const missing = expectError(() => parse('log:\n  backend: kafka\n'), 'CONFIG_INVALID');
+    assert.match(missing.message, /log\.brokers/);
+    const badBroker = expectError(
+      () => parse('log:\n  backend: kafka\n  brokers: [kafka-1]\n'),
+      'CONFIG_INVALID',
+    );
+    assert.match(badBroker.message, /a broker is host:port/);
+    const embeddedKey = expectError(
+      () => parse('log:\n  backend: kafka\n  brokers: [k:9092]\n  durability: os\n'),
+      'CONFIG_UNKNOWN_KEY',
+    );
+    assert.match(embeddedKey.message, /unknown key "durability" in log/);
+    const unknown = expectError(() => parse('log:\n  backend: pulsar\n'), 'CONFIG_INVALID');
+    assert.match(unknown.message, /log\.backend/);
+    assert.match(unknown.message, /embedded/);
+    assert.match(unknown.message, /kafka/);
   });
 
   it('takes a catalog or log section without its type, which has one value today', () => {

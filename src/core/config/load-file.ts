@@ -250,8 +250,8 @@ interface IssueContext {
 
 function issueToError(issues: readonly z.core.$ZodIssue[], context: IssueContext): TributaryError {
   // An unknown key is usually a typo, and the typo also causes "missing required" issues: report it first.
-  // Before it, a value the schema explains (`log.backend: kafka`, planned, not built): the keys written for
-  // that kind (`brokers`) are unknown because of it.
+  // Before it, a value the schema explains (`catalog.type: rest`, planned, not built): the keys written for
+  // that kind (`credential`) are unknown because of it.
   const rank = (issue: z.core.$ZodIssue) =>
     issue.code === 'invalid_value' && hasOwnMessage(issue) ? 2 : issue.code === 'unrecognized_keys' ? 1 : 0;
   const ordered = [...issues].sort((a, b) => rank(b) - rank(a));

@@ -9,13 +9,18 @@ import { byteSize, durationOrMs as duration } from './units.ts';
 
 export const PLATFORM_FILE = 'tributary.yaml';
 
+const logPartitions = z
+  .number()
+  .int()
+  .min(1)
+  .max(1024)
+  .default(4)
+  .describe('Partitions of a topic created implicitly.');
+
 const embeddedLog = z
   .strictObject({
     backend: z
-      .literal('embedded', {
-        error:
-          'the Kafka/Redpanda backend is planned, not built: keep the embedded log, on a persistent volume (docs/deployment.md)',
-      })
+      .literal('embedded')
       .default('embedded')
       .describe('The embedded log: SQLite files on local disk, no services.'),
     path: z
@@ -30,15 +35,93 @@ const embeddedLog = z
           'operating system has it (survives a crash of Tributary; a machine that stops loses about the ' +
           'last second of appends); faster.',
       ),
-    partitions: z
+    partitions: logPartitions,
+  })
+  .describe(
+    'The durable log every source writes into and every pipeline reads from; embedded: on local disk, for ' +
+      'one machine (backend: kafka with brokers: [host:port] puts it on a Kafka or Redpanda cluster).',
+  );
+
+/** host:port, the host a name, an IPv4 address or a bracketed IPv6 address. */
+const BROKER = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):\d{1,5}$/;
+
+const kafkaLog = z
+  .strictObject({
+    backend: z
+      .literal('kafka')
+      .describe(
+        'Apache Kafka, Redpanda or another cluster speaking the Kafka protocol (Kafka 3.5 or later).',
+      ),
+    brokers: z
+      .array(z.string().regex(BROKER, 'a broker is host:port, e.g. kafka-1:9092'))
+      .min(1, 'name at least one broker (host:port)')
+      .describe('Brokers to bootstrap from, host:port; the client learns the rest of the cluster from them.'),
+    client_id: z
+      .string()
+      .min(1)
+      .default('tributary')
+      .describe('Client id the brokers see (in their logs, quotas and metrics).'),
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9._-]{0,48}$/, 'a prefix is letters, digits, ".", "_" and "-" (at most 48)')
+      .default('')
+      .describe(
+        'Put before every topic and consumer group name on the cluster (e.g. "shop."), so that several ' +
+          "projects share a cluster without seeing each other's topics.",
+      ),
+    partitions: logPartitions,
+    replication_factor: z
       .number()
       .int()
       .min(1)
-      .max(1024)
-      .default(4)
-      .describe('Partitions of a topic created implicitly.'),
+      .max(32)
+      .optional()
+      .describe(
+        "Replicas of the topics Tributary creates (default: the brokers' default.replication.factor).",
+      ),
+    tls: z
+      .union([
+        z.boolean(),
+        z.strictObject({
+          ca: z
+            .string()
+            .min(1)
+            .optional()
+            .describe("PEM file of the certificate authorities to trust (default: the system's)."),
+          cert: z.string().min(1).optional().describe('PEM client certificate file, for mutual TLS.'),
+          key: z.string().min(1).optional().describe('PEM private key file of the client certificate.'),
+        }),
+      ])
+      .optional()
+      .describe('TLS to the brokers: true, or certificate files relative to the project. Absent: plaintext.'),
+    sasl: z
+      .strictObject({
+        mechanism: z
+          .enum(['plain', 'scram-sha-256', 'scram-sha-512'])
+          .describe('SASL mechanism the brokers expect.'),
+        username: z.string().min(1),
+        password: z.string().min(1).describe('e.g. "${KAFKA_PASSWORD}" or "${file:/run/secrets/kafka}".'),
+      })
+      .optional()
+      .describe('SASL authentication (use it with tls: plain sends the password as it is).'),
+    path: z
+      .string()
+      .default('.tributary/log')
+      .describe(
+        "Directory on local disk, relative to the project, for what stays on this machine: the HTTP server's " +
+          "deduplication journal and the pipelines' locks.",
+      ),
+  })
+  .describe('The log on a Kafka cluster, shared by every machine of the project.');
+
+const logSchema = z
+  .discriminatedUnion('backend', [embeddedLog, kafkaLog], {
+    error: 'must be "embedded" (local disk, the default) or "kafka" (a Kafka or Redpanda cluster)',
   })
   .describe('The durable log every source writes into and every pipeline reads from.');
+
+export type LogConfig = z.output<typeof logSchema>;
+export type KafkaLogConfig = z.output<typeof kafkaLog>;
 
 const sqlCatalog = z
   .strictObject({
@@ -347,7 +430,7 @@ export const platformSchema = z
         'Root of table data and metadata: a directory relative to the project, or a file:///absolute/path ' +
           'URI. S3-compatible storage (s3://) is planned, not built: doctor fails on it.',
       ),
-    log: embeddedLog.prefault({}),
+    log: logSchema.prefault({}),
     catalog: sqlCatalog.prefault({}),
     server: serverSchema,
     streams: z
