@@ -25,7 +25,7 @@ import { parseTableIdentifier } from '../src/catalog/identifier.ts';
 import { openCatalog } from '../src/catalog/open.ts';
 import type { Engine } from '../src/iceberg/duckdb.ts';
 import { buildSpec, parsePartitionExpression } from '../src/iceberg/partition-spec.ts';
-import { planScan, scanSql, type ScanOptions } from '../src/iceberg/scan.ts';
+import { planFiles, planScan, scanSql, type ScanOptions } from '../src/iceberg/scan.ts';
 import { assignFreshIds, parseSchemaJson } from '../src/iceberg/schema.ts';
 import type { Table } from '../src/iceberg/table.ts';
 import type { IcebergType } from '../src/iceberg/types.ts';
@@ -152,7 +152,7 @@ export async function relationRows(
 /** Our scan of a table (current snapshot unless time travelling), as sorted canonical JSON lines. */
 export async function tableRows(table: Table, engine: Engine, options: ScanOptions = {}): Promise<string[]> {
   const plan = await planScan(table.metadata, table.storage, options);
-  return relationRows(engine, scanSql(plan, table.storage), plan.schema.fields);
+  return relationRows(engine, scanSql(plan, await table.files.readable(planFiles(plan))), plan.schema.fields);
 }
 
 export function sortedLines(rows: readonly Json[]): string[] {

@@ -5,6 +5,7 @@
  */
 import { isTributaryError, TributaryError } from '../errors.ts';
 import { newTableMetadata, type PartitionSpec, type SortOrder } from '../iceberg/metadata.ts';
+import { nativeFiles, type NativeFiles } from '../iceberg/native-files.ts';
 import {
   readMetadataFile,
   Table,
@@ -39,6 +40,8 @@ export class Catalog {
   readonly name: string;
   readonly registry: SqlCatalog;
   readonly storage: Storage;
+  /** How DuckDB reads and writes the tables' files (staging and read cache for remote storage). */
+  readonly files: NativeFiles;
   /** Warehouse root as a location URI (file:///…). */
   readonly warehouse: string;
 
@@ -49,6 +52,8 @@ export class Catalog {
     name: string;
     registry: SqlCatalog;
     storage: Storage;
+    /** Default: in place, for local storage. */
+    files?: NativeFiles;
     warehouse: string;
     /** The project's folder and what it keeps on disk outside tables (its log, a SQLite catalog). */
     project?: { root: string; kept: readonly string[] };
@@ -56,6 +61,7 @@ export class Catalog {
     this.name = options.name;
     this.registry = options.registry;
     this.storage = options.storage;
+    this.files = options.files ?? nativeFiles(options.storage);
     this.warehouse = options.warehouse.replace(/\/+$/, '');
     this.sweepGuard = options.project && {
       project: options.project.root,
@@ -144,6 +150,7 @@ export class Catalog {
     const doomed = new Set(files);
     if (sweep) for await (const file of this.storage.list(table.location)) doomed.add(file.location);
     for (const file of doomed) await this.storage.delete(file);
+    await this.files.forget([...doomed]);
     return doomed.size;
   }
 
@@ -214,6 +221,7 @@ export class Catalog {
     const storage = this.storage;
     return {
       storage,
+      files: this.files,
       async load(): Promise<TableState> {
         const metadataLocation = await registry.getMetadataLocation(identifier);
         return { metadataLocation, metadata: await readMetadataFile(storage, metadataLocation) };

@@ -13,6 +13,7 @@ import { isTributaryError } from '../errors.ts';
 import { fileLocationOf, LocalStorage } from '../storage/index.ts';
 import { writeDataFiles } from './data-files.ts';
 import { fromDuckDBValue, openEngine, quoteIdentifier, quoteLiteral, type Engine } from './duckdb.ts';
+import { nativeFiles } from './native-files.ts';
 import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { assignFreshIds, findFieldById, parseSchemaJson } from './schema.ts';
 import { parseTransform } from './transforms.ts';
@@ -67,7 +68,7 @@ async function writeAndCheck(expression: string) {
     relation: ROWS,
     schema,
     spec,
-    storage,
+    files: nativeFiles(storage),
     dataLocation: fileLocationOf(path.join(root, `t${counter++}`, 'data')),
   });
   let rows = 0;
@@ -129,7 +130,7 @@ describe('writeDataFiles partitions by value', () => {
         relation,
         schema,
         spec,
-        storage,
+        files: nativeFiles(storage),
         dataLocation: fileLocationOf(path.join(root, `t${counter++}`, 'data')),
       });
     await assert.rejects(

@@ -11,6 +11,7 @@ import { isTributaryError } from '../errors.ts';
 import { fileLocationOf, LocalStorage } from '../storage/index.ts';
 import { parquetCompression, writeDataFiles, type WriteDataFilesOptions } from './data-files.ts';
 import { openEngine, quoteLiteral, type Engine } from './duckdb.ts';
+import { nativeFiles } from './native-files.ts';
 import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from './schema.ts';
 
@@ -48,7 +49,7 @@ function write(options: Partial<WriteDataFilesOptions> = {}) {
     relation: ROWS,
     schema,
     spec,
-    storage,
+    files: nativeFiles(storage),
     dataLocation: fileLocationOf(path.join(root, `t${counter++}`, 'data')),
     ...options,
   });
@@ -112,8 +113,10 @@ describe('writeDataFiles', () => {
   });
 
   it('removes the files it wrote when it fails after moving them into place', async () => {
+    // Fails each file after storing it: the files already in place must go.
     class FailingStorage extends LocalStorage {
-      override async persist(): Promise<void> {
+      override async writeFile(location: string, localPath: string): Promise<void> {
+        await super.writeFile(location, localPath);
         throw new Error('disk full');
       }
     }
@@ -121,7 +124,7 @@ describe('writeDataFiles', () => {
     for (const partitioned of [true, false]) {
       await assert.rejects(
         write({
-          storage: new FailingStorage({ fsync: false }),
+          files: nativeFiles(new FailingStorage({ fsync: false })),
           dataLocation: fileLocationOf(path.join(directory, 'data')),
           ...(partitioned ? {} : { spec: { 'spec-id': 0, fields: [] } }),
         }),

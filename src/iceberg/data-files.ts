@@ -4,10 +4,8 @@
  * described by `DataFile` entries (partition tuple and column metrics) ready for a manifest.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
-import type { Storage } from '../storage/storage.ts';
 import {
   duckdbType,
   fromDuckDBValue,
@@ -19,6 +17,7 @@ import {
 } from './duckdb.ts';
 import type { DataFile } from './manifest.ts';
 import type { PartitionSpec } from './metadata.ts';
+import type { NativeFiles } from './native-files.ts';
 import { partitionPath, partitionType } from './partition-spec.ts';
 import { metricsFromCopy } from './parquet-metrics.ts';
 import { findFieldById } from './schema.ts';
@@ -32,7 +31,8 @@ export interface WriteDataFilesOptions {
   readonly relation: string;
   readonly schema: Schema;
   readonly spec: PartitionSpec;
-  readonly storage: Storage;
+  /** The table's files (`Table.files`): where DuckDB writes them before they are stored. */
+  readonly files: NativeFiles;
   /** Where data files go: `<table location>/data`. */
   readonly dataLocation: string;
   readonly targetFileSizeBytes?: number;
@@ -300,31 +300,19 @@ interface CopyStatsRow {
 
 /**
  * Writes the rows in one pass: DuckDB splits them by partition (or rolls files over at the target size
- * when unpartitioned) and returns each file's statistics, so nothing is read back. Files of a partition
- * are then moved under its Iceberg path (`ts_day=2026-11-23/…`). When it fails, the files it moved there
- * are removed (best effort): no commit will name them.
+ * when unpartitioned) into a staging directory and returns each file's statistics, so nothing is read
+ * back. Each file is then stored under its partition's Iceberg path (`ts_day=2026-11-23/…`); when that
+ * fails, the files already stored are removed (best effort): no commit will name them.
  */
 async function copyStage(copy: CopyStage): Promise<DataFile[]> {
-  const dataDirectory = copy.storage.localPath(copy.dataLocation);
-  if (!dataDirectory) {
-    throw new TributaryError(
-      'ICEBERG_UNSUPPORTED',
-      `writing data files to ${copy.dataLocation} is not supported yet`,
-      {
-        hint: 'use a local warehouse',
-      },
-    );
-  }
   const prefix = randomUUID();
-  const scratch = path.join(dataDirectory, `.tributary-${prefix}`);
-  mkdirSync(scratch, { recursive: true });
+  const staging = await copy.files.stage(copy.dataLocation);
   const partitioned = copy.partitionBy.length > 0;
   const projection = [
     ...copy.schema.fields.map((f) => quoteIdentifier(f.name)),
     ...copy.partitionBy.map(quoteIdentifier),
   ].join(', ');
   const target = copy.targetFileSizeBytes ?? DEFAULT_TARGET_FILE_SIZE;
-  const moved: string[] = [];
   try {
     // DuckDB refuses FILE_SIZE_BYTES with PARTITION_BY: a partition's rows go to one file (a second one
     // only past partitioned_write_max_open_files partitions).
@@ -332,7 +320,7 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
       ? `partition_by (${copy.partitionBy.map(quoteIdentifier).join(', ')})${await partitionedRowGroups(copy.engine)}`
       : `file_size_bytes ${target}`;
     const reader = await copy.engine.connection.runAndReadAll(
-      `copy (select ${projection} from ${copy.stage}) to ${quoteLiteral(scratch)}
+      `copy (select ${projection} from ${copy.stage}) to ${quoteLiteral(staging.path)}
          (format parquet, ${compressionOption(copy.compression)}, field_ids ${fieldIdsOption(copy.schema)}, ${layout},
           filename_pattern ${quoteLiteral(`${prefix}-{i}`)}, return_stats true)`,
     );
@@ -358,7 +346,7 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
         )
       : [];
     const files: DataFile[] = [];
-    written.forEach((row, i) => {
+    const staged = written.map((row, i) => {
       const partition = partitioned ? partitions[i] : [];
       if (!partition) {
         throw new TributaryError(
@@ -368,14 +356,10 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
       }
       const relative = partitioned ? partitionPath(copy.spec, copy.schema, partition) : '';
       const directory = relative ? `${copy.dataLocation}/${relative}` : copy.dataLocation;
-      const name = path.basename(row.filename);
-      const finalPath = path.join(dataDirectory, relative, name);
-      mkdirSync(path.dirname(finalPath), { recursive: true });
-      renameSync(row.filename, finalPath);
-      moved.push(finalPath);
+      const location = `${directory}/${path.basename(row.filename)}`;
       const metrics = metricsFromCopy(
         {
-          filename: finalPath,
+          filename: row.filename,
           count: Number(row.count),
           fileSizeBytes: Number(row.file_size_bytes),
           columnStatistics: statistics[i]!,
@@ -385,30 +369,19 @@ async function copyStage(copy: CopyStage): Promise<DataFile[]> {
       );
       files.push({
         content: 'data',
-        filePath: `${directory}/${name}`,
+        filePath: location,
         fileFormat: 'PARQUET',
         partition,
         fileSizeInBytes: Number(row.file_size_bytes),
         ...metrics,
       });
+      return { localPath: row.filename, location };
     });
-    // DuckDB does not flush what it writes: the files must be on disk before a commit names them.
-    await copy.storage.persist(
-      files.map((f) => f.filePath),
-      copy.dataLocation,
-    );
+    // Stored durably (DuckDB flushes nothing) before a commit names them.
+    await staging.publish(staged);
     return files;
-  } catch (error) {
-    for (const file of moved) {
-      try {
-        rmSync(file, { force: true });
-      } catch {
-        // Left unreferenced, as after a crash: table maintenance removes orphan files.
-      }
-    }
-    throw error;
   } finally {
-    rmSync(scratch, { recursive: true, force: true });
+    await staging.dispose();
   }
 }
 

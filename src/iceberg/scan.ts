@@ -21,6 +21,7 @@ import {
   type Snapshot,
   type TableMetadata,
 } from './metadata.ts';
+import type { FileToRead, ReadableFiles } from './native-files.ts';
 import { type ParquetColumn, readParquetSchema } from './parquet-metrics.ts';
 import { findFieldById, findFieldByName, indexParents } from './schema.ts';
 import { compareValues, fromBinary } from './single-value.ts';
@@ -320,18 +321,19 @@ export interface ScanSqlOptions {
  */
 export const FILE_COLUMN = '__tributary_file';
 
-/** The local path DuckDB reads a table file at; remote storage is not read by DuckDB here yet. */
-export function readablePath(storage: Storage, location: string): string {
-  const local = storage.localPath(location);
-  if (!local)
-    throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${location} is not supported yet`, {
-      hint: 'use a local warehouse',
-    });
-  return local;
+/** Every file the plan reads, data and delete files, as `NativeFiles.readable` takes them. */
+export function planFiles(plan: ScanPlan): FileToRead[] {
+  return [...plan.dataFiles, ...plan.positionDeletes, ...plan.equalityDeletes].map((p) => ({
+    location: p.file.filePath,
+    size: p.file.fileSizeInBytes,
+  }));
 }
 
-/** DuckDB SQL reading the plan: the rows of the snapshot, with deletes applied, one column per schema field. */
-export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOptions = {}): string {
+/**
+ * DuckDB SQL reading the plan: the rows of the snapshot, with deletes applied, one column per schema field.
+ * `files` are the plan's files made readable (`NativeFiles.readable(planFiles(plan))`).
+ */
+export function scanSql(plan: ScanPlan, files: ReadableFiles, options: ScanSqlOptions = {}): string {
   const schema = plan.schema;
   const columns = schema.fields.map((f) => quoteIdentifier(f.name));
   const extra = options.withRowPositions ? ['_file', '_pos'] : [];
@@ -344,20 +346,20 @@ export function scanSql(plan: ScanPlan, storage: Storage, options: ScanSqlOption
       : [];
     return `(select ${[...empty, ...positions].join(', ')} where false)`;
   }
-  const localPath = (location: string) => readablePath(storage, location);
+  const localPath = (location: string) => files.path(location);
   const schemaMap = `map {${schema.fields
     .map(
       (f) =>
         `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
     )
     .join(', ')}}`;
-  const files = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
+  const dataFiles = `[${plan.dataFiles.map((p) => quoteLiteral(localPath(p.file.filePath))).join(', ')}]`;
   // Row positions only when something needs them: DuckDB cannot give them for a file with a column named
   // file_row_number, and such a table can then still be read while it has no position deletes.
   const positions = options.withRowPositions === true || plan.positionDeletes.length > 0;
   const source = plan.dataFiles.some((p) => p.columns)
     ? readByFileColumns(plan, localPath, positions)
-    : `read_parquet(${files}, schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = ${positions})`;
+    : `read_parquet(${dataFiles}, schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = ${positions})`;
   // The location each local path stands for, to match position deletes (which name files by location).
   const locations = plan.dataFiles.map(
     (p) =>

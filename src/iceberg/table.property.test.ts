@@ -18,7 +18,7 @@ import { ancestorsOf } from './metadata.ts';
 import { updatePartitionSpec, updateSchema } from './operations/evolve.ts';
 import { compact, expireSnapshots, rewriteManifests, rollbackTo } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
-import { planScan, scanSql } from './scan.ts';
+import { planFiles, planScan, scanSql } from './scan.ts';
 import type { Table } from './table.ts';
 import { createTestTable } from './test-support.ts';
 
@@ -135,7 +135,7 @@ async function tableRows(table: Table, snapshotId?: bigint): Promise<{ columns: 
   const plan = await planScan(table.metadata, table.storage, snapshotId === undefined ? {} : { snapshotId });
   const names = plan.schema.fields.map((f) => f.name);
   const reader = await engine.connection.runAndReadAll(
-    `select ${names.map((n) => `"${n}"`).join(', ')} from ${scanSql(plan, table.storage)}`,
+    `select ${names.map((n) => `"${n}"`).join(', ')} from ${scanSql(plan, await table.files.readable(planFiles(plan)))}`,
   );
   const rows = reader
     .getRows()

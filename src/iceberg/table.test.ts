@@ -25,7 +25,7 @@ import {
   rollbackTo,
 } from './operations/maintenance.ts';
 import { append, deleteWhere, overwriteWhere, upsert } from './operations/write.ts';
-import { planScan, scanSql, type Predicate, type ScanOptions } from './scan.ts';
+import { planFiles, planScan, scanSql, type Predicate, type ScanOptions } from './scan.ts';
 import type { Table } from './table.ts';
 import { createTestTable, interceptedEngine, type TestTable } from './test-support.ts';
 
@@ -55,7 +55,7 @@ function createTable(
 async function rows(table: Table, options: ScanOptions = {}, columns = '*'): Promise<unknown[]> {
   const plan = await planScan(table.metadata, table.storage, options);
   const reader = await engine.connection.runAndReadAll(
-    `select ${columns} from ${scanSql(plan, table.storage)} order by all`,
+    `select ${columns} from ${scanSql(plan, await table.files.readable(planFiles(plan)))} order by all`,
   );
   return reader.getRowObjectsJson();
 }
@@ -654,7 +654,7 @@ describe('scan pruning', () => {
     plan = await planned(table, [{ column: 'ts', op: '>', value: jan(2, 12) }]);
     assert.equal(plan.dataFiles.length, 1, 'a file of all-null ts has no upper bound above the filter');
     const reader = await engine.connection.runAndReadAll(
-      `select id from ${scanSql(plan, table.storage)} where ts > timestamptz '2024-01-02 12:00:00+00' order by id`,
+      `select id from ${scanSql(plan, await table.files.readable(planFiles(plan)))} where ts > timestamptz '2024-01-02 12:00:00+00' order by id`,
     );
     assert.deepEqual(reader.getRowObjectsJson(), [{ id: '30' }, { id: '31' }, { id: '32' }]);
   });

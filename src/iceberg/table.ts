@@ -29,6 +29,7 @@ import {
   type SortOrder,
   type TableMetadata,
 } from './metadata.ts';
+import { nativeFiles, type NativeFiles } from './native-files.ts';
 import type { Schema } from './types.ts';
 
 export interface TableIdentifier {
@@ -52,6 +53,8 @@ export interface TableState {
  */
 export interface TableOperations {
   readonly storage: Storage;
+  /** How DuckDB reads and writes the table's files; default: in place, for local storage. */
+  readonly files?: NativeFiles;
   load(): Promise<TableState>;
   swap(base: TableState, newLocation: string): Promise<void>;
 }
@@ -121,6 +124,10 @@ export class Table {
 
   get storage(): Storage {
     return this.operations.storage;
+  }
+
+  get files(): NativeFiles {
+    return this.operations.files ?? nativeFiles(this.storage);
   }
 
   get location(): string {

@@ -8,12 +8,15 @@ import { TributaryError } from '../errors.ts';
 import { fileLocationOf, type Storage } from '../storage/index.ts';
 import type { Engine } from './duckdb.ts';
 import { newTableMetadata } from './metadata.ts';
+import type { NativeFiles } from './native-files.ts';
 import { buildSpec, parsePartitionExpression } from './partition-spec.ts';
 import { assignFreshIds, parseSchemaJson } from './schema.ts';
 import { readMetadataFile, Table, writeMetadataFile, type TableOperations } from './table.ts';
 
 export interface TestTableOptions {
   readonly storage: Storage;
+  /** How DuckDB reaches the files; default: in place. */
+  readonly files?: NativeFiles;
   /** The table's directory. */
   readonly directory: string;
   readonly identifier: { readonly namespace: readonly string[]; readonly name: string };
@@ -49,6 +52,7 @@ export async function createTestTable(options: TestTableOptions): Promise<TestTa
   const pointer = { location: state.metadataLocation };
   const operations = (): TableOperations => ({
     storage,
+    ...(options.files ? { files: options.files } : {}),
     async load() {
       const metadataLocation = pointer.location;
       return { metadataLocation, metadata: await readMetadataFile(storage, metadataLocation) };

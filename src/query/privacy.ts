@@ -28,7 +28,8 @@ import { writeDataFiles } from '../iceberg/data-files.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../iceberg/duckdb.ts';
 import { decodeManifest, decodeManifestList } from '../iceberg/manifest.ts';
 import { expireSnapshots, gcDisabled } from '../iceberg/operations/maintenance.ts';
-import { FILE_COLUMN, planScan, scanSql } from '../iceberg/scan.ts';
+import type { FileToRead, ReadableFiles } from '../iceberg/native-files.ts';
+import { FILE_COLUMN, planFiles, planScan, scanSql, type ScanPlan } from '../iceberg/scan.ts';
 import { SnapshotProducer } from '../iceberg/snapshot-producer.ts';
 import type { Table } from '../iceberg/table.ts';
 import type { Schema } from '../iceberg/types.ts';
@@ -105,9 +106,9 @@ function schemaMap(schema: Schema): string {
     .join(', ')}}`;
 }
 
-/** Local paths of the data files of every snapshot of the table (current and historical). */
-async function allDataFiles(table: Table): Promise<Map<string, string>> {
-  const files = new Map<string, string>();
+/** The data files of every snapshot of the table (current and historical). */
+async function allDataFiles(table: Table): Promise<FileToRead[]> {
+  const files = new Map<string, FileToRead>();
   const seenManifests = new Set<string>();
   for (const snapshot of table.metadata.snapshots) {
     for (const manifest of decodeManifestList(await table.storage.read(snapshot['manifest-list']))) {
@@ -117,44 +118,63 @@ async function allDataFiles(table: Table): Promise<Map<string, string>> {
         // A deleted entry names a file its snapshot removed (and expiry may have deleted since): the
         // snapshots before it list the file as live if any still holds it.
         if (entry.dataFile.content !== 'data' || entry.status === 'deleted') continue;
-        const local = table.storage.localPath(entry.dataFile.filePath);
-        if (local) files.set(entry.dataFile.filePath, local);
+        const { filePath, fileSizeInBytes } = entry.dataFile;
+        files.set(filePath, { location: filePath, size: fileSizeInBytes });
       }
     }
   }
-  return files;
+  return [...files.values()];
 }
 
-/** The files (by location) among `files` that physically hold a row matching `where`, deletes ignored. */
+/**
+ * The files (by location) among `files` (made readable in `readable`) that physically hold a row matching
+ * `where`, deletes ignored.
+ */
 async function filesWithMatches(
   engine: Engine,
   schema: Schema,
-  files: ReadonlyMap<string, string>,
+  readable: ReadableFiles,
+  files: readonly FileToRead[],
   where: string,
 ): Promise<Set<string>> {
-  if (files.size === 0) return new Set();
-  const byLocal = new Map([...files].map(([location, local]) => [local, location]));
-  const list = [...files.values()].map(quoteLiteral).join(', ');
+  if (files.length === 0) return new Set();
+  const byLocal = new Map(files.map((file) => [readable.path(file.location), file.location]));
+  const list = [...byLocal.keys()].map(quoteLiteral).join(', ');
   const reader = await engine.connection.runAndReadAll(
     `select distinct ${FILE_COLUMN} from read_parquet([${list}], schema = ${schemaMap(schema)}, filename = ${quoteLiteral(FILE_COLUMN)}) t where (${where})`,
   );
   return new Set(reader.getRows().map((r) => byLocal.get(String(r[0])) ?? String(r[0])));
 }
 
-/** Every Parquet file under the table's location that holds a matching row (by column name). */
+/** Files `parquetFilesWithMatches` makes readable at a time (each batch is held in the read cache). */
+const REMAINING_BATCH = 64;
+
+/**
+ * Every Parquet file under the table's location that holds a matching row (by column name). Every file is
+ * read, through the read cache on remote storage: one skipped could hold a person's rows.
+ */
 async function parquetFilesWithMatches(table: Table, engine: Engine, where: string): Promise<string[]> {
-  const found: string[] = [];
+  const parquet: FileToRead[] = [];
   for await (const entry of table.storage.list(table.location)) {
-    if (!entry.location.endsWith('.parquet')) continue;
-    const local = table.storage.localPath(entry.location);
-    if (!local) continue;
+    if (entry.location.endsWith('.parquet')) parquet.push({ location: entry.location, size: entry.size });
+  }
+  const found: string[] = [];
+  for (let start = 0; start < parquet.length; start += REMAINING_BATCH) {
+    const batch = parquet.slice(start, start + REMAINING_BATCH);
+    const readable = await table.files.readable(batch);
     try {
-      const reader = await engine.connection.runAndReadAll(
-        `select count(*) from read_parquet(${quoteLiteral(local)}) t where (${where})`,
-      );
-      if (Number(reader.getRows()[0]?.[0] ?? 0) > 0) found.push(entry.location);
-    } catch {
-      // Delete files and files without the condition's columns cannot hold a match.
+      for (const file of batch) {
+        try {
+          const reader = await engine.connection.runAndReadAll(
+            `select count(*) from read_parquet(${quoteLiteral(readable.path(file.location))}) t where (${where})`,
+          );
+          if (Number(reader.getRows()[0]?.[0] ?? 0) > 0) found.push(file.location);
+        } catch {
+          // Delete files and files without the condition's columns cannot hold a match.
+        }
+      }
+    } finally {
+      readable.release();
     }
   }
   return found;
@@ -258,13 +278,16 @@ async function countMatches(
   where: string,
 ): Promise<{ rows: number } | { error: string }> {
   const plan = await planScan(table.metadata, table.storage);
+  const readable = await table.files.readable(planFiles(plan));
   try {
     const reader = await engine.connection.runAndReadAll(
-      `select count(*) from ${scanSql(plan, table.storage)} t where (${where})`,
+      `select count(*) from ${scanSql(plan, readable)} t where (${where})`,
     );
     return { rows: Number(reader.getRows()[0]?.[0] ?? 0) };
   } catch (error) {
     return { error: firstLine(error) };
+  } finally {
+    readable.release();
   }
 }
 
@@ -344,10 +367,27 @@ async function eraseFromTable(
   rows: number,
   id: string,
 ): Promise<EraseTableResult> {
-  const where = options.where;
   const plan = await planScan(table.metadata, table.storage);
   const history = await allDataFiles(table);
-  const holding = await filesWithMatches(engine, table.schema, history, where);
+  // Every file of every snapshot, and the current one's delete files: none may be skipped.
+  const readable = await table.files.readable([...history, ...planFiles(plan)]);
+  try {
+    return await eraseWithFiles(engine, table, options, rows, id, { plan, history, readable });
+  } finally {
+    readable.release();
+  }
+}
+
+async function eraseWithFiles(
+  engine: Engine,
+  table: Table,
+  options: EraseOptions,
+  rows: number,
+  id: string,
+  { plan, history, readable }: { plan: ScanPlan; history: FileToRead[]; readable: ReadableFiles },
+): Promise<EraseTableResult> {
+  const where = options.where;
+  const holding = await filesWithMatches(engine, table.schema, readable, history, where);
   const live = plan.dataFiles.filter((p) => holding.has(p.file.filePath));
   const liveFiles = new Set(plan.dataFiles.map((p) => p.file.filePath));
   const inHistory = [...holding].some((f) => !liveFiles.has(f));
@@ -373,10 +413,10 @@ async function eraseFromTable(
     const subset = { ...plan, dataFiles: live };
     const kept = await writeDataFiles({
       engine,
-      relation: `(select ${columns} from ${scanSql(subset, table.storage)} s where (${where}) is not true)`,
+      relation: `(select ${columns} from ${scanSql(subset, readable)} s where (${where}) is not true)`,
       schema: table.schema,
       spec: table.spec,
-      storage: table.storage,
+      files: table.files,
       dataLocation: `${table.location}/data`,
       targetFileSizeBytes: Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024))),
     });
@@ -449,92 +489,100 @@ export async function exportRows(
   options: ExportOptions,
   audit?: SqlDriver,
 ): Promise<ExportResult> {
-  if (!options.where.trim()) throw new TributaryError('USAGE', 'export needs a --where condition');
-  const format = options.format ?? (/\.parquet$/i.test(options.to) ? 'parquet' : 'ndjson');
-  const { tables, explicit } = await targetTables(catalog, options);
-  const parts: Array<{ table: string; sql: string; rows: number }> = [];
-  const skipped: SkippedTable[] = [];
-  for (const identifier of tables) {
-    const table = await catalog.loadTable(identifier);
-    const counted = await countMatches(engine, table, options.where);
-    if ('error' in counted) {
-      if (explicit)
-        throw new TributaryError(
-          'INVALID_INPUT',
-          `the condition cannot be evaluated on ${table.name}: ${counted.error}`,
-        );
-      skipped.push(await skippedTable(engine, table, options.where, counted.error));
-      continue;
-    }
-    const plan = await planScan(table.metadata, table.storage);
-    parts.push({
-      table: tableIdentifierToString(identifier),
-      sql: `select * from ${scanSql(plan, table.storage)} t where (${options.where})`,
-      rows: counted.rows,
-    });
-  }
-  if (!explicit && parts.length === 0) throw await noTableApplies(catalog, skipped);
-  const nonEmpty = parts.filter((p) => p.rows > 0);
-  const target = quoteLiteral(options.to);
+  // The files each table's query reads stay readable until the export is written.
+  const held: ReadableFiles[] = [];
   try {
-    // A person's data: readable by this user alone (DuckDB would write it as the umask says, 0644 mostly).
-    await writeFile(options.to, '', { mode: 0o600 });
-    await chmod(options.to, 0o600);
-    if (format === 'ndjson') {
-      const union = nonEmpty.length
-        ? nonEmpty
-            // The row by an alias no column has: a column named like it would be taken for it.
-            .map(
-              (p) =>
-                `select ${quoteLiteral(p.table)} as "table", to_json(__tributary_row) as "row" from (${p.sql}) __tributary_row`,
-            )
-            .join(' union all ')
-        : `select NULL::VARCHAR as "table", NULL::JSON as "row" where false`;
-      await engine.connection.run(`copy (${union}) to ${target} (format json)`);
-      await quoteSpecialFloats(options.to);
-    } else {
-      const union = nonEmpty.length
-        ? nonEmpty
-            .map((p) => `select ${quoteLiteral(p.table)} as _table, * from (${p.sql}) s`)
-            .join(' union all by name ')
-        : `select NULL::VARCHAR as _table where false`;
-      await engine.connection.run(`copy (${union}) to ${target} (format parquet, compression zstd)`);
+    if (!options.where.trim()) throw new TributaryError('USAGE', 'export needs a --where condition');
+    const format = options.format ?? (/\.parquet$/i.test(options.to) ? 'parquet' : 'ndjson');
+    const { tables, explicit } = await targetTables(catalog, options);
+    const parts: Array<{ table: string; sql: string; rows: number }> = [];
+    const skipped: SkippedTable[] = [];
+    for (const identifier of tables) {
+      const table = await catalog.loadTable(identifier);
+      const counted = await countMatches(engine, table, options.where);
+      if ('error' in counted) {
+        if (explicit)
+          throw new TributaryError(
+            'INVALID_INPUT',
+            `the condition cannot be evaluated on ${table.name}: ${counted.error}`,
+          );
+        skipped.push(await skippedTable(engine, table, options.where, counted.error));
+        continue;
+      }
+      const plan = await planScan(table.metadata, table.storage);
+      const readable = await table.files.readable(planFiles(plan));
+      held.push(readable);
+      parts.push({
+        table: tableIdentifierToString(identifier),
+        sql: `select * from ${scanSql(plan, readable)} t where (${options.where})`,
+        rows: counted.rows,
+      });
     }
-    await chmod(options.to, 0o600);
-  } catch (cause) {
-    throw new TributaryError('INVALID_INPUT', `the export could not be written: ${firstLine(cause)}`, {
-      cause,
-      hint:
-        format === 'parquet'
-          ? 'tables with conflicting column types: export them one at a time with --tables, or as NDJSON'
-          : 'check the --to path',
-    });
-  }
-  const id = randomUUID();
-  const result = {
-    id,
-    file: options.to,
-    format,
-    rows: parts.reduce((n, p) => n + p.rows, 0),
-    tables: parts.map((p) => ({ table: p.table, rows: p.rows })),
-    skipped,
-  } as const;
-  if (audit) {
-    await recordAudit(audit, {
+    if (!explicit && parts.length === 0) throw await noTableApplies(catalog, skipped);
+    const nonEmpty = parts.filter((p) => p.rows > 0);
+    const target = quoteLiteral(options.to);
+    try {
+      // A person's data: readable by this user alone (DuckDB would write it as the umask says, 0644 mostly).
+      await writeFile(options.to, '', { mode: 0o600 });
+      await chmod(options.to, 0o600);
+      if (format === 'ndjson') {
+        const union = nonEmpty.length
+          ? nonEmpty
+              // The row by an alias no column has: a column named like it would be taken for it.
+              .map(
+                (p) =>
+                  `select ${quoteLiteral(p.table)} as "table", to_json(__tributary_row) as "row" from (${p.sql}) __tributary_row`,
+              )
+              .join(' union all ')
+          : `select NULL::VARCHAR as "table", NULL::JSON as "row" where false`;
+        await engine.connection.run(`copy (${union}) to ${target} (format json)`);
+        await quoteSpecialFloats(options.to);
+      } else {
+        const union = nonEmpty.length
+          ? nonEmpty
+              .map((p) => `select ${quoteLiteral(p.table)} as _table, * from (${p.sql}) s`)
+              .join(' union all by name ')
+          : `select NULL::VARCHAR as _table where false`;
+        await engine.connection.run(`copy (${union}) to ${target} (format parquet, compression zstd)`);
+      }
+      await chmod(options.to, 0o600);
+    } catch (cause) {
+      throw new TributaryError('INVALID_INPUT', `the export could not be written: ${firstLine(cause)}`, {
+        cause,
+        hint:
+          format === 'parquet'
+            ? 'tables with conflicting column types: export them one at a time with --tables, or as NDJSON'
+            : 'check the --to path',
+      });
+    }
+    const id = randomUUID();
+    const result = {
       id,
-      kind: 'export',
-      actor: options.actor,
-      where: options.where,
-      detail: {
-        reason: options.reason ?? null,
-        format,
-        rows: result.rows,
-        tables: result.tables,
-        skipped: skippedForAudit(skipped),
-      },
-    });
+      file: options.to,
+      format,
+      rows: parts.reduce((n, p) => n + p.rows, 0),
+      tables: parts.map((p) => ({ table: p.table, rows: p.rows })),
+      skipped,
+    } as const;
+    if (audit) {
+      await recordAudit(audit, {
+        id,
+        kind: 'export',
+        actor: options.actor,
+        where: options.where,
+        detail: {
+          reason: options.reason ?? null,
+          format,
+          rows: result.rows,
+          tables: result.tables,
+          skipped: skippedForAudit(skipped),
+        },
+      });
+    }
+    return result;
+  } finally {
+    for (const readable of held) readable.release();
   }
-  return result;
 }
 
 /**

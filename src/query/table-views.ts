@@ -12,10 +12,9 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import { namespaceToString, tableIdentifierToString, type TableIdentifier } from '../catalog/identifier.ts';
 import { duckdbType, quoteIdentifier, quoteLiteral, type DuckDBConnection } from '../iceberg/duckdb.ts';
-import { planScan, scanSql, snapshotFor, type ScanPlan } from '../iceberg/scan.ts';
+import type { ReadableFiles } from '../iceberg/native-files.ts';
+import { planFiles, planScan, scanSql, snapshotFor, type ScanPlan } from '../iceberg/scan.ts';
 import type { Table } from '../iceberg/table.ts';
-import { TributaryError } from '../errors.ts';
-import type { Storage } from '../storage/storage.ts';
 
 export const SNAPSHOT_SCHEMA = '__tributary_snapshots';
 const MAX_PINNED_VIEWS = 256;
@@ -35,22 +34,18 @@ export interface ExposedTable {
   readonly snapshotId: bigint | undefined;
 }
 
-/** DuckDB SQL reading a planned snapshot: a bare read_parquet when there is nothing to apply. */
-export function readPlanSql(plan: ScanPlan, storage: Storage): string {
+/**
+ * DuckDB SQL reading a planned snapshot: a bare read_parquet when there is nothing to apply. `files` are
+ * the plan's files made readable (`NativeFiles.readable(planFiles(plan))`).
+ */
+export function readPlanSql(plan: ScanPlan, files: ReadableFiles): string {
   const simple =
     plan.dataFiles.length > 0 &&
     plan.positionDeletes.length === 0 &&
     plan.equalityDeletes.length === 0 &&
     plan.dataFiles.every((p) => p.columns === undefined);
-  if (!simple) return scanSql(plan, storage);
-  const files = plan.dataFiles.map((p) => {
-    const local = storage.localPath(p.file.filePath);
-    if (!local)
-      throw new TributaryError('ICEBERG_UNSUPPORTED', `reading ${p.file.filePath} is not supported yet`, {
-        hint: 'use a local warehouse',
-      });
-    return quoteLiteral(local);
-  });
+  if (!simple) return scanSql(plan, files);
+  const paths = plan.dataFiles.map((p) => quoteLiteral(files.path(p.file.filePath)));
   const schemaMap = `map {${plan.schema.fields
     .map(
       (f) =>
@@ -58,7 +53,7 @@ export function readPlanSql(plan: ScanPlan, storage: Storage): string {
     )
     .join(', ')}}`;
   const columns = plan.schema.fields.map((f) => quoteIdentifier(f.name)).join(', ');
-  return `(select ${columns} from read_parquet([${files.join(', ')}], schema = ${schemaMap}))`;
+  return `(select ${columns} from read_parquet([${paths.join(', ')}], schema = ${schemaMap}))`;
 }
 
 interface CurrentView {
@@ -72,6 +67,8 @@ export class TableViews {
   readonly #current = new Map<string, CurrentView>();
   readonly #pinned = new Map<string, ExposedTable>();
   readonly #schemas = new Set<string>();
+  /** The files each view reads, held in the read cache until the view is replaced or dropped. */
+  readonly #held = new Map<string, ReadableFiles>();
   /** View changes run one at a time: one connection, and no view is rebuilt twice at once. */
   #pending: Promise<unknown> = Promise.resolve();
 
@@ -84,6 +81,34 @@ export class TableViews {
     if (this.#schemas.has(name)) return;
     await this.#connection.run(`create schema if not exists ${quoteIdentifier(name)}`);
     this.#schemas.add(name);
+  }
+
+  /**
+   * Creates or replaces `view` (a qualified, quoted name) reading the plan of `table`; the files it reads
+   * stay readable until the view is replaced or dropped here. Models define their delta views with it.
+   */
+  define(view: string, table: Table, plan: ScanPlan): Promise<void> {
+    return this.#serial(() => this.#define(view, table, plan));
+  }
+
+  async #define(view: string, table: Table, plan: ScanPlan): Promise<void> {
+    const files = await table.files.readable(planFiles(plan));
+    try {
+      await this.#connection.run(
+        `create or replace view ${view} as select * from ${readPlanSql(plan, files)}`,
+      );
+    } catch (error) {
+      files.release();
+      throw error;
+    }
+    this.#held.get(view)?.release();
+    this.#held.set(view, files);
+  }
+
+  async #drop(view: string): Promise<void> {
+    await this.#connection.run(`drop view if exists ${view}`);
+    this.#held.get(view)?.release();
+    this.#held.delete(view);
   }
 
   async #serial<T>(work: () => Promise<T>): Promise<T> {
@@ -104,9 +129,7 @@ export class TableViews {
       await this.#schema(schemaName);
       const view = `${quoteIdentifier(schemaName)}.${quoteIdentifier(identifier.name)}`;
       const plan = await planScan(table.metadata, table.storage);
-      await this.#connection.run(
-        `create or replace view ${view} as select * from ${readPlanSql(plan, table.storage)}`,
-      );
+      await this.#define(view, table, plan);
       const exposed = { identifier, view, snapshotId: plan.snapshot?.['snapshot-id'] };
       this.#current.set(key, { metadataLocation: table.metadataLocation, exposed });
       return exposed;
@@ -126,15 +149,13 @@ export class TableViews {
       await this.#schema(SNAPSHOT_SCHEMA);
       const view = `${quoteIdentifier(SNAPSHOT_SCHEMA)}.${quoteIdentifier(key)}`;
       const plan = await planScan(table.metadata, table.storage, id === undefined ? {} : { snapshotId: id });
-      await this.#connection.run(
-        `create or replace view ${view} as select * from ${readPlanSql(plan, table.storage)}`,
-      );
+      await this.#define(view, table, plan);
       const exposed = { identifier, view, snapshotId: id };
       this.#pinned.set(key, exposed);
       if (this.#pinned.size > MAX_PINNED_VIEWS) {
         const [oldest, old] = this.#pinned.entries().next().value!;
         this.#pinned.delete(oldest);
-        await this.#connection.run(`drop view if exists ${old.view}`);
+        await this.#drop(old.view);
       }
       return exposed;
     });
@@ -149,9 +170,7 @@ export class TableViews {
       await this.#schema(schemaName);
       const view = `${quoteIdentifier(schemaName)}.${quoteIdentifier(identifier.name)}`;
       const plan = await planScan(table.metadata, table.storage, selector);
-      await this.#connection.run(
-        `create or replace view ${view} as select * from ${readPlanSql(plan, table.storage)}`,
-      );
+      await this.#define(view, table, plan);
       // Not the current snapshot (perhaps): the next `current` call rebuilds it.
       this.#current.delete(key);
       return { identifier, view, snapshotId: plan.snapshot?.['snapshot-id'] };

@@ -9,10 +9,10 @@ import { schemeOf } from './location.ts';
 import type { Storage } from './storage.ts';
 
 export type { Storage, StorageEntry, StorageStat } from './storage.ts';
-export { isAlreadyExists } from './storage.ts';
+export { comparableLocation, isAlreadyExists, locationWithin } from './storage.ts';
 export { LocalStorage, type LocalStorageOptions } from './local.ts';
 export { parseS3Location, S3Storage, type S3Credentials, type S3StorageOptions } from './s3.ts';
-export { fileLocationOf, isLocalLocation, localPathOf, schemeOf } from './location.ts';
+export { canonicalLocation, fileLocationOf, isLocalLocation, localPathOf, schemeOf } from './location.ts';
 
 export type StorageOptions = LocalStorageOptions;
 

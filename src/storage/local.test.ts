@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -170,23 +170,30 @@ describe('storageFor', () => {
   });
 });
 
-describe('LocalStorage.persist', () => {
-  it('flushes files written outside the storage, in new directories, and says which one is missing', async () => {
+describe('LocalStorage.writeFile', () => {
+  it('moves a staged file into place, in new directories, and copies it from another filesystem', async () => {
     const dir = await tempDir();
     try {
-      const root = fileLocationOf(path.join(dir, 'data'));
-      const file = path.join(dir, 'data', 'ts_day=2026-11-23', 'a.parquet');
-      mkdirSync(path.dirname(file), { recursive: true });
-      writeFileSync(file, 'PAR1');
-      await new LocalStorage().persist([fileLocationOf(file)], root);
-      const missing = fileLocationOf(path.join(dir, 'data', 'gone.parquet'));
-      await assert.rejects(new LocalStorage().persist([missing], root), (error) => {
-        assert.ok(isTributaryError(error, 'STORAGE_IO'));
-        assert.match(error.message, /gone\.parquet/);
-        return true;
-      });
-      // Without durability there is nothing to flush, and nothing is looked at.
-      await new LocalStorage({ fsync: false }).persist([missing], root);
+      const staged = path.join(dir, 'staging', 'a.parquet');
+      mkdirSync(path.dirname(staged), { recursive: true });
+      writeFileSync(staged, 'PAR1');
+      const target = path.join(dir, 'data', 'ts_day=2026-11-23', 'a.parquet');
+      await new LocalStorage().writeFile(fileLocationOf(target), staged);
+      assert.equal(readFileSync(target, 'utf8'), 'PAR1');
+      assert.equal(existsSync(staged), false, 'renamed, not copied');
+      // /dev/shm is another filesystem (tmpfs) where there is one: rename fails with EXDEV there.
+      if (existsSync('/dev/shm')) {
+        const shm = await mkdtemp('/dev/shm/tributary-');
+        try {
+          writeFileSync(path.join(shm, 'b.parquet'), 'PAR2');
+          await new LocalStorage().writeFile(fileLocationOf(target), path.join(shm, 'b.parquet'));
+          assert.equal(readFileSync(target, 'utf8'), 'PAR2');
+          assert.equal(existsSync(path.join(shm, 'b.parquet')), false);
+          assert.deepEqual(readdirSync(path.dirname(target)), ['a.parquet'], 'no temporary file left');
+        } finally {
+          await rm(shm, { recursive: true, force: true });
+        }
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Dirent } from 'node:fs';
-import { link, mkdir, open, opendir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, mkdir, open, opendir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { localPathOf } from './location.ts';
@@ -157,25 +157,29 @@ export class LocalStorage implements Storage {
     yield* walk(root, base, prefix);
   }
 
-  async persist(locations: readonly string[], root: string): Promise<void> {
-    if (!this.#fsync || locations.length === 0) return;
-    const top = path.dirname(localPathOf(root));
-    const directories = new Set<string>();
-    const files = locations.map((location) => {
-      const file = localPathOf(location);
-      for (
-        let dir = path.dirname(file);
-        dir.startsWith(top) && !directories.has(dir);
-        dir = path.dirname(dir)
-      ) {
-        directories.add(dir);
-        if (dir === top) break;
+  async writeFile(location: string, localPath: string): Promise<void> {
+    const file = localPathOf(location);
+    const dir = path.dirname(file);
+    await this.#ensureDir(dir, location);
+    try {
+      // Flushed before it is renamed into place: a reader never sees the name before the bytes are durable.
+      if (this.#fsync) await syncPath(localPath, location, { directory: false });
+      await rename(localPath, file);
+    } catch (error) {
+      if (errorCode(error) !== 'EXDEV') throw fsError(error, 'write', location);
+      // The staged file is on another filesystem: copy it beside the target, then rename that.
+      const temp = tempPathFor(file);
+      try {
+        await copyFile(localPath, temp);
+        if (this.#fsync) await syncPath(temp, location, { directory: false });
+        await rename(temp, file);
+      } catch (copyError) {
+        await rm(temp, { force: true });
+        throw fsError(copyError, 'write', location);
       }
-      return { file, location };
-    });
-    // In parallel: each flush waits on the disk, not the CPU (libuv's threads overlap them).
-    await Promise.all(files.map(({ file, location }) => syncPath(file, location, { directory: false })));
-    await Promise.all([...directories].map((dir) => this.#syncDir(dir, root)));
+      await rm(localPath, { force: true });
+    }
+    await this.#syncDir(dir, location);
   }
 
   localPath(location: string): string {

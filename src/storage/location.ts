@@ -13,6 +13,14 @@ export function schemeOf(location: string): string | undefined {
   return SCHEME.exec(location)?.[1]?.toLowerCase();
 }
 
+/**
+ * The location spelled one way per object: `s3a://` and `s3n://` (Hadoop's and Spark's names for S3) as
+ * `s3://`, so that two spellings of one object compare equal. Other locations are returned as they are.
+ */
+export function canonicalLocation(location: string): string {
+  return location.replace(/^s3[an]:\/\//i, 's3://');
+}
+
 /** True when the location names a local file: a `file:` URI or an absolute path. */
 export function isLocalLocation(location: string): boolean {
   const scheme = schemeOf(location);

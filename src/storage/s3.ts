@@ -10,8 +10,9 @@
  * - `writeExclusive` is a conditional PUT (`If-None-Match: *`, S3 since 2024, MinIO, moto): S3 answers 412
  *   when the key exists, which is the `exists` error; and 409 ConditionalRequestConflict when another
  *   conditional write of the key is in flight, which AWS says to retry (it then succeeds or gets 412).
+ * - `writeFile` uploads a local file the same way, a part at a time from disk above the threshold.
  * - S3 is strongly consistent (read-after-write, list-after-write), so nothing more is needed for a reader to
- *   see a write that returned; and a PUT that returned is durable, so `persist` has nothing to do.
+ *   see a write that returned, and a PUT that returned is durable.
  * - `localPath` is always undefined: native readers and writers (DuckDB) go through local staging and a read
  *   cache instead (docs/architecture.md, "Storage").
  */
@@ -29,6 +30,7 @@ import {
   S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { type FileHandle, open } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTributaryError, TributaryError } from '../errors.ts';
 import type { Storage, StorageEntry, StorageStat } from './storage.ts';
@@ -232,7 +234,7 @@ export class S3Storage implements Storage {
   async write(location: string, bytes: Uint8Array): Promise<void> {
     const target = parseS3Location(location);
     try {
-      if (bytes.length > this.#threshold) await this.#multipartUpload(target, bytes, false);
+      if (bytes.length > this.#threshold) await this.#multipartUpload(target, inMemory(bytes), false);
       else
         await this.#client.send(
           new PutObjectCommand({ Bucket: target.bucket, Key: target.key, Body: bytes }),
@@ -243,11 +245,36 @@ export class S3Storage implements Storage {
     }
   }
 
+  async writeFile(location: string, localPath: string): Promise<void> {
+    const target = parseS3Location(location);
+    let handle: FileHandle | undefined;
+    try {
+      handle = await open(localPath, 'r');
+      const size = (await handle.stat()).size;
+      if (size > this.#threshold) await this.#multipartUpload(target, onDisk(handle, size), false);
+      else
+        await this.#client.send(
+          new PutObjectCommand({ Bucket: target.bucket, Key: target.key, Body: await handle.readFile() }),
+        );
+      this.#knownBuckets.add(target.bucket);
+    } catch (error) {
+      if (handle === undefined)
+        throw new TributaryError('STORAGE_IO', `Could not read ${localPath} to upload it to ${location}`, {
+          context: { location, localPath, operation: 'write' },
+          cause: error,
+          hint: 'The staged file is gone: check that nothing else cleans the staging directory.',
+        });
+      throw this.#error(error, 'write', location);
+    } finally {
+      await handle?.close();
+    }
+  }
+
   async writeExclusive(location: string, bytes: Uint8Array): Promise<void> {
     const target = parseS3Location(location);
     for (let attempt = 1; ; attempt += 1) {
       try {
-        if (bytes.length > this.#threshold) await this.#multipartUpload(target, bytes, true);
+        if (bytes.length > this.#threshold) await this.#multipartUpload(target, inMemory(bytes), true);
         else
           await this.#client.send(
             new PutObjectCommand({ Bucket: target.bucket, Key: target.key, Body: bytes, IfNoneMatch: '*' }),
@@ -344,25 +371,20 @@ export class S3Storage implements Storage {
     } while (token !== undefined);
   }
 
-  /**
-   * Nothing to do: an object is durable once its PUT returned, and no native writer can have put a file at
-   * an S3 location (`localPath` is undefined), so there is nothing outside `write` to flush.
-   */
-  async persist(_locations: readonly string[], _root: string): Promise<void> {}
-
   localPath(_location: string): undefined {
     return undefined;
   }
 
   /**
-   * A multipart upload: the parts in parallel (`partConcurrency` at a time), then the completion, which
+   * A multipart upload: the parts in parallel (`partConcurrency` at a time, each read from the source only
+   * when its turn comes, so a file is never in memory whole), then the completion, which
    * makes the object visible at once. Any failure aborts the upload, after the parts in flight settled,
    * so that S3 keeps no orphaned parts.
    */
-  async #multipartUpload(target: ObjectLocation, bytes: Uint8Array, exclusive: boolean): Promise<void> {
+  async #multipartUpload(target: ObjectLocation, source: UploadSource, exclusive: boolean): Promise<void> {
     const { bucket, key } = target;
-    const partSize = Math.max(this.#partSize, Math.ceil(bytes.length / MAX_PARTS));
-    const count = Math.ceil(bytes.length / partSize);
+    const partSize = Math.max(this.#partSize, Math.ceil(source.size / MAX_PARTS));
+    const count = Math.ceil(source.size / partSize);
     const created = await this.#client.send(
       new CreateMultipartUploadCommand({ Bucket: bucket, Key: key, ChecksumAlgorithm: 'CRC32' }),
     );
@@ -388,7 +410,7 @@ export class S3Storage implements Storage {
                 Key: key,
                 UploadId: uploadId,
                 PartNumber: index + 1,
-                Body: bytes.subarray(index * partSize, Math.min(bytes.length, (index + 1) * partSize)),
+                Body: await source.slice(index * partSize, Math.min(source.size, (index + 1) * partSize)),
                 ChecksumAlgorithm: 'CRC32',
               }),
             );
@@ -552,6 +574,32 @@ export class S3Storage implements Storage {
     }
     return fail(`${code || status || 'error'}: ${detail}`, undefined, 'See the cause for the details.');
   }
+}
+
+/** The bytes of an upload, read a part at a time. */
+interface UploadSource {
+  readonly size: number;
+  slice(start: number, end: number): Promise<Uint8Array>;
+}
+
+function inMemory(bytes: Uint8Array): UploadSource {
+  return { size: bytes.length, slice: (start, end) => Promise.resolve(bytes.subarray(start, end)) };
+}
+
+function onDisk(handle: FileHandle, size: number): UploadSource {
+  return {
+    size,
+    async slice(start, end) {
+      const part = new Uint8Array(end - start);
+      let filled = 0;
+      while (filled < part.length) {
+        const { bytesRead } = await handle.read(part, filled, part.length - filled, start + filled);
+        if (bytesRead === 0) throw new Error(`the file ended at byte ${start + filled}, before ${size}`);
+        filled += bytesRead;
+      }
+      return part;
+    },
+  };
 }
 
 /**

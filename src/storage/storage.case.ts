@@ -3,6 +3,9 @@
  * factory of fresh, empty locations (`local.test.ts` for local disk, test/integration/storage-s3.test.ts for S3).
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isTributaryError } from '../errors.ts';
 import { isAlreadyExists, type Storage } from './storage.ts';
@@ -88,6 +91,35 @@ export function storageCases(name: string, setup: () => Promise<StorageFixture>)
         await assert.rejects(storage.readRange(location, 250, 10), (error: unknown) =>
           isTributaryError(error, 'STORAGE_IO'),
         );
+      }),
+    );
+
+    it(
+      'writeFile stores a local file (in parts when large), replacing one there, and names a missing one',
+      withFixture(async ({ storage, root }) => {
+        const staging = await mkdtemp(path.join(tmpdir(), 'tributary-staging-'));
+        try {
+          // Big enough for a multipart upload of two parts where the threshold is low (5 MiB parts).
+          const big = Uint8Array.from({ length: 6 * 1024 * 1024 + 7 }, (_, i) => (i * 31) % 251);
+          const location = `${root}/data/p=1/big.parquet`;
+          await storage.write(location, text('old'));
+          await writeFile(path.join(staging, 'big.parquet'), big);
+          await storage.writeFile(location, path.join(staging, 'big.parquet'));
+          assert.ok(Buffer.from(await storage.read(location)).equals(big));
+          assert.equal((await storage.stat(location)).size, big.length);
+          await writeFile(path.join(staging, 'small.parquet'), 'PAR1');
+          await storage.writeFile(`${root}/data/small.parquet`, path.join(staging, 'small.parquet'));
+          assert.equal(decode(await storage.read(`${root}/data/small.parquet`)), 'PAR1');
+          const missing = path.join(staging, 'gone.parquet');
+          await assert.rejects(storage.writeFile(`${root}/data/gone.parquet`, missing), (error: unknown) => {
+            assert.ok(isTributaryError(error, 'STORAGE_IO'), String(error));
+            assert.match(error.message, /gone\.parquet/);
+            return true;
+          });
+          assert.equal(await storage.exists(`${root}/data/gone.parquet`), false);
+        } finally {
+          await rm(staging, { recursive: true, force: true });
+        }
       }),
     );
 

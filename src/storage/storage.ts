@@ -17,6 +17,7 @@
  */
 import path from 'node:path';
 import { isTributaryError } from '../errors.ts';
+import { canonicalLocation } from './location.ts';
 
 /** A file found by `list`. */
 export interface StorageEntry {
@@ -57,6 +58,14 @@ export interface Storage {
    */
   writeExclusive(location: string, bytes: Uint8Array): Promise<void>;
 
+  /**
+   * Creates or replaces the file at `location` with the local file at `localPath` (one a native writer such
+   * as DuckDB's COPY wrote), atomically and durably as `write` does, without holding it in memory. The
+   * local file must not change during the call; afterwards it may be gone (`LocalStorage` renames it into
+   * place): the caller removes it if it is still there and no longer wanted.
+   */
+  writeFile(location: string, localPath: string): Promise<void>;
+
   exists(location: string): Promise<boolean>;
 
   /** Size and modification time. STORAGE_NOT_FOUND when absent. */
@@ -73,14 +82,6 @@ export interface Storage {
   list(prefix: string): AsyncIterable<StorageEntry>;
 
   /**
-   * Makes durable the files a native writer (DuckDB's COPY) put at these locations' local paths, outside
-   * `write`: flushes each file, and each directory up to `root` (a directory location above them all)
-   * that may have gained an entry. Called before the files are committed to a table; a no-op when
-   * durability is off.
-   */
-  persist(locations: readonly string[], root: string): Promise<void>;
-
-  /**
    * The local filesystem path of `location` when this storage keeps files on local disk (DuckDB and other
    * native readers open it directly), otherwise undefined.
    */
@@ -94,12 +95,18 @@ export function isAlreadyExists(error: unknown): boolean {
 
 /**
  * Whether `inner` is `outer` or a location under it, as folders (/w/ab is not under /w/a; `//`, `.` and
- * `..` are resolved in local paths first).
+ * `..` are resolved in local paths first, and `s3a://` and `s3n://` are spelled `s3://`).
  */
 export function locationWithin(storage: Storage, inner: string, outer: string): boolean {
-  const folder = (location: string) => {
-    const local = storage.localPath(location);
-    return `${(local === undefined ? location : path.posix.normalize(local)).replace(/\/+$/, '')}/`;
-  };
+  const folder = (location: string) => `${comparableLocation(storage, location).replace(/\/+$/, '')}/`;
   return folder(inner).startsWith(folder(outer));
+}
+
+/**
+ * The form in which two locations of one file compare equal: the normalised local path for local storage,
+ * otherwise the location with `s3a://` and `s3n://` spelled `s3://`.
+ */
+export function comparableLocation(storage: Storage, location: string): string {
+  const local = storage.localPath(location);
+  return local === undefined ? canonicalLocation(location) : path.posix.normalize(local);
 }

@@ -27,7 +27,7 @@ import { compact, expireSnapshots, rollbackTo } from '../../src/iceberg/operatio
 import { append, deleteWhere, overwriteWhere, upsert } from '../../src/iceberg/operations/write.ts';
 import { schemaForPartitionSpecs, specById } from '../../src/iceberg/metadata.ts';
 import { partitionPath } from '../../src/iceberg/partition-spec.ts';
-import { planScan, scanSql } from '../../src/iceberg/scan.ts';
+import { planFiles, planScan, scanSql } from '../../src/iceberg/scan.ts';
 import type { Table } from '../../src/iceberg/table.ts';
 import { QueryEngine } from '../../src/query/query-engine.ts';
 import {
@@ -343,7 +343,7 @@ describe('Iceberg tables shared with pyiceberg', { skip: py.skip }, () => {
     const plan = await planScan(table.metadata, table.storage, { snapshotId: snapshot });
     const expected = await relationRows(
       engine,
-      `(select * from ${scanSql(plan, table.storage)} where ${sql})`,
+      `(select * from ${scanSql(plan, await table.files.readable(planFiles(plan)))} where ${sql})`,
       plan.schema.fields,
     );
     assert.ok(expected.length > 0, `${table.name}: filter ${sql} selects rows`);

@@ -14,16 +14,18 @@
 import { randomUUID } from 'node:crypto';
 import { duckdbType, quoteIdentifier, quoteLiteral, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
-import { FILE_COLUMN, planScan, readablePath, type PlannedFile, type ScanPlan } from '../scan.ts';
+import type { ReadableFiles } from '../native-files.ts';
+import { FILE_COLUMN, planFiles, planScan, type PlannedFile, type ScanPlan } from '../scan.ts';
 import type { Table } from '../table.ts';
 import type { NestedField } from '../types.ts';
 
 /**
- * SQL reading the key columns of `files`, with FILE_COLUMN (the local path) and `file_row_number`. Columns
- * are matched by field id, as scanSql reads them (renamed columns, files written before the column).
+ * SQL reading the key columns of `files` (made readable in `readable`), with FILE_COLUMN (the local path)
+ * and `file_row_number`. Columns are matched by field id, as scanSql reads them (renamed columns, files
+ * written before the column).
  */
 export function keyColumnsSql(
-  table: Table,
+  readable: ReadableFiles,
   files: readonly DataFile[],
   fields: readonly NestedField[],
 ): string {
@@ -33,7 +35,7 @@ export function keyColumnsSql(
         `${f.id}: {name: ${quoteLiteral(f.name)}, type: ${quoteLiteral(duckdbType(f.type))}, default_value: NULL}`,
     )
     .join(', ')}}`;
-  const paths = files.map((f) => quoteLiteral(readablePath(table.storage, f.filePath)));
+  const paths = files.map((f) => quoteLiteral(readable.path(f.filePath)));
   return `read_parquet([${paths.join(', ')}], schema = ${schemaMap}, filename = ${quoteLiteral(FILE_COLUMN)}, file_row_number = true)`;
 }
 
@@ -41,30 +43,27 @@ export function keyColumnsSql(
  * SQL of the live rows of a plan's data files, `s` (key columns, FILE_COLUMN, `file_row_number`) beside the
  * file they are in, `f` (`path`, `location` and `id`, its position in plan.dataFiles): position deletes
  * applied. `semiJoin` (e.g. `semi join batch i on …`) narrows the rows before the deletes are looked at.
- * The plan must have data files and no equality deletes.
+ * The plan must have data files and no equality deletes; `readable`, its files made readable.
  */
 export function liveKeysSql(
-  table: Table,
+  readable: ReadableFiles,
   plan: ScanPlan,
   fields: readonly NestedField[],
   select: string,
   semiJoin = '',
 ): string {
   const files = plan.dataFiles.map(
-    (p, id) =>
-      `(${quoteLiteral(readablePath(table.storage, p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${id})`,
+    (p, id) => `(${quoteLiteral(readable.path(p.file.filePath))}, ${quoteLiteral(p.file.filePath)}, ${id})`,
   );
   let sql = `select ${select}
     from ${keyColumnsSql(
-      table,
+      readable,
       plan.dataFiles.map((p) => p.file),
       fields,
     )} s ${semiJoin}
     join (values ${files.join(', ')}) f(path, location, id) on s.${FILE_COLUMN} = f.path`;
   if (plan.positionDeletes.length) {
-    const deletes = plan.positionDeletes.map((p) =>
-      quoteLiteral(readablePath(table.storage, p.file.filePath)),
-    );
+    const deletes = plan.positionDeletes.map((p) => quoteLiteral(readable.path(p.file.filePath)));
     sql += `
     anti join (select file_path, pos from read_parquet([${deletes.join(', ')}])) pd
       on pd.file_path = f.location and pd.pos = s.file_row_number`;
@@ -261,9 +260,14 @@ export class KeyIndex {
       if (plan.dataFiles.length) {
         await this.#insertFiles(engine, 0, plan.dataFiles);
         const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
-        await engine.connection.run(
-          `insert into ${this.#rows} ${liveKeysSql(table, plan, fields, `${keyColumns}, f.id, s.file_row_number`)}`,
-        );
+        const readable = await table.files.readable(planFiles(plan));
+        try {
+          await engine.connection.run(
+            `insert into ${this.#rows} ${liveKeysSql(readable, plan, fields, `${keyColumns}, f.id, s.file_row_number`)}`,
+          );
+        } finally {
+          readable.release();
+        }
         live = Number(
           (await engine.connection.runAndReadAll(`select count(*) from ${this.#rows}`)).getRows()[0]?.[0] ??
             0,
@@ -310,15 +314,20 @@ export class KeyIndex {
     const planned = added.map((file) => ({ file, sequenceNumber, specId }));
     await this.#insertFiles(engine, first, planned);
     known.push(...planned);
-    const ids = added.map(
-      (f, i) => `(${quoteLiteral(readablePath(table.storage, f.filePath))}, ${first + i})`,
+    const readable = await table.files.readable(
+      added.map((f) => ({ location: f.filePath, size: f.fileSizeInBytes })),
     );
-    const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
-    await engine.connection.run(
-      `insert into ${this.#rows}
-         select ${keyColumns}, f.id, s.file_row_number
-         from ${keyColumnsSql(table, added, fields)} s join (values ${ids.join(', ')}) f(path, id) on s.${FILE_COLUMN} = f.path`,
-    );
+    try {
+      const ids = added.map((f, i) => `(${quoteLiteral(readable.path(f.filePath))}, ${first + i})`);
+      const keyColumns = fields.map((f) => `s.${quoteIdentifier(f.name)}`).join(', ');
+      await engine.connection.run(
+        `insert into ${this.#rows}
+           select ${keyColumns}, f.id, s.file_row_number
+           from ${keyColumnsSql(readable, added, fields)} s join (values ${ids.join(', ')}) f(path, id) on s.${FILE_COLUMN} = f.path`,
+      );
+    } finally {
+      readable.release();
+    }
     return added.reduce((n, f) => n + f.recordCount, 0);
   }
 }

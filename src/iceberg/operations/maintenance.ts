@@ -28,9 +28,10 @@ import {
   type TableMetadata,
 } from '../metadata.ts';
 import { partitionType } from '../partition-spec.ts';
-import { planScan, scanSql, type PlannedFile, type ScanPlan } from '../scan.ts';
+import type { ReadableFiles } from '../native-files.ts';
+import { planFiles, planScan, scanSql, type PlannedFile, type ScanPlan } from '../scan.ts';
 import { SnapshotProducer, summarizePartitions } from '../snapshot-producer.ts';
-import { locationWithin } from '../../storage/storage.ts';
+import { comparableLocation, locationWithin } from '../../storage/storage.ts';
 import type { Table, TableState } from '../table.ts';
 import type { Storage } from '../../storage/storage.ts';
 
@@ -113,11 +114,15 @@ export async function expireSnapshots(table: Table, options: ExpireOptions = {})
     // Files the expired snapshot deleted were live in its parent, which may be expired too: covered by the parent.
   }
   let deletedFiles = 0;
+  const deleted: string[] = [];
   for (const location of candidates) {
     if (retained.has(location)) continue;
     await table.storage.delete(location);
+    deleted.push(location);
     deletedFiles++;
   }
+  // Local copies of deleted files go too: an erasure's expiry must leave no copy of the rows it erased.
+  await table.files.forget(deleted);
   return { expiredSnapshots: expired.length, deletedFiles, state };
 }
 
@@ -149,7 +154,23 @@ export async function compact(
     Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024)));
   const minSize = options.minFileSizeBytes ?? Math.floor(target * 0.75);
   const plan = await planScan(table.metadata, table.storage);
-  const positionTargets = await positionDeleteTargets(table.storage, engine, plan.positionDeletes);
+  // Every file, delete files included: which files a delete applies to is read from the delete file.
+  const readable = await table.files.readable(planFiles(plan));
+  try {
+    return await compactPlan(table, engine, plan, readable, { target, minSize });
+  } finally {
+    readable.release();
+  }
+}
+
+async function compactPlan(
+  table: Table,
+  engine: Engine,
+  plan: ScanPlan,
+  readable: ReadableFiles,
+  { target, minSize }: { target: number; minSize: number },
+): Promise<CompactResult> {
+  const positionTargets = await positionDeleteTargets(readable, engine, plan.positionDeletes);
   const withDeletes = new Set([...positionTargets.values()].flat());
   const hasEqualityDeletes = plan.equalityDeletes.length > 0;
   const groups = new Map<string, PlannedFile[]>();
@@ -180,10 +201,10 @@ export async function compact(
   const added = rewrite.length
     ? await writeDataFiles({
         engine,
-        relation: `(select ${columns} from ${scanSql(subset, table.storage)})`,
+        relation: `(select ${columns} from ${scanSql(subset, readable)})`,
         schema: table.schema,
         spec: table.spec,
-        storage: table.storage,
+        files: table.files,
         dataLocation: `${table.location}/data`,
         targetFileSizeBytes: target,
       })
@@ -210,16 +231,14 @@ export async function compact(
 
 /** For each position delete file, the data files it names. */
 async function positionDeleteTargets(
-  storage: Storage,
+  readable: ReadableFiles,
   engine: Engine,
   deletes: readonly PlannedFile[],
 ): Promise<Map<string, string[]>> {
   const targets = new Map<string, string[]>();
   for (const planned of deletes) {
-    const local = storage.localPath(planned.file.filePath);
-    if (!local) continue;
     const rows = await engine.connection.runAndReadAll(
-      `select distinct file_path from read_parquet(${quoteLiteral(local)})`,
+      `select distinct file_path from read_parquet(${quoteLiteral(readable.path(planned.file.filePath))})`,
     );
     targets.set(
       planned.file.filePath,
@@ -450,7 +469,7 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
     );
   const reachable = new Set<string>();
   for (const reaching of [table, ...(options.neighbours ?? [])]) await addReachable(reaching, reachable);
-  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const normalize = (location: string) => comparableLocation(table.storage, location);
   const reachableLocal = new Set([...reachable].map(normalize));
   const orphans: string[] = [];
   for await (const file of table.storage.list(table.location)) {
@@ -473,7 +492,7 @@ export async function filesToPurge(
   options: { readonly neighbours: readonly Table[]; readonly alone: boolean; readonly guard?: SweepGuard },
 ): Promise<{ files: string[]; sweep: boolean }> {
   refuseWithoutGc(table, 'delete its files', `drop it without --purge, or ${GC_OWNER_HINT}`);
-  const normalize = (location: string) => table.storage.localPath(location) ?? location;
+  const normalize = (location: string) => comparableLocation(table.storage, location);
   const theirs = new Set<string>();
   for (const neighbour of options.neighbours) await addReachable(neighbour, theirs);
   const theirsLocal = new Set([...theirs].map(normalize));

@@ -3,7 +3,7 @@
  * that no longer exist. One file per partition of the data files they point at, as the spec requires.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { TributaryError } from '../../errors.ts';
 import { fieldIdsOption } from '../data-files.ts';
@@ -78,24 +78,28 @@ async function writeGroup(
     ? partitionPath(spec, schemaForPartitionSpecs(metadata), group.partition)
     : '';
   const location = `${table.location}/data/${relative ? `${relative}/` : ''}${randomUUID()}-deletes.parquet`;
-  const local = table.storage.localPath(location);
-  if (!local) throw new TributaryError('ICEBERG_UNSUPPORTED', `writing ${location} is not supported yet`);
-  mkdirSync(path.dirname(local), { recursive: true });
-  const inList = group.locations.map(quoteLiteral).join(', ');
-  await engine.connection.run(
-    `copy (select _file as file_path, _pos::BIGINT as pos from ${relation} where _file in (${inList}) order by file_path, pos)
-       to ${quoteLiteral(local)} (format parquet, compression zstd, field_ids ${fieldIdsOption(positionDeleteSchema)})`,
-  );
-  // DuckDB does not flush what it writes: the file must be on disk before a commit names it.
-  await table.storage.persist([location], `${table.location}/data`);
-  const metrics = await readFileMetrics(engine.connection, local, positionDeleteSchema);
-  return {
-    content: 'position-deletes',
-    filePath: location,
-    fileFormat: 'PARQUET',
-    partition: group.partition,
-    fileSizeInBytes: statSync(local).size,
-    specId: group.specId,
-    ...metrics,
-  };
+  const staging = await table.files.stage(`${table.location}/data`);
+  try {
+    const local = path.join(staging.path, path.basename(location));
+    const inList = group.locations.map(quoteLiteral).join(', ');
+    await engine.connection.run(
+      `copy (select _file as file_path, _pos::BIGINT as pos from ${relation} where _file in (${inList}) order by file_path, pos)
+         to ${quoteLiteral(local)} (format parquet, compression zstd, field_ids ${fieldIdsOption(positionDeleteSchema)})`,
+    );
+    const metrics = await readFileMetrics(engine.connection, local, positionDeleteSchema);
+    const fileSizeInBytes = (await stat(local)).size;
+    // Stored durably (DuckDB flushes nothing) before a commit names it.
+    await staging.publish([{ localPath: local, location }]);
+    return {
+      content: 'position-deletes',
+      filePath: location,
+      fileFormat: 'PARQUET',
+      partition: group.partition,
+      fileSizeInBytes,
+      specId: group.specId,
+      ...metrics,
+    };
+  } finally {
+    await staging.dispose();
+  }
 }

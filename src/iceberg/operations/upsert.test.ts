@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { LocalStorage } from '../../storage/index.ts';
 import { openEngine, type Engine } from '../duckdb.ts';
-import { planScan, scanSql } from '../scan.ts';
+import { planFiles, planScan, scanSql } from '../scan.ts';
 import type { Table } from '../table.ts';
 import { createTestTable, interceptedEngine } from '../test-support.ts';
 import { updateSchema } from './evolve.ts';
@@ -39,7 +39,7 @@ async function createTable(fields: readonly unknown[], identifierFields: string[
 async function rows(table: Table, columns: string): Promise<unknown[]> {
   const plan = await planScan(table.metadata, table.storage);
   const reader = await engine.connection.runAndReadAll(
-    `select ${columns} from ${scanSql(plan, table.storage)} order by all`,
+    `select ${columns} from ${scanSql(plan, await table.files.readable(planFiles(plan)))} order by all`,
   );
   return reader.getRowObjectsJson();
 }

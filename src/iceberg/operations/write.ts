@@ -14,7 +14,7 @@ import { asInputError, describeRelation, parquetCompression, writeDataFiles } fr
 import { duckdbType, quoteIdentifier, type Engine } from '../duckdb.ts';
 import type { DataFile } from '../manifest.ts';
 import type { TableMetadata } from '../metadata.ts';
-import { planScan, scanSql, type Predicate } from '../scan.ts';
+import { planFiles, planScan, scanSql, type Predicate } from '../scan.ts';
 import { SnapshotProducer } from '../snapshot-producer.ts';
 import type { Table, TableState } from '../table.ts';
 import type { IcebergValue, NestedField } from '../types.ts';
@@ -46,7 +46,7 @@ async function writeRows(table: Table, engine: Engine, relation: string, options
     relation,
     schema: table.schema,
     spec: table.spec,
-    storage: table.storage,
+    files: table.files,
     dataLocation: `${table.location}/data`,
     targetFileSizeBytes: targetFileSize(table, options.targetFileSizeBytes),
     compression: parquetCompression((name, fallback) => table.property(name, fallback)),
@@ -139,10 +139,14 @@ export interface DeleteOptions extends WriteOptions {
   readonly mode?: DeleteMode;
 }
 
-/** Temp table of the positions (`_file`, `_pos`) of the current rows matching `predicate`; dropped by the caller. */
+/**
+ * Temp table of the positions (`_file`, `_pos`) of the current rows matching `predicate`; the caller drops
+ * it and releases `readable` (the files `scan` reads).
+ */
 async function stageMatches(table: Table, engine: Engine, predicate: string) {
   const plan = await planScan(table.metadata, table.storage);
-  const scan = scanSql(plan, table.storage, { withRowPositions: true });
+  const readable = await table.files.readable(planFiles(plan));
+  const scan = scanSql(plan, readable, { withRowPositions: true });
   const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
   try {
     // Only the positions: DuckDB then reads just the columns the predicate names.
@@ -150,6 +154,7 @@ async function stageMatches(table: Table, engine: Engine, predicate: string) {
       `create temp table ${name} as select _file, _pos from ${scan} s where ${predicate}`,
     );
   } catch (cause) {
+    readable.release();
     throw new TributaryError(
       'INVALID_INPUT',
       `the filter "${predicate}" cannot be evaluated on ${table.name}: ${(cause as Error).message.split('\n')[0]}`,
@@ -159,7 +164,7 @@ async function stageMatches(table: Table, engine: Engine, predicate: string) {
       },
     );
   }
-  return { plan, scan, name };
+  return { plan, readable, scan, name };
 }
 
 export async function deleteWhere(
@@ -190,7 +195,7 @@ async function rewriteWhere(
   options: DeleteOptions,
 ): Promise<WriteResult> {
   const mode = options.mode ?? (table.property('write.delete.mode', 'copy-on-write') as DeleteMode);
-  const { plan, scan, name } = await stageMatches(table, engine, predicate);
+  const { plan, readable, scan, name } = await stageMatches(table, engine, predicate);
   try {
     const count = Number(
       (await engine.connection.runAndReadAll(`select count(*) from ${name}`)).getRows()[0]?.[0] ?? 0,
@@ -246,6 +251,7 @@ async function rewriteWhere(
       deletedRecords: count,
     };
   } finally {
+    readable.release();
     await engine.connection.run(`drop table if exists ${name}`);
   }
 }
@@ -452,7 +458,9 @@ async function stageKeyMatches(
   });
   // Equality deletes (written by other engines) depend on more than positions: the general scan applies them.
   if (plan.equalityDeletes.length) {
-    return stageMatches(table, engine, `exists (select 1 from ${incoming} i where ${match})`);
+    const staged = await stageMatches(table, engine, `exists (select 1 from ${incoming} i where ${match})`);
+    staged.readable.release(); // the positions are staged: their files are not read again
+    return staged;
   }
   const name = `__tributary_matches_${randomUUID().replace(/-/g, '')}`;
   if (plan.dataFiles.length === 0) {
@@ -461,14 +469,19 @@ async function stageKeyMatches(
     );
     return { plan, name };
   }
-  const sql = liveKeysSql(
-    table,
-    plan,
-    keyFields(table, keys),
-    'f.location as _file, s.file_row_number as _pos',
-    `semi join ${incoming} i on ${match}`,
-  );
-  await engine.connection.run(`create temp table ${name} as ${sql}`);
+  const readable = await table.files.readable(planFiles(plan));
+  try {
+    const sql = liveKeysSql(
+      readable,
+      plan,
+      keyFields(table, keys),
+      'f.location as _file, s.file_row_number as _pos',
+      `semi join ${incoming} i on ${match}`,
+    );
+    await engine.connection.run(`create temp table ${name} as ${sql}`);
+  } finally {
+    readable.release();
+  }
   return { plan, name };
 }
 

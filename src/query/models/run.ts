@@ -29,7 +29,7 @@ import type { TableMetadata } from '../../iceberg/metadata.ts';
 import type { Table } from '../../iceberg/table.ts';
 import type { IcebergType, Schema, StructType } from '../../iceberg/types.ts';
 import { structOfColumns } from '../duckdb-types.ts';
-import { readPlanSql, type TableViews } from '../table-views.ts';
+import type { TableViews } from '../table-views.ts';
 import type { MergeFunction } from './config.ts';
 import { topologicalOrder, upstreamModels } from './graph.ts';
 import { awaitReadiness } from './readiness.ts';
@@ -320,7 +320,7 @@ async function replaceAll(
     relation,
     schema: table.schema,
     spec: table.spec,
-    storage: table.storage,
+    files: table.files,
     dataLocation: `${table.location}/data`,
     targetFileSizeBytes: Number(table.property('write.target-file-size-bytes', String(512 * 1024 * 1024))),
   });
@@ -542,23 +542,17 @@ async function runIncremental(
         if (current !== undefined)
           return { kind: 'full-refresh', reason: `no record of what was read from ${ref}` };
         // Still empty: nothing new.
-        await connection.run(
-          `create or replace view ${deltaView} as select * from ${readPlanSql(emptyPlan(table), table.storage)}`,
-        );
+        await context.views.define(deltaView, table, emptyPlan(table));
         overrides.set(ref, deltaView);
         continue;
       }
       const news = await newDataSince(table.metadata, table.storage, since, ref);
       if (news.kind === 'full-refresh') return { kind: 'full-refresh', reason: news.reason };
       if (news.kind === 'none') {
-        await connection.run(
-          `create or replace view ${deltaView} as select * from ${readPlanSql(emptyPlan(table), table.storage)}`,
-        );
+        await context.views.define(deltaView, table, emptyPlan(table));
       } else {
         if (news.plan.dataFiles.length) anyNew = true;
-        await connection.run(
-          `create or replace view ${deltaView} as select * from ${readPlanSql(news.plan, table.storage)}`,
-        );
+        await context.views.define(deltaView, table, news.plan);
       }
       const id = news.snapshotId ?? since;
       summary[SNAPSHOT_PREFIX + ref] = consumed[ref] = id.toString();

@@ -16,7 +16,7 @@ import type { Rejection, Transform } from '../../core/pipeline/model.ts';
 import { pipelineGroup, PipelineRunner } from '../../core/pipeline/runner.ts';
 import type { Engine } from '../../iceberg/duckdb.ts';
 import { ancestorsOf } from '../../iceberg/metadata.ts';
-import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { planFiles, planScan, scanSql } from '../../iceberg/scan.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import { DlqSink } from './dlq.ts';
 import { committedPositions, IcebergSink, icebergSinkSchema, positionsKey } from './iceberg.ts';
@@ -128,7 +128,7 @@ async function query<T>(table: string, select: string, rest: string): Promise<T[
   const loaded = await catalog.loadTable(parseTableIdentifier(table));
   const plan = await planScan(loaded.metadata, loaded.storage);
   const reader = await engine.connection.runAndReadAll(
-    `select ${select} from ${scanSql(plan, loaded.storage)} t ${rest}`,
+    `select ${select} from ${scanSql(plan, await loaded.files.readable(planFiles(plan)))} t ${rest}`,
   );
   return reader.getRowObjectsJson() as T[];
 }

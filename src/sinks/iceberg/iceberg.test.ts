@@ -17,7 +17,7 @@ import { createResources } from '../../core/pipeline/components.ts';
 import type { PipelineRecord } from '../../core/pipeline/model.ts';
 import type { Engine } from '../../iceberg/duckdb.ts';
 import { updateSchema } from '../../iceberg/operations/evolve.ts';
-import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { planFiles, planScan, scanSql } from '../../iceberg/scan.ts';
 import { describeType, type NestedField } from '../../iceberg/types.ts';
 import type { Log } from '../../log/log.ts';
 import { committedPositions, IcebergSink, icebergSinkDefinition, icebergSinkSchema } from './iceberg.ts';
@@ -55,7 +55,9 @@ function records(texts: readonly string[], raw: boolean, from = 0): PipelineReco
 async function queryTable(table: string, sql: (from: string) => string) {
   const loaded = await catalog.loadTable(parseTableIdentifier(table));
   const plan = await planScan(loaded.metadata, loaded.storage);
-  return (await engine.connection.runAndReadAll(sql(scanSql(plan, loaded.storage)))).getRowObjectsJson();
+  return (
+    await engine.connection.runAndReadAll(sql(scanSql(plan, await loaded.files.readable(planFiles(plan)))))
+  ).getRowObjectsJson();
 }
 
 /** A sink of pipeline p on topic events writing `table`, configured with `config` (type and table added). */
@@ -770,7 +772,7 @@ describe('upsert with delete_column', () => {
       const plan = await planScan(loaded.metadata, loaded.storage);
       const rows = (
         await engine.connection.runAndReadAll(
-          `select id, v from ${scanSql(plan, loaded.storage)} order by id`,
+          `select id, v from ${scanSql(plan, await loaded.files.readable(planFiles(plan)))} order by id`,
         )
       ).getRowObjectsJson();
       assert.deepEqual(
@@ -838,7 +840,9 @@ describe('upsert deletions carrying the key alone', () => {
       );
       const plan = await planScan(loaded.metadata, loaded.storage);
       const rows = (
-        await engine.connection.runAndReadAll(`select id, email from ${scanSql(plan, loaded.storage)}`)
+        await engine.connection.runAndReadAll(
+          `select id, email from ${scanSql(plan, await loaded.files.readable(planFiles(plan)))}`,
+        )
       ).getRowObjectsJson();
       assert.deepEqual(rows, [{ id: '2', email: 'b@x' }], marker);
     }
@@ -1054,7 +1058,9 @@ describe('prepared appends', () => {
     await loaded.refresh();
     const plan = await planScan(loaded.metadata, loaded.storage);
     const rows = (
-      await engine.connection.runAndReadAll(`select id from ${scanSql(plan, loaded.storage)} order by id`)
+      await engine.connection.runAndReadAll(
+        `select id from ${scanSql(plan, await loaded.files.readable(planFiles(plan)))} order by id`,
+      )
     ).getRowObjectsJson();
     assert.deepEqual(rows, [{ id: '1' }, { id: '2' }]);
   });

@@ -15,7 +15,7 @@ import type { PipelineConfig } from '../../core/config/pipeline.ts';
 import { PipelineRunner } from '../../core/pipeline/runner.ts';
 import { openEngine, type Engine } from '../../iceberg/duckdb.ts';
 import { compact } from '../../iceberg/operations/maintenance.ts';
-import { planScan, scanSql } from '../../iceberg/scan.ts';
+import { planFiles, planScan, scanSql } from '../../iceberg/scan.ts';
 import { interceptedEngine } from '../../iceberg/test-support.ts';
 import { EmbeddedLog } from '../../log/embedded-log.ts';
 import type { TributaryError } from '../../errors.ts';
@@ -111,7 +111,9 @@ it('writes an upsert batch again when a compaction committed during it', async (
   const table = await catalog.loadTable(parseTableIdentifier('silver.t'));
   const plan = await planScan(table.metadata, table.storage);
   const rows = (
-    await engine.connection.runAndReadAll(`select id, v from ${scanSql(plan, table.storage)} order by id`)
+    await engine.connection.runAndReadAll(
+      `select id, v from ${scanSql(plan, await table.files.readable(planFiles(plan)))} order by id`,
+    )
   ).getRowObjectsJson();
   // Each key's last change: 350..399 (keys 0..49 in that order).
   assert.deepEqual(

@@ -1,0 +1,380 @@
+/**
+ * Table files as DuckDB, a native reader and writer of local files only, needs them (docs/architecture.md,
+ * "Storage"). On local storage a plain pass-through: DuckDB reads files where they are and writes new ones
+ * into a scratch folder beside the data, from which they are renamed into place.
+ *
+ * On a storage without local paths (S3), two local directories stand in between:
+ * - writes go through a staging directory: DuckDB writes there, `Storage.writeFile` uploads each file, and
+ *   the staged copy then moves into the read cache;
+ * - reads go through a read-through cache of immutable files. Iceberg never rewrites a data or delete file
+ *   (new files get new names), so a file cached under its location stays right for ever. `readable`
+ *   downloads the missing files in parallel, checks each one's size against the manifest's, and pins them
+ *   until released; the cache evicts the least recently used unpinned files beyond its size limit.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { TributaryError } from '../errors.ts';
+import { canonicalLocation } from '../storage/location.ts';
+import type { Storage } from '../storage/storage.ts';
+
+/** A table file to read, with its size as its manifest gives it (`file_size_in_bytes`). */
+export interface FileToRead {
+  readonly location: string;
+  readonly size: number;
+}
+
+/** Files made readable by DuckDB, held in the cache until released. */
+export interface ReadableFiles {
+  /** The local path DuckDB reads `location` at. INTERNAL for a location that was not made readable. */
+  path(location: string): string;
+  /** Lets the cache evict these files again; nothing may read their paths afterwards. */
+  release(): void;
+}
+
+/** A local directory DuckDB writes new table files into. */
+export interface StagingDirectory {
+  readonly path: string;
+  /**
+   * Stores each staged file at its location (`Storage.writeFile`, several at once). When one fails, deletes
+   * every location it stored (best effort: what is left is an orphan for remove-orphan-files) and throws.
+   */
+  publish(files: ReadonlyArray<{ readonly localPath: string; readonly location: string }>): Promise<void>;
+  /** Removes the directory and whatever is left in it. */
+  dispose(): Promise<void>;
+}
+
+export interface NativeFiles {
+  readonly storage: Storage;
+  /** A new, empty staging directory for files that will go under `dataLocation`. */
+  stage(dataLocation: string): Promise<StagingDirectory>;
+  /** Makes the files readable by DuckDB (downloads what the cache lacks); release the result when done. */
+  readable(files: readonly FileToRead[]): Promise<ReadableFiles>;
+  /**
+   * Removes the local copies of files deleted from the storage, pinned or not (a view still naming one
+   * fails to read it, as it would on local storage): no copy of erased rows may stay behind.
+   */
+  forget(locations: readonly string[]): Promise<void>;
+}
+
+export interface CacheSettings {
+  /** Where DuckDB writes new files before they are uploaded. */
+  readonly stagingDirectory: string;
+  /** Where downloaded (and uploaded) files are kept for reading. */
+  readonly cacheDirectory: string;
+  /** The cache's size limit in bytes; pinned files may hold it above this for as long as they are pinned. */
+  readonly maxCacheBytes: number;
+}
+
+/** Files stored at once by a publish, and downloaded at once by `readable`. */
+const TRANSFERS_IN_FLIGHT = 8;
+/** Files up to this size are downloaded in one request, larger ones in ranges of this size. */
+const DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
+/** A download's temporary file older than this is left over from a process that died. */
+const STALE_DOWNLOAD_MS = 3_600_000;
+
+/**
+ * The native files of tables on `storage`: with `cache`, through a staging and a cache directory (needed
+ * by storage without local paths); without, the pass-through for local storage.
+ */
+export function nativeFiles(storage: Storage, cache?: CacheSettings): NativeFiles {
+  return cache === undefined ? new LocalFiles(storage) : new CachedFiles(storage, cache);
+}
+
+/** Local storage: DuckDB reads the files where they are; new ones are staged beside the data. */
+class LocalFiles implements NativeFiles {
+  readonly storage: Storage;
+
+  constructor(storage: Storage) {
+    this.storage = storage;
+  }
+
+  async stage(dataLocation: string): Promise<StagingDirectory> {
+    // Beside the data, on the same filesystem, so that each file is renamed into place rather than copied.
+    const directory = path.join(localPathFor(this.storage, dataLocation), `.tributary-${randomUUID()}`);
+    mkdirSync(directory, { recursive: true });
+    return staging(this.storage, directory, () => undefined);
+  }
+
+  async readable(files: readonly FileToRead[]): Promise<ReadableFiles> {
+    for (const file of files) localPathFor(this.storage, file.location); // refuses a remote one now
+    return { path: (location) => localPathFor(this.storage, location), release: () => undefined };
+  }
+
+  async forget(_locations: readonly string[]): Promise<void> {}
+}
+
+function localPathFor(storage: Storage, location: string): string {
+  const local = storage.localPath(location);
+  if (local === undefined)
+    throw new TributaryError('ICEBERG_UNSUPPORTED', `${location} has no local path for DuckDB to use`, {
+      context: { location },
+      hint: 'Open the table through the project catalog (tributary.yaml storage settings give remote tables a staging and a cache directory).',
+    });
+  return local;
+}
+
+function staging(
+  storage: Storage,
+  directory: string,
+  stored: (localPath: string, location: string) => Promise<void> | undefined,
+): StagingDirectory {
+  return {
+    path: directory,
+    async publish(files) {
+      const attempted: string[] = [];
+      let next = 0;
+      const worker = async () => {
+        while (next < files.length) {
+          const { localPath, location } = files[next++]!;
+          attempted.push(location);
+          await storage.writeFile(location, localPath);
+          await stored(localPath, location);
+        }
+      };
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: Math.min(TRANSFERS_IN_FLIGHT, files.length) }, worker),
+      );
+      const failed = outcomes.find((outcome) => outcome.status === 'rejected');
+      if (!failed) return;
+      // A file whose write failed may still have been stored: delete every one tried.
+      await Promise.allSettled(attempted.map((location) => storage.delete(location)));
+      throw failed.reason;
+    },
+    dispose: () => rm(directory, { recursive: true, force: true }),
+  };
+}
+
+interface CacheEntry {
+  readonly size: number;
+  pins: number;
+}
+
+/** Storage without local paths: staging for writes, a bounded read-through cache for reads. */
+class CachedFiles implements NativeFiles {
+  readonly storage: Storage;
+  readonly #settings: CacheSettings;
+  /** Cached files by name, least recently used first. */
+  readonly #entries = new Map<string, CacheEntry>();
+  readonly #downloads = new Map<string, Promise<void>>();
+  #bytes = 0;
+  #scanned: Promise<void> | undefined;
+
+  constructor(storage: Storage, settings: CacheSettings) {
+    this.storage = storage;
+    this.#settings = settings;
+  }
+
+  async stage(_dataLocation: string): Promise<StagingDirectory> {
+    const directory = path.join(this.#settings.stagingDirectory, randomUUID());
+    await mkdir(directory, { recursive: true });
+    await this.#scan();
+    return staging(this.storage, directory, async (localPath, location) => {
+      // The next scan, the key index and models read the new file at once: keep the staged copy.
+      const name = cacheName(location);
+      if (this.#entries.has(name)) return;
+      try {
+        const { size } = await stat(localPath);
+        await rename(localPath, this.#pathOf(name));
+        this.#add(name, size);
+        await this.#evict();
+      } catch {
+        // Not kept (the cache is on another filesystem, or full): it is downloaded when first read.
+      }
+    });
+  }
+
+  async readable(files: readonly FileToRead[]): Promise<ReadableFiles> {
+    await this.#scan();
+    const wanted = new Map(files.map((file) => [cacheName(file.location), file]));
+    const pinned: string[] = [];
+    const release = () => {
+      for (const name of pinned.splice(0)) {
+        const entry = this.#entries.get(name);
+        if (entry) entry.pins = Math.max(0, entry.pins - 1);
+      }
+    };
+    try {
+      const names = [...wanted.keys()];
+      let next = 0;
+      const worker = async () => {
+        while (next < names.length) {
+          const name = names[next++]!;
+          // Checked and pinned in one step: another query may evict it between its download and here.
+          do await this.#ensure(name, wanted.get(name)!);
+          while (!this.#entries.has(name));
+          this.#pin(name);
+          pinned.push(name);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(TRANSFERS_IN_FLIGHT, names.length) }, worker));
+    } catch (error) {
+      release();
+      throw error;
+    }
+    await this.#evict();
+    return {
+      path: (location) => {
+        const name = cacheName(location);
+        if (!wanted.has(name))
+          throw new TributaryError('INTERNAL', `${location} was not made readable before it was read`, {
+            context: { location },
+          });
+        return this.#pathOf(name);
+      },
+      release,
+    };
+  }
+
+  async forget(locations: readonly string[]): Promise<void> {
+    for (const location of locations) {
+      const name = cacheName(location);
+      const entry = this.#entries.get(name);
+      if (entry) {
+        this.#entries.delete(name);
+        this.#bytes -= entry.size;
+      }
+      // Also a copy another process cached, which this one never saw.
+      await rm(this.#pathOf(name), { force: true });
+    }
+  }
+
+  /**
+   * The file in the cache: found there (by this process or another) or downloaded. A file this process
+   * cached may have been evicted by another one sharing the directory since: it is downloaded again.
+   */
+  async #ensure(name: string, file: FileToRead): Promise<void> {
+    const entry = this.#entries.get(name);
+    if (entry) {
+      if (await exists(this.#pathOf(name))) return;
+      if (this.#entries.get(name) === entry) {
+        this.#entries.delete(name);
+        this.#bytes -= entry.size;
+      }
+    }
+    let download = this.#downloads.get(name);
+    if (!download) {
+      download = this.#download(name, file).finally(() => this.#downloads.delete(name));
+      this.#downloads.set(name, download);
+    }
+    await download;
+  }
+
+  async #download(name: string, file: FileToRead): Promise<void> {
+    const target = this.#pathOf(name);
+    const existing = await stat(target).catch(() => undefined);
+    if (existing?.size === file.size) {
+      this.#add(name, file.size);
+      return;
+    }
+    const temp = path.join(this.#settings.cacheDirectory, `.${name}.${randomUUID()}.tmp`);
+    try {
+      const handle = await open(temp, 'wx');
+      try {
+        if (file.size <= DOWNLOAD_CHUNK_BYTES) {
+          const bytes = await this.storage.read(file.location);
+          if (bytes.length !== file.size) throw sizeMismatch(file, bytes.length);
+          await handle.writeFile(bytes);
+        } else {
+          const { size } = await this.storage.stat(file.location);
+          if (size !== file.size) throw sizeMismatch(file, size);
+          for (let offset = 0; offset < size; offset += DOWNLOAD_CHUNK_BYTES) {
+            const length = Math.min(DOWNLOAD_CHUNK_BYTES, size - offset);
+            await handle.write(
+              await this.storage.readRange(file.location, offset, length),
+              0,
+              length,
+              offset,
+            );
+          }
+        }
+      } finally {
+        await handle.close();
+      }
+      await rename(temp, target);
+    } catch (error) {
+      await rm(temp, { force: true });
+      throw error;
+    }
+    this.#add(name, file.size);
+  }
+
+  #add(name: string, size: number): void {
+    if (this.#entries.has(name)) return;
+    this.#entries.set(name, { size, pins: 0 });
+    this.#bytes += size;
+  }
+
+  /** Pins a file and marks it the most recently used. */
+  #pin(name: string): void {
+    const entry = this.#entries.get(name)!;
+    this.#entries.delete(name);
+    this.#entries.set(name, entry);
+    entry.pins++;
+  }
+
+  /** Removes least recently used unpinned files until the cache is within its limit. */
+  async #evict(): Promise<void> {
+    for (const [name, entry] of this.#entries) {
+      if (this.#bytes <= this.#settings.maxCacheBytes) return;
+      if (entry.pins > 0 || this.#downloads.has(name)) continue;
+      this.#entries.delete(name);
+      this.#bytes -= entry.size;
+      await unlink(this.#pathOf(name)).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Adopts the files a previous run left in the cache (oldest first, as least recently used), and removes
+   * downloads a dead process left half-done. Once per process.
+   */
+  #scan(): Promise<void> {
+    this.#scanned ??= (async () => {
+      const directory = this.#settings.cacheDirectory;
+      await mkdir(directory, { recursive: true });
+      const found: Array<{ name: string; size: number; usedMs: number }> = [];
+      for (const file of await readdir(directory)) {
+        const stats = await stat(path.join(directory, file)).catch(() => undefined);
+        if (!stats?.isFile()) continue;
+        if (file.endsWith('.tmp')) {
+          if (Date.now() - stats.mtimeMs > STALE_DOWNLOAD_MS)
+            await rm(path.join(directory, file), { force: true });
+        } else if (/^[0-9a-f]{64}\.parquet$/.test(file)) {
+          found.push({ name: file.slice(0, 64), size: stats.size, usedMs: stats.mtimeMs });
+        }
+      }
+      found.sort((a, b) => a.usedMs - b.usedMs);
+      for (const { name, size } of found) this.#add(name, size);
+      await this.#evict();
+    })();
+    return this.#scanned;
+  }
+
+  #pathOf(name: string): string {
+    return path.join(this.#settings.cacheDirectory, `${name}.parquet`);
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** The cache's name of a file: the SHA-256 of its location, every spelling of an S3 location alike. */
+function cacheName(location: string): string {
+  return createHash('sha256').update(canonicalLocation(location)).digest('hex');
+}
+
+function sizeMismatch(file: FileToRead, size: number): TributaryError {
+  return new TributaryError(
+    'STORAGE_IO',
+    `${file.location} has ${size} bytes where the table's manifest says ${file.size}`,
+    {
+      context: { location: file.location, size, expected: file.size, reason: 'size-mismatch' },
+      hint: 'The file was replaced or truncated after the table named it: restore it, or remove it from the table.',
+    },
+  );
+}
