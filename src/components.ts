@@ -141,6 +141,7 @@ export function projectResources(project: Project): PipelineResources {
         uri: project.platform.catalog.uri,
         warehouse: project.platform.warehouse,
         baseDir: project.root,
+        storage: project.platform.storage,
       }),
     (catalog) => catalog.close(),
   );

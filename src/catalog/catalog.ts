@@ -15,6 +15,7 @@ import {
 } from '../iceberg/table.ts';
 import { filesToPurge, type SweepGuard } from '../iceberg/operations/maintenance.ts';
 import type { Schema } from '../iceberg/types.ts';
+import { S3Storage } from '../storage/s3.ts';
 import { locationWithin, type Storage } from '../storage/storage.ts';
 import { tableIdentifierToString, type Namespace, type TableIdentifier } from './identifier.ts';
 import type { SqlCatalog } from './sql-catalog.ts';
@@ -234,5 +235,6 @@ export class Catalog {
 
   close(): void {
     void this.registry.close();
+    if (this.storage instanceof S3Storage) this.storage.destroy(); // its connections
   }
 }

@@ -1,4 +1,5 @@
 /** Every doctor check of the project: the platform's, the catalog's, and each pipeline component's. */
+import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import {
   openProjectLog,
@@ -9,7 +10,7 @@ import {
 } from '../components.ts';
 import { didYouMean } from '../did-you-mean.ts';
 import { redactUriPassword } from '../core/config/redact.ts';
-import { resolveWarehouse } from '../catalog/open.ts';
+import { openStorage, resolveWarehouse } from '../catalog/open.ts';
 import {
   checkWritableDir,
   placeholderChecks,
@@ -25,7 +26,7 @@ import type { Log } from '../log/log.ts';
 import { serverChecks } from '../server/checks.ts';
 import { streamDlqTopic, streamTopic } from '../server/streams.ts';
 import { dlqTopic } from '../sinks/iceberg/dlq.ts';
-import { localPathOf, storageFor } from '../storage/index.ts';
+import { isAlreadyExists, isLocalLocation, localPathOf, S3Storage, storageFor } from '../storage/index.ts';
 import { openProjectCatalog } from './project-catalog.ts';
 
 function failure(error: unknown, fallbackFix: string): CheckResult {
@@ -38,23 +39,66 @@ function failure(error: unknown, fallbackFix: string): CheckResult {
 
 /**
  * The warehouse as the catalog opens it: a relative path or a `file:` URI is a local directory, which must
- * be writable; any other location (`s3://…`) fails with the storage module's own error, as `up` would.
+ * be writable; an `s3://` one is a bucket to reach (`s3WarehouseCheck`), with local staging and cache
+ * directories.
  */
 const warehouseCheck: DoctorCheck = {
   component: 'platform',
   name: 'warehouse directory',
   async run(project) {
-    let directory: string;
+    let location: string;
     try {
-      const location = resolveWarehouse(project.platform.warehouse, project.root);
+      location = resolveWarehouse(project.platform.warehouse, project.root);
+      if (!isLocalLocation(location)) return await s3WarehouseCheck(project, location);
       storageFor(location);
-      directory = localPathOf(location);
+      return checkWritableDir(localPathOf(location));
     } catch (error) {
-      return failure(error, 'set warehouse in tributary.yaml to a local directory or a file:// URI');
+      return failure(
+        error,
+        'set warehouse in tributary.yaml to a local directory, a file:// URI or an s3://bucket/prefix URI',
+      );
     }
-    return checkWritableDir(directory);
   },
 };
+
+/**
+ * Heads the bucket, then makes one `writeExclusive` twice under the warehouse: the second must fail with
+ * `exists` — a store that ignores If-None-Match would let two writers overwrite each other's table
+ * metadata. The probe object is deleted afterwards.
+ */
+async function s3WarehouseCheck(project: Project, warehouse: string): Promise<CheckResult> {
+  const { storage } = openStorage(warehouse, { baseDir: project.root, storage: project.platform.storage });
+  const probe = `${warehouse.replace(/\/+$/, '')}/.tributary-doctor-${randomUUID()}`;
+  try {
+    await storage.exists(probe); // a missing bucket, refused credentials or a wrong region fail here
+    const body = new TextEncoder().encode('tributary doctor: conditional write probe\n');
+    await storage.writeExclusive(probe, body);
+    try {
+      let refused = false;
+      try {
+        await storage.writeExclusive(probe, body);
+      } catch (error) {
+        if (!isAlreadyExists(error)) throw error;
+        refused = true;
+      }
+      if (!refused)
+        return {
+          status: 'fail',
+          detail: `${warehouse}: the store overwrote an object on a conditional write (If-None-Match: *)`,
+          fix: "use a store that supports conditional writes (Amazon S3, MinIO, Cloudflare R2, Ceph RGW with If-None-Match): otherwise two writers can overwrite each other's table metadata",
+        };
+    } finally {
+      await storage.delete(probe);
+    }
+    const staging = checkWritableDir(path.resolve(project.root, project.platform.storage.staging));
+    if (staging.status !== 'pass') return staging;
+    const cache = checkWritableDir(path.resolve(project.root, project.platform.storage.cache.path));
+    if (cache.status !== 'pass') return cache;
+    return { status: 'pass', detail: `${warehouse}: reachable, conditional writes refuse a second writer` };
+  } finally {
+    if (storage instanceof S3Storage) storage.destroy();
+  }
+}
 
 const catalogCheck: DoctorCheck = {
   component: 'catalog',

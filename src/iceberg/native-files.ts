@@ -47,6 +47,8 @@ export interface StagingDirectory {
 
 export interface NativeFiles {
   readonly storage: Storage;
+  /** Local directories DuckDB reads table files from besides their own locations (the read cache). */
+  readonly readDirectories: readonly string[];
   /** A new, empty staging directory for files that will go under `dataLocation`. */
   stage(dataLocation: string): Promise<StagingDirectory>;
   /** Makes the files readable by DuckDB (downloads what the cache lacks); release the result when done. */
@@ -85,6 +87,7 @@ export function nativeFiles(storage: Storage, cache?: CacheSettings): NativeFile
 /** Local storage: DuckDB reads the files where they are; new ones are staged beside the data. */
 class LocalFiles implements NativeFiles {
   readonly storage: Storage;
+  readonly readDirectories: readonly string[] = [];
 
   constructor(storage: Storage) {
     this.storage = storage;
@@ -164,6 +167,10 @@ class CachedFiles implements NativeFiles {
   constructor(storage: Storage, settings: CacheSettings) {
     this.storage = storage;
     this.#settings = settings;
+  }
+
+  get readDirectories(): readonly string[] {
+    return [this.#settings.cacheDirectory];
   }
 
   async stage(_dataLocation: string): Promise<StagingDirectory> {

@@ -16,6 +16,7 @@
  *  3. Each query runs on its own connection, interrupted when its time is up (QUERY_TIMEOUT), and streams
  *     only `maxRows + 1` rows to learn whether the result was truncated.
  */
+import { mkdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection, type DuckDBType, type DuckDBValue } from '@duckdb/node-api';
@@ -100,7 +101,8 @@ export class ReadOnlyQueryEngine {
   }
 
   static async open(catalog: Catalog, options: ReadOnlyEngineOptions = {}): Promise<ReadOnlyQueryEngine> {
-    // Directories DuckDB may read: the warehouse, and the location of any table kept outside it.
+    // Directories DuckDB may read: the warehouse, the location of any table kept outside it, and the read
+    // cache of a remote warehouse.
     const roots = new Set<string>();
     const addRoot = (location: string) => {
       if (!isLocalLocation(location)) return;
@@ -109,6 +111,10 @@ export class ReadOnlyQueryEngine {
       roots.add(local.endsWith(path.sep) ? local : `${local}${path.sep}`);
     };
     addRoot(catalog.warehouse);
+    for (const directory of catalog.files.readDirectories) {
+      mkdirSync(directory, { recursive: true }); // DuckDB allows only directories that exist
+      addRoot(directory);
+    }
     for (const identifier of await catalog.listAllTables()) {
       try {
         addRoot((await catalog.loadTable(identifier)).location);

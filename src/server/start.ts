@@ -55,6 +55,7 @@ export function lazyQueryApi(project: Project): {
         uri: project.platform.catalog.uri,
         warehouse: project.platform.warehouse,
         baseDir: project.root,
+        storage: project.platform.storage,
       });
       try {
         const engine = await ReadOnlyQueryEngine.open(catalog);

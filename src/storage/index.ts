@@ -6,6 +6,7 @@ import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { LocalStorage, type LocalStorageOptions } from './local.ts';
 import { schemeOf } from './location.ts';
+import { parseS3Location, S3Storage, type S3StorageOptions } from './s3.ts';
 import type { Storage } from './storage.ts';
 
 export type { Storage, StorageEntry, StorageStat } from './storage.ts';
@@ -14,11 +15,14 @@ export { LocalStorage, type LocalStorageOptions } from './local.ts';
 export { parseS3Location, S3Storage, type S3Credentials, type S3StorageOptions } from './s3.ts';
 export { canonicalLocation, fileLocationOf, isLocalLocation, localPathOf, schemeOf } from './location.ts';
 
-export type StorageOptions = LocalStorageOptions;
+export interface StorageOptions extends LocalStorageOptions {
+  /** How to reach an `s3://` location. */
+  readonly s3?: S3StorageOptions;
+}
 
 /**
- * The storage for a warehouse or table location: `file:` URIs and absolute paths get `LocalStorage`.
- * CONFIG_INVALID for a relative path, for `s3://` (not supported yet) and for any other scheme.
+ * The storage for a warehouse or table location: `file:` URIs and absolute paths get `LocalStorage`,
+ * `s3://` (also `s3a://`, `s3n://`) `S3Storage`. CONFIG_INVALID for a relative path and any other scheme.
  */
 export function storageFor(uri: string, options: StorageOptions = {}): Storage {
   const scheme = schemeOf(uri);
@@ -33,13 +37,11 @@ export function storageFor(uri: string, options: StorageOptions = {}): Storage {
   }
   if (scheme === 'file') return new LocalStorage(options);
   if (scheme === 's3' || scheme === 's3a' || scheme === 's3n') {
-    throw new TributaryError('CONFIG_INVALID', `S3 storage is not supported yet: ${uri}`, {
-      context: { uri, scheme },
-      hint: 'Use a local warehouse (a directory path or a file:// URI) for now.',
-    });
+    parseS3Location(uri, { allowEmptyKey: true }); // a bucket is named
+    return new S3Storage(options.s3);
   }
   throw new TributaryError('CONFIG_INVALID', `Unsupported storage scheme "${scheme}:" in ${uri}`, {
     context: { uri, scheme },
-    hint: 'Use a local directory path or a file:// URI.',
+    hint: 'Use a local directory path, a file:// URI or an s3://bucket/prefix URI.',
   });
 }

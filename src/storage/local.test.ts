@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { isTributaryError } from '../errors.ts';
-import { fileLocationOf, LocalStorage, localPathOf, storageFor } from './index.ts';
+import { fileLocationOf, LocalStorage, localPathOf, S3Storage, storageFor } from './index.ts';
 import { storageCases } from './storage.case.ts';
 
 async function tempDir(): Promise<string> {
@@ -155,9 +155,13 @@ describe('storageFor', () => {
     }
   });
 
-  it('refuses S3 (not yet), other schemes and relative paths with CONFIG_INVALID', () => {
+  it('opens S3 for s3://, s3a:// and s3n://, and refuses other schemes and relative paths with CONFIG_INVALID', () => {
+    for (const uri of ['s3://bucket/warehouse', 's3a://bucket', 's3n://bucket/w/']) {
+      const storage = storageFor(uri, { s3: { region: 'us-east-1' } });
+      assert.ok(storage instanceof S3Storage, uri);
+      storage.destroy();
+    }
     for (const [uri, words] of [
-      ['s3://bucket/warehouse', /not supported yet/],
       ['gs://bucket/warehouse', /Unsupported storage scheme "gs:"/],
       ['.tributary/warehouse', /not absolute/],
     ] as const) {

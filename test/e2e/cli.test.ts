@@ -111,34 +111,50 @@ describe('tributary CLI', () => {
     assert.match(unbound.stdout, /fail\s+orders: transform sql\s+configured/);
   });
 
-  it('checks the warehouse where the catalog puts it: a file:// URI as its directory, S3 as not supported yet', async () => {
+  it('checks the warehouse where the catalog puts it: a file:// URI as its directory, S3 as a bucket to reach', async () => {
     const dir = newDir();
     await tributary(['init', dir]);
     const file = path.join(dir, 'tributary.yaml');
     const yaml = readFileSync(file, 'utf8');
-    const warehouse = (location: string) =>
-      writeFileSync(file, yaml.replace(/^warehouse: .*$/m, `warehouse: ${location}`));
+    // `s3` replaces the commented storage.s3 section init wrote.
+    const warehouse = (location: string, s3 = '', extra = '') =>
+      writeFileSync(
+        file,
+        `${yaml
+          .replace(/^warehouse: .*$/m, `warehouse: ${location}`)
+          .replace(/^ {2}s3:\n(?: {4}.*\n)*/m, (section) => (s3 ? `  s3: {${s3}}\n` : section))}${extra}`,
+      );
     const elsewhere = path.join(newDir(), 'warehouse');
     warehouse(`file://${elsewhere}`);
     const local = await tributary(['doctor'], { cwd: dir });
     assert.equal(local.code, 0, local.stdout + local.stderr);
     assert.match(local.stdout, new RegExp(`pass\\s+platform\\s+warehouse directory\\s+${elsewhere} \\(`));
     assert.doesNotMatch(local.stdout, /file:/);
-    warehouse('s3://bucket/warehouse');
-    const s3 = await tributary(['doctor'], { cwd: dir });
-    assert.equal(s3.code, 1);
-    assert.match(
-      s3.stdout,
-      /fail\s+platform\s+warehouse directory\s+S3 storage is not supported yet: s3:\/\/bucket\/warehouse → Use a local warehouse/,
+    // Credentials from placeholders are read only for an S3 warehouse: unset, they stop nothing else.
+    warehouse(
+      `file://${elsewhere}`,
+      'access_key_id: "${UNSET_S3_KEY}", secret_access_key: "${UNSET_S3_SECRET}"',
     );
-    // `up` refuses to start rather than take events no table can receive.
-    writeFileSync(file, `${readFileSync(file, 'utf8')}\nstreams:\n  clicks: {}\n`);
+    const listed = await tributary(['tables', 'list'], { cwd: dir });
+    assert.equal(listed.code, 0, listed.stderr);
+    // Nothing answers at the endpoint: the check says which setting to look at.
+    const s3 = 'endpoint: "http://127.0.0.1:1", region: us-east-1, path_style: true, access_key_id: a';
+    warehouse('s3://bucket/warehouse', `${s3}, secret_access_key: b`);
+    const unreachable = await tributary(['doctor'], { cwd: dir });
+    assert.equal(unreachable.code, 1);
+    assert.match(
+      unreachable.stdout,
+      /fail\s+platform\s+warehouse directory\s+Could not check s3:\/\/bucket\/warehouse\/\.tributary-doctor-\S+: the connection to http:\/\/127\.0\.0\.1:1 failed \(ECONNREFUSED\) → Check storage\.s3 endpoint/,
+    );
+    // `up` refuses to start on settings no storage can be opened with, rather than take events no table can
+    // receive.
+    warehouse('s3://bucket/warehouse', s3, '\nstreams:\n  clicks: {}\n');
     const up = startCli(['up', '--port', '0'], dir);
     up.url.catch(() => undefined);
     const stop = setTimeout(() => up.child.kill('SIGKILL'), 30_000);
     assert.equal(await up.exited, 2, up.stderr());
     clearTimeout(stop);
-    assert.match(up.stderr(), /S3 storage is not supported yet: s3:\/\/bucket\/warehouse/);
+    assert.match(up.stderr(), /storage\.s3 has access_key_id without secret_access_key/);
   });
 
   it('tells a failure several checks meet once: the catalog down', async () => {

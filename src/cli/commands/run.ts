@@ -20,8 +20,8 @@ import type { Log } from '../../log/log.ts';
 import { takePidLock, type PidLock } from '../../core/pid-lock.ts';
 import { projectPath, requireResolvedPlatform, type Project } from '../../core/project.ts';
 import { TributaryError } from '../../errors.ts';
-import { resolveWarehouse } from '../../catalog/open.ts';
-import { storageFor } from '../../storage/index.ts';
+import { openStorage, resolveWarehouse } from '../../catalog/open.ts';
+import { S3Storage } from '../../storage/index.ts';
 import { healthOption, port, withHealthOptions } from '../options.ts';
 import { loadModels, type ModelProject } from '../../query/models/project.ts';
 import { jobsOf } from '../../query/scheduler/jobs.ts';
@@ -130,9 +130,13 @@ export async function runPipelines(
 ): Promise<void> {
   // The server needs every value of tributary.yaml: an unresolved one stops it before anything starts.
   if (options.serve) requireResolvedPlatform(project);
-  // A warehouse no storage can open (s3:// today) fails every pipeline's first commit: refuse to start,
-  // rather than take events that no table can receive.
-  storageFor(resolveWarehouse(project.platform.warehouse, project.root));
+  // A warehouse no storage can open (another scheme, incomplete storage.s3 settings) fails every
+  // pipeline's first commit: refuse to start, rather than take events that no table can receive.
+  const { storage } = openStorage(resolveWarehouse(project.platform.warehouse, project.root), {
+    baseDir: project.root,
+    storage: project.platform.storage,
+  });
+  if (storage instanceof S3Storage) storage.destroy();
   // Read before anything starts, like every setting: an unresolved one stops the start, not a probe.
   const stallAfterMs = options.health ? project.platform.server.stall_after : 0;
   const logger = projectLogger(project, verbose);

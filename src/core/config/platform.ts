@@ -166,6 +166,72 @@ export function topicRetentionOf(
   };
 }
 
+const storageSchema = z
+  .strictObject({
+    s3: z
+      .strictObject({
+        region: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            "The buckets' region. Default: the SDK's (AWS_REGION, then the profile in ~/.aws/config).",
+          ),
+        endpoint: z
+          .string()
+          .refine((text) => URL.canParse(text), 'must be a URL such as http://127.0.0.1:9000')
+          .optional()
+          .describe(
+            'URL of an S3-compatible store (MinIO, Ceph, R2: http://minio:9000). Default: AWS for the region.',
+          ),
+        path_style: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Path-style addressing (endpoint/bucket/key), as MinIO and most self-hosted stores need.',
+          ),
+        access_key_id: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'Access key, e.g. ${S3_ACCESS_KEY_ID} or ${file:/run/secrets/s3-key}; with secret_access_key. ' +
+              "Default: the SDK's chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, web identity, the pod or instance role).",
+          ),
+        secret_access_key: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Secret of access_key_id, e.g. ${S3_SECRET_ACCESS_KEY}.'),
+        session_token: z.string().min(1).optional().describe('Session token of temporary credentials (STS).'),
+      })
+      .prefault({})
+      .describe('How to reach an s3:// warehouse (s3a:// and s3n:// name the same objects).'),
+    staging: z
+      .string()
+      .default('.tributary/staging')
+      .describe(
+        'Directory (relative to the project) where new data files are written before they are uploaded to a ' +
+          'remote warehouse; local disk (an emptyDir on Kubernetes).',
+      ),
+    cache: z
+      .strictObject({
+        path: z
+          .string()
+          .default('.tributary/cache')
+          .describe(
+            "Directory (relative to the project) of the local copies of a remote warehouse's data files, which " +
+              'queries and writes read; best on the same filesystem as staging.',
+          ),
+        max_bytes: byteSize(
+          'Size the cache is kept within, least recently used files evicted first (files in use stay).',
+        ).default(10 * 1024 * 1024 * 1024),
+      })
+      .prefault({})
+      .describe('The read cache of a remote warehouse (data and delete files never change once written).'),
+  })
+  .describe('Storage of a remote warehouse (s3://); a local warehouse needs none of it.');
+
 /** Names of streams: also a URL path segment and part of a topic name. */
 export const STREAM_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 
@@ -427,9 +493,10 @@ export const platformSchema = z
       .string()
       .default('.tributary/warehouse')
       .describe(
-        'Root of table data and metadata: a directory relative to the project, or a file:///absolute/path ' +
-          'URI. S3-compatible storage (s3://) is planned, not built: doctor fails on it.',
+        'Root of table data and metadata: a directory relative to the project, a file:///absolute/path ' +
+          'URI, or s3://bucket/prefix on Amazon S3 or an S3-compatible store (see storage).',
       ),
+    storage: storageSchema.prefault({}),
     log: logSchema.prefault({}),
     catalog: sqlCatalog.prefault({}),
     server: serverSchema,
