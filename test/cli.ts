@@ -26,8 +26,16 @@ export interface StartedCli {
 }
 
 /** Starts a long-running `tributary` command (`serve`, `up`, `run --health-port`) in `cwd`. */
-export function startCli(args: readonly string[], cwd: string): StartedCli {
-  const child = spawn(process.execPath, [CLI, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+export function startCli(
+  args: readonly string[],
+  cwd: string,
+  options: { env?: Record<string, string> } = {},
+): StartedCli {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
+  });
   let stderr = '';
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));

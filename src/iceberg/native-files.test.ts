@@ -91,7 +91,8 @@ describe('NativeFiles with a read cache', () => {
     mkdirRemote();
     const a = remoteFile('a.parquet', 'aaaa');
     const first = await files.readable([a, a]);
-    assert.equal(first.path(a.location), path.join(cacheDirectory, cacheName(a.location)));
+    assert.ok(existsSync(path.join(cacheDirectory, cacheName(a.location))));
+    assert.ok(first.path(a.location).startsWith(`${cacheDirectory}/.pins/${process.pid}-`), 'a pin link');
     assert.equal(readFileSync(first.path(a.location), 'utf8'), 'aaaa');
     assert.equal(storage.reads, 1);
     const again = await files.readable([a]);
@@ -126,12 +127,18 @@ describe('NativeFiles with a read cache', () => {
       maxCacheBytes: 1e9,
     });
     mkdirRemote();
+    // Left by a process that ended: its pin folder goes at the first use.
+    mkdirSync(path.join(cacheDirectory, '.pins', '2147483646-dead'), { recursive: true });
     const b = remoteFile('b.parquet', 'bbbb');
     await assert.rejects(
       files.readable([{ location: b.location, size: 5 }]),
       (error) => isTributaryError(error, 'STORAGE_IO') && error.context.reason === 'size-mismatch',
     );
-    assert.deepEqual(readdirSync(cacheDirectory), []);
+    assert.deepEqual(readdirSync(cacheDirectory), ['.pins']);
+    assert.deepEqual(
+      readdirSync(path.join(cacheDirectory, '.pins')).map((folder) => folder.split('-')[0]),
+      [String(process.pid)],
+    );
   });
 
   it('evicts the least recently used files beyond its limit, never a pinned one', async () => {
@@ -144,6 +151,9 @@ describe('NativeFiles with a read cache', () => {
     mkdirRemote();
     const [x, y, z] = ['x', 'y', 'z'].map((n) => remoteFile(`${n}.parquet`, n.repeat(6)));
     const held = await files.readable([x!]);
+    // Another process sharing the directory evicts x: the pin link keeps it readable.
+    rmSync(path.join(cacheDirectory, cacheName(x!.location)));
+    assert.equal(readFileSync(held.path(x!.location), 'utf8'), 'xxxxxx');
     const second = await files.readable([y!]);
     // 12 bytes, over the limit of 10, but both are pinned: both stay.
     assert.ok(existsSync(held.path(x!.location)) && existsSync(second.path(y!.location)));
@@ -260,7 +270,8 @@ describe('NativeFiles with a read cache', () => {
     assert.deepEqual(await rows(table), expected);
     // Only the live files' copies are left in the cache: expiry forgot the deleted ones.
     const plan = await planScan(table.metadata, table.storage);
-    assert.equal(readdirSync(cache.cacheDirectory).length, planFiles(plan).length);
+    const cached = readdirSync(cache.cacheDirectory).filter((name) => name.endsWith('.parquet'));
+    assert.equal(cached.length, planFiles(plan).length);
     assert.deepEqual(readdirSync(cache.stagingDirectory), [], 'no staging left behind');
   });
 });

@@ -9,11 +9,13 @@
  * - reads go through a read-through cache of immutable files. Iceberg never rewrites a data or delete file
  *   (new files get new names), so a file cached under its location stays right for ever. `readable`
  *   downloads the missing files in parallel, checks each one's size against the manifest's, and pins them
- *   until released; the cache evicts the least recently used unpinned files beyond its size limit.
+ *   until released (DuckDB reads a pinned file through a hard link of this instance's own, which another
+ *   process sharing the directory cannot evict); the cache evicts the least recently used unpinned files
+ *   beyond its size limit.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { TributaryError } from '../errors.ts';
 import { canonicalLocation } from '../storage/location.ts';
@@ -73,6 +75,8 @@ export interface CacheSettings {
 const TRANSFERS_IN_FLIGHT = 8;
 /** Files up to this size are downloaded in one request, larger ones in ranges of this size. */
 const DOWNLOAD_CHUNK_BYTES = 8 * 1024 * 1024;
+/** The cache's folder of pin folders, one per NativeFiles instance (`<pid>-<id>`). */
+const PIN_FOLDERS = '.pins';
 /** A download's temporary file older than this is left over from a process that died. */
 const STALE_DOWNLOAD_MS = 3_600_000;
 
@@ -128,11 +132,17 @@ function staging(
     async publish(files) {
       const attempted: string[] = [];
       let next = 0;
+      let stop = false;
       const worker = async () => {
-        while (next < files.length) {
+        while (!stop && next < files.length) {
           const { localPath, location } = files[next++]!;
           attempted.push(location);
-          await storage.writeFile(location, localPath);
+          try {
+            await storage.writeFile(location, localPath);
+          } catch (error) {
+            stop = true; // the others stop after their current file
+            throw error;
+          }
           await stored(localPath, location);
         }
       };
@@ -152,6 +162,8 @@ function staging(
 interface CacheEntry {
   readonly size: number;
   pins: number;
+  /** The pin link's creations and removals, in order; settled when the link is as `pins` says. */
+  linking: Promise<void>;
 }
 
 /** Storage without local paths: staging for writes, a bounded read-through cache for reads. */
@@ -163,10 +175,20 @@ class CachedFiles implements NativeFiles {
   readonly #downloads = new Map<string, Promise<void>>();
   #bytes = 0;
   #scanned: Promise<void> | undefined;
+  /**
+   * This instance's folder of pin links: a pinned file is read through a hard link here, which keeps it
+   * readable when another process sharing the cache directory evicts the file meanwhile.
+   */
+  readonly #pinFolder: string;
 
   constructor(storage: Storage, settings: CacheSettings) {
     this.storage = storage;
     this.#settings = settings;
+    this.#pinFolder = path.join(
+      settings.cacheDirectory,
+      PIN_FOLDERS,
+      `${process.pid}-${randomUUID().slice(0, 8)}`,
+    );
   }
 
   get readDirectories(): readonly string[] {
@@ -195,12 +217,9 @@ class CachedFiles implements NativeFiles {
   async readable(files: readonly FileToRead[]): Promise<ReadableFiles> {
     await this.#scan();
     const wanted = new Map(files.map((file) => [cacheName(file.location), file]));
-    const pinned: string[] = [];
+    const pinned: Array<{ name: string; entry: CacheEntry }> = [];
     const release = () => {
-      for (const name of pinned.splice(0)) {
-        const entry = this.#entries.get(name);
-        if (entry) entry.pins = Math.max(0, entry.pins - 1);
-      }
+      for (const { name, entry } of pinned.splice(0)) this.#unpin(name, entry);
     };
     try {
       const names = [...wanted.keys()];
@@ -208,11 +227,21 @@ class CachedFiles implements NativeFiles {
       const worker = async () => {
         while (next < names.length) {
           const name = names[next++]!;
-          // Checked and pinned in one step: another query may evict it between its download and here.
-          do await this.#ensure(name, wanted.get(name)!);
-          while (!this.#entries.has(name));
-          this.#pin(name);
-          pinned.push(name);
+          for (;;) {
+            // Checked and pinned in one step: another query may evict it between its download and here.
+            do await this.#ensure(name, wanted.get(name)!);
+            while (!this.#entries.has(name));
+            const entry = this.#pin(name);
+            try {
+              await entry.linking;
+              pinned.push({ name, entry });
+              break;
+            } catch {
+              // Evicted by another process before it was linked: download it again.
+              this.#unpin(name, entry);
+              this.#remove(name, entry);
+            }
+          }
         }
       };
       await Promise.all(Array.from({ length: Math.min(TRANSFERS_IN_FLIGHT, names.length) }, worker));
@@ -228,22 +257,25 @@ class CachedFiles implements NativeFiles {
           throw new TributaryError('INTERNAL', `${location} was not made readable before it was read`, {
             context: { location },
           });
-        return this.#pathOf(name);
+        return path.join(this.#pinFolder, `${name}.parquet`);
       },
       release,
     };
   }
 
   async forget(locations: readonly string[]): Promise<void> {
+    await this.#scan();
+    const pinFolders = await readdir(path.join(this.#settings.cacheDirectory, PIN_FOLDERS));
     for (const location of locations) {
       const name = cacheName(location);
       const entry = this.#entries.get(name);
-      if (entry) {
-        this.#entries.delete(name);
-        this.#bytes -= entry.size;
-      }
-      // Also a copy another process cached, which this one never saw.
+      if (entry) this.#remove(name, entry);
+      // Also a copy another process cached, which this one never saw, and every process's pin link.
       await rm(this.#pathOf(name), { force: true });
+      for (const folder of pinFolders)
+        await rm(path.join(this.#settings.cacheDirectory, PIN_FOLDERS, folder, `${name}.parquet`), {
+          force: true,
+        });
     }
   }
 
@@ -254,11 +286,9 @@ class CachedFiles implements NativeFiles {
   async #ensure(name: string, file: FileToRead): Promise<void> {
     const entry = this.#entries.get(name);
     if (entry) {
-      if (await exists(this.#pathOf(name))) return;
-      if (this.#entries.get(name) === entry) {
-        this.#entries.delete(name);
-        this.#bytes -= entry.size;
-      }
+      // Pinned, it is read through its pin link, which another process cannot evict.
+      if (entry.pins > 0 || (await exists(this.#pathOf(name)))) return;
+      this.#remove(name, entry);
     }
     let download = this.#downloads.get(name);
     if (!download) {
@@ -309,16 +339,40 @@ class CachedFiles implements NativeFiles {
 
   #add(name: string, size: number): void {
     if (this.#entries.has(name)) return;
-    this.#entries.set(name, { size, pins: 0 });
+    this.#entries.set(name, { size, pins: 0, linking: Promise.resolve() });
     this.#bytes += size;
   }
 
-  /** Pins a file and marks it the most recently used. */
-  #pin(name: string): void {
+  /** Forgets an entry (its file is gone or going), unless another has taken its place meanwhile. */
+  #remove(name: string, entry: CacheEntry): void {
+    if (this.#entries.get(name) !== entry) return;
+    this.#entries.delete(name);
+    this.#bytes -= entry.size;
+  }
+
+  /** Pins a file, marks it the most recently used, and links it into the pin folder when first pinned. */
+  #pin(name: string): CacheEntry {
     const entry = this.#entries.get(name)!;
     this.#entries.delete(name);
     this.#entries.set(name, entry);
-    entry.pins++;
+    if (entry.pins++ === 0) {
+      const pinned = path.join(this.#pinFolder, `${name}.parquet`);
+      entry.linking = entry.linking
+        .catch(() => undefined)
+        .then(() => link(this.#pathOf(name), pinned))
+        .catch((error: unknown) => {
+          // Already linked (a release's removal failed): the same immutable bytes.
+          if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        });
+    }
+    return entry;
+  }
+
+  #unpin(name: string, entry: CacheEntry): void {
+    entry.pins = Math.max(0, entry.pins - 1);
+    if (entry.pins > 0) return;
+    const pinned = path.join(this.#pinFolder, `${name}.parquet`);
+    entry.linking = entry.linking.catch(() => undefined).then(() => rm(pinned, { force: true }));
   }
 
   /** Removes least recently used unpinned files until the cache is within its limit. */
@@ -339,7 +393,12 @@ class CachedFiles implements NativeFiles {
   #scan(): Promise<void> {
     this.#scanned ??= (async () => {
       const directory = this.#settings.cacheDirectory;
-      await mkdir(directory, { recursive: true });
+      await mkdir(this.#pinFolder, { recursive: true });
+      // Pin folders of processes that ended: their links pin nothing any more.
+      for (const folder of await readdir(path.join(directory, PIN_FOLDERS))) {
+        if (!isAlive(Number.parseInt(folder, 10)))
+          await rm(path.join(directory, PIN_FOLDERS, folder), { recursive: true, force: true });
+      }
       const found: Array<{ name: string; size: number; usedMs: number }> = [];
       for (const file of await readdir(directory)) {
         const stats = await stat(path.join(directory, file)).catch(() => undefined);
@@ -368,6 +427,16 @@ async function exists(file: string): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+function isAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'; // alive, another user's
+  }
 }
 
 /** The cache's name of a file: the SHA-256 of its location, every spelling of an S3 location alike. */

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { S3Storage } from '../../src/storage/index.ts';
-import { tributary } from '../cli.ts';
+import { startCli, tributary } from '../cli.ts';
 import { useService } from '../services/index.ts';
 import { runPython, type PyicebergInfo } from '../services/pyiceberg.ts';
 import type { S3Info } from '../services/s3.ts';
@@ -161,6 +161,27 @@ describe('a project with its warehouse on S3', { skip: s3.skip || pyiceberg.skip
       await people(),
       expected.filter((p) => p.id !== 7),
     );
+  });
+
+  it('answers the query API from the S3 tables', async () => {
+    const created = JSON.parse(
+      await ok('keys', 'create', '--name', 'analyst', '--role', 'query', '--table', '*', '--json'),
+    ) as { key: string };
+    const serve = startCli(['serve', '--port', '0'], project, { env });
+    try {
+      const url = await serve.url;
+      const response = await fetch(`${url}/v1/query`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${created.key}` },
+        body: JSON.stringify({ sql: "select count(*)::int as n from bronze.clicks where user = 'u1'" }),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      assert.deepEqual(((await response.json()) as { rows: unknown[] }).rows, [{ n: 10 }]);
+      serve.child.kill('SIGTERM');
+      assert.equal(await serve.exited, 0, serve.stderr());
+    } finally {
+      serve.child.kill('SIGKILL');
+    }
   });
 
   it('pyiceberg reads the tables from S3 through the same SQL catalog', async () => {
