@@ -23,7 +23,7 @@ import { fileLocationOf, LocalStorage } from '../storage/index.ts';
 import { openEngine, type Engine } from './duckdb.ts';
 import { nativeFiles, type CacheSettings } from './native-files.ts';
 import { KeyIndex } from './operations/key-index.ts';
-import { compact, expireSnapshots } from './operations/maintenance.ts';
+import { compact, expireSnapshots, removeOrphanFiles } from './operations/maintenance.ts';
 import { append, deleteWhere, upsert } from './operations/write.ts';
 import { planFiles, planScan, scanSql } from './scan.ts';
 import { Table } from './table.ts';
@@ -273,6 +273,13 @@ describe('NativeFiles with a read cache', () => {
     const cached = readdirSync(cache.cacheDirectory).filter((name) => name.endsWith('.parquet'));
     assert.equal(cached.length, planFiles(plan).length);
     assert.deepEqual(readdirSync(cache.stagingDirectory), [], 'no staging left behind');
+    // An orphan that was read once leaves the cache with the file.
+    const orphan = { location: `${table.location}/data/orphan.parquet`, size: 4 };
+    await storage.write(orphan.location, new TextEncoder().encode('PAR1'));
+    (await table.files.readable([orphan])).release();
+    assert.ok(existsSync(path.join(cache.cacheDirectory, cacheName(orphan.location))));
+    assert.deepEqual(await removeOrphanFiles(table, { olderThanMs: Date.now() + 60_000 }), [orphan.location]);
+    assert.equal(existsSync(path.join(cache.cacheDirectory, cacheName(orphan.location))), false);
   });
 });
 

@@ -477,6 +477,7 @@ export async function removeOrphanFiles(table: Table, options: OrphanOptions = {
     orphans.push(file.location);
     if (!options.dryRun) await table.storage.delete(file.location);
   }
+  if (!options.dryRun) await table.files.forget(orphans);
   return orphans;
 }
 
