@@ -188,6 +188,40 @@ describe('segment files', () => {
     }
   });
 
+  it('keeps the retention another process gave a topic when a stale one ensures it without retention', async () => {
+    const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
+    const reader = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    const source = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+    try {
+      // The pipeline's process opened the log before its source created the topic with a retention.
+      await source.ensureTopic('cdc.shop', {
+        partitions: 2,
+        retentionMs: 7 * 86_400_000,
+        retentionBytes: 1e9,
+      });
+      const seen = await reader.ensureTopic('cdc.shop', { partitions: 1 });
+      assert.deepEqual(seen, {
+        name: 'cdc.shop',
+        partitions: 2,
+        retentionMs: 7 * 86_400_000,
+        retentionBytes: 1e9,
+      });
+      const again = await EmbeddedLog.open({ directory, retentionIntervalMs: 0 });
+      try {
+        assert.deepEqual(await again.describeTopic('cdc.shop'), seen);
+        // Asked by the process that knows the topic, no retention means none.
+        await again.ensureTopic('cdc.shop', { partitions: 2 });
+        assert.deepEqual(await again.describeTopic('cdc.shop'), { name: 'cdc.shop', partitions: 2 });
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await reader.close();
+      await source.close();
+      rmSync(directory, { recursive: true, force: true });
+    }
+  });
+
   it('says so when a segment file is missing', async () => {
     const directory = mkdtempSync(path.join(tmpdir(), 'embedded-log-'));
     try {

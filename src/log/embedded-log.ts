@@ -336,35 +336,40 @@ export class EmbeddedLog implements Log {
       }
       return existing.info;
     }
-    const { id, partitions } = inTransaction(this.#db, () => {
+    const { id, partitions, retention } = inTransaction(this.#db, () => {
       // Read under the write lock: another process may have created the topic since this one opened the log.
-      const stored = this.#db.prepare('select id, partitions from topics where name = ?').get(name) as
-        { id: number; partitions: number } | undefined;
+      const stored = this.#db
+        .prepare('select id, partitions, retention_ms, retention_bytes from topics where name = ?')
+        .get(name) as
+        | { id: number; partitions: number; retention_ms: number | null; retention_bytes: number | null }
+        | undefined;
       const partitions = Math.max(config.partitions, stored?.partitions ?? 0);
+      // A call that says no retention, on a topic another process created meanwhile, keeps that creator's
+      // (a pipeline that creates the topic it reads if absent must not undo its source's retention).
+      const keepStored =
+        stored !== undefined && config.retentionMs === undefined && config.retentionBytes === undefined;
+      const retention = {
+        retention_ms: keepStored ? stored.retention_ms : (config.retentionMs ?? null),
+        retention_bytes: keepStored ? stored.retention_bytes : (config.retentionBytes ?? null),
+      };
       let id = stored?.id;
       if (id === undefined) {
         const result = this.#db
           .prepare('insert into topics (name, partitions, retention_ms, retention_bytes) values (?, ?, ?, ?)')
-          .run(name, partitions, config.retentionMs ?? null, config.retentionBytes ?? null);
+          .run(name, partitions, retention.retention_ms, retention.retention_bytes);
         id = Number(result.lastInsertRowid);
       } else {
         this.#db
           .prepare('update topics set partitions = ?, retention_ms = ?, retention_bytes = ? where id = ?')
-          .run(partitions, config.retentionMs ?? null, config.retentionBytes ?? null, id);
+          .run(partitions, retention.retention_ms, retention.retention_bytes, id);
       }
       const addPartition = this.#db.prepare(
         'insert or ignore into partitions (topic_id, partition) values (?, ?)',
       );
       for (let p = 0; p < partitions; p++) addPartition.run(id, p);
-      return { id, partitions };
+      return { id, partitions, retention };
     });
-    const state = this.#loadTopic({
-      id,
-      name,
-      partitions,
-      retention_ms: config.retentionMs ?? null,
-      retention_bytes: config.retentionBytes ?? null,
-    });
+    const state = this.#loadTopic({ id, name, partitions, ...retention });
     this.#topics.set(name, state);
     return state.info;
   }

@@ -74,7 +74,11 @@ export interface ReadOptions {
 }
 
 export interface Log {
-  /** Creates the topic, or checks an existing one has at least `partitions` partitions. */
+  /**
+   * Creates the topic, or checks an existing one has at least `partitions` partitions, and gives it the
+   * retention of `config` (none: kept for ever). A process that asks for no retention on a topic that
+   * another process created since this one last looked leaves the creator's retention (embedded log).
+   */
   ensureTopic(name: string, config: TopicConfig): Promise<TopicInfo>;
   listTopics(): Promise<TopicInfo[]>;
   describeTopic(name: string): Promise<TopicInfo | undefined>;

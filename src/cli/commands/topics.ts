@@ -64,9 +64,9 @@ export function registerTopics(program: Command, context: () => CliContext): voi
       const project = context().loadProject();
       const log = await openProjectLog(project);
       try {
-        await log.ensureTopic(topic, {
-          partitions: (await log.describeTopic(topic))?.partitions ?? project.platform.log.partitions,
-        });
+        // Created when absent; an existing topic is left as it is (its retention is its stream's or source's).
+        if (!(await log.describeTopic(topic)))
+          await log.ensureTopic(topic, { partitions: project.platform.log.partitions });
         const input = createInterface({
           input: file ? createReadStream(file) : process.stdin,
           crlfDelay: Infinity,
