@@ -138,6 +138,14 @@ export function isAlive(pid: number): boolean {
   }
 }
 
+/** Stops a service's process: SIGTERM, then SIGKILL if it is still there after `graceMs`. */
+export async function stopProcess(pid: number, graceMs: number): Promise<void> {
+  if (!isAlive(pid)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; waited < graceMs && isAlive(pid); waited += 100) await sleep(100);
+  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+}
+
 /** A free TCP port on loopback. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -20,6 +20,7 @@ import {
   isAlive,
   run,
   runChecked,
+  stopProcess,
   ServiceUnavailable,
   type ServiceDefinition,
 } from './harness.ts';
@@ -201,9 +202,6 @@ export const kafka: ServiceDefinition<KafkaInfo> = {
   },
 
   async stop(info) {
-    if (!isAlive(info.pid)) return;
-    process.kill(info.pid, 'SIGTERM');
-    for (let i = 0; i < 150 && isAlive(info.pid); i += 1) await sleep(100);
-    if (isAlive(info.pid)) process.kill(info.pid, 'SIGKILL');
+    await stopProcess(info.pid, 15_000);
   },
 };

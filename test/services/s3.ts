@@ -21,6 +21,7 @@ import {
   installPythonVenv,
   isAlive,
   runChecked,
+  stopProcess,
   type ServiceDefinition,
 } from './harness.ts';
 
@@ -127,9 +128,6 @@ export const s3: ServiceDefinition<S3Info> = {
   },
 
   async stop(info) {
-    if (!isAlive(info.pid)) return;
-    process.kill(info.pid, 'SIGTERM');
-    for (let i = 0; i < 50 && isAlive(info.pid); i += 1) await sleep(100);
-    if (isAlive(info.pid)) process.kill(info.pid, 'SIGKILL');
+    await stopProcess(info.pid, 5_000);
   },
 };
